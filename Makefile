@@ -1,0 +1,56 @@
+# OrderFlow: every command installs what it needs into .venv from a clean clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.installed
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON := $(abspath $(BIN)/python)
+export UV_LINK_MODE := copy
+
+.PHONY: install demo up down test test-unit test-fast lint fmt bench chaos clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+
+$(STAMP): $(UV) pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --extra devstack
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/orderflow demo
+
+up: install
+	$(BIN)/orderflow dev up
+
+down: install
+	$(BIN)/orderflow dev down
+
+lint: install
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/mypy shared/src services/*/src
+
+test: install lint
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest -m unit
+
+bench: install
+	$(BIN)/python -m bench.run
+
+chaos: install
+	$(BIN)/python -m tests.chaos
+
+fmt: install
+	$(BIN)/ruff check --fix shared services tests bench
+	$(BIN)/ruff format shared services tests bench
+
+clean:
+	rm -rf $(VENV) var

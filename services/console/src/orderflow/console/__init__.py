@@ -1,0 +1,1 @@
+"""OrderFlow console service."""

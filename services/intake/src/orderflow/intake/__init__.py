@@ -1,0 +1,1 @@
+"""Intake: every channel's orders in, normalised to the canonical order, checked, deduplicated."""

@@ -1,0 +1,91 @@
+"""Intake's tables: the orders it has seen (for deduplication) and the product catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.contracts.events import ProductUpdated
+from orderflow.intake.domain import KnownOrder, Product
+
+metadata = sa.MetaData()
+orders = sa.Table(
+    "intake_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("payload_sha256", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+revisions = sa.Table(
+    "intake_revisions", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("payload_sha256", sa.Text, nullable=False),
+)
+products = sa.Table(
+    "intake_products", metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("unit_price", sa.Numeric(14, 2), nullable=False),
+    sa.Column("tax_rate", sa.Numeric(6, 4), nullable=False),
+    sa.Column("weight_kg", sa.Numeric(10, 3), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+
+class IntakeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_known(self, order_id: str) -> KnownOrder | None:
+        row = (await self.session.execute(
+            sa.select(orders.c.order_id, orders.c.revision, orders.c.status,
+                      orders.c.payload_sha256)
+            .where(orders.c.order_id == order_id).with_for_update()
+        )).first()
+        return KnownOrder(row.order_id, row.revision, row.status, row.payload_sha256) if row else None
+
+    async def add(self, *, order_id: str, channel: str, external_id: str, revision: int,
+                  status: str, fingerprint: str) -> bool:
+        """Record an order; False if a concurrent push recorded it first."""
+        result = await self.session.execute(
+            pg_insert(orders).values(order_id=order_id, channel=channel, external_id=external_id,
+                                     revision=revision, status=status, payload_sha256=fingerprint)
+            .on_conflict_do_nothing().returning(orders.c.order_id)
+        )
+        if result.first() is None:
+            return False
+        await self.session.execute(pg_insert(revisions).values(
+            order_id=order_id, revision=revision, payload_sha256=fingerprint
+        ).on_conflict_do_nothing())
+        return True
+
+    async def record_revision(self, order_id: str, revision: int, fingerprint: str) -> None:
+        await self.session.execute(
+            orders.update().where(orders.c.order_id == order_id)
+            .values(revision=revision, payload_sha256=fingerprint, updated_at=sa.func.now())
+        )
+        await self.session.execute(pg_insert(revisions).values(
+            order_id=order_id, revision=revision, payload_sha256=fingerprint
+        ).on_conflict_do_nothing())
+
+    async def catalogue(self, skus: Iterable[str]) -> dict[str, Product]:
+        rows = (await self.session.execute(
+            sa.select(products).where(products.c.sku.in_(list(set(skus))))
+        )).all()
+        return {r.sku: Product(r.sku, r.unit_price, r.tax_rate, r.weight_kg, r.active) for r in rows}
+
+    async def upsert_product(self, p: ProductUpdated) -> None:
+        values = {"sku": p.sku, "unit_price": p.unit_price, "tax_rate": p.tax_rate,
+                  "weight_kg": p.weight_kg, "active": p.active}
+        stmt = pg_insert(products).values(**values)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[products.c.sku],
+            set_={**{k: stmt.excluded[k] for k in values if k != "sku"}, "updated_at": sa.func.now()},
+        ))

@@ -1,0 +1,1 @@
+"""OrderFlow logistics service."""

@@ -1,0 +1,1 @@
+"""OrderFlow contracts: topics, events, the canonical order, money. Shared by every service."""

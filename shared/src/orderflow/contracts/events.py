@@ -1,0 +1,363 @@
+"""Integration events: frozen pydantic v2 models, named in the past tense.
+
+Every event travels as the JSON of its model in the Kafka value, keyed by the order id (connectors
+key ``order.inbound`` by ``<channel>:<external id>``), with the headers of ``headers.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orderflow.contracts.money import Amount
+from orderflow.contracts.order import CanonicalOrder, Customer, OrderTotals
+
+
+class Event(BaseModel):
+    """Base of every integration event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    EVENT_TYPE: ClassVar[str] = ""
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    def key(self) -> str:
+        """The Kafka key: the order id (master-data events override it)."""
+        order_id = getattr(self, "order_id", None)
+        if not order_id:
+            raise ValueError(f"{type(self).__name__} has no order_id to key by")
+        return str(order_id)
+
+
+class Reason(BaseModel):
+    """A machine-readable reason: why an order was rejected or held, or a message dead-lettered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="Stable machine-readable code, e.g. quantity_not_positive")
+    field: str | None = Field(default=None, description="The offending field's path, if any")
+    message: str = Field(description="Plain words for a person")
+
+
+class RuleOutcome(BaseModel):
+    """One rule a decision evaluated, with its outcome and the figures it used."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    passed: bool
+    figures: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+
+
+# --- intake -----------------------------------------------------------------------------------
+
+
+class OrderSubmitted(Event):
+    """A connector's raw order on ``order.inbound``, in its platform's own format."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderSubmitted"
+
+    channel: str = Field(min_length=1, max_length=32, description="canonical, shopify, douyin, csv")
+    external_id: str = Field(min_length=1, max_length=128)
+    received_at: datetime
+    payload: Any = Field(description="The platform's order exactly as it arrived")
+
+    def key(self) -> str:
+        return f"{self.channel}:{self.external_id}"
+
+
+class OrderReceived(Event):
+    """Intake accepted an order: normalised, checked, totals recomputed."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderReceived"
+
+    order_id: str
+    channel: str
+    external_id: str
+    order: CanonicalOrder
+    totals: OrderTotals
+
+
+class OrderRejected(Event):
+    """An order refused, by intake (form, catalogue, totals) or review, with reasons."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderRejected"
+
+    order_id: str
+    channel: str
+    external_id: str
+    stage: Literal["intake", "review"]
+    reasons: tuple[Reason, ...] = Field(min_length=1)
+    customer: Customer | None = None
+    decided_by: str | None = None
+    comment: str | None = None
+
+
+class OrderRevisionReceived(Event):
+    """A connector re-pushed a newer revision of an order intake already has (a change request)."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderRevisionReceived"
+
+    order_id: str
+    channel: str
+    external_id: str
+    previous_revision: int
+    revision: int
+    order: CanonicalOrder
+
+
+# --- review -----------------------------------------------------------------------------------
+
+HoldCode = Literal[
+    "credit_limit",
+    "overdue",
+    "prepayment_due",
+    "price_deviation",
+    "promo_invalid",
+    "date_infeasible",
+    "manager_approval",
+    "blocked_customer",
+]
+
+
+class HoldReason(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: HoldCode
+    message: str
+    figures: dict[str, str] = Field(default_factory=dict)
+
+
+class OrderHeld(Event):
+    """Review held an order for a person or for money."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderHeld"
+
+    order_id: str
+    reasons: tuple[HoldReason, ...] = Field(min_length=1)
+    rules: tuple[RuleOutcome, ...] = ()
+    customer: Customer | None = None
+    amount_due: Amount | None = None
+    currency: str | None = None
+
+
+class OrderApproved(Event):
+    """Review approved an order (automatically, or a reviewer did)."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderApproved"
+
+    order_id: str
+    channel: str
+    external_id: str
+    order: CanonicalOrder
+    totals: OrderTotals
+    approved_by: str = Field(description="'auto' or the reviewer's user name")
+    comment: str | None = None
+    rules: tuple[RuleOutcome, ...] = ()
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+class ReservedLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    warehouse_id: str
+    quantity: int = Field(gt=0)
+
+
+class ShortLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    ordered: int
+    reserved: int
+    short: int
+
+
+class StockReserved(Event):
+    """Inventory set the order's goods aside, in one or more warehouses."""
+
+    EVENT_TYPE: ClassVar[str] = "StockReserved"
+
+    order_id: str
+    order: CanonicalOrder
+    reservations: tuple[ReservedLine, ...] = Field(min_length=1)
+    filled_in_full_first_attempt: bool = Field(
+        description="True when every line was reserved in full at the first attempt (fill rate)"
+    )
+    from_backorder: bool = False
+
+
+class StockBackordered(Event):
+    """Inventory could not fill the order now; it waits in the backorder queue."""
+
+    EVENT_TYPE: ClassVar[str] = "StockBackordered"
+
+    order_id: str
+    short_lines: tuple[ShortLine, ...] = Field(min_length=1)
+    customer: Customer | None = None
+    expected_date: date | None = None
+
+
+class StockReleased(Event):
+    EVENT_TYPE: ClassVar[str] = "StockReleased"
+
+    order_id: str
+    reservations: tuple[ReservedLine, ...]
+    reason: str
+
+
+# --- logistics --------------------------------------------------------------------------------
+
+
+class ShipmentDispatched(Event):
+    """A shipment left a warehouse with a carrier and a tracking number."""
+
+    EVENT_TYPE: ClassVar[str] = "ShipmentDispatched"
+
+    order_id: str
+    shipment_id: str
+    warehouse_id: str
+    carrier: str
+    service: str
+    tracking_number: str
+    lines: tuple[ReservedLine, ...]
+    weight_kg: Amount
+    dispatched_at: datetime
+    promised_date: date
+    requested_date: date | None = None
+    misses_requested_date: bool = False
+    rule: str = Field(default="", description="The carrier rule that chose this service")
+    shipment_count: int = Field(default=1, description="How many shipments the order has")
+
+
+class ShipmentDelivered(Event):
+    EVENT_TYPE: ClassVar[str] = "ShipmentDelivered"
+
+    order_id: str
+    shipment_id: str
+    delivered_at: datetime
+    on_time: bool
+    order_delivered: bool = Field(description="True when every shipment of the order is delivered")
+
+
+class ShipmentDelayed(Event):
+    EVENT_TYPE: ClassVar[str] = "ShipmentDelayed"
+
+    order_id: str
+    shipment_id: str
+    reason: str
+    promised_date: date
+    expected_date: date | None = None
+
+
+# --- notify -----------------------------------------------------------------------------------
+
+
+class NotificationRecorded(Event):
+    """Notify recorded what it did with one customer-facing event on one channel."""
+
+    EVENT_TYPE: ClassVar[str] = "NotificationRecorded"
+
+    order_id: str
+    source_event_id: str
+    source_event_type: str
+    channel: str
+    status: Literal["sent", "failed", "suppressed", "recorded"]
+    detail: str = ""
+
+
+# --- master data ------------------------------------------------------------------------------
+
+
+class ProductUpdated(Event):
+    EVENT_TYPE: ClassVar[str] = "ProductUpdated"
+
+    sku: str
+    name: str
+    spec: str = ""
+    unit_price: Amount
+    currency: str
+    tax_rate: Decimal = Field(ge=0, le=1)
+    weight_kg: Decimal = Field(ge=0)
+    active: bool = True
+    reorder_point: int = 0
+
+    def key(self) -> str:
+        return self.sku
+
+
+class CustomerUpdated(Event):
+    EVENT_TYPE: ClassVar[str] = "CustomerUpdated"
+
+    customer_id: str
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    language: str = "zh-CN"
+    credit_limit: Amount
+    currency: str
+    payment_terms: str
+    open_receivables: Amount = Decimal("0")
+    overdue_amount: Amount = Decimal("0")
+    overdue_days: int = 0
+    blocked: bool = False
+    preferred_channel: str = "email"
+    opt_out_marketing: bool = False
+
+    def key(self) -> str:
+        return self.customer_id
+
+
+class WarehouseUpdated(Event):
+    EVENT_TYPE: ClassVar[str] = "WarehouseUpdated"
+
+    warehouse_id: str
+    name: str
+    province: str
+    city: str
+
+    def key(self) -> str:
+        return self.warehouse_id
+
+
+class StockReceived(Event):
+    """A receipt of goods into a warehouse: adds to on-hand."""
+
+    EVENT_TYPE: ClassVar[str] = "StockReceived"
+
+    warehouse_id: str
+    sku: str
+    quantity: int = Field(gt=0)
+    reference: str = ""
+
+    def key(self) -> str:
+        return self.sku
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    OrderSubmitted,
+    OrderReceived,
+    OrderRejected,
+    OrderRevisionReceived,
+    OrderHeld,
+    OrderApproved,
+    StockReserved,
+    StockBackordered,
+    StockReleased,
+    ShipmentDispatched,
+    ShipmentDelivered,
+    ShipmentDelayed,
+    NotificationRecorded,
+    ProductUpdated,
+    CustomerUpdated,
+    WarehouseUpdated,
+    StockReceived,
+)
+EVENTS_BY_TYPE: dict[str, type[Event]] = {e.EVENT_TYPE: e for e in ALL_EVENTS}

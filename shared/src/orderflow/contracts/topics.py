@@ -1,0 +1,85 @@
+"""The topic catalogue, as code: name, partitions, key, value model, dead-letter topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orderflow.contracts import events as ev
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    model: type[ev.Event]
+    partitions: int
+    key: str
+    description: str
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}.dlq"
+
+
+MAIN_PARTITIONS = 6
+
+ORDER_INBOUND = Topic("order.inbound", ev.OrderSubmitted, MAIN_PARTITIONS,
+                      "<channel>:<external id>", "Raw orders pushed by channel connectors")
+ORDER_RECEIVED = Topic("order.received", ev.OrderReceived, MAIN_PARTITIONS, "order id",
+                       "Orders intake normalised and accepted")
+ORDER_REJECTED = Topic("order.rejected", ev.OrderRejected, 3, "order id",
+                       "Orders refused by intake or review, with reasons")
+ORDER_REVISED = Topic("order.revision-received", ev.OrderRevisionReceived, 3, "order id",
+                      "Newer revisions of known orders re-pushed by a connector")
+ORDER_HELD = Topic("order.held", ev.OrderHeld, 3, "order id",
+                   "Orders held by review for a person or for money")
+ORDER_APPROVED = Topic("order.approved", ev.OrderApproved, MAIN_PARTITIONS, "order id",
+                       "Orders review approved")
+STOCK_RESERVED = Topic("stock.reserved", ev.StockReserved, MAIN_PARTITIONS, "order id",
+                       "Orders whose goods inventory set aside")
+STOCK_BACKORDERED = Topic("stock.backordered", ev.StockBackordered, 3, "order id",
+                          "Orders waiting for stock")
+STOCK_RELEASED = Topic("stock.released", ev.StockReleased, 3, "order id",
+                       "Reservations given back")
+SHIPMENT_DISPATCHED = Topic("shipment.dispatched", ev.ShipmentDispatched, MAIN_PARTITIONS,
+                            "order id", "Shipments handed to a carrier")
+SHIPMENT_DELIVERED = Topic("shipment.delivered", ev.ShipmentDelivered, 3, "order id",
+                           "Shipments the customer signed for")
+SHIPMENT_DELAYED = Topic("shipment.delayed", ev.ShipmentDelayed, 3, "order id",
+                         "Shipments that will miss or missed their promised date")
+NOTIFICATION_RECORDED = Topic("notification.recorded", ev.NotificationRecorded, 3, "order id",
+                              "What notify did with each customer-facing event")
+PRODUCT_UPDATED = Topic("product.updated", ev.ProductUpdated, 1, "sku", "Product master data")
+CUSTOMER_UPDATED = Topic("customer.updated", ev.CustomerUpdated, 1, "customer id",
+                         "Customer master data and credit profile")
+WAREHOUSE_UPDATED = Topic("warehouse.updated", ev.WarehouseUpdated, 1, "warehouse id",
+                          "Warehouse master data")
+STOCK_RECEIVED = Topic("stock.received", ev.StockReceived, 3, "sku", "Goods received into stock")
+
+CATALOGUE: tuple[Topic, ...] = (
+    ORDER_INBOUND,
+    ORDER_RECEIVED,
+    ORDER_REJECTED,
+    ORDER_REVISED,
+    ORDER_HELD,
+    ORDER_APPROVED,
+    STOCK_RESERVED,
+    STOCK_BACKORDERED,
+    STOCK_RELEASED,
+    SHIPMENT_DISPATCHED,
+    SHIPMENT_DELIVERED,
+    SHIPMENT_DELAYED,
+    NOTIFICATION_RECORDED,
+    PRODUCT_UPDATED,
+    CUSTOMER_UPDATED,
+    WAREHOUSE_UPDATED,
+    STOCK_RECEIVED,
+)
+BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
+TOPIC_OF_EVENT: dict[type[ev.Event], Topic] = {t.model: t for t in CATALOGUE}
+
+
+def all_topic_names() -> list[tuple[str, int]]:
+    """Every topic to create, with its partitions: the catalogue and one DLQ per topic."""
+    names = [(t.name, t.partitions) for t in CATALOGUE]
+    names += [(t.dlq, 1) for t in CATALOGUE]
+    return names

@@ -1,0 +1,193 @@
+"""The local stack: infrastructure (embedded, or external from the environment), topics, and every
+service as its own OS process, restarted if it crashes, stopped in order at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orderflow.contracts.topics import all_topic_names
+from orderflow.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
+from orderflow.devstack.processes import spawn, stop, wait_until
+from orderflow.runtime.retry import retry_transient
+from orderflow.runtime.service import create_topics
+from orderflow.runtime.settings import KafkaSettings
+
+ALL_SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
+HTTP_PORTS = {"console": 8080, "intake": 8081, "review": 8082, "inventory": 8083,
+              "logistics": 8084, "notify": 8085}
+
+
+def available_services() -> list[str]:
+    return [s for s in ALL_SERVICES if importlib.util.find_spec(f"orderflow.{s}") is not None
+            and importlib.util.find_spec(f"orderflow.{s}.__main__") is not None]
+
+
+def project_root() -> Path:
+    """The checkout's root (where ``var/`` lives): the nearest folder with a Makefile."""
+    here = Path.cwd().resolve()
+    for candidate in [here, *here.parents]:
+        if (candidate / "Makefile").exists() and (candidate / "shared").is_dir():
+            return candidate
+    return here
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    replica: int
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.name if self.replica == 0 else f"{self.name}-{self.replica}"
+
+
+@dataclass
+class Stack:
+    root: Path
+    services: list[str] = field(default_factory=available_services)
+    replicas: dict[str, int] = field(default_factory=dict)
+    fixed_ports: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    fresh: bool = False
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    database_url: str = ""
+    bootstrap: str = ""
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    # -- infrastructure -------------------------------------------------------------------------
+    def start_infrastructure(self) -> None:
+        self.root = self.root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        external_db = os.environ.get("DATABASE_URL")
+        external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if external_db:
+            self.database_url = external_db
+        else:
+            if self.fresh:
+                import shutil
+
+                shutil.rmtree(self.root / "postgres", ignore_errors=True)
+            self.postgres = EmbeddedPostgres(self.root / "postgres")
+            self.postgres.start(55432 if self.fixed_ports else 0)
+            self.database_url = self.postgres.url
+        if external_kafka:
+            self.bootstrap = external_kafka
+        else:
+            self.broker = EmbeddedBroker(self.root)
+            self.broker.start(19092 if self.fixed_ports else 0)
+            self.bootstrap = self.broker.bootstrap
+        asyncio.run(self._create_topics())
+
+    async def _create_topics(self) -> None:
+        kafka = KafkaSettings(bootstrap_servers=self.bootstrap)
+        await retry_transient(lambda: create_topics(kafka, all_topic_names()),
+                              what="create topics", max_attempts=20)
+
+    @property
+    def embedded(self) -> dict[str, bool]:
+        return {"postgres": self.postgres is not None, "broker": self.broker is not None}
+
+    # -- services -------------------------------------------------------------------------------
+    def service_env(self, sp: ServiceProcess) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": self.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ORDERFLOW_HTTP_PORT": str(sp.port),
+            "ORDERFLOW_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start_services(self) -> None:
+        from orderflow.devstack.processes import free_port
+
+        for name in self.services:
+            for replica in range(self.replicas.get(name, 1)):
+                preferred = HTTP_PORTS.get(name, 0) + 100 * replica if self.fixed_ports else 0
+                sp = ServiceProcess(name, replica, free_port(preferred))
+                self.processes.append(sp)
+                self.launch(sp)
+
+    def launch(self, sp: ServiceProcess) -> None:
+        sp.proc = spawn([sys.executable, "-m", f"orderflow.{sp.name}"],
+                        log_path=self.root / "logs" / f"{sp.label}.log", env=self.service_env(sp))
+        sp.started_at = time.monotonic()
+
+    def healthy(self, sp: ServiceProcess) -> bool:
+        if sp.proc is None or sp.proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{sp.port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        def all_up() -> bool:
+            for sp in self.processes:
+                if sp.proc is not None and sp.proc.poll() is not None:
+                    log = self.root / "logs" / f"{sp.label}.log"
+                    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                    raise RuntimeError(f"service {sp.label} exited with {sp.proc.returncode}:\n{tail}")
+            return all(self.healthy(sp) for sp in self.processes)
+
+        wait_until(all_up, timeout=timeout, what="every service to report healthy", interval=0.3)
+
+    def supervise(self) -> list[str]:
+        """Restart crashed services (with a pause); returns the labels restarted."""
+        restarted = []
+        for sp in self.processes:
+            if sp.proc is not None and sp.proc.poll() is not None:
+                if time.monotonic() - sp.started_at < 2.0 * (sp.restarts + 1):
+                    continue
+                sp.restarts += 1
+                self.launch(sp)
+                restarted.append(sp.label)
+        return restarted
+
+    def find(self, label: str) -> ServiceProcess:
+        for sp in self.processes:
+            if sp.label == label:
+                return sp
+        raise KeyError(label)
+
+    # -- state and shutdown ---------------------------------------------------------------------
+    def write_state(self, path: Path) -> None:
+        path.write_text(json.dumps({
+            "supervisor_pid": os.getpid(),
+            "database_url": self.database_url,
+            "kafka_bootstrap_servers": self.bootstrap,
+            "embedded": self.embedded,
+            "services": {sp.label: {"pid": sp.proc.pid if sp.proc else None, "port": sp.port}
+                         for sp in self.processes},
+        }, indent=2))
+
+    def stop_services(self) -> None:
+        for sp in self.processes:  # ask all at once, then wait for each
+            if sp.proc is not None and sp.proc.poll() is None:
+                sp.proc.terminate()
+        for sp in self.processes:
+            stop(sp.proc, timeout=30)
+
+    def stop(self) -> None:
+        self.stop_services()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()

@@ -1,0 +1,298 @@
+"""Batch consumption with exactly-once effects.
+
+For each batch the broker hands a subscriber:
+
+1. every record is decoded and validated on its own; one that can never succeed (oversized,
+   undecodable, wrong shape, unknown schema version) is staged for ``<topic>.dlq`` with its reason;
+2. one database transaction claims the batch's ``event_id`` s in the inbox (a redelivered event is
+   skipped), runs the handler for each new event, writes the outbox, and commits; a handler that
+   raises a permanent error has its event dead-lettered (the batch is re-run with a savepoint per
+   event, so the others still apply), a transient error (database away) is retried with backoff;
+3. only then are the batch's offsets committed, explicitly, per partition.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+import structlog
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from orderflow.contracts.events import Event
+from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.topics import Topic
+from orderflow.runtime import metrics
+from orderflow.runtime.retry import is_transient, retry_transient
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+inbox_metadata = sa.MetaData()
+inbox_table = sa.Table(
+    "inbox",
+    inbox_metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+)
+
+Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
+_INBOUND_NAMESPACE = uuid.UUID("5f0c2a4e-7d1b-4b8e-9a57-0f1e2d3c4b5a")
+
+
+class Record(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class OffsetCommitter(Protocol):
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Poison:
+    record: Record
+    reason: str
+    error: str
+
+
+@dataclass
+class Subscription:
+    """One topic a service consumes and the handler that applies its events."""
+
+    topic: Topic
+    handler: Handler
+    description: str = ""
+    accept_versions: frozenset[int] = frozenset({1})
+    headerless: bool = False  # connectors' raw messages may come without our headers
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def format_validation_error(exc: ValidationError, limit: int = 8) -> str:
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
+
+
+def decode(record: Record, subscription: Subscription, max_bytes: int) -> IncomingEvent[Any] | Poison:
+    """Decode one record, or say in plain words why it can never be applied."""
+    value = record.value or b""
+    raw_headers = tuple((k, bytes(v) if v is not None else b"") for k, v in (record.headers or ()))
+    if len(value) > max_bytes:
+        return Poison(record, "payload_too_large", f"{len(value)} bytes > limit {max_bytes}")
+    model = subscription.topic.model
+    try:
+        headers = EventHeaders.from_kafka(raw_headers)
+    except ValueError as exc:
+        if not subscription.headerless:
+            return Poison(record, "bad_headers", str(exc))
+        headers = EventHeaders(
+            event_id=str(uuid.uuid5(_INBOUND_NAMESPACE,
+                                    f"{record.topic}/{record.partition}/{record.offset}")),
+            event_type=model.EVENT_TYPE,
+            schema_version=model.SCHEMA_VERSION,
+            occurred_at=datetime.now(UTC),
+            producer="connector",
+            correlation_id=(record.key or b"").decode("utf-8", "replace"),
+        )
+    if headers.event_type != model.EVENT_TYPE:
+        return Poison(record, "unexpected_event_type",
+                      f"{record.topic} carries {model.EVENT_TYPE}, not {headers.event_type!r}")
+    if headers.schema_version not in subscription.accept_versions:
+        accepted = ", ".join(str(v) for v in sorted(subscription.accept_versions))
+        return Poison(record, "unknown_schema_version",
+                      f"schema_version {headers.schema_version} is not one of {accepted}")
+    try:
+        event = model.model_validate_json(value)
+    except ValidationError as exc:
+        if any(e.get("type") == "json_invalid" for e in exc.errors(include_input=False)):
+            return Poison(record, "malformed_json", format_validation_error(exc))
+        return Poison(record, "invalid_payload", format_validation_error(exc))
+    key = record.key.decode("utf-8", "replace") if record.key is not None else None
+    return IncomingEvent(record.topic, record.partition, record.offset, key, headers, event,
+                         value, raw_headers)
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+class BatchProcessor:
+    """Applies batches that may mix records of every topic the service subscribes to."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        subscriptions: Sequence[Subscription],
+        engine: AsyncEngine,
+        max_bytes: int,
+        after_commit: Callable[[], None] = lambda: None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.service = service
+        self.subscriptions = {sub.topic.name: sub for sub in subscriptions}
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.max_bytes = max_bytes
+        self.after_commit = after_commit
+        self.stopping = stopping
+        self.topic = ",".join(self.subscriptions)
+
+    async def process(self, records: Sequence[Record], committer: OffsetCommitter | None) -> None:
+        if not records:
+            return
+        started = time.perf_counter()
+        decoded: list[IncomingEvent[Any]] = []
+        poison: list[Poison] = []
+        for record in records:
+            subscription = self.subscriptions.get(record.topic)
+            if subscription is None:  # pragma: no cover - the consumer only subscribes to these
+                poison.append(Poison(record, "unexpected_topic", f"not subscribed to {record.topic}"))
+                continue
+            item = decode(record, subscription, self.max_bytes)
+            if isinstance(item, Poison):
+                poison.append(item)
+            else:
+                decoded.append(item)
+        outcome: dict[tuple[str, str], int] = await retry_transient(
+            lambda: self._apply(decoded, poison, careful=False),
+            what=f"apply batch from {self.topic}",
+            stopping=self.stopping,
+        )
+        self.after_commit()
+        if committer is not None:
+            await self._commit_offsets(records, committer)
+        for (topic, name), count in outcome.items():
+            if count:
+                metrics.MESSAGES_CONSUMED.labels(self.service, topic, name).inc(count)
+        metrics.BATCH_SECONDS.labels(self.service, self.topic).observe(time.perf_counter() - started)
+
+    async def _commit_offsets(self, records: Sequence[Record], committer: OffsetCommitter) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            await committer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # the group rebalanced: the new owner will see these again, and the inbox skips them
+            log.warning("offset commit failed; the batch will be redelivered and skipped",
+                        topic=self.topic, error=str(exc)[:300])
+
+    async def _apply(self, decoded: list[IncomingEvent[Any]], poison: list[Poison], *,
+                     careful: bool) -> dict[tuple[str, str], int]:
+        try:
+            return await self._transaction(decoded, poison, careful=careful)
+        except _HandlerFailed as failed:
+            if careful:  # pragma: no cover - careful mode catches per event
+                raise failed.error from failed
+            log.warning("a handler failed; re-running the batch one event at a time",
+                        topic=self.topic, error=f"{type(failed.error).__name__}: {failed.error}"[:300])
+            return await self._transaction(decoded, poison, careful=True)
+
+    async def _transaction(self, decoded: list[IncomingEvent[Any]], poison: list[Poison], *,
+                           careful: bool) -> dict[tuple[str, str], int]:
+        outcome: dict[tuple[str, str], int] = defaultdict(int)
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, self.service)
+            fresh = await self._claim(session, decoded)
+            fresh_ids = {f.headers.event_id for f in fresh}
+            for d in decoded:
+                if d.headers.event_id not in fresh_ids:
+                    outcome[(d.topic, "duplicate")] += 1
+            for index, incoming in enumerate(fresh):
+                handler = self.subscriptions[incoming.topic].handler
+                uow.current = incoming
+                structlog.contextvars.bind_contextvars(
+                    event_id=incoming.headers.event_id, order_id=incoming.key,
+                    topic=incoming.topic, partition=incoming.partition, offset=incoming.offset,
+                )
+                try:
+                    if not careful:
+                        try:
+                            await handler(uow, incoming)
+                        except Exception as exc:
+                            if is_transient(exc):
+                                raise
+                            raise _HandlerFailed(index, exc) from exc
+                        outcome[(incoming.topic, "applied")] += 1
+                        continue
+                    mark = uow.mark()
+                    try:
+                        async with session.begin_nested():
+                            await handler(uow, incoming)
+                        outcome[(incoming.topic, "applied")] += 1
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        uow.rollback_to(mark)
+                        await session.execute(
+                            sa.delete(inbox_table).where(
+                                inbox_table.c.event_id == uuid.UUID(incoming.headers.event_id)
+                            )
+                        )
+                        self._dead_letter(uow, incoming.topic, incoming.key, incoming.raw_value,
+                                          incoming.raw_headers, "handler_error",
+                                          f"{type(exc).__name__}: {exc}")
+                        log.error("handler failed; event dead-lettered",
+                                  error=f"{type(exc).__name__}: {exc}"[:500])
+                        outcome[(incoming.topic, "dead_lettered")] += 1
+                finally:
+                    structlog.contextvars.unbind_contextvars(
+                        "event_id", "order_id", "topic", "partition", "offset")
+            uow.current = None
+            for p in poison:
+                key = p.record.key.decode("utf-8", "replace") if p.record.key is not None else None
+                self._dead_letter(uow, p.record.topic, key, p.record.value or b"",
+                                  tuple(p.record.headers or ()), p.reason, p.error)
+                log.warning("message dead-lettered", topic=p.record.topic,
+                            partition=p.record.partition, offset=p.record.offset,
+                            reason=p.reason, error=p.error[:300])
+                outcome[(p.record.topic, "dead_lettered")] += 1
+            await uow.flush()
+        return outcome
+
+    def _dead_letter(self, uow: UnitOfWork, topic: str, key: str | None, value: bytes,
+                     headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:
+        uow.dead_letter(topic=topic, key=key.encode() if key is not None else None, value=value,
+                        headers=headers, reason=reason, error=error)
+        metrics.DEAD_LETTERS.labels(self.service, topic, reason).inc()
+
+    async def _claim(self, session: Any, decoded: list[IncomingEvent[Any]]) -> list[IncomingEvent[Any]]:
+        """Insert the batch's event ids into the inbox; return the events seen for the first time."""
+        if not decoded:
+            return []
+        rows = [{"event_id": uuid.UUID(d.headers.event_id), "topic": d.topic,
+                 "event_type": d.headers.event_type} for d in decoded]
+        stmt = (pg_insert(inbox_table).values(rows).on_conflict_do_nothing()
+                .returning(inbox_table.c.event_id))
+        new_ids = {str(r) for r in (await session.execute(stmt)).scalars()}
+        fresh, seen = [], set()
+        for d in decoded:
+            if d.headers.event_id in new_ids and d.headers.event_id not in seen:
+                seen.add(d.headers.event_id)
+                fresh.append(d)
+        return fresh

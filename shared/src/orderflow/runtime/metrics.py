@@ -1,0 +1,29 @@
+"""Prometheus metrics, with the same names in every service (label ``service``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_CONSUMED = Counter(
+    "orderflow_messages_consumed_total",
+    "Messages consumed, by outcome (applied, duplicate, dead_lettered)",
+    ["service", "topic", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "orderflow_batch_seconds",
+    "Time to apply one consumed batch, transaction and commit included",
+    ["service", "topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter(
+    "orderflow_events_published_total", "Events the outbox relay published", ["service", "topic"]
+)
+OUTBOX_BACKLOG = Gauge(
+    "orderflow_outbox_backlog", "Outbox rows not yet published (at the last relay pass)", ["service"]
+)
+DEAD_LETTERS = Counter(
+    "orderflow_dead_letters_total", "Messages sent to a DLQ, by reason", ["service", "topic", "reason"]
+)
+TRANSIENT_RETRIES = Counter(
+    "orderflow_transient_retries_total", "Transient faults retried", ["service", "what"]
+)

@@ -1,0 +1,202 @@
+"""The transactional outbox and its relay.
+
+A handler stages its outgoing events as rows of ``outbox`` in the same transaction as its state
+change; the relay publishes unpublished rows in id order and marks them published. A crash between
+commit and publish loses nothing (the rows are still there); a crash between publish and mark
+publishes again, which consumers' inboxes absorb (same ``event_id``).
+
+Only one relay per service publishes at a time (a PostgreSQL advisory lock), so events of one key
+keep their order even with several replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from orderflow.runtime import metrics
+from orderflow.runtime.retry import is_transient
+
+log = structlog.get_logger(__name__)
+
+metadata = sa.MetaData()
+outbox_table = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.LargeBinary),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]]
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "key": self.key,
+            "value": self.value,
+            "headers": [[k, v.decode("utf-8", "replace")] for k, v in self.headers],
+        }
+
+
+async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
+    """Write messages to the outbox within the caller's transaction."""
+    if messages:
+        await session.execute(outbox_table.insert(), [m.row() for m in messages])
+
+
+def make_producer(client_kwargs: dict[str, Any], *, client_id: str) -> AIOKafkaProducer:
+    # enable_idempotence stays off: the embedded broker's InitProducerId fails (DESIGN.md);
+    # ordering holds because aiokafka sends one batch per partition at a time.
+    return AIOKafkaProducer(
+        **client_kwargs,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        max_request_size=2 * 1024 * 1024,
+        request_timeout_ms=15_000,
+    )
+
+
+class OutboxRelay:
+    """Publishes the outbox of one service schema, in order, and marks rows published."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        *,
+        service: str,
+        batch_size: int = 1000,
+        poll_interval_s: float = 0.5,
+        retention_s: float = 3600.0,
+    ) -> None:
+        self.engine = engine
+        self.producer = producer
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.retention_s = retention_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.published = 0
+
+    def wake(self) -> None:
+        """Tell the relay there is something new (called after a commit in this process)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Publish what is left, then return from ``run``."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        lock_key = f"orderflow-outbox:{self.service}"
+        while not self._stopping:
+            try:
+                async with self.engine.connect() as conn:
+                    got = (await conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:k))"),
+                                              {"k": lock_key})).scalar()
+                    await conn.commit()
+                    if not got:
+                        await self._sleep(self.poll_interval_s * 4)
+                        continue
+                    log.info("outbox relay is the leader", service=self.service)
+                    try:
+                        await self._lead(conn)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"),
+                                               {"k": lock_key})
+                            await conn.commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("outbox relay failed; restarting it", service=self.service)
+                else:
+                    log.warning("outbox relay lost the database or broker; retrying",
+                                error=f"{type(exc).__name__}: {exc}"[:300])
+                metrics.TRANSIENT_RETRIES.labels(self.service, "outbox relay").inc()
+                await self._sleep(1.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _lead(self, conn: AsyncConnection) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            sent = await self.publish_batch(conn)
+            if sent:
+                continue
+            if self._stopping:
+                return
+            if loop.time() - last_purge > 60:
+                await conn.execute(
+                    sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)"),
+                    {"s": self.retention_s},
+                )
+                await conn.commit()
+                last_purge = loop.time()
+            await self._sleep(self.poll_interval_s)
+
+    async def publish_batch(self, conn: AsyncConnection) -> int:
+        rows = (
+            await conn.execute(
+                sa.text(
+                    "SELECT id, topic, key, value, headers FROM outbox "
+                    "WHERE published_at IS NULL ORDER BY id LIMIT :n"
+                ),
+                {"n": self.batch_size},
+            )
+        ).all()
+        await conn.commit()
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(len(rows))
+        if not rows:
+            return 0
+        futures = []
+        for row in rows:
+            headers = row.headers if isinstance(row.headers, list) else orjson.loads(row.headers)
+            futures.append(
+                await self.producer.send(
+                    row.topic,
+                    value=bytes(row.value),
+                    key=bytes(row.key) if row.key is not None else None,
+                    headers=[(k, v.encode()) for k, v in headers],
+                )
+            )
+        await asyncio.gather(*futures)
+        ids = [row.id for row in rows]
+        await conn.execute(
+            sa.text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"), {"ids": ids}
+        )
+        await conn.commit()
+        for row in rows:
+            metrics.EVENTS_PUBLISHED.labels(self.service, row.topic).inc()
+        self.published += len(rows)
+        return len(rows)

@@ -1,0 +1,214 @@
+"""The composition root every service uses: ``ServiceDefinition`` says what a service is (its
+subscriptions, migrations, routers, background tasks); ``run_service`` wires the settings, logging,
+database, broker, outbox relay and HTTP side, and shuts it all down gracefully on SIGTERM/SIGINT:
+stop taking messages, finish in-flight batches, commit, drain the outbox, close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import APIRouter
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orderflow.runtime.consumer import BatchProcessor, Subscription
+from orderflow.runtime.db import make_engine, migrate
+from orderflow.runtime.http import create_http_app
+from orderflow.runtime.logging import configure_logging
+from orderflow.runtime.outbox import OutboxRelay, make_producer
+from orderflow.runtime.retry import retry_transient
+from orderflow.runtime.settings import (
+    DatabaseSettings,
+    KafkaSettings,
+    ServiceSettings,
+    load_settings,
+)
+from orderflow.runtime.unit_of_work import UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service decides when to stop."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:  # uvicorn >= 0.29
+        yield
+
+
+@dataclass
+class ServiceContext:
+    """What a running service's routers and background tasks may use."""
+
+    name: str
+    settings: ServiceSettings
+    kafka: KafkaSettings
+    engine: AsyncEngine
+    relay: OutboxRelay
+    units: UnitOfWorkFactory
+    stopping: asyncio.Event
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    migrations: Path
+    subscriptions: list[Subscription]
+    routers: Callable[[ServiceContext], list[APIRouter]] = lambda _ctx: []
+    background: list[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=list)
+    description: str = ""
+
+
+def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: ServiceSettings,
+                 processor: BatchProcessor) -> KafkaBroker:
+    """A FastStream broker with one batch subscriber per subscription, manual acknowledgement
+    and explicit per-partition offset commits after the database transaction."""
+    broker = KafkaBroker(
+        kafka.bootstrap_servers,
+        security=kafka.faststream_security(),
+        client_id=f"orderflow-{definition.name}",
+        graceful_timeout=settings.graceful_timeout_s,
+        enable_idempotence=False,
+        description=definition.description,
+        logger=None,
+    )
+    async def parse(records: Any) -> KafkaMessage:
+        # never decode here: a poison message must reach our handler to be dead-lettered
+        return KafkaMessage(raw_message=records, body=b"", headers={}, consumer=None)  # type: ignore[arg-type]
+
+    async def decode_nothing(_msg: Any) -> None:
+        return None
+
+    # one consumer (one group join, one group to watch for lag) for all the service's topics
+    subscriber = broker.subscriber(
+        *[sub.topic.name for sub in definition.subscriptions],
+        group_id=f"{settings.consumer_group_prefix}.{definition.name}",
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_interval_ms=kafka.max_poll_interval_ms,
+        parser=parse,
+        decoder=decode_nothing,
+        description="; ".join(f"{s.topic.name}: {s.description or s.topic.description}"
+                              for s in definition.subscriptions),
+        title=f"{definition.name}",
+    )
+
+    @subscriber
+    async def on_batch(body: Any, message: KafkaMessage) -> None:
+        await processor.process(message.raw_message, subscriber.consumer)  # type: ignore[attr-defined]
+
+    return broker
+
+
+async def run_service(definition: ServiceDefinition) -> None:
+    settings = load_settings(ServiceSettings, definition.name)
+    kafka = load_settings(KafkaSettings, definition.name)
+    database = load_settings(DatabaseSettings, definition.name)
+    configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    engine = make_engine(database, definition.name, application_name=f"orderflow-{definition.name}")
+    await retry_transient(lambda: migrate(engine, definition.name, definition.migrations),
+                          what="migrate", stopping=stopping.is_set)
+    producer = make_producer(kafka.client_kwargs(), client_id=f"orderflow-{definition.name}-relay")
+    await retry_transient(producer.start, what="connect producer", stopping=stopping.is_set)
+    relay = OutboxRelay(engine, producer, service=definition.name,
+                        batch_size=settings.relay_batch_size,
+                        poll_interval_s=settings.relay_poll_interval_s)
+    units = UnitOfWorkFactory(engine, definition.name, on_commit=relay.wake)
+    ctx = ServiceContext(definition.name, settings, kafka, engine, relay, units, stopping)
+
+    processor = BatchProcessor(
+        service=definition.name, subscriptions=definition.subscriptions, engine=engine,
+        max_bytes=settings.max_message_bytes, after_commit=relay.wake, stopping=stopping.is_set,
+    )
+    broker = build_broker(definition, kafka, settings, processor)
+
+    async def health() -> dict[str, bool]:
+        checks = {"database": False, "broker": False, "consuming": "consuming" in ctx.state}
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            checks["database"] = True
+        except Exception:  # noqa: BLE001 - health reports, it does not raise
+            pass
+        try:
+            checks["broker"] = bool(await asyncio.wait_for(broker.ping(timeout=2), 3))
+        except Exception:  # noqa: BLE001
+            pass
+        return checks
+
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(relay.run(), name="outbox-relay")]
+    server: _QuietServer | None = None
+    if settings.http_port:
+        app = create_http_app(definition.name, health, definition.routers(ctx))
+        server = _QuietServer(uvicorn.Config(app, host=settings.http_host,
+                                               port=settings.http_port, log_config=None,
+                                               access_log=False, lifespan="off"))
+        tasks.append(asyncio.create_task(server.serve(), name="http"))
+    await retry_transient(broker.start, what="connect broker", stopping=stopping.is_set)
+    ctx.state["consuming"] = True
+    for job in definition.background:
+        tasks.append(asyncio.create_task(job(ctx), name=getattr(job, "__name__", "background")))
+    log.info("service started", topics=[s.topic.name for s in definition.subscriptions],
+             http_port=settings.http_port)
+    await stopping.wait()
+
+    log.info("stopping: no new messages, finishing in-flight batches")
+    await broker.stop()  # waits for in-flight handlers (graceful_timeout), offsets committed
+    relay.stop()
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(tasks[0]), settings.graceful_timeout_s)
+    if server is not None:
+        server.should_exit = True
+    for task in tasks:
+        if task.get_name() != "http":
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await producer.stop()
+    await engine.dispose()
+    log.info("service stopped")
+
+
+def main(definition: ServiceDefinition) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_service(definition))
+
+
+async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]]) -> list[str]:
+    """Create missing topics (the embedded broker does not auto-create); returns those created."""
+    from aiokafka.admin import NewTopic
+
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, parts, 1) for name, parts in topics if name not in existing]
+        if missing:
+            await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,166 @@
+"""Settings with pydantic-settings.
+
+Common settings are read from ``ORDERFLOW_*`` variables (plus the conventional
+``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL``); each service may override any of them with its
+own prefix, e.g. ``ORDERFLOW_INTAKE_DATABASE_URL``. Bad values fail fast, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any, Literal, TypeVar
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the broker. SASL without TLS must be asked for explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_KAFKA_", extra="ignore", populate_by_name=True)
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ORDERFLOW_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    session_timeout_ms: int = Field(default=6000, ge=1000, description="consumer group session")
+    heartbeat_interval_ms: int = Field(default=1500, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
+    allow_sasl_plaintext: bool = Field(
+        default=False,
+        description="SASL credentials over an unencrypted connection; only for a local broker",
+    )
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                "ORDERFLOW_KAFKA_SECURITY_PROTOCOL is SASL_* but ORDERFLOW_KAFKA_SASL_MECHANISM, "
+                "ORDERFLOW_KAFKA_SASL_USERNAME and ORDERFLOW_KAFKA_SASL_PASSWORD are not all set"
+            )
+        if self.sasl_username and not sasl:
+            raise ValueError(
+                "ORDERFLOW_KAFKA_SASL_USERNAME is set but ORDERFLOW_KAFKA_SECURITY_PROTOCOL is "
+                f"{self.security_protocol}: set it to SASL_SSL (or SASL_PLAINTEXT with "
+                "ORDERFLOW_KAFKA_ALLOW_SASL_PLAINTEXT=true)"
+            )
+        if self.security_protocol == "SASL_PLAINTEXT" and not self.allow_sasl_plaintext:
+            raise ValueError(
+                "ORDERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT sends credentials unencrypted; "
+                "use SASL_SSL, or set ORDERFLOW_KAFKA_ALLOW_SASL_PLAINTEXT=true for a local broker"
+            )
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        ctx = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return ctx
+
+    def faststream_security(self) -> Any:
+        """The FastStream security object. FastStream's SASL classes fall back to plaintext unless
+        told to use TLS, so ``use_ssl`` is always passed explicitly from the protocol."""
+        from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+        use_ssl = self.security_protocol.endswith("SSL")
+        ctx = self.ssl_context()
+        if not self.security_protocol.startswith("SASL"):
+            return BaseSecurity(ssl_context=ctx, use_ssl=use_ssl) if use_ssl else None
+        cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256,
+               "SCRAM-SHA-512": SASLScram512}[self.sasl_mechanism or "PLAIN"]
+        password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        return cls(username=self.sasl_username or "", password=password, ssl_context=ctx,
+                   use_ssl=use_ssl)
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kwargs["ssl_context"] = ctx
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kwargs
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_DB_", extra="ignore", populate_by_name=True)
+
+    url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/orderflow",
+        validation_alias=AliasChoices("DATABASE_URL", "ORDERFLOW_DATABASE_URL"),
+    )
+    pool_size: int = Field(default=5, ge=1, le=100)
+    max_overflow: int = Field(default=5, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _async_driver(self) -> DatabaseSettings:
+        if self.url.startswith("postgresql://") or self.url.startswith("postgres://"):
+            self.url = "postgresql+asyncpg://" + self.url.split("://", 1)[1]
+        if not self.url.startswith("postgresql+asyncpg://"):
+            raise ValueError("DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """Settings of one service process. Prefix: ``ORDERFLOW_<SERVICE>_``, then ``ORDERFLOW_``."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
+
+    service: str = "orderflow"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=0, ge=0, le=65535, description="health/metrics; 0 = none")
+    log_format: Literal["json", "console", "auto"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    batch_timeout_ms: int = Field(default=20, ge=1, le=10_000)
+    max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    relay_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    consumer_group_prefix: str = "orderflow"
+
+
+def service_env_prefix(service: str) -> str:
+    return f"ORDERFLOW_{service.upper()}_"
+
+
+def load_settings(cls: type[_S], service: str) -> _S:
+    """Load ``cls`` with the service's own prefix (``ORDERFLOW_INTAKE_...``) overriding the
+    common one; the service's prefix also covers the kafka and database fields by their names,
+    e.g. ``ORDERFLOW_INTAKE_URL`` is not a thing but ``ORDERFLOW_INTAKE_DATABASE_URL`` is."""
+    prefix = service_env_prefix(service)
+    fields = cls.model_fields
+    data: dict[str, str] = {}
+    for name, value in os.environ.items():
+        if not name.startswith(prefix):
+            continue
+        key = name[len(prefix):].lower()
+        for candidate in (key, key.removeprefix("kafka_"), key.removeprefix("db_"),
+                          key.removeprefix("database_")):
+            if candidate in fields:
+                data[candidate] = value
+                break
+    return cls(**data)

@@ -1,0 +1,115 @@
+"""The unit of work: owns one database transaction, collects the events a handler emits and
+writes them to the outbox in that same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from orderflow.contracts.events import Event
+from orderflow.contracts.headers import (
+    DLQ_ERROR,
+    DLQ_REASON,
+    DLQ_SERVICE,
+    DLQ_SOURCE,
+    EventHeaders,
+)
+from orderflow.contracts.topics import TOPIC_OF_EVENT, Topic
+from orderflow.runtime import outbox
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class IncomingEvent(Generic[E]):
+    """A consumed, decoded and validated event with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: EventHeaders
+    event: E
+    raw_value: bytes
+    raw_headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, service: str) -> None:
+        self.session = session
+        self.service = service
+        self.current: IncomingEvent[Event] | None = None
+        self.outgoing: list[outbox.OutgoingMessage] = []
+        self.emitted: list[tuple[EventHeaders, Event]] = []
+
+    def emit(self, event: Event, *, topic: Topic | None = None,
+             correlation_id: str | None = None) -> EventHeaders:
+        """Stage ``event`` for publication; its headers answer the event being handled."""
+        target = topic or TOPIC_OF_EVENT[type(event)]
+        key = event.key()
+        headers = EventHeaders.new(
+            event_type=event.EVENT_TYPE,
+            schema_version=event.SCHEMA_VERSION,
+            producer=self.service,
+            correlation_id=correlation_id or key,
+            causation=self.current.headers if self.current else None,
+        )
+        self.outgoing.append(
+            outbox.OutgoingMessage(
+                topic=target.name,
+                key=key.encode(),
+                value=event.model_dump_json().encode(),
+                headers=headers.to_kafka(),
+            )
+        )
+        self.emitted.append((headers, event))
+        return headers
+
+    def dead_letter(self, *, topic: str, key: bytes | None, value: bytes,
+                    headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:
+        """Stage the original message for ``<topic>.dlq`` with the reason in its headers."""
+        kept = [(k, v) for k, v in headers
+                if k not in {DLQ_REASON, DLQ_ERROR, DLQ_SOURCE, DLQ_SERVICE}]
+        kept += [
+            (DLQ_REASON, reason.encode()),
+            (DLQ_ERROR, error[:2000].encode("utf-8", "replace")),
+            (DLQ_SOURCE, topic.encode()),
+            (DLQ_SERVICE, self.service.encode()),
+        ]
+        # header values must decode as text in the outbox; replace what does not
+        safe = [(k, v.decode("utf-8", "replace").encode()) for k, v in kept]
+        self.outgoing.append(outbox.OutgoingMessage(f"{topic}.dlq", key, value, safe))
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.outgoing), len(self.emitted)
+
+    def rollback_to(self, mark: tuple[int, int]) -> None:
+        del self.outgoing[mark[0]:]
+        del self.emitted[mark[1]:]
+
+    async def flush(self) -> None:
+        await outbox.stage(self.session, self.outgoing)
+        self.outgoing.clear()
+
+
+class UnitOfWorkFactory:
+    """Opens units of work outside a consumer (HTTP API, command line) and wakes the relay."""
+
+    def __init__(self, engine: AsyncEngine, service: str,
+                 on_commit: Callable[[], None] | None = None) -> None:
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.service = service
+        self.on_commit = on_commit
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[UnitOfWork]:
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, self.service)
+            yield uow
+            await uow.flush()
+        if self.on_commit:
+            self.on_commit()
