@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from orderflow.contracts.money import Amount
 
@@ -66,15 +67,16 @@ class OrderLine(_Frozen):
     @field_validator("quantity", mode="before")
     @classmethod
     def _strict_int(cls, value: Any) -> Any:
-        if isinstance(value, bool) or isinstance(value, float):
-            raise ValueError("quantity must be a whole number")
+        if isinstance(value, bool | float):
+            raise PydanticCustomError("int_type", "quantity must be a whole number")
         return value
 
     @field_validator("unit_price", "discount", mode="before")
     @classmethod
     def _no_float(cls, value: Any) -> Any:
         if isinstance(value, float | bool):
-            raise ValueError("amounts are strings such as \"199.00\", never floats")
+            raise PydanticCustomError("decimal_type",
+                                      "amounts are strings such as \"199.00\", never floats")
         return value
 
 
@@ -120,7 +122,8 @@ class CanonicalOrder(_Frozen):
     @classmethod
     def _no_float(cls, value: Any) -> Any:
         if isinstance(value, float | bool):
-            raise ValueError("amounts are strings such as \"199.00\", never floats")
+            raise PydanticCustomError("decimal_type",
+                                      "amounts are strings such as \"199.00\", never floats")
         return value
 
 

@@ -69,11 +69,11 @@ class Stack:
     processes: list[ServiceProcess] = field(default_factory=list)
 
     # -- infrastructure -------------------------------------------------------------------------
-    def start_infrastructure(self) -> None:
+    def start_infrastructure(self, *, create_topics: bool = True) -> None:
         self.root = self.root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        external_db = os.environ.get("DATABASE_URL")
-        external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        external_db = self.database_url or os.environ.get("DATABASE_URL")
+        external_kafka = self.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if external_db:
             self.database_url = external_db
         else:
@@ -90,9 +90,10 @@ class Stack:
             self.broker = EmbeddedBroker(self.root)
             self.broker.start(19092 if self.fixed_ports else 0)
             self.bootstrap = self.broker.bootstrap
-        asyncio.run(self._create_topics())
+        if create_topics:
+            asyncio.run(self.create_topics())
 
-    async def _create_topics(self) -> None:
+    async def create_topics(self) -> None:
         kafka = KafkaSettings(bootstrap_servers=self.bootstrap)
         await retry_transient(lambda: create_topics(kafka, all_topic_names()),
                               what="create topics", max_attempts=20)

@@ -1,0 +1,52 @@
+"""pytest fixtures: ``infra`` (real PostgreSQL and broker for the session), ``kafka``,
+``pipeline`` (the services as processes, master data loaded), ``events`` (a reader of every topic).
+
+Register with ``pytest_plugins = ["orderflow.testing.fixtures"]`` in a conftest."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from orderflow.devstack.stack import project_root
+from orderflow.runtime.settings import KafkaSettings
+from orderflow.testing.events import EventLog
+from orderflow.testing.infra import Infra, provide_infra
+from orderflow.testing.pipeline import Pipeline
+
+
+def _var() -> Path:
+    return project_root() / "var" / "test" / str(os.getpid())
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    with provide_infra(_var() / "infra") as provided:
+        yield provided
+
+
+@pytest.fixture(scope="session")
+def kafka(infra: Infra) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=infra.bootstrap)
+
+
+@pytest.fixture(scope="session")
+async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
+    running = await Pipeline(infra, _var() / "pipeline").start()
+    try:
+        await running.load_demo_master_data()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+async def events(pipeline: Pipeline) -> AsyncIterator[EventLog]:
+    log = await EventLog(pipeline.kafka).start()
+    try:
+        yield log
+    finally:
+        await log.stop()

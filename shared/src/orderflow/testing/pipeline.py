@@ -1,0 +1,100 @@
+"""The running pipeline for tests: every (or the chosen) service as its own OS process against
+the real infrastructure, with the demo master data loaded and consumed."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+from collections import defaultdict
+from pathlib import Path
+
+from aiokafka import TopicPartition
+
+from orderflow.connector import OrderPusher
+from orderflow.contracts.events import Event
+from orderflow.devstack.masterdata import DEMO_DATA, parse_file
+from orderflow.devstack.stack import Stack, available_services
+from orderflow.runtime.lag import wait_consumed
+from orderflow.runtime.settings import KafkaSettings
+from orderflow.testing.infra import Infra
+
+
+def chosen_services() -> list[str]:
+    """``ORDERFLOW_TEST_SERVICES=intake,review`` limits the services tests start."""
+    wanted = os.environ.get("ORDERFLOW_TEST_SERVICES")
+    services = available_services()
+    if wanted:
+        names = [w.strip() for w in wanted.split(",") if w.strip()]
+        services = [s for s in services if s in names]
+    return services
+
+
+def subscriptions_of(service: str) -> list[str]:
+    app = importlib.import_module(f"orderflow.{service}.app")
+    return [s.topic.name for s in app.create_service().subscriptions]
+
+
+class Pipeline:
+    def __init__(self, infra: Infra, root: Path, services: list[str] | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.infra = infra
+        self.kafka = KafkaSettings(bootstrap_servers=infra.bootstrap)
+        self.stack = Stack(root=root, services=services or chosen_services(), fixed_ports=False,
+                           database_url=infra.database_url, bootstrap=infra.bootstrap,
+                           extra_env={"ORDERFLOW_LOG_LEVEL": "INFO", **(extra_env or {})})
+
+    async def start(self) -> Pipeline:
+        self.stack.start_infrastructure(create_topics=False)  # urls given: starts nothing
+        await self.stack.create_topics()
+        self.stack.start_services()
+        self.stack.wait_healthy(timeout=120)
+        return self
+
+    def stop(self) -> None:
+        self.stack.stop_services()
+
+    @property
+    def services(self) -> list[str]:
+        return self.stack.services
+
+    async def publish_and_wait(self, events: list[Event], timeout: float = 90.0) -> None:
+        """Publish events and wait until every running service that consumes their topics has
+        committed past them."""
+        async with OrderPusher(self.kafka, producer_name="tests") as pusher:
+            metadata = await pusher.publish(events)
+        targets: dict[TopicPartition, int] = {}
+        for md in metadata:
+            tp = TopicPartition(md.topic, md.partition)
+            targets[tp] = max(targets.get(tp, 0), md.offset + 1)
+        by_topic: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
+        for tp, off in targets.items():
+            by_topic[tp.topic][tp] = off
+        for service in self.services:
+            wanted = {tp: off for topic in subscriptions_of(service)
+                      for tp, off in by_topic.get(topic, {}).items()}
+            if wanted:
+                await wait_consumed(self.kafka, f"orderflow.{service}", wanted, timeout=timeout)
+
+    async def load_demo_master_data(self) -> None:
+        events: list[Event] = []
+        for kind in ("products", "customers", "warehouses", "stock"):
+            events += parse_file(kind, DEMO_DATA / f"{kind}.csv").events
+        await self.publish_and_wait(events)
+
+    def kill(self, label: str) -> None:
+        sp = self.stack.find(label)
+        assert sp.proc is not None
+        sp.proc.send_signal(signal.SIGKILL)
+        sp.proc.wait(10)
+
+    def restart(self, label: str) -> None:
+        sp = self.stack.find(label)
+        self.stack.launch(sp)
+        from orderflow.devstack.processes import wait_until
+
+        wait_until(lambda: self.stack.healthy(sp), timeout=60, what=f"{label} to be healthy again")
+
+    def log_text(self, label: str) -> str:
+        path = self.stack.root / "logs" / f"{label}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
