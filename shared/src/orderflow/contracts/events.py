@@ -257,6 +257,102 @@ class ShipmentDelayed(Event):
     expected_date: date | None = None
 
 
+class ShipmentException(Event):
+    """A carrier reported a problem (damaged, lost, refused, address unknown)."""
+
+    EVENT_TYPE: ClassVar[str] = "ShipmentException"
+
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+    carrier: str
+    code: str
+    detail: str = ""
+
+
+TrackingStatus = Literal["picked_up", "in_transit", "out_for_delivery", "delivered", "exception"]
+
+
+class TrackingUpdated(Event):
+    """A carrier connector's tracking update for one shipment."""
+
+    EVENT_TYPE: ClassVar[str] = "TrackingUpdated"
+
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+    carrier: str
+    status: TrackingStatus
+    occurred_at: datetime
+    location: str = ""
+    detail: str = ""
+
+
+# --- finance (pushed by a finance connector) ----------------------------------------------------
+
+
+class InvoiceIssued(Event):
+    """Finance invoiced an order: its amount moves from approved-not-invoiced to receivables."""
+
+    EVENT_TYPE: ClassVar[str] = "InvoiceIssued"
+
+    invoice_id: str
+    customer_id: str
+    order_id: str | None = None
+    amount: Amount
+    currency: str
+    due_date: date | None = None
+
+    def key(self) -> str:
+        return self.customer_id
+
+
+class PaymentReceived(Event):
+    """Money received from a customer, against an order (prepayment) or their receivables."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentReceived"
+
+    payment_id: str
+    customer_id: str
+    order_id: str | None = None
+    amount: Amount
+    currency: str
+
+    def key(self) -> str:
+        return self.customer_id
+
+
+# --- inventory side events ---------------------------------------------------------------------
+
+
+class StockAdjusted(Event):
+    """A stock count, damage or write-off: changes on-hand by ``delta`` (may be negative)."""
+
+    EVENT_TYPE: ClassVar[str] = "StockAdjusted"
+
+    warehouse_id: str
+    sku: str
+    delta: int
+    reason: str
+
+    def key(self) -> str:
+        return self.sku
+
+
+class StockLow(Event):
+    """Available stock of a SKU fell under its reorder point: purchasing should act."""
+
+    EVENT_TYPE: ClassVar[str] = "StockLow"
+
+    sku: str
+    available: int
+    reorder_point: int
+    warehouse_id: str | None = None
+
+    def key(self) -> str:
+        return self.sku
+
+
 # --- notify -----------------------------------------------------------------------------------
 
 
@@ -354,6 +450,12 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ShipmentDispatched,
     ShipmentDelivered,
     ShipmentDelayed,
+    ShipmentException,
+    TrackingUpdated,
+    InvoiceIssued,
+    PaymentReceived,
+    StockAdjusted,
+    StockLow,
     NotificationRecorded,
     ProductUpdated,
     CustomerUpdated,

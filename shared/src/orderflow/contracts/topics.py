@@ -46,6 +46,17 @@ SHIPMENT_DELIVERED = Topic("shipment.delivered", ev.ShipmentDelivered, 3, "order
                            "Shipments the customer signed for")
 SHIPMENT_DELAYED = Topic("shipment.delayed", ev.ShipmentDelayed, 3, "order id",
                          "Shipments that will miss or missed their promised date")
+SHIPMENT_EXCEPTION = Topic("shipment.exception", ev.ShipmentException, 3, "order id",
+                            "Carrier exceptions: damaged, lost, refused")
+TRACKING_UPDATED = Topic("shipment.tracking-updated", ev.TrackingUpdated, 3, "order id",
+                         "Carrier tracking updates pushed by carrier connectors")
+INVOICE_ISSUED = Topic("finance.invoice-issued", ev.InvoiceIssued, 3, "customer id",
+                       "Invoices from the finance connector")
+PAYMENT_RECEIVED = Topic("finance.payment-received", ev.PaymentReceived, 3, "customer id",
+                         "Payments from the finance connector")
+STOCK_ADJUSTED = Topic("stock.adjusted", ev.StockAdjusted, 3, "sku",
+                       "Stock counts, damage and write-offs")
+STOCK_LOW = Topic("stock.low", ev.StockLow, 1, "sku", "SKUs under their reorder point")
 NOTIFICATION_RECORDED = Topic("notification.recorded", ev.NotificationRecorded, 3, "order id",
                               "What notify did with each customer-facing event")
 PRODUCT_UPDATED = Topic("product.updated", ev.ProductUpdated, 1, "sku", "Product master data")
@@ -68,6 +79,12 @@ CATALOGUE: tuple[Topic, ...] = (
     SHIPMENT_DISPATCHED,
     SHIPMENT_DELIVERED,
     SHIPMENT_DELAYED,
+    SHIPMENT_EXCEPTION,
+    TRACKING_UPDATED,
+    INVOICE_ISSUED,
+    PAYMENT_RECEIVED,
+    STOCK_ADJUSTED,
+    STOCK_LOW,
     NOTIFICATION_RECORDED,
     PRODUCT_UPDATED,
     CUSTOMER_UPDATED,
