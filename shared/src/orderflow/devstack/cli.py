@@ -132,7 +132,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
                 if stopping:
                     break
                 time.sleep(0.2)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported, then everything is stopped
         print(f"\nerror: {exc}", file=sys.stderr)
         return_code = 1
     else:

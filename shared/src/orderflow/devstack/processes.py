@@ -36,7 +36,7 @@ def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None 
         return subprocess.Popen(
             list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None, cwd=cwd,
-            preexec_fn=_die_with_parent if tie_to_parent else os.setpgrp,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if tie_to_parent else os.setpgrp,
             **kwargs,
         )
     finally:

@@ -10,7 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orderflow.devstack.catalogue import ADDRESSES, canonical_order, customers, products, stock_totals
+from orderflow.devstack.catalogue import (
+    ADDRESSES,
+    canonical_order,
+    customers,
+    products,
+    stock_totals,
+)
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiokafka import TopicPartition
+
+from orderflow.contracts.events import Event
 from orderflow.contracts.topics import all_topic_names
 from orderflow.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from orderflow.devstack.processes import spawn, stop, wait_until
+from orderflow.runtime.lag import wait_consumed
 from orderflow.runtime.retry import retry_transient
 from orderflow.runtime.service import create_topics
 from orderflow.runtime.settings import KafkaSettings
@@ -29,6 +34,12 @@ HTTP_PORTS = {"console": 8080, "intake": 8081, "review": 8082, "inventory": 8083
 def available_services() -> list[str]:
     return [s for s in ALL_SERVICES if importlib.util.find_spec(f"orderflow.{s}") is not None
             and importlib.util.find_spec(f"orderflow.{s}.__main__") is not None]
+
+
+def subscriptions_of(service: str) -> list[str]:
+    """The topics a service consumes (from its composition root)."""
+    app = importlib.import_module(f"orderflow.{service}.app")
+    return [s.topic.name for s in app.create_service().subscriptions]
 
 
 def project_root() -> Path:
@@ -167,6 +178,37 @@ class Stack:
             if sp.label == label:
                 return sp
         raise KeyError(label)
+
+    # -- feeding the stack ------------------------------------------------------------------------
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap_servers=self.bootstrap)
+
+    async def publish_and_wait(self, events: list[Event], timeout: float = 120.0) -> None:
+        """Publish events and wait until every running service that consumes their topics has
+        committed past them (targets from the producer's delivery reports)."""
+        from orderflow.connector import OrderPusher
+
+        async with OrderPusher(self.kafka, producer_name="devstack") as pusher:
+            metadata = await pusher.publish(events)
+        targets: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
+        for md in metadata:
+            tp = TopicPartition(md.topic, md.partition)
+            targets[md.topic][tp] = max(targets[md.topic].get(tp, 0), md.offset + 1)
+        for service in self.services:
+            wanted = {tp: off for topic in subscriptions_of(service)
+                      for tp, off in targets.get(topic, {}).items()}
+            if wanted:
+                await wait_consumed(self.kafka, f"orderflow.{service}", wanted, timeout=timeout)
+
+    async def load_demo_master_data(self) -> int:
+        from orderflow.devstack.masterdata import DEMO_DATA, parse_file
+
+        events: list[Event] = []
+        for kind in ("products", "customers", "warehouses", "stock"):
+            events += parse_file(kind, DEMO_DATA / f"{kind}.csv").events
+        await self.publish_and_wait(events)
+        return len(events)
 
     # -- state and shutdown ---------------------------------------------------------------------
     def write_state(self, path: Path) -> None:

@@ -29,7 +29,6 @@ from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from orderflow.contracts.events import Event
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics

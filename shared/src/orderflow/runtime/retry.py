@@ -51,7 +51,7 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def backoff_delays(initial: float = 0.1, maximum: float = 5.0) -> "list[float]":
+def backoff_delays(initial: float = 0.1, maximum: float = 5.0) -> list[float]:
     """The first delays of an exponential backoff with jitter (the last one repeats)."""
     delays, d = [], initial
     while d < maximum:

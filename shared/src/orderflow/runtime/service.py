@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ class ServiceDefinition:
     migrations: Path
     subscriptions: list[Subscription]
     routers: Callable[[ServiceContext], list[APIRouter]] = lambda _ctx: []
-    background: list[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = field(default_factory=list)
     description: str = ""
 
 
@@ -149,16 +149,12 @@ async def run_service(definition: ServiceDefinition) -> None:
 
     async def health() -> dict[str, bool]:
         checks = {"database": False, "broker": False, "consuming": "consuming" in ctx.state}
-        try:
+        with contextlib.suppress(Exception):  # health reports, it does not raise
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             checks["database"] = True
-        except Exception:  # noqa: BLE001 - health reports, it does not raise
-            pass
-        try:
+        with contextlib.suppress(Exception):
             checks["broker"] = bool(await asyncio.wait_for(broker.ping(timeout=2), 3))
-        except Exception:  # noqa: BLE001
-            pass
         return checks
 
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(relay.run(), name="outbox-relay")]

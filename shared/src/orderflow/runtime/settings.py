@@ -163,4 +163,4 @@ def load_settings(cls: type[_S], service: str) -> _S:
             if candidate in fields:
                 data[candidate] = value
                 break
-    return cls(**data)
+    return cls(**data)  # type: ignore[arg-type]

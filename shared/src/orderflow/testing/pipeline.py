@@ -3,19 +3,12 @@ the real infrastructure, with the demo master data loaded and consumed."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
-from collections import defaultdict
 from pathlib import Path
 
-from aiokafka import TopicPartition
-
-from orderflow.connector import OrderPusher
 from orderflow.contracts.events import Event
-from orderflow.devstack.masterdata import DEMO_DATA, parse_file
 from orderflow.devstack.stack import Stack, available_services
-from orderflow.runtime.lag import wait_consumed
 from orderflow.runtime.settings import KafkaSettings
 from orderflow.testing.infra import Infra
 
@@ -28,11 +21,6 @@ def chosen_services() -> list[str]:
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         services = [s for s in services if s in names]
     return services
-
-
-def subscriptions_of(service: str) -> list[str]:
-    app = importlib.import_module(f"orderflow.{service}.app")
-    return [s.topic.name for s in app.create_service().subscriptions]
 
 
 class Pipeline:
@@ -58,29 +46,12 @@ class Pipeline:
     def services(self) -> list[str]:
         return self.stack.services
 
-    async def publish_and_wait(self, events: list[Event], timeout: float = 90.0) -> None:
-        """Publish events and wait until every running service that consumes their topics has
-        committed past them."""
-        async with OrderPusher(self.kafka, producer_name="tests") as pusher:
-            metadata = await pusher.publish(events)
-        targets: dict[TopicPartition, int] = {}
-        for md in metadata:
-            tp = TopicPartition(md.topic, md.partition)
-            targets[tp] = max(targets.get(tp, 0), md.offset + 1)
-        by_topic: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
-        for tp, off in targets.items():
-            by_topic[tp.topic][tp] = off
-        for service in self.services:
-            wanted = {tp: off for topic in subscriptions_of(service)
-                      for tp, off in by_topic.get(topic, {}).items()}
-            if wanted:
-                await wait_consumed(self.kafka, f"orderflow.{service}", wanted, timeout=timeout)
+    async def publish_and_wait(self, events: list[Event], timeout: float = 120.0) -> None:
+        """Publish events; wait until every running consumer of their topics committed past them."""
+        await self.stack.publish_and_wait(events, timeout)
 
     async def load_demo_master_data(self) -> None:
-        events: list[Event] = []
-        for kind in ("products", "customers", "warehouses", "stock"):
-            events += parse_file(kind, DEMO_DATA / f"{kind}.csv").events
-        await self.publish_and_wait(events)
+        await self.stack.load_demo_master_data()
 
     def kill(self, label: str) -> None:
         sp = self.stack.find(label)

@@ -1,0 +1,109 @@
+"""Follow orders through the event stream: each order's state in the one vocabulary of
+``OrderState``, and effects that were applied twice. Used by the demo, the benchmark and the
+fault suite."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orderflow.contracts.order import SETTLED_STATES, OrderState
+from orderflow.devstack.eventlog import SeenEvent
+
+# the furthest state an event proves; the highest rank wins (events of one order are causal)
+_RANK = {
+    OrderState.RECEIVED: 1, OrderState.HELD: 2, OrderState.APPROVED: 3,
+    OrderState.BACKORDERED: 4, OrderState.RESERVED: 5, OrderState.DISPATCHED: 6,
+    OrderState.DELIVERED: 7, OrderState.REJECTED: 8, OrderState.CANCELLED: 9,
+    OrderState.RETURNED: 10,
+}
+
+
+@dataclass
+class OrderTrack:
+    state: OrderState | None = None
+    shipments_dispatched: set[str] = field(default_factory=set)
+    shipment_count: int = 0
+    first_seen: float | None = None
+    settled_at: float | None = None
+
+    def advance(self, state: OrderState) -> None:
+        if self.state is None or _RANK[state] > _RANK[self.state]:
+            self.state = state
+
+
+@dataclass
+class Tracker:
+    orders: dict[str, OrderTrack] = field(default_factory=lambda: defaultdict(OrderTrack))
+    effects: dict[tuple[Any, ...], set[str]] = field(default_factory=lambda: defaultdict(set))
+    _seen: int = 0
+
+    def feed(self, events: Iterable[SeenEvent]) -> None:
+        for e in events:
+            self._apply(e)
+
+    def feed_new(self, log: list[SeenEvent]) -> None:
+        """Feed the events appended to ``log`` since the last call."""
+        new = log[self._seen:]
+        self._seen = len(log)
+        self.feed(new)
+
+    def _effect(self, key: tuple[Any, ...], event_id: str) -> None:
+        self.effects[key].add(event_id)
+
+    def _apply(self, e: SeenEvent) -> None:
+        ev = e.event
+        if ev is None:
+            return
+        oid = getattr(ev, "order_id", None)
+        if oid is None:
+            return
+        track = self.orders[oid]
+        t = e.topic
+        if t == "order.received":
+            track.advance(OrderState.RECEIVED)
+            self._effect(("received", oid), e.event_id)
+        elif t == "order.rejected":
+            track.advance(OrderState.REJECTED)
+            self._effect(("rejected", oid), e.event_id)
+        elif t == "order.held":
+            track.advance(OrderState.HELD)
+        elif t == "order.approved":
+            track.advance(OrderState.APPROVED)
+            self._effect(("approved", oid), e.event_id)
+        elif t == "stock.backordered":
+            track.advance(OrderState.BACKORDERED)
+        elif t == "stock.reserved":
+            track.advance(OrderState.RESERVED)
+            lines = tuple(sorted((r.sku, r.warehouse_id, r.quantity) for r in ev.reservations))
+            self._effect(("reserved", oid, lines), e.event_id)
+        elif t == "shipment.dispatched":
+            self._effect(("dispatched", ev.shipment_id), e.event_id)
+            track.shipments_dispatched.add(ev.shipment_id)
+            track.shipment_count = max(track.shipment_count, ev.shipment_count)
+            if len(track.shipments_dispatched) >= track.shipment_count:
+                track.advance(OrderState.DISPATCHED)
+        elif t == "shipment.delivered":
+            self._effect(("delivered", ev.shipment_id), e.event_id)
+            if ev.order_delivered:
+                track.advance(OrderState.DELIVERED)
+        elif t == "notification.recorded":
+            self._effect(("notified", ev.source_event_id, ev.channel), e.event_id)
+
+    def state_of(self, order_id: str) -> OrderState | None:
+        track = self.orders.get(order_id)
+        return track.state if track else None
+
+    def settled(self, order_id: str) -> bool:
+        state = self.state_of(order_id)
+        return state is not None and state in SETTLED_STATES
+
+    def duplicates(self) -> dict[str, int]:
+        """Effects applied more than once (distinct event ids for the same effect), by kind."""
+        out: dict[str, int] = defaultdict(int)
+        for key, ids in self.effects.items():
+            if len(ids) > 1:
+                out[str(key[0])] += len(ids) - 1
+        return dict(out)

@@ -1,0 +1,139 @@
+"""The walking skeleton end to end: every service as its own process, the real broker and
+PostgreSQL, orders pushed as a connector pushes them."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from orderflow.connector import OrderPusher
+from orderflow.contracts.order import order_id_for
+from orderflow.devstack.catalogue import canonical_order
+from orderflow.devstack.tracking import Tracker
+from orderflow.testing.events import EventLog, SeenEvent
+from orderflow.testing.pipeline import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+# customers with room under their limits, paying on terms (no prepayment hold)
+GOOD_CUSTOMERS = ["C0070", "C0033", "C0025", "C0022", "C0082"]
+
+
+def new_id(prefix: str = "E2E") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def good_order(eid: str, i: int = 0) -> dict[str, object]:
+    return canonical_order(eid, customer_id=GOOD_CUSTOMERS[i % len(GOOD_CUSTOMERS)],
+                           lines=[("TEA-002", 1)], address_index=i)
+
+
+async def test_an_order_pushed_at_inbound_comes_out_dispatched(
+        pipeline: Pipeline, events: EventLog) -> None:
+    eid = new_id()
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", good_order(eid))
+    oid = order_id_for("canonical", eid)
+    dispatched = await events.wait_for_event("shipment.dispatched", oid, timeout=60)
+    assert dispatched.event.tracking_number
+    for topic in ("order.received", "order.approved", "stock.reserved"):
+        assert len(events.of(topic, oid)) == 1, topic
+    # every event of the order carries the headers of DESIGN.md, answering the one before
+    chain = [events.of(t, oid)[0] for t in
+             ("order.received", "order.approved", "stock.reserved", "shipment.dispatched")]
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert after.headers["causation_id"] == before.headers["event_id"]
+        assert after.headers["correlation_id"] == oid
+        assert after.headers["traceparent"].split("-")[1] == before.headers["traceparent"].split("-")[1]
+
+
+async def test_the_same_inbound_message_twice_yields_one_order(
+        pipeline: Pipeline, events: EventLog) -> None:
+    eid = new_id()
+    order = good_order(eid, 1)
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", order)
+        await pusher.push("canonical", order)
+    oid = order_id_for("canonical", eid)
+    await events.wait_for_event("shipment.dispatched", oid, timeout=60)
+    tracker = Tracker()
+    tracker.feed(e for e in events.events if e.key == oid)
+    assert tracker.duplicates() == {}
+    assert len(events.of("order.received", oid)) == 1
+
+
+async def _redeliver(pipeline: Pipeline, seen: SeenEvent) -> None:
+    producer = AIOKafkaProducer(**pipeline.kafka.client_kwargs(), enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(seen.topic, seen.value, key=(seen.key or "").encode(),
+                                     headers=[(k, v.encode()) for k, v in seen.headers.items()])
+    finally:
+        await producer.stop()
+
+
+async def test_a_redelivered_event_changes_nothing(pipeline: Pipeline, events: EventLog) -> None:
+    eid = new_id()
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", good_order(eid, 2))
+    oid = order_id_for("canonical", eid)
+    await events.wait_for_event("shipment.dispatched", oid, timeout=60)
+    for topic in ("order.received", "order.approved", "stock.reserved"):
+        await _redeliver(pipeline, events.of(topic, oid)[0])
+    # a marker order behind the redeliveries on every hop proves they were consumed
+    marker = new_id("MARK")
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", good_order(marker, 2))
+    await events.wait_for_event("shipment.dispatched", order_id_for("canonical", marker), timeout=60)
+    for topic in ("order.approved", "stock.reserved", "shipment.dispatched"):
+        assert len(events.of(topic, oid)) == 1, topic
+
+
+@pytest.mark.parametrize("topic", ["order.received", "order.approved", "stock.reserved"])
+async def test_a_malformed_message_goes_to_the_dlq_and_the_next_goes_through(
+        pipeline: Pipeline, events: EventLog, topic: str) -> None:
+    eid = new_id()
+    oid = order_id_for("canonical", eid)
+    producer = AIOKafkaProducer(**pipeline.kafka.client_kwargs(), enable_idempotence=False)
+    await producer.start()
+    try:  # keyed like the order that follows, so it sits first in the same partition
+        await producer.send_and_wait(topic, b'{"order_id": 42', key=oid.encode(),
+                                     headers=[("event_id", str(uuid.uuid4()).encode()),
+                                              ("event_type", b"Whatever"),
+                                              ("schema_version", b"1")])
+    finally:
+        await producer.stop()
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", good_order(eid, 3))
+    await events.wait_for_event("shipment.dispatched", oid, timeout=60)
+    dead = await events.wait_for_event(f"{topic}.dlq", oid, timeout=30)
+    assert dead.headers["dlq_reason"] == "unexpected_event_type"
+    assert dead.headers["dlq_source"] == topic
+
+
+@pytest.mark.fault
+async def test_a_service_killed_with_sigkill_and_restarted_loses_nothing(
+        pipeline: Pipeline, events: EventLog) -> None:
+    batch = [new_id("KILL") for _ in range(60)]
+    oids = [order_id_for("canonical", eid) for eid in batch]
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push_many([("canonical", eid, good_order(eid, i))
+                                for i, eid in enumerate(batch[:30])])
+        await events.wait_for(lambda: any(events.of("stock.reserved", o) for o in oids),
+                              timeout=60, what="the first reservations")
+        pipeline.kill("inventory")
+        await pusher.push_many([("canonical", eid, good_order(eid, i))
+                                for i, eid in enumerate(batch[30:])])
+    pipeline.restart("inventory")
+    tracker = Tracker()
+
+    def all_dispatched() -> bool:
+        tracker.feed_new(events.events)
+        return all(str(tracker.state_of(o)) == "dispatched" for o in oids)
+
+    await events.wait_for(all_dispatched, timeout=120, what="every order dispatched")
+    relevant = Tracker()
+    relevant.feed(e for e in events.events if e.key in set(oids))
+    assert relevant.duplicates() == {}
