@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(abspath $(BIN)/python)
 export UV_LINK_MODE := copy
 
-.PHONY: install demo up down test test-unit test-fast lint fmt bench chaos clean
+.PHONY: install demo up down test test-unit lint fmt docs bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: install
 
 chaos: install
 	$(BIN)/python -m tests.chaos
+
+docs: install
+	$(BIN)/python -m orderflow.contracts.schemas docs/schemas
 
 fmt: install
 	$(BIN)/ruff check --fix shared services tests bench

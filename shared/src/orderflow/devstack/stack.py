@@ -123,6 +123,13 @@ class Stack:
             "ORDERFLOW_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         })
+        if sp.name == "console":
+            ports = {p.name: p.port for p in self.processes if p.replica == 0}
+            env.setdefault("ORDERFLOW_CONSOLE_TOKEN_FILE", str(self.root / "console-token"))
+            if "review" in ports:
+                env["ORDERFLOW_CONSOLE_REVIEW_URL"] = f"http://127.0.0.1:{ports['review']}"
+            env["ORDERFLOW_CONSOLE_SERVICE_URLS"] = json.dumps(
+                {name: f"http://127.0.0.1:{port}" for name, port in ports.items()})
         env.update(self.extra_env)
         return env
 

@@ -1,0 +1,149 @@
+"""The runtime's pure parts: decoding and dead-letter reasons, settings, masking, retries."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import exc as sa_exc
+
+from orderflow.contracts import topics
+from orderflow.contracts.events import StockReceived
+from orderflow.contracts.headers import EventHeaders
+from orderflow.runtime.consumer import Poison, Subscription, decode
+from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
+from orderflow.runtime.retry import is_transient
+from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
+from orderflow.runtime.unit_of_work import IncomingEvent
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass
+class Rec:
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    topic: str = "stock.received"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = b"SKU-1"
+
+
+async def _noop(*_: Any) -> None:
+    return None
+
+
+SUB = Subscription(topics.STOCK_RECEIVED, _noop)
+GOOD = StockReceived(warehouse_id="WH-1", sku="SKU-1", quantity=3)
+
+
+def headers(**over: str) -> list[tuple[str, bytes]]:
+    h = dict(EventHeaders.new(event_type="StockReceived", schema_version=1, producer="t",
+                              correlation_id="SKU-1").to_kafka())
+    h.update({k: v.encode() for k, v in over.items()})
+    return list(h.items())
+
+
+def test_a_good_record_decodes() -> None:
+    item = decode(Rec(GOOD.model_dump_json().encode(), headers()), SUB, 10_000)
+    assert isinstance(item, IncomingEvent)
+    assert item.event == GOOD
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (Rec(b"x" * 20_000, headers()), "payload_too_large"),
+        (Rec(b"{oops", headers()), "malformed_json"),
+        (Rec(b'{"sku": "A"}', headers()), "invalid_payload"),
+        (Rec(b'{"warehouse_id": "W", "sku": "A", "quantity": -4}', headers()), "invalid_payload"),
+        (Rec(b'{"warehouse_id": "W", "sku": "A", "quantity": "many"}', headers()), "invalid_payload"),
+        (Rec(GOOD.model_dump_json().encode(), headers(schema_version="9")), "unknown_schema_version"),
+        (Rec(GOOD.model_dump_json().encode(), headers(event_type="Other")), "unexpected_event_type"),
+        (Rec(GOOD.model_dump_json().encode(), []), "bad_headers"),
+        (Rec(GOOD.model_dump_json().encode(), headers(event_id="not-a-uuid")), "bad_headers"),
+        (Rec(None, headers()), "malformed_json"),
+    ],
+)
+def test_poison_gets_a_reason(record: Rec, reason: str) -> None:
+    item = decode(record, SUB, 10_000)
+    assert isinstance(item, Poison)
+    assert item.reason == reason
+    assert item.error
+
+
+def test_headerless_connector_messages_get_a_stable_event_id() -> None:
+    sub = Subscription(topics.STOCK_RECEIVED, _noop, headerless=True)
+    a = decode(Rec(GOOD.model_dump_json().encode(), [], offset=5), sub, 10_000)
+    b = decode(Rec(GOOD.model_dump_json().encode(), [], offset=5), sub, 10_000)
+    assert isinstance(a, IncomingEvent) and isinstance(b, IncomingEvent)
+    assert a.headers.event_id == b.headers.event_id
+    uuid.UUID(a.headers.event_id)
+
+
+def test_validation_errors_do_not_carry_input_values() -> None:
+    item = decode(Rec(b'{"warehouse_id": "W", "sku": "A", "quantity": "tel 13800138000"}', headers()),
+                  SUB, 10_000)
+    assert isinstance(item, Poison)
+    assert "13800138000" not in item.error
+
+
+def test_sasl_without_tls_must_be_asked_for() -> None:
+    with pytest.raises(ValueError, match="SASL_PLAINTEXT"):
+        KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                      sasl_username="u", sasl_password="p")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="SASL_SSL"):
+        KafkaSettings(sasl_username="u")
+
+
+def test_sasl_ssl_reaches_aiokafka_and_faststream_with_tls() -> None:
+    k = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                      sasl_username="u", sasl_password="p")  # type: ignore[arg-type]
+    kwargs = k.client_kwargs()
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["ssl_context"] is not None
+    security = k.faststream_security()
+    assert type(security).__name__ == "SASLScram512"
+    assert security.use_ssl is True
+
+
+def test_service_prefix_overrides_the_common_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERFLOW_BATCH_MAX_RECORDS", "100")
+    monkeypatch.setenv("ORDERFLOW_INTAKE_BATCH_MAX_RECORDS", "7")
+    assert load_settings(ServiceSettings, "intake").batch_max_records == 7
+    assert load_settings(ServiceSettings, "review").batch_max_records == 100
+    monkeypatch.setenv("ORDERFLOW_REVIEW_BATCH_MAX_RECORDS", "0")
+    with pytest.raises(ValueError, match="batch_max_records"):
+        load_settings(ServiceSettings, "review")
+
+
+def test_personal_data_is_masked_in_every_field() -> None:
+    event = {"event": "sent to li.lei@example.com", "phone": "13800138000",
+             "shipping_address": {"line1": "1 Road"}, "note": "call 138 0013 8000"}
+    out = mask_personal_data(None, "info", dict(event))
+    assert "li.lei@example.com" not in str(out)
+    assert "13800138000" not in str(out)
+    assert "1 Road" not in str(out)
+    assert "138 0013 8000" not in str(out)
+    assert mask_text("a@b.cn") == "a***@b.cn"
+
+
+def test_stdlib_logs_go_through_the_masking_json_renderer(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("t", fmt="json")
+    logging.getLogger("some.library").warning("contact bob@example.org now")
+    structlog.get_logger("x").info("hello", email="bob@example.org", order_id="o-1")
+    err = capsys.readouterr().err
+    assert "bob@example.org" not in err
+    assert '"order_id": "o-1"' in err and '"service": "t"' in err
+
+
+def test_transient_faults_are_told_from_permanent_ones() -> None:
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(sa_exc.OperationalError("x", {}, Exception("down")))
+    assert not is_transient(ValueError("bad"))
+    assert not is_transient(KeyError("k"))
