@@ -100,3 +100,58 @@ def test_validation_reasons_never_contain_input_values() -> None:
     result = domain.parse_canonical(data)
     assert isinstance(result, domain.Refused)
     assert all("12345678" not in r.message for r in result.reasons)
+
+
+def test_a_newer_revision_of_a_rejected_order_is_checked_afresh() -> None:
+    rejected = domain.KnownOrder("o1", 5, "rejected", "abc")
+    assert domain.classify_repush(rejected, 6, "other") == "retry"
+    assert domain.classify_repush(rejected, 5, "other") == "duplicate"
+    assert domain.classify_repush(rejected, 4, "other") == "duplicate"
+
+
+def test_tax_inclusive_prices_are_taken_net_with_the_contained_vat() -> None:
+    catalogue = {"LAMP": domain.Product("LAMP", Decimal("141.59"), Decimal("0.13"), Decimal("1"), True)}
+    o = order(lines=[{"sku": "LAMP", "quantity": 1, "unit_price": "160.00", "discount": "20.00"}],
+              shipping_fee="12.00", stated_total="152.00")
+    result = domain.check_order(o, catalogue, prices_include_tax=True)
+    assert isinstance(result, domain.Accepted), result
+    (line,) = result.order.lines
+    assert line.unit_price == Decimal("141.59")  # 160.00 / 1.13 = 141.5929...
+    assert line.discount == Decimal("17.70")  # 141.59 - (140.00 - 16.11)
+    assert result.totals.tax == Decimal("16.11")  # 140.00 x 0.13 / 1.13 = 16.1062...
+    assert result.totals.grand_total == Decimal("152.00")
+    refused = domain.check_order(o.model_copy(update={"stated_total": Decimal("160.00")}), catalogue,
+                                 prices_include_tax=True)
+    assert isinstance(refused, domain.Refused)
+    assert "including tax" in refused.reasons[0].message
+
+
+def test_net_of_tax_adds_up_to_what_the_channel_charged_whatever_the_figures() -> None:
+    import random
+
+    rnd = random.Random(20261120)
+    rates = [Decimal("0"), Decimal("0.06"), Decimal("0.09"), Decimal("0.13")]
+    for _ in range(2000):
+        skus = [f"S{i}" for i in range(rnd.randint(1, 4))]
+        catalogue = {s: domain.Product(s, Decimal("1"), rnd.choice(rates), Decimal("1"), True)
+                     for s in skus}
+        lines = []
+        for s in skus:
+            price = Decimal(rnd.randint(1, 200_000)) / 100
+            quantity = rnd.randint(1, 60)
+            discount = min(Decimal(rnd.randint(0, 5000)) / 100, price * quantity)
+            lines.append({"sku": s, "quantity": quantity, "unit_price": str(price),
+                          "discount": str(discount)})
+        gross = order(lines=lines, shipping_fee="8.00", stated_total=None)
+        net, totals = domain.net_of_tax(gross, catalogue)
+        charged = sum((ln.unit_price * ln.quantity - ln.discount for ln in gross.lines), Decimal(0))
+        assert totals.grand_total == charged + Decimal("8.00")
+        assert totals.subtotal - totals.discount + totals.tax + totals.shipping == totals.grand_total
+        for before, after in zip(gross.lines, net.lines, strict=True):
+            rate = catalogue[before.sku].tax_rate
+            assert after.discount >= 0 and after.discount <= after.unit_price * after.quantity
+            assert abs(after.unit_price - before.unit_price / (1 + rate)) <= Decimal("0.01")
+            assert after.unit_price.as_tuple().exponent >= -2
+            assert after.discount.as_tuple().exponent >= -2
+        if all(catalogue[s].tax_rate == 0 for s in skus):
+            assert net == gross

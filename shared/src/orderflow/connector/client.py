@@ -21,7 +21,7 @@ from orderflow.runtime.settings import KafkaSettings
 
 EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
     "canonical": ("external_id",),
-    "shopify": ("name", "id", "order_number"),
+    "shopify": ("id", "order_number", "name"),
     "douyin": ("order_id", "shop_order_id"),
     "csv": ("order_number",),
     "xlsx": ("order_number",),

@@ -110,6 +110,18 @@ class OrderRevisionReceived(Event):
     order: CanonicalOrder
 
 
+class OrderRevisionRejected(Event):
+    """A newer revision of a known order failed intake's checks; the order stays as it was."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderRevisionRejected"
+
+    order_id: str
+    channel: str
+    external_id: str
+    revision: int
+    reasons: tuple[Reason, ...] = Field(min_length=1)
+
+
 # --- review -----------------------------------------------------------------------------------
 
 HoldCode = Literal[
@@ -442,6 +454,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderReceived,
     OrderRejected,
     OrderRevisionReceived,
+    OrderRevisionRejected,
     OrderHeld,
     OrderApproved,
     StockReserved,

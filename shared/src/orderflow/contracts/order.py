@@ -109,6 +109,8 @@ class CanonicalOrder(_Frozen):
     stated_total: Amount | None = Field(default=None, ge=0, decimal_places=2,
                                         description="The total the channel says the customer pays")
     notes: str = Field(default="", max_length=2000)
+    amount_paid: Amount = Field(default=Decimal("0.00"), ge=0, decimal_places=2,
+                                description="Already paid to the channel (marketplace checkout)")
     revision: int = Field(default=1, ge=1, description="The channel's revision of this order")
 
     @field_validator("payment_terms")
@@ -118,7 +120,7 @@ class CanonicalOrder(_Frozen):
             raise ValueError("payment_terms must be prepaid, cod or netN")
         return value
 
-    @field_validator("shipping_fee", "stated_total", mode="before")
+    @field_validator("shipping_fee", "stated_total", "amount_paid", mode="before")
     @classmethod
     def _no_float(cls, value: Any) -> Any:
         if isinstance(value, float | bool):

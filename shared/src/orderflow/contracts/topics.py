@@ -30,6 +30,8 @@ ORDER_REJECTED = Topic("order.rejected", ev.OrderRejected, 3, "order id",
                        "Orders refused by intake or review, with reasons")
 ORDER_REVISED = Topic("order.revision-received", ev.OrderRevisionReceived, 3, "order id",
                       "Newer revisions of known orders re-pushed by a connector")
+ORDER_REVISION_REJECTED = Topic("order.revision-rejected", ev.OrderRevisionRejected, 3, "order id",
+                                "Newer revisions of known orders that failed intake's checks")
 ORDER_HELD = Topic("order.held", ev.OrderHeld, 3, "order id",
                    "Orders held by review for a person or for money")
 ORDER_APPROVED = Topic("order.approved", ev.OrderApproved, MAIN_PARTITIONS, "order id",
@@ -71,6 +73,7 @@ CATALOGUE: tuple[Topic, ...] = (
     ORDER_RECEIVED,
     ORDER_REJECTED,
     ORDER_REVISED,
+    ORDER_REVISION_REJECTED,
     ORDER_HELD,
     ORDER_APPROVED,
     STOCK_RESERVED,

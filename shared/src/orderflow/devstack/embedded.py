@@ -57,7 +57,7 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/orderflow"
 
-    def start(self, preferred_port: int = 0) -> None:
+    def start(self, preferred_port: int = 0, *, exact: bool = False) -> None:
         bin_dir = _postgres_bin()
         user = _ensure_system_user()
         self.root = self.root.resolve()
@@ -72,6 +72,8 @@ class EmbeddedPostgres:
                             "postgres", "-E", "utf8", "--no-sync"], check=True,
                            capture_output=True, user=user)
         self.port = free_port(preferred_port)
+        if exact and self.port != preferred_port:
+            raise RuntimeError(f"port {preferred_port} is taken; PostgreSQL cannot restart on it")
         self.proc = spawn(
             [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port),
              "-k", str(self.root),

@@ -1,13 +1,19 @@
 """The marketplace simulator: orders from every channel at a set rate, with a configurable share
 of bad, duplicate, rush and large orders (used by the demo and the benchmark).
 
-Each channel's orders are produced in that platform's own format (see ``CHANNEL_FORMATS``)."""
+Each channel's orders are produced in that platform's own format (see ``CHANNEL_FORMATS``):
+``shopify`` as the ``orders/create`` webhook payload (prices without tax, ``taxes_included``
+false), ``douyin`` as the 抖店 order-detail ``shop_order_detail`` (amounts in fen, including VAT),
+``csv`` as an order sheet's rows grouped by order number. Bad orders stay bad in every format."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from orderflow.devstack.catalogue import (
@@ -15,6 +21,7 @@ from orderflow.devstack.catalogue import (
     canonical_order,
     customers,
     products,
+    stated_total,
     stock_totals,
 )
 
@@ -39,10 +46,174 @@ def _to_canonical(order: dict[str, Any]) -> dict[str, Any]:
     return order
 
 
+def _platform_number(text: str, digits: int) -> int:
+    """A stable platform-style numeric id for one of our ids."""
+    digest = int(hashlib.sha256(text.encode()).hexdigest(), 16)
+    return int(10 ** (digits - 1) + digest % (9 * 10 ** (digits - 1)))
+
+
+def _epoch(iso: Any) -> int:
+    return int(datetime.fromisoformat(str(iso)).timestamp())
+
+
+def _to_shopify(order: dict[str, Any]) -> dict[str, Any]:
+    """The Shopify ``orders/create`` webhook payload of a canonical order."""
+    customer: dict[str, Any] = order.get("customer") or {}
+    terms = str(order.get("payment_terms") or "prepaid")
+    lines = []
+    for i, line in enumerate(order.get("lines") or []):
+        discount = str(line.get("discount", "0.00"))
+        lines.append({
+            "id": _platform_number(f"{order['external_id']}/{i}", 14), "sku": line["sku"],
+            "title": line["sku"], "quantity": line["quantity"], "price": line["unit_price"],
+            "total_discount": discount, "taxable": True, "requires_shipping": True,
+            "discount_allocations": [{"amount": discount, "discount_application_index": 0}]
+            if Decimal(discount) else [],
+        })
+    payload: dict[str, Any] = {
+        "id": _platform_number(str(order["external_id"]), 13),
+        "name": f"#{order['external_id']}", "created_at": order["placed_at"],
+        "updated_at": order["placed_at"], "processed_at": order["placed_at"],
+        "currency": order["currency"], "email": customer.get("email"),
+        "financial_status": "pending" if terms != "prepaid" else "paid",
+        "taxes_included": False, "line_items": lines,
+        "shipping_lines": [{"code": "SF-STANDARD", "title": "顺丰标快", "source": "shopify",
+                            "price": order.get("shipping_fee", "0.00"),
+                            "discounted_price": order.get("shipping_fee", "0.00")}],
+        "tags": "rush" if order.get("priority") == "rush" else "",
+        "note": order.get("notes") or None,
+        "customer": {"id": _platform_number(str(customer.get("id")), 12),
+                     "email": customer.get("email"), "first_name": customer.get("name", ""),
+                     "last_name": "", "phone": customer.get("phone"),
+                     "tags": f"orderflow:{customer.get('id')}"},
+        "payment_gateway_names": ["Cash on Delivery (COD)"] if terms == "cod" else ["shopify_payments"],
+        "note_attributes": [{"name": "requested_delivery_date",
+                             "value": order["requested_delivery_date"]}]
+        if order.get("requested_delivery_date") else [],
+        "discount_codes": [{"code": order["promo_code"], "amount": "0.00", "type": "fixed_amount"}]
+        if order.get("promo_code") else [],
+    }
+    if terms.startswith("net"):
+        payload["payment_terms"] = {"payment_terms_name": f"Net {terms[3:]}",
+                                    "payment_terms_type": "net", "due_in_days": int(terms[3:])}
+    if order.get("stated_total") is not None:
+        payload["total_price"] = payload["current_total_price"] = order["stated_total"]
+    address = order.get("shipping_address")
+    if address:
+        payload["shipping_address"] = {
+            "name": address.get("name", ""), "first_name": address.get("name", ""), "last_name": "",
+            "phone": address.get("phone"), "country_code": address.get("country", "CN"),
+            "province": address.get("province"), "city": address.get("city"),
+            "address1": " ".join(p for p in (address.get("district"), address.get("line1")) if p),
+            "address2": "", "zip": address.get("postal_code", ""),
+        }
+    return payload
+
+
+def _fen(amount: Decimal) -> int:
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _to_douyin(order: dict[str, Any]) -> dict[str, Any]:
+    """The 抖店 ``shop_order_detail`` of a canonical order: consumer prices including VAT."""
+    catalogue = products()
+    customer: dict[str, Any] = order.get("customer") or {}
+    shop_order_id = str(_platform_number(str(order["external_id"]), 19))
+    created = _epoch(order["placed_at"])
+    sku_orders, goods_fen = [], 0
+    for i, line in enumerate(order.get("lines") or []):
+        product = catalogue.get(line["sku"])
+        rate = product.tax_rate if product else Decimal(0)
+        unit_fen = _fen(Decimal(str(line["unit_price"])) * (1 + rate))
+        promotion_fen = _fen(Decimal(str(line.get("discount", "0"))) * (1 + rate))
+        quantity = line["quantity"]
+        sum_fen = unit_fen * quantity if isinstance(quantity, int) else 0
+        goods_fen += sum_fen - promotion_fen
+        sku_orders.append({
+            "order_id": f"{shop_order_id}{i}", "parent_order_id": shop_order_id, "order_level": 3,
+            "code": line["sku"], "out_sku_id": "", "product_name": product.name if product else line["sku"],
+            "item_num": quantity, "origin_amount": unit_fen, "sum_amount": sum_fen,
+            "promotion_amount": promotion_fen, "modify_amount": 0, "has_tax": False,
+            "order_status": 2, "order_status_desc": "备货中",
+        })
+    post_fen = _fen(Decimal(str(order.get("shipping_fee", "0"))))
+    stated = order.get("stated_total")
+    priced = [(ln["sku"], ln["quantity"], Decimal(str(ln["unit_price"])),
+               Decimal(str(ln.get("discount", "0"))))
+              for ln in order.get("lines") or [] if isinstance(ln["quantity"], int)]
+    # a stated total that does not match the lines (a bad order) is carried over as it is
+    broken_total = stated is not None and Decimal(str(stated)) != stated_total(
+        priced, Decimal(str(order.get("shipping_fee", "0"))))
+    payload: dict[str, Any] = {
+        "shop_id": 77977, "shop_name": "OrderFlow 旗舰店", "order_id": shop_order_id,
+        "order_level": 2, "order_status": 2, "order_status_desc": "备货中", "main_status": 2,
+        "create_time": created, "pay_time": created + 30, "update_time": created + 60,
+        "pay_type": 0 if order.get("payment_terms") == "cod" else 1,
+        "order_amount": _fen(Decimal(str(stated))) if broken_total else goods_fen + post_fen,
+        "post_amount": post_fen, "modify_post_amount": 0,
+        "seller_words": f"orderflow:{customer.get('id')}",
+        "seller_remark_stars": 5 if order.get("priority") == "rush" else 0,
+        "buyer_words": order.get("notes") or "",
+        "doudian_open_id": f"1@#{hashlib.sha256(str(customer.get('id')).encode()).hexdigest()[:40]}",
+        "sku_order_list": sku_orders,
+    }
+    payload["pay_amount"] = payload["order_amount"]
+    address = order.get("shipping_address")
+    if address:
+        payload["post_receiver"] = address.get("name", "")
+        payload["post_tel"] = address.get("phone", "")
+        payload["post_addr"] = {"province": {"name": address.get("province"), "id": ""},
+                                "city": {"name": address.get("city"), "id": ""},
+                                "town": {"name": address.get("district", ""), "id": ""},
+                                "street": {"name": "", "id": ""},
+                                "detail": address.get("line1", "")}
+    return payload
+
+
+def _to_csv(order: dict[str, Any]) -> dict[str, Any]:
+    """An order sheet's rows (as ``read_order_sheet`` groups them): order cells on the first row."""
+    customer: dict[str, Any] = order.get("customer") or {}
+    address: dict[str, Any] = order.get("shipping_address") or {}
+    first = {
+        "order_number": str(order["external_id"]), "order_date": str(order["placed_at"]),
+        "customer_id": str(customer.get("id", "")), "customer_name": customer.get("name", ""),
+        "customer_email": customer.get("email") or "", "customer_phone": customer.get("phone") or "",
+        "currency": order.get("currency", "CNY"), "recipient_name": address.get("name", ""),
+        "recipient_phone": address.get("phone", ""), "province": address.get("province", ""),
+        "city": address.get("city", ""), "district": address.get("district", ""),
+        "address": address.get("line1", ""), "postal_code": address.get("postal_code", ""),
+        "country": address.get("country", "") if address else "",
+        "requested_delivery_date": order.get("requested_delivery_date") or "",
+        "priority": order.get("priority", "normal"), "payment_terms": order.get("payment_terms") or "",
+        "promo_code": order.get("promo_code") or "", "shipping_fee": order.get("shipping_fee", ""),
+        "order_total": order.get("stated_total") or "", "notes": order.get("notes") or "",
+    }
+    rows = []
+    for i, line in enumerate(order.get("lines") or []):
+        row: dict[str, Any] = {"row": i + 2, "order_number": first["order_number"]}
+        if i == 0:
+            row.update(first)
+        row.update({"sku": line["sku"], "quantity": str(line["quantity"]),
+                    "unit_price": str(line["unit_price"]), "line_discount": str(line.get("discount", ""))})
+        rows.append(row)
+    return {"order_number": first["order_number"], "source": "simulated.csv", "rows": rows}
+
+
 # channel -> function turning a canonical order dict into that channel's payload
 CHANNEL_FORMATS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "canonical": _to_canonical,
+    "shopify": _to_shopify,
+    "douyin": _to_douyin,
+    "csv": _to_csv,
 }
+
+_EXTERNAL_ID_FIELD = {"shopify": "id", "douyin": "order_id", "csv": "order_number"}
+
+
+def external_id_in(channel: str, payload: Any, default: str) -> str:
+    """The external id a channel's payload carries (the platform's own order id)."""
+    name = _EXTERNAL_ID_FIELD.get(channel)
+    return str(payload[name]) if name and isinstance(payload, dict) else default
 
 
 def _plentiful_skus() -> list[str]:
@@ -91,7 +262,8 @@ def generate_orders(count: int, *, seed: int = 7, mix: Mix = Mix(),
                 order["stated_total"] = "1.00"
             else:
                 del order["shipping_address"]
-        out.append(SimulatedOrder(channel, external_id, CHANNEL_FORMATS[channel](order), kind))
+        payload = CHANNEL_FORMATS[channel](order)
+        out.append(SimulatedOrder(channel, external_id_in(channel, payload, external_id), payload, kind))
     duplicates = [SimulatedOrder(o.channel, o.external_id, o.payload, "duplicate")
                   for o in rnd.sample(out, int(count * mix.duplicate))] if out else []
     for dup in duplicates:

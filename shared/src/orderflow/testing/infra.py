@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,21 @@ class Infra:
     database_url: str
     bootstrap: str
     kind: str  # embedded | containers | external
+    postgres: Any = None  # the EmbeddedPostgres, when embedded: fault tests stop and start it
 
     @property
     def broker_is_tansu(self) -> bool:
         return self.kind == "embedded"
+
+    def stop_database(self) -> None:
+        if self.postgres is None:
+            raise RuntimeError("only the embedded database can be stopped by the tests")
+        self.postgres.stop()
+
+    def start_database(self) -> None:
+        if self.postgres is None:
+            raise RuntimeError("only the embedded database can be started by the tests")
+        self.postgres.start(self.postgres.port, exact=True)
 
 
 def docker_available() -> bool:
@@ -66,7 +78,7 @@ def provide_infra(root: Path) -> Iterator[Infra]:
     try:
         postgres.start()
         broker.start()
-        yield Infra(postgres.url, broker.bootstrap, "embedded")
+        yield Infra(postgres.url, broker.bootstrap, "embedded", postgres)
     finally:
         broker.stop()
         postgres.stop()

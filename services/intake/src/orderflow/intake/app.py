@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import APIRouter
+
 from orderflow.contracts import topics
 from orderflow.intake import handlers
+from orderflow.intake.settings import IntakeSettings
+from orderflow.intake.webhooks import WebhookPublisher, webhook_router
 from orderflow.runtime.consumer import Subscription
-from orderflow.runtime.service import ServiceDefinition
+from orderflow.runtime.service import ServiceContext, ServiceDefinition
 
 
 def create_service() -> ServiceDefinition:
+    def routers(ctx: ServiceContext) -> list[APIRouter]:
+        settings = IntakeSettings()  # fails fast, naming the variable, on a bad value
+        publisher = WebhookPublisher(ctx)
+        ctx.state["webhook_publisher"] = publisher
+        return [webhook_router(ctx, settings, publisher)]
+
+    async def close_webhook_publisher(ctx: ServiceContext) -> None:
+        publisher = ctx.state.get("webhook_publisher")
+        if isinstance(publisher, WebhookPublisher):
+            await publisher.run_until_stopped()
+
     return ServiceDefinition(
         name="intake",
         description="Normalises every channel's orders, checks them, and deduplicates re-pushes",
@@ -21,4 +36,6 @@ def create_service() -> ServiceDefinition:
             Subscription(topics.PRODUCT_UPDATED, handlers.on_product_updated,
                          description="The product catalogue intake checks SKUs and tax against"),
         ],
+        routers=routers,
+        background=[close_webhook_publisher],
     )

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
@@ -107,7 +107,7 @@ def parse_canonical(data: Any) -> CanonicalOrder | Refused:
 
 def compute_totals(order: CanonicalOrder, catalogue: Mapping[str, Product]) -> OrderTotals:
     """Subtotal, discounts, tax (per-SKU rate on the discounted line), shipping, grand total;
-    each figure rounded half up to cents."""
+    each figure rounded half up to cents. Prices are without tax."""
     subtotal = Decimal("0")
     discount = Decimal("0")
     tax = Decimal("0")
@@ -115,9 +115,7 @@ def compute_totals(order: CanonicalOrder, catalogue: Mapping[str, Product]) -> O
         gross = line.unit_price * line.quantity
         subtotal += gross
         discount += line.discount
-        product = catalogue.get(line.sku)
-        rate = product.tax_rate if product else Decimal("0")
-        tax += round_money((gross - line.discount) * rate)
+        tax += round_money((gross - line.discount) * _rate(line.sku, catalogue))
     subtotal, discount = round_money(subtotal), round_money(discount)
     shipping = round_money(order.shipping_fee)
     grand = round_money(subtotal - discount + tax + shipping)
@@ -125,9 +123,51 @@ def compute_totals(order: CanonicalOrder, catalogue: Mapping[str, Product]) -> O
                        grand_total=grand)
 
 
+def _rate(sku: str, catalogue: Mapping[str, Product]) -> Decimal:
+    product = catalogue.get(sku)
+    return product.tax_rate if product else Decimal("0")
+
+
+def net_of_tax(order: CanonicalOrder,
+               catalogue: Mapping[str, Product]) -> tuple[CanonicalOrder, OrderTotals]:
+    """An order whose prices include VAT (Douyin, Shopify ``taxes_included``) as OrderFlow's
+    canonical order, whose prices never do, with its totals.
+
+    Per line, the VAT contained in the amount paid for it, A = unit price x quantity - discount,
+    is T = A x r / (1 + r), rounded half up (how a Chinese VAT invoice splits 价税合计); the line's
+    net amount is N = A - T, exactly. The net unit price is the gross one divided by 1 + r,
+    rounded half up to cents (one cent up if that would leave the net amount above the line), and
+    the net discount is what remains: net unit price x quantity - N (a few cents at most when the
+    channel gave no discount). So the canonical order's lines, plus the tax, plus shipping, come
+    to exactly what the channel charged: grand total = sum of A + shipping, and the stated total
+    is checked against that."""
+    lines = []
+    subtotal = discount = tax = Decimal("0")
+    for line in order.lines:
+        rate = _rate(line.sku, catalogue)
+        paid = line.unit_price * line.quantity - line.discount
+        contained = round_money(paid * rate / (1 + rate))
+        net_amount = paid - contained
+        unit = round_money(line.unit_price / (1 + rate))
+        if unit * line.quantity < net_amount:
+            unit += Decimal("0.01")
+        net_discount = unit * line.quantity - net_amount
+        lines.append(line.model_copy(update={"unit_price": unit, "discount": net_discount}))
+        subtotal += unit * line.quantity
+        discount += net_discount
+        tax += contained
+    shipping = round_money(order.shipping_fee)
+    totals = OrderTotals(subtotal=round_money(subtotal), discount=round_money(discount),
+                         tax=round_money(tax), shipping=shipping,
+                         grand_total=round_money(subtotal - discount + tax + shipping))
+    return order.model_copy(update={"lines": tuple(lines)}), totals
+
+
 def check_order(order: CanonicalOrder, catalogue: Mapping[str, Product],
-                policy: IntakePolicy = IntakePolicy()) -> Accepted | Refused:
-    """Completeness and form beyond the schema, the catalogue, and the totals."""
+                policy: IntakePolicy = IntakePolicy(), *,
+                prices_include_tax: bool = False) -> Accepted | Refused:
+    """Completeness and form beyond the schema, the catalogue, and the totals. An order whose
+    prices include tax is accepted as its net-of-tax canonical order (``net_of_tax``)."""
     reasons: list[Reason] = []
     if order.currency not in ISO_CURRENCIES:
         reasons.append(Reason(code="unknown_currency", field="currency",
@@ -151,14 +191,19 @@ def check_order(order: CanonicalOrder, catalogue: Mapping[str, Product],
                                   message="the discount is larger than the line's amount"))
     if reasons:
         return Refused(tuple(reasons))
-    totals = compute_totals(order, catalogue)
+    if prices_include_tax:
+        order, totals = net_of_tax(order, catalogue)
+    else:
+        totals = compute_totals(order, catalogue)
     if order.stated_total is not None:
         difference = abs(order.stated_total - totals.grand_total)
         if difference > policy.total_tolerance:
+            basis = "including" if prices_include_tax else "plus"
             return Refused((Reason(
                 code="total_mismatch", field="stated_total",
                 message=(f"the channel states {order.stated_total} {order.currency} but the "
-                         f"lines, discounts, tax and shipping come to {totals.grand_total}"),
+                         f"lines, discounts, tax and shipping come to {totals.grand_total} "
+                         f"(prices {basis} tax)"),
             ),))
     return Accepted(order, totals)
 
@@ -176,11 +221,19 @@ class KnownOrder:
     payload_sha256: str
 
 
-def classify_repush(known: KnownOrder | None, revision: int, fingerprint: str) -> str:
+Repush = Literal["new", "duplicate", "revision", "retry"]
+
+
+def classify_repush(known: KnownOrder | None, revision: int, fingerprint: str) -> Repush:
     """What a push of a (channel, external id) intake may already have is:
-    ``new``, ``duplicate`` (same or older revision), or ``revision`` (a newer one: a change)."""
+
+    - ``new``: intake has never seen it;
+    - ``duplicate``: the same or an older revision (or the very same payload): nothing to do;
+    - ``revision``: a newer revision of an order intake received: a change of that order;
+    - ``retry``: a newer revision of an order intake rejected: checked afresh, since no order
+      exists yet to change (a Douyin order pushed before it was paid, a corrected sheet)."""
     if known is None:
         return "new"
     if revision > known.revision and fingerprint != known.payload_sha256:
-        return "revision"
+        return "retry" if known.status == "rejected" else "revision"
     return "duplicate"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -10,20 +11,27 @@ from orderflow.contracts.events import (
     OrderReceived,
     OrderRejected,
     OrderRevisionReceived,
+    OrderRevisionRejected,
     OrderSubmitted,
     ProductUpdated,
     Reason,
 )
 from orderflow.contracts.order import CanonicalOrder, Customer, order_id_for
 from orderflow.intake import domain
-from orderflow.intake.adapters import ADAPTERS, AdapterError
+from orderflow.intake.adapters import ADAPTERS, AdapterError, adapt
 from orderflow.intake.repository import IntakeRepository
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
 
-def normalise(submitted: OrderSubmitted) -> CanonicalOrder | domain.Refused:
+@dataclass(frozen=True)
+class Normalised:
+    order: CanonicalOrder
+    prices_include_tax: bool
+
+
+def normalise(submitted: OrderSubmitted) -> Normalised | domain.Refused:
     """The channel's adapter, then the canonical schema."""
     adapter = ADAPTERS.get(submitted.channel)
     if adapter is None:
@@ -32,72 +40,90 @@ def normalise(submitted: OrderSubmitted) -> CanonicalOrder | domain.Refused:
                                       message=f"no adapter for channel {submitted.channel!r} "
                                               f"(known: {known})"),))
     try:
-        data = adapter(submitted.payload)
+        adapted = adapt(adapter, submitted.payload)
     except AdapterError as exc:
-        return domain.Refused((Reason(code="unreadable_payload", field=exc.field,
-                                      message=str(exc)),))
-    parsed = domain.parse_canonical(data)
-    if isinstance(parsed, CanonicalOrder) and parsed.external_id != submitted.external_id:
+        return domain.Refused((Reason(code=exc.code, field=exc.field, message=str(exc)),))
+    parsed = domain.parse_canonical(adapted.data)
+    if isinstance(parsed, domain.Refused):
+        return parsed
+    if parsed.external_id != submitted.external_id:
         return domain.Refused((Reason(
             code="external_id_mismatch", field="external_id",
             message=f"the envelope says {submitted.external_id!r}, the order {parsed.external_id!r}",
         ),))
-    return parsed
+    return Normalised(parsed, adapted.prices_include_tax)
 
 
 async def on_order_submitted(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted]) -> None:
     submitted = incoming.event
     order_id = order_id_for(submitted.channel, submitted.external_id)
-    structlog.contextvars.bind_contextvars(order_id=order_id)
+    structlog.contextvars.bind_contextvars(order_id=order_id, channel=submitted.channel)
     repo = IntakeRepository(uow.session)
     fingerprint = domain.payload_fingerprint(submitted.payload)
-    parsed = normalise(submitted)
-    revision = parsed.revision if isinstance(parsed, CanonicalOrder) else 1
+    normalised = normalise(submitted)
+    revision = normalised.order.revision if isinstance(normalised, Normalised) else 1
 
     known = await repo.lock_known(order_id)
     kind = domain.classify_repush(known, revision, fingerprint)
     if kind == "duplicate":
-        log.info("duplicate push ignored", channel=submitted.channel, revision=revision)
-        return
-    if kind == "revision":
-        assert known is not None and isinstance(parsed, CanonicalOrder)
-        await repo.record_revision(order_id, revision, fingerprint)
-        uow.emit(OrderRevisionReceived(order_id=order_id, channel=submitted.channel,
-                                       external_id=submitted.external_id,
-                                       previous_revision=known.revision, revision=revision,
-                                       order=parsed))
-        log.info("newer revision recorded as a change", revision=revision)
+        log.info("duplicate push ignored", revision=revision)
         return
 
     result: domain.Accepted | domain.Refused
-    if isinstance(parsed, domain.Refused):
-        result = parsed
+    if isinstance(normalised, domain.Refused):
+        result = normalised
     else:
-        catalogue = await repo.catalogue(line.sku for line in parsed.lines)
-        result = domain.check_order(parsed, catalogue)
+        catalogue = await repo.catalogue(line.sku for line in normalised.order.lines)
+        result = domain.check_order(normalised.order, catalogue,
+                                    prices_include_tax=normalised.prices_include_tax)
+
+    if kind == "revision":
+        assert known is not None
+        if isinstance(result, domain.Refused):
+            await repo.record_revision(order_id, revision, fingerprint, status="refused",
+                                       reasons=result.reasons)
+            log.warning("newer revision refused; the order stands as received",
+                        revision=revision, reasons=[r.code for r in result.reasons])
+            uow.emit(OrderRevisionRejected(order_id=order_id, channel=submitted.channel,
+                                           external_id=submitted.external_id, revision=revision,
+                                           reasons=result.reasons))
+            return
+        await repo.record_revision(order_id, revision, fingerprint, status="change")
+        uow.emit(OrderRevisionReceived(order_id=order_id, channel=submitted.channel,
+                                       external_id=submitted.external_id,
+                                       previous_revision=known.revision, revision=revision,
+                                       order=result.order))
+        log.info("newer revision recorded as a change", revision=revision,
+                 previous_revision=known.revision)
+        return
 
     status = "received" if isinstance(result, domain.Accepted) else "rejected"
-    if not await repo.add(order_id=order_id, channel=submitted.channel,
-                          external_id=submitted.external_id, revision=revision, status=status,
-                          fingerprint=fingerprint):
+    reasons = result.reasons if isinstance(result, domain.Refused) else ()
+    if kind == "retry":
+        await repo.retry(order_id=order_id, revision=revision, status=status,
+                         fingerprint=fingerprint, reasons=reasons)
+    elif not await repo.add(order_id=order_id, channel=submitted.channel,
+                            external_id=submitted.external_id, revision=revision, status=status,
+                            fingerprint=fingerprint, reasons=reasons):
         return
     if isinstance(result, domain.Accepted):
         uow.emit(OrderReceived(order_id=order_id, channel=submitted.channel,
                                external_id=submitted.external_id, order=result.order,
                                totals=result.totals))
-        log.info("order received", lines=len(result.order.lines),
-                 grand_total=str(result.totals.grand_total))
+        log.info("order received", lines=len(result.order.lines), revision=revision,
+                 grand_total=str(result.totals.grand_total), after_rejection=kind == "retry")
     else:
-        customer = _customer_of(submitted.payload) if not isinstance(parsed, CanonicalOrder) \
-            else parsed.customer
+        customer = normalised.order.customer if isinstance(normalised, Normalised) \
+            else _customer_of(submitted.payload)
         uow.emit(OrderRejected(order_id=order_id, channel=submitted.channel,
                                external_id=submitted.external_id, stage="intake",
                                reasons=result.reasons, customer=customer))
-        log.info("order rejected", reasons=[r.code for r in result.reasons])
+        log.info("order rejected", reasons=[r.code for r in result.reasons], revision=revision)
 
 
 def _customer_of(payload: Any) -> Customer | None:
-    """The customer of a payload that failed validation, if it can still be read (for notify)."""
+    """The customer of a canonical payload that failed validation, if it can still be read (for
+    notify); platform payloads keep their buyers elsewhere, and get none."""
     try:
         return Customer.model_validate(payload["customer"])
     except Exception:  # noqa: BLE001 - best effort only

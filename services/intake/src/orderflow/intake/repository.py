@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderflow.contracts.events import ProductUpdated
+from orderflow.contracts.events import ProductUpdated, Reason
 from orderflow.intake.domain import KnownOrder, Product
 
 metadata = sa.MetaData()
@@ -17,7 +18,7 @@ orders = sa.Table(
     sa.Column("order_id", sa.Text, primary_key=True),
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("external_id", sa.Text, nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("payload_sha256", sa.Text, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
@@ -25,8 +26,10 @@ orders = sa.Table(
 revisions = sa.Table(
     "intake_revisions", metadata,
     sa.Column("order_id", sa.Text, primary_key=True),
-    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("revision", sa.BigInteger, primary_key=True),
     sa.Column("payload_sha256", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reasons", JSONB, nullable=False),
 )
 products = sa.Table(
     "intake_products", metadata,
@@ -52,7 +55,7 @@ class IntakeRepository:
         return KnownOrder(row.order_id, row.revision, row.status, row.payload_sha256) if row else None
 
     async def add(self, *, order_id: str, channel: str, external_id: str, revision: int,
-                  status: str, fingerprint: str) -> bool:
+                  status: str, fingerprint: str, reasons: tuple[Reason, ...] = ()) -> bool:
         """Record an order; False if a concurrent push recorded it first."""
         result = await self.session.execute(
             pg_insert(orders).values(order_id=order_id, channel=channel, external_id=external_id,
@@ -61,18 +64,35 @@ class IntakeRepository:
         )
         if result.first() is None:
             return False
-        await self.session.execute(pg_insert(revisions).values(
-            order_id=order_id, revision=revision, payload_sha256=fingerprint
-        ).on_conflict_do_nothing())
+        await self._record(order_id, revision, fingerprint, status, reasons)
         return True
 
-    async def record_revision(self, order_id: str, revision: int, fingerprint: str) -> None:
+    async def retry(self, *, order_id: str, revision: int, status: str, fingerprint: str,
+                    reasons: tuple[Reason, ...] = ()) -> None:
+        """A newer revision of a rejected order, checked afresh."""
         await self.session.execute(
             orders.update().where(orders.c.order_id == order_id)
-            .values(revision=revision, payload_sha256=fingerprint, updated_at=sa.func.now())
+            .values(revision=revision, status=status, payload_sha256=fingerprint,
+                    updated_at=sa.func.now())
         )
+        await self._record(order_id, revision, fingerprint, status, reasons)
+
+    async def record_revision(self, order_id: str, revision: int, fingerprint: str, *,
+                              status: str, reasons: tuple[Reason, ...] = ()) -> None:
+        """A newer revision of a received order: a change (``change``), which becomes the
+        order's current revision, or one that failed the checks (``refused``), which does not."""
+        if status == "change":
+            await self.session.execute(
+                orders.update().where(orders.c.order_id == order_id)
+                .values(revision=revision, payload_sha256=fingerprint, updated_at=sa.func.now())
+            )
+        await self._record(order_id, revision, fingerprint, status, reasons)
+
+    async def _record(self, order_id: str, revision: int, fingerprint: str, status: str,
+                      reasons: tuple[Reason, ...]) -> None:
         await self.session.execute(pg_insert(revisions).values(
-            order_id=order_id, revision=revision, payload_sha256=fingerprint
+            order_id=order_id, revision=revision, payload_sha256=fingerprint, status=status,
+            reasons=[r.model_dump(mode="json") for r in reasons],
         ).on_conflict_do_nothing())
 
     async def catalogue(self, skus: Iterable[str]) -> dict[str, Product]:

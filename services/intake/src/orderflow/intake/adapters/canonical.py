@@ -1,9 +1,11 @@
-"""Channel ``canonical``: OrderFlow's own JSON, taken as it is."""
+"""Channel ``canonical``: OrderFlow's own JSON, taken as it is (prices without tax)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from orderflow.intake.adapters.channel_order import ChannelOrder
 
-def to_canonical(payload: Any) -> Any:
-    return payload
+
+def to_canonical(payload: Any) -> ChannelOrder:
+    return ChannelOrder(payload, prices_include_tax=False)

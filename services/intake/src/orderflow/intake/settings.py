@@ -1,0 +1,34 @@
+"""Intake's own settings (prefix ``ORDERFLOW_INTAKE_``), beside the runtime's common ones."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IntakeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_INTAKE_", extra="ignore",
+                                      hide_input_in_errors=True)
+
+    shopify_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Per-shop webhook signing secrets as JSON, {"shop-name": "secret"}: the shop '
+                    "name is the last part of the webhook URL /webhooks/shopify/{shop}",
+    )
+    webhook_max_bytes: int = Field(
+        default=512 * 1024, ge=1024, le=900_000,
+        description="Largest webhook body accepted (413 above); below the broker message limit",
+    )
+    webhook_publish_timeout_s: float = Field(
+        default=4.0, gt=0, le=60,
+        description="How long a webhook waits for the broker's confirmation before answering 503 "
+                    "(Shopify gives up after 5 s and retries)",
+    )
+
+    @field_validator("shopify_secrets")
+    @classmethod
+    def _no_empty_secrets(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        empty = [shop for shop, secret in secrets.items() if not secret.get_secret_value()]
+        if empty:
+            raise ValueError(f"ORDERFLOW_INTAKE_SHOPIFY_SECRETS: empty secret for {', '.join(empty)}")
+        return secrets

@@ -1,0 +1,147 @@
+"""The webhook receiver for platforms that push orders: ``POST /webhooks/shopify/{shop}``.
+
+A request is published to ``order.inbound`` (channel ``shopify``, key ``shopify:<order id>``) only
+when its ``X-Shopify-Hmac-Sha256`` header is the base64 HMAC-SHA256 of the raw body under the
+shop's secret (compared in constant time), and answered 200 only once the broker confirmed it.
+
+    401  missing or wrong signature, or a shop without a configured secret (nothing published)
+    413  body larger than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_BYTES``
+    400  not a JSON object, no order id, or a topic other than orders/create or orders/updated
+    503  the broker did not confirm in time: the platform retries, and intake deduplicates
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from orderflow.connector import OrderPusher
+from orderflow.intake.settings import IntakeSettings
+from orderflow.runtime.service import ServiceContext
+
+log = structlog.get_logger(__name__)
+
+SHOPIFY_ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
+
+
+def shopify_signature(secret: str, body: bytes) -> str:
+    """What Shopify puts in ``X-Shopify-Hmac-Sha256`` for ``body``."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
+    if not header:
+        return False
+    return hmac.compare_digest(shopify_signature(secret, body).encode(),
+                               header.strip().encode("ascii", "replace"))
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WebhookPublisher:
+    """One connector producer for the service, started on first use (under a lock) and stopped
+    when the service stops."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self._pusher: OrderPusher | None = None
+        self._lock = asyncio.Lock()
+
+    async def pusher(self) -> OrderPusher:
+        async with self._lock:
+            if self._pusher is None:
+                pusher = OrderPusher(self.ctx.kafka, client_id="orderflow-intake-webhooks",
+                                     producer_name="intake-webhooks")
+                await pusher.__aenter__()
+                self._pusher = pusher
+            return self._pusher
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._pusher is not None:
+                with contextlib.suppress(Exception):
+                    await self._pusher.__aexit__(None, None, None)
+                self._pusher = None
+
+    async def run_until_stopped(self) -> None:
+        """The background job: close the producer when the service stops."""
+        await self.ctx.stopping.wait()
+        await self.close()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError as exc:
+            raise _Refused(400, "Content-Length is not a number") from exc
+        if too_big:
+            raise _Refused(413, f"the body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _Refused(413, f"the body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def _order_of(body: bytes, topic: str | None) -> tuple[dict[str, Any], str]:
+    if topic is not None and topic not in SHOPIFY_ORDER_TOPICS:
+        raise _Refused(400, f"topic {topic!r} is not an order topic "
+                            f"({', '.join(sorted(SHOPIFY_ORDER_TOPICS))})")
+    try:
+        order = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Refused(400, f"the body is not JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(order, dict):
+        raise _Refused(400, "the body must be a JSON object (a Shopify order)")
+    order_id = order.get("id")
+    if isinstance(order_id, bool) or not isinstance(order_id, int | str) or str(order_id).strip() == "":
+        raise _Refused(400, "the order has no id")
+    return order, str(order_id).strip()
+
+
+def webhook_router(ctx: ServiceContext, settings: IntakeSettings,
+                   publisher: WebhookPublisher) -> APIRouter:
+    router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+    @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook")
+    async def shopify_order(shop: str, request: Request) -> JSONResponse:
+        try:
+            body = await _read_body(request, settings.webhook_max_bytes)
+            secret = settings.shopify_secrets.get(shop)
+            if secret is None or not signature_matches(
+                    secret.get_secret_value(), body, request.headers.get("x-shopify-hmac-sha256")):
+                raise _Refused(401, "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
+            order, external_id = _order_of(body, request.headers.get("x-shopify-topic"))
+        except _Refused as refused:
+            log.info("webhook refused", shop=shop, status=refused.status, reason=str(refused))
+            return JSONResponse({"error": str(refused)}, status_code=refused.status)
+        try:
+            pusher = await publisher.pusher()
+            result = await asyncio.wait_for(pusher.push("shopify", order, external_id=external_id),
+                                            settings.webhook_publish_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any broker trouble: ask the platform to retry
+            log.warning("webhook not confirmed by the broker", shop=shop, error=type(exc).__name__)
+            return JSONResponse({"error": "the order could not be stored yet; retry"},
+                                status_code=503)
+        log.info("webhook accepted", shop=shop, key=f"shopify:{external_id}",
+                 partition=result.partition, offset=result.offset)
+        return JSONResponse({"accepted": True, "key": f"shopify:{external_id}",
+                             "partition": result.partition, "offset": result.offset})
+
+    return router

@@ -1,0 +1,124 @@
+"""The manual review queue over HTTP: list held orders (filtered by reason), look at one order's
+review and audit trail, approve or reject a held order with a reviewer and a comment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, get_args
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from orderflow.contracts.events import HoldCode
+from orderflow.review import handlers
+from orderflow.review.domain import ManualAction
+from orderflow.review.policy import ReviewPolicy
+from orderflow.review.repository import ReviewedOrder, ReviewRepository
+from orderflow.runtime.service import ServiceContext
+
+HOLD_CODES: tuple[str, ...] = get_args(HoldCode)
+
+
+class ReviewerDecision(BaseModel):
+    """The body of an approve or reject request."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reviewer: str = Field(min_length=1, max_length=100, description="The reviewer's user name")
+    comment: str | None = Field(default=None, max_length=2000,
+                                description="Why, in the reviewer's words")
+
+
+def _queue_entry(o: ReviewedOrder, now: datetime) -> dict[str, Any]:
+    received = o.received
+    return {
+        "order_id": o.ledger.order_id,
+        "channel": received.channel,
+        "external_id": received.external_id,
+        "customer_id": o.ledger.customer_id,
+        "customer_name": received.order.customer.name,
+        "grand_total": str(o.ledger.grand_total),
+        "currency": received.order.currency,
+        "payment_terms": received.order.payment_terms,
+        "reasons": [r.model_dump(mode="json") for r in o.ledger.reasons],
+        "amount_due": str(o.amount_due) if o.amount_due is not None else None,
+        "held_at": o.reviewed_at.isoformat(),
+        "age_seconds": max(0, int((now - o.reviewed_at).total_seconds())),
+    }
+
+
+def create_router(ctx: ServiceContext, policy: ReviewPolicy) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["review"])
+
+    @router.get("/review-queue", summary="Held orders, oldest first, with reasons and age")
+    async def review_queue(
+        reason: str | None = Query(default=None, description="Only orders held for this reason"),
+        limit: int = Query(default=200, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        if reason is not None and reason not in HOLD_CODES:
+            raise HTTPException(422, f"unknown reason {reason!r}; one of: {', '.join(HOLD_CODES)}")
+        async with ctx.units() as uow:
+            repo = ReviewRepository(uow.session)
+            held = await repo.held_orders(reason, limit)
+            counts = await repo.held_counts()
+        now = datetime.now(UTC)
+        return {"reason": reason, "count": len(held), "held_by_reason": counts,
+                "orders": [_queue_entry(o, now) for o in held]}
+
+    @router.get("/orders/{order_id}", summary="One order's review: rules, reasons, audit trail")
+    async def order_review(order_id: str) -> dict[str, Any]:
+        async with ctx.units() as uow:
+            repo = ReviewRepository(uow.session)
+            reviewed = await repo.reviewed_order(order_id)
+            trail = await repo.decisions_of(order_id) if reviewed else []
+        if reviewed is None:
+            raise HTTPException(404, f"order {order_id} is not known to review")
+        return {
+            **_queue_entry(reviewed, datetime.now(UTC)),
+            "status": reviewed.ledger.status,
+            "decided_by": reviewed.decided_by,
+            "comment": reviewed.comment,
+            "decided_at": reviewed.decided_at.isoformat() if reviewed.decided_at else None,
+            "paid": str(reviewed.ledger.paid),
+            "rules": [r.model_dump(mode="json") for r in reviewed.rules],
+            "decisions": [{"decision": d["decision"], "decided_by": d["decided_by"],
+                           "comment": d["comment"], "reasons": d["reasons"],
+                           "decided_at": d["decided_at"].isoformat()} for d in trail],
+        }
+
+    async def decide(order_id: str, action: ManualAction, body: ReviewerDecision) -> dict[str, Any]:
+        try:
+            async with ctx.units() as uow:
+                ledger = await handlers.decide_manually(uow, policy, order_id, action,
+                                                        body.reviewer, body.comment or None)
+        except handlers.DecisionRefused as refused:
+            raise HTTPException(refused.status, refused.message) from refused
+        return {"order_id": order_id, "status": ledger.status, "decided_by": body.reviewer,
+                "comment": body.comment or None}
+
+    @router.post("/orders/{order_id}/approve", summary="Approve a held order")
+    async def approve(order_id: str, body: ReviewerDecision) -> dict[str, Any]:
+        return await decide(order_id, "approve", body)
+
+    @router.post("/orders/{order_id}/reject", summary="Reject a held order")
+    async def reject(order_id: str, body: ReviewerDecision) -> dict[str, Any]:
+        return await decide(order_id, "reject", body)
+
+    @router.get("/credit-accounts/{customer_id}",
+                summary="A customer's credit account: profile, exposure and review's running figures")
+    async def credit_account(customer_id: str) -> dict[str, Any]:
+        async with ctx.units() as uow:
+            row = await ReviewRepository(uow.session).account(customer_id)
+        if row is None:
+            raise HTTPException(404, f"customer {customer_id} has no credit account in review")
+        exposure = row["open_receivables"] + row["approved_not_invoiced"]
+        return {k: (str(v) if isinstance(v, Decimal) else
+                    v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} | {
+            "exposure": str(exposure)}
+
+    @router.get("/review-policy", summary="The policy in force (every threshold)")
+    async def review_policy() -> dict[str, Any]:
+        return policy.model_dump(mode="json")
+
+    return router

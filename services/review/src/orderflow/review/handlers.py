@@ -1,0 +1,225 @@
+"""Review's handlers: decode, lock the customer's credit account, call the domain, stage events.
+
+The same steps serve the consumer (``order.received``, master data, finance events) and the manual
+queue's HTTP API (``decide_manually``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from orderflow.contracts.events import (
+    CustomerUpdated,
+    HoldReason,
+    InvoiceIssued,
+    OrderApproved,
+    OrderHeld,
+    OrderReceived,
+    OrderRejected,
+    PaymentReceived,
+    ProductUpdated,
+    Reason,
+    RuleOutcome,
+)
+from orderflow.review import domain
+from orderflow.review.policy import ReviewPolicy
+from orderflow.review.repository import ReviewRepository
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+AUTO = "auto"
+
+
+def _approved_event(received: OrderReceived, rules: Sequence[RuleOutcome], approved_by: str,
+                    comment: str | None) -> OrderApproved:
+    return OrderApproved(order_id=received.order_id, channel=received.channel,
+                         external_id=received.external_id, order=received.order,
+                         totals=received.totals, approved_by=approved_by, comment=comment,
+                         rules=tuple(rules))
+
+
+def _rejected_event(received: OrderReceived, reasons: Sequence[HoldReason], decided_by: str,
+                    comment: str | None) -> OrderRejected:
+    why = tuple(Reason(code=r.code, message=r.message) for r in reasons) or (
+        Reason(code="rejected_by_reviewer", message=comment or "rejected by a reviewer"),)
+    return OrderRejected(order_id=received.order_id, channel=received.channel,
+                         external_id=received.external_id, stage="review", reasons=why,
+                         customer=received.order.customer, decided_by=decided_by, comment=comment)
+
+
+@dataclass(frozen=True)
+class ReviewHandlers:
+    """The consumer's handlers, bound to the company's policy."""
+
+    policy: ReviewPolicy
+
+    async def on_order_received(self, uow: UnitOfWork,
+                                incoming: IncomingEvent[OrderReceived]) -> None:
+        received = incoming.event
+        order = received.order
+        repo = ReviewRepository(uow.session)
+        account = await repo.lock_account(order.customer.id, self.policy)
+        if await repo.ledger(received.order_id) is not None:
+            log.info("order already reviewed; ignored")
+            return
+        promotion = await repo.lock_promotion(order.promo_code, self.policy) \
+            if order.promo_code else None
+        review = domain.OrderUnderReview(
+            order=order, totals=received.totals, account=account,
+            prices=await repo.prices(line.sku for line in order.lines), promotion=promotion,
+            # money paid to us in advance, plus what the channel collected at checkout
+            paid_in_advance=await repo.advance_paid(received.order_id) + order.amount_paid,
+        )
+        decision = domain.review_order(review, self.policy)
+        ledger = domain.OrderLedger(
+            order_id=received.order_id, customer_id=order.customer.id, status=decision.outcome,
+            kind=decision.kind, grand_total=received.totals.grand_total,
+            paid=review.paid_in_advance if decision.kind == "prepaid" else domain.ZERO,
+            reasons=decision.reasons,
+        )
+        if decision.outcome == "approved":
+            account, ledger = domain.approve(account, ledger)
+            await repo.save_account(account)
+            if promotion is not None:
+                await repo.use_promotion(promotion.code, received.order_id)
+        await repo.add_order(ledger, received, decision.rules, decision.amount_due)
+        await repo.record_decision(received.order_id, decision.outcome, AUTO, None,
+                                   decision.reasons, decision.rules)
+        if decision.outcome == "approved":
+            uow.emit(_approved_event(received, decision.rules, AUTO, None))
+        elif decision.outcome == "held":
+            uow.emit(OrderHeld(order_id=received.order_id, reasons=decision.reasons,
+                               rules=decision.rules, customer=order.customer,
+                               amount_due=decision.amount_due, currency=order.currency))
+        else:
+            uow.emit(_rejected_event(received, decision.reasons, AUTO,
+                                     "rejected by policy (reject_on)"))
+        log.info("order reviewed", outcome=decision.outcome, reasons=decision.codes,
+                 grand_total=str(received.totals.grand_total), terms=decision.kind)
+
+    async def on_customer_updated(self, uow: UnitOfWork,
+                                  incoming: IncomingEvent[CustomerUpdated]) -> None:
+        repo = ReviewRepository(uow.session)
+        profile = incoming.event
+        account = await repo.lock_account(profile.customer_id, self.policy)
+        await repo.save_account(account.with_profile(profile))
+
+    async def on_product_updated(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[ProductUpdated]) -> None:
+        await ReviewRepository(uow.session).upsert_price(incoming.event)
+
+    async def on_invoice_issued(self, uow: UnitOfWork,
+                                incoming: IncomingEvent[InvoiceIssued]) -> None:
+        invoice = incoming.event
+        repo = ReviewRepository(uow.session)
+        if not await repo.record_invoice(invoice):
+            log.info("invoice already recorded; ignored", invoice_id=invoice.invoice_id)
+            return
+        account = await repo.lock_account(invoice.customer_id, self.policy)
+        ledger = await repo.ledger(invoice.order_id, lock=True) if invoice.order_id else None
+        if ledger is not None and ledger.customer_id != invoice.customer_id:
+            raise ValueError(f"invoice {invoice.invoice_id} names customer {invoice.customer_id} "
+                             f"but its order belongs to {ledger.customer_id}")
+        applied = domain.apply_invoice(account, ledger, invoice.amount)
+        await repo.save_account(applied.account)
+        if applied.ledger is not None:
+            await repo.save_ledger(applied.ledger)
+        await repo.settle_invoice(invoice.invoice_id, applied.to_receivables,
+                                  applied.moved_from_approved)
+        log.info("invoice applied", invoice_id=invoice.invoice_id,
+                 to_receivables=str(applied.to_receivables),
+                 moved_from_approved=str(applied.moved_from_approved))
+
+    async def on_payment_received(self, uow: UnitOfWork,
+                                  incoming: IncomingEvent[PaymentReceived]) -> None:
+        payment = incoming.event
+        repo = ReviewRepository(uow.session)
+        if not await repo.record_payment(payment):
+            log.info("payment already recorded; ignored", payment_id=payment.payment_id)
+            return
+        account = await repo.lock_account(payment.customer_id, self.policy)
+        ledger = await repo.ledger(payment.order_id, lock=True) if payment.order_id else None
+        if ledger is not None and ledger.customer_id != payment.customer_id:
+            raise ValueError(f"payment {payment.payment_id} names customer {payment.customer_id} "
+                             f"but its order belongs to {ledger.customer_id}")
+        applied = domain.apply_payment(account, ledger, payment.amount,
+                                       for_order=payment.order_id is not None)
+        await repo.settle_payment(payment.payment_id, applied.applied_as)
+        account, ledger = applied.account, applied.ledger
+        if ledger is None:
+            await repo.save_account(account)
+            log.info("payment applied", payment_id=payment.payment_id, applied_as=applied.applied_as)
+            return
+        if not applied.release:
+            await repo.save_account(account)
+            due = max(domain.ZERO, ledger.grand_total - ledger.paid) \
+                if any(r.code == "prepayment_due" for r in ledger.reasons) else None
+            await repo.save_ledger(ledger, amount_due=due)
+            log.info("payment applied", payment_id=payment.payment_id,
+                     applied_as=applied.applied_as, order_status=ledger.status)
+            return
+        # the prepayment covered the order and was its only hold: release it
+        reviewed = await repo.reviewed_order(ledger.order_id)
+        assert reviewed is not None
+        rules = tuple(domain.prepayment_rule_after_payment(ledger) if r.rule == "prepayment" else r
+                      for r in reviewed.rules)
+        account, ledger = domain.approve(account, ledger)
+        await repo.save_account(account)
+        await repo.save_ledger(ledger, rules=rules, decided_by=AUTO,
+                               comment="released: prepayment received")
+        if reviewed.promo_code and await repo.lock_promotion(reviewed.promo_code, self.policy):
+            await repo.use_promotion(reviewed.promo_code, ledger.order_id)
+        await repo.record_decision(ledger.order_id, "approved", AUTO,
+                                   f"released: payment {payment.payment_id} covered the prepayment",
+                                   (), rules)
+        uow.emit(_approved_event(reviewed.received, rules, AUTO, "released: prepayment received"),
+                 correlation_id=ledger.order_id)
+        log.info("prepaid order released", order_id=ledger.order_id,
+                 payment_id=payment.payment_id)
+
+
+class DecisionRefused(Exception):
+    """A manual decision that cannot be taken; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def decide_manually(uow: UnitOfWork, policy: ReviewPolicy, order_id: str,
+                          action: domain.ManualAction, reviewer: str,
+                          comment: str | None) -> domain.OrderLedger:
+    """A reviewer approves or rejects a held order: the customer's account is locked first (as
+    everywhere), then the order; an order that is not held is refused."""
+    repo = ReviewRepository(uow.session)
+    peek = await repo.ledger(order_id)
+    if peek is None:
+        raise DecisionRefused(404, domain.refuse_manual_decision(None, order_id, action) or "")
+    account = await repo.lock_account(peek.customer_id, policy)
+    ledger = await repo.ledger(order_id, lock=True)
+    refusal = domain.refuse_manual_decision(ledger, order_id, action)
+    if refusal is not None or ledger is None:
+        raise DecisionRefused(409, refusal or f"order {order_id} cannot be decided")
+    reviewed = await repo.reviewed_order(order_id)
+    assert reviewed is not None
+    reasons = ledger.reasons
+    if action == "approve":
+        account, ledger = domain.approve(account, ledger)
+        await repo.save_account(account)
+        if reviewed.promo_code and await repo.lock_promotion(reviewed.promo_code, policy):
+            await repo.use_promotion(reviewed.promo_code, order_id)
+        await repo.save_ledger(ledger, decided_by=reviewer, comment=comment)
+        uow.emit(_approved_event(reviewed.received, reviewed.rules, reviewer, comment))
+    else:
+        ledger = replace(ledger, status="rejected")
+        await repo.save_ledger(ledger, decided_by=reviewer, comment=comment)
+        uow.emit(_rejected_event(reviewed.received, reasons, reviewer, comment))
+    decision = "approved" if action == "approve" else "rejected"
+    await repo.record_decision(order_id, decision, reviewer, comment, reasons, reviewed.rules)
+    log.info("manual decision", order_id=order_id, decision=decision,
+             reasons=sorted({r.code for r in reasons}))
+    return ledger

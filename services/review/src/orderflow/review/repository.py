@@ -1,0 +1,384 @@
+"""Review's tables: credit accounts, the price list, promotions and their uses, the orders review
+decided (with their rules and reasons), the decision audit, invoices and payments.
+
+Every change to a customer's credit position happens with that customer's ``review_credit_accounts``
+row locked (``SELECT ... FOR UPDATE``), and an order's row is always locked after its customer's,
+so consumers, replicas and the HTTP API serialise on one customer without deadlocking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.contracts.events import (
+    HoldReason,
+    InvoiceIssued,
+    OrderReceived,
+    PaymentReceived,
+    ProductUpdated,
+    RuleOutcome,
+)
+from orderflow.review.domain import (
+    ZERO,
+    CreditAccount,
+    ListPrice,
+    OrderLedger,
+    PromotionState,
+)
+from orderflow.review.policy import ReviewPolicy
+
+metadata = sa.MetaData()
+MONEY = sa.Numeric(16, 2)
+
+credit_accounts = sa.Table(
+    "review_credit_accounts", metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("known", sa.Boolean, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("credit_limit", MONEY, nullable=False),
+    sa.Column("payment_terms", sa.Text, nullable=False),
+    sa.Column("open_receivables", MONEY, nullable=False),
+    sa.Column("overdue_amount", MONEY, nullable=False),
+    sa.Column("overdue_days", sa.Integer, nullable=False),
+    sa.Column("blocked", sa.Boolean, nullable=False),
+    sa.Column("approved_not_invoiced", MONEY, nullable=False),
+    sa.Column("open_cod", MONEY, nullable=False),
+    sa.Column("approved_orders", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+products = sa.Table(
+    "review_products", metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("unit_price", sa.Numeric(14, 2), nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+promotions = sa.Table(
+    "review_promotions", metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("valid_to", sa.Date, nullable=False),
+    sa.Column("usage_limit", sa.Integer),
+    sa.Column("used", sa.Integer, nullable=False),
+)
+promotion_uses = sa.Table(
+    "review_promotion_uses", metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, primary_key=True),
+)
+orders = sa.Table(
+    "review_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("grand_total", MONEY, nullable=False),
+    sa.Column("exposure_kind", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reasons", JSONB, nullable=False),
+    sa.Column("rules", JSONB, nullable=False),
+    sa.Column("amount_due", MONEY),
+    sa.Column("uninvoiced", MONEY, nullable=False),
+    sa.Column("invoiced", MONEY, nullable=False),
+    sa.Column("paid", MONEY, nullable=False),
+    sa.Column("promo_code", sa.Text),
+    sa.Column("received", JSONB, nullable=False),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("comment", sa.Text),
+)
+decisions = sa.Table(
+    "review_decisions", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("decision", sa.Text, nullable=False),
+    sa.Column("decided_by", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("reasons", JSONB, nullable=False),
+    sa.Column("rules", JSONB, nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+)
+invoices = sa.Table(
+    "review_invoices", metadata,
+    sa.Column("invoice_id", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("order_id", sa.Text),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("to_receivables", MONEY, nullable=False),
+    sa.Column("moved_from_approved", MONEY, nullable=False),
+)
+payments = sa.Table(
+    "review_payments", metadata,
+    sa.Column("payment_id", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("order_id", sa.Text),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("applied_as", sa.Text, nullable=False),
+)
+
+
+def _dump(items: Iterable[HoldReason | RuleOutcome]) -> list[dict[str, Any]]:
+    return [i.model_dump(mode="json") for i in items]
+
+
+def load_reasons(raw: Sequence[dict[str, Any]]) -> tuple[HoldReason, ...]:
+    return tuple(HoldReason.model_validate(r) for r in raw)
+
+
+def load_rules(raw: Sequence[dict[str, Any]]) -> tuple[RuleOutcome, ...]:
+    return tuple(RuleOutcome.model_validate(r) for r in raw)
+
+
+@dataclass(frozen=True)
+class ReviewedOrder:
+    """An order as review recorded it (for the queue, the API and manual decisions)."""
+
+    ledger: OrderLedger
+    received: OrderReceived
+    rules: tuple[RuleOutcome, ...]
+    amount_due: Decimal | None
+    promo_code: str | None
+    reviewed_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    comment: str | None
+
+
+class ReviewRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- credit accounts ---------------------------------------------------------------------------
+
+    async def lock_account(self, customer_id: str, policy: ReviewPolicy) -> CreditAccount:
+        """The customer's credit account, locked until the transaction ends; a customer without
+        a profile gets the policy's default account (created here, so it can be locked too)."""
+        default = CreditAccount.unknown(customer_id, policy)
+        await self.session.execute(
+            pg_insert(credit_accounts).values(**self._account_values(default))
+            .on_conflict_do_nothing(index_elements=[credit_accounts.c.customer_id])
+        )
+        row = (await self.session.execute(
+            sa.select(credit_accounts).where(credit_accounts.c.customer_id == customer_id)
+            .with_for_update()
+        )).one()
+        return CreditAccount(
+            customer_id=row.customer_id, known=row.known, currency=row.currency,
+            credit_limit=row.credit_limit, payment_terms=row.payment_terms,
+            open_receivables=row.open_receivables, overdue_amount=row.overdue_amount,
+            overdue_days=row.overdue_days, blocked=row.blocked,
+            approved_not_invoiced=row.approved_not_invoiced, open_cod=row.open_cod,
+            approved_orders=row.approved_orders,
+        )
+
+    @staticmethod
+    def _account_values(a: CreditAccount) -> dict[str, Any]:
+        return {"customer_id": a.customer_id, "known": a.known, "currency": a.currency,
+                "credit_limit": a.credit_limit, "payment_terms": a.payment_terms,
+                "open_receivables": a.open_receivables, "overdue_amount": a.overdue_amount,
+                "overdue_days": a.overdue_days, "blocked": a.blocked,
+                "approved_not_invoiced": a.approved_not_invoiced, "open_cod": a.open_cod,
+                "approved_orders": a.approved_orders}
+
+    async def save_account(self, a: CreditAccount) -> None:
+        values = self._account_values(a)
+        del values["customer_id"]
+        await self.session.execute(
+            credit_accounts.update().where(credit_accounts.c.customer_id == a.customer_id)
+            .values(**values, updated_at=sa.func.now())
+        )
+
+    async def account(self, customer_id: str) -> dict[str, Any] | None:
+        row = (await self.session.execute(
+            sa.select(credit_accounts).where(credit_accounts.c.customer_id == customer_id)
+        )).mappings().first()
+        return dict(row) if row else None
+
+    # -- price list --------------------------------------------------------------------------------
+
+    async def upsert_price(self, p: ProductUpdated) -> None:
+        values = {"sku": p.sku, "unit_price": p.unit_price, "currency": p.currency,
+                  "active": p.active}
+        stmt = pg_insert(products).values(**values)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[products.c.sku],
+            set_={"unit_price": stmt.excluded.unit_price, "currency": stmt.excluded.currency,
+                  "active": stmt.excluded.active, "updated_at": sa.func.now()},
+        ))
+
+    async def prices(self, skus: Iterable[str]) -> dict[str, ListPrice]:
+        rows = (await self.session.execute(
+            sa.select(products).where(products.c.sku.in_(sorted(set(skus))))
+        )).all()
+        return {r.sku: ListPrice(r.sku, r.unit_price, r.currency, r.active) for r in rows}
+
+    # -- promotions --------------------------------------------------------------------------------
+
+    async def lock_promotion(self, code: str, policy: ReviewPolicy) -> PromotionState | None:
+        """The policy's promotion ``code`` with its use count, locked; None if the policy does not
+        know it. The policy is the source of its dates and limit; the table counts uses."""
+        promo = policy.promotion(code)
+        if promo is None:
+            return None
+        stmt = pg_insert(promotions).values(code=promo.code, valid_from=promo.valid_from,
+                                            valid_to=promo.valid_to, usage_limit=promo.usage_limit,
+                                            used=0)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[promotions.c.code],
+            set_={"valid_from": stmt.excluded.valid_from, "valid_to": stmt.excluded.valid_to,
+                  "usage_limit": stmt.excluded.usage_limit},
+        ))
+        row = (await self.session.execute(
+            sa.select(promotions).where(promotions.c.code == promo.code).with_for_update()
+        )).one()
+        return PromotionState(row.code, row.valid_from, row.valid_to, row.usage_limit, row.used)
+
+    async def use_promotion(self, code: str, order_id: str) -> None:
+        """Count one use of ``code`` by ``order_id`` (once per order)."""
+        inserted = (await self.session.execute(
+            pg_insert(promotion_uses).values(code=code, order_id=order_id)
+            .on_conflict_do_nothing().returning(promotion_uses.c.code)
+        )).first()
+        if inserted is not None:
+            await self.session.execute(promotions.update().where(promotions.c.code == code)
+                                       .values(used=promotions.c.used + 1))
+
+    # -- orders ------------------------------------------------------------------------------------
+
+    async def ledger(self, order_id: str, *, lock: bool = False) -> OrderLedger | None:
+        stmt = sa.select(orders).where(orders.c.order_id == order_id)
+        row = (await self.session.execute(stmt.with_for_update() if lock else stmt)).first()
+        return self._ledger(row) if row else None
+
+    @staticmethod
+    def _ledger(row: Any) -> OrderLedger:
+        return OrderLedger(order_id=row.order_id, customer_id=row.customer_id,
+                           status=row.status, kind=row.exposure_kind, grand_total=row.grand_total,
+                           uninvoiced=row.uninvoiced, invoiced=row.invoiced, paid=row.paid,
+                           reasons=load_reasons(row.reasons))
+
+    async def add_order(self, ledger: OrderLedger, received: OrderReceived,
+                        rules: Sequence[RuleOutcome], amount_due: Decimal | None) -> None:
+        await self.session.execute(orders.insert().values(
+            order_id=ledger.order_id, channel=received.channel, external_id=received.external_id,
+            customer_id=ledger.customer_id, currency=received.order.currency,
+            grand_total=ledger.grand_total, exposure_kind=ledger.kind, status=ledger.status,
+            reasons=_dump(ledger.reasons), rules=_dump(rules), amount_due=amount_due,
+            uninvoiced=ledger.uninvoiced, invoiced=ledger.invoiced, paid=ledger.paid,
+            promo_code=(received.order.promo_code or "").strip().upper() or None,
+            received=received.model_dump(mode="json"), reviewed_at=sa.func.now(),
+            decided_at=sa.func.now() if ledger.status != "held" else None,
+            decided_by="auto" if ledger.status != "held" else None,
+        ))
+
+    async def save_ledger(self, ledger: OrderLedger, *, rules: Sequence[RuleOutcome] | None = None,
+                          amount_due: Decimal | None = None, decided_by: str | None = None,
+                          comment: str | None = None) -> None:
+        values: dict[str, Any] = {"status": ledger.status, "reasons": _dump(ledger.reasons),
+                                  "uninvoiced": ledger.uninvoiced, "invoiced": ledger.invoiced,
+                                  "paid": ledger.paid}
+        if ledger.status == "held":
+            values["amount_due"] = amount_due
+        if rules is not None:
+            values["rules"] = _dump(rules)
+        if decided_by is not None:
+            values.update(decided_by=decided_by, comment=comment, decided_at=sa.func.now())
+        await self.session.execute(orders.update().where(orders.c.order_id == ledger.order_id)
+                                   .values(**values))
+
+    async def reviewed_order(self, order_id: str) -> ReviewedOrder | None:
+        row = (await self.session.execute(
+            sa.select(orders).where(orders.c.order_id == order_id))).first()
+        return self._reviewed(row) if row else None
+
+    def _reviewed(self, row: Any) -> ReviewedOrder:
+        return ReviewedOrder(
+            ledger=self._ledger(row), received=OrderReceived.model_validate(row.received),
+            rules=load_rules(row.rules), amount_due=row.amount_due, promo_code=row.promo_code,
+            reviewed_at=row.reviewed_at, decided_at=row.decided_at, decided_by=row.decided_by,
+            comment=row.comment,
+        )
+
+    async def held_orders(self, reason: str | None, limit: int) -> list[ReviewedOrder]:
+        """Held orders, oldest first; with ``reason``, only those held (also) for it."""
+        stmt = sa.select(orders).where(orders.c.status == "held")
+        if reason:
+            stmt = stmt.where(orders.c.reasons.contains([{"code": reason}]))
+        rows = (await self.session.execute(
+            stmt.order_by(orders.c.reviewed_at, orders.c.order_id).limit(limit))).all()
+        return [self._reviewed(r) for r in rows]
+
+    async def held_counts(self) -> dict[str, int]:
+        """Held orders per reason code."""
+        rows = (await self.session.execute(sa.text(
+            "SELECT r->>'code' AS code, count(DISTINCT o.order_id) AS n FROM review_orders o, "
+            "jsonb_array_elements(o.reasons) r WHERE o.status = 'held' GROUP BY 1"
+        ))).all()
+        return {r.code: int(r.n) for r in rows}
+
+    async def advance_paid(self, order_id: str) -> Decimal:
+        total = (await self.session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount), 0))
+            .where(payments.c.order_id == order_id, payments.c.applied_as == "advance")
+        )).scalar_one()
+        return Decimal(total)
+
+    # -- audit -------------------------------------------------------------------------------------
+
+    async def record_decision(self, order_id: str, decision: str, decided_by: str,
+                              comment: str | None, reasons: Sequence[HoldReason],
+                              rules: Sequence[RuleOutcome]) -> None:
+        await self.session.execute(decisions.insert().values(
+            order_id=order_id, decision=decision, decided_by=decided_by, comment=comment,
+            reasons=_dump(reasons), rules=_dump(rules), decided_at=sa.func.now(),
+        ))
+
+    async def decisions_of(self, order_id: str) -> list[dict[str, Any]]:
+        rows = (await self.session.execute(
+            sa.select(decisions).where(decisions.c.order_id == order_id).order_by(decisions.c.id)
+        )).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- finance -----------------------------------------------------------------------------------
+
+    async def record_invoice(self, invoice: InvoiceIssued) -> bool:
+        """Record an invoice once; False if finance already sent this invoice id."""
+        inserted = (await self.session.execute(
+            pg_insert(invoices).values(invoice_id=invoice.invoice_id,
+                                       customer_id=invoice.customer_id, order_id=invoice.order_id,
+                                       amount=invoice.amount, to_receivables=ZERO,
+                                       moved_from_approved=ZERO)
+            .on_conflict_do_nothing().returning(invoices.c.invoice_id)
+        )).first()
+        return inserted is not None
+
+    async def settle_invoice(self, invoice_id: str, to_receivables: Decimal,
+                             moved: Decimal) -> None:
+        await self.session.execute(invoices.update().where(invoices.c.invoice_id == invoice_id)
+                                   .values(to_receivables=to_receivables, moved_from_approved=moved))
+
+    async def record_payment(self, payment: PaymentReceived) -> bool:
+        """Record a payment once; False if finance already sent this payment id."""
+        inserted = (await self.session.execute(
+            pg_insert(payments).values(payment_id=payment.payment_id,
+                                       customer_id=payment.customer_id, order_id=payment.order_id,
+                                       amount=payment.amount, applied_as="pending")
+            .on_conflict_do_nothing().returning(payments.c.payment_id)
+        )).first()
+        return inserted is not None
+
+    async def settle_payment(self, payment_id: str, applied_as: str) -> None:
+        await self.session.execute(payments.update().where(payments.c.payment_id == payment_id)
+                                   .values(applied_as=applied_as))
+

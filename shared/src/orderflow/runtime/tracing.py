@@ -1,0 +1,169 @@
+"""OpenTelemetry traces across services, carried by the events' W3C ``traceparent`` header.
+
+Set-up follows the standard ``OTEL_*`` variables (the SDK and the OTLP exporter read them
+themselves):
+
+- ``OTEL_SDK_DISABLED=true``: no SDK; the API's no-op tracer is used and traceparents still
+  continue the incoming trace (a new span id per hop, as ``headers.child_traceparent`` does).
+- ``OTEL_SERVICE_NAME`` (default ``orderflow-<service>``) and ``OTEL_RESOURCE_ATTRIBUTES``.
+- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (the SDK default: parent-based, always on).
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: spans are exported
+  over OTLP/HTTP (protobuf) with a batch processor; ``OTEL_EXPORTER_OTLP_HEADERS``,
+  ``_TIMEOUT``, ``_CERTIFICATE``, ``_COMPRESSION`` apply. Without an endpoint, spans are made (so
+  outgoing events get real span ids) but nothing is exported. ``OTEL_TRACES_EXPORTER=none``
+  turns the exporter off even with an endpoint.
+
+The runtime calls two functions per event: :func:`consumer_span` around applying an incoming
+event (its parent is the event's ``traceparent``), and :func:`outgoing_traceparent` for each event
+staged while that span is current.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from orderflow.contracts.headers import TRACEPARENT, child_traceparent, new_traceparent
+
+INSTRUMENTATION_NAME = "orderflow"
+_propagator = TraceContextTextMapPropagator()
+_configured: TracerProvider | None = None
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def exporter_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks for spans to be exported over OTLP."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return False
+    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def configure_tracing(service: str, *, set_global: bool = True,
+                      processors: tuple[SpanProcessor, ...] = ()) -> TracerProvider | None:
+    """Install an SDK tracer provider for ``service`` from the ``OTEL_*`` variables.
+
+    Returns the provider (call :func:`shutdown_tracing` at stop to flush it), or ``None`` when
+    ``OTEL_SDK_DISABLED`` is true. Calling it again in the same process returns the first
+    provider: OpenTelemetry allows one global provider per process. ``processors`` are added
+    before the OTLP one (tests pass an in-memory exporter's processor)."""
+    global _configured
+    if _env_true("OTEL_SDK_DISABLED"):
+        return None
+    if set_global and _configured is not None:
+        return _configured
+    attributes = {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or f"orderflow-{service}",
+                  "service.namespace": "orderflow"}
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; explicit attributes win
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for processor in processors:
+        provider.add_span_processor(processor)
+    if exporter_configured():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if set_global:
+        trace.set_tracer_provider(provider)
+        _configured = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and close the provider :func:`configure_tracing` installed (no-op otherwise)."""
+    global _configured
+    if _configured is not None:
+        _configured.shutdown()
+        _configured = None
+
+
+def _tracer(tracer: Tracer | None) -> Tracer:
+    return tracer or trace.get_tracer(INSTRUMENTATION_NAME)
+
+
+def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
+    """The OpenTelemetry context whose remote parent is ``traceparent`` (an empty context when
+    the value is missing or malformed: the span then starts a new trace)."""
+    if not traceparent:
+        return otel_context.Context()
+    return _propagator.extract({TRACEPARENT: traceparent}, context=otel_context.Context())
+
+
+@contextmanager
+def consumer_span(
+    topic: str,
+    traceparent: str | None,
+    *,
+    service: str,
+    event_type: str | None = None,
+    event_id: str | None = None,
+    order_id: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    tracer: Tracer | None = None,
+) -> Iterator[Span]:
+    """A CONSUMER span around applying one incoming event, child of the event's ``traceparent``
+    and current inside the ``with`` block (so :func:`outgoing_traceparent` continues it).
+
+    Attributes follow the OpenTelemetry messaging conventions; the order id is the Kafka key.
+    An exception raised inside is recorded on the span and re-raised."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": f"orderflow.{service}",
+    }
+    if event_id:
+        attributes["messaging.message.id"] = event_id
+    if event_type:
+        attributes["orderflow.event_type"] = event_type
+    if order_id:
+        attributes["messaging.kafka.message.key"] = order_id
+        attributes["orderflow.order_id"] = order_id
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attributes["messaging.kafka.offset"] = offset
+    with _tracer(tracer).start_as_current_span(
+        f"process {topic}",
+        context=context_from_traceparent(traceparent),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        yield span
+
+
+def format_traceparent(span: Span) -> str | None:
+    """The W3C traceparent naming ``span``, or ``None`` when its context is not valid."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def outgoing_traceparent(default: str | None = None) -> str:
+    """The ``traceparent`` to put on an event emitted now.
+
+    Inside a recording span (an SDK provider is installed), it names that span, so the next
+    service's consumer span is its child. Without the SDK (a no-op span carrying the incoming
+    context), it continues that trace with a new span id. With no current trace at all, it
+    continues ``default``'s trace if given, else starts a new trace."""
+    span = trace.get_current_span()
+    current = format_traceparent(span)
+    if current is None:
+        return child_traceparent(default) if default else new_traceparent()
+    if span.is_recording():
+        return current
+    return child_traceparent(current)

