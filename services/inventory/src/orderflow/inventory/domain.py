@@ -1,0 +1,255 @@
+"""Inventory's rules, without a broker or a database.
+
+- which warehouse ships an order: the nearest one that can fill all of it, measured by the
+  great-circle distance between provincial capitals (``PROVINCE_CAPITALS``); else a split across
+  warehouses or a backorder, as the policy says (``allocate``);
+- the backorder queue's order: rush first, then the oldest (``queue_order``);
+- when a reservation has stalled (``expires_at``, ``is_expired``);
+- when a SKU crossed its reorder point (``low_stock_change``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+# --- where the warehouses are -------------------------------------------------------------------
+
+#: Latitude and longitude of each provincial-level division's capital (the province of a warehouse
+#: and of a shipping address are located there). Keys are the short Chinese names; ``province_key``
+#: maps full names ("广东省", "广西壮族自治区") and pinyin ("Guangdong") onto them.
+PROVINCE_CAPITALS: dict[str, tuple[float, float]] = {
+    "北京": (39.90, 116.40), "天津": (39.13, 117.20), "河北": (38.04, 114.51),
+    "山西": (37.87, 112.55), "内蒙古": (40.84, 111.75), "辽宁": (41.80, 123.43),
+    "吉林": (43.82, 125.32), "黑龙江": (45.80, 126.53), "上海": (31.23, 121.47),
+    "江苏": (32.06, 118.80), "浙江": (30.27, 120.15), "安徽": (31.82, 117.23),
+    "福建": (26.07, 119.30), "江西": (28.68, 115.86), "山东": (36.65, 117.12),
+    "河南": (34.75, 113.63), "湖北": (30.59, 114.31), "湖南": (28.23, 112.94),
+    "广东": (23.13, 113.26), "广西": (22.82, 108.37), "海南": (20.04, 110.32),
+    "重庆": (29.56, 106.55), "四川": (30.57, 104.07), "贵州": (26.65, 106.63),
+    "云南": (25.04, 102.71), "西藏": (29.65, 91.13), "陕西": (34.34, 108.94),
+    "甘肃": (36.06, 103.83), "青海": (36.62, 101.78), "宁夏": (38.49, 106.23),
+    "新疆": (43.83, 87.62), "香港": (22.32, 114.17), "澳门": (22.20, 113.54),
+    "台湾": (25.03, 121.57),
+}
+_PINYIN = {
+    "beijing": "北京", "tianjin": "天津", "hebei": "河北", "shanxi": "山西",
+    "innermongolia": "内蒙古", "neimenggu": "内蒙古", "liaoning": "辽宁", "jilin": "吉林",
+    "heilongjiang": "黑龙江", "shanghai": "上海", "jiangsu": "江苏", "zhejiang": "浙江",
+    "anhui": "安徽", "fujian": "福建", "jiangxi": "江西", "shandong": "山东", "henan": "河南",
+    "hubei": "湖北", "hunan": "湖南", "guangdong": "广东", "guangxi": "广西", "hainan": "海南",
+    "chongqing": "重庆", "sichuan": "四川", "guizhou": "贵州", "yunnan": "云南", "tibet": "西藏",
+    "xizang": "西藏", "shaanxi": "陕西", "gansu": "甘肃", "qinghai": "青海", "ningxia": "宁夏",
+    "xinjiang": "新疆", "hongkong": "香港", "macau": "澳门", "macao": "澳门", "taiwan": "台湾",
+}
+_SUFFIXES = ("壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区", "自治区", "省", "市")
+UNKNOWN_DISTANCE_KM = 100_000.0
+
+
+def province_key(province: str) -> str | None:
+    """The table's key for a province however it is written, or None if unknown."""
+    name = province.strip()
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    if name in PROVINCE_CAPITALS:
+        return name
+    latin = "".join(ch for ch in name.lower() if ch.isalpha())
+    for suffix in ("province", "municipality", "autonomousregion", "sar"):
+        latin = latin.removesuffix(suffix)
+    return _PINYIN.get(latin)
+
+
+def distance_km(origin: str, destination: str) -> float:
+    """Great-circle distance between two provinces' capitals; unknown ones are 'very far'."""
+    a, b = province_key(origin), province_key(destination)
+    if a is None or b is None:
+        return UNKNOWN_DISTANCE_KM
+    if a == b:
+        return 0.0
+    (lat1, lon1), (lat2, lon2) = PROVINCE_CAPITALS[a], PROVINCE_CAPITALS[b]
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return round(2 * 6371.0 * math.asin(math.sqrt(h)), 1)
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    warehouse_id: str
+    province: str
+
+
+def rank_warehouses(destination_province: str, warehouses: Iterable[Warehouse]) -> list[str]:
+    """Warehouse ids, nearest to the destination first (ties and unknowns by id)."""
+    return [w.warehouse_id for w in sorted(
+        warehouses, key=lambda w: (distance_km(w.province, destination_province), w.warehouse_id))]
+
+
+# --- allocation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllocationPolicy:
+    split_shipments: bool = True
+    partial_reservation: bool = True
+
+
+@dataclass(frozen=True, order=True)
+class Pick:
+    """Units of one SKU to reserve in one warehouse."""
+
+    warehouse_id: str
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Allocation:
+    picks: tuple[Pick, ...]
+    short: Mapping[str, int]  # SKU -> units still missing (backordered)
+
+    @property
+    def complete(self) -> bool:
+        return not any(self.short.values())
+
+
+#: Available units per warehouse and SKU: ``{warehouse_id: {sku: units}}``.
+Availability = Mapping[str, Mapping[str, int]]
+
+
+def demand_of(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """The units wanted per SKU (an order may name a SKU on several lines)."""
+    need: Counter[str] = Counter()
+    for sku, quantity in lines:
+        need[sku] += quantity
+    return dict(need)
+
+
+def allocate(need: Mapping[str, int], available: Availability, ranking: Sequence[str],
+             policy: AllocationPolicy) -> Allocation:
+    """Decide where ``need`` is reserved.
+
+    1. The nearest warehouse (in ``ranking`` order) that can fill every unit ships it all.
+    2. Otherwise, if splitting is allowed, warehouses are chosen greedily: the one that can fill
+       the most still-open lines completely, then the most units, then the nearest; repeated
+       until nothing more can be filled. Without splitting, the whole need waits.
+    3. What is still missing is short. With partial reservation the picks stand and the rest is
+       backordered; without it nothing is reserved and the whole need is short.
+    """
+    wanted = {sku: q for sku, q in need.items() if q > 0}
+    if not wanted:
+        return Allocation((), {})
+    order = list(ranking) + sorted(set(available) - set(ranking))
+    for warehouse_id in order:
+        stock = available.get(warehouse_id, {})
+        if all(stock.get(sku, 0) >= q for sku, q in wanted.items()):
+            return Allocation(tuple(Pick(warehouse_id, sku, q) for sku, q in sorted(wanted.items())),
+                              {})
+    if not policy.split_shipments:
+        return Allocation((), dict(wanted))
+    remaining = dict(wanted)
+    left = {w: dict(available.get(w, {})) for w in order}
+    picks: list[Pick] = []
+    while any(remaining.values()):
+        best: tuple[int, int, int] | None = None
+        best_warehouse = ""
+        for distance_rank, warehouse_id in enumerate(order):
+            stock = left[warehouse_id]
+            full_lines = sum(1 for sku, q in remaining.items() if q and stock.get(sku, 0) >= q)
+            units = sum(min(q, max(stock.get(sku, 0), 0)) for sku, q in remaining.items())
+            if units == 0:
+                continue
+            score = (full_lines, units, -distance_rank)
+            if best is None or score > best:
+                best, best_warehouse = score, warehouse_id
+        if best is None:
+            break
+        stock = left[best_warehouse]
+        for sku, q in sorted(remaining.items()):
+            take = min(q, max(stock.get(sku, 0), 0))
+            if take:
+                picks.append(Pick(best_warehouse, sku, take))
+                stock[sku] -= take
+                remaining[sku] -= take
+    short = {sku: q for sku, q in remaining.items() if q}
+    if short and not policy.partial_reservation:
+        return Allocation((), dict(wanted))
+    return Allocation(tuple(sorted(picks)), short)
+
+
+# --- the backorder queue ------------------------------------------------------------------------
+
+PRIORITY_RANK: dict[str, int] = {"rush": 0, "normal": 1}
+
+
+@dataclass(frozen=True)
+class WaitingOrder:
+    """An order in the backorder queue."""
+
+    order_id: str
+    priority: str
+    backordered_at: datetime
+    sequence: int  # arrival order, breaks ties between orders backordered at the same instant
+    short: Mapping[str, int] = field(default_factory=dict)
+
+
+def queue_rank(priority: str) -> int:
+    return PRIORITY_RANK.get(priority, len(PRIORITY_RANK))
+
+
+def queue_order(waiting: Iterable[WaitingOrder]) -> list[WaitingOrder]:
+    """The order in which waiting orders are served: rush first, then the oldest."""
+    return sorted(waiting, key=lambda w: (queue_rank(w.priority), w.backordered_at, w.sequence))
+
+
+# --- expiry ---------------------------------------------------------------------------------
+
+
+def expires_at(reserved_at: datetime, ttl: timedelta) -> datetime:
+    return reserved_at + ttl
+
+
+def is_expired(expiry: datetime | None, now: datetime) -> bool:
+    return expiry is not None and expiry <= now
+
+
+# --- low stock ------------------------------------------------------------------------------
+
+LowStockChange = Literal["fell_below", "recovered"]
+
+
+def low_stock_change(available: int, reorder_point: int, flagged: bool, *,
+                     decreased: bool) -> LowStockChange | None:
+    """Once per crossing: a SKU not yet flagged whose available units just went down (``decreased``:
+    a reservation, a negative adjustment, a higher reorder point) under its reorder point fell
+    below; a flagged one back at or above it recovered, and may be reported again next time.
+
+    A receipt never reports a fall: stock that is still low after goods arrived is not news."""
+    if flagged and (reorder_point <= 0 or available >= reorder_point):
+        return "recovered"
+    if not flagged and decreased and reorder_point > 0 and available < reorder_point:
+        return "fell_below"
+    return None
+
+
+# --- what a backorder says --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shortage:
+    sku: str
+    ordered: int
+    reserved: int
+    short: int
+
+
+def shortages(ordered: Mapping[str, int], short: Mapping[str, int]) -> list[Shortage]:
+    """The lines an order is short of, with what was reserved of each."""
+    return [Shortage(sku, ordered[sku], ordered[sku] - short[sku], short[sku])
+            for sku in sorted(short) if short[sku] > 0]

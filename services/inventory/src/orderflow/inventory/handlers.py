@@ -1,0 +1,57 @@
+"""Inventory's handlers: decode, call the stockroom on the batch's unit of work; it stages the
+events."""
+
+from __future__ import annotations
+
+import structlog
+
+from orderflow.contracts.events import (
+    OrderApproved,
+    ProductUpdated,
+    ShipmentDispatched,
+    StockAdjusted,
+    StockReceived,
+    WarehouseUpdated,
+)
+from orderflow.inventory.policy import InventoryPolicy
+from orderflow.inventory.repository import InventoryRepository
+from orderflow.inventory.reservations import Stockroom
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+
+
+class InventoryHandlers:
+    """One handler per subscribed topic, sharing the company's policy."""
+
+    def __init__(self, policy: InventoryPolicy) -> None:
+        self.policy = policy
+
+    async def on_order_approved(self, uow: UnitOfWork,
+                                incoming: IncomingEvent[OrderApproved]) -> None:
+        approved = incoming.event
+        structlog.contextvars.bind_contextvars(order_id=approved.order_id)
+        await Stockroom(uow, self.policy).reserve_order(approved.order_id, approved.order)
+
+    async def on_stock_received(self, uow: UnitOfWork,
+                                incoming: IncomingEvent[StockReceived]) -> None:
+        r = incoming.event
+        await Stockroom(uow, self.policy).receive(r.warehouse_id, r.sku, r.quantity,
+                                                  r.reference or incoming.headers.event_id)
+
+    async def on_stock_adjusted(self, uow: UnitOfWork,
+                                incoming: IncomingEvent[StockAdjusted]) -> None:
+        a = incoming.event
+        await Stockroom(uow, self.policy).adjust(a.warehouse_id, a.sku, a.delta, a.reason)
+
+    async def on_shipment_dispatched(self, uow: UnitOfWork,
+                                     incoming: IncomingEvent[ShipmentDispatched]) -> None:
+        structlog.contextvars.bind_contextvars(order_id=incoming.event.order_id)
+        await Stockroom(uow, self.policy).dispatch(incoming.event)
+
+    async def on_product_updated(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[ProductUpdated]) -> None:
+        p = incoming.event
+        await Stockroom(uow, self.policy).product_updated(p.sku, p.reorder_point)
+
+    async def on_warehouse_updated(self, uow: UnitOfWork,
+                                   incoming: IncomingEvent[WarehouseUpdated]) -> None:
+        await InventoryRepository(uow.session).upsert_warehouse(incoming.event)

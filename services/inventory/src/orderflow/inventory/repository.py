@@ -1,0 +1,513 @@
+"""Inventory's tables and queries.
+
+Stock is a row per (warehouse, SKU) with ``on_hand`` and ``reserved`` (``available`` is a generated
+column, ``on_hand - reserved``); the database refuses a negative figure or ``reserved > on_hand``
+(CHECK constraints). A reservation is a conditional UPDATE that only succeeds while enough units
+are available, so two transactions can never reserve the same unit. Every change of a stock row
+writes a row of the movement ledger (``inventory_movements``) in the same transaction, so each unit
+is accounted for by a receipt, an adjustment, a reservation, a release or a shipment.
+``check_invariants`` proves it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.contracts.events import WarehouseUpdated
+from orderflow.contracts.order import CanonicalOrder
+from orderflow.inventory.domain import Pick, WaitingOrder, Warehouse
+
+metadata = sa.MetaData()
+warehouses = sa.Table(
+    "inventory_warehouses", metadata,
+    sa.Column("warehouse_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("province", sa.Text, nullable=False),
+    sa.Column("city", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+products = sa.Table(
+    "inventory_products", metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("reorder_point", sa.Integer, nullable=False),
+    sa.Column("low_flagged", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+stock = sa.Table(
+    "inventory_stock", metadata,
+    sa.Column("warehouse_id", sa.Text, primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("on_hand", sa.Integer, nullable=False),
+    sa.Column("reserved", sa.Integer, nullable=False),
+    sa.Column("available", sa.Integer, sa.Computed("on_hand - reserved")),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+movements = sa.Table(
+    "inventory_movements", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("warehouse_id", sa.Text, nullable=False),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("on_hand_delta", sa.Integer, nullable=False),
+    sa.Column("reserved_delta", sa.Integer, nullable=False),
+    sa.Column("order_id", sa.Text),
+    sa.Column("reference", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True)),
+)
+orders = sa.Table(
+    "inventory_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("sequence", sa.BigInteger),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("priority", sa.Text, nullable=False),
+    sa.Column("destination_province", sa.Text, nullable=False),
+    sa.Column("order_json", sa.JSON, nullable=False),
+    sa.Column("filled_first_attempt", sa.Boolean),
+    sa.Column("backordered_at", sa.DateTime(timezone=True)),
+    sa.Column("reserved_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("release_reason", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+order_lines = sa.Table(
+    "inventory_order_lines", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("ordered", sa.Integer, nullable=False),
+    sa.Column("short", sa.Integer, nullable=False),
+)
+reservations = sa.Table(
+    "inventory_reservations", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("warehouse_id", sa.Text, primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("shipped", sa.Integer, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    order_id: str
+    status: str
+    priority: str
+    destination_province: str
+    order: CanonicalOrder
+    filled_first_attempt: bool | None
+    ordered: Mapping[str, int]
+    short: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    sku: str
+    reorder_point: int
+    low_flagged: bool
+    available: int
+
+
+@dataclass(frozen=True)
+class Shipped:
+    from_reservation: int
+    from_free_stock: int
+
+
+class InventoryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- master data --------------------------------------------------------------------------
+    async def upsert_warehouse(self, w: WarehouseUpdated) -> None:
+        values = {"warehouse_id": w.warehouse_id, "name": w.name, "province": w.province,
+                  "city": w.city}
+        stmt = pg_insert(warehouses).values(**values)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[warehouses.c.warehouse_id],
+            set_={"name": stmt.excluded.name, "province": stmt.excluded.province,
+                  "city": stmt.excluded.city, "updated_at": sa.func.now()},
+        ))
+
+    async def upsert_product(self, sku: str, reorder_point: int) -> int | None:
+        """Record the SKU's reorder point; returns the previous one (None for a new SKU)."""
+        previous = (await self.session.execute(
+            sa.select(products.c.reorder_point).where(products.c.sku == sku).with_for_update()
+        )).scalar_one_or_none()
+        stmt = pg_insert(products).values(sku=sku, reorder_point=reorder_point, low_flagged=False)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[products.c.sku],
+            set_={"reorder_point": stmt.excluded.reorder_point, "updated_at": sa.func.now()},
+        ))
+        return None if previous is None else int(previous)
+
+    async def warehouses(self) -> list[Warehouse]:
+        rows = (await self.session.execute(
+            sa.select(warehouses.c.warehouse_id, warehouses.c.province))).all()
+        return [Warehouse(r.warehouse_id, r.province) for r in rows]
+
+    # -- stock --------------------------------------------------------------------------------
+    async def availability(self, skus: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Available units per warehouse and SKU, as committed now (READ COMMITTED)."""
+        wanted = sorted(set(skus))
+        rows = (await self.session.execute(
+            sa.select(stock.c.warehouse_id, stock.c.sku, stock.c.available)
+            .where(stock.c.sku.in_(wanted), stock.c.available > 0)
+        )).all() if wanted else []
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for r in rows:
+            out[r.warehouse_id][r.sku] = r.available
+        return dict(out)
+
+    async def _ledger(self, warehouse_id: str, sku: str, kind: str, on_hand_delta: int,
+                      reserved_delta: int, *, order_id: str | None = None,
+                      reference: str = "") -> None:
+        await self.session.execute(movements.insert().values(
+            warehouse_id=warehouse_id, sku=sku, kind=kind, on_hand_delta=on_hand_delta,
+            reserved_delta=reserved_delta, order_id=order_id, reference=reference[:500]))
+
+    async def receive(self, warehouse_id: str, sku: str, quantity: int, reference: str) -> None:
+        stmt = pg_insert(stock).values(warehouse_id=warehouse_id, sku=sku, on_hand=quantity,
+                                       reserved=0)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[stock.c.warehouse_id, stock.c.sku],
+            set_={"on_hand": stock.c.on_hand + quantity, "updated_at": sa.func.now()},
+        ))
+        await self._ledger(warehouse_id, sku, "receipt", quantity, 0, reference=reference)
+
+    async def adjust(self, warehouse_id: str, sku: str, delta: int, reason: str) -> int | None:
+        """Change on-hand by ``delta``; a decrease may only take free (unreserved) units.
+        Returns the new on-hand, or None if there are not enough free units."""
+        if delta >= 0:
+            stmt = pg_insert(stock).values(warehouse_id=warehouse_id, sku=sku, on_hand=delta,
+                                           reserved=0)
+            new = (await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=[stock.c.warehouse_id, stock.c.sku],
+                set_={"on_hand": stock.c.on_hand + delta, "updated_at": sa.func.now()},
+            ).returning(stock.c.on_hand))).scalar_one()
+        else:
+            new = (await self.session.execute(
+                stock.update()
+                .where(stock.c.warehouse_id == warehouse_id, stock.c.sku == sku,
+                       stock.c.on_hand - stock.c.reserved >= -delta)
+                .values(on_hand=stock.c.on_hand + delta, updated_at=sa.func.now())
+                .returning(stock.c.on_hand)
+            )).scalar_one_or_none()
+            if new is None:
+                return None
+        await self._ledger(warehouse_id, sku, "adjustment", delta, 0, reference=reason)
+        return int(new)
+
+    async def free_units(self, warehouse_id: str, sku: str) -> int:
+        value = (await self.session.execute(
+            sa.select(stock.c.available).where(stock.c.warehouse_id == warehouse_id,
+                                               stock.c.sku == sku))).scalar_one_or_none()
+        return int(value or 0)
+
+    async def reserve(self, order_id: str, picks: Sequence[Pick]) -> bool:
+        """Reserve every pick or none (a savepoint): each is a conditional UPDATE that succeeds
+        only while ``on_hand - reserved >= quantity``; rows are taken in a fixed order so that
+        concurrent reservations cannot deadlock each other. False: someone was faster."""
+        savepoint = await self.session.begin_nested()
+        try:
+            for pick in sorted(picks):
+                done = (await self.session.execute(
+                    stock.update()
+                    .where(stock.c.warehouse_id == pick.warehouse_id, stock.c.sku == pick.sku,
+                           stock.c.on_hand - stock.c.reserved >= pick.quantity)
+                    .values(reserved=stock.c.reserved + pick.quantity, updated_at=sa.func.now())
+                    .returning(stock.c.sku)
+                )).first()
+                if done is None:
+                    await savepoint.rollback()
+                    return False
+                held = pg_insert(reservations).values(
+                    order_id=order_id, warehouse_id=pick.warehouse_id, sku=pick.sku,
+                    quantity=pick.quantity, shipped=0)
+                await self.session.execute(held.on_conflict_do_update(
+                    index_elements=[reservations.c.order_id, reservations.c.warehouse_id,
+                                    reservations.c.sku],
+                    set_={"quantity": reservations.c.quantity + pick.quantity}))
+                await self._ledger(pick.warehouse_id, pick.sku, "reservation", 0, pick.quantity,
+                                   order_id=order_id)
+        except BaseException:
+            await savepoint.rollback()
+            raise
+        await savepoint.commit()
+        return True
+
+    async def holds(self, order_id: str) -> list[Pick]:
+        """What the order has reserved and not shipped yet."""
+        rows = (await self.session.execute(
+            sa.select(reservations.c.warehouse_id, reservations.c.sku, reservations.c.quantity)
+            .where(reservations.c.order_id == order_id, reservations.c.quantity > 0)
+            .order_by(reservations.c.warehouse_id, reservations.c.sku)
+        )).all()
+        return [Pick(r.warehouse_id, r.sku, r.quantity) for r in rows]
+
+    async def release_holds(self, order_id: str, reason: str) -> list[Pick]:
+        """Give the order's reserved units back to available stock."""
+        released = await self.holds(order_id)
+        for pick in released:  # holds() is sorted: the same lock order as reserve()
+            await self.session.execute(
+                stock.update()
+                .where(stock.c.warehouse_id == pick.warehouse_id, stock.c.sku == pick.sku)
+                .values(reserved=stock.c.reserved - pick.quantity, updated_at=sa.func.now()))
+            await self.session.execute(
+                reservations.update()
+                .where(reservations.c.order_id == order_id,
+                       reservations.c.warehouse_id == pick.warehouse_id,
+                       reservations.c.sku == pick.sku)
+                .values(quantity=0))
+            await self._ledger(pick.warehouse_id, pick.sku, "release", 0, -pick.quantity,
+                               order_id=order_id, reference=reason)
+        return released
+
+    async def ship(self, order_id: str, warehouse_id: str, sku: str, quantity: int,
+                   reference: str) -> Shipped | None:
+        """Units leave the warehouse: first the order's reserved units, then free ones (a dispatch
+        after its reservation expired). None if the units are not there at all."""
+        held = (await self.session.execute(
+            sa.select(reservations.c.quantity)
+            .where(reservations.c.order_id == order_id,
+                   reservations.c.warehouse_id == warehouse_id, reservations.c.sku == sku)
+            .with_for_update()
+        )).scalar_one_or_none() or 0
+        from_reservation = min(quantity, held)
+        from_free = quantity - from_reservation
+        done = (await self.session.execute(
+            stock.update()
+            .where(stock.c.warehouse_id == warehouse_id, stock.c.sku == sku,
+                   stock.c.on_hand - stock.c.reserved >= from_free)
+            .values(on_hand=stock.c.on_hand - quantity,
+                    reserved=stock.c.reserved - from_reservation, updated_at=sa.func.now())
+            .returning(stock.c.sku)
+        )).first()
+        if done is None:
+            return None
+        if from_reservation:
+            await self.session.execute(
+                reservations.update()
+                .where(reservations.c.order_id == order_id,
+                       reservations.c.warehouse_id == warehouse_id, reservations.c.sku == sku)
+                .values(quantity=reservations.c.quantity - from_reservation,
+                        shipped=reservations.c.shipped + from_reservation))
+        await self._ledger(warehouse_id, sku, "shipment", -quantity, -from_reservation,
+                           order_id=order_id, reference=reference)
+        return Shipped(from_reservation, from_free)
+
+    async def stock_levels(self, skus: Iterable[str]) -> list[StockLevel]:
+        """Per SKU with stock rows: reorder point, whether stock.low was reported, available."""
+        wanted = sorted(set(skus))
+        if not wanted:
+            return []
+        rows = (await self.session.execute(
+            sa.select(stock.c.sku, sa.func.coalesce(products.c.reorder_point, 0).label("rp"),
+                      sa.func.coalesce(products.c.low_flagged, False).label("flagged"),
+                      sa.func.sum(stock.c.available).label("available"))
+            .select_from(stock.outerjoin(products, products.c.sku == stock.c.sku))
+            .where(stock.c.sku.in_(wanted))
+            .group_by(stock.c.sku, products.c.reorder_point, products.c.low_flagged)
+        )).all()
+        return [StockLevel(r.sku, int(r.rp), bool(r.flagged), int(r.available)) for r in rows]
+
+    async def flag_low(self, sku: str, flagged: bool) -> bool:
+        """Flip the SKU's low-stock flag; False if it already had that value (another
+        transaction crossed first), so each crossing is reported once."""
+        done = (await self.session.execute(
+            products.update().where(products.c.sku == sku, products.c.low_flagged != flagged)
+            .values(low_flagged=flagged).returning(products.c.sku))).first()
+        return done is not None
+
+    async def stock_of(self, sku: str) -> list[dict[str, Any]]:
+        rows = (await self.session.execute(
+            sa.select(stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved, stock.c.available)
+            .where(stock.c.sku == sku).order_by(stock.c.warehouse_id))).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- orders -------------------------------------------------------------------------------
+    async def add_order(self, order_id: str, order: CanonicalOrder, need: Mapping[str, int]) -> bool:
+        """Record a newly approved order with every line short; False if already known."""
+        added = (await self.session.execute(
+            pg_insert(orders).values(
+                order_id=order_id, status="backordered", priority=order.priority,
+                destination_province=order.shipping_address.province,
+                order_json=order.model_dump(mode="json"))
+            .on_conflict_do_nothing().returning(orders.c.order_id)
+        )).first()
+        if added is None:
+            return False
+        await self.session.execute(order_lines.insert(), [
+            {"order_id": order_id, "sku": sku, "ordered": q, "short": q}
+            for sku, q in sorted(need.items())])
+        return True
+
+    async def lock_order(self, order_id: str) -> OrderRecord | None:
+        row = (await self.session.execute(
+            sa.select(orders).where(orders.c.order_id == order_id).with_for_update()
+        )).first()
+        if row is None:
+            return None
+        lines = (await self.session.execute(
+            sa.select(order_lines.c.sku, order_lines.c.ordered, order_lines.c.short)
+            .where(order_lines.c.order_id == order_id))).all()
+        return OrderRecord(
+            order_id=row.order_id, status=row.status, priority=row.priority,
+            destination_province=row.destination_province,
+            order=CanonicalOrder.model_validate(row.order_json),
+            filled_first_attempt=row.filled_first_attempt,
+            ordered={r.sku: r.ordered for r in lines}, short={r.sku: r.short for r in lines})
+
+    async def set_short(self, order_id: str, short: Mapping[str, int]) -> None:
+        lines = (await self.session.execute(
+            sa.select(order_lines.c.sku).where(order_lines.c.order_id == order_id))).scalars()
+        for sku in lines:
+            await self.session.execute(
+                order_lines.update()
+                .where(order_lines.c.order_id == order_id, order_lines.c.sku == sku)
+                .values(short=short.get(sku, 0)))
+
+    async def mark_backordered(self, order_id: str, at: datetime, first_attempt: bool) -> None:
+        values: dict[str, Any] = {"status": "backordered", "backordered_at": at,
+                                  "updated_at": sa.func.now()}
+        if first_attempt:
+            values["filled_first_attempt"] = False
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(**values))
+
+    async def mark_reserved(self, order_id: str, at: datetime, expires: datetime,
+                            first_attempt: bool) -> None:
+        values: dict[str, Any] = {"status": "reserved", "reserved_at": at, "expires_at": expires,
+                                  "updated_at": sa.func.now()}
+        if first_attempt:
+            values["filled_first_attempt"] = True
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(**values))
+
+    async def mark_shipped(self, order_id: str) -> None:
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(status="shipped", expires_at=None,
+                                           updated_at=sa.func.now()))
+
+    async def mark_released(self, order_id: str, reason: str) -> None:
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(status="released", release_reason=reason,
+                                           expires_at=None, updated_at=sa.func.now()))
+
+    async def waiting_orders(self, skus: Iterable[str], limit: int) -> list[WaitingOrder]:
+        """Backordered orders short of any of ``skus``, locked; the caller puts them in queue
+        order (the SQL already returns the head of the queue: rush first, then the oldest)."""
+        wanted = sorted(set(skus))
+        if not wanted:
+            return []
+        short_of = (sa.select(order_lines.c.order_id)
+                    .where(order_lines.c.sku.in_(wanted), order_lines.c.short > 0))
+        rush_first = sa.case((orders.c.priority == "rush", 0), else_=1)
+        rows = (await self.session.execute(
+            sa.select(orders.c.order_id, orders.c.priority, orders.c.backordered_at,
+                      orders.c.sequence)
+            .where(orders.c.status == "backordered", orders.c.order_id.in_(short_of))
+            .order_by(rush_first, orders.c.backordered_at, orders.c.sequence)
+            .limit(limit).with_for_update(of=orders)
+        )).all()
+        return [WaitingOrder(r.order_id, r.priority, r.backordered_at, r.sequence) for r in rows]
+
+    async def expired_orders(self, now: datetime, limit: int) -> list[str]:
+        """Fully reserved orders past their expiry; rows another transaction holds are skipped."""
+        rows = (await self.session.execute(
+            sa.select(orders.c.order_id)
+            .where(orders.c.status == "reserved", orders.c.expires_at <= now)
+            .order_by(orders.c.expires_at).limit(limit)
+            .with_for_update(skip_locked=True)
+        )).scalars()
+        return list(rows)
+
+    async def order_view(self, order_id: str) -> dict[str, Any] | None:
+        row = (await self.session.execute(
+            sa.select(orders.c.order_id, orders.c.status, orders.c.priority,
+                      orders.c.filled_first_attempt, orders.c.backordered_at,
+                      orders.c.reserved_at, orders.c.expires_at, orders.c.release_reason)
+            .where(orders.c.order_id == order_id))).first()
+        if row is None:
+            return None
+        lines = (await self.session.execute(
+            sa.select(order_lines.c.sku, order_lines.c.ordered, order_lines.c.short)
+            .where(order_lines.c.order_id == order_id).order_by(order_lines.c.sku))).all()
+        held = (await self.session.execute(
+            sa.select(reservations.c.warehouse_id, reservations.c.sku, reservations.c.quantity,
+                      reservations.c.shipped)
+            .where(reservations.c.order_id == order_id)
+            .order_by(reservations.c.warehouse_id, reservations.c.sku))).all()
+        view = dict(row._mapping)
+        view["lines"] = [dict(r._mapping) for r in lines]
+        view["reservations"] = [dict(r._mapping) for r in held]
+        return view
+
+
+# --- the conservation invariant ----------------------------------------------------------------
+
+INVARIANT_QUERIES: dict[str, str] = {
+    "stock figures are negative or oversold": """
+        SELECT warehouse_id, sku, on_hand, reserved, available FROM inventory_stock
+        WHERE on_hand < 0 OR reserved < 0 OR available < 0 OR available <> on_hand - reserved
+    """,
+    "the movement ledger does not add up to the stock": """
+        SELECT coalesce(s.warehouse_id, m.warehouse_id) AS warehouse_id,
+               coalesce(s.sku, m.sku) AS sku, s.on_hand, s.reserved, m.on_hand_sum, m.reserved_sum
+        FROM inventory_stock s
+        FULL JOIN (SELECT warehouse_id, sku, sum(on_hand_delta) AS on_hand_sum,
+                          sum(reserved_delta) AS reserved_sum
+                   FROM inventory_movements GROUP BY warehouse_id, sku) m
+          ON m.warehouse_id = s.warehouse_id AND m.sku = s.sku
+        WHERE coalesce(s.on_hand, 0) <> coalesce(m.on_hand_sum, 0)
+           OR coalesce(s.reserved, 0) <> coalesce(m.reserved_sum, 0)
+    """,
+    "reserved stock is not held by orders": """
+        SELECT coalesce(s.warehouse_id, r.warehouse_id) AS warehouse_id,
+               coalesce(s.sku, r.sku) AS sku, s.reserved, r.held
+        FROM inventory_stock s
+        FULL JOIN (SELECT warehouse_id, sku, sum(quantity) AS held
+                   FROM inventory_reservations GROUP BY warehouse_id, sku) r
+          ON r.warehouse_id = s.warehouse_id AND r.sku = s.sku
+        WHERE coalesce(s.reserved, 0) <> coalesce(r.held, 0)
+    """,
+    "an order's lines are not reserved + shipped + backordered": """
+        SELECT l.order_id, l.sku, o.status, l.ordered, l.short,
+               coalesce(r.held, 0) AS held, coalesce(r.shipped, 0) AS shipped
+        FROM inventory_order_lines l
+        JOIN inventory_orders o ON o.order_id = l.order_id
+        LEFT JOIN (SELECT order_id, sku, sum(quantity) AS held, sum(shipped) AS shipped
+                   FROM inventory_reservations GROUP BY order_id, sku) r
+          ON r.order_id = l.order_id AND r.sku = l.sku
+        WHERE (o.status IN ('backordered', 'reserved', 'shipped')
+               AND l.ordered <> l.short + coalesce(r.held, 0) + coalesce(r.shipped, 0))
+           OR (o.status = 'reserved' AND l.short <> 0)
+           OR (o.status = 'released' AND (l.short <> 0 OR coalesce(r.held, 0) <> 0))
+    """,
+}
+
+
+async def check_invariants(session: AsyncSession) -> list[str]:
+    """Every violation of the conservation invariant, in words; empty when all holds:
+
+    - on hand = available + reserved per warehouse and SKU, none negative;
+    - the ledger's movements sum to each row's on hand and reserved;
+    - reserved stock equals the units orders hold;
+    - each active order line is fully accounted for: reserved + shipped + backordered = ordered.
+
+    The session must use the ``inventory`` schema as its search path (an engine from
+    ``orderflow.runtime.db.make_engine(settings, "inventory")``). Each check is one SQL statement,
+    so it sees one consistent snapshot even while the service keeps working."""
+    problems: list[str] = []
+    for what, query in INVARIANT_QUERIES.items():
+        rows = (await session.execute(sa.text(query))).all()
+        problems += [f"{what}: {dict(r._mapping)}" for r in rows[:20]]
+        if len(rows) > 20:
+            problems.append(f"{what}: ... and {len(rows) - 20} more")
+    return problems

@@ -1,0 +1,210 @@
+"""What inventory does with each fact it learns: the service layer between the thin handlers (and
+the HTTP routes and background jobs) and the repository. Rules come from ``domain``; the outcomes
+are events staged on the unit of work, never exceptions (except for an event that cannot be true,
+which the consumer dead-letters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from orderflow.contracts.events import (
+    ReservedLine,
+    ShipmentDispatched,
+    ShortLine,
+    StockBackordered,
+    StockLow,
+    StockReleased,
+    StockReserved,
+)
+from orderflow.contracts.order import CanonicalOrder
+from orderflow.inventory import domain
+from orderflow.inventory.policy import InventoryPolicy
+from orderflow.inventory.repository import InventoryRepository, OrderRecord
+from orderflow.runtime.unit_of_work import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+#: How many times a reservation re-reads the stock after a concurrent one took the units it chose.
+MAX_RESERVE_ATTEMPTS = 25
+
+
+class ImpossibleStockMovement(Exception):
+    """An event that would take units that are not there (dead-lettered with this message)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lines(picks: Iterable[domain.Pick]) -> tuple[ReservedLine, ...]:
+    return tuple(ReservedLine(sku=p.sku, warehouse_id=p.warehouse_id, quantity=p.quantity)
+                 for p in picks if p.quantity > 0)
+
+
+class Stockroom:
+    """Inventory's operations on one unit of work."""
+
+    def __init__(self, uow: UnitOfWork, policy: InventoryPolicy) -> None:
+        self.uow = uow
+        self.policy = policy
+        self.repo = InventoryRepository(uow.session)
+
+    # -- orders -------------------------------------------------------------------------------
+    async def reserve_order(self, order_id: str, order: CanonicalOrder) -> None:
+        """An approved order: reserve it where the rules say, or backorder what is missing."""
+        need = domain.demand_of((line.sku, line.quantity) for line in order.lines)
+        if not await self.repo.add_order(order_id, order, need):
+            log.info("order already known to inventory; approval ignored")
+            return
+        record = await self.repo.lock_order(order_id)
+        assert record is not None
+        await self._attempt(record, first=True)
+        await self._check_low(need, decreased=True)
+
+    async def _attempt(self, record: OrderRecord, *, first: bool) -> int:
+        """Try to reserve what the order is still short of; publish the outcome. Returns the
+        units reserved by this attempt."""
+        short = dict(record.short)
+        ranking = domain.rank_warehouses(record.destination_province, await self.repo.warehouses())
+        reserved: tuple[domain.Pick, ...] = ()
+        for _ in range(MAX_RESERVE_ATTEMPTS):
+            available = await self.repo.availability(short)
+            allocation = domain.allocate(short, available, ranking, self.policy.allocation())
+            if not allocation.picks:
+                break
+            if await self.repo.reserve(record.order_id, allocation.picks):
+                reserved, short = allocation.picks, dict(allocation.short)
+                break
+        else:
+            log.warning("stock kept changing under the reservation; the order waits",
+                        attempts=MAX_RESERVE_ATTEMPTS)
+        await self.repo.set_short(record.order_id, short)
+        now = _now()
+        if not any(short.values()):
+            expiry = domain.expires_at(now, timedelta(seconds=self.policy.reservation_ttl_s))
+            await self.repo.mark_reserved(record.order_id, now, expiry, first_attempt=first)
+            holds = await self.repo.holds(record.order_id)
+            self.uow.emit(StockReserved(
+                order_id=record.order_id, order=record.order, reservations=_lines(holds),
+                filled_in_full_first_attempt=first, from_backorder=not first))
+            log.info("stock reserved", warehouses=sorted({p.warehouse_id for p in holds}),
+                     from_backorder=not first)
+        elif first:
+            await self.repo.mark_backordered(record.order_id, now, first_attempt=True)
+            self.uow.emit(StockBackordered(
+                order_id=record.order_id,
+                short_lines=tuple(ShortLine(sku=s.sku, ordered=s.ordered, reserved=s.reserved,
+                                            short=s.short)
+                                  for s in domain.shortages(record.ordered, short)),
+                customer=record.order.customer))
+            log.info("order backordered", short={k: v for k, v in short.items() if v},
+                     held=sum(p.quantity for p in reserved))
+        return sum(p.quantity for p in reserved)
+
+    async def fill_backorders(self, skus: Iterable[str]) -> None:
+        """Stock of ``skus`` arrived or was given back: serve the waiting orders, rush first,
+        then the oldest; each order filled publishes stock.reserved (from_backorder)."""
+        wanted = set(skus)
+        if not wanted or not await self.repo.availability(wanted):
+            return
+        waiting = await self.repo.waiting_orders(wanted, self.policy.backorder_scan_limit)
+        touched: set[str] = set()
+        for candidate in domain.queue_order(waiting):
+            if not await self.repo.availability(wanted):
+                break
+            record = await self.repo.lock_order(candidate.order_id)
+            if record is None or record.status != "backordered":
+                continue
+            structlog.contextvars.bind_contextvars(backorder_id=record.order_id)
+            try:
+                if await self._attempt(record, first=False):
+                    touched |= set(record.short)
+            finally:
+                structlog.contextvars.unbind_contextvars("backorder_id")
+        await self._check_low(touched, decreased=True)
+
+    async def release(self, order_id: str, reason: str) -> StockReleased | None:
+        """Give back what the order holds and take it out of the backorder queue (a cancellation,
+        an expiry, an operator). None when there is nothing to release."""
+        record = await self.repo.lock_order(order_id)
+        if record is None or record.status not in ("backordered", "reserved"):
+            return None
+        released = await self.repo.release_holds(order_id, reason)
+        await self.repo.set_short(order_id, {})
+        await self.repo.mark_released(order_id, reason)
+        event = StockReleased(order_id=order_id, reservations=_lines(released), reason=reason)
+        self.uow.emit(event)
+        log.info("reservation released", reason=reason, units=sum(p.quantity for p in released))
+        skus = {p.sku for p in released}
+        await self._check_low(skus, decreased=False)
+        await self.fill_backorders(skus)
+        return event
+
+    async def expire_stalled(self, now: datetime | None = None) -> list[str]:
+        """Release the reservations of orders not dispatched before their expiry."""
+        expired = await self.repo.expired_orders(now or _now(), self.policy.expiry_batch_size)
+        for order_id in expired:
+            structlog.contextvars.bind_contextvars(order_id=order_id)
+            try:
+                await self.release(order_id, "expired")
+            finally:
+                structlog.contextvars.unbind_contextvars("order_id")
+        return expired
+
+    async def dispatch(self, shipment: ShipmentDispatched) -> None:
+        """The shipment's units left the warehouse: on hand and reserved both go down."""
+        record = await self.repo.lock_order(shipment.order_id)
+        for line in sorted(shipment.lines, key=lambda x: (x.warehouse_id, x.sku)):
+            shipped = await self.repo.ship(shipment.order_id, line.warehouse_id, line.sku,
+                                           line.quantity, reference=shipment.shipment_id)
+            if shipped is None:
+                free = await self.repo.free_units(line.warehouse_id, line.sku)
+                raise ImpossibleStockMovement(
+                    f"shipment {shipment.shipment_id} takes {line.quantity} x {line.sku} from "
+                    f"{line.warehouse_id}, more than the order's reservation plus {free} free units")
+            if shipped.from_free_stock:
+                log.warning("dispatch without a reservation took free stock", sku=line.sku,
+                            warehouse_id=line.warehouse_id, units=shipped.from_free_stock)
+        if record is not None and record.status == "reserved" \
+                and not await self.repo.holds(shipment.order_id):
+            await self.repo.mark_shipped(shipment.order_id)
+        await self._check_low({line.sku for line in shipment.lines}, decreased=True)
+
+    # -- stock movements ------------------------------------------------------------------------
+    async def receive(self, warehouse_id: str, sku: str, quantity: int, reference: str) -> None:
+        await self.repo.receive(warehouse_id, sku, quantity, reference)
+        await self._check_low({sku}, decreased=False)
+        await self.fill_backorders({sku})
+
+    async def adjust(self, warehouse_id: str, sku: str, delta: int, reason: str) -> None:
+        if delta == 0:
+            return
+        if await self.repo.adjust(warehouse_id, sku, delta, reason) is None:
+            free = await self.repo.free_units(warehouse_id, sku)
+            raise ImpossibleStockMovement(
+                f"adjustment {delta} of {sku} in {warehouse_id} exceeds its {free} free units; "
+                "release the reservations that hold the rest first, then replay this event")
+        await self._check_low({sku}, decreased=delta < 0)
+        if delta > 0:
+            await self.fill_backorders({sku})
+
+    async def product_updated(self, sku: str, reorder_point: int) -> None:
+        previous = await self.repo.upsert_product(sku, reorder_point)
+        # a raised reorder point is a crossing; a new SKU's first reorder point is not
+        await self._check_low({sku}, decreased=previous is not None and reorder_point > previous)
+
+    # -- low stock -----------------------------------------------------------------------------
+    async def _check_low(self, skus: Iterable[str], *, decreased: bool) -> None:
+        for level in await self.repo.stock_levels(skus):
+            change = domain.low_stock_change(level.available, level.reorder_point,
+                                             level.low_flagged, decreased=decreased)
+            if change == "fell_below" and await self.repo.flag_low(level.sku, True):
+                self.uow.emit(StockLow(sku=level.sku, available=level.available,
+                                       reorder_point=level.reorder_point))
+                log.info("stock low", sku=level.sku, available=level.available,
+                         reorder_point=level.reorder_point)
+            elif change == "recovered":
+                await self.repo.flag_low(level.sku, False)

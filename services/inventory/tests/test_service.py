@@ -1,0 +1,414 @@
+"""Inventory through the real broker and PostgreSQL, as its own process.
+
+Approved orders are published as review would publish them (``OrderApproved``), so these tests
+need only the inventory service (``ORDERFLOW_TEST_SERVICES=inventory``). Each test makes its own
+SKUs, so the exact quantities are its own even when the whole suite shares the demo stock; the
+conservation invariant is checked after each."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from orderflow.connector import OrderPusher
+from orderflow.contracts.events import (
+    Event,
+    OrderApproved,
+    ProductUpdated,
+    ReservedLine,
+    ShipmentDispatched,
+    StockAdjusted,
+    StockReceived,
+)
+from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
+from orderflow.devstack.catalogue import canonical_order
+from orderflow.inventory.policy import InventoryPolicy
+from orderflow.inventory.repository import InventoryRepository, check_invariants
+from orderflow.inventory.reservations import Stockroom
+from orderflow.runtime.db import make_engine
+from orderflow.runtime.settings import DatabaseSettings
+from orderflow.runtime.unit_of_work import UnitOfWorkFactory
+from orderflow.testing.events import EventLog, SeenEvent
+from orderflow.testing.infra import Infra
+from orderflow.testing.pipeline import Pipeline
+
+pytestmark = pytest.mark.service
+
+# canonical_order's address_index: 0 上海, 1 广东, 2 北京, 3 四川, 4 湖北, 5 浙江
+SHANGHAI, GUANGDONG, BEIJING, SICHUAN = 0, 1, 2, 3
+ZERO = Decimal("0.00")
+
+
+def new_sku(tag: str) -> str:
+    return f"T-{tag}-{uuid.uuid4().hex[:8]}".upper()
+
+
+def new_id(tag: str = "INV") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}"
+
+
+def product(sku: str, reorder_point: int = 0) -> ProductUpdated:
+    return ProductUpdated(sku=sku, name=f"test {sku}", unit_price=Decimal("10.00"), currency="CNY",
+                          tax_rate=Decimal("0.13"), weight_kg=Decimal("1.000"),
+                          reorder_point=reorder_point)
+
+
+def receipt(warehouse_id: str, sku: str, quantity: int) -> StockReceived:
+    return StockReceived(warehouse_id=warehouse_id, sku=sku, quantity=quantity,
+                         reference=f"PO-{uuid.uuid4().hex[:6]}")
+
+
+def approved(lines: list[tuple[str, int]], *, priority: str = "normal",
+             address_index: int = SHANGHAI) -> OrderApproved:
+    eid = new_id()
+    order = CanonicalOrder.model_validate(canonical_order(
+        eid, lines=lines, priority=priority, address_index=address_index))
+    return OrderApproved(order_id=order_id_for("canonical", eid), channel="canonical",
+                         external_id=eid, order=order,
+                         totals=OrderTotals(subtotal=ZERO, discount=ZERO, tax=ZERO, shipping=ZERO,
+                                            grand_total=ZERO),
+                         approved_by="tests")
+
+
+def held(seen: SeenEvent) -> dict[str, int]:
+    """The reservations of a stock.reserved / stock.released event, by warehouse."""
+    out: dict[str, int] = {}
+    for line in seen.event.reservations:
+        out[line.warehouse_id] = out.get(line.warehouse_id, 0) + line.quantity
+    return out
+
+
+@pytest.fixture(scope="session")
+async def inventory_db(infra: Infra, pipeline: Pipeline) -> AsyncIterator[AsyncEngine]:
+    """The inventory service's own schema in the test database (migrated by the service)."""
+    engine = make_engine(DatabaseSettings(url=infra.database_url, pool_size=20, max_overflow=30),
+                         "inventory")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def assert_invariants(engine: AsyncEngine) -> None:
+    async with AsyncSession(engine) as session:
+        assert await check_invariants(session) == []
+
+
+async def available(engine: AsyncEngine, sku: str) -> dict[str, int]:
+    async with AsyncSession(engine) as session:
+        rows = await InventoryRepository(session).stock_of(sku)
+    return {r["warehouse_id"]: r["available"] for r in rows}
+
+
+async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any]:
+    async with AsyncSession(engine) as session:
+        view = await InventoryRepository(session).order_view(order_id)
+    assert view is not None, order_id
+    return view
+
+
+def inventory_url(pipeline: Pipeline) -> str:
+    return f"http://127.0.0.1:{pipeline.stack.find('inventory').port}"
+
+
+def needs_no_logistics(pipeline: Pipeline) -> None:
+    if "logistics" in pipeline.services:
+        pytest.skip("logistics dispatches every reserved order at once; this test needs a "
+                    "reservation that stays put (run with ORDERFLOW_TEST_SERVICES=inventory)")
+
+
+async def test_the_nearest_warehouse_that_can_fill_the_whole_order_reserves_it(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("NEAR")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 5),
+                                     receipt("WH-GZ", sku, 10), receipt("WH-BJ", sku, 10)])
+    to_guangdong = approved([(sku, 3)], address_index=GUANGDONG)
+    to_shanghai = approved([(sku, 5)], address_index=SHANGHAI)
+    await pipeline.publish_and_wait([to_guangdong])
+    await pipeline.publish_and_wait([to_shanghai])
+    # Shanghai has none left: Beijing (about 1070 km) is nearer to Shanghai than Guangzhou
+    then_shanghai = approved([(sku, 6)], address_index=SHANGHAI)
+    await pipeline.publish_and_wait([then_shanghai])
+
+    for order, where in ((to_guangdong, {"WH-GZ": 3}), (to_shanghai, {"WH-SH": 5}),
+                         (then_shanghai, {"WH-BJ": 6})):
+        reserved = await events.wait_for_event("stock.reserved", order.order_id)
+        assert held(reserved) == where
+        assert reserved.event.filled_in_full_first_attempt is True
+        assert reserved.event.from_backorder is False
+        assert reserved.event.order == order.order
+    assert await available(inventory_db, sku) == {"WH-BJ": 4, "WH-GZ": 7, "WH-SH": 0}
+    await assert_invariants(inventory_db)
+
+
+async def test_an_order_no_warehouse_can_fill_alone_is_split(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    a, b = new_sku("SPLITA"), new_sku("SPLITB")
+    await pipeline.publish_and_wait([product(a), product(b), receipt("WH-SH", a, 4),
+                                     receipt("WH-BJ", a, 4), receipt("WH-CD", b, 2)])
+    order = approved([(a, 6), (b, 2)], address_index=SHANGHAI)
+    await pipeline.publish_and_wait([order])
+    reserved = await events.wait_for_event("stock.reserved", order.order_id)
+    lines = {(r.warehouse_id, r.sku): r.quantity for r in reserved.event.reservations}
+    assert lines == {("WH-SH", a): 4, ("WH-BJ", a): 2, ("WH-CD", b): 2}
+    assert reserved.event.filled_in_full_first_attempt is True
+    assert not events.of("stock.backordered", order.order_id)
+    await assert_invariants(inventory_db)
+
+
+async def test_partial_stock_is_held_the_rest_backordered_then_filled_on_receipt(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("PART")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-CD", sku, 3)])
+    order = approved([(sku, 5)], address_index=SICHUAN)
+    await pipeline.publish_and_wait([order])
+
+    backordered = await events.wait_for_event("stock.backordered", order.order_id)
+    (short,) = backordered.event.short_lines
+    assert (short.sku, short.ordered, short.reserved, short.short) == (sku, 5, 3, 2)
+    assert backordered.event.customer.id == order.order.customer.id
+    assert await available(inventory_db, sku) == {"WH-CD": 0}  # the 3 are held for the order
+    view = await order_view(inventory_db, order.order_id)
+    assert view["status"] == "backordered"
+    await assert_invariants(inventory_db)
+
+    await pipeline.publish_and_wait([receipt("WH-WH", sku, 2)])
+    reserved = await events.wait_for_event("stock.reserved", order.order_id)
+    assert held(reserved) == {"WH-CD": 3, "WH-WH": 2}
+    assert reserved.event.from_backorder is True
+    assert reserved.event.filled_in_full_first_attempt is False
+    assert reserved.headers["causation_id"] != backordered.headers["causation_id"]
+    await assert_invariants(inventory_db)
+
+
+async def test_a_waiting_rush_order_is_served_before_older_normal_ones(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("RUSH")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-HZ", sku, 1)])
+    first_normal = approved([(sku, 2)])
+    second_normal = approved([(sku, 2)])
+    rush = approved([(sku, 2)], priority="rush")
+    for order in (first_normal, second_normal, rush):  # one after the other: their ages differ
+        await pipeline.publish_and_wait([order])
+        await events.wait_for_event("stock.backordered", order.order_id)
+    # the single unit went to the first order (partial reservation): it is short of 1
+    assert (await order_view(inventory_db, first_normal.order_id))["lines"][0]["short"] == 1
+
+    await pipeline.publish_and_wait([receipt("WH-HZ", sku, 2)])
+    reserved = await events.wait_for_event("stock.reserved", rush.order_id)
+    assert reserved.event.from_backorder is True
+    assert held(reserved) == {"WH-HZ": 2}
+    for normal in (first_normal, second_normal):
+        assert (await order_view(inventory_db, normal.order_id))["status"] == "backordered"
+
+    await pipeline.publish_and_wait([receipt("WH-HZ", sku, 3)])  # 1 for the first, 2 for the second
+    for normal in (first_normal, second_normal):
+        done = await events.wait_for_event("stock.reserved", normal.order_id)
+        assert done.event.from_backorder is True and sum(held(done).values()) == 2
+    assert rush.order_id not in {e.key for e in events.of("stock.released")}
+    await assert_invariants(inventory_db)
+
+
+async def test_a_cancelled_order_releases_its_stock_to_the_next_in_the_queue(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("REL")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 3)])
+    holding = approved([(sku, 5)])  # holds 3, short of 2
+    waiting = approved([(sku, 2)])  # holds nothing, short of 2
+    await pipeline.publish_and_wait([holding])
+    await pipeline.publish_and_wait([waiting])
+    await events.wait_for_event("stock.backordered", waiting.order_id)
+
+    async with httpx.AsyncClient(base_url=inventory_url(pipeline), timeout=30) as http:
+        answer = await http.post(f"/inventory/orders/{holding.order_id}/release",
+                                 json={"reason": "cancelled"})
+        assert answer.status_code == 200, answer.text
+        again = await http.post(f"/inventory/orders/{holding.order_id}/release",
+                                json={"reason": "cancelled"})
+        assert again.status_code == 409
+        invariant = (await http.get("/inventory/invariants")).json()
+        assert invariant == {"ok": True, "problems": []}
+
+    released = await events.wait_for_event("stock.released", holding.order_id)
+    assert released.event.reason == "cancelled"
+    assert held(released) == {"WH-SH": 3}
+    refilled = await events.wait_for_event("stock.reserved", waiting.order_id)
+    assert refilled.event.from_backorder is True and held(refilled) == {"WH-SH": 2}
+    assert (await order_view(inventory_db, holding.order_id))["status"] == "released"
+    assert await available(inventory_db, sku) == {"WH-SH": 1}
+    await assert_invariants(inventory_db)
+
+
+async def test_a_stalled_reservation_expires_and_its_stock_returns(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    needs_no_logistics(pipeline)
+    sku = new_sku("EXP")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-GZ", sku, 4)])
+    order = approved([(sku, 4)], address_index=GUANGDONG)
+    await pipeline.publish_and_wait([order])
+    await events.wait_for_event("stock.reserved", order.order_id)
+    view = await order_view(inventory_db, order.order_id)
+    ttl = (view["expires_at"] - view["reserved_at"]).total_seconds()
+    assert ttl == pytest.approx(InventoryPolicy().reservation_ttl_s, abs=1)
+    assert await available(inventory_db, sku) == {"WH-GZ": 0}
+
+    # the clock of this one order runs out (the service's expiry job does the rest)
+    async with inventory_db.begin() as conn:
+        await conn.execute(sa.text("UPDATE inventory_orders SET expires_at = now() - "
+                                   "interval '1 second' WHERE order_id = :o"),
+                           {"o": order.order_id})
+    released = await events.wait_for_event("stock.released", order.order_id, timeout=60)
+    assert released.event.reason == "expired"
+    assert held(released) == {"WH-GZ": 4}
+    assert await available(inventory_db, sku) == {"WH-GZ": 4}
+    assert (await order_view(inventory_db, order.order_id))["status"] == "released"
+    await assert_invariants(inventory_db)
+
+
+async def test_a_dispatch_takes_the_reserved_units_out_of_stock(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    needs_no_logistics(pipeline)
+    sku = new_sku("SHIP")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-BJ", sku, 10)])
+    order = approved([(sku, 4)], address_index=BEIJING)
+    await pipeline.publish_and_wait([order])
+    reserved = await events.wait_for_event("stock.reserved", order.order_id)
+    await pipeline.publish_and_wait([ShipmentDispatched(
+        order_id=order.order_id, shipment_id=f"SH-{uuid.uuid4().hex[:8]}", warehouse_id="WH-BJ",
+        carrier="SF", service="standard", tracking_number="SF0001",
+        lines=tuple(ReservedLine(sku=r.sku, warehouse_id=r.warehouse_id, quantity=r.quantity)
+                    for r in reserved.event.reservations),
+        weight_kg=Decimal("4"), dispatched_at=reserved.event.order.placed_at,
+        promised_date=reserved.event.order.placed_at.date())])
+    async with AsyncSession(inventory_db) as session:
+        rows = await InventoryRepository(session).stock_of(sku)
+    assert [(r["on_hand"], r["reserved"], r["available"]) for r in rows] == [(6, 0, 6)]
+    assert (await order_view(inventory_db, order.order_id))["status"] == "shipped"
+    await assert_invariants(inventory_db)
+
+
+async def test_adjustments_change_on_hand_and_one_taking_reserved_units_is_dead_lettered(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("ADJ")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-WH", sku, 5)])
+    await pipeline.publish_and_wait([approved([(sku, 3)])])  # 3 reserved (or already shipped)
+    counted = StockAdjusted(warehouse_id="WH-WH", sku=sku, delta=-2, reason="damaged in a count")
+    found = StockAdjusted(warehouse_id="WH-WH", sku=sku, delta=4, reason="found in a recount")
+    too_many = StockAdjusted(warehouse_id="WH-WH", sku=sku, delta=-5, reason="write-off")
+    await pipeline.publish_and_wait([counted])
+    assert await available(inventory_db, sku) == {"WH-WH": 0}
+    await pipeline.publish_and_wait([found])
+    assert await available(inventory_db, sku) == {"WH-WH": 4}
+    await pipeline.publish_and_wait([too_many])  # only 4 are free: the rest is reserved
+    dead = await events.wait_for_event("stock.adjusted.dlq", sku)
+    assert dead.headers["dlq_reason"] == "handler_error"
+    assert "exceeds its 4 free units" in dead.headers["dlq_error"]
+    assert await available(inventory_db, sku) == {"WH-WH": 4}
+    async with AsyncSession(inventory_db) as session:
+        kinds = (await session.execute(sa.text(
+            "SELECT kind, on_hand_delta, reserved_delta FROM inventory_movements "
+            "WHERE sku = :s AND kind <> 'shipment' ORDER BY id"), {"s": sku})).all()
+    assert [tuple(k) for k in kinds] == [("receipt", 5, 0), ("reservation", 0, 3),
+                                         ("adjustment", -2, 0), ("adjustment", 4, 0)]
+    await assert_invariants(inventory_db)
+
+
+async def test_low_stock_is_published_once_per_crossing(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("LOW")
+    await pipeline.publish_and_wait([product(sku, reorder_point=10), receipt("WH-SH", sku, 12)])
+    await pipeline.publish_and_wait([approved([(sku, 3)])])  # 9 left: under 10
+    first = await events.wait_for_event("stock.low", sku)
+    assert (first.event.available, first.event.reorder_point) == (9, 10)
+    await pipeline.publish_and_wait([approved([(sku, 2)])])  # 7 left: still the same crossing
+    await pipeline.publish_and_wait([receipt("WH-SH", sku, 10)])  # 17: back above
+    await pipeline.publish_and_wait([approved([(sku, 9)])])  # 8 left: a new crossing
+    await events.wait_for_event("stock.low", sku, where=lambda e: e.event.available == 8)
+    assert [e.event.available for e in events.of("stock.low", sku)] == [9, 8]
+    await assert_invariants(inventory_db)
+
+
+async def test_many_orders_at_once_for_scarce_stock_reserve_exactly_what_exists(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("RACE")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 6),
+                                     receipt("WH-GZ", sku, 4)])
+    orders = [approved([(sku, 1)], address_index=i % 6) for i in range(30)]
+    batch: list[Event] = [*orders]
+    await pipeline.publish_and_wait(batch)
+    ids = {o.order_id for o in orders}
+
+    def settled() -> bool:
+        done = {e.key for t in ("stock.reserved", "stock.backordered") for e in events.of(t)}
+        return ids <= done
+
+    await events.wait_for(settled, timeout=60, what="every order reserved or backordered")
+    reserved = [e for e in events.of("stock.reserved") if e.key in ids]
+    backordered = [e for e in events.of("stock.backordered") if e.key in ids]
+    assert len(reserved) == 10 and len(backordered) == 20
+    assert sum(sum(held(e).values()) for e in reserved) == 10
+    assert await available(inventory_db, sku) == {"WH-GZ": 0, "WH-SH": 0}
+    await assert_invariants(inventory_db)
+
+
+async def test_concurrent_reservations_from_many_sessions_never_oversell(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    """Forty transactions on forty connections reserve the same scarce SKU at the same moment,
+    straight through the reservation code the service runs, against the real database."""
+    sku = new_sku("CONC")
+    stock = 13
+    await pipeline.publish_and_wait([product(sku), receipt("WH-BJ", sku, 7),
+                                     receipt("WH-CD", sku, 6)])
+    orders = [approved([(sku, 1 + i % 3)], address_index=i % 6) for i in range(40)]
+    units = UnitOfWorkFactory(inventory_db, "inventory")
+    policy = InventoryPolicy()
+    start = asyncio.Event()
+
+    async def reserve(order: OrderApproved) -> None:
+        await start.wait()
+        async with units() as uow:
+            await Stockroom(uow, policy).reserve_order(order.order_id, order.order)
+
+    tasks = [asyncio.create_task(reserve(o)) for o in orders]
+    await asyncio.sleep(0)
+    start.set()
+    await asyncio.gather(*tasks)
+
+    ids = [o.order_id for o in orders]
+    async with AsyncSession(inventory_db) as session:
+        held_units = (await session.execute(sa.text(
+            "SELECT coalesce(sum(quantity + shipped), 0) FROM inventory_reservations "
+            "WHERE order_id = ANY(:ids)"), {"ids": ids})).scalar_one()
+        statuses = (await session.execute(sa.text(
+            "SELECT status, count(*) FROM inventory_orders WHERE order_id = ANY(:ids) "
+            "GROUP BY status"), {"ids": ids})).all()
+    assert held_units == stock  # demand is 80 units: exactly the 13 that exist were reserved
+    assert sum(n for _, n in statuses) == 40
+    assert await available(inventory_db, sku) == {"WH-BJ": 0, "WH-CD": 0}
+    await assert_invariants(inventory_db)
+
+
+async def test_an_order_review_approves_is_reserved_with_the_approved_order(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    if not {"intake", "review"} <= set(pipeline.services):
+        pytest.skip("needs intake and review running (ORDERFLOW_TEST_SERVICES=intake,review,"
+                    "inventory)")
+    eid = new_id("CHAIN")
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", canonical_order(eid, customer_id="C0070",
+                                                       lines=[("TEA-002", 1)], address_index=4))
+    oid = order_id_for("canonical", eid)
+    approval = await events.wait_for_event("order.approved", oid, timeout=60)
+    reserved = await events.wait_for_event("stock.reserved", oid, timeout=60)
+    assert reserved.event.order == approval.event.order
+    assert reserved.headers["causation_id"] == approval.headers["event_id"]
+    assert sum(held(reserved).values()) == 1
+    await assert_invariants(inventory_db)
