@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(abspath $(BIN)/python)
 export UV_LINK_MODE := copy
 
-.PHONY: install demo up down test test-unit lint fmt docs bench chaos clean
+.PHONY: install demo up down test test-unit lint fmt docs bench chaos clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,13 @@ lint: install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy shared/src services/*/src
 
-test: install lint
+# Debian's Chromium for the console's browser test (skipped, with its reason, when unavailable)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will be skipped"; }
+
+test: install lint browser
 	$(BIN)/pytest
 
 test-unit: install

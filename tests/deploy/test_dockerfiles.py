@@ -124,7 +124,8 @@ def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str
             for pair in instruction.args.split():
                 key, _, value = pair.partition("=")
                 env[key] = value
-    env.update({"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": _base_python(), "UV_OFFLINE": "1"})
+    env.update({"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": _base_python(), "UV_OFFLINE": "1",
+                "UV_COMPILE_BYTECODE": "0", "UV_LINK_MODE": "symlink"})  # faster; same packages
     workdir = context
     for instruction in builder:
         if instruction.keyword == "WORKDIR":

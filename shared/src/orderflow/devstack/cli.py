@@ -25,16 +25,16 @@ from typing import Any
 from orderflow.runtime.settings import KafkaSettings
 
 
-def _state_path(root: Path) -> Path:
-    return root / "var" / "dev" / "stack.json"
+def _state_path() -> Path:
+    from orderflow.devstack.stack import var_dir
+
+    return var_dir() / "dev" / "stack.json"
 
 
 def _kafka_from_state() -> KafkaSettings:
     """The running dev stack's broker, unless the environment names one."""
-    from orderflow.devstack.stack import project_root
-
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        state = _state_path(project_root())
+        state = _state_path()
         if state.exists():
             data = json.loads(state.read_text())
             return KafkaSettings(bootstrap_servers=data["kafka_bootstrap_servers"])
@@ -50,11 +50,10 @@ def _parse_replicas(items: list[str]) -> dict[str, int]:
 
 
 def cmd_dev_up(args: argparse.Namespace) -> int:
-    from orderflow.devstack.stack import Stack, project_root
+    from orderflow.devstack.stack import Stack, var_dir
     from orderflow.runtime.logging import mask_text
 
-    root = project_root()
-    state = _state_path(root)
+    state = _state_path()
     if state.exists():
         data = json.loads(state.read_text())
         try:
@@ -65,7 +64,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         except (ProcessLookupError, ValueError, KeyError):
             state.unlink()
     if args.detach:
-        log = root / "var" / "dev" / "supervisor.log"
+        log = var_dir() / "dev" / "supervisor.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "orderflow.devstack.cli", "dev", "up", "--quiet"]
         for r in args.replicas:
@@ -86,7 +85,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         print("the stack did not become ready in time", file=sys.stderr)
         return 1
 
-    stack = Stack(root=root / "var" / "dev", replicas=_parse_replicas(args.replicas))
+    stack = Stack(root=var_dir() / "dev", replicas=_parse_replicas(args.replicas))
     stopping = False
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -148,9 +147,8 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
 
 def cmd_dev_down(_args: argparse.Namespace) -> int:
     from orderflow.devstack.processes import stop_pid
-    from orderflow.devstack.stack import project_root
 
-    state = _state_path(project_root())
+    state = _state_path()
     if not state.exists():
         print("no stack is running")
         return 0
@@ -163,9 +161,7 @@ def cmd_dev_down(_args: argparse.Namespace) -> int:
 
 
 def cmd_dev_status(_args: argparse.Namespace) -> int:
-    from orderflow.devstack.stack import project_root
-
-    state = _state_path(project_root())
+    state = _state_path()
     if not state.exists():
         print("no stack is running")
         return 1

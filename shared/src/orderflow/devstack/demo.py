@@ -15,7 +15,7 @@ from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.eventlog import EventLog
 from orderflow.devstack.simulator import generate_orders
-from orderflow.devstack.stack import Stack, project_root
+from orderflow.devstack.stack import Stack, var_dir
 from orderflow.devstack.tracking import Tracker
 
 
@@ -76,7 +76,7 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
 
 
 def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0) -> dict[str, Any]:
-    root = project_root() / "var" / "demo"
+    root = var_dir() / "demo"
     stack = Stack(root=root, fixed_ports=False, fresh=True)
     started = time.monotonic()
 

@@ -39,6 +39,14 @@ def _ensure_system_user() -> str | None:
     return PG_SYSTEM_USER
 
 
+def _as_user(user: str | None) -> dict[str, object]:
+    """subprocess arguments to run as ``user`` with its own group (not root's group)."""
+    if not user:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def _make_traversable(path: Path) -> None:
     """Let the postgres user reach ``path`` (and the wheel's binaries)."""
     for parent in [path, *path.parents]:
@@ -68,9 +76,12 @@ class EmbeddedPostgres:
             _make_traversable(bin_dir)
             shutil.chown(self.root, user)
         if not (data / "PG_VERSION").exists():
-            subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U",
-                            "postgres", "-E", "utf8", "--no-sync"], check=True,
-                           capture_output=True, user=user)
+            done = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U",
+                                   "postgres", "-E", "utf8", "--no-sync"],
+                                  capture_output=True, text=True, check=False,
+                                  **_as_user(user))
+            if done.returncode != 0:
+                raise RuntimeError(f"initdb failed in {data}: {done.stderr.strip()[-1500:]}")
         self.port = free_port(preferred_port)
         if exact and self.port != preferred_port:
             raise RuntimeError(f"port {preferred_port} is taken; PostgreSQL cannot restart on it")
@@ -80,7 +91,7 @@ class EmbeddedPostgres:
              # a development database: durability traded for speed (never in production)
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
-            log_path=self.root / "postgres.log", user=user,
+            log_path=self.root / "postgres.log", run_as=_as_user(user),
         )
         wait_until(lambda: self._ready(bin_dir), timeout=60, what="PostgreSQL to accept connections")
         exists = subprocess.run(

@@ -25,14 +25,12 @@ def _die_with_parent() -> None:
 
 
 def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
-          user: str | None = None, cwd: Path | None = None,
+          run_as: Mapping[str, object] | None = None, cwd: Path | None = None,
           tie_to_parent: bool = True) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log: IO[Any] = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
-        kwargs: dict[str, Any] = {}
-        if user:
-            kwargs["user"] = user
+        kwargs: dict[str, Any] = dict(run_as or {})
         return subprocess.Popen(
             list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None, cwd=cwd,

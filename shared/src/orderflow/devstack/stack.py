@@ -42,6 +42,12 @@ def subscriptions_of(service: str) -> list[str]:
     return [s.topic.name for s in app.create_service().subscriptions]
 
 
+def var_dir() -> Path:
+    """Where runtime state lives: ``ORDERFLOW_VAR_DIR``, else ``var/`` in the checkout."""
+    override = os.environ.get("ORDERFLOW_VAR_DIR")
+    return Path(override).resolve() if override else project_root() / "var"
+
+
 def project_root() -> Path:
     """The checkout's root (where ``var/`` lives): the nearest folder with a Makefile."""
     here = Path.cwd().resolve()

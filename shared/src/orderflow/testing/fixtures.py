@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow.devstack.stack import project_root
+from orderflow.devstack.stack import var_dir
 from orderflow.runtime.settings import KafkaSettings
 from orderflow.testing.events import EventLog
 from orderflow.testing.infra import Infra, provide_infra
@@ -19,7 +19,7 @@ from orderflow.testing.pipeline import Pipeline
 
 
 def _var() -> Path:
-    return project_root() / "var" / "test" / str(os.getpid())
+    return var_dir() / "test" / str(os.getpid())
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,39 @@
+"""Logistics' composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orderflow.contracts import topics
+from orderflow.logistics.api import create_router
+from orderflow.logistics.delay_watcher import DelayWatcher
+from orderflow.logistics.handlers import Clock, LogisticsHandlers, utc_now
+from orderflow.logistics.settings import LogisticsSettings
+from orderflow.runtime.consumer import Subscription
+from orderflow.runtime.service import ServiceDefinition
+
+
+def create_service(settings: LogisticsSettings | None = None,
+                   clock: Clock = utc_now) -> ServiceDefinition:
+    """The service; ``clock`` is "now" for dispatch times and the delay watcher."""
+    settings = settings or LogisticsSettings()
+    handlers = LogisticsHandlers(settings, clock)
+    watcher = DelayWatcher(settings, clock)
+    return ServiceDefinition(
+        name="logistics",
+        description="Ships reserved orders: one shipment per warehouse, the carrier chosen by "
+                    "rule, tracking to delivery, and delays caught before the customer calls",
+        migrations=Path(__file__).parent / "migrations" / "versions",
+        subscriptions=[
+            Subscription(topics.STOCK_RESERVED, handlers.on_stock_reserved,
+                         description="Reserved orders: one shipment per warehouse, dispatched"),
+            Subscription(topics.TRACKING_UPDATED, handlers.on_tracking_updated,
+                         description="Carrier tracking updates that move shipments to delivery"),
+            Subscription(topics.WAREHOUSE_UPDATED, handlers.on_warehouse_updated,
+                         description="Warehouse locations, for zones and packing slips"),
+            Subscription(topics.PRODUCT_UPDATED, handlers.on_product_updated,
+                         description="Product names and weights, for shipment weights"),
+        ],
+        routers=lambda ctx: [create_router(ctx, settings, watcher)],
+        background=[watcher.run_forever],
+    )

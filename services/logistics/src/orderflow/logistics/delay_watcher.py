@@ -1,0 +1,89 @@
+"""The delay watcher: a background task that, every ``ORDERFLOW_LOGISTICS_DELAY_WATCH_INTERVAL_S``
+seconds, checks undelivered shipments against the delay rules (``domain.assess_delays``) and
+publishes ``shipment.delayed`` once per shipment and reason. "Now" comes from an injectable
+clock, and one round can be run on demand (``POST /api/delay-watch/run``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import structlog
+
+from orderflow.logistics import domain
+from orderflow.logistics.handlers import Clock, flag_delays, utc_now
+from orderflow.logistics.repository import LogisticsRepository
+from orderflow.logistics.settings import LogisticsSettings
+from orderflow.runtime.retry import is_transient
+from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.unit_of_work import UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FlaggedDelay:
+    order_id: str
+    shipment_id: str
+    reason: str
+    promised_date: date
+    expected_date: date | None
+
+
+class DelayWatcher:
+    def __init__(self, settings: LogisticsSettings, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    async def run_once(self, units: UnitOfWorkFactory, *, now: datetime | None = None,
+                       order_ids: Sequence[str] | None = None) -> list[FlaggedDelay]:
+        """One round as of ``now`` (the clock by default), optionally limited to some orders.
+        Each page of shipments is its own transaction; the delays table keeps it once per
+        shipment and reason even with several replicas watching."""
+        moment = now or self.clock()
+        policy = self.settings.delay_policy
+        today = moment.astimezone(policy.tz).date()
+        flagged: list[FlaggedDelay] = []
+        after = ""
+        while True:
+            async with units() as uow:
+                repo = LogisticsRepository(uow.session)
+                page = await repo.watch_candidates(today=today, after=after,
+                                                   limit=self.settings.delay_watch_page,
+                                                   order_ids=order_ids)
+                for shipment in page:
+                    findings = domain.assess_delays(
+                        status=shipment.status, pickup_date=shipment.pickup_date,
+                        promised_date=shipment.promised_date, status_at=shipment.status_at,
+                        now=moment, policy=policy)
+                    if not findings:
+                        continue
+                    new = await flag_delays(uow, repo, shipment, findings, observed_at=moment,
+                                            source="watcher")
+                    assert shipment.promised_date is not None
+                    flagged += [FlaggedDelay(shipment.order_id, shipment.shipment_id, f.reason,
+                                             shipment.promised_date, f.expected_date) for f in new]
+            if len(page) < self.settings.delay_watch_page:
+                break
+            after = page[-1].shipment_id
+        return flagged
+
+    async def run_forever(self, ctx: ServiceContext) -> None:
+        """The background loop; stops when the service stops."""
+        interval = self.settings.delay_watch_interval_s
+        log.info("delay watcher started", interval_s=interval)
+        while not ctx.stopping.is_set():
+            try:
+                flagged = await self.run_once(ctx.units)
+                if flagged:
+                    log.info("delay watch round", flagged=len(flagged))
+            except Exception as exc:  # noqa: BLE001 - the next round retries
+                level = log.warning if is_transient(exc) else log.error
+                level("delay watch round failed; retrying next round",
+                      error=f"{type(exc).__name__}: {exc}"[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.stopping.wait(), interval)
+        log.info("delay watcher stopped")

@@ -1,0 +1,288 @@
+"""Logistics rules, without I/O: shipments from reservations, tracking moving a shipment on, the
+delivery of an order, and the delays worth telling the customer about before they call.
+
+The carrier catalogue and the choice of carrier live in ``carriers.py``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from orderflow.contracts.events import ReservedLine, TrackingStatus
+from orderflow.contracts.order import CanonicalOrder
+from orderflow.logistics.carriers import (
+    CarrierCatalogue,
+    CarrierChoice,
+    Consignment,
+    NoCarrier,
+    choose_service,
+)
+
+WEIGHT_QUANTUM = Decimal("0.001")
+_SHIPMENT_NAMESPACE = uuid.UUID("8d0f3c52-1e4b-4a57-9b1c-3f6e2a7d9c41")
+
+# --- shipments from a reservation ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarehouseSite:
+    warehouse_id: str
+    name: str
+    province: str
+    city: str
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    sku: str
+    name: str
+    weight_kg: Decimal
+
+
+@dataclass(frozen=True)
+class ShipmentLine:
+    sku: str
+    quantity: int
+    name: str
+    unit_weight_kg: Decimal | None  # None: unknown, the catalogue's default was used
+
+
+@dataclass(frozen=True)
+class PlannedShipment:
+    """One shipment: the goods one warehouse holds for the order, and how they travel."""
+
+    shipment_id: str
+    order_id: str
+    warehouse_id: str
+    warehouse: WarehouseSite | None
+    lines: tuple[ShipmentLine, ...]
+    weight_kg: Decimal
+    weight_estimated: bool
+    requested_date: date | None
+    dispatched_at: datetime
+    choice: CarrierChoice | NoCarrier
+
+    @property
+    def reserved_lines(self) -> tuple[ReservedLine, ...]:
+        return tuple(ReservedLine(sku=line.sku, warehouse_id=self.warehouse_id,
+                                  quantity=line.quantity) for line in self.lines)
+
+    @property
+    def misses_requested_date(self) -> bool:
+        return isinstance(self.choice, CarrierChoice) and self.choice.misses_requested_date
+
+
+def shipment_id_for(source_event_id: str, warehouse_id: str) -> str:
+    """Stable per reservation event and warehouse: a redelivered event names the same shipment,
+    a later reservation of the same order (a filled backorder) a new one."""
+    return str(uuid.uuid5(_SHIPMENT_NAMESPACE, f"{source_event_id}:{warehouse_id}"))
+
+
+def group_by_warehouse(reservations: Iterable[ReservedLine]) -> dict[str, dict[str, int]]:
+    """Warehouse -> SKU -> quantity, in the order the reservation lists them."""
+    grouped: dict[str, dict[str, int]] = {}
+    for line in reservations:
+        skus = grouped.setdefault(line.warehouse_id, {})
+        skus[line.sku] = skus.get(line.sku, 0) + line.quantity
+    return grouped
+
+
+def shipment_weight(lines: Sequence[ShipmentLine], catalogue: CarrierCatalogue) -> tuple[Decimal, bool]:
+    """Goods (unit weight times quantity; the catalogue's default for an unknown SKU) plus the
+    packaging; and whether any weight was estimated."""
+    goods = Decimal(0)
+    estimated = False
+    for line in lines:
+        unit = line.unit_weight_kg
+        if unit is None:
+            unit, estimated = catalogue.default_item_weight_kg, True
+        goods += unit * line.quantity
+    return (goods + catalogue.packaging_kg).quantize(WEIGHT_QUANTUM), estimated
+
+
+def plan_shipments(*, order_id: str, source_event_id: str, order: CanonicalOrder,
+                   reservations: Iterable[ReservedLine], warehouses: Mapping[str, WarehouseSite],
+                   products: Mapping[str, ProductInfo], catalogue: CarrierCatalogue,
+                   dispatched_at: datetime, tz: ZoneInfo) -> list[PlannedShipment]:
+    """One shipment per warehouse holding a reservation of the order, each with its lines, weight,
+    destination and carrier choice. The hand-off to the warehouse is immediate in this system, so
+    ``dispatched_at`` is when the reservation is handled."""
+    planned = []
+    address = order.shipping_address
+    for warehouse_id, skus in group_by_warehouse(reservations).items():
+        lines = tuple(
+            ShipmentLine(sku, qty, products[sku].name if sku in products else sku,
+                         products[sku].weight_kg if sku in products else None)
+            for sku, qty in skus.items())
+        weight, estimated = shipment_weight(lines, catalogue)
+        site = warehouses.get(warehouse_id)
+        consignment = Consignment(
+            weight_kg=weight, origin_province=site.province if site else None,
+            destination_province=address.province, destination_country=address.country,
+            rush=order.priority == "rush", requested_date=order.requested_delivery_date)
+        planned.append(PlannedShipment(
+            shipment_id=shipment_id_for(source_event_id, warehouse_id), order_id=order_id,
+            warehouse_id=warehouse_id, warehouse=site, lines=lines, weight_kg=weight,
+            weight_estimated=estimated, requested_date=order.requested_delivery_date,
+            dispatched_at=dispatched_at,
+            choice=choose_service(consignment, catalogue, dispatched_at, tz)))
+    return planned
+
+
+# --- tracking ------------------------------------------------------------------------------------
+
+ShipmentStatus = Literal["no_carrier", "dispatched", "picked_up", "in_transit", "out_for_delivery",
+                         "delivered", "exception"]
+PROGRESS_RANK: dict[str, int] = {"dispatched": 0, "picked_up": 1, "in_transit": 2,
+                                 "out_for_delivery": 3, "delivered": 4}
+TrackingOutcome = Literal["advanced", "resumed", "exception", "delivered", "stale", "repeated",
+                          "after_delivery"]
+CHANGING_OUTCOMES: frozenset[str] = frozenset({"advanced", "resumed", "exception", "delivered"})
+
+
+@dataclass(frozen=True)
+class TrackingState:
+    status: ShipmentStatus
+    status_at: datetime | None  # when the carrier reported the current status
+
+
+@dataclass(frozen=True)
+class TrackingDecision:
+    outcome: TrackingOutcome
+    state: TrackingState
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome in CHANGING_OUTCOMES
+
+
+def apply_tracking(state: TrackingState, status: TrackingStatus,
+                   occurred_at: datetime) -> TrackingDecision:
+    """How a carrier's update moves a shipment (dispatched -> picked_up -> in_transit ->
+    out_for_delivery -> delivered, or exception from any of them):
+
+    - delivered is final: later updates are kept in the history but change nothing
+      (``after_delivery``); a delivery scan is accepted whatever came before (carriers skip scans);
+    - progress moves forward only, skipping steps if the carrier did (``advanced``); an update for
+      the current step is ``repeated``, one for an earlier step ``stale`` (it arrived late);
+    - an exception applies unless it is older than what the shipment already knows (``stale``);
+    - after an exception, a progress update that happened later resumes the shipment (``resumed``),
+      at whatever step the carrier reports."""
+    current = state.status
+    if current == "delivered":
+        return TrackingDecision("after_delivery", state)
+    if status == "delivered":
+        return TrackingDecision("delivered", TrackingState("delivered", occurred_at))
+    known_at = state.status_at
+    if status == "exception":
+        if known_at is not None and occurred_at < known_at:
+            return TrackingDecision("stale", state)
+        return TrackingDecision("exception", TrackingState("exception", occurred_at))
+    if current == "exception":
+        if known_at is None or occurred_at > known_at:
+            return TrackingDecision("resumed", TrackingState(status, occurred_at))
+        return TrackingDecision("stale", state)
+    new_rank, old_rank = PROGRESS_RANK[status], PROGRESS_RANK.get(current, 0)
+    if new_rank > old_rank:
+        latest = occurred_at if known_at is None else max(occurred_at, known_at)
+        return TrackingDecision("advanced", TrackingState(status, latest))
+    return TrackingDecision("repeated" if new_rank == old_rank else "stale", state)
+
+
+EXCEPTION_CODES: dict[str, tuple[str, ...]] = {
+    "damaged": ("damaged", "damage", "broken", "破损", "损坏"),
+    "lost": ("lost", "missing", "丢失", "遗失"),
+    "refused": ("refused", "rejected by recipient", "拒收"),
+    "address_unknown": ("address", "地址"),
+    "recipient_unavailable": ("unavailable", "no one", "failed attempt", "无人", "联系不上"),
+    "weather": ("weather", "typhoon", "snow", "天气", "台风", "暴雪"),
+}
+_CODE_PREFIX = re.compile(r"^\s*([a-z_]+)\s*(?::|$)")
+
+
+def exception_code(detail: str) -> str:
+    """A stable code for a carrier's exception: ``code: text`` when the connector sends one of the
+    known codes first, else recognised words in the text, else ``carrier_exception``."""
+    match = _CODE_PREFIX.match(detail)
+    if match and match.group(1) in EXCEPTION_CODES:
+        return match.group(1)
+    lowered = detail.lower()
+    for code, words in EXCEPTION_CODES.items():
+        if any(word in lowered for word in words):
+            return code
+    return "carrier_exception"
+
+
+def as_aware(moment: datetime, tz: ZoneInfo) -> datetime:
+    """A carrier's time without an offset is taken as company time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def delivered_on_time(delivered_at: datetime, promised: date, tz: ZoneInfo) -> bool:
+    """On time when delivered on or before the promised day (company time)."""
+    return delivered_at.astimezone(tz).date() <= promised
+
+
+def order_delivered(statuses: Iterable[str]) -> bool:
+    """An order is delivered when every one of its shipments is."""
+    seen = list(statuses)
+    return bool(seen) and all(s == "delivered" for s in seen)
+
+
+# --- delays --------------------------------------------------------------------------------------
+
+DelayReason = Literal["not_picked_up", "carrier_exception", "not_out_for_delivery_on_promised_day",
+                      "promised_date_missed"]
+
+
+@dataclass(frozen=True)
+class DelayFinding:
+    reason: DelayReason
+    expected_date: date | None
+
+
+@dataclass(frozen=True)
+class DelayPolicy:
+    tz: ZoneInfo
+    out_for_delivery_deadline_hour: int = 12
+    exception_grace_hours: int = 12
+
+
+def assess_delays(*, status: str, pickup_date: date | None, promised_date: date | None,
+                  status_at: datetime | None, now: datetime,
+                  policy: DelayPolicy) -> list[DelayFinding]:
+    """The reasons a shipment will miss, or has missed, its promised date, as of ``now``:
+
+    - ``promised_date_missed``: the promised day is over and it is not delivered (expected
+      tomorrow at the earliest); once missed, no other reason is added;
+    - ``carrier_exception``: the carrier reported a problem that is still unresolved
+      ``exception_grace_hours`` later (12 by default; the exception itself is published at once);
+    - ``not_picked_up``: the carrier did not scan it on its collection day (expected late by as
+      many days as the collection is late);
+    - ``not_out_for_delivery_on_promised_day``: on the promised day, past the deadline hour
+      (12:00 company time by default), it is not out for delivery (expected the day after)."""
+    if status in ("delivered", "no_carrier") or promised_date is None:
+        return []
+    local = now.astimezone(policy.tz)
+    today = local.date()
+    if today > promised_date:
+        return [DelayFinding("promised_date_missed", today + timedelta(days=1))]
+    findings = []
+    if status == "exception" and (
+            status_at is None
+            or now - status_at >= timedelta(hours=policy.exception_grace_hours)):
+        findings.append(DelayFinding("carrier_exception", None))
+    if status == "dispatched" and pickup_date is not None and today > pickup_date:
+        late_by = (today - pickup_date).days
+        findings.append(DelayFinding("not_picked_up", promised_date + timedelta(days=late_by)))
+    if (today == promised_date and local.hour >= policy.out_for_delivery_deadline_hour
+            and status != "out_for_delivery"):
+        findings.append(DelayFinding("not_out_for_delivery_on_promised_day",
+                                     promised_date + timedelta(days=1)))
+    return findings

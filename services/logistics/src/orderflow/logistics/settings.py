@@ -1,0 +1,59 @@
+"""Logistics settings: ``ORDERFLOW_LOGISTICS_*`` variables; bad values fail fast, naming the
+variable."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orderflow.logistics.carriers import CarrierCatalogue, load_catalogue
+from orderflow.logistics.domain import DelayPolicy
+
+
+class LogisticsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_LOGISTICS_", extra="ignore")
+
+    carriers_file: Path | None = Field(
+        default=None, description="JSON carrier catalogue replacing the built-in demo one")
+    timezone: str = Field(default="Asia/Shanghai",
+                          description="The company's time zone: dispatch days, promised days")
+    delay_watch_interval_s: float = Field(default=60.0, gt=0, le=86_400,
+                                          description="How often the delay watcher runs")
+    delay_watch_page: int = Field(default=500, ge=1, le=10_000,
+                                  description="Shipments the watcher checks per transaction")
+    out_for_delivery_deadline_hour: int = Field(
+        default=12, ge=0, le=24,
+        description="On the promised day, a shipment not out for delivery by this hour is late")
+    exception_grace_hours: int = Field(
+        default=12, ge=0, le=240,
+        description="A carrier exception still open this long later flags the shipment delayed")
+    allow_clock_override: bool = Field(
+        default=False,
+        description="Let POST /api/delay-watch/run take an as_of time (tests and demos only)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"ORDERFLOW_LOGISTICS_TIMEZONE={value!r} is not a known time zone") from exc
+        return value
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def catalogue(self) -> CarrierCatalogue:
+        return load_catalogue(self.carriers_file)
+
+    @property
+    def delay_policy(self) -> DelayPolicy:
+        return DelayPolicy(tz=self.tz,
+                           out_for_delivery_deadline_hour=self.out_for_delivery_deadline_hour,
+                           exception_grace_hours=self.exception_grace_hours)

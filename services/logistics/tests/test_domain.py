@@ -1,0 +1,255 @@
+"""Logistics' rules without a broker or a database: shipments from a reservation, tracking moving a
+shipment on, an order's delivery, and the delays worth flagging."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from orderflow.contracts.events import ReservedLine, TrackingStatus
+from orderflow.contracts.order import CanonicalOrder
+from orderflow.devstack.catalogue import canonical_order
+from orderflow.logistics import domain
+from orderflow.logistics.carriers import DEFAULT_CATALOGUE, CarrierChoice, NoCarrier
+from orderflow.logistics.domain import (
+    DelayPolicy,
+    ProductInfo,
+    TrackingState,
+    WarehouseSite,
+    apply_tracking,
+    assess_delays,
+)
+
+pytestmark = pytest.mark.unit
+
+TZ = ZoneInfo("Asia/Shanghai")
+AT = datetime(2026, 11, 20, 10, 0, tzinfo=TZ)
+SITES = {"WH-SH": WarehouseSite("WH-SH", "上海青浦仓", "上海", "上海"),
+         "WH-BJ": WarehouseSite("WH-BJ", "北京大兴仓", "北京", "北京")}
+PRODUCTS = {"TEA-001": ProductInfo("TEA-001", "茶叶礼盒 01", Decimal("0.645")),
+            "RICE-002": ProductInfo("RICE-002", "东北大米 02", Decimal("6.936"))}
+
+
+def order(**kwargs: object) -> CanonicalOrder:
+    return CanonicalOrder.model_validate(canonical_order("SO-1", **kwargs))  # type: ignore[arg-type]
+
+
+def plan(reservations: list[ReservedLine], o: CanonicalOrder | None = None,
+         sites: dict[str, WarehouseSite] = SITES) -> list[domain.PlannedShipment]:
+    return domain.plan_shipments(order_id="order-1", source_event_id="event-1", order=o or order(),
+                                 reservations=reservations, warehouses=sites, products=PRODUCTS,
+                                 catalogue=DEFAULT_CATALOGUE, dispatched_at=AT, tz=TZ)
+
+
+# --- shipments ---------------------------------------------------------------------------------------
+
+
+def test_one_shipment_per_warehouse_with_its_lines_and_weight() -> None:
+    shipments = plan([ReservedLine(sku="TEA-001", warehouse_id="WH-SH", quantity=2),
+                      ReservedLine(sku="RICE-002", warehouse_id="WH-BJ", quantity=1),
+                      ReservedLine(sku="TEA-001", warehouse_id="WH-SH", quantity=1),
+                      ReservedLine(sku="RICE-002", warehouse_id="WH-SH", quantity=2)])
+    assert [s.warehouse_id for s in shipments] == ["WH-SH", "WH-BJ"]
+    shanghai, beijing = shipments
+    assert [(line.sku, line.quantity) for line in shanghai.lines] == [("TEA-001", 3), ("RICE-002", 2)]
+    # 3 x 0.645 + 2 x 6.936 + 0.2 packaging
+    assert shanghai.weight_kg == Decimal("16.007")
+    assert beijing.weight_kg == Decimal("7.136")
+    assert not shanghai.weight_estimated
+    assert shanghai.reserved_lines[0] == ReservedLine(sku="TEA-001", warehouse_id="WH-SH", quantity=3)
+    assert shanghai.shipment_id != beijing.shipment_id
+    # the order goes to Shanghai (address 0): same province from WH-SH, national from WH-BJ
+    assert isinstance(shanghai.choice, CarrierChoice) and isinstance(beijing.choice, CarrierChoice)
+    assert shanghai.choice.option.zone == "same_province"
+    assert beijing.choice.option.zone == "national"
+
+
+def test_shipment_ids_are_stable_per_reservation_event_and_warehouse() -> None:
+    first = plan([ReservedLine(sku="TEA-001", warehouse_id="WH-SH", quantity=1)])
+    again = plan([ReservedLine(sku="TEA-001", warehouse_id="WH-SH", quantity=1)])
+    assert first[0].shipment_id == again[0].shipment_id
+    assert domain.shipment_id_for("event-2", "WH-SH") != first[0].shipment_id
+
+
+def test_an_unknown_sku_weighs_the_default_and_the_weight_is_marked_estimated() -> None:
+    (shipment,) = plan([ReservedLine(sku="NEW-1", warehouse_id="WH-SH", quantity=2)])
+    assert shipment.weight_kg == Decimal("2.200")
+    assert shipment.weight_estimated
+    assert shipment.lines[0].unit_weight_kg is None
+
+
+def test_an_unknown_warehouse_ships_as_national() -> None:
+    (shipment,) = plan([ReservedLine(sku="TEA-001", warehouse_id="WH-XX", quantity=1)])
+    assert shipment.warehouse is None
+    assert isinstance(shipment.choice, CarrierChoice)
+    assert shipment.choice.option.zone == "national"
+
+
+def test_rush_and_requested_date_come_from_the_order() -> None:
+    (rush,) = plan([ReservedLine(sku="TEA-001", warehouse_id="WH-BJ", quantity=1)],
+                   order(priority="rush"))
+    assert isinstance(rush.choice, CarrierChoice) and rush.choice.rule == "rush_fastest"
+    (late,) = plan([ReservedLine(sku="TEA-001", warehouse_id="WH-BJ", quantity=1)],
+                   order(requested_delivery_date="2026-11-20"))
+    assert late.misses_requested_date
+    assert late.requested_date == date(2026, 11, 20)
+
+
+def test_a_shipment_no_carrier_can_take_says_why() -> None:
+    (shipment,) = plan([ReservedLine(sku="RICE-002", warehouse_id="WH-BJ", quantity=200)])
+    assert isinstance(shipment.choice, NoCarrier)
+    assert "kg" in shipment.choice.reason
+    assert not shipment.misses_requested_date
+
+
+# --- tracking ----------------------------------------------------------------------------------------
+
+
+def t(hours: float) -> datetime:
+    return AT + timedelta(hours=hours)
+
+
+def run(updates: list[tuple[TrackingStatus, float]]) -> list[str]:
+    state = TrackingState("dispatched", AT)
+    outcomes = []
+    for status, hours in updates:
+        decision = apply_tracking(state, status, t(hours))
+        outcomes.append(decision.outcome)
+        state = decision.state
+    return [*outcomes, state.status]
+
+
+def test_tracking_moves_a_shipment_to_delivery() -> None:
+    assert run([("picked_up", 1), ("in_transit", 3), ("out_for_delivery", 24), ("delivered", 27)]) \
+        == ["advanced", "advanced", "advanced", "delivered", "delivered"]
+
+
+def test_skipped_scans_still_move_forward() -> None:
+    assert run([("in_transit", 3), ("delivered", 27)]) == ["advanced", "delivered", "delivered"]
+
+
+def test_late_and_repeated_updates_do_not_move_a_shipment_back() -> None:
+    assert run([("in_transit", 3), ("picked_up", 1), ("in_transit", 4)]) \
+        == ["advanced", "stale", "repeated", "in_transit"]
+
+
+def test_delivered_is_final() -> None:
+    assert run([("delivered", 27), ("in_transit", 3), ("exception", 30), ("delivered", 31)]) \
+        == ["delivered", "after_delivery", "after_delivery", "after_delivery", "delivered"]
+
+
+def test_an_exception_stops_the_shipment_until_a_later_update_resumes_it() -> None:
+    assert run([("out_for_delivery", 24), ("exception", 26), ("out_for_delivery", 48),
+                ("delivered", 50)]) == ["advanced", "exception", "resumed", "delivered", "delivered"]
+
+
+def test_an_update_older_than_the_exception_does_not_resume_it() -> None:
+    assert run([("exception", 26), ("in_transit", 20), ("exception", 10)]) \
+        == ["exception", "stale", "stale", "exception"]
+
+
+def test_a_delivery_scan_resolves_an_exception() -> None:
+    assert run([("exception", 26), ("delivered", 30)]) == ["exception", "delivered", "delivered"]
+
+
+def test_the_delivered_state_keeps_the_delivery_time() -> None:
+    decision = apply_tracking(TrackingState("in_transit", t(3)), "delivered", t(27))
+    assert decision.state == TrackingState("delivered", t(27))
+    assert decision.changed
+
+
+@pytest.mark.parametrize(
+    ("detail", "code"),
+    [
+        ("damaged: 外包装破损", "damaged"),
+        ("快件丢失", "lost"),
+        ("Parcel refused by customer", "refused"),
+        ("地址不详", "address_unknown"),
+        ("lost", "lost"),
+        ("typhoon warning", "weather"),
+        ("unknown_code: 外包装破损", "damaged"),
+        ("something odd", "carrier_exception"),
+        ("", "carrier_exception"),
+    ],
+)
+def test_exception_codes(detail: str, code: str) -> None:
+    assert domain.exception_code(detail) == code
+
+
+def test_on_time_is_judged_by_the_company_day() -> None:
+    promised = date(2026, 11, 22)
+    assert domain.delivered_on_time(datetime(2026, 11, 22, 23, 30, tzinfo=TZ), promised, TZ)
+    # 16:30 UTC is 00:30 the next day in Shanghai
+    assert not domain.delivered_on_time(datetime.fromisoformat("2026-11-22T16:30:00+00:00"),
+                                        promised, TZ)
+
+
+def test_naive_carrier_times_are_company_time() -> None:
+    assert domain.as_aware(datetime(2026, 11, 22, 9, 0), TZ) == datetime(2026, 11, 22, 9, 0, tzinfo=TZ)
+
+
+def test_an_order_is_delivered_when_every_shipment_is() -> None:
+    assert domain.order_delivered(["delivered", "delivered"])
+    assert not domain.order_delivered(["delivered", "in_transit"])
+    assert not domain.order_delivered(["delivered", "no_carrier"])
+    assert not domain.order_delivered([])
+
+
+# --- delays --------------------------------------------------------------------------------------------
+
+POLICY = DelayPolicy(tz=TZ, out_for_delivery_deadline_hour=12, exception_grace_hours=12)
+PICKUP = date(2026, 11, 20)
+PROMISED = date(2026, 11, 22)
+
+
+def reasons(status: str, now: datetime, status_at: datetime | None = None) -> list[tuple[str, date | None]]:
+    return [(f.reason, f.expected_date) for f in assess_delays(
+        status=status, pickup_date=PICKUP, promised_date=PROMISED, status_at=status_at or AT,
+        now=now, policy=POLICY)]
+
+
+def local(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=TZ)
+
+
+def test_a_shipment_on_its_way_in_time_is_not_delayed() -> None:
+    assert reasons("in_transit", local(21, 18)) == []
+    assert reasons("in_transit", local(22, 11, 59)) == []
+    assert reasons("out_for_delivery", local(22, 15)) == []
+    assert reasons("picked_up", local(20, 23)) == []
+
+
+def test_not_out_for_delivery_on_the_promised_afternoon_will_miss() -> None:
+    assert reasons("in_transit", local(22, 12)) == [
+        ("not_out_for_delivery_on_promised_day", date(2026, 11, 23))]
+
+
+def test_a_missed_promised_date_is_flagged_alone() -> None:
+    assert reasons("out_for_delivery", local(23, 0, 1)) == [("promised_date_missed", date(2026, 11, 24))]
+    assert reasons("exception", local(25, 9)) == [("promised_date_missed", date(2026, 11, 26))]
+
+
+def test_not_collected_on_the_collection_day_will_miss() -> None:
+    assert reasons("dispatched", local(20, 23)) == []
+    assert reasons("dispatched", local(21, 8)) == [("not_picked_up", date(2026, 11, 23))]
+
+
+def test_an_exception_still_open_after_the_grace_period_will_miss() -> None:
+    reported = local(21, 9)
+    assert reasons("exception", local(21, 20), reported) == []
+    assert reasons("exception", local(21, 21), reported) == [("carrier_exception", None)]
+
+
+def test_delivered_and_carrierless_shipments_are_never_delayed() -> None:
+    assert reasons("delivered", local(28, 9)) == []
+    assert assess_delays(status="no_carrier", pickup_date=None, promised_date=None, status_at=None,
+                         now=local(28, 9), policy=POLICY) == []
+
+
+def test_delays_use_the_company_day_whatever_the_clocks_zone() -> None:
+    # 04:30 UTC on the 22nd is 12:30 in Shanghai: past the deadline
+    assert reasons("in_transit", datetime.fromisoformat("2026-11-22T04:30:00+00:00")) == [
+        ("not_out_for_delivery_on_promised_day", date(2026, 11, 23))]

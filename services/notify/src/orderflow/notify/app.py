@@ -1,0 +1,71 @@
+"""Notify's composition root: the subscriptions (every customer-facing event, customer
+preferences, product names) and one sender loop per channel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from orderflow.contracts import topics
+from orderflow.notify.channels import ChannelDriver
+from orderflow.notify.channels.email import RecordingEmailDriver, SmtpEmailDriver
+from orderflow.notify.channels.sms import LoggingSmsProvider, SmsDriver
+from orderflow.notify.channels.webhook import WebhookDriver
+from orderflow.notify.handlers import Notifier
+from orderflow.notify.sender import ChannelSender
+from orderflow.notify.settings import NotifySettings
+from orderflow.notify.templates import Renderer
+from orderflow.runtime.consumer import Subscription
+from orderflow.runtime.service import ServiceContext, ServiceDefinition
+
+
+def make_senders(settings: NotifySettings) -> list[ChannelSender]:
+    renderer = Renderer(sender_name=settings.sender_name, timezone=settings.timezone)
+    email: ChannelDriver = SmtpEmailDriver(settings) if settings.smtp_host else RecordingEmailDriver()
+    drivers: list[tuple[ChannelDriver, float]] = [
+        (email, settings.smtp_timeout_s * 3),  # connect, send and quit
+        (SmsDriver(LoggingSmsProvider()), 10.0),
+        (WebhookDriver(settings.webhook_urls, settings.secret_for,
+                       timeout_s=settings.webhook_timeout_s), settings.webhook_timeout_s + 1),
+    ]
+    return [ChannelSender(driver, settings, renderer, send_timeout_s=timeout)
+            for driver, timeout in drivers]
+
+
+async def _send_all(senders: list[ChannelSender], ctx: ServiceContext) -> None:
+    await asyncio.gather(*(sender.run(ctx) for sender in senders))
+
+
+def create_service() -> ServiceDefinition:
+    settings = NotifySettings()
+    notifier = Notifier(settings)
+    return ServiceDefinition(
+        name="notify",
+        description="Tells the customer at every step, once, on their own channel",
+        migrations=Path(__file__).parent / "migrations" / "versions",
+        subscriptions=[
+            Subscription(topics.ORDER_RECEIVED, notifier.on_order_received,
+                         description="Confirms the order; remembers its facts and contact"),
+            Subscription(topics.ORDER_REJECTED, notifier.on_order_rejected,
+                         description="Tells why, in plain words"),
+            Subscription(topics.ORDER_HELD, notifier.on_order_held,
+                         description="Asks for a prepayment, or says the order is being reviewed"),
+            Subscription(topics.ORDER_APPROVED, notifier.on_order_approved,
+                         description="Confirms the order (non-essential)"),
+            Subscription(topics.STOCK_BACKORDERED, notifier.on_stock_backordered,
+                         description="Says what is short and when it is expected"),
+            Subscription(topics.SHIPMENT_DISPATCHED, notifier.on_shipment_dispatched,
+                         description="Carrier and tracking; shipments of one order told together"),
+            Subscription(topics.SHIPMENT_DELAYED, notifier.on_shipment_delayed,
+                         description="Warns of a late delivery with the new date"),
+            Subscription(topics.SHIPMENT_DELIVERED, notifier.on_shipment_delivered,
+                         description="Confirms delivery (non-essential)"),
+            Subscription(topics.SHIPMENT_EXCEPTION, notifier.on_shipment_exception,
+                         description="A carrier's problem in plain words"),
+            Subscription(topics.CUSTOMER_UPDATED, notifier.on_customer_updated,
+                         description="Preferred channel, language and opt-out"),
+            Subscription(topics.PRODUCT_UPDATED, notifier.on_product_updated,
+                         description="Product names shown in messages"),
+        ],
+        background=[lambda ctx: _send_all(make_senders(settings), ctx)],
+    )

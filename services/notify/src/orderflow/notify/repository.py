@@ -1,0 +1,360 @@
+"""Notify's tables: customers' preferences, product names, each order's facts and contact, and the
+notification log, whose unique key (source event id, channel) makes every notification happen at
+most once however often its event is delivered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.contracts.events import CustomerUpdated
+from orderflow.contracts.order import Customer
+from orderflow.notify.domain import (
+    Channel,
+    Contact,
+    Kind,
+    Language,
+    Preferences,
+    normalise_channel,
+    normalise_language,
+)
+
+metadata = sa.MetaData()
+customers = sa.Table(
+    "notify_customers", metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("preferred_channel", sa.Text, nullable=False),
+    sa.Column("opt_out_marketing", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+products = sa.Table(
+    "notify_products", metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+orders = sa.Table(
+    "notify_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text),
+    sa.Column("external_id", sa.Text),
+    sa.Column("customer_id", sa.Text),
+    sa.Column("customer_name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("facts", JSONB),
+    sa.Column("shipments", JSONB, nullable=False),
+    sa.Column("review_notice_sent", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+notifications = sa.Table(
+    "notify_notifications", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("notification_id", sa.Uuid, nullable=False),
+    sa.Column("source_event_id", sa.Uuid, nullable=False),
+    sa.Column("source_topic", sa.Text, nullable=False),
+    sa.Column("source_event_type", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("context", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("coalesce_key", sa.Text),
+    sa.Column("coalesced_into", sa.BigInteger),
+    sa.Column("last_error", sa.Text),
+    sa.Column("raw_value", sa.LargeBinary, nullable=False),
+    sa.Column("raw_headers", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    preferences: Preferences
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    order_id: str
+    channel: str | None
+    external_id: str | None
+    customer_id: str | None
+    contact: Contact
+    facts: dict[str, Any] | None
+    shipments: dict[str, Any]
+    review_notice_sent: bool
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A row the handler stages in the consumer's transaction."""
+
+    source_event_id: str
+    source_topic: str
+    source_event_type: str
+    kind: Kind
+    order_id: str
+    channel: Channel
+    recipient: str
+    language: Language
+    context: Mapping[str, Any]
+    status: str
+    detail: str
+    next_attempt_at: datetime
+    coalesce_key: str | None
+    raw_value: bytes
+    raw_headers: Sequence[tuple[str, bytes]]
+    notification_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    """A row as the sender sees it."""
+
+    id: int
+    notification_id: str
+    source_event_id: str
+    source_topic: str
+    source_event_type: str
+    kind: Kind
+    order_id: str
+    channel: Channel
+    recipient: str
+    language: Language
+    context: dict[str, Any]
+    attempts: int
+    coalesce_key: str | None
+    raw_value: bytes
+    raw_headers: tuple[tuple[str, bytes], ...]
+
+
+def _row(r: Any) -> NotificationRow:
+    return NotificationRow(
+        id=r.id, notification_id=str(r.notification_id), source_event_id=str(r.source_event_id),
+        source_topic=r.source_topic, source_event_type=r.source_event_type, kind=r.kind,
+        order_id=r.order_id, channel=r.channel, recipient=r.recipient, language=r.language,
+        context=dict(r.context), attempts=r.attempts, coalesce_key=r.coalesce_key,
+        raw_value=bytes(r.raw_value),
+        raw_headers=tuple((str(k), str(v).encode()) for k, v in r.raw_headers),
+    )
+
+
+class NotifyRepository:
+    """What the handlers read and write, inside the consumer's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- master data ---------------------------------------------------------------------------
+    async def upsert_customer(self, c: CustomerUpdated) -> None:
+        values = {"customer_id": c.customer_id, "name": c.name, "email": c.email, "phone": c.phone,
+                  "language": c.language, "preferred_channel": c.preferred_channel,
+                  "opt_out_marketing": c.opt_out_marketing}
+        stmt = pg_insert(customers).values(**values)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[customers.c.customer_id],
+            set_={**{k: stmt.excluded[k] for k in values if k != "customer_id"},
+                  "updated_at": sa.func.now()},
+        ))
+
+    async def customer(self, customer_id: str | None, default_language: Language) -> CustomerProfile | None:
+        if not customer_id:
+            return None
+        row = (await self.session.execute(
+            sa.select(customers).where(customers.c.customer_id == customer_id))).first()
+        if row is None:
+            return None
+        return CustomerProfile(
+            Preferences(channel=normalise_channel(row.preferred_channel),
+                        language=normalise_language(row.language, default_language),
+                        opt_out_marketing=row.opt_out_marketing),
+            Contact(name=row.name, email=row.email, phone=row.phone),
+        )
+
+    async def upsert_product(self, sku: str, name: str) -> None:
+        stmt = pg_insert(products).values(sku=sku, name=name)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[products.c.sku], set_={"name": stmt.excluded.name,
+                                                   "updated_at": sa.func.now()}))
+
+    async def product_names(self, skus: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(set(skus))
+        if not wanted:
+            return {}
+        rows = (await self.session.execute(
+            sa.select(products.c.sku, products.c.name).where(products.c.sku.in_(wanted)))).all()
+        return {r.sku: r.name for r in rows}
+
+    # -- orders ---------------------------------------------------------------------------------
+    async def lock_order(self, order_id: str) -> OrderRecord | None:
+        row = (await self.session.execute(
+            sa.select(orders).where(orders.c.order_id == order_id).with_for_update())).first()
+        if row is None:
+            return None
+        return OrderRecord(row.order_id, row.channel, row.external_id, row.customer_id,
+                           Contact(row.customer_name, row.email, row.phone),
+                           dict(row.facts) if row.facts is not None else None,
+                           dict(row.shipments), row.review_notice_sent)
+
+    async def save_order(self, order_id: str, *, channel: str | None = None,
+                         external_id: str | None = None, customer: Customer | None = None,
+                         facts: Mapping[str, Any] | None = None) -> None:
+        """Remember what notify knows of an order; newer knowledge wins, gaps keep the old."""
+        values: dict[str, Any] = {"order_id": order_id, "channel": channel,
+                                  "external_id": external_id,
+                                  "customer_id": customer.id if customer else None,
+                                  "customer_name": customer.name if customer else "",
+                                  "email": customer.email if customer else None,
+                                  "phone": customer.phone if customer else None,
+                                  "facts": dict(facts) if facts is not None else None,
+                                  "shipments": {}, "review_notice_sent": False}
+        stmt = pg_insert(orders).values(**values)
+        keep = {name: sa.func.coalesce(stmt.excluded[name], orders.c[name])
+                for name in ("channel", "external_id", "customer_id", "email", "phone", "facts")}
+        keep["customer_name"] = sa.func.coalesce(sa.func.nullif(stmt.excluded.customer_name, ""),
+                                                 orders.c.customer_name)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[orders.c.order_id], set_={**keep, "updated_at": sa.func.now()}))
+
+    async def add_shipment(self, order_id: str, shipment_id: str, shipment: Mapping[str, Any]) -> None:
+        await self.session.execute(
+            orders.update().where(orders.c.order_id == order_id).values(
+                shipments=orders.c.shipments.op("||")(sa.cast({shipment_id: dict(shipment)}, JSONB)),
+                updated_at=sa.func.now()))
+
+    async def mark_review_notice(self, order_id: str) -> None:
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(review_notice_sent=True, updated_at=sa.func.now()))
+
+    # -- notifications --------------------------------------------------------------------------
+    async def stage(self, row: NewNotification) -> int | None:
+        """Insert one notification; ``None`` when (source event, channel) already has one."""
+        stmt = pg_insert(notifications).values(
+            notification_id=uuid.UUID(row.notification_id),
+            source_event_id=uuid.UUID(row.source_event_id), source_topic=row.source_topic,
+            source_event_type=row.source_event_type, kind=row.kind, order_id=row.order_id,
+            channel=row.channel, recipient=row.recipient, language=row.language,
+            context=dict(row.context), status=row.status, detail=row.detail, attempts=0,
+            next_attempt_at=row.next_attempt_at, coalesce_key=row.coalesce_key,
+            raw_value=row.raw_value,
+            raw_headers=[[k, v.decode("utf-8", "replace")] for k, v in row.raw_headers],
+            finished_at=sa.func.now() if row.status == "suppressed" else None,
+        ).on_conflict_do_nothing(index_elements=["source_event_id", "channel"]).returning(
+            notifications.c.id)
+        inserted: int | None = (await self.session.execute(stmt)).scalar()
+        return inserted
+
+    async def waiting(self, coalesce_key: str, channel: Channel) -> int:
+        """How many notifications of this key and channel wait to be sent (locked: the count
+        stays right while this transaction lasts)."""
+        ids = (await self.session.execute(
+            sa.select(notifications.c.id).where(
+                notifications.c.coalesce_key == coalesce_key, notifications.c.channel == channel,
+                notifications.c.status == "pending").with_for_update())).scalars().all()
+        return len(ids)
+
+    async def release_waiting(self, coalesce_key: str, channel: Channel) -> None:
+        await self.session.execute(
+            notifications.update().where(
+                notifications.c.coalesce_key == coalesce_key, notifications.c.channel == channel,
+                notifications.c.status == "pending").values(next_attempt_at=sa.func.now()))
+
+
+class SenderRepository:
+    """What the sender reads and writes, each step in its own short transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_due(self, channel: Channel, limit: int, lease_s: float) -> list[NotificationRow]:
+        """Take up to ``limit`` due notifications of ``channel``: pending ones whose time came,
+        and ones left ``sending`` by a process that died (their lease ran out)."""
+        due = (
+            sa.select(notifications.c.id)
+            .where(notifications.c.channel == channel,
+                   sa.or_(sa.and_(notifications.c.status == "pending",
+                                  notifications.c.next_attempt_at <= sa.func.now()),
+                          sa.and_(notifications.c.status == "sending",
+                                  notifications.c.lease_until < sa.func.now())))
+            .order_by(notifications.c.next_attempt_at, notifications.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = (await self.session.execute(
+            notifications.update().where(notifications.c.id.in_(due.scalar_subquery()))
+            .values(status="sending", attempts=notifications.c.attempts + 1,
+                    lease_until=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
+                    updated_at=sa.func.now())
+            .returning(*notifications.c)
+        )).all()
+        return sorted((_row(r) for r in rows), key=lambda r: r.id)
+
+    async def absorb_waiting(self, row: NotificationRow,
+                             claimed_with_it: Sequence[int] = ()) -> list[NotificationRow]:
+        """Mark the other notifications of ``row``'s coalesce key, waiting or claimed in the same
+        transaction, as told together with it."""
+        if row.coalesce_key is None:
+            return []
+        rows = (await self.session.execute(
+            notifications.update().where(
+                notifications.c.coalesce_key == row.coalesce_key,
+                notifications.c.channel == row.channel,
+                sa.or_(notifications.c.status == "pending",
+                       notifications.c.id.in_(list(claimed_with_it))),
+                notifications.c.id != row.id)
+            .values(status="coalesced", coalesced_into=row.id, finished_at=sa.func.now(),
+                    detail=f"told together with notification {row.notification_id}",
+                    updated_at=sa.func.now())
+            .returning(*notifications.c)
+        )).all()
+        return sorted((_row(r) for r in rows), key=lambda r: r.id)
+
+    async def set_context(self, notification: int, context: Mapping[str, Any]) -> None:
+        await self.session.execute(notifications.update().where(notifications.c.id == notification)
+                                   .values(context=dict(context)))
+
+    async def finish(self, row: NotificationRow, *, status: str, detail: str,
+                     error: str | None = None) -> bool:
+        """Mark a claimed notification done (sent, recorded, failed); False if it is no longer
+        this attempt's (another sender took it over after the lease ran out)."""
+        result = await self.session.execute(
+            notifications.update().where(notifications.c.id == row.id,
+                                         notifications.c.status == "sending",
+                                         notifications.c.attempts == row.attempts)
+            .values(status=status, detail=detail[:1000], last_error=error, lease_until=None,
+                    finished_at=sa.func.now(), updated_at=sa.func.now())
+            .returning(notifications.c.id))
+        return result.first() is not None
+
+    async def retry_later(self, row: NotificationRow, *, delay_s: float, error: str) -> bool:
+        result = await self.session.execute(
+            notifications.update().where(notifications.c.id == row.id,
+                                         notifications.c.status == "sending",
+                                         notifications.c.attempts == row.attempts)
+            .values(status="pending", last_error=error[:1000], lease_until=None,
+                    next_attempt_at=sa.func.now()
+                    + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay_s),
+                    updated_at=sa.func.now())
+            .returning(notifications.c.id))
+        return result.first() is not None

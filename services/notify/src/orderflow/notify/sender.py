@@ -1,0 +1,245 @@
+"""The sender: one background loop per channel delivers the notifications the handlers staged.
+
+Each loop is the only one sending on its channel (a PostgreSQL advisory lock elects it among
+replicas) and keeps up to ``concurrency`` sends in flight, each with a timeout, so a slow or
+failing channel never holds up the others. For one notification:
+
+1. **claim** (one transaction): the row goes ``pending -> sending`` with ``attempts + 1`` and a
+   lease; waiting dispatches of the same order are folded into it (``coalesced``) and recorded;
+2. **send** outside any transaction (SMTP, HTTP, SMS provider);
+3. **mark** (one transaction, immediately): ``sent``/``recorded`` with ``notification.recorded``
+   staged in the outbox; or back to ``pending`` with a backoff delay; or, at the limit,
+   ``failed`` with ``notification.recorded`` and the source event staged for
+   ``<source topic>.dlq``.
+
+The mark is fenced by ``attempts``: an attempt whose lease ran out and was taken over cannot
+mark the row. The one window left: a crash after the server accepted a message and before the
+mark commits (milliseconds) leaves the row ``sending``; when its lease runs out it is sent again,
+with the same Message-ID / ``X-OrderFlow-Delivery`` id, so the receiver can drop the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from prometheus_client import Counter
+
+from orderflow.contracts.events import NotificationRecorded
+from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.topics import BY_NAME
+from orderflow.notify import domain
+from orderflow.notify.channels import ChannelDriver, Delivered, DeliveryFailed, OutgoingNotification
+from orderflow.notify.repository import NotificationRow, SenderRepository
+from orderflow.notify.settings import NotifySettings
+from orderflow.notify.templates import Renderer
+from orderflow.runtime.retry import Stopping, is_transient, retry_transient
+from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+DLQ_REASON = "notification_failed"
+NOTIFICATIONS = Counter("orderflow_notifications_total",
+                        "Notifications finished by the sender, by channel and status",
+                        ["service", "channel", "status"])
+
+
+def incoming_of(row: NotificationRow) -> IncomingEvent[Any]:
+    """The source event again, so what the sender emits answers it (causation, trace)."""
+    headers = EventHeaders.from_kafka(row.raw_headers)
+    event = BY_NAME[row.source_topic].model.model_validate_json(row.raw_value)
+    return IncomingEvent(row.source_topic, -1, -1, row.order_id, headers, event, row.raw_value,
+                         row.raw_headers)
+
+
+def record(uow: UnitOfWork, row: NotificationRow, status: str, detail: str) -> None:
+    NOTIFICATIONS.labels("notify", row.channel, status).inc()
+    uow.current = incoming_of(row)
+    try:
+        uow.emit(NotificationRecorded(order_id=row.order_id, source_event_id=row.source_event_id,
+                                      source_event_type=row.source_event_type, channel=row.channel,
+                                      status=status, detail=detail[:500]))  # type: ignore[arg-type]
+    finally:
+        uow.current = None
+
+
+class ChannelSender:
+    def __init__(self, driver: ChannelDriver, settings: NotifySettings, renderer: Renderer,
+                 *, send_timeout_s: float) -> None:
+        self.driver = driver
+        self.channel = driver.channel
+        self.settings = settings
+        self.renderer = renderer
+        self.send_timeout_s = send_timeout_s
+        # a claimed row is taken over only well after its send must have ended
+        self.lease_s = send_timeout_s * 2 + 10
+        self._wake = asyncio.Event()
+
+    async def run(self, ctx: ServiceContext) -> None:
+        """Lead this channel's sending while the service runs; stand by while another leads."""
+        lock_key = f"orderflow-notify-sender:{self.channel}"
+        try:
+            while not ctx.stopping.is_set():
+                try:
+                    async with ctx.engine.connect() as conn:
+                        got = (await conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:k))"),
+                                                  {"k": lock_key})).scalar()
+                        await conn.commit()
+                        if not got:
+                            await self._pause(ctx, self.settings.poll_interval_s * 8)
+                            continue
+                        log.info("sender is the leader", channel=self.channel)
+                        try:
+                            await self._lead(ctx)
+                        finally:
+                            with contextlib.suppress(Exception):
+                                await conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"),
+                                                   {"k": lock_key})
+                                await conn.commit()
+                except (asyncio.CancelledError, Stopping):
+                    raise
+                except Exception as exc:
+                    if is_transient(exc):
+                        log.warning("sender lost the database; retrying", channel=self.channel,
+                                    error=f"{type(exc).__name__}: {exc}"[:300])
+                    else:
+                        log.exception("sender failed; restarting it", channel=self.channel)
+                    await self._pause(ctx, 1.0)
+        except Stopping:
+            pass
+        finally:
+            await self.driver.close()
+
+    async def _pause(self, ctx: ServiceContext, seconds: float) -> None:
+        stop = asyncio.ensure_future(ctx.stopping.wait())
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stop, wake}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            wake.cancel()
+        self._wake.clear()
+
+    async def _lead(self, ctx: ServiceContext) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._wake.set()
+
+        try:
+            while not ctx.stopping.is_set():
+                free = self.settings.concurrency - len(in_flight)
+                claimed: list[NotificationRow] = []
+                if free > 0:
+                    claimed = await self._claim(ctx, free)
+                    for row in claimed:
+                        task = asyncio.create_task(self._deliver(ctx, row),
+                                                   name=f"notify-{self.channel}-{row.id}")
+                        in_flight.add(task)
+                        task.add_done_callback(done)
+                if free > 0 and len(claimed) == free:
+                    continue  # more may be due: claim again as soon as a slot frees
+                await self._pause(ctx, self.settings.poll_interval_s)
+        finally:
+            if in_flight:  # let sends under way finish and be marked (bounded by their timeout)
+                await asyncio.wait(in_flight, timeout=self.send_timeout_s + 5)
+
+    async def _claim(self, ctx: ServiceContext, limit: int) -> list[NotificationRow]:
+        async def claim() -> list[NotificationRow]:
+            async with ctx.units() as uow:
+                repo = SenderRepository(uow.session)
+                rows = await repo.claim_due(self.channel, limit, self.lease_s)
+                ready: list[NotificationRow] = []
+                folded_ids: set[int] = set()
+                for row in rows:  # oldest first: the first of a coalesce key carries the others
+                    if row.id in folded_ids:
+                        continue
+                    same_key = [r.id for r in rows if r.coalesce_key is not None
+                                and r.coalesce_key == row.coalesce_key and r.id != row.id]
+                    folded = await repo.absorb_waiting(row, same_key)
+                    if folded:
+                        folded_ids.update(f.id for f in folded)
+                        row = await self._fold(uow, repo, row, folded)
+                    ready.append(row)
+                return ready
+
+        return await retry_transient(claim, what=f"claim {self.channel} notifications",
+                                     stopping=ctx.stopping.is_set)
+
+    async def _fold(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
+                    folded: list[NotificationRow]) -> NotificationRow:
+        """Tell the waiting dispatches of one order in ``row``'s single message."""
+        shipments = domain.merge_shipments([row.context, *(f.context for f in folded)])
+        context = {**row.context, "event": {**row.context.get("event", {}), "shipments": shipments}}
+        await repo.set_context(row.id, context)
+        for other in folded:
+            record(uow, other, "suppressed",
+                   f"coalesced: told together with {len(shipments)} shipment(s) in notification "
+                   f"{row.notification_id}")
+        log.info("dispatches coalesced into one message", order_id=row.order_id,
+                 channel=self.channel, shipments=len(shipments))
+        return dataclasses.replace(row, context=context)
+
+    async def _deliver(self, ctx: ServiceContext, row: NotificationRow) -> None:
+        structlog.contextvars.bind_contextvars(order_id=row.order_id, channel=self.channel,
+                                               notification_id=row.notification_id)
+        outcome: Delivered | DeliveryFailed
+        try:
+            message = self.renderer.render(row.kind, row.language, row.context)
+            notification = OutgoingNotification(
+                notification_id=row.notification_id, order_id=row.order_id, kind=row.kind,
+                source_event_id=row.source_event_id, source_event_type=row.source_event_type,
+                channel=row.channel, recipient=row.recipient, language=row.language,
+                message=message, context=row.context)
+            outcome = await asyncio.wait_for(self.driver.deliver(notification), self.send_timeout_s)
+        except DeliveryFailed as exc:
+            outcome = exc
+        except TimeoutError:
+            outcome = DeliveryFailed(f"no answer within {self.send_timeout_s:g}s")
+        except Exception as exc:  # a template or driver bug: retrying will not help
+            log.exception("notification could not be rendered or sent")
+            outcome = DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300], permanent=True)
+        try:
+            await retry_transient(lambda: self._mark(ctx, row, outcome),
+                                  what=f"mark {self.channel} notification",
+                                  stopping=ctx.stopping.is_set)
+        except Stopping:
+            log.warning("stopping before the notification was marked; it will be retried after "
+                        "its lease", attempts=row.attempts)
+        finally:
+            structlog.contextvars.unbind_contextvars("order_id", "channel", "notification_id")
+
+    async def _mark(self, ctx: ServiceContext, row: NotificationRow,
+                    outcome: Delivered | DeliveryFailed) -> None:
+        async with ctx.units() as uow:
+            repo = SenderRepository(uow.session)
+            if isinstance(outcome, Delivered):
+                if await repo.finish(row, status=outcome.status, detail=outcome.detail):
+                    record(uow, row, outcome.status, outcome.detail)
+                    log.info("notification delivered", kind=row.kind, status=outcome.status,
+                             attempts=row.attempts)
+                return
+            error = str(outcome)
+            decision = domain.after_failure(
+                row.attempts, max_attempts=self.settings.max_attempts, permanent=outcome.permanent,
+                error=error, initial_s=self.settings.retry_initial_s,
+                maximum_s=self.settings.retry_max_s)
+            if isinstance(decision, domain.RetryLater):
+                await repo.retry_later(row, delay_s=decision.delay_s, error=error)
+                log.warning("notification failed; will retry", kind=row.kind, attempts=row.attempts,
+                            retry_in_s=round(decision.delay_s, 2), error=error[:300])
+                return
+            if await repo.finish(row, status="failed", detail=decision.reason, error=error):
+                record(uow, row, "failed", decision.reason)
+                uow.dead_letter(topic=row.source_topic, key=row.order_id.encode(),
+                                value=row.raw_value, headers=row.raw_headers, reason=DLQ_REASON,
+                                error=f"{self.channel} notification {row.notification_id}: "
+                                      f"{decision.reason}")
+                log.error("notification failed; source event dead-lettered", kind=row.kind,
+                          attempts=row.attempts, error=error[:300])
