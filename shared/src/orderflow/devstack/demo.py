@@ -5,7 +5,10 @@ everything, and print one JSON summary line."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -14,6 +17,7 @@ from typing import Any
 from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.eventlog import EventLog
+from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.simulator import generate_orders
 from orderflow.devstack.stack import Stack, var_dir
 from orderflow.devstack.tracking import Tracker
@@ -50,9 +54,21 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
                 last_report = time.monotonic()
             await asyncio.sleep(0.2)
         settle_time = time.monotonic() - push_started
-        # let any straggling duplicate effect arrive before judging
-        await asyncio.sleep(1.0)
+        # the carrier simulator keeps moving dispatched shipments to delivery: wait until the
+        # stream is quiet (no new event for 3 s, 60 s at most), so deliveries, delays and any
+        # straggling duplicate effect are counted
+        quiet_deadline = time.monotonic() + 60
+        seen = len(log.events)
+        quiet_since = time.monotonic()
+        while time.monotonic() < quiet_deadline and time.monotonic() - quiet_since < 3:
+            await asyncio.sleep(0.5)
+            if len(log.events) != seen:
+                seen, quiet_since = len(log.events), time.monotonic()
         tracker.feed_new(log.events)
+        delayed = {e.key for e in log.of("shipment.delayed")} & set(distinct)
+        exceptions = {e.key for e in log.of("shipment.exception")} & set(distinct)
+        notifications = Counter(e.event.status for e in log.of("notification.recorded")
+                                if e.event is not None)
         dlq = {t: len(v) for t, v in log.by_topic.items() if t.endswith(".dlq") and v}
 
     states = Counter(str(tracker.state_of(oid) or "unseen") for oid in distinct)
@@ -69,16 +85,30 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
         "never_seen_by_intake": len(unseen),
         "duplicates": sum(duplicates.values()),
         "duplicates_by_effect": duplicates,
+        "delayed_orders": len(delayed),
+        "carrier_exceptions": len(exceptions),
+        "notifications": dict(sorted(notifications.items())),
         "dlq": dlq,
         "settle_s": round(settle_time, 2),
         "elapsed_s": round(time.monotonic() - started, 2),
     }
 
 
+def start_carrier_simulator(stack: Stack, seed: int) -> subprocess.Popen[bytes] | None:
+    """Carriers, as a connector would be: a separate process that follows dispatched shipments
+    and publishes tracking updates (some late, some with exceptions)."""
+    if importlib.util.find_spec("orderflow.logistics.carrier_simulator") is None:
+        return None
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "PYTHONUNBUFFERED": "1"}
+    return spawn([sys.executable, "-m", "orderflow.logistics.carrier_simulator", "--seed",
+                  str(seed)], log_path=stack.root / "logs" / "carrier-simulator.log", env=env)
+
+
 def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0) -> dict[str, Any]:
     root = var_dir() / "demo"
     stack = Stack(root=root, fixed_ports=False, fresh=True)
     started = time.monotonic()
+    carriers: subprocess.Popen[bytes] | None = None
 
     def interrupted(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -88,11 +118,13 @@ def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0) -> d
         _say("starting the embedded stack (PostgreSQL, Tansu broker) and every service ...")
         stack.start_infrastructure()
         stack.start_services()
-        stack.wait_healthy(timeout=120)
+        stack.wait_healthy(timeout=300)
         _say(f"services up: {', '.join(sp.label for sp in stack.processes)}; logs in {root}/logs")
+        carriers = start_carrier_simulator(stack, seed)
         summary = asyncio.run(drive(stack, orders=orders, seed=seed, timeout_s=timeout_s))
     finally:
         _say("stopping every process ...")
+        stop(carriers)
         stack.stop()
     summary["elapsed_s"] = round(time.monotonic() - started, 2)
     return summary

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orderflow.devstack.processes import free_port, port_open, spawn, stop, wait_until
 
@@ -39,7 +40,7 @@ def _ensure_system_user() -> str | None:
     return PG_SYSTEM_USER
 
 
-def _as_user(user: str | None) -> dict[str, object]:
+def _as_user(user: str | None) -> dict[str, Any]:
     """subprocess arguments to run as ``user`` with its own group (not root's group)."""
     if not user:
         return {}

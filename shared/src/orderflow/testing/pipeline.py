@@ -36,7 +36,7 @@ class Pipeline:
         self.stack.start_infrastructure(create_topics=False)  # urls given: starts nothing
         await self.stack.create_topics()
         self.stack.start_services()
-        self.stack.wait_healthy(timeout=120)
+        self.stack.wait_healthy(timeout=300)
         return self
 
     def stop(self) -> None:
