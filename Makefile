@@ -56,6 +56,9 @@ chaos: install
 
 docs: install
 	$(BIN)/python -m orderflow.contracts.schemas docs/schemas
+	$(BIN)/python -m orderflow.devstack.asyncapi docs/asyncapi
+	$(BIN)/python -m orderflow.devstack.k8s_topics
+	$(BIN)/python deploy/docker/render.py
 
 fmt: install
 	$(BIN)/ruff check --fix shared services tests bench

@@ -95,7 +95,7 @@ def test_image_rules(service: str) -> None:
 
     (cmd,) = [i for i in final if i.keyword == "CMD"]
     assert exec_form(cmd.args) == ["python", "-m", f"orderflow.{service}"]
-    assert module_exists(f"orderflow.{service}.__main__"), f"the CMD's module orderflow.{service} has no __main__"
+    assert module_exists(f"orderflow.{service}.__main__"), f"CMD: orderflow.{service} has no __main__"
 
     env = " ".join(i.args for i in final if i.keyword == "ENV")
     assert "ORDERFLOW_HTTP_HOST=0.0.0.0" in env and "ORDERFLOW_HTTP_PORT=8080" in env

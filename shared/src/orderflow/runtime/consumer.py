@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
 from orderflow.runtime.retry import is_transient, retry_transient
+from orderflow.runtime.tracing import consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -232,7 +234,8 @@ class BatchProcessor:
                 try:
                     if not careful:
                         try:
-                            await handler(uow, incoming)
+                            with self._span(incoming):
+                                await handler(uow, incoming)
                         except Exception as exc:
                             if is_transient(exc):
                                 raise
@@ -242,7 +245,8 @@ class BatchProcessor:
                     mark = uow.mark()
                     try:
                         async with session.begin_nested():
-                            await handler(uow, incoming)
+                            with self._span(incoming):
+                                await handler(uow, incoming)
                         outcome[(incoming.topic, "applied")] += 1
                     except Exception as exc:
                         if is_transient(exc):
@@ -273,6 +277,13 @@ class BatchProcessor:
                 outcome[(p.record.topic, "dead_lettered")] += 1
             await uow.flush()
         return outcome
+
+    def _span(self, incoming: IncomingEvent[Any]) -> AbstractContextManager[Any]:
+        """A consumer span, child of the event's traceparent (a no-op without an exporter)."""
+        return consumer_span(incoming.topic, incoming.headers.traceparent, service=self.service,
+                             event_type=incoming.headers.event_type,
+                             event_id=incoming.headers.event_id, order_id=incoming.key,
+                             partition=incoming.partition, offset=incoming.offset)
 
     def _dead_letter(self, uow: UnitOfWork, topic: str, key: str | None, value: bytes,
                      headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:

@@ -34,6 +34,7 @@ from orderflow.runtime.settings import (
     ServiceSettings,
     load_settings,
 )
+from orderflow.runtime.tracing import configure_tracing, exporter_configured, shutdown_tracing
 from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -125,6 +126,8 @@ async def run_service(definition: ServiceDefinition) -> None:
     kafka = load_settings(KafkaSettings, definition.name)
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
+    if exporter_configured():  # otherwise the no-op tracer: traceparents still propagate
+        configure_tracing(definition.name)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -186,6 +189,7 @@ async def run_service(definition: ServiceDefinition) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     await producer.stop()
     await engine.dispose()
+    shutdown_tracing()
     log.info("service stopped")
 
 

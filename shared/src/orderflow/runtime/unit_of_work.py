@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,6 +20,7 @@ from orderflow.contracts.headers import (
 )
 from orderflow.contracts.topics import TOPIC_OF_EVENT, Topic
 from orderflow.runtime import outbox
+from orderflow.runtime.tracing import outgoing_traceparent
 
 E = TypeVar("E", bound=Event)
 
@@ -58,6 +59,8 @@ class UnitOfWork:
             correlation_id=correlation_id or key,
             causation=self.current.headers if self.current else None,
         )
+        # continue the current span's trace (an exporter configured) or the incoming event's
+        headers = replace(headers, traceparent=outgoing_traceparent(default=headers.traceparent))
         self.outgoing.append(
             outbox.OutgoingMessage(
                 topic=target.name,
