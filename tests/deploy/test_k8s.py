@@ -150,8 +150,11 @@ def test_deployment_per_service(service: str) -> None:
     assert "command" not in container and "args" not in container, "the image's CMD starts it"
     (port,) = container["ports"]
     assert port["containerPort"] == HTTP_PORT and port["name"] == "http"
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    for probe in ("readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    # liveness is the process answering, not its dependencies: a database outage must not
+    # restart every pod (the runtime retries and /healthz reports it for readiness)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     grace = ServiceSettings.model_fields["graceful_timeout_s"].default
     assert pod["terminationGracePeriodSeconds"] > grace
     resources = container["resources"]

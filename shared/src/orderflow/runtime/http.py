@@ -1,4 +1,5 @@
-"""Each service's HTTP side: ``/healthz`` (database and broker reachable) and ``/metrics``
+"""Each service's HTTP side: ``/healthz`` (database and broker reachable: readiness), ``/livez``
+(the process answers: liveness) and ``/metrics``
 (Prometheus), plus whatever routers the service adds (review's decision API, the console)."""
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] 
         ok = all(checks.values())
         return JSONResponse({"service": service, "ok": ok, "checks": checks},
                             status_code=200 if ok else 503)
+
+    @app.get("/livez", tags=["operations"])
+    async def livez() -> dict[str, object]:
+        """The process answers (for liveness probes; dependencies are /healthz's business)."""
+        return {"service": service, "ok": True}
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus_metrics() -> Response:
