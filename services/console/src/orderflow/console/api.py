@@ -1,0 +1,344 @@
+"""The console's HTTP API (JSON; OpenAPI at ``/openapi.json``). Every route needs a signed-in
+session or a bearer token; roles are checked per action and every action is audited."""
+
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+import httpx
+import structlog
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from orderflow.console import exception_queue, reports
+from orderflow.console.auth import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Accounts,
+    Operator,
+    same_secret,
+    token_digest,
+)
+from orderflow.console.dashboard import dead_letters_of
+from orderflow.console.readmodel import OrderView
+from orderflow.console.repository import ConsoleRepository, OrderFilter
+from orderflow.console.settings import ConsoleSettings
+from orderflow.contracts.events import OrderCancelRequested
+from orderflow.contracts.order import OrderState
+from orderflow.contracts.topics import BY_NAME
+from orderflow.runtime.service import ServiceContext
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Console:
+    """What the console's routes share in one process."""
+
+    ctx: ServiceContext
+    settings: ConsoleSettings
+    accounts: Accounts
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def audit(self, op: Operator, action: str, target: str | None, outcome: str,
+                    **detail: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            await ConsoleRepository(session).record_audit(
+                user=op.name, role=op.role, via=op.via, action=action, target=target,
+                outcome=outcome, detail=detail)
+        log.info("operator action", user=op.name, role=op.role, action=action, target=target,
+                 outcome=outcome)
+
+    async def operator(self, request: Request) -> Operator | None:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return self.accounts.bearer(header[7:].strip())
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return None
+        digest = token_digest(cookie)
+        async with self.sessions() as session:
+            row = await ConsoleRepository(session).find_session(digest)
+        if row is None:
+            return None
+        return Operator(name=row.user_name, role=row.role, via="session",
+                        csrf_token=row.csrf_token, session_digest=digest)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        snap: dict[str, Any] | None = self.ctx.state.get("dashboard")
+        return snap
+
+
+def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[Operator]]:
+    """A dependency: the signed-in operator, allowed to do ``action``; a state-changing call made
+    with the session cookie must carry the session's CSRF token (header or form field)."""
+    async def dependency(request: Request) -> Operator:
+        op = await console.operator(request)
+        if op is None:
+            raise HTTPException(401, "sign in or send a bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if request.method not in {"GET", "HEAD", "OPTIONS"} and op.via == "session":
+            sent = request.headers.get(CSRF_HEADER)
+            if sent is None and request.headers.get("content-type", "").startswith(
+                    ("application/x-www-form-urlencoded", "multipart/form-data")):
+                sent = str((await request.form()).get("csrf_token", ""))
+            if not same_secret(sent, op.csrf_token):
+                raise HTTPException(403, "missing or wrong CSRF token")
+        if not op.may(action):
+            await console.audit(op, action, request.url.path, "forbidden")
+            raise HTTPException(403, f"role {op.role} may not {action}")
+        return op
+    return dependency
+
+
+class Decision(BaseModel):
+    comment: str = Field(default="", max_length=2000, description="Why; shown on the timeline")
+
+
+class OrderPage(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    orders: list[dict[str, Any]]
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    out = dict(r)
+    out["state"] = r["state"] or "submitted"
+    if r.get("grand_total") is not None:
+        out["grand_total"] = format(r["grand_total"], "f")
+    for k in ("first_seen_at", "received_at", "state_since", "last_event_at"):
+        if out.get(k) is not None:
+            out[k] = out[k].isoformat()
+    return out
+
+
+def _period(frm: str | None, to: str | None) -> tuple[datetime, datetime]:
+    def parse(text: str | None) -> date | datetime | None:
+        if not text:
+            return None
+        try:
+            return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
+        except ValueError as exc:
+            raise HTTPException(422, f"not an ISO date or datetime: {text!r}") from exc
+    try:
+        return reports.period(parse(frm), parse(to), now=datetime.now(UTC))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def api_router(console: Console) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["console"])
+    viewer = Depends(requirement(console, "view"))
+    decider = Depends(requirement(console, "decide"))
+    exporter = Depends(requirement(console, "export"))
+    admin_replay = Depends(requirement(console, "replay"))
+    admin_audit = Depends(requirement(console, "audit"))
+    settings = console.settings
+
+    @router.get("/me")
+    async def me(op: Annotated[Operator, viewer]) -> dict[str, Any]:
+        return {"name": op.name, "role": op.role, "via": op.via,
+                "may": {a: op.may(a) for a in ("view", "decide", "replay", "audit")}}
+
+    @router.get("/orders", response_model=OrderPage)
+    async def list_orders(
+        _op: Annotated[Operator, viewer],
+        state: Annotated[str | None, Query(description="an OrderState, or 'submitted'")] = None,
+        channel: str | None = None, customer: str | None = None,
+        external_id: str | None = None,
+        q: Annotated[str | None, Query(description="id, external id, customer, tracking no.")] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+    ) -> OrderPage:
+        if state and state != "submitted" and state not in {s.value for s in OrderState}:
+            raise HTTPException(422, f"unknown state {state!r}")
+        async with console.sessions() as session:
+            total, rows = await ConsoleRepository(session).search(
+                OrderFilter(state=state, channel=channel, customer=customer,
+                            external_id=external_id, q=q),
+                page=page, page_size=settings.page_size)
+        return OrderPage(total=total, page=page, page_size=settings.page_size,
+                         orders=[_row(r) for r in rows])
+
+    @router.get("/orders/{order_id}", response_model=OrderView)
+    async def get_order(order_id: str, _op: Annotated[Operator, viewer]) -> OrderView:
+        async with console.sessions() as session:
+            view = await ConsoleRepository(session).view(order_id)
+        if view is None:
+            raise HTTPException(404, f"no order {order_id}")
+        return view
+
+    @router.get("/review-queue")
+    async def review_queue(_op: Annotated[Operator, viewer],
+                           reason: str | None = None) -> dict[str, Any]:
+        async with console.sessions() as session:
+            views = await ConsoleRepository(session).held_views(reason)
+        now = datetime.now(UTC)
+        items = [i for v in views for i in exception_queue.order_exceptions(
+            v, now, settings.sla_minutes) if i.kind == "held"]
+        return {"orders": [i.model_dump(mode="json") for i in items], "count": len(items)}
+
+    async def decide(order_id: str, decision: str, body: Decision, op: Operator) -> Response:
+        url = f"{settings.review_url.rstrip('/')}/api/orders/{order_id}/{decision}"
+        try:
+            async with httpx.AsyncClient(timeout=settings.review_timeout_s) as client:
+                r = await client.post(url, json={"reviewer": op.name, "comment": body.comment})
+        except httpx.HTTPError as exc:
+            await console.audit(op, decision, order_id, "review_unreachable",
+                                comment=body.comment, error=type(exc).__name__)
+            return JSONResponse({"order_id": order_id, "decision": decision, "status": 502,
+                                 "message": f"the review service is unreachable ({type(exc).__name__})"},
+                                status_code=502)
+        try:
+            answer = r.json()
+        except ValueError:
+            answer = {"detail": r.text[:500]}
+        message = (answer.get("detail") or answer.get("message") or "") if isinstance(answer, dict) \
+            else str(answer)
+        if not isinstance(message, str):
+            message = str(message)
+        outcome = "accepted" if r.is_success else f"refused_{r.status_code}"
+        await console.audit(op, decision, order_id, outcome, comment=body.comment,
+                            review_status=r.status_code, message=message[:500])
+        return JSONResponse({"order_id": order_id, "decision": decision, "status": r.status_code,
+                             "message": message or ("done" if r.is_success else "refused"),
+                             "review": answer}, status_code=r.status_code)
+
+    @router.post("/orders/{order_id}/approve")
+    async def approve(order_id: str, op: Annotated[Operator, decider],
+                      body: Annotated[Decision, Body()] = Decision()) -> Response:
+        """Forward the approval of a held order to review; its answer (e.g. 409 when the order is
+        not held) is relayed."""
+        return await decide(order_id, "approve", body, op)
+
+    @router.post("/orders/{order_id}/reject")
+    async def reject(order_id: str, op: Annotated[Operator, decider],
+                     body: Annotated[Decision, Body()] = Decision()) -> Response:
+        return await decide(order_id, "reject", body, op)
+
+    class CancelRequest(BaseModel):
+        reason: str = Field(min_length=1, max_length=500, description="Why, in plain words")
+
+    @router.post("/orders/{order_id}/cancel", status_code=202)
+    async def cancel(order_id: str, op: Annotated[Operator, decider],
+                     body: Annotated[CancelRequest, Body()]) -> dict[str, Any]:
+        """Ask for the order to be cancelled (``order.cancel-requested``); logistics decides:
+        honoured until dispatch, refused after. The outcome appears on the order's timeline."""
+        async with console.sessions() as session:
+            known = await ConsoleRepository(session).view(order_id)
+        if known is None:
+            raise HTTPException(404, f"no order {order_id}")
+        async with console.ctx.units() as uow:
+            uow.emit(OrderCancelRequested(order_id=order_id, reason=body.reason,
+                                          requested_by=op.name, requested_at=datetime.now(UTC)))
+        await console.audit(op, "cancel", order_id, "requested", reason=body.reason)
+        return {"order_id": order_id, "status": "requested"}
+
+    @router.get("/topics")
+    async def topics(_op: Annotated[Operator, viewer]) -> dict[str, Any]:
+        snap = console.snapshot()
+        if snap is None:
+            return {"at": None, "topics": [], "groups": [], "dlq": [], "services": [],
+                    "message": "the first sample is being taken"}
+        return snap
+
+    @router.get("/exceptions")
+    async def exceptions(_op: Annotated[Operator, viewer], kind: str | None = None,
+                         reason: str | None = None) -> dict[str, Any]:
+        async with console.sessions() as session:
+            views = await ConsoleRepository(session).views_with_exceptions()
+        items = exception_queue.queue(views, dead_letters_of(console.snapshot()),
+                                      datetime.now(UTC), settings.sla_minutes, kind=kind,
+                                      reason=reason)
+        everything = items if not (kind or reason) else exception_queue.queue(
+            views, dead_letters_of(console.snapshot()), datetime.now(UTC), settings.sla_minutes)
+        return {"items": [i.model_dump(mode="json") for i in items],
+                "counts": exception_queue.counts(everything), "sla_minutes": settings.sla_minutes}
+
+    @router.post("/dlq/{topic}/replay")
+    async def replay(topic: str, op: Annotated[Operator, admin_replay]) -> dict[str, Any]:
+        """Republish the DLQ entries of ``topic`` not replayed before onto ``topic``."""
+        if topic not in BY_NAME:
+            raise HTTPException(404, f"no topic {topic}")
+        from orderflow.devstack.dlq import replay_dlq
+
+        count = await replay_dlq(console.ctx.kafka, topic)
+        await console.audit(op, "replay", topic, "done", replayed=count)
+        return {"topic": topic, "replayed": count}
+
+    @router.get("/dashboard")
+    async def dashboard(_op: Annotated[Operator, viewer]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        async with console.sessions() as session:
+            repo = ConsoleRepository(session)
+            states = await repo.state_counts()
+            per_minute = await repo.received_per_minute(now - timedelta(hours=1))
+            views = await repo.views_with_exceptions()
+        items = exception_queue.queue(views, dead_letters_of(console.snapshot()), now,
+                                      settings.sla_minutes)
+        snap = console.snapshot() or {}
+        return {
+            "at": now.isoformat(),
+            "funnel": {s: states.get(s, 0) for s in
+                       ["submitted", *[x.value for x in OrderState]]},
+            "orders": sum(states.values()),
+            "throughput": [{"minute": m.isoformat(), "orders": n} for m, n in per_minute],
+            "exceptions": exception_queue.counts(items),
+            "topics": snap.get("topics", []), "groups": snap.get("groups", []),
+            "dlq": [{"topic": d["topic"], "depth": d["depth"]} for d in snap.get("dlq", [])],
+            "services": snap.get("services", []),
+        }
+
+    async def summary_of(frm: str | None, to: str | None) -> reports.Summary:
+        start, end = _period(frm, to)
+        async with console.sessions() as session:
+            repo = ConsoleRepository(session)
+            views = await repo.views_between(start, end)
+            summary = reports.summarize(views, start, end)
+            names = await repo.product_names([s.key for s in summary.top_skus])
+        for row in summary.top_skus:
+            row.name = names.get(row.key, "")
+        return summary
+
+    @router.get("/reports/summary", response_model=reports.Summary)
+    async def report_summary(
+        _op: Annotated[Operator, viewer],
+        frm: Annotated[str | None, Query(alias="from", description="ISO date or datetime")] = None,
+        to: Annotated[str | None, Query(description="ISO date (inclusive) or datetime")] = None,
+    ) -> reports.Summary:
+        return await summary_of(frm, to)
+
+    @router.get("/reports/summary.{fmt}")
+    async def report_export(
+        fmt: str, op: Annotated[Operator, exporter],
+        frm: Annotated[str | None, Query(alias="from")] = None,
+        to: Annotated[str | None, Query()] = None,
+    ) -> Response:
+        if fmt not in {"csv", "xlsx"}:
+            raise HTTPException(404, "export as .csv or .xlsx")
+        summary = await summary_of(frm, to)
+        await console.audit(op, "export", f"reports/summary.{fmt}", "done",
+                            period_from=summary.period_from.isoformat(),
+                            period_to=summary.period_to.isoformat())
+        name = f"orderflow-report-{summary.period_from.date()}-{summary.period_to.date()}.{fmt}"
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if fmt == "csv":
+            return Response(reports.to_csv(summary), media_type="text/csv; charset=utf-8",
+                            headers=disposition)
+        return Response(reports.to_xlsx(summary), headers=disposition, media_type=(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
+
+    @router.get("/audit")
+    async def audit_log(_op: Annotated[Operator, admin_audit], action: str | None = None,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+        async with console.sessions() as session:
+            rows = await ConsoleRepository(session).audit_log(limit, action)
+        for r in rows:
+            r["at"] = r["at"].isoformat() if r.get("at") else None
+        return {"entries": rows}
+
+    return router

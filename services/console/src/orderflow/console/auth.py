@@ -1,0 +1,163 @@
+"""Operators, roles, passwords, tokens and CSRF.
+
+- Roles: ``viewer`` (reads everything), ``reviewer`` (also approves and rejects held orders),
+  ``admin`` (also replays dead letters and reads the audit log). Each role includes the one before.
+- Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (hashlib.scrypt, 16-byte random
+  salt) or ``pbkdf2_sha256$<iterations>$<salt>$<hash>``; ``python -m orderflow.console
+  hash-password`` prints one.
+- Sessions are random tokens (only their SHA-256 is stored), expire after
+  ``ORDERFLOW_CONSOLE_SESSION_TTL_MINUTES``, and carry a CSRF token that every form and every
+  state-changing API call made with the session cookie must echo (bearer-token calls need none).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from orderflow.console.settings import ROLES, ConsoleSettings, UserEntry
+
+log = structlog.get_logger(__name__)
+
+SESSION_COOKIE = "orderflow_console_session"
+LOGIN_CSRF_COOKIE = "orderflow_console_login_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+
+# what each action needs
+PERMISSIONS: dict[str, str] = {
+    "view": "viewer",
+    "export": "viewer",
+    "decide": "reviewer",  # approve / reject a held order
+    "replay": "admin",  # replay a dead-letter topic
+    "audit": "admin",
+}
+
+# documented development users, used only when ORDERFLOW_CONSOLE_USERS is not set
+DEV_USERS: dict[str, tuple[str, str]] = {
+    "viewer": ("viewer", "viewer-dev"),
+    "reviewer": ("reviewer", "reviewer-dev"),
+    "admin": ("admin", "admin-dev"),
+}
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P,
+                            dklen=32)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    parts = stored.split("$")
+    try:
+        if parts[0] == "scrypt" and len(parts) == 6:
+            n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+            salt, expected = _unb64(parts[4]), _unb64(parts[5])
+            digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
+                                    dklen=len(expected), maxmem=256 * 1024 * 1024)
+        elif parts[0] == "pbkdf2_sha256" and len(parts) == 4:
+            iterations, salt, expected = int(parts[1]), _unb64(parts[2]), _unb64(parts[3])
+            digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations,
+                                         dklen=len(expected))
+        else:
+            return False
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may do ``action`` (roles include every role before them)."""
+    needed = PERMISSIONS[action]
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    role: str
+    via: str  # session | token
+    csrf_token: str | None = None
+    session_digest: str | None = None
+
+    def may(self, action: str) -> bool:
+        return allowed(self.role, action)
+
+
+class Accounts:
+    """The operators the console knows, and the admin token."""
+
+    def __init__(self, users: dict[str, UserEntry], admin_token: str) -> None:
+        self.users = users
+        self._admin_digest = token_digest(admin_token)
+        self._dummy = hash_password(secrets.token_urlsafe(8))
+
+    @classmethod
+    def from_settings(cls, settings: ConsoleSettings) -> Accounts:
+        users = settings.users
+        if users is None:
+            log.warning("ORDERFLOW_CONSOLE_USERS is not set: using the development users "
+                        "(viewer, reviewer, admin; see the README); do not run this in production")
+            users = {name: UserEntry(role=role, password_hash=hash_password(password))
+                     for name, (role, password) in DEV_USERS.items()}
+        return cls(users, admin_token(settings))
+
+    def authenticate(self, name: str, password: str) -> UserEntry | None:
+        user = self.users.get(name)
+        # the same work whether the user exists or not: no user enumeration by timing
+        ok = verify_password(password, user.password_hash if user else self._dummy)
+        return user if user is not None and ok else None
+
+    def bearer(self, token: str) -> Operator | None:
+        if token and hmac.compare_digest(token_digest(token), self._admin_digest):
+            return Operator(name="admin-token", role="admin", via="token")
+        return None
+
+
+def admin_token(settings: ConsoleSettings) -> str:
+    """The admin token: the configured one, or one kept in the token file (created if absent)."""
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        return settings.admin_token.get_secret_value()
+    path: Path = settings.token_file
+    if path.exists():
+        existing = path.read_text().strip()
+        if len(existing) >= 32:
+            log.info("admin token read from the token file", path=str(path))
+            return existing
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(token + "\n")
+    tmp.replace(path)
+    log.info("admin token generated and written to the token file", path=str(path))
+    return token
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def same_secret(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))

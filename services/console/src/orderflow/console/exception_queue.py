@@ -1,0 +1,125 @@
+"""The exception queue, pure: every order (or dead-lettered message) that needs a person, with
+its age and whether it breached its kind's SLA.
+
+Kinds: ``held`` (review holds, by reason), ``backordered`` (waiting for stock), ``delayed``
+(shipments that will miss or missed their promised date), ``carrier_exception`` (damaged, lost,
+refused...), ``dlq`` (messages a service could never apply)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from orderflow.console.readmodel import OrderView
+from orderflow.contracts.order import OrderState
+
+KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq")
+
+
+class ExceptionItem(BaseModel):
+    kind: str
+    order_id: str | None
+    external_id: str | None = None
+    customer_id: str | None = None
+    reason: str
+    reason_codes: list[str] = Field(default_factory=list)
+    since: datetime
+    age_s: float
+    sla_s: float
+    breached: bool
+    actions: list[str] = Field(default_factory=list, description="approve, reject, replay")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def _item(kind: str, view: OrderView | None, reason: str, codes: list[str], since: datetime,
+          now: datetime, sla_minutes: Mapping[str, float], actions: list[str],
+          details: dict[str, Any] | None = None, order_id: str | None = None) -> ExceptionItem:
+    age = max(0.0, (now - since).total_seconds())
+    sla = float(sla_minutes[kind]) * 60
+    return ExceptionItem(
+        kind=kind, order_id=view.order_id if view else order_id,
+        external_id=view.external_id if view else None,
+        customer_id=view.customer_id if view else None, reason=reason, reason_codes=codes,
+        since=since, age_s=age, sla_s=sla, breached=age > sla, actions=actions,
+        details=details or {},
+    )
+
+
+def order_exceptions(view: OrderView, now: datetime,
+                     sla_minutes: Mapping[str, float]) -> list[ExceptionItem]:
+    out: list[ExceptionItem] = []
+    since = view.state_since or view.last_event_at or now
+    if view.state == OrderState.HELD:
+        latest = view.holds[-len(view.hold_codes):] if view.hold_codes else []
+        reason = "; ".join(f"{h.code}: {h.message}" for h in latest) or "held"
+        out.append(_item("held", view, reason, list(view.hold_codes), since, now, sla_minutes,
+                         ["approve", "reject", "cancel"]))
+    if view.state == OrderState.BACKORDERED:
+        shorts = ", ".join(f"{s.sku} short {s.short}" for s in view.first_attempt_short)
+        out.append(_item("backordered", view, shorts or "waiting for stock",
+                         [s.sku for s in view.first_attempt_short], since, now, sla_minutes, ["cancel"],
+                         {"expected_date": view.backorder_expected_date}))
+    if view.state in {OrderState.REJECTED, OrderState.CANCELLED, OrderState.RETURNED}:
+        return out
+    for s in view.shipments:
+        if s.status == "delayed" and s.delayed_since is not None:
+            out.append(_item("delayed", view, s.delay_reason or "delayed", [s.delay_reason or ""],
+                             s.delayed_since, now, sla_minutes, [],
+                             {"shipment_id": s.shipment_id, "carrier": s.carrier,
+                              "tracking_number": s.tracking_number,
+                              "promised_date": s.promised_date, "expected_date": s.expected_date}))
+        if s.status == "exception" and s.exception_since is not None:
+            out.append(_item("carrier_exception", view,
+                             f"{s.exception_code}: {s.exception_detail or ''}".strip(" :"),
+                             [s.exception_code or ""], s.exception_since, now, sla_minutes, [],
+                             {"shipment_id": s.shipment_id, "carrier": s.carrier,
+                              "tracking_number": s.tracking_number}))
+    return out
+
+
+class DeadLetter(BaseModel):
+    """One message in a ``<topic>.dlq`` (read by the dashboard's sampler)."""
+
+    topic: str
+    offset: int
+    key: str | None
+    reason: str | None
+    error: str | None
+    service: str | None
+    event_type: str | None
+    at: datetime
+
+
+def dlq_exceptions(entries: Iterable[DeadLetter], now: datetime,
+                   sla_minutes: Mapping[str, float]) -> list[ExceptionItem]:
+    return [_item("dlq", None, f"{e.reason}: {e.error or ''}".strip(" :"), [e.reason or ""], e.at,
+                  now, sla_minutes, ["replay"],
+                  {"topic": e.topic, "offset": e.offset, "key": e.key, "service": e.service,
+                   "event_type": e.event_type})
+            for e in entries]
+
+
+def queue(views: Iterable[OrderView], dead: Iterable[DeadLetter], now: datetime,
+          sla_minutes: Mapping[str, float], *, kind: str | None = None,
+          reason: str | None = None) -> list[ExceptionItem]:
+    """Every open exception, the oldest first, optionally of one kind or with one reason code."""
+    items: list[ExceptionItem] = []
+    for view in views:
+        items += order_exceptions(view, now, sla_minutes)
+    items += dlq_exceptions(dead, now, sla_minutes)
+    if kind:
+        items = [i for i in items if i.kind == kind]
+    if reason:
+        items = [i for i in items if reason in i.reason_codes]
+    return sorted(items, key=lambda i: (i.since, i.kind, i.order_id or ""))
+
+
+def counts(items: Sequence[ExceptionItem]) -> dict[str, dict[str, int]]:
+    """Per kind: how many are open and how many breached their SLA."""
+    total: Counter[str] = Counter(i.kind for i in items)
+    breached: Counter[str] = Counter(i.kind for i in items if i.breached)
+    return {k: {"open": total[k], "breached": breached[k]} for k in KINDS}

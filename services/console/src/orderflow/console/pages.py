@@ -1,0 +1,142 @@
+"""The web page: sign-in, dashboard, orders (with an order's timeline), exception queue and
+reports. Server-rendered shells; the browser fills them from the JSON API and polls it every two
+seconds. No front-end build and no CDN: one CSS and one JS file, charts drawn as SVG/CSS bars."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from orderflow.console.api import Console, api_router
+from orderflow.console.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Accounts,
+    Operator,
+    new_secret,
+    same_secret,
+    token_digest,
+)
+from orderflow.console.repository import ConsoleRepository, SessionRow
+from orderflow.console.settings import ConsoleSettings
+from orderflow.runtime.service import ServiceContext
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+_templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                autoescape=jinja2.select_autoescape(["html"]))
+PAGES = {"dashboard": "/", "orders": "/orders", "exceptions": "/exceptions", "reports": "/reports"}
+
+
+def render(template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(pages=PAGES, **values)
+    return HTMLResponse(html, status_code=status_code,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": "default-src 'self'; "
+                                 "style-src 'self' 'unsafe-inline'; script-src 'self'; img-src 'self' data:"})
+
+
+def safe_next(target: str | None) -> str:
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+def pages_router(console: Console) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    settings = console.settings
+
+    async def page(request: Request, name: str, **extra: Any) -> Response:
+        op = await console.operator(request)
+        if op is None or op.via != "session":
+            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        return render(f"{name}.html", page=name, operator=op, csrf=op.csrf_token, **extra)
+
+    @router.get("/")
+    async def dashboard(request: Request) -> Response:
+        return await page(request, "dashboard")
+
+    @router.get("/orders")
+    async def orders(request: Request) -> Response:
+        return await page(request, "orders")
+
+    @router.get("/orders/{order_id}")
+    async def order(request: Request, order_id: str) -> Response:
+        return await page(request, "order", order_id=order_id)
+
+    @router.get("/exceptions")
+    async def exceptions(request: Request) -> Response:
+        return await page(request, "exceptions")
+
+    @router.get("/reports")
+    async def reports_page(request: Request) -> Response:
+        return await page(request, "reports")
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        allowed = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+        if name not in allowed:
+            return Response(status_code=404)
+        return FileResponse(allowed[name], headers={"Cache-Control": "no-cache"})
+
+    def login_form(next_url: str, error: str | None = None, status_code: int = 200) -> Response:
+        csrf = new_secret()
+        response = render("login.html", status_code=status_code, page="login", operator=None,
+                          csrf=csrf, next_url=next_url, error=error)
+        response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict",
+                            secure=settings.cookie_secure, path="/login", max_age=3600)
+        return response
+
+    @router.get("/login")
+    async def login_page(next: str | None = None) -> Response:
+        return login_form(safe_next(next))
+
+    @router.post("/login")
+    async def login(request: Request, username: Annotated[str, Form()],
+                    password: Annotated[str, Form()], csrf_token: Annotated[str, Form()],
+                    next_url: Annotated[str, Form()] = "/") -> Response:
+        target = safe_next(next_url)
+        if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+            return login_form(target, "The form expired; please sign in again.", 403)
+        user = console.accounts.authenticate(username, password)
+        if user is None:
+            await console.audit(Operator(name=username[:64], role="none", via="session"),
+                                "login", None, "failed")
+            return login_form(target, "Unknown user or wrong password.", 401)
+        token, csrf = new_secret(), new_secret()
+        expires = datetime.now(UTC) + timedelta(minutes=settings.session_ttl_minutes)
+        async with console.sessions() as session, session.begin():
+            await ConsoleRepository(session).add_session(
+                token_digest(token), SessionRow(username, user.role, csrf, expires))
+        await console.audit(Operator(name=username, role=user.role, via="session"), "login", None,
+                            "signed_in")
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
+                            secure=settings.cookie_secure, max_age=settings.session_ttl_minutes * 60)
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> Response:
+        op = await console.operator(request)
+        if op is not None and op.via == "session" and same_secret(csrf_token, op.csrf_token):
+            async with console.sessions() as session, session.begin():
+                await ConsoleRepository(session).drop_session(op.session_digest or "")
+            await console.audit(op, "logout", None, "signed_out")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    return router
+
+
+def build_routers(ctx: ServiceContext) -> list[APIRouter]:
+    settings = ConsoleSettings()
+    console = Console(ctx=ctx, settings=settings, accounts=Accounts.from_settings(settings),
+                      sessions=async_sessionmaker(ctx.engine, expire_on_commit=False))
+    return [api_router(console), pages_router(console)]

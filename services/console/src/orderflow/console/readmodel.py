@@ -1,0 +1,533 @@
+"""The console's read model, pure: every event of an order becomes a timeline entry, and an
+order's view (state, amounts, dates, shipments, holds, rejections, notifications, time per stage)
+is a function of the *set* of its entries, so replaying the topics in any interleaving into an
+empty read model gives the same views. No I/O, no framework."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orderflow.contracts import events as ev
+from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.order import OrderState, order_id_for
+
+# The furthest state an event proves; the highest rank wins. Events of one order are causal, but
+# the console reads many topics and their interleaving differs between runs: ranking makes the
+# state independent of it (the same idea as ``orderflow.devstack.tracking``).
+STATE_RANK: dict[OrderState, int] = {
+    OrderState.RECEIVED: 1, OrderState.HELD: 2, OrderState.APPROVED: 3,
+    OrderState.BACKORDERED: 4, OrderState.RESERVED: 5, OrderState.DISPATCHED: 6,
+    OrderState.DELIVERED: 7, OrderState.REJECTED: 8, OrderState.CANCELLED: 9,
+    OrderState.RETURNED: 10,
+}
+
+# the order of events of one order that share a timestamp (the causal order of the pipeline)
+_EVENT_ORDER: dict[str, int] = {name: i for i, name in enumerate((
+    "OrderSubmitted", "OrderReceived", "OrderRevisionReceived", "OrderHeld", "OrderRejected",
+    "OrderApproved", "StockBackordered", "StockReserved", "StockReleased", "InvoiceIssued",
+    "PaymentReceived", "ShipmentDispatched", "TrackingUpdated", "ShipmentDelayed",
+    "ShipmentException", "ShipmentDelivered", "OrderRevisionRejected", "OrderCancelRequested",
+    "OrderCancelRefused", "OrderCancelled", "ReturnRequested", "ReturnRefused", "ReturnApproved",
+    "ReturnReceived", "RefundIssued", "NotificationRecorded",
+))}
+
+# the stages an order passes, each from one milestone to the next (cycle times)
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("intake", "submitted", "received"),
+    ("review", "received", "approved"),
+    ("allocation", "approved", "reserved"),
+    ("fulfilment", "reserved", "dispatched"),
+    ("transit", "dispatched", "delivered"),
+)
+
+
+class TimelineEntry(BaseModel):
+    """One event of one order, as stored: enough to re-project the order at any time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    order_id: str
+    topic: str
+    event_type: str
+    producer: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+    def sort_key(self) -> tuple[datetime, int, str]:
+        return (self.occurred_at, _EVENT_ORDER.get(self.event_type, 99), self.event_id)
+
+
+class LineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    discount: Decimal
+    amount: Decimal
+
+
+class HoldView(BaseModel):
+    code: str
+    message: str
+    figures: dict[str, str] = Field(default_factory=dict)
+    at: datetime
+
+
+class RejectionView(BaseModel):
+    stage: str
+    code: str
+    field: str | None = None
+    message: str
+    decided_by: str | None = None
+    comment: str | None = None
+    at: datetime
+
+
+class ShortLineView(BaseModel):
+    sku: str
+    ordered: int
+    reserved: int
+    short: int
+
+
+class ReservationView(BaseModel):
+    sku: str
+    warehouse_id: str
+    quantity: int
+
+
+class ShipmentView(BaseModel):
+    shipment_id: str
+    warehouse_id: str | None = None
+    carrier: str | None = None
+    service: str | None = None
+    tracking_number: str | None = None
+    dispatched_at: datetime | None = None
+    promised_date: date | None = None
+    status: str = "dispatched"  # dispatched | in_transit | out_for_delivery | delayed | exception | delivered
+    delivered_at: datetime | None = None
+    on_time: bool | None = None
+    delay_reason: str | None = None
+    delayed_since: datetime | None = None
+    expected_date: date | None = None
+    exception_code: str | None = None
+    exception_detail: str | None = None
+    exception_since: datetime | None = None
+    last_tracking: str | None = None
+
+
+class NotificationView(BaseModel):
+    channel: str
+    status: str
+    source_event_type: str
+    detail: str = ""
+    at: datetime
+
+
+class StageTime(BaseModel):
+    stage: str
+    started_at: datetime
+    ended_at: datetime | None
+    seconds: float | None = Field(description="None while the order is still in this stage")
+
+
+class TimelineItem(BaseModel):
+    at: datetime
+    service: str
+    event_type: str
+    topic: str
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrderView(BaseModel):
+    """What the console knows of one order."""
+
+    order_id: str
+    state: OrderState | None = Field(default=None, description="None: pushed, not yet through intake")
+    state_since: datetime | None = None
+    channel: str | None = None
+    external_id: str | None = None
+    customer_id: str | None = None
+    customer_name: str | None = None
+    currency: str | None = None
+    subtotal: Decimal | None = None
+    discount: Decimal | None = None
+    tax: Decimal | None = None
+    shipping: Decimal | None = None
+    grand_total: Decimal | None = None
+    priority: str | None = None
+    payment_terms: str | None = None
+    placed_at: datetime | None = None
+    requested_delivery_date: date | None = None
+    promised_date: date | None = None
+    destination: str | None = None
+    revision: int = 1
+    lines: list[LineView] = Field(default_factory=list)
+    holds: list[HoldView] = Field(default_factory=list)
+    hold_codes: list[str] = Field(default_factory=list, description="Reasons of the latest hold")
+    rejections: list[RejectionView] = Field(default_factory=list)
+    approved_by: str | None = None
+    approval_comment: str | None = None
+    cancellation: str | None = Field(default=None, description="Why and by whom, once cancelled")
+    returns: list[str] = Field(default_factory=list, description="Return (RMA) ids and outcomes")
+    reservations: list[ReservationView] = Field(default_factory=list)
+    filled_in_full_first_attempt: bool | None = None
+    first_attempt_short: list[ShortLineView] = Field(default_factory=list)
+    backorder_expected_date: date | None = None
+    shipments: list[ShipmentView] = Field(default_factory=list)
+    shipment_count: int = 0
+    delivered_at: datetime | None = None
+    on_time: bool | None = None
+    notifications: list[NotificationView] = Field(default_factory=list)
+    milestones: dict[str, datetime] = Field(default_factory=dict)
+    stage_times: list[StageTime] = Field(default_factory=list)
+    first_seen_at: datetime | None = None
+    last_event_at: datetime | None = None
+    event_count: int = 0
+    timeline: list[TimelineItem] = Field(default_factory=list)
+
+    @property
+    def in_full(self) -> bool | None:
+        return self.filled_in_full_first_attempt
+
+    @property
+    def tracking_numbers(self) -> list[str]:
+        return [s.tracking_number for s in self.shipments if s.tracking_number]
+
+
+# --- from a consumed event to a stored entry --------------------------------------------------
+
+_PERSONAL = {"email", "phone"}
+
+
+def _trim_order(order: dict[str, Any]) -> dict[str, Any]:
+    """The canonical order without personal data: the customer's id and name, the destination's
+    province and city only (the console shows where, not who lives there)."""
+    trimmed = {k: v for k, v in order.items() if k not in {"shipping_address", "notes"}}
+    customer = order.get("customer") or {}
+    trimmed["customer"] = {k: v for k, v in customer.items() if k not in _PERSONAL}
+    address = order.get("shipping_address") or {}
+    trimmed["destination"] = {"province": address.get("province", ""),
+                              "city": address.get("city", "")}
+    return trimmed
+
+
+def stored_payload(event: ev.Event) -> dict[str, Any]:
+    """The part of an event the read model keeps (no raw channel payloads, no personal data)."""
+    data = event.model_dump(mode="json")
+    if isinstance(event, ev.OrderSubmitted):
+        data.pop("payload", None)
+    if isinstance(data.get("order"), dict):
+        data["order"] = _trim_order(data["order"])
+    if isinstance(data.get("customer"), dict):
+        data["customer"] = {k: v for k, v in data["customer"].items() if k not in _PERSONAL}
+    return data
+
+
+def order_of(event: ev.Event) -> str | None:
+    """The order an event belongs to, if any (connectors' raw orders are keyed by channel)."""
+    if isinstance(event, ev.OrderSubmitted):
+        return order_id_for(event.channel, event.external_id)
+    order_id = getattr(event, "order_id", None)
+    return str(order_id) if order_id else None
+
+
+def entry_for(topic: str, headers: EventHeaders, event: ev.Event) -> TimelineEntry | None:
+    order_id = order_of(event)
+    if order_id is None:
+        return None
+    return TimelineEntry(event_id=headers.event_id, order_id=order_id, topic=topic,
+                         event_type=event.EVENT_TYPE, producer=headers.producer or "unknown",
+                         occurred_at=headers.occurred_at, payload=stored_payload(event))
+
+
+# --- projection -------------------------------------------------------------------------------
+
+
+def _dec(value: Any) -> Decimal | None:
+    return Decimal(str(value)) if value is not None else None
+
+
+def _date(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+class _Projector:
+    def __init__(self, order_id: str) -> None:
+        self.view = OrderView(order_id=order_id)
+        self.shipments: dict[str, ShipmentView] = {}
+        self.first_attempt_seen = False
+
+    def advance(self, state: OrderState, at: datetime) -> None:
+        current = self.view.state
+        if current is None or STATE_RANK[state] > STATE_RANK[current]:
+            self.view.state = state
+            self.view.state_since = at
+
+    def milestone(self, name: str, at: datetime) -> None:
+        self.view.milestones.setdefault(name, at)
+
+    def take_order(self, order: dict[str, Any], totals: dict[str, Any] | None) -> None:
+        v = self.view
+        customer = order.get("customer") or {}
+        v.customer_id = customer.get("id") or v.customer_id
+        v.customer_name = customer.get("name") or v.customer_name
+        v.currency = order.get("currency") or v.currency
+        v.priority = order.get("priority") or v.priority
+        v.payment_terms = order.get("payment_terms") or v.payment_terms
+        v.placed_at = _dt(order.get("placed_at")) or v.placed_at
+        v.requested_delivery_date = _date(order.get("requested_delivery_date"))
+        v.revision = max(v.revision, int(order.get("revision") or 1))
+        dest = order.get("destination") or {}
+        if dest:
+            v.destination = " ".join(p for p in (dest.get("province"), dest.get("city")) if p)
+        lines = []
+        for line in order.get("lines") or ():
+            price, disc = Decimal(str(line["unit_price"])), Decimal(str(line.get("discount", "0")))
+            lines.append(LineView(sku=line["sku"], quantity=int(line["quantity"]), unit_price=price,
+                                  discount=disc, amount=price * int(line["quantity"]) - disc))
+        if lines:
+            v.lines = lines
+        if totals:
+            v.subtotal, v.discount = _dec(totals.get("subtotal")), _dec(totals.get("discount"))
+            v.tax, v.shipping = _dec(totals.get("tax")), _dec(totals.get("shipping"))
+            v.grand_total = _dec(totals.get("grand_total"))
+
+    def shipment(self, shipment_id: str) -> ShipmentView:
+        if shipment_id not in self.shipments:
+            self.shipments[shipment_id] = ShipmentView(shipment_id=shipment_id)
+        return self.shipments[shipment_id]
+
+    def apply(self, e: TimelineEntry) -> str:
+        """Apply one entry; return its one-line summary for the timeline."""
+        v, p, at = self.view, e.payload, e.occurred_at
+        t = e.event_type
+        if t == "OrderSubmitted":
+            v.channel = v.channel or p.get("channel")
+            v.external_id = v.external_id or p.get("external_id")
+            self.milestone("submitted", at)
+            return f"pushed by the {p.get('channel')} connector"
+        if t == "OrderReceived":
+            v.channel, v.external_id = p.get("channel"), p.get("external_id")
+            self.take_order(p.get("order") or {}, p.get("totals"))
+            self.advance(OrderState.RECEIVED, at)
+            self.milestone("received", at)
+            return (f"accepted by intake: {len(v.lines)} line(s), total "
+                    f"{p.get('totals', {}).get('grand_total')} {v.currency}")
+        if t == "OrderRevisionReceived":
+            v.revision = max(v.revision, int(p.get("revision") or 1))
+            return f"revision {p.get('revision')} received (was {p.get('previous_revision')})"
+        if t == "OrderRejected":
+            v.channel = v.channel or p.get("channel")
+            v.external_id = v.external_id or p.get("external_id")
+            customer = p.get("customer") or {}
+            v.customer_id = v.customer_id or customer.get("id")
+            v.customer_name = v.customer_name or customer.get("name")
+            for r in p.get("reasons") or ():
+                v.rejections.append(RejectionView(
+                    stage=p.get("stage", ""), code=r.get("code", ""), field=r.get("field"),
+                    message=r.get("message", ""), decided_by=p.get("decided_by"),
+                    comment=p.get("comment"), at=at))
+            self.advance(OrderState.REJECTED, at)
+            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+            by = f" by {p['decided_by']}" if p.get("decided_by") else ""
+            return f"rejected at {p.get('stage')}{by}: {codes}"
+        if t == "OrderHeld":
+            customer = p.get("customer") or {}
+            v.customer_id = v.customer_id or customer.get("id")
+            v.customer_name = v.customer_name or customer.get("name")
+            reasons = p.get("reasons") or ()
+            for r in reasons:
+                v.holds.append(HoldView(code=r.get("code", ""), message=r.get("message", ""),
+                                        figures=r.get("figures") or {}, at=at))
+            v.hold_codes = [r.get("code", "") for r in reasons]
+            self.advance(OrderState.HELD, at)
+            self.milestone("held", at)
+            return "held: " + "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons)
+        if t == "OrderApproved":
+            v.channel, v.external_id = p.get("channel") or v.channel, p.get("external_id") or v.external_id
+            if not v.lines:
+                self.take_order(p.get("order") or {}, p.get("totals"))
+            v.approved_by, v.approval_comment = p.get("approved_by"), p.get("comment")
+            self.advance(OrderState.APPROVED, at)
+            self.milestone("approved", at)
+            note = f" ({p['comment']})" if p.get("comment") else ""
+            return f"approved by {p.get('approved_by')}{note}"
+        if t == "StockBackordered":
+            shorts = [ShortLineView(**s) for s in p.get("short_lines") or ()]
+            if not self.first_attempt_seen:
+                self.first_attempt_seen = True
+                v.first_attempt_short = shorts
+            v.backorder_expected_date = _date(p.get("expected_date"))
+            self.advance(OrderState.BACKORDERED, at)
+            self.milestone("backordered", at)
+            return "backordered: " + ", ".join(f"{s.sku} short {s.short}" for s in shorts)
+        if t == "StockReserved":
+            v.reservations = [ReservationView(**r) for r in p.get("reservations") or ()]
+            v.filled_in_full_first_attempt = bool(p.get("filled_in_full_first_attempt"))
+            if not self.first_attempt_seen:
+                self.first_attempt_seen = True
+                v.first_attempt_short = _short_of(v.lines, v.reservations)
+            if not v.lines:
+                self.take_order(p.get("order") or {}, None)
+            self.advance(OrderState.RESERVED, at)
+            self.milestone("reserved", at)
+            where = ", ".join(sorted({r.warehouse_id for r in v.reservations}))
+            how = "from backorder" if p.get("from_backorder") else (
+                "in full at the first attempt" if v.filled_in_full_first_attempt else "partly")
+            return f"stock reserved in {where} ({how})"
+        if t == "StockReleased":
+            return f"reservation released: {p.get('reason')}"
+        if t == "ShipmentDispatched":
+            s = self.shipment(p["shipment_id"])
+            s.warehouse_id, s.carrier, s.service = p.get("warehouse_id"), p.get("carrier"), p.get("service")
+            s.tracking_number = p.get("tracking_number")
+            s.dispatched_at = _dt(p.get("dispatched_at")) or at
+            s.promised_date = _date(p.get("promised_date"))
+            v.shipment_count = max(v.shipment_count, int(p.get("shipment_count") or 1))
+            dispatched = [x for x in self.shipments.values() if x.dispatched_at is not None]
+            promised = [x.promised_date for x in dispatched if x.promised_date]
+            v.promised_date = max(promised) if promised else v.promised_date
+            if v.requested_delivery_date is None:
+                v.requested_delivery_date = _date(p.get("requested_date"))
+            if len(dispatched) >= v.shipment_count:
+                self.advance(OrderState.DISPATCHED, at)
+                self.milestone("dispatched", at)
+            return (f"shipment {s.shipment_id} dispatched from {s.warehouse_id} by {s.carrier} "
+                    f"{s.service}, tracking {s.tracking_number}, promised {s.promised_date}")
+        if t == "TrackingUpdated":
+            s = self.shipment(p["shipment_id"])
+            s.tracking_number = s.tracking_number or p.get("tracking_number")
+            s.carrier = s.carrier or p.get("carrier")
+            status = p.get("status", "")
+            s.last_tracking = f"{status} {p.get('location', '')}".strip()
+            if s.status not in {"delivered", "delayed", "exception"} and status in {
+                    "picked_up", "in_transit", "out_for_delivery"}:
+                s.status = "in_transit" if status == "picked_up" else status
+            where = f" at {p['location']}" if p.get("location") else ""
+            return f"tracking: {status}{where}"
+        if t == "ShipmentDelayed":
+            s = self.shipment(p["shipment_id"])
+            if s.status != "delivered":
+                s.status = "delayed"
+            s.delay_reason, s.delayed_since = p.get("reason"), s.delayed_since or at
+            s.expected_date = _date(p.get("expected_date"))
+            return f"shipment {s.shipment_id} delayed: {p.get('reason')}, expected {s.expected_date}"
+        if t == "ShipmentException":
+            s = self.shipment(p["shipment_id"])
+            if s.status != "delivered":
+                s.status = "exception"
+            s.exception_code, s.exception_detail = p.get("code"), p.get("detail")
+            s.exception_since = s.exception_since or at
+            return f"carrier exception on {s.shipment_id}: {p.get('code')} {p.get('detail', '')}".strip()
+        if t == "ShipmentDelivered":
+            s = self.shipment(p["shipment_id"])
+            s.status, s.on_time = "delivered", bool(p.get("on_time"))
+            s.delivered_at = _dt(p.get("delivered_at")) or at
+            if p.get("order_delivered"):
+                v.delivered_at = s.delivered_at
+                self.advance(OrderState.DELIVERED, at)
+                self.milestone("delivered", at)
+            return f"shipment {s.shipment_id} delivered ({'on time' if s.on_time else 'late'})"
+        if t == "NotificationRecorded":
+            v.notifications.append(NotificationView(
+                channel=p.get("channel", ""), status=p.get("status", ""),
+                source_event_type=p.get("source_event_type", ""), detail=p.get("detail", ""), at=at))
+            return f"notification {p.get('status')} by {p.get('channel')} for {p.get('source_event_type')}"
+        if t == "OrderRevisionRejected":
+            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+            return f"revision {p.get('revision')} rejected by intake: {codes}"
+        if t == "OrderCancelRequested":
+            return f"cancel requested by {p.get('requested_by')}: {p.get('reason')}"
+        if t == "OrderCancelRefused":
+            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+            return f"cancel refused: {codes}"
+        if t == "OrderCancelled":
+            v.cancellation = f"{p.get('reason')} (by {p.get('requested_by')})"
+            self.advance(OrderState.CANCELLED, at)
+            return f"cancelled: {v.cancellation}"
+        if t in {"ReturnRequested", "ReturnApproved", "ReturnRefused", "ReturnReceived"}:
+            outcome = t.removeprefix("Return").lower()
+            v.returns.append(f"{p.get('rma_id')}: {outcome}")
+            if t == "ReturnReceived":
+                self.advance(OrderState.RETURNED, at)
+            return f"return {p.get('rma_id')} {outcome}"
+        if t == "RefundIssued":
+            return f"refund {p.get('refund_id')} issued: {p.get('amount')} {p.get('currency')}"
+        if t == "InvoiceIssued":
+            return f"invoice {p.get('invoice_id')} issued: {p.get('amount')} {p.get('currency')}"
+        if t == "PaymentReceived":
+            return f"payment {p.get('payment_id')} received: {p.get('amount')} {p.get('currency')}"
+        return t
+
+    def finish(self, entries: list[TimelineEntry]) -> OrderView:
+        v = self.view
+        v.shipments = sorted(self.shipments.values(), key=lambda s: s.shipment_id)
+        delivered = [s for s in v.shipments if s.status == "delivered"]
+        if v.state == OrderState.DELIVERED and delivered:
+            v.on_time = all(bool(s.on_time) for s in delivered)
+        if entries:
+            v.first_seen_at, v.last_event_at = entries[0].occurred_at, entries[-1].occurred_at
+        v.event_count = len(entries)
+        v.stage_times = stage_times(v.milestones)
+        return v
+
+
+def _short_of(lines: list[LineView], reservations: list[ReservationView]) -> list[ShortLineView]:
+    reserved: dict[str, int] = {}
+    for r in reservations:
+        reserved[r.sku] = reserved.get(r.sku, 0) + r.quantity
+    out = []
+    for line in lines:
+        got = min(reserved.get(line.sku, 0), line.quantity)
+        if got < line.quantity:
+            out.append(ShortLineView(sku=line.sku, ordered=line.quantity, reserved=got,
+                                     short=line.quantity - got))
+    return out
+
+
+def stage_times(milestones: dict[str, datetime]) -> list[StageTime]:
+    """Time spent in each stage the order entered: from its milestone to the next one reached."""
+    out = []
+    for stage, start, end in STAGES:
+        started = milestones.get(start)
+        if started is None:
+            continue
+        ended = milestones.get(end)
+        seconds = max(0.0, (ended - started).total_seconds()) if ended else None
+        out.append(StageTime(stage=stage, started_at=started, ended_at=ended, seconds=seconds))
+    return out
+
+
+def _details(e: TimelineEntry) -> dict[str, Any]:
+    """The entry's payload for the timeline, without the bulky order (shown once on the page)."""
+    return {k: v for k, v in e.payload.items() if k not in {"order", "order_id", "totals"}}
+
+
+def project(order_id: str, entries: Iterable[TimelineEntry]) -> OrderView:
+    """The view of one order from all its entries, whatever order they were consumed in."""
+    unique = {e.event_id: e for e in entries if e.order_id == order_id}
+    ordered = sorted(unique.values(), key=TimelineEntry.sort_key)
+    projector = _Projector(order_id)
+    timeline = []
+    for e in ordered:
+        summary = projector.apply(e)
+        timeline.append(TimelineItem(at=e.occurred_at, service=e.producer, event_type=e.event_type,
+                                     topic=e.topic, summary=summary, details=_details(e)))
+    view = projector.finish(ordered)
+    view.timeline = timeline
+    return view
+
+
+def state_label(state: OrderState | None) -> str:
+    return state.value if state is not None else "submitted"

@@ -1,0 +1,84 @@
+"""The console's settings (prefix ``ORDERFLOW_CONSOLE_``); bad values fail fast, naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("viewer", "reviewer", "admin")
+
+DEFAULT_SERVICE_URLS: dict[str, str] = {
+    "intake": "http://127.0.0.1:8081",
+    "review": "http://127.0.0.1:8082",
+    "inventory": "http://127.0.0.1:8083",
+    "logistics": "http://127.0.0.1:8084",
+    "notify": "http://127.0.0.1:8085",
+}
+
+# minutes an item may wait in the exception queue before it turns red, by kind
+DEFAULT_SLA_MINUTES: dict[str, float] = {
+    "held": 240,
+    "backordered": 1440,
+    "delayed": 120,
+    "carrier_exception": 60,
+    "dlq": 30,
+}
+
+
+class UserEntry(BaseModel):
+    """One operator: a role and a password hash (``scrypt$...`` or ``pbkdf2_sha256$...``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: str
+    password_hash: str = Field(min_length=10)
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if value not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        return value
+
+
+class ConsoleSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_CONSOLE_", extra="ignore")
+
+    admin_token: SecretStr | None = Field(
+        default=None, description="A bearer token with the admin role; generated when unset")
+    token_file: Path = Field(
+        default=Path("var/console-token"),
+        description="Where the generated admin token is written (mode 0600) when none is set")
+    users: dict[str, UserEntry] | None = Field(
+        default=None, description="JSON: name -> {role, password_hash}; unset = dev users")
+    review_url: str = Field(default="http://127.0.0.1:8082",
+                            description="The review service's HTTP API (approve/reject)")
+    service_urls: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SERVICE_URLS),
+                                         description="JSON: service -> base URL, for health")
+    consumer_groups: list[str] = Field(
+        default_factory=list,
+        description="Consumer groups to watch; default orderflow.<service> for every service")
+    session_ttl_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
+    cookie_secure: bool = Field(default=False, description="Send cookies over HTTPS only")
+    sla_minutes: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_MINUTES))
+    dashboard_interval_s: float = Field(default=2.0, gt=0.1, le=300)
+    dlq_newest: int = Field(default=5, ge=1, le=100)
+    page_size: int = Field(default=50, ge=1, le=500)
+    review_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("sla_minutes")
+    @classmethod
+    def _sla_complete(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(DEFAULT_SLA_MINUTES)
+        if unknown:
+            raise ValueError(f"ORDERFLOW_CONSOLE_SLA_MINUTES: unknown kinds {sorted(unknown)}; "
+                             f"known: {sorted(DEFAULT_SLA_MINUTES)}")
+        return {**DEFAULT_SLA_MINUTES, **value}
+
+    def groups(self) -> list[str]:
+        if self.consumer_groups:
+            return list(self.consumer_groups)
+        names = sorted({*self.service_urls, "console"})
+        return [f"orderflow.{name}" for name in names]

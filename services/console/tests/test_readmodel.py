@@ -1,0 +1,141 @@
+"""The read model's projection, without a broker or a database."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from console_factories import T0, OrderStory
+
+from orderflow.console.readmodel import project
+from orderflow.contracts.order import OrderState
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_delivered_order_has_every_fact_and_a_timeline_with_services() -> None:
+    story = OrderStory("SO-HAPPY", lines=[("TEA-001", 2)]).happy()
+    view = project(story.order_id, story.entries)
+    assert view.state == OrderState.DELIVERED
+    assert (view.channel, view.external_id, view.customer_id) == ("canonical", "SO-HAPPY", "C0002")
+    assert view.grand_total == story.totals.grand_total
+    assert view.currency == "CNY" and view.priority == "normal"
+    assert [(s.shipment_id, s.tracking_number, s.status) for s in view.shipments] == [
+        ("S1", "SFS1", "delivered")]
+    assert view.tracking_numbers == ["SFS1"]
+    assert view.on_time is True and view.filled_in_full_first_attempt is True
+    assert str(view.promised_date) == "2026-11-22"
+    assert [n.status for n in view.notifications] == ["sent"]
+    assert [t.event_type for t in view.timeline] == [
+        "OrderSubmitted", "OrderReceived", "NotificationRecorded", "OrderApproved",
+        "StockReserved", "ShipmentDispatched", "ShipmentDelivered"]
+    assert [t.service for t in view.timeline][:3] == ["connector", "intake", "notify"]
+    assert "accepted by intake" in view.timeline[1].summary
+    assert view.state_since == T0 + timedelta(minutes=100)
+
+
+def test_time_per_stage_runs_from_one_milestone_to_the_next() -> None:
+    story = OrderStory().happy()
+    view = project(story.order_id, story.entries)
+    seconds = {s.stage: s.seconds for s in view.stage_times}
+    assert seconds == {"intake": 6.0, "review": 114.0, "allocation": 120.0, "fulfilment": 360.0,
+                       "transit": 5400.0}
+
+
+def test_a_stage_still_open_has_no_duration() -> None:
+    story = OrderStory().submitted().received().held()
+    view = project(story.order_id, story.entries)
+    review = next(s for s in view.stage_times if s.stage == "review")
+    assert review.seconds is None and review.ended_at is None
+
+
+def test_holds_keep_their_reasons_and_approval_moves_the_order_on() -> None:
+    story = OrderStory().submitted().received().held(code="overdue")
+    held = project(story.order_id, story.entries)
+    assert held.state == OrderState.HELD and held.hold_codes == ["overdue"]
+    assert held.holds[0].message == "overdue breached"
+    approved = project(story.order_id, story.approved(by="rita").entries)
+    assert approved.state == OrderState.APPROVED and approved.approved_by == "rita"
+    assert [h.code for h in approved.holds] == ["overdue"]  # the history stays
+
+
+def test_rejection_reasons_with_who_decided() -> None:
+    story = OrderStory().received().held().rejected()
+    view = project(story.order_id, story.entries)
+    assert view.state == OrderState.REJECTED
+    (rejection,) = view.rejections
+    assert (rejection.stage, rejection.code, rejection.decided_by, rejection.comment) == (
+        "review", "credit_limit", "rita", "over limit")
+
+
+def test_backorder_then_reservation_records_the_first_attempt_shortage() -> None:
+    story = OrderStory(lines=[("TEA-001", 3)]).received().approved().backordered(short=2)
+    assert project(story.order_id, story.entries).state == OrderState.BACKORDERED
+    view = project(story.order_id, story.reserved(minutes=30, in_full=False,
+                                                  from_backorder=True).entries)
+    assert view.state == OrderState.RESERVED
+    assert [(s.sku, s.short) for s in view.first_attempt_short] == [("TEA-001", 2)]
+    assert view.filled_in_full_first_attempt is False
+
+
+def test_an_order_is_dispatched_only_when_every_shipment_left() -> None:
+    story = OrderStory().received().approved().reserved().dispatched(shipment="S1", count=2)
+    assert project(story.order_id, story.entries).state == OrderState.RESERVED
+    story.dispatched(minutes=12, shipment="S2", count=2)
+    view = project(story.order_id, story.entries)
+    assert view.state == OrderState.DISPATCHED and view.shipment_count == 2
+
+
+def test_delays_and_carrier_exceptions_are_kept_per_shipment() -> None:
+    story = OrderStory().received().approved().reserved().dispatched().delayed()
+    view = project(story.order_id, story.entries)
+    assert view.shipments[0].status == "delayed" and view.shipments[0].delay_reason == "weather"
+    story.carrier_exception()
+    view = project(story.order_id, story.entries)
+    assert view.shipments[0].status == "exception" and view.shipments[0].exception_code == "damaged"
+    view = project(story.order_id, story.delivered(on_time=False).entries)
+    assert view.shipments[0].status == "delivered" and view.on_time is False
+
+
+def test_the_same_events_in_any_order_and_redelivered_give_the_same_view() -> None:
+    """What makes the read model rebuildable: a view is a function of the set of events."""
+    story = (OrderStory(lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received().notified()
+             .held().approved(by="rita").backordered().reserved(in_full=False, from_backorder=True)
+             .dispatched(shipment="S1", count=2).dispatched(minutes=11, shipment="S2", count=2)
+             .delayed().delivered(shipment="S1", whole=False).delivered(minutes=120, shipment="S2"))
+    expected = project(story.order_id, story.entries).model_dump()
+    rnd = random.Random(3)
+    for _ in range(20):
+        shuffled = story.entries + rnd.sample(story.entries, 3)  # some redelivered
+        rnd.shuffle(shuffled)
+        assert project(story.order_id, shuffled).model_dump() == expected
+
+
+def test_no_personal_data_is_stored() -> None:
+    story = OrderStory().submitted().received()
+    stored = repr([e.payload for e in story.entries])
+    assert "@" not in stored  # e-mail
+    assert "phone" not in stored and "line1" not in stored
+    assert "payload" not in story.entries[0].payload  # the channel's raw order is not kept
+
+
+def test_amounts_stay_decimal() -> None:
+    story = OrderStory(lines=[("TEA-001", 3)]).received()
+    view = project(story.order_id, story.entries)
+    assert isinstance(view.grand_total, Decimal)
+    assert view.lines[0].amount == view.lines[0].unit_price * 3
+
+
+def test_cancellation_and_returns_end_the_order() -> None:
+    from orderflow.contracts import events as ev
+
+    story = OrderStory().received().approved()
+    story.add(ev.OrderCancelRequested(order_id=story.order_id, reason="changed mind",
+                                      requested_by="rita"), 3, "console")
+    story.add(ev.OrderCancelled(order_id=story.order_id, reason="changed mind",
+                                requested_by="rita"), 4, "logistics")
+    view = project(story.order_id, story.entries)
+    assert view.state == OrderState.CANCELLED and view.cancellation == "changed mind (by rita)"
+    assert view.timeline[-2].summary == "cancel requested by rita: changed mind"
