@@ -27,7 +27,6 @@ import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from orderflow.contracts.headers import EventHeaders
@@ -46,6 +45,12 @@ inbox_table = sa.Table(
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("event_type", sa.Text, nullable=False),
+)
+
+_CLAIM = sa.text(
+    "INSERT INTO inbox (event_id, topic, event_type) "
+    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:topics AS text[]), CAST(:types AS text[])) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
 )
 
 Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
@@ -295,11 +300,13 @@ class BatchProcessor:
         """Insert the batch's event ids into the inbox; return the events seen for the first time."""
         if not decoded:
             return []
-        rows = [{"event_id": uuid.UUID(d.headers.event_id), "topic": d.topic,
-                 "event_type": d.headers.event_type} for d in decoded]
-        stmt = (pg_insert(inbox_table).values(rows).on_conflict_do_nothing()
-                .returning(inbox_table.c.event_id))
-        new_ids = {str(r) for r in (await session.execute(stmt)).scalars()}
+        # one statement of constant shape (a multi-row VALUES is recompiled for every batch size)
+        result = await session.execute(_CLAIM, {
+            "ids": [uuid.UUID(d.headers.event_id) for d in decoded],
+            "topics": [d.topic for d in decoded],
+            "types": [d.headers.event_type for d in decoded],
+        })
+        new_ids = {str(r) for r in result.scalars()}
         fresh, seen = [], set()
         for d in decoded:
             if d.headers.event_id in new_ids and d.headers.event_id not in seen:

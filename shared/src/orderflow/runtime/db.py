@@ -25,7 +25,10 @@ def make_engine(settings: DatabaseSettings, schema: str, *, application_name: st
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
+        # no "SELECT 1" round trip before every transaction: a dead connection fails the
+        # transaction, which retry_transient retries (is_transient covers invalidated connections)
+        pool_pre_ping=False,
+        pool_recycle=1800,
         connect_args={
             "server_settings": {
                 "search_path": schema,

@@ -58,10 +58,25 @@ class OutgoingMessage:
         }
 
 
+# one statement whatever the batch size; WITH ORDINALITY keeps the staging order in the ids
+_STAGE = sa.text(
+    "INSERT INTO outbox (topic, key, value, headers) "
+    "SELECT topic, key, value, headers FROM unnest(CAST(:topics AS text[]), CAST(:keys AS bytea[]), "
+    "CAST(:vals AS bytea[]), CAST(:headers AS jsonb[])) WITH ORDINALITY "
+    "AS m(topic, key, value, headers, n) ORDER BY n"
+)
+
+
 async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
     """Write messages to the outbox within the caller's transaction."""
     if messages:
-        await session.execute(outbox_table.insert(), [m.row() for m in messages])
+        await session.execute(_STAGE, {
+            "topics": [m.topic for m in messages],
+            "keys": [m.key for m in messages],
+            "vals": [m.value for m in messages],
+            "headers": [orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in m.headers]).decode()
+                        for m in messages],
+        })
 
 
 def make_producer(client_kwargs: dict[str, Any], *, client_id: str) -> AIOKafkaProducer:
