@@ -52,7 +52,7 @@ def test_ctrl_c_on_dev_up_leaves_no_process_behind(tmp_path: Path) -> None:
     assert any("tansu" in n for n in names)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the foreground process
     assert proc.wait(120) == 0
-    gone, alive = psutil.wait_procs(started, timeout=10)
+    _, alive = psutil.wait_procs(started, timeout=10)
     assert alive == [], f"left running: {[(p.pid, p.name()) for p in alive]}"
     assert not (tmp_path / "var" / "dev" / "stack.json").exists()
 

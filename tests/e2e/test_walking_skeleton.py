@@ -3,6 +3,7 @@ PostgreSQL, orders pushed as a connector pushes them."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -43,7 +44,7 @@ async def test_an_order_pushed_at_inbound_comes_out_dispatched(
     # every event of the order carries the headers of DESIGN.md, answering the one before
     chain = [events.of(t, oid)[0] for t in
              ("order.received", "order.approved", "stock.reserved", "shipment.dispatched")]
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert after.headers["causation_id"] == before.headers["event_id"]
         assert after.headers["correlation_id"] == oid
         assert after.headers["traceparent"].split("-")[1] == before.headers["traceparent"].split("-")[1]
@@ -87,8 +88,10 @@ async def test_a_redelivered_event_changes_nothing(pipeline: Pipeline, events: E
     async with OrderPusher(pipeline.kafka) as pusher:
         await pusher.push("canonical", good_order(marker, 2))
     await events.wait_for_event("shipment.dispatched", order_id_for("canonical", marker), timeout=60)
+    # the copies we re-sent are on the topics; what counts is that no service acted again:
+    # one distinct event per hop (a second decision would carry a new event_id)
     for topic in ("order.approved", "stock.reserved", "shipment.dispatched"):
-        assert len(events.of(topic, oid)) == 1, topic
+        assert len({e.event_id for e in events.of(topic, oid)}) == 1, topic
 
 
 @pytest.mark.parametrize("topic", ["order.received", "order.approved", "stock.reserved"])

@@ -253,3 +253,81 @@ def test_delays_use_the_company_day_whatever_the_clocks_zone() -> None:
     # 04:30 UTC on the 22nd is 12:30 in Shanghai: past the deadline
     assert reasons("in_transit", datetime.fromisoformat("2026-11-22T04:30:00+00:00")) == [
         ("not_out_for_delivery_on_promised_day", date(2026, 11, 23))]
+
+
+# --- cancellation and returns -------------------------------------------------------------------
+
+
+def test_a_cancel_is_honoured_until_something_is_dispatched() -> None:
+    assert domain.decide_cancel(order_status="open", dispatched_shipment_ids=[]).honoured
+    again = domain.decide_cancel(order_status="cancelled", dispatched_shipment_ids=[])
+    assert again.honoured and again.code == "already_cancelled"
+    late = domain.decide_cancel(order_status="open", dispatched_shipment_ids=["S1"])
+    assert not late.honoured and late.code == "already_dispatched"
+
+
+RETURN_POLICY = domain.ReturnPolicy(window_days=7, non_returnable_skus=frozenset({"GIFT-1"}))
+SHIPPED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=TZ)
+
+
+def _ask(*lines: tuple[str, int, str], days: float = 1,
+         shipped: dict[str, dict[str, int]] | None = None,
+         returned: dict[str, int] | None = None,
+         start: datetime | None = SHIPPED_AT) -> domain.ReturnDecision:
+    return domain.decide_return(
+        requested=[domain.RequestedReturn(s, q, c) for s, q, c in lines],
+        shipped=shipped if shipped is not None else {"TEA-1": {"WH-SH": 2, "WH-GZ": 3},
+                                                     "GIFT-1": {"WH-SH": 1}},
+        already_returned=returned or {}, delivered_or_dispatched_at=start,
+        requested_at=SHIPPED_AT + timedelta(days=days), policy=RETURN_POLICY,
+        refunds={"TEA-1": Decimal("113.005"), "GIFT-1": Decimal("10")})
+
+
+def test_a_return_within_the_window_is_approved_with_its_refund_per_warehouse() -> None:
+    decision = _ask(("TEA-1", 3, "opened"), days=6.9)
+    assert decision.approved
+    assert [(x.warehouse_id, x.quantity, x.refund) for x in decision.lines] == [
+        ("WH-GZ", 3, Decimal("339.02"))]
+    assert decision.refund_amount == Decimal("339.02")
+
+
+def test_a_later_return_takes_the_units_earlier_returns_left() -> None:
+    decision = _ask(("TEA-1", 2, "unopened"), returned={"TEA-1": 2})
+    assert [(x.warehouse_id, x.quantity) for x in decision.lines] == [("WH-GZ", 1), ("WH-SH", 1)]
+    assert not _ask(("TEA-1", 4, "unopened"), returned={"TEA-1": 2}).approved
+
+
+@pytest.mark.parametrize(("lines", "days", "codes"), [
+    ([("TEA-1", 1, "unopened")], 7.5, ["return_window_passed"]),
+    ([("GIFT-1", 1, "unopened")], 1, ["sku_not_returnable"]),
+    ([("TEA-1", 1, "damaged_by_customer")], 1, ["condition_not_accepted"]),
+    ([("TEA-1", 6, "unopened")], 1, ["more_than_shipped"]),
+    ([("OTHER", 1, "unopened"), ("GIFT-1", 1, "opened")], 30,
+     ["return_window_passed", "sku_not_returnable", "more_than_shipped"]),
+])
+def test_a_return_is_refused_as_a_whole_with_every_reason(
+        lines: list[tuple[str, int, str]], days: float, codes: list[str]) -> None:
+    decision = _ask(*lines, days=days)
+    assert not decision.approved and not decision.lines
+    assert [r[0] for r in decision.reasons] == codes
+
+
+def test_nothing_dispatched_cannot_be_returned() -> None:
+    decision = _ask(("TEA-1", 1, "unopened"), shipped={}, start=None)
+    assert [r[0] for r in decision.reasons] == ["not_dispatched", "more_than_shipped"]
+
+
+def test_a_unit_refunds_its_price_net_of_discount_with_tax() -> None:
+    order = CanonicalOrder.model_validate(canonical_order(
+        "R-1", lines=[("TEA-002", 4)], discount="40.00"))
+    refunds = domain.unit_refunds(order, {"TEA-002": Decimal("0.09")})
+    price = order.lines[0].unit_price
+    assert refunds["TEA-002"] == (price * 4 - Decimal("40.00")) / 4 * Decimal("1.09")
+
+
+def test_return_tracking_numbers_and_exchange_ids_are_derived_and_stable() -> None:
+    number = domain.return_tracking_number("RMA-1", "SF")
+    assert number == domain.return_tracking_number("RMA-1", "SF")
+    assert number.startswith("SFR") and len(number) == 15
+    assert number != domain.return_tracking_number("RMA-2", "SF")
+    assert domain.exchange_external_id("SO-1", "RMA-1") == "SO-1-X-RMA-1"

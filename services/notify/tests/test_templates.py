@@ -40,6 +40,16 @@ EVENTS: dict[str, dict[str, Any]] = {
                            "on_time": True, "order_delivered": True},
     "shipment_exception": {"shipment_id": "SH-1", "carrier": "SF", "code": "damaged",
                            "tracking_number": "SF1234567", "tracking_url": "https://track.example/SF1234567"},
+    "order_cancelled": {"reason": "changed my mind", "requested_by": "customer"},
+    "order_cancel_refused": {"reasons": [{"code": "already_dispatched", "field": None}],
+                             "shipment_ids": ["SH-1"]},
+    "return_approved": {"rma_id": "RMA-9", "resolution": "refund", "carrier": "SF",
+                        "tracking_number": "SFR000000000042", "refund_amount": "1308.00",
+                        "currency": "CNY", "lines": [{"sku": "TEA-001", "quantity": 1}]},
+    "return_refused": {"rma_id": "RMA-9", "reasons": [{"code": "return_window_passed",
+                                                      "field": None}]},
+    "refund_issued": {"rma_id": "RMA-9", "amount": "1308.00", "currency": "CNY",
+                      "exchange_order": None},
 }
 # what each kind must say, in each language
 EXPECTED: dict[tuple[str, str], list[str]] = {
@@ -65,6 +75,16 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("shipment_delivered", "zh-CN"): ["已送达", "2026年11月23日 14:30"],
     ("shipment_exception", "en"): ["problem with the delivery", "damaged in transit", "SF1234567"],
     ("shipment_exception", "zh-CN"): ["配送异常", "包裹在运输途中损坏", "SF1234567"],
+    ("order_cancelled", "en"): ["is cancelled", "Nothing of it will be shipped"],
+    ("order_cancelled", "zh-CN"): ["已取消", "不会发货"],
+    ("order_cancel_refused", "en"): ["could not be cancelled", "already left our warehouse"],
+    ("order_cancel_refused", "zh-CN"): ["无法取消", "已从仓库发出"],
+    ("return_approved", "en"): ["RMA-9", "is approved", "SFR000000000042", "CNY 1,308.00"],
+    ("return_approved", "zh-CN"): ["RMA-9", "已批准", "SFR000000000042", "¥1,308.00"],
+    ("return_refused", "en"): ["RMA-9", "return period for this order has ended"],
+    ("return_refused", "zh-CN"): ["RMA-9", "已超过退货期限"],
+    ("refund_issued", "en"): ["RMA-9", "refund", "CNY 1,308.00"],
+    ("refund_issued", "zh-CN"): ["RMA-9", "退款", "¥1,308.00"],
 }
 
 renderer = Renderer(sender_name="TeaHouse", timezone="Asia/Shanghai")

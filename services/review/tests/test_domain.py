@@ -500,3 +500,55 @@ def test_default_policy_lets_most_demo_orders_through_and_holds_for_several_reas
     assert {"credit_limit", "overdue", "prepayment_due", "blocked_customer",
             "manager_approval"} <= reasons
     assert not reasons & {"price_deviation", "promo_invalid", "date_infeasible"}
+
+
+# --- cancellation -------------------------------------------------------------------------------
+
+
+def _ledger(status: str, kind: str, **changes: Any) -> domain.OrderLedger:
+    return domain.OrderLedger(order_id="O-1", customer_id="C1", status=status,  # type: ignore[arg-type]
+                              kind=kind, grand_total=Decimal("1000.00"), **changes)  # type: ignore[arg-type]
+
+
+def test_cancelling_an_approved_credit_order_releases_its_uninvoiced_share() -> None:
+    acct, ledger = domain.approve(account(approved_not_invoiced=Decimal("500.00")),
+                                  _ledger("held", "credit"))
+    assert acct.approved_not_invoiced == Decimal("1500.00")
+    outcome = domain.cancel(acct, ledger)
+    assert outcome is not None
+    after, cancelled = outcome
+    assert after.approved_not_invoiced == Decimal("500.00")
+    assert after.exposure == acct.exposure - Decimal("1000.00")
+    assert cancelled.status == "cancelled" and cancelled.uninvoiced == 0
+
+
+def test_cancelling_a_partly_invoiced_order_releases_only_what_is_not_invoiced() -> None:
+    acct, ledger = domain.approve(account(), _ledger("held", "credit"))
+    invoiced = domain.apply_invoice(acct, ledger, Decimal("400.00"))
+    assert invoiced.ledger is not None
+    outcome = domain.cancel(invoiced.account, invoiced.ledger)
+    assert outcome is not None
+    after, _ = outcome
+    assert after.approved_not_invoiced == 0
+    assert after.open_receivables == invoiced.account.open_receivables  # finance credits it
+
+
+def test_cancelling_a_cod_order_releases_its_unpaid_amount() -> None:
+    acct, ledger = domain.approve(account(), _ledger("held", "cod", paid=Decimal("200.00")))
+    assert acct.open_cod == Decimal("800.00")
+    outcome = domain.cancel(acct, ledger)
+    assert outcome is not None and outcome[0].open_cod == 0
+
+
+def test_cancelling_a_held_order_changes_no_figure_and_takes_it_off_the_queue() -> None:
+    acct = account(approved_not_invoiced=Decimal("300.00"))
+    outcome = domain.cancel(acct, _ledger("held", "credit"))
+    assert outcome is not None
+    assert outcome[0] == acct
+    assert outcome[1].status == "cancelled"
+    assert domain.refuse_manual_decision(outcome[1], "O-1", "approve") is not None
+
+
+@pytest.mark.parametrize("status", ["rejected", "cancelled"])
+def test_nothing_to_cancel_after_a_rejection_or_a_cancellation(status: str) -> None:
+    assert domain.cancel(account(), _ledger(status, "credit")) is None

@@ -449,6 +449,145 @@ class StockReceived(Event):
         return self.sku
 
 
+# --- order lifecycle: cancellation, returns ---------------------------------------------------
+
+
+class OrderCancelRequested(Event):
+    """A request to cancel an order (a connector or the console). Logistics decides: honoured
+    until dispatch (``order.cancelled``), refused after (``order.cancel-refused``)."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderCancelRequested"
+
+    order_id: str
+    reason: str = Field(min_length=1, max_length=500, description="Why, in plain words")
+    requested_by: str = Field(default="customer", max_length=128,
+                              description="'customer', a connector's name or a console user")
+    requested_at: datetime | None = None
+    customer: Customer | None = Field(
+        default=None, description="Who to tell, when the requester knows (a cancel may come first)")
+
+
+class OrderCancelled(Event):
+    """The order is cancelled: nothing was dispatched, nothing will be. Review releases the credit
+    exposure, inventory the reservations and backorders, notify tells the customer."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderCancelled"
+
+    order_id: str
+    reason: str
+    requested_by: str
+    customer: Customer | None = Field(default=None, description="When logistics knows it")
+
+
+class OrderCancelRefused(Event):
+    """A cancel request came too late (something was dispatched); the order goes on."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderCancelRefused"
+
+    order_id: str
+    reasons: tuple[Reason, ...] = Field(min_length=1)
+    requested_by: str
+    shipment_ids: tuple[str, ...] = ()
+
+
+ItemCondition = Literal["unopened", "opened", "defective", "damaged_by_customer"]
+
+
+class ReturnRequestLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    quantity: int = Field(gt=0)
+    condition: ItemCondition = "unopened"
+
+
+class ReturnRequested(Event):
+    """A customer asks to send goods back (an RMA request), for a refund or an exchange."""
+
+    EVENT_TYPE: ClassVar[str] = "ReturnRequested"
+
+    order_id: str
+    rma_id: str = Field(min_length=1, max_length=64, description="The return's id, unique")
+    lines: tuple[ReturnRequestLine, ...] = Field(min_length=1)
+    reason: str = Field(default="", max_length=500)
+    resolution: Literal["refund", "exchange"] = "refund"
+    requested_at: datetime
+
+
+class ReturnLine(BaseModel):
+    """Units of one SKU coming back to the warehouse they left, with what they refund."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    warehouse_id: str
+    quantity: int = Field(gt=0)
+    refund: Amount = Field(description="What these units refund (net of their discount, with tax)")
+
+
+class ReturnApproved(Event):
+    """Logistics approved a return by policy: a return shipment with a tracking number."""
+
+    EVENT_TYPE: ClassVar[str] = "ReturnApproved"
+
+    order_id: str
+    rma_id: str
+    lines: tuple[ReturnLine, ...] = Field(min_length=1)
+    resolution: Literal["refund", "exchange"]
+    carrier: str
+    tracking_number: str
+    refund_amount: Amount
+    currency: str
+    customer: Customer | None = None
+
+
+class ReturnRefused(Event):
+    """A return refused by policy (window, condition, non-returnable SKU), with reasons."""
+
+    EVENT_TYPE: ClassVar[str] = "ReturnRefused"
+
+    order_id: str
+    rma_id: str
+    reasons: tuple[Reason, ...] = Field(min_length=1)
+    customer: Customer | None = None
+
+
+class InspectedUnits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    quantity: int = Field(gt=0)
+    outcome: Literal["restock", "scrap"]
+
+
+class ReturnReceived(Event):
+    """The warehouse received a return and inspected it: each unit restocked or scrapped."""
+
+    EVENT_TYPE: ClassVar[str] = "ReturnReceived"
+
+    order_id: str
+    rma_id: str
+    warehouse_id: str
+    inspections: tuple[InspectedUnits, ...] = Field(min_length=1)
+    received_at: datetime
+
+
+class RefundIssued(Event):
+    """Money owed back to the customer for a received return, for finance connectors."""
+
+    EVENT_TYPE: ClassVar[str] = "RefundIssued"
+
+    refund_id: str
+    order_id: str
+    rma_id: str
+    customer_id: str
+    amount: Amount
+    currency: str
+    lines: tuple[ReturnLine, ...] = ()
+    exchange_order_external_id: str | None = Field(
+        default=None, description="For an exchange: the new linked order's external id")
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     OrderSubmitted,
     OrderReceived,
@@ -474,5 +613,13 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CustomerUpdated,
     WarehouseUpdated,
     StockReceived,
+    OrderCancelRequested,
+    OrderCancelled,
+    OrderCancelRefused,
+    ReturnRequested,
+    ReturnApproved,
+    ReturnRefused,
+    ReturnReceived,
+    RefundIssued,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.EVENT_TYPE: e for e in ALL_EVENTS}

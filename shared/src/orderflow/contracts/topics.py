@@ -68,6 +68,23 @@ WAREHOUSE_UPDATED = Topic("warehouse.updated", ev.WarehouseUpdated, 1, "warehous
                           "Warehouse master data")
 STOCK_RECEIVED = Topic("stock.received", ev.StockReceived, 3, "sku", "Goods received into stock")
 
+ORDER_CANCEL_REQUESTED = Topic("order.cancel-requested", ev.OrderCancelRequested, 3, "order id",
+                              "Requests to cancel an order, from connectors or the console")
+ORDER_CANCELLED = Topic("order.cancelled", ev.OrderCancelled, 3, "order id",
+                        "Orders cancelled before dispatch")
+ORDER_CANCEL_REFUSED = Topic("order.cancel-refused", ev.OrderCancelRefused, 3, "order id",
+                             "Cancel requests refused (already dispatched), with reasons")
+RETURN_REQUESTED = Topic("order.return-requested", ev.ReturnRequested, 3, "order id",
+                         "Return (RMA) requests from connectors or the console")
+RETURN_APPROVED = Topic("order.return-approved", ev.ReturnApproved, 3, "order id",
+                        "Returns approved by policy, with the return shipment's tracking number")
+RETURN_REFUSED = Topic("order.return-refused", ev.ReturnRefused, 3, "order id",
+                       "Returns refused by policy, with reasons")
+RETURN_RECEIVED = Topic("order.return-received", ev.ReturnReceived, 3, "order id",
+                        "Returns received and inspected: each unit restocked or scrapped")
+REFUND_ISSUED = Topic("refund.issued", ev.RefundIssued, 3, "order id",
+                      "Refunds owed to customers, for finance connectors")
+
 CATALOGUE: tuple[Topic, ...] = (
     ORDER_INBOUND,
     ORDER_RECEIVED,
@@ -93,6 +110,14 @@ CATALOGUE: tuple[Topic, ...] = (
     CUSTOMER_UPDATED,
     WAREHOUSE_UPDATED,
     STOCK_RECEIVED,
+    ORDER_CANCEL_REQUESTED,
+    ORDER_CANCELLED,
+    ORDER_CANCEL_REFUSED,
+    RETURN_REQUESTED,
+    RETURN_APPROVED,
+    RETURN_REFUSED,
+    RETURN_RECEIVED,
+    REFUND_ISSUED,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
 TOPIC_OF_EVENT: dict[type[ev.Event], Topic] = {t.model: t for t in CATALOGUE}

@@ -89,6 +89,12 @@ class Tracker:
             self._effect(("delivered", ev.shipment_id), e.event_id)
             if ev.order_delivered:
                 track.advance(OrderState.DELIVERED)
+        elif t == "order.cancelled":
+            track.advance(OrderState.CANCELLED)
+            self._effect(("cancelled", oid), e.event_id)
+        elif t == "refund.issued":
+            track.advance(OrderState.RETURNED)
+            self._effect(("refunded", ev.rma_id), e.event_id)
         elif t == "notification.recorded":
             self._effect(("notified", ev.source_event_id, ev.channel), e.event_id)
 

@@ -24,6 +24,10 @@ def create_service() -> ServiceDefinition:
         subscriptions=[
             Subscription(topics.ORDER_APPROVED, on.on_order_approved,
                          description="Approved orders to reserve stock for"),
+            Subscription(topics.ORDER_CANCELLED, on.on_order_cancelled,
+                         description="Cancelled orders: release reservations, drop backorders"),
+            Subscription(topics.RETURN_RECEIVED, on.on_return_received,
+                         description="Inspected returns: restock or scrap each unit"),
             Subscription(topics.STOCK_RECEIVED, on.on_stock_received,
                          description="Receipts: add to on hand, then fill backorders"),
             Subscription(topics.STOCK_ADJUSTED, on.on_stock_adjusted,

@@ -7,7 +7,9 @@ import structlog
 
 from orderflow.contracts.events import (
     OrderApproved,
+    OrderCancelled,
     ProductUpdated,
+    ReturnReceived,
     ShipmentDispatched,
     StockAdjusted,
     StockReceived,
@@ -30,6 +32,20 @@ class InventoryHandlers:
         approved = incoming.event
         structlog.contextvars.bind_contextvars(order_id=approved.order_id)
         await Stockroom(uow, self.policy).reserve_order(approved.order_id, approved.order)
+
+    async def on_order_cancelled(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderCancelled]) -> None:
+        cancelled = incoming.event
+        structlog.contextvars.bind_contextvars(order_id=cancelled.order_id)
+        await Stockroom(uow, self.policy).cancel_order(cancelled.order_id, cancelled.reason)
+
+    async def on_return_received(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[ReturnReceived]) -> None:
+        r = incoming.event
+        structlog.contextvars.bind_contextvars(order_id=r.order_id)
+        await Stockroom(uow, self.policy).take_back_return(
+            r.rma_id, r.order_id, r.warehouse_id,
+            ((u.sku, u.quantity, u.outcome) for u in r.inspections))
 
     async def on_stock_received(self, uow: UnitOfWork,
                                 incoming: IncomingEvent[StockReceived]) -> None:

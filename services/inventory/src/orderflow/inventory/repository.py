@@ -84,6 +84,21 @@ order_lines = sa.Table(
     sa.Column("ordered", sa.Integer, nullable=False),
     sa.Column("short", sa.Integer, nullable=False),
 )
+cancelled_orders = sa.Table(
+    "inventory_cancelled_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+)
+returns = sa.Table(
+    "inventory_returns", metadata,
+    sa.Column("rma_id", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("warehouse_id", sa.Text, nullable=False),
+    sa.Column("restocked", sa.Integer, nullable=False),
+    sa.Column("scrapped", sa.Integer, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
+)
 reservations = sa.Table(
     "inventory_reservations", metadata,
     sa.Column("order_id", sa.Text, primary_key=True),
@@ -332,6 +347,33 @@ class InventoryRepository:
         return [dict(r._mapping) for r in rows]
 
     # -- orders -------------------------------------------------------------------------------
+    async def lock_order_key(self, order_id: str) -> None:
+        """Serialise everything about one order (its approval, its cancellation) in this
+        transaction, whichever replica and topic partition they arrive on."""
+        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(sa.literal("inventory-order:") + order_id, 0))))
+
+    async def add_cancelled(self, order_id: str, reason: str) -> bool:
+        """Keep the order's tombstone; False when it was already cancelled."""
+        row = (await self.session.execute(
+            pg_insert(cancelled_orders).values(order_id=order_id, reason=reason)
+            .on_conflict_do_nothing().returning(cancelled_orders.c.order_id))).first()
+        return row is not None
+
+    async def is_cancelled(self, order_id: str) -> bool:
+        return (await self.session.execute(
+            sa.select(cancelled_orders.c.order_id)
+            .where(cancelled_orders.c.order_id == order_id))).first() is not None
+
+    async def add_return(self, rma_id: str, order_id: str, warehouse_id: str, restocked: int,
+                         scrapped: int) -> bool:
+        """Record a received return; False when this RMA was already taken back."""
+        row = (await self.session.execute(
+            pg_insert(returns).values(rma_id=rma_id, order_id=order_id, warehouse_id=warehouse_id,
+                                      restocked=restocked, scrapped=scrapped)
+            .on_conflict_do_nothing().returning(returns.c.rma_id))).first()
+        return row is not None
+
     async def add_order(self, order_id: str, order: CanonicalOrder, need: Mapping[str, int]) -> bool:
         """Record a newly approved order with every line short; False if already known."""
         added = (await self.session.execute(

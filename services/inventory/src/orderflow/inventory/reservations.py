@@ -56,6 +56,10 @@ class Stockroom:
     async def reserve_order(self, order_id: str, order: CanonicalOrder) -> None:
         """An approved order: reserve it where the rules say, or backorder what is missing."""
         need = domain.demand_of((line.sku, line.quantity) for line in order.lines)
+        await self.repo.lock_order_key(order_id)
+        if await self.repo.is_cancelled(order_id):
+            log.info("order cancelled before its approval arrived; approval skipped")
+            return
         if not await self.repo.add_order(order_id, order, need):
             log.info("order already known to inventory; approval ignored")
             return
@@ -142,6 +146,38 @@ class Stockroom:
         await self._check_low(skus, decreased=False)
         await self.fill_backorders(skus)
         return event
+
+    async def cancel_order(self, order_id: str, reason: str) -> StockReleased | None:
+        """The order is cancelled: keep its tombstone (a late approval is skipped), give back its
+        reservations and take it out of the backorder queue."""
+        await self.repo.lock_order_key(order_id)
+        if not await self.repo.add_cancelled(order_id, reason):
+            log.info("order already cancelled; ignored")
+            return None
+        return await self.release(order_id, f"cancelled: {reason}"[:500])
+
+    async def take_back_return(self, rma_id: str, order_id: str, warehouse_id: str,
+                               inspections: Iterable[tuple[str, int, str]]) -> bool:
+        """A return received and inspected: restocked units are a receipt (and may fill
+        backorders), scrapped units a receipt written off by an adjustment, so the ledger shows
+        both. False when this RMA was already taken back."""
+        units = list(inspections)
+        restocked = sum(q for _, q, outcome in units if outcome == "restock")
+        scrapped = sum(q for _, q, outcome in units if outcome == "scrap")
+        if not await self.repo.add_return(rma_id, order_id, warehouse_id, restocked, scrapped):
+            log.info("return already taken back; ignored", rma_id=rma_id)
+            return False
+        reference = f"return {rma_id}"
+        for sku, quantity, outcome in sorted(units):
+            await self.repo.receive(warehouse_id, sku, quantity, reference)
+            if outcome == "scrap" and await self.repo.adjust(
+                    warehouse_id, sku, -quantity, f"scrapped: {reference}") is None:
+                raise ImpossibleStockMovement(f"scrapping {quantity} x {sku} of {reference}")
+        skus = {sku for sku, _, outcome in units if outcome == "restock"}
+        await self._check_low(skus, decreased=False)
+        await self.fill_backorders(skus)
+        log.info("return taken back", rma_id=rma_id, restocked=restocked, scrapped=scrapped)
+        return True
 
     async def expire_stalled(self, now: datetime | None = None) -> list[str]:
         """Release the reservations of orders not dispatched before their expiry."""

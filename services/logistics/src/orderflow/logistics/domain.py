@@ -286,3 +286,138 @@ def assess_delays(*, status: str, pickup_date: date | None, promised_date: date 
         findings.append(DelayFinding("not_out_for_delivery_on_promised_day",
                                      promised_date + timedelta(days=1)))
     return findings
+
+
+# --- cancellation: logistics is the arbiter of the point of no return ----------------------------
+
+
+@dataclass(frozen=True)
+class CancelDecision:
+    """Whether a cancel request is honoured; when refused, why (in the contract's words)."""
+
+    honoured: bool
+    code: str = ""
+    message: str = ""
+
+
+def decide_cancel(*, order_status: str, dispatched_shipment_ids: Sequence[str]) -> CancelDecision:
+    """Honoured until dispatch: once any shipment of the order has left with a carrier it is
+    refused (the customer may return the goods instead). Cancelling twice is honoured once (the
+    caller publishes nothing the second time)."""
+    if dispatched_shipment_ids:
+        return CancelDecision(
+            False, "already_dispatched",
+            f"{len(dispatched_shipment_ids)} shipment(s) already left with a carrier; "
+            "the order can be returned once delivered")
+    if order_status == "cancelled":
+        return CancelDecision(True, "already_cancelled", "the order is already cancelled")
+    return CancelDecision(True)
+
+
+# --- returns (RMA) -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReturnPolicy:
+    """The company's return rules: a window from delivery (from dispatch when no delivery was
+    reported), SKUs that cannot come back, and item conditions that are refused."""
+
+    window_days: int = 7
+    non_returnable_skus: frozenset[str] = frozenset()
+    refused_conditions: frozenset[str] = frozenset({"damaged_by_customer"})
+
+
+@dataclass(frozen=True)
+class RequestedReturn:
+    sku: str
+    quantity: int
+    condition: str
+
+
+@dataclass(frozen=True)
+class ReturnPlanLine:
+    sku: str
+    warehouse_id: str
+    quantity: int
+    refund: Decimal
+
+
+@dataclass(frozen=True)
+class ReturnDecision:
+    approved: bool
+    lines: tuple[ReturnPlanLine, ...] = ()
+    refund_amount: Decimal = Decimal("0.00")
+    reasons: tuple[tuple[str, str | None, str], ...] = ()  # (code, field, message)
+
+
+_CENT = Decimal("0.01")
+
+
+def unit_refunds(order: CanonicalOrder, tax_rates: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """What one unit of each SKU refunds: its price net of its share of the line discount, with
+    the SKU's tax; not the shipping fee. Unrounded (rounded once per returned line)."""
+    totals: dict[str, tuple[Decimal, int]] = {}
+    for line in order.lines:
+        net, qty = totals.get(line.sku, (Decimal("0"), 0))
+        totals[line.sku] = (net + line.unit_price * line.quantity - line.discount, qty + line.quantity)
+    return {sku: net / qty * (1 + tax_rates.get(sku, Decimal("0")))
+            for sku, (net, qty) in totals.items() if qty}
+
+
+def decide_return(*, requested: Sequence[RequestedReturn], shipped: Mapping[str, Mapping[str, int]],
+                  already_returned: Mapping[str, int], delivered_or_dispatched_at: datetime | None,
+                  requested_at: datetime, policy: ReturnPolicy,
+                  refunds: Mapping[str, Decimal]) -> ReturnDecision:
+    """Approve or refuse a return as a whole. ``shipped`` is {sku: {warehouse: units}} of the
+    order's dispatched shipments, ``already_returned`` the units of earlier approved returns.
+    The units go back to the warehouses they left, in warehouse order."""
+    reasons: list[tuple[str, str | None, str]] = []
+    if delivered_or_dispatched_at is None:
+        reasons.append(("not_dispatched", None,
+                        "nothing of this order was dispatched: cancel it instead"))
+    elif requested_at - delivered_or_dispatched_at > timedelta(days=policy.window_days):
+        reasons.append(("return_window_passed", None,
+                        f"returns are accepted within {policy.window_days} days of delivery"))
+    wanted: dict[str, int] = {}
+    for i, line in enumerate(requested):
+        where = f"lines.{i}"
+        if line.sku in policy.non_returnable_skus:
+            reasons.append(("sku_not_returnable", f"{where}.sku", f"{line.sku} cannot be returned"))
+        if line.condition in policy.refused_conditions:
+            reasons.append(("condition_not_accepted", f"{where}.condition",
+                            f"items in condition '{line.condition}' are not taken back"))
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    for sku, units in sorted(wanted.items()):
+        returnable = sum(shipped.get(sku, {}).values()) - already_returned.get(sku, 0)
+        if units > returnable:
+            reasons.append(("more_than_shipped", sku,
+                            f"{units} x {sku} asked back, {max(returnable, 0)} can be returned"))
+    if reasons or delivered_or_dispatched_at is None:
+        return ReturnDecision(False, reasons=tuple(reasons))
+    lines: list[ReturnPlanLine] = []
+    for sku, units in sorted(wanted.items()):
+        skip = already_returned.get(sku, 0)  # earlier returns took the first warehouses' units
+        for warehouse_id, sent in sorted(shipped[sku].items()):
+            usable = max(0, sent - skip)
+            skip = max(0, skip - sent)
+            take = min(usable, units)
+            if take:
+                refund = (refunds.get(sku, Decimal("0")) * take).quantize(_CENT, "ROUND_HALF_UP")
+                lines.append(ReturnPlanLine(sku, warehouse_id, take, refund))
+                units -= take
+            if not units:
+                break
+    total = sum((line.refund for line in lines), Decimal("0.00"))
+    return ReturnDecision(True, tuple(lines), total)
+
+
+def return_tracking_number(rma_id: str, carrier: str) -> str:
+    """The return shipment's tracking number: the carrier's code, R and 12 digits derived from
+    the RMA (a replay gives the same number)."""
+    serial = uuid.uuid5(_SHIPMENT_NAMESPACE, f"return:{rma_id}").int % 10**12
+    return f"{carrier}R{serial:012d}"
+
+
+def exchange_external_id(external_id: str, rma_id: str) -> str:
+    """The linked order an exchange creates: derived from the original and the RMA."""
+    return f"{external_id}-X-{rma_id}"[:128]

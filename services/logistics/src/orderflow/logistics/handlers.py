@@ -5,13 +5,26 @@ a shipment logistics never made) raises, and is dead-lettered with the reason.""
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import structlog
 
 from orderflow.contracts.events import (
+    OrderCancelled,
+    OrderCancelRefused,
+    OrderCancelRequested,
+    OrderSubmitted,
     ProductUpdated,
+    Reason,
+    RefundIssued,
+    ReturnApproved,
+    ReturnLine,
+    ReturnReceived,
+    ReturnRefused,
+    ReturnRequested,
     ShipmentDelayed,
     ShipmentDelivered,
     ShipmentDispatched,
@@ -20,6 +33,7 @@ from orderflow.contracts.events import (
     TrackingUpdated,
     WarehouseUpdated,
 )
+from orderflow.contracts.order import CanonicalOrder, OrderLine
 from orderflow.logistics import domain
 from orderflow.logistics.carriers import CarrierChoice
 from orderflow.logistics.repository import LogisticsRepository, ShipmentRecord
@@ -41,6 +55,17 @@ class UnknownShipment(LookupError):
 
 class TrackingMismatch(ValueError):
     """A tracking update's order, carrier or tracking number disagrees with the shipment's."""
+
+
+class UnknownReturn(LookupError):
+    """A return receipt names an RMA logistics never approved (dead-lettered for a person)."""
+
+
+class ReturnMismatch(ValueError):
+    """A return receipt disagrees with its RMA (another order, more units than approved)."""
+
+
+_REFUND_NAMESPACE = uuid.UUID("5f7c2b8e-9d14-4c3a-a6e1-2b9f0d4c8e17")
 
 
 async def flag_delays(uow: UnitOfWork, repo: LogisticsRepository, shipment: ShipmentRecord,
@@ -74,6 +99,13 @@ class LogisticsHandlers:
         reserved = incoming.event
         order = reserved.order
         repo = LogisticsRepository(uow.session, self.randbelow)
+        # the point of no return: a cancel request of this order waits for this lock, or this
+        # reservation waits for the cancel's and then finds the order cancelled
+        record = await repo.lock_order(reserved.order_id, order)
+        if record.status == "cancelled":
+            log.info("order cancelled before dispatch; reservation not dispatched",
+                     order_id=reserved.order_id)
+            return
         catalogue = self.settings.catalogue
         sites = await repo.warehouse_sites(r.warehouse_id for r in reserved.reservations)
         infos = await repo.product_infos(r.sku for r in reserved.reservations)
@@ -175,6 +207,137 @@ class LogisticsHandlers:
             now=occurred_at, policy=self.settings.delay_policy)
         await flag_delays(uow, repo, shipment, findings, observed_at=occurred_at, source="tracking")
 
+    async def on_cancel_requested(self, uow: UnitOfWork,
+                                  incoming: IncomingEvent[OrderCancelRequested]) -> None:
+        request = incoming.event
+        repo = LogisticsRepository(uow.session)
+        record = await repo.lock_order(request.order_id)
+        dispatched = await repo.dispatched_shipment_ids(request.order_id)
+        decision = domain.decide_cancel(order_status=record.status,
+                                        dispatched_shipment_ids=dispatched)
+        if not decision.honoured:
+            uow.emit(OrderCancelRefused(
+                order_id=request.order_id, requested_by=request.requested_by,
+                reasons=(Reason(code=decision.code, message=decision.message),),
+                shipment_ids=tuple(dispatched)))
+            log.info("cancel refused", order_id=request.order_id, reason=decision.code)
+            return
+        if decision.code == "already_cancelled":
+            log.info("order already cancelled; request ignored", order_id=request.order_id)
+            return
+        await repo.mark_cancelled(request.order_id, request.reason, request.requested_by)
+        uow.emit(OrderCancelled(order_id=request.order_id, reason=request.reason,
+                                requested_by=request.requested_by,
+                                customer=record.order.customer if record.order
+                                else request.customer))
+        log.info("order cancelled", order_id=request.order_id,
+                 reserved_before=record.order is not None)
+
+    async def on_return_requested(self, uow: UnitOfWork,
+                                  incoming: IncomingEvent[ReturnRequested]) -> None:
+        request = incoming.event
+        repo = LogisticsRepository(uow.session)
+        record = await repo.lock_order(request.order_id)
+        if await repo.lock_return(request.rma_id) is not None:
+            log.info("return already decided; request ignored", rma_id=request.rma_id)
+            return
+        shipped, window_start = await repo.shipped_units(request.order_id)
+        order = record.order
+        refunds = domain.unit_refunds(
+            order, await repo.tax_rates(line.sku for line in order.lines)) if order else {}
+        decision = domain.decide_return(
+            requested=[domain.RequestedReturn(r.sku, r.quantity, r.condition) for r in request.lines],
+            shipped=shipped, already_returned=await repo.returned_units(request.order_id),
+            delivered_or_dispatched_at=window_start,
+            requested_at=domain.as_aware(request.requested_at, self.settings.tz),
+            policy=self.settings.return_policy, refunds=refunds)
+        customer = order.customer if order else None
+        if not decision.approved or order is None:
+            reasons = tuple(Reason(code=c, field=f, message=m) for c, f, m in decision.reasons)
+            await repo.add_return(
+                rma_id=request.rma_id, order_id=request.order_id, status="refused",
+                resolution=request.resolution, reasons=[r.model_dump() for r in reasons],
+                lines=[r.model_dump() for r in request.lines], carrier=None, tracking_number=None,
+                refund_amount=None, currency=None, requested_at=request.requested_at)
+            uow.emit(ReturnRefused(order_id=request.order_id, rma_id=request.rma_id,
+                                   reasons=reasons, customer=customer))
+            log.info("return refused", rma_id=request.rma_id, reasons=[r.code for r in reasons])
+            return
+        lines = tuple(ReturnLine(sku=x.sku, warehouse_id=x.warehouse_id, quantity=x.quantity,
+                                 refund=x.refund) for x in decision.lines)
+        carrier = self.settings.return_carrier
+        number = domain.return_tracking_number(request.rma_id, carrier)
+        await repo.add_return(
+            rma_id=request.rma_id, order_id=request.order_id, status="approved",
+            resolution=request.resolution, reasons=[],
+            lines=[x.model_dump(mode="json") for x in lines], carrier=carrier,
+            tracking_number=number, refund_amount=decision.refund_amount,
+            currency=order.currency, requested_at=request.requested_at)
+        uow.emit(ReturnApproved(order_id=request.order_id, rma_id=request.rma_id, lines=lines,
+                                resolution=request.resolution, carrier=carrier,
+                                tracking_number=number, refund_amount=decision.refund_amount,
+                                currency=order.currency, customer=customer))
+        log.info("return approved", rma_id=request.rma_id, units=sum(x.quantity for x in lines),
+                 resolution=request.resolution)
+
+    async def on_return_received(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[ReturnReceived]) -> None:
+        receipt = incoming.event
+        repo = LogisticsRepository(uow.session)
+        record = await repo.lock_order(receipt.order_id)
+        row = await repo.lock_return(receipt.rma_id)
+        if row is None or row.status == "refused":
+            raise UnknownReturn(f"return {receipt.rma_id} of order {receipt.order_id} was "
+                                f"{'never requested' if row is None else 'refused'}")
+        if row.order_id != receipt.order_id:
+            raise ReturnMismatch(f"return {receipt.rma_id} belongs to order {row.order_id}")
+        if row.status == "received":
+            log.info("return already received; receipt ignored", rma_id=receipt.rma_id)
+            return
+        approved: dict[str, int] = {}
+        refund_of: dict[str, Decimal] = {}
+        for line in row.lines:
+            approved[line["sku"]] = approved.get(line["sku"], 0) + int(line["quantity"])
+            refund_of[line["sku"]] = refund_of.get(line["sku"], Decimal("0")) + Decimal(line["refund"])
+        received: dict[str, int] = {}
+        for unit in receipt.inspections:
+            received[unit.sku] = received.get(unit.sku, 0) + unit.quantity
+        over = {sku: q for sku, q in received.items() if q > approved.get(sku, 0)}
+        if over:
+            raise ReturnMismatch(f"return {receipt.rma_id} received {over}, approved {approved}")
+        # what the received units refund: their share of the approved lines' refund
+        lines = tuple(ReturnLine(
+            sku=sku, warehouse_id=receipt.warehouse_id, quantity=q,
+            refund=(refund_of[sku] * q / approved[sku]).quantize(Decimal("0.01"), "ROUND_HALF_UP"))
+            for sku, q in sorted(received.items()))
+        amount = sum((x.refund for x in lines), Decimal("0.00"))
+        refund_id = str(uuid.uuid5(_REFUND_NAMESPACE, receipt.rma_id))
+        order = record.order
+        assert order is not None  # an approved return's order was reserved here
+        exchange_id = None
+        if row.resolution == "exchange":
+            exchange_id = domain.exchange_external_id(order.external_id, receipt.rma_id)
+            replacement = order.model_copy(update={
+                "external_id": exchange_id, "placed_at": self.clock(), "revision": 1,
+                "lines": tuple(line.model_copy(update={"discount": Decimal("0.00")})
+                               for line in _replacement_lines(order, received)),
+                "promo_code": None, "shipping_fee": Decimal("0.00"), "stated_total": None,
+                "amount_paid": Decimal("0.00"),
+                "notes": f"exchange for order {order.external_id}, return {receipt.rma_id}"})
+            uow.emit(OrderSubmitted(channel="canonical", external_id=exchange_id,
+                                    received_at=self.clock(),
+                                    payload=replacement.model_dump(mode="json")),
+                     correlation_id=receipt.order_id)
+        await repo.mark_return_received(
+            receipt.rma_id, received_at=receipt.received_at,
+            inspections=[u.model_dump() for u in receipt.inspections], refund_id=refund_id)
+        uow.emit(RefundIssued(refund_id=refund_id, order_id=receipt.order_id,
+                              rma_id=receipt.rma_id, customer_id=order.customer.id, amount=amount,
+                              currency=str(row.currency), lines=lines,
+                              exchange_order_external_id=exchange_id))
+        log.info("return received; refund issued", rma_id=receipt.rma_id, amount=str(amount),
+                 exchange=exchange_id is not None)
+
     async def on_warehouse_updated(self, uow: UnitOfWork,
                                    incoming: IncomingEvent[WarehouseUpdated]) -> None:
         await LogisticsRepository(uow.session).upsert_warehouse(incoming.event)
@@ -182,3 +345,10 @@ class LogisticsHandlers:
     async def on_product_updated(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ProductUpdated]) -> None:
         await LogisticsRepository(uow.session).upsert_product(incoming.event)
+
+
+def _replacement_lines(order: CanonicalOrder, received: dict[str, int]) -> list[OrderLine]:
+    """The exchange order's lines: the received units of each SKU, at the original unit price."""
+    prices = {line.sku: line for line in order.lines}
+    return [prices[sku].model_copy(update={"quantity": q}) for sku, q in sorted(received.items())
+            if sku in prices]

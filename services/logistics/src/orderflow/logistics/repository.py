@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import ProductUpdated, TrackingUpdated, WarehouseUpdated
-from orderflow.contracts.order import Address
+from orderflow.contracts.order import Address, CanonicalOrder
 from orderflow.logistics.carriers import CarrierCatalogue, CarrierChoice, new_tracking_number
 from orderflow.logistics.domain import (
     DelayFinding,
@@ -42,6 +43,7 @@ products = sa.Table(
     sa.Column("sku", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("weight_kg", sa.Numeric(10, 3), nullable=False),
+    sa.Column("tax_rate", sa.Numeric(6, 4), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
 shipments = sa.Table(
@@ -107,6 +109,38 @@ delays = sa.Table(
     sa.Column("flagged_at", sa.DateTime(timezone=True)),
 )
 
+orders = sa.Table(
+    "logistics_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),  # open | cancelled
+    sa.Column("order_json", JSONB),
+    sa.Column("customer_id", sa.Text),
+    sa.Column("cancel_reason", sa.Text),
+    sa.Column("cancelled_by", sa.Text),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+returns = sa.Table(
+    "logistics_returns", metadata,
+    sa.Column("rma_id", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # approved | refused | received
+    sa.Column("resolution", sa.Text, nullable=False),
+    sa.Column("reasons", JSONB, nullable=False),
+    sa.Column("lines", JSONB, nullable=False),
+    sa.Column("carrier", sa.Text),
+    sa.Column("tracking_number", sa.Text, unique=True),
+    sa.Column("refund_amount", sa.Numeric(12, 2)),
+    sa.Column("currency", sa.Text),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
+    sa.Column("inspections", JSONB),
+    sa.Column("refund_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
 UNDELIVERED = ("dispatched", "picked_up", "in_transit", "out_for_delivery", "exception")
 
 
@@ -164,12 +198,12 @@ class LogisticsRepository:
                   "updated_at": sa.func.now()}))
 
     async def upsert_product(self, p: ProductUpdated) -> None:
-        values = {"sku": p.sku, "name": p.name, "weight_kg": p.weight_kg}
+        values = {"sku": p.sku, "name": p.name, "weight_kg": p.weight_kg, "tax_rate": p.tax_rate}
         stmt = pg_insert(products).values(**values)
         await self.session.execute(stmt.on_conflict_do_update(
             index_elements=[products.c.sku],
             set_={"name": stmt.excluded.name, "weight_kg": stmt.excluded.weight_kg,
-                  "updated_at": sa.func.now()}))
+                  "tax_rate": stmt.excluded.tax_rate, "updated_at": sa.func.now()}))
 
     async def warehouse_sites(self, ids: Iterable[str]) -> dict[str, WarehouseSite]:
         rows = (await self.session.execute(
@@ -332,3 +366,106 @@ class LogisticsRepository:
         return (await self.session.execute(
             sa.select(warehouses).where(warehouses.c.warehouse_id == warehouse_id))).first()
 
+
+    # -- the order record: cancel vs dispatch -----------------------------------------------------
+    async def lock_order(self, order_id: str, order: CanonicalOrder | None = None) -> OrderRow:
+        """The order's record, created if new, locked FOR UPDATE until the transaction ends: a
+        cancel request and a reservation of one order are decided one after the other, whichever
+        replica handles them. The order's JSON is kept the first time a reservation brings it."""
+        values: dict[str, Any] = {"order_id": order_id, "status": "open"}
+        if order is not None:
+            values.update(order_json=order.model_dump(mode="json"), customer_id=order.customer.id)
+        stmt = pg_insert(orders).values(**values)
+        if order is not None:
+            await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=[orders.c.order_id], where=orders.c.order_json.is_(None),
+                set_={"order_json": stmt.excluded.order_json,
+                      "customer_id": stmt.excluded.customer_id, "updated_at": sa.func.now()}))
+        else:
+            await self.session.execute(stmt.on_conflict_do_nothing())
+        row = (await self.session.execute(
+            sa.select(orders).where(orders.c.order_id == order_id).with_for_update())).one()
+        return OrderRow(row.order_id, row.status,
+                        CanonicalOrder.model_validate(row.order_json) if row.order_json else None,
+                        row.cancel_reason)
+
+    async def mark_cancelled(self, order_id: str, reason: str, requested_by: str) -> None:
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id).values(
+            status="cancelled", cancel_reason=reason, cancelled_by=requested_by,
+            cancelled_at=sa.func.now(), updated_at=sa.func.now()))
+
+    async def dispatched_shipment_ids(self, order_id: str) -> list[str]:
+        return list((await self.session.execute(
+            sa.select(shipments.c.shipment_id)
+            .where(shipments.c.order_id == order_id, shipments.c.tracking_number.is_not(None))
+            .order_by(shipments.c.shipment_id))).scalars())
+
+    # -- returns ------------------------------------------------------------------------------
+    async def shipped_units(self, order_id: str) -> tuple[dict[str, dict[str, int]], datetime | None]:
+        """{sku: {warehouse: units}} of the order's dispatched shipments, and the moment the
+        return window starts: the last delivery, else the last dispatch."""
+        rows = (await self.session.execute(
+            sa.select(shipments.c.warehouse_id, shipments.c.lines, shipments.c.dispatched_at,
+                      shipments.c.delivered_at)
+            .where(shipments.c.order_id == order_id, shipments.c.tracking_number.is_not(None))
+        )).all()
+        units: dict[str, dict[str, int]] = {}
+        starts: list[datetime] = []
+        for r in rows:
+            for line in r.lines:
+                per = units.setdefault(line["sku"], {})
+                per[r.warehouse_id] = per.get(r.warehouse_id, 0) + int(line["quantity"])
+            starts.append(r.delivered_at or r.dispatched_at)
+        return units, (max(starts) if starts else None)
+
+    async def returned_units(self, order_id: str) -> dict[str, int]:
+        rows = (await self.session.execute(
+            sa.select(returns.c.lines).where(returns.c.order_id == order_id,
+                                             returns.c.status.in_(("approved", "received"))))).all()
+        total: dict[str, int] = {}
+        for r in rows:
+            for line in r.lines:
+                total[line["sku"]] = total.get(line["sku"], 0) + int(line["quantity"])
+        return total
+
+    async def tax_rates(self, skus: Iterable[str]) -> dict[str, Decimal]:
+        rows = (await self.session.execute(
+            sa.select(products.c.sku, products.c.tax_rate)
+            .where(products.c.sku.in_(sorted(set(skus)))))).all()
+        return {r.sku: Decimal(r.tax_rate) for r in rows}
+
+    async def add_return(self, *, rma_id: str, order_id: str, status: str, resolution: str,
+                         reasons: list[dict[str, Any]], lines: list[dict[str, Any]],
+                         carrier: str | None, tracking_number: str | None,
+                         refund_amount: Decimal | None, currency: str | None,
+                         requested_at: datetime) -> bool:
+        """Record an RMA's decision; False when the RMA id is already known."""
+        row = (await self.session.execute(pg_insert(returns).values(
+            rma_id=rma_id, order_id=order_id, status=status, resolution=resolution,
+            reasons=reasons, lines=lines, carrier=carrier, tracking_number=tracking_number,
+            refund_amount=refund_amount, currency=currency, requested_at=requested_at,
+        ).on_conflict_do_nothing().returning(returns.c.rma_id))).first()
+        return row is not None
+
+    async def lock_return(self, rma_id: str) -> Any:
+        return (await self.session.execute(
+            sa.select(returns).where(returns.c.rma_id == rma_id).with_for_update())).first()
+
+    async def mark_return_received(self, rma_id: str, *, received_at: datetime,
+                                   inspections: list[dict[str, Any]], refund_id: str) -> None:
+        await self.session.execute(returns.update().where(returns.c.rma_id == rma_id).values(
+            status="received", received_at=received_at, inspections=inspections,
+            refund_id=refund_id, updated_at=sa.func.now()))
+
+    async def return_rows(self, order_id: str) -> list[Any]:
+        return list((await self.session.execute(
+            sa.select(returns).where(returns.c.order_id == order_id)
+            .order_by(returns.c.requested_at))).all())
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    order_id: str
+    status: str
+    order: CanonicalOrder | None
+    cancel_reason: str | None

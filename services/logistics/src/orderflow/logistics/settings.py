@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderflow.logistics.carriers import CarrierCatalogue, load_catalogue
-from orderflow.logistics.domain import DelayPolicy
+from orderflow.logistics.domain import DelayPolicy, ReturnPolicy
 
 
 class LogisticsSettings(BaseSettings):
@@ -31,6 +31,15 @@ class LogisticsSettings(BaseSettings):
     exception_grace_hours: int = Field(
         default=12, ge=0, le=240,
         description="A carrier exception still open this long later flags the shipment delayed")
+    return_window_days: int = Field(default=7, ge=0, le=365,
+                                    description="Returns accepted this many days after delivery")
+    non_returnable_skus: frozenset[str] = Field(
+        default=frozenset(), description="SKUs that cannot be returned (JSON list)")
+    refused_return_conditions: frozenset[str] = Field(
+        default=frozenset({"damaged_by_customer"}),
+        description="Item conditions a return is refused for (JSON list)")
+    return_carrier: str = Field(default="SF", min_length=1,
+                                description="The carrier that collects returns")
     allow_clock_override: bool = Field(
         default=False,
         description="Let POST /api/delay-watch/run take an as_of time (tests and demos only)")
@@ -51,6 +60,12 @@ class LogisticsSettings(BaseSettings):
     @cached_property
     def catalogue(self) -> CarrierCatalogue:
         return load_catalogue(self.carriers_file)
+
+    @property
+    def return_policy(self) -> ReturnPolicy:
+        return ReturnPolicy(window_days=self.return_window_days,
+                            non_returnable_skus=self.non_returnable_skus,
+                            refused_conditions=self.refused_return_conditions)
 
     @property
     def delay_policy(self) -> DelayPolicy:

@@ -21,10 +21,16 @@ Kind = Literal[
     "shipment_delayed",
     "shipment_delivered",
     "shipment_exception",
+    "order_cancelled",
+    "order_cancel_refused",
+    "return_approved",
+    "return_refused",
+    "refund_issued",
 ]
 KINDS: tuple[Kind, ...] = (
     "order_received", "order_rejected", "order_held", "order_approved", "stock_backordered",
     "shipment_dispatched", "shipment_delayed", "shipment_delivered", "shipment_exception",
+    "order_cancelled", "order_cancel_refused", "return_approved", "return_refused", "refund_issued",
 )
 Channel = Literal["email", "sms", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "webhook")

@@ -15,10 +15,15 @@ from orderflow.contracts.events import (
     Event,
     NotificationRecorded,
     OrderApproved,
+    OrderCancelled,
+    OrderCancelRefused,
     OrderHeld,
     OrderReceived,
     OrderRejected,
     ProductUpdated,
+    RefundIssued,
+    ReturnApproved,
+    ReturnRefused,
     ShipmentDelayed,
     ShipmentDelivered,
     ShipmentDispatched,
@@ -199,6 +204,49 @@ class Notifier:
             {"shipment_id": e.shipment_id, "carrier": e.carrier, "code": e.code,
              "tracking_number": e.tracking_number,
              "tracking_url": self._tracking_url(e.carrier, e.tracking_number)}))
+
+    async def on_order_cancelled(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderCancelled]) -> None:
+        e = incoming.event
+        await self._notify(uow, incoming, Occurrence(
+            "order_cancelled", e.order_id, {"reason": e.reason, "requested_by": e.requested_by},
+            customer=e.customer))
+
+    async def on_order_cancel_refused(self, uow: UnitOfWork,
+                                      incoming: IncomingEvent[OrderCancelRefused]) -> None:
+        e = incoming.event
+        await self._notify(uow, incoming, Occurrence(
+            "order_cancel_refused", e.order_id,
+            {"reasons": [{"code": r.code, "field": r.field} for r in e.reasons],
+             "shipment_ids": list(e.shipment_ids)}))
+
+    async def on_return_approved(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[ReturnApproved]) -> None:
+        e = incoming.event
+        await self._notify(uow, incoming, Occurrence(
+            "return_approved", e.order_id,
+            {"rma_id": e.rma_id, "resolution": e.resolution, "carrier": e.carrier,
+             "tracking_number": e.tracking_number, "refund_amount": str(e.refund_amount),
+             "currency": e.currency,
+             "lines": [{"sku": x.sku, "quantity": x.quantity} for x in e.lines]},
+            customer=e.customer))
+
+    async def on_return_refused(self, uow: UnitOfWork,
+                                incoming: IncomingEvent[ReturnRefused]) -> None:
+        e = incoming.event
+        await self._notify(uow, incoming, Occurrence(
+            "return_refused", e.order_id,
+            {"rma_id": e.rma_id,
+             "reasons": [{"code": r.code, "field": r.field} for r in e.reasons]},
+            customer=e.customer))
+
+    async def on_refund_issued(self, uow: UnitOfWork,
+                               incoming: IncomingEvent[RefundIssued]) -> None:
+        e = incoming.event
+        await self._notify(uow, incoming, Occurrence(
+            "refund_issued", e.order_id,
+            {"rma_id": e.rma_id, "amount": str(e.amount), "currency": e.currency,
+             "exchange_order": e.exchange_order_external_id}))
 
     # -- the common part -----------------------------------------------------------------------
     async def _remember(self, uow: UnitOfWork, order_id: str, channel: str, external_id: str,

@@ -25,6 +25,8 @@ def create_service(policy: ReviewPolicy | None = None) -> ServiceDefinition:
         subscriptions=[
             Subscription(topics.ORDER_RECEIVED, h.on_order_received,
                          description="Orders to review: the canonical order and its totals"),
+            Subscription(topics.ORDER_CANCELLED, h.on_order_cancelled,
+                         description="Cancelled orders: their credit exposure released"),
             Subscription(topics.CUSTOMER_UPDATED, h.on_customer_updated,
                          description="Credit profiles: limit, receivables, overdue, blocked, terms"),
             Subscription(topics.PRODUCT_UPDATED, h.on_product_updated,

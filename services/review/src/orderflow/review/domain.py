@@ -21,7 +21,7 @@ from orderflow.review.policy import ReviewPolicy
 
 ZERO = Decimal("0")
 ExposureKind = Literal["credit", "cod", "prepaid"]
-OrderStatus = Literal["approved", "held", "rejected"]
+OrderStatus = Literal["approved", "held", "rejected", "cancelled"]
 Outcome = Literal["approved", "held", "rejected"]
 
 
@@ -501,6 +501,26 @@ def approve(account: CreditAccount, ledger: OrderLedger) -> tuple[CreditAccount,
         account = replace(account, open_cod=account.open_cod + max(ZERO, ledger.grand_total - ledger.paid))
     account = replace(account, approved_orders=account.approved_orders + 1)
     return account, replace(ledger, status="approved", reasons=())
+
+
+def cancel(account: CreditAccount,
+           ledger: OrderLedger) -> tuple[CreditAccount, OrderLedger] | None:
+    """An order cancelled before dispatch gives back its place in the exposure: a credit order's
+    uninvoiced share leaves approved-not-invoiced, a COD order's unpaid amount leaves open COD.
+    A held order just leaves the queue. What was already invoiced stays receivable (finance
+    credits it); a prepayment stays with the order (finance refunds it). None when there is
+    nothing to cancel (rejected, or already cancelled)."""
+    if ledger.status in ("rejected", "cancelled"):
+        return None
+    if ledger.status == "approved":
+        if ledger.kind == "credit":
+            account = replace(account, approved_not_invoiced=max(
+                ZERO, account.approved_not_invoiced - ledger.uninvoiced))
+            ledger = replace(ledger, uninvoiced=ZERO)
+        elif ledger.kind == "cod":
+            unpaid = max(ZERO, ledger.grand_total - ledger.paid)
+            account = replace(account, open_cod=max(ZERO, account.open_cod - unpaid))
+    return account, replace(ledger, status="cancelled", reasons=())
 
 
 @dataclass(frozen=True)

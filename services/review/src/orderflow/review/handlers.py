@@ -15,6 +15,7 @@ from orderflow.contracts.events import (
     HoldReason,
     InvoiceIssued,
     OrderApproved,
+    OrderCancelled,
     OrderHeld,
     OrderReceived,
     OrderRejected,
@@ -61,6 +62,10 @@ class ReviewHandlers:
         received = incoming.event
         order = received.order
         repo = ReviewRepository(uow.session)
+        await repo.lock_order_key(received.order_id)
+        if await repo.is_cancelled(received.order_id):
+            log.info("order cancelled before review saw it; skipped")
+            return
         account = await repo.lock_account(order.customer.id, self.policy)
         if await repo.ledger(received.order_id) is not None:
             log.info("order already reviewed; ignored")
@@ -99,6 +104,34 @@ class ReviewHandlers:
                                      "rejected by policy (reject_on)"))
         log.info("order reviewed", outcome=decision.outcome, reasons=decision.codes,
                  grand_total=str(received.totals.grand_total), terms=decision.kind)
+
+    async def on_order_cancelled(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderCancelled]) -> None:
+        cancelled = incoming.event
+        repo = ReviewRepository(uow.session)
+        await repo.lock_order_key(cancelled.order_id)
+        peek = await repo.ledger(cancelled.order_id)
+        if peek is None:
+            await repo.add_cancelled(cancelled.order_id, cancelled.reason, cancelled.requested_by)
+            log.info("order cancelled before review saw it; tombstone kept")
+            return
+        account = await repo.lock_account(peek.customer_id, self.policy)
+        ledger = await repo.ledger(cancelled.order_id, lock=True)
+        assert ledger is not None
+        outcome = domain.cancel(account, ledger)
+        if outcome is None:
+            log.info("order cancelled after review refused it; nothing to release",
+                     status=ledger.status)
+            return
+        account, cancelled_ledger = outcome
+        await repo.save_account(account)
+        comment = f"cancelled: {cancelled.reason}"[:500]
+        await repo.save_ledger(cancelled_ledger, decided_by=cancelled.requested_by, comment=comment)
+        reviewed = await repo.reviewed_order(cancelled.order_id)
+        await repo.record_decision(cancelled.order_id, "cancelled", cancelled.requested_by,
+                                   comment, (), reviewed.rules if reviewed else ())
+        log.info("order cancelled; exposure released", was=ledger.status,
+                 released=str(ledger.uninvoiced) if ledger.kind == "credit" else ledger.kind)
 
     async def on_customer_updated(self, uow: UnitOfWork,
                                   incoming: IncomingEvent[CustomerUpdated]) -> None:

@@ -98,6 +98,13 @@ orders = sa.Table(
     sa.Column("decided_by", sa.Text),
     sa.Column("comment", sa.Text),
 )
+cancelled_orders = sa.Table(
+    "review_cancelled_orders", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+)
 decisions = sa.Table(
     "review_decisions", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True),
@@ -158,6 +165,23 @@ class ReviewedOrder:
 class ReviewRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    # -- one order at a time ----------------------------------------------------------------------
+
+    async def lock_order_key(self, order_id: str) -> None:
+        """Serialise an order's review and its cancellation (they arrive on different topics,
+        maybe at different replicas); taken before the customer's account, always."""
+        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(sa.literal("review-order:") + order_id, 0))))
+
+    async def add_cancelled(self, order_id: str, reason: str, requested_by: str) -> None:
+        await self.session.execute(pg_insert(cancelled_orders).values(
+            order_id=order_id, reason=reason, requested_by=requested_by).on_conflict_do_nothing())
+
+    async def is_cancelled(self, order_id: str) -> bool:
+        return (await self.session.execute(
+            sa.select(cancelled_orders.c.order_id)
+            .where(cancelled_orders.c.order_id == order_id))).first() is not None
 
     # -- credit accounts ---------------------------------------------------------------------------
 

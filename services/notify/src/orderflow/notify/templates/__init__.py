@@ -67,6 +67,19 @@ REASON_PHRASES: dict[str, dict[str, str]] = {
                       "zh-CN": "该优惠码不适用于此订单"},
     "date_infeasible": {"en": "we cannot deliver by the requested date",
                         "zh-CN": "我们无法在您要求的日期前送达"},
+    # cancellations and returns
+    "already_dispatched": {"en": "the order has already left our warehouse; you can return it "
+                                 "once it is delivered",
+                           "zh-CN": "订单已从仓库发出，签收后可申请退货"},
+    "not_dispatched": {"en": "nothing of this order has been shipped yet; you can cancel it instead",
+                       "zh-CN": "该订单尚未发货，您可以直接取消订单"},
+    "return_window_passed": {"en": "the return period for this order has ended",
+                             "zh-CN": "该订单已超过退货期限"},
+    "sku_not_returnable": {"en": "an item cannot be returned", "zh-CN": "有商品不支持退货"},
+    "condition_not_accepted": {"en": "an item cannot be taken back in its condition",
+                               "zh-CN": "有商品的状况不符合退货条件"},
+    "more_than_shipped": {"en": "more units were asked back than were delivered",
+                          "zh-CN": "申请退货的数量超过了已发货数量"},
 }
 EXCEPTION_PHRASES: dict[str, dict[str, str]] = {
     "damaged": {"en": "the parcel was damaged in transit; we will arrange a replacement or a refund",
