@@ -9,8 +9,10 @@ import secrets
 
 TEST_SHOP = "orderflow-test"
 
-if "ORDERFLOW_INTAKE_SHOPIFY_SECRETS" not in os.environ:
-    os.environ["ORDERFLOW_INTAKE_SHOPIFY_SECRETS"] = json.dumps({TEST_SHOP: secrets.token_hex(24)})
+# merged with what other test packages configured: the session's intake serves every test shop
+_shops = json.loads(os.environ.get("ORDERFLOW_INTAKE_SHOPIFY_SECRETS") or "{}")
+_shops.setdefault(TEST_SHOP, secrets.token_hex(24))
+os.environ["ORDERFLOW_INTAKE_SHOPIFY_SECRETS"] = json.dumps(_shops)
 
 
 def shop_secret() -> str:

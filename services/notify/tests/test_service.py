@@ -54,7 +54,7 @@ from orderflow.testing.pipeline import Pipeline
 if TYPE_CHECKING:
     from conftest import HttpReceiver, ReceivedEmail, SmtpSink
 
-pytestmark = pytest.mark.service
+pytestmark = [pytest.mark.service, pytest.mark.isolated]
 
 SECRET = "notify-test-secret"
 MAX_ATTEMPTS = 3

@@ -104,7 +104,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         print(f"starting services: {', '.join(stack.services)} ...", flush=True)
         stack.start_services()
         stack.write_state(state)
-        stack.wait_healthy()
+        stack.wait_healthy(timeout=300)
         data = json.loads(state.read_text())
         data["ready"] = True
         state.write_text(json.dumps(data, indent=2))

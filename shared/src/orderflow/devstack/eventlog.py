@@ -93,7 +93,9 @@ class EventLog:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if self._consumer:
-            await self._consumer.stop()
+            # a reader stopping at teardown: a fetch cut short by the stop is not an error
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._consumer.stop(), 15)
 
     async def __aenter__(self) -> EventLog:
         return await self.start()

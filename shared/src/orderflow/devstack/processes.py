@@ -78,6 +78,8 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     """``preferred`` if it is free, else any free port."""
     for candidate in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
+            # as servers bind: a port with connections in TIME_WAIT is free to listen on
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, candidate))
             except OSError:
