@@ -5,6 +5,7 @@ everything, and print one JSON summary line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import signal
@@ -14,6 +15,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.eventlog import EventLog
@@ -21,6 +24,7 @@ from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.simulator import generate_orders
 from orderflow.devstack.stack import Stack, var_dir
 from orderflow.devstack.tracking import Tracker
+from orderflow.runtime.lag import wait_consumed
 
 
 def _say(message: str) -> None:
@@ -54,9 +58,17 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
                 last_report = time.monotonic()
             await asyncio.sleep(0.2)
         settle_time = time.monotonic() - push_started
-        # the carrier simulator keeps moving dispatched shipments to delivery: wait until the
-        # stream is quiet (no new event for 3 s, 60 s at most), so deliveries, delays and any
-        # straggling duplicate effect are counted
+        # the carrier simulator moves dispatched shipments on to delivery: wait until logistics
+        # has consumed every tracking update published so far (its committed offsets, not the
+        # broker's high watermark), then until the stream is quiet for 3 s (120 s at most), so
+        # deliveries, delays and any straggling duplicate effect are counted
+        await asyncio.sleep(2.0)
+        targets: dict[TopicPartition, int] = {}
+        for e in log.of("shipment.tracking-updated"):
+            tp = TopicPartition(e.topic, e.partition)
+            targets[tp] = max(targets.get(tp, 0), e.offset + 1)
+        with contextlib.suppress(TimeoutError):
+            await wait_consumed(stack.kafka, "orderflow.logistics", targets, timeout=120)
         quiet_deadline = time.monotonic() + 60
         seen = len(log.events)
         quiet_since = time.monotonic()
@@ -67,6 +79,13 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
         tracker.feed_new(log.events)
         delayed = {e.key for e in log.of("shipment.delayed")} & set(distinct)
         exceptions = {e.key for e in log.of("shipment.exception")} & set(distinct)
+        final = {oid: tracker.state_of(oid) for oid in distinct}
+        held_reasons = Counter(r.code for e in log.of("order.held")
+                               if e.event is not None and str(final.get(e.key or "")) == "held"
+                               for r in e.event.reasons)
+        rejected_reasons = Counter(r.code for e in log.of("order.rejected")
+                                   if e.event is not None and e.key in final
+                                   for r in e.event.reasons)
         notifications = Counter(e.event.status for e in log.of("notification.recorded")
                                 if e.event is not None)
         dlq = {t: len(v) for t, v in log.by_topic.items() if t.endswith(".dlq") and v}
@@ -85,6 +104,9 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
         "never_seen_by_intake": len(unseen),
         "duplicates": sum(duplicates.values()),
         "duplicates_by_effect": duplicates,
+        "held_by_reason": dict(held_reasons.most_common()),
+        "rejected_by_reason": dict(rejected_reasons.most_common()),
+        "delivered_orders": sum(1 for st in final.values() if str(st) == "delivered"),
         "delayed_orders": len(delayed),
         "carrier_exceptions": len(exceptions),
         "notifications": dict(sorted(notifications.items())),
