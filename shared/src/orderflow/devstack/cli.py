@@ -221,7 +221,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(orders=args.orders, seed=args.seed, timeout_s=args.timeout)
     print(json.dumps(summary, sort_keys=False))
-    return 0 if summary["lost"] == 0 and summary["duplicates"] == 0 else 1
+    ok = summary["lost"] == 0 and summary["duplicates"] == 0
+    return 0 if ok and not summary.get("invariant_violations") else 1
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:

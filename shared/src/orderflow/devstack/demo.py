@@ -80,6 +80,7 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
         delayed = {e.key for e in log.of("shipment.delayed")} & set(distinct)
         exceptions = {e.key for e in log.of("shipment.exception")} & set(distinct)
         final = {oid: tracker.state_of(oid) for oid in distinct}
+        violations = await stock_invariant_violations(stack)
         held_reasons = Counter(r.code for e in log.of("order.held")
                                if e.event is not None and str(final.get(e.key or "")) == "held"
                                for r in e.event.reasons)
@@ -108,12 +109,30 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
         "rejected_by_reason": dict(rejected_reasons.most_common()),
         "delivered_orders": sum(1 for st in final.values() if str(st) == "delivered"),
         "delayed_orders": len(delayed),
+        "invariant_violations": violations,
         "carrier_exceptions": len(exceptions),
         "notifications": dict(sorted(notifications.items())),
         "dlq": dlq,
         "settle_s": round(settle_time, 2),
         "elapsed_s": round(time.monotonic() - started, 2),
     }
+
+
+async def stock_invariant_violations(stack: Stack) -> int | None:
+    """Ask inventory whether the stock conservation invariant holds (None: no inventory)."""
+    import httpx
+
+    inventory = next((sp for sp in stack.processes if sp.name == "inventory"), None)
+    if inventory is None:
+        return None
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"http://127.0.0.1:{inventory.port}/inventory/invariants")
+        response.raise_for_status()
+        body = response.json()
+    problems = body.get("problems", []) if isinstance(body, dict) else body
+    if problems:
+        _say(f"stock invariant violations: {problems}")
+    return len(problems)
 
 
 def start_carrier_simulator(stack: Stack, seed: int) -> subprocess.Popen[bytes] | None:
