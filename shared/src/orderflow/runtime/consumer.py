@@ -13,6 +13,7 @@ For each batch the broker hands a subscriber:
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections import defaultdict
@@ -87,6 +88,15 @@ class Subscription:
     accept_versions: frozenset[int] = frozenset({1})
     headerless: bool = False  # connectors' raw messages may come without our headers
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_POISON_NAMESPACE = uuid.UUID("a3d6f0c1-2b4e-4c8a-9f15-7e2d1c0b9a84")
+
+
+def physical_id(record: Record) -> uuid.UUID:
+    digest = hashlib.sha256(record.value or b"").hexdigest()[:32]
+    return uuid.uuid5(_POISON_NAMESPACE,
+                      f"{record.topic}/{record.partition}/{record.offset}/{digest}")
 
 
 def format_validation_error(exc: ValidationError, limit: int = 8) -> str:
@@ -272,7 +282,7 @@ class BatchProcessor:
                     structlog.contextvars.unbind_contextvars(
                         "event_id", "order_id", "topic", "partition", "offset")
             uow.current = None
-            for p in poison:
+            for p in await self._claim_poison(session, poison):
                 key = p.record.key.decode("utf-8", "replace") if p.record.key is not None else None
                 self._dead_letter(uow, p.record.topic, key, p.record.value or b"",
                                   tuple(p.record.headers or ()), p.reason, p.error)
@@ -295,6 +305,21 @@ class BatchProcessor:
         uow.dead_letter(topic=topic, key=key.encode() if key is not None else None, value=value,
                         headers=headers, reason=reason, error=error)
         metrics.DEAD_LETTERS.labels(self.service, topic, reason).inc()
+
+    async def _claim_poison(self, session: Any, poison: list[Poison]) -> list[Poison]:
+        """Poison has no usable event id: claim the physical record (topic, partition, offset
+        and a hash of its bytes) instead, so a redelivered batch does not dead-letter it twice.
+        The hash keeps a different message at a reused offset (a broker reset) from being
+        mistaken for it."""
+        if not poison:
+            return []
+        ids = [physical_id(p.record) for p in poison]
+        result = await session.execute(_CLAIM, {
+            "ids": ids, "topics": [p.record.topic for p in poison],
+            "types": ["(dead-lettered)"] * len(poison),
+        })
+        new_ids = set(result.scalars())
+        return [p for p, pid in zip(poison, ids, strict=True) if pid in new_ids]
 
     async def _claim(self, session: Any, decoded: list[IncomingEvent[Any]]) -> list[IncomingEvent[Any]]:
         """Insert the batch's event ids into the inbox; return the events seen for the first time."""
