@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,6 +17,15 @@ HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] | None = None,
                     *, title: str | None = None) -> FastAPI:
     app = FastAPI(title=title or f"OrderFlow {service}", version="0.1.0")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        """422 with what is wrong where, never the input: it may hold personal data, and values
+        JSON cannot carry (NaN, infinities) would otherwise turn the answer into a 500."""
+        errors = [{"loc": [str(part) for part in err.get("loc", ())],
+                   "msg": str(err.get("msg", "invalid")), "type": str(err.get("type", ""))}
+                  for err in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
