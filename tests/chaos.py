@@ -38,13 +38,12 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -367,11 +366,7 @@ class Chaos:
         await asyncio.sleep(self.plan.db_down_s)
 
         def start_again() -> None:
-            # PostgreSQL binds with SO_REUSEADDR, but the stack's free-port probe does not, so the
-            # probe calls the port "taken" for as long as the old connections sit in TIME_WAIT
-            # (60 s on Linux). Probe the way the server binds (fix proposed for the lead).
-            with _reusable_port_probe():
-                pg.start(port, exact=True)
+            pg.start(port, exact=True)  # free_port probes with SO_REUSEADDR, as servers bind
         await asyncio.to_thread(start_again)
         say(f"database back after {time.monotonic() - down_at:.1f}s")
 
@@ -748,8 +743,7 @@ class Chaos:
         await asyncio.sleep(5)
 
         def start_again() -> None:
-            with _reusable_port_probe():  # the old connections sit in TIME_WAIT on this port
-                broker.start(port)
+            broker.start(port)  # free_port probes with SO_REUSEADDR (TIME_WAIT is no obstacle)
         await asyncio.to_thread(start_again)
         if broker.port != port:
             raise RuntimeError(f"the broker came back on port {broker.port}, not {port}")
@@ -807,29 +801,6 @@ BROKER_EXPLANATION = (
     "counted in 'lost': with Apache Kafka (replicated, on disk) nothing is lost and no recovery "
     "is needed."
 )
-
-
-@contextlib.contextmanager
-def _reusable_port_probe() -> Iterator[None]:
-    from orderflow.devstack import embedded
-
-    def probe(preferred: int = 0, host: str = "127.0.0.1") -> int:
-        for candidate in ([preferred] if preferred else []) + [0]:
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((host, candidate))
-                except OSError:
-                    continue
-                return int(s.getsockname()[1])
-        raise RuntimeError("no free port")
-
-    original = embedded.free_port  # type: ignore[attr-defined]
-    embedded.free_port = probe  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        embedded.free_port = original  # type: ignore[attr-defined]
 
 
 def _clean_old_runs(base: Path) -> None:

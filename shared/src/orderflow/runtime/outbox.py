@@ -28,20 +28,6 @@ from orderflow.runtime.retry import is_transient
 
 log = structlog.get_logger(__name__)
 
-metadata = sa.MetaData()
-outbox_table = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True),
-    sa.Column("topic", sa.Text, nullable=False),
-    sa.Column("key", sa.LargeBinary),
-    sa.Column("value", sa.LargeBinary, nullable=False),
-    sa.Column("headers", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("published_at", sa.DateTime(timezone=True)),
-)
-
-
 @dataclass(frozen=True)
 class OutgoingMessage:
     topic: str
@@ -49,13 +35,13 @@ class OutgoingMessage:
     value: bytes
     headers: Sequence[tuple[str, bytes]]
 
+    def headers_text(self) -> list[list[str]]:
+        """The headers as the outbox keeps them (JSON: a list of [name, text] pairs)."""
+        return [[k, v.decode("utf-8", "replace")] for k, v in self.headers]
+
     def row(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "key": self.key,
-            "value": self.value,
-            "headers": [[k, v.decode("utf-8", "replace")] for k, v in self.headers],
-        }
+        return {"topic": self.topic, "key": self.key, "value": self.value,
+                "headers": self.headers_text()}
 
 
 # one statement whatever the batch size; WITH ORDINALITY keeps the staging order in the ids
@@ -74,8 +60,7 @@ async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[Outg
             "topics": [m.topic for m in messages],
             "keys": [m.key for m in messages],
             "vals": [m.value for m in messages],
-            "headers": [orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in m.headers]).decode()
-                        for m in messages],
+            "headers": [orjson.dumps(m.headers_text()).decode() for m in messages],
         })
 
 
