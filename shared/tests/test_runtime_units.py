@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -147,3 +148,27 @@ def test_transient_faults_are_told_from_permanent_ones() -> None:
     assert is_transient(sa_exc.OperationalError("x", {}, Exception("down")))
     assert not is_transient(ValueError("bad"))
     assert not is_transient(KeyError("k"))
+
+
+# --- the dependency audit (make lint) ------------------------------------------------------------
+
+def _report(*deps: dict[str, object]) -> str:
+    return json.dumps({"dependencies": list(deps), "fixes": []})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("stdout", "required", "code", "says"), [
+    (_report({"name": "a", "version": "1", "vulns": []}), False, 0, "1 packages audited"),
+    (_report({"name": "a", "version": "1", "vulns": [{"id": "GHSA-x"}]},
+             {"name": "b", "version": "2", "vulns": []}), False, 1, "GHSA-x"),
+    (_report({"name": "a", "version": "1", "skip_reason": "not found"}), False, 0, "none of 1"),
+    (_report({"name": "a", "version": "1", "skip_reason": "not found"}), True, 2, "none of 1"),
+    ("", False, 0, "no vulnerability database answered"),
+    ("", True, 2, "no vulnerability database answered"),
+])
+def test_the_dependency_audit_fails_on_a_vulnerability_and_says_when_it_could_not_audit(
+        stdout: str, required: bool, code: int, says: str) -> None:
+    from orderflow.devstack.audit import judge
+    got, lines = judge(stdout, "ConnectionError: api.osv.dev", required=required)
+    assert got == code
+    assert says in " ".join(lines)

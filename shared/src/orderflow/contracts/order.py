@@ -60,8 +60,8 @@ class Customer(_Frozen):
 class OrderLine(_Frozen):
     sku: str = Field(min_length=1, max_length=64)
     quantity: int = Field(gt=0, le=1_000_000, description="A positive whole number of units")
-    unit_price: Amount = Field(ge=0, decimal_places=2)
-    discount: Amount = Field(default=Decimal("0.00"), ge=0, decimal_places=2,
+    unit_price: Amount = Field(ge=0, max_digits=14, decimal_places=2)
+    discount: Amount = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2,
                              description="Discount on the whole line")
 
     @field_validator("quantity", mode="before")
@@ -105,11 +105,11 @@ class CanonicalOrder(_Frozen):
     priority: Priority = "normal"
     payment_terms: str = Field(default="net30", description="prepaid, cod or netN (N days)")
     promo_code: str | None = Field(default=None, max_length=64)
-    shipping_fee: Amount = Field(default=Decimal("0.00"), ge=0, decimal_places=2)
-    stated_total: Amount | None = Field(default=None, ge=0, decimal_places=2,
+    shipping_fee: Amount = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
+    stated_total: Amount | None = Field(default=None, ge=0, max_digits=16, decimal_places=2,
                                         description="The total the channel says the customer pays")
     notes: str = Field(default="", max_length=2000)
-    amount_paid: Amount = Field(default=Decimal("0.00"), ge=0, decimal_places=2,
+    amount_paid: Amount = Field(default=Decimal("0.00"), ge=0, max_digits=16, decimal_places=2,
                                 description="Already paid to the channel (marketplace checkout)")
     revision: int = Field(default=1, ge=1, description="The channel's revision of this order")
 

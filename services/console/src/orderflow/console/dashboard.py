@@ -145,10 +145,12 @@ class TopicSampler:
             reader = self._reader
             reader.assign([tp])
             reader.seek(tp, max(0, end - self.settings.dlq_newest))
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
-                got = (await reader.getmany(tp, timeout_ms=200, max_records=500)).get(tp, [])
-                if not got:
+                got = (await reader.getmany(tp, timeout_ms=300, max_records=500)).get(tp, [])
+                # an empty poll ends the reading only once the known end is reached: the first
+                # fetch after a seek may take longer than one poll on a loaded machine
+                if not got and await reader.position(tp) >= end:
                     break
                 for r in got:
                     h = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers}

@@ -47,6 +47,8 @@ class Refused:
     reasons: tuple[Reason, ...]
 
 
+MAX_ORDER_TOTAL = Decimal(10) ** 14  # what every service's NUMERIC(16, 2) column holds
+
 _CODE_BY_PYDANTIC_TYPE = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
@@ -54,6 +56,8 @@ _CODE_BY_PYDANTIC_TYPE = {
     "greater_than_equal": "negative",
     "less_than_equal": "too_large",
     "decimal_max_places": "too_many_decimals",
+    "decimal_max_digits": "too_large",
+    "decimal_whole_digits": "too_large",
     "string_pattern_mismatch": "invalid_format",
     "string_too_short": "empty",
     "string_too_long": "too_long",
@@ -195,6 +199,12 @@ def check_order(order: CanonicalOrder, catalogue: Mapping[str, Product],
         order, totals = net_of_tax(order, catalogue)
     else:
         totals = compute_totals(order, catalogue)
+    if totals.grand_total >= MAX_ORDER_TOTAL:
+        return Refused((Reason(
+            code="total_too_large", field=None,
+            message=(f"the lines come to {totals.grand_total} {order.currency}, more than an "
+                     f"order may total ({MAX_ORDER_TOTAL - Decimal('0.01')})"),
+        ),))
     if order.stated_total is not None:
         difference = abs(order.stated_total - totals.grand_total)
         if difference > policy.total_tolerance:

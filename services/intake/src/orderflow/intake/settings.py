@@ -19,6 +19,13 @@ class IntakeSettings(BaseSettings):
         default=512 * 1024, ge=1024, le=900_000,
         description="Largest webhook body accepted (413 above); below the broker message limit",
     )
+    webhook_max_age_s: float = Field(
+        default=900.0, gt=0, le=7 * 24 * 3600,
+        description="A webhook whose X-Shopify-Triggered-At is older than this (or as far in the "
+                    "future) is refused 401: a captured request cannot be replayed later. Shopify "
+                    "retries a failed delivery for hours; an outage longer than this is caught up "
+                    "by the connector's order sync, not by the webhooks",
+    )
     webhook_publish_timeout_s: float = Field(
         default=4.0, gt=0, le=60,
         description="How long a webhook waits for the broker's confirmation before answering 503 "

@@ -4,7 +4,9 @@ A request is published to ``order.inbound`` (channel ``shopify``, key ``shopify:
 when its ``X-Shopify-Hmac-Sha256`` header is the base64 HMAC-SHA256 of the raw body under the
 shop's secret (compared in constant time), and answered 200 only once the broker confirmed it.
 
-    401  missing or wrong signature, or a shop without a configured secret (nothing published)
+    401  missing or wrong signature, a shop without a configured secret, or an
+         ``X-Shopify-Triggered-At`` older than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_AGE_S`` (a replay of
+         a captured request), too far in the future, or unreadable (nothing published)
     413  body larger than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_BYTES``
     400  not a JSON object, no order id, or a topic other than orders/create or orders/updated
     503  the broker did not confirm in time: the platform retries, and intake deduplicates
@@ -17,6 +19,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -49,6 +52,26 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def check_fresh(triggered_at: str | None, max_age_s: float, now: datetime | None = None) -> None:
+    """Refuse (401) a request triggered longer ago than ``max_age_s``, or as far ahead (clock
+    skew beyond that is not believable). Without the header there is nothing to check: Shopify
+    always sends it, and the signature and intake's deduplication still hold."""
+    if triggered_at is None:
+        return
+    try:
+        at = datetime.fromisoformat(triggered_at.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _Refused(401, "X-Shopify-Triggered-At is not an ISO 8601 time") from exc
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    age = ((now or datetime.now(UTC)) - at).total_seconds()
+    if age > max_age_s:
+        raise _Refused(401, f"the request is too old (triggered {age:.0f} s ago, more than "
+                            f"{max_age_s:.0f} s): a replayed webhook is refused")
+    if age < -max_age_s:
+        raise _Refused(401, "X-Shopify-Triggered-At is in the future")
 
 
 class WebhookPublisher:
@@ -127,6 +150,7 @@ def webhook_router(ctx: ServiceContext, settings: IntakeSettings,
             if secret is None or not signature_matches(
                     secret.get_secret_value(), body, request.headers.get("x-shopify-hmac-sha256")):
                 raise _Refused(401, "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
+            check_fresh(request.headers.get("x-shopify-triggered-at"), settings.webhook_max_age_s)
             order, external_id = _order_of(body, request.headers.get("x-shopify-topic"))
         except _Refused as refused:
             log.info("webhook refused", shop=shop, status=refused.status, reason=str(refused))

@@ -45,11 +45,17 @@ def fen_to_yuan(value: Any, field: str) -> str:
     return format(Decimal(value).scaleb(-2), "f")
 
 
+LAST_BELIEVABLE_SECOND = 4_102_444_800  # 2100-01-01T00:00:00Z
+
+
 def epoch_seconds(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise AdapterError(f"{field} must be a Unix time in seconds", field)
     seconds = int(value)
-    return seconds // 1000 if seconds > 10**11 else seconds  # milliseconds
+    seconds = seconds // 1000 if seconds > 10**11 else seconds  # milliseconds
+    if seconds > LAST_BELIEVABLE_SECOND:
+        raise AdapterError(f"{field} is after the year 2100: not a time an order was placed", field)
+    return seconds
 
 
 def china_time(seconds: int) -> str:

@@ -106,12 +106,18 @@ def _line(row: Mapping[str, Any]) -> dict[str, Any]:
 def _amount(value: str) -> str:
     """"57.7" (a number cell) as "57.70"; anything else as typed, for the schema to judge."""
     value = value.strip()
-    return format(Decimal(value).quantize(Decimal("0.01")), "f") if _AMOUNT.match(value) else value
+    if len(value) > 20 or not _AMOUNT.match(value):  # too long to be money: the schema says so
+        return value
+    return format(Decimal(value).quantize(Decimal("0.01")), "f")
 
 
 def _whole_number(value: str) -> int | str:
-    """"3" or Excel's "3.0" as 3; anything else as typed, for the schema to refuse."""
-    return int(float(value)) if _WHOLE_NUMBER.match(value.strip()) else value
+    """"3" or Excel's "3.0" as 3 (exactly: no float in between); anything else, or a number
+    too long to be a quantity, as typed, for the schema to refuse."""
+    value = value.strip()
+    if len(value) > 30 or not _WHOLE_NUMBER.match(value):
+        return value
+    return int(Decimal(value))
 
 
 def _china_time_unless_given(value: str) -> str:
