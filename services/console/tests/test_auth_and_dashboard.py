@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from orderflow.console import auth
-from orderflow.console.dashboard import Sample, group_lag, rates, true_ends
+from orderflow.console.dashboard import Sample, group_lag, members_of, rates, true_ends
 from orderflow.console.settings import ConsoleSettings, UserEntry
 
 pytestmark = pytest.mark.unit
@@ -94,3 +95,31 @@ def test_lag_from_end_and_committed_offsets() -> None:
 def test_a_committed_offset_proves_the_log_reaches_it() -> None:
     a0, a1 = TopicPartition("a", 0), TopicPartition("a", 1)
     assert true_ends({a0: 5, a1: 9}, [{a0: 7, a1: None}, {a0: 6}]) == {a0: 7, a1: 9}
+
+
+class _Described:
+    def __init__(self, groups: list[dict[str, Any]]) -> None:
+        self.groups = groups
+
+    def to_object(self) -> dict[str, Any]:
+        return {"throttle_time_ms": 0, "groups": self.groups}
+
+
+def test_members_of_counts_one_replica_per_member_and_skips_unknown_groups() -> None:
+    def member(mid: str, host: str = "") -> dict[str, Any]:
+        return {"member_id": mid, "client_id": "", "client_host": host,
+                "member_metadata": b"", "member_assignment": b""}
+    described = [_Described([
+        {"error_code": 0, "group": "orderflow.intake", "state": "Stable", "protocol_type": "consumer",
+         "protocol": "range", "members": [member("a-1", "/10.0.0.2"), member("a-2", "/10.0.0.3")]}]),
+        _Described([
+            {"error_code": 0, "group": "orderflow.review", "state": "Empty",
+             "protocol_type": "consumer", "protocol": "", "members": []},
+            # what the embedded broker answers for a group it does not know
+            {"error_code": -1, "group": None, "state": "", "protocol_type": "nope",
+             "protocol": "Empty", "members": []}])]
+    got = members_of(described)
+    assert got == {
+        "orderflow.intake": {"replicas": 2, "state": "Stable", "members": ["/10.0.0.2", "/10.0.0.3"]},
+        "orderflow.review": {"replicas": 0, "state": "Empty", "members": []},
+    }

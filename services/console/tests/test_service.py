@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
 from console_factories import OrderStory
 from console_helpers import (
     admin_token,
@@ -58,8 +59,10 @@ async def test_health_and_metrics_are_open_everything_else_needs_a_session_or_to
         assert (await anonymous.get("/healthz")).status_code == 200
         assert "orderflow_messages_consumed_total" in (await anonymous.get("/metrics")).text
         for path in ("/api/orders", "/api/orders/x", "/api/review-queue", "/api/topics",
-                     "/api/reports/summary", "/api/exceptions", "/api/dashboard"):
+                     "/api/reports/summary", "/api/exceptions", "/api/dashboard", "/openapi.json"):
             assert (await anonymous.get(path)).status_code == 401, path
+        for path in ("/docs", "/redoc"):  # no unauthenticated API browser either
+            assert (await anonymous.get(path)).status_code in {401, 404}, path
         assert (await anonymous.post("/api/orders/x/approve", json={})).status_code == 401
         wrong = await anonymous.get("/api/orders", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
@@ -279,6 +282,8 @@ async def test_topic_dashboard_offsets_lag_dlq_and_services(
     dlq = next(q for q in snap["dlq"] if q["topic"] == "stock.low")
     dead = next(d for d in dlq["newest"] if d["key"] == key)
     assert dlq["depth"] >= 1 and dead["reason"] == "bad_headers" and dead["service"] == "console"
+    for name in pipeline.services:  # one process per service in the test pipeline
+        assert groups[f"orderflow.{name}"]["replicas"] == 1, (groups[f"orderflow.{name}"], groups[f"orderflow.{name}"].get("members_error"))
     services = {s["service"]: s for s in snap["services"]}
     assert services["console"]["up"] is True
     for name in pipeline.services:
@@ -380,3 +385,28 @@ async def test_rebuild_replays_the_topics_into_the_same_read_model(
     finally:
         await engine.dispose()
     assert damaged == 0
+
+
+async def test_the_dashboard_counts_a_second_replica_of_a_group_and_its_leaving(
+        pipeline: Pipeline, admin: httpx.AsyncClient) -> None:
+    """A second member joins the console's own group (as a second console replica would), is
+    counted, leaves, and the count goes back."""
+    async def replicas(want: int) -> dict[str, Any] | None:
+        snap = (await admin.get("/api/topics")).json()
+        group = next((g for g in snap["groups"] if g["group"] == "orderflow.console"), None)
+        return group if group and group["replicas"] == want and group["state"] == "Stable" else None
+
+    await until(lambda: replicas(1), timeout=120, what="one console replica")
+    extra = AIOKafkaConsumer("stock.low", **pipeline.kafka.client_kwargs(),
+                             group_id="orderflow.console", client_id="second-console",
+                             enable_auto_commit=False)
+    await extra.start()
+    try:
+        async def joined() -> dict[str, Any] | None:
+            await extra.getmany(timeout_ms=200)  # takes part in the rebalance
+            return await replicas(2)
+        group = await until(joined, timeout=120, what="two console replicas")
+        assert len(group["members"]) == 2
+    finally:
+        await extra.stop()  # leaves the group: the remaining member rebalances alone
+    await until(lambda: replicas(1), timeout=120, what="one console replica again")

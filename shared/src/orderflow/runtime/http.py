@@ -15,8 +15,11 @@ HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] | None = None,
-                    *, title: str | None = None) -> FastAPI:
-    app = FastAPI(title=title or f"OrderFlow {service}", version="0.1.0")
+                    *, title: str | None = None, public_openapi: bool = True) -> FastAPI:
+    """``public_openapi=False``: no unauthenticated ``/openapi.json``, ``/docs`` or ``/redoc``
+    (``app.openapi()`` still builds the document for a route that checks who asks)."""
+    public = {} if public_openapi else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title=title or f"OrderFlow {service}", version="0.1.0", **public)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:

@@ -73,6 +73,8 @@ class ServiceDefinition:
     routers: Callable[[ServiceContext], list[APIRouter]] = lambda _ctx: []
     background: list[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = field(default_factory=list)
     description: str = ""
+    # False: no /openapi.json or /docs without sign-in; the service's routers serve its own
+    public_openapi: bool = True
 
 
 def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: ServiceSettings,
@@ -163,7 +165,8 @@ async def run_service(definition: ServiceDefinition) -> None:
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(relay.run(), name="outbox-relay")]
     server: _QuietServer | None = None
     if settings.http_port:
-        app = create_http_app(definition.name, health, definition.routers(ctx))
+        app = create_http_app(definition.name, health, definition.routers(ctx),
+                              public_openapi=definition.public_openapi)
         server = _QuietServer(uvicorn.Config(app, host=settings.http_host,
                                                port=settings.http_port, log_config=None,
                                                access_log=False, lifespan="off"))

@@ -131,6 +131,19 @@ def _period(frm: str | None, to: str | None) -> tuple[datetime, datetime]:
         raise HTTPException(422, str(exc)) from exc
 
 
+def openapi_router(console: Console) -> APIRouter:
+    """``/openapi.json``, for signed-in operators and token holders only (the runtime's public one
+    is switched off for the console)."""
+    router = APIRouter()
+    viewer = Depends(requirement(console, "view"))
+
+    @router.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request, _op: Annotated[Operator, viewer]) -> dict[str, Any]:
+        return request.app.openapi()  # type: ignore[no-any-return]
+
+    return router
+
+
 def api_router(console: Console) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["console"])
     viewer = Depends(requirement(console, "view"))

@@ -25,4 +25,5 @@ def create_service() -> ServiceDefinition:
         ],
         routers=build_routers,
         background=[run_sampler],
+        public_openapi=False,  # /openapi.json is served to signed-in operators (api.py)
     )

@@ -1,10 +1,11 @@
 """The topic dashboard: for every topic its end offsets and messages per second (now and over the
-last hour), for every consumer group its lag, every DLQ's depth with its newest errors, and which
-services answer their health check.
+last hour), for every consumer group its lag and how many replicas (members) it has, every DLQ's
+depth with its newest errors, and which services answer their health check.
 
 Offsets come from the consumer API only (end offsets from a plain consumer, committed offsets from
 a consumer carrying the group's id that never joins the group): the embedded broker's admin
-OffsetFetch breaks the connection. A background task samples every
+OffsetFetch breaks the connection. Members come from the admin client's DescribeGroups, one group
+per request (the embedded broker garbles every group after the first of a request). A background task samples every
 ``ORDERFLOW_CONSOLE_DASHBOARD_INTERVAL_S`` and keeps an hour of samples in memory."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from orderflow.console.exception_queue import DeadLetter
 from orderflow.console.settings import ConsoleSettings
@@ -87,6 +89,21 @@ def true_ends(ends: dict[TopicPartition, int],
     return out
 
 
+def members_of(responses: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """DescribeGroups answers as ``{group: {"replicas", "state", "members"}}``: one member per
+    consumer, so per service process. A group the broker does not know is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for response in responses:
+        for group in response.to_object().get("groups", []):
+            if group.get("error_code") != 0 or not group.get("group"):
+                continue
+            members = [m.get("client_host") or m.get("member_id", "")
+                       for m in group.get("members", [])]
+            out[group["group"]] = {"replicas": len(members), "state": group.get("state") or None,
+                                   "members": sorted(members)}
+    return out
+
+
 class TopicSampler:
     def __init__(self, kafka: KafkaSettings, settings: ConsoleSettings) -> None:
         self.kafka = kafka
@@ -97,6 +114,7 @@ class TopicSampler:
         self.dlq_partitions = [TopicPartition(t.dlq, 0) for t in CATALOGUE]
         self._plain: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
         self._groups: dict[str, AIOKafkaConsumer] = {}
         self._dlq_cache: dict[str, tuple[int, list[DeadLetter]]] = {}
         self._dlq_read_at: dict[str, float] = {}
@@ -109,12 +127,33 @@ class TopicSampler:
         self._reader = AIOKafkaConsumer(**self.kafka.client_kwargs(), enable_auto_commit=False,
                                         client_id="orderflow-console-dlq-reader")
         await self._reader.start()
+        self._admin = AIOKafkaAdminClient(**self.kafka.client_kwargs(),  # type: ignore[arg-type]
+                                          client_id="orderflow-console-groups")
+        await self._admin.start()
+
+    async def members(self, groups: list[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
+        """Each group's members, or why they could not be read (the page then says so)."""
+        if self._admin is None:
+            return {}, "not started"
+        # one group per request: the embedded broker answers only the first group of a
+        # DescribeGroups correctly (the next come back garbled, and enough of them break the
+        # connection); Apache Kafka answers either way
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            for group in groups:
+                out.update(members_of(await self._admin.describe_consumer_groups([group])))
+        except Exception as exc:  # noqa: BLE001 - replicas are a detail: never blank the page
+            return out, f"{type(exc).__name__}: {exc}"[:200]
+        return out, None
 
     async def stop(self) -> None:
         for consumer in [self._plain, self._reader, *self._groups.values()]:
             if consumer is not None:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                await self._admin.close()
         await self._http.aclose()
 
     async def _group_consumer(self, group: str) -> AIOKafkaConsumer:
@@ -208,12 +247,20 @@ class TopicSampler:
 
         groups: list[dict[str, Any]] = []
         topic_ends = {tp: ends.get(tp, 0) for tp in self.partitions}
+        members, members_error = await self.members(self.settings.groups())
         for group in self.settings.groups():
+            seen = members.get(group)
+            who = {"replicas": seen["replicas"] if seen else (None if members_error else 0),
+                   "state": seen["state"] if seen else None,
+                   "members": seen["members"] if seen else []}
+            if members_error:
+                who["members_error"] = members_error
             if group in failures:
-                groups.append({"group": group, "lag": None, "topics": [], "error": failures[group]})
+                groups.append({"group": group, "lag": None, "topics": [], **who,
+                               "error": failures[group]})
                 continue
             lag = group_lag(topic_ends, committed[group])
-            groups.append({"group": group, "lag": sum(r["lag"] for r in lag.values()),
+            groups.append({"group": group, "lag": sum(r["lag"] for r in lag.values()), **who,
                            "topics": [{"topic": k, **v} for k, v in sorted(lag.items())]})
 
         dlqs = []

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from orderflow.console.api import Console, api_router
+from orderflow.console.api import Console, api_router, openapi_router
 from orderflow.console.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -139,4 +139,4 @@ def build_routers(ctx: ServiceContext) -> list[APIRouter]:
     settings = ConsoleSettings()
     console = Console(ctx=ctx, settings=settings, accounts=Accounts.from_settings(settings),
                       sessions=async_sessionmaker(ctx.engine, expire_on_commit=False))
-    return [api_router(console), pages_router(console)]
+    return [api_router(console), openapi_router(console), pages_router(console)]

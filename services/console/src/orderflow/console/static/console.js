@@ -138,8 +138,12 @@ async function refreshDashboard() {
     d.topics.map(t => [esc(t.topic), esc(t.partitions), esc(t.end_offset), num(t.rate_now),
       num(t.rate_hour) + (t.window_s && t.window_s < 3500 ? ' <span class="muted">(' + age(t.window_s) + ")</span>" : ""),
       '<span class="spark">' + columns(t.history.length ? t.history : [0], null, 16) + "</span>"]));
-  document.getElementById("groups").innerHTML = table(["group", "lag", "per topic"], d.groups.map(g =>
-    [esc(g.group), g.lag === null ? '<span class="down">' + esc(g.error || "?") + "</span>" :
+  document.getElementById("groups").innerHTML = table(["group", "replicas", "lag", "per topic"], d.groups.map(g =>
+    [esc(g.group),
+     g.replicas === null ? '<span class="muted" title="' + esc(g.members_error || "") + '">?</span>' :
+       '<span class="' + (g.replicas === 0 ? "down" : "") + '" title="' + esc((g.members || []).join(", ")) + '">' +
+       esc(g.replicas) + (g.state && g.state !== "Stable" ? ' <span class="muted">(' + esc(g.state) + ")</span>" : "") + "</span>",
+     g.lag === null ? '<span class="down">' + esc(g.error || "?") + "</span>" :
       '<span class="' + (g.lag > 0 ? "lagging" : "") + '">' + esc(g.lag) + "</span>",
      esc(g.topics.filter(t => t.lag > 0).map(t => t.topic + " " + t.lag).join(", ") ||
          (g.topics.length ? "caught up on " + g.topics.length + " topics" : "no commits yet"))]));
