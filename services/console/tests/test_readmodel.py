@@ -139,3 +139,32 @@ def test_cancellation_and_returns_end_the_order() -> None:
     view = project(story.order_id, story.entries)
     assert view.state == OrderState.CANCELLED and view.cancellation == "changed mind (by rita)"
     assert view.timeline[-2].summary == "cancel requested by rita: changed mind"
+
+
+def test_a_change_shows_in_the_timeline_and_the_order_takes_its_new_content() -> None:
+    from orderflow.contracts import events as ev
+
+    story = OrderStory("SO-CHG", lines=[("TEA-001", 2)]).submitted().received().approved() \
+        .backordered()
+    new = story.order.model_copy(update={"revision": 2, "lines": (
+        story.order.lines[0].model_copy(update={"quantity": 5}),)})
+    totals = story.totals.model_copy(update={"grand_total": Decimal("999.00")})
+    common = {"order_id": story.order_id, "change_id": "CHG-1", "channel": "canonical",
+              "external_id": "SO-CHG", "order": new, "totals": totals}
+    story.add(ev.OrderChangeRequested(**common, previous_revision=1), 5, "intake")
+    story.add(ev.OrderChanged(**common, revision=2, previous_revision=1,
+                              changes=("quantity_increased",), review_status="approved",
+                              stock_status="backordered", requested_by="connector:canonical"),
+              6, "logistics")
+    story.add(ev.OrderChangeRejected(order_id=story.order_id, change_id="CHG-2", revision=3,
+                                     stage="logistics", requested_by="customer", reasons=(
+                                         ev.Reason(code="already_dispatched", message="gone"),)),
+              7, "logistics")
+    view = project(story.order_id, story.entries)
+    assert view.revision == 2 and view.grand_total == Decimal("999.00")
+    assert [(line.sku, line.quantity) for line in view.lines] == [("TEA-001", 5)]
+    assert view.state == OrderState.BACKORDERED
+    summaries = [t.summary for t in view.timeline]
+    assert "change to revision 2 requested by customer" in summaries
+    assert "changed to revision 2: quantity_increased" in summaries
+    assert "change to revision 3 refused by logistics: already_dispatched" in summaries

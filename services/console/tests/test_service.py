@@ -283,7 +283,8 @@ async def test_topic_dashboard_offsets_lag_dlq_and_services(
     dead = next(d for d in dlq["newest"] if d["key"] == key)
     assert dlq["depth"] >= 1 and dead["reason"] == "bad_headers" and dead["service"] == "console"
     for name in pipeline.services:  # one process per service in the test pipeline
-        assert groups[f"orderflow.{name}"]["replicas"] == 1, (groups[f"orderflow.{name}"], groups[f"orderflow.{name}"].get("members_error"))
+        group = groups[f"orderflow.{name}"]
+        assert group["replicas"] == 1, (group, group.get("members_error"))
     services = {s["service"]: s for s in snap["services"]}
     assert services["console"]["up"] is True
     for name in pipeline.services:

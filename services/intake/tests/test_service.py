@@ -139,6 +139,13 @@ async def test_a_newer_canonical_revision_is_a_change_never_a_second_order(
     await _processed_past(pipeline, events, "canonical", eid)
     assert len(events.of("order.received", order_id)) == 1
     assert len(events.of("order.revision-received", order_id)) == 1
+    # the revision is a change request for the other services, checked and with its totals
+    change = await events.wait_for_event("order.change-requested", order_id)
+    assert change.event.order == revised.event.order
+    assert change.event.previous_revision == 1
+    assert change.event.totals.grand_total > 0
+    assert change.event.requested_by == "connector:canonical"
+    assert len(events.of("order.change-requested", order_id)) == 1
 
 
 async def test_a_shopify_order_updated_later_is_a_revision(pipeline: Pipeline, events: EventLog) -> None:

@@ -22,13 +22,14 @@ from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
     Event,
     OrderApproved,
+    OrderChangeApproved,
     ProductUpdated,
     ReservedLine,
     ShipmentDispatched,
     StockAdjusted,
     StockReceived,
 )
-from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
+from orderflow.contracts.order import CanonicalOrder, OrderLine, OrderTotals, order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.inventory.policy import InventoryPolicy
 from orderflow.inventory.repository import InventoryRepository, check_invariants
@@ -411,4 +412,70 @@ async def test_an_order_review_approves_is_reserved_with_the_approved_order(
     assert reserved.event.order == approval.event.order
     assert reserved.headers["causation_id"] == approval.headers["event_id"]
     assert sum(held(reserved).values()) == 1
+    await assert_invariants(inventory_db)
+
+
+# --- changes ------------------------------------------------------------------------------------
+
+
+def change_of(order: OrderApproved, lines: list[tuple[str, int]], *,
+              revision: int = 2) -> OrderChangeApproved:
+    """The change review would pass on: the order's new lines, as a newer revision."""
+    new = order.order.model_copy(update={"revision": revision, "lines": tuple(
+        OrderLine(sku=sku, quantity=q, unit_price=Decimal("10.00")) for sku, q in lines)})
+    return OrderChangeApproved(
+        order_id=order.order_id, change_id=new_id("CHG"), channel="canonical",
+        external_id=order.external_id, previous_revision=revision - 1, order=new,
+        totals=order.totals, review_status="approved", requested_by="tests")
+
+
+async def test_a_reserved_order_changed_to_more_than_is_in_stock_is_refused_whole(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    needs_no_logistics(pipeline)
+    a, b = new_sku("CHGA"), new_sku("CHGB")
+    await pipeline.publish_and_wait([product(a), product(b), receipt("WH-SH", a, 4),
+                                     receipt("WH-SH", b, 1)])
+    order = approved([(a, 2), (b, 1)])
+    await pipeline.publish_and_wait([order])
+    await events.wait_for_event("stock.reserved", order.order_id)
+    # fewer of a (would release 1) and more of b than exists: all or nothing, so nothing moves
+    greedy = change_of(order, [(a, 1), (b, 3)])
+    await pipeline.publish_and_wait([greedy])
+    refused = await events.wait_for_event("order.change-rejected", order.order_id)
+    assert refused.event.stage == "inventory" and refused.event.change_id == greedy.change_id
+    assert [r.code for r in refused.event.reasons] == ["insufficient_stock"]
+    assert await available(inventory_db, a) == {"WH-SH": 2}
+    assert await available(inventory_db, b) == {"WH-SH": 0}
+    assert not events.of("stock.released", order.order_id)
+    view = await order_view(inventory_db, order.order_id)
+    assert view["status"] == "reserved"
+    await assert_invariants(inventory_db)
+
+    # within stock: the difference only moves, and the order stays reserved
+    fits = change_of(order, [(a, 3)], revision=3)
+    await pipeline.publish_and_wait([fits])
+    step = await events.wait_for_event("order.change-reserved", order.order_id)
+    assert step.event.stock_status == "reserved"
+    assert sorted((r.sku, r.quantity) for r in step.event.reservations) == [(a, 3)]
+    assert sorted((r.sku, r.quantity) for r in step.event.released) == [(b, 1)]
+    released = await events.wait_for_event("stock.released", order.order_id)
+    assert [(r.sku, r.quantity) for r in released.event.reservations] == [(b, 1)]
+    assert await available(inventory_db, a) == {"WH-SH": 1}
+    assert await available(inventory_db, b) == {"WH-SH": 1}
+    await assert_invariants(inventory_db)
+
+
+async def test_a_change_before_the_approval_is_what_the_approval_reserves(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("CHGEARLY")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 10)])
+    order = approved([(sku, 2)])
+    early = change_of(order, [(sku, 5)])
+    await pipeline.publish_and_wait([early])
+    step = await events.wait_for_event("order.change-reserved", order.order_id)
+    assert step.event.stock_status == "not_allocated"
+    await pipeline.publish_and_wait([order])  # the approval of revision 1 arrives late
+    reserved = await events.wait_for_event("stock.reserved", order.order_id)
+    assert reserved.event.order.revision == 2
+    assert [(r.sku, r.quantity) for r in reserved.event.reservations] == [(sku, 5)]
     await assert_invariants(inventory_db)

@@ -16,13 +16,17 @@ import pytest
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
+    OrderChangeRejected,
+    OrderChangeRequested,
+    OrderChangeReserved,
+    Reason,
     ReservedLine,
     ShipmentDispatched,
     StockReserved,
     TrackingStatus,
     TrackingUpdated,
 )
-from orderflow.contracts.order import CanonicalOrder, order_id_for
+from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.logistics.carrier_simulator import (
     CarrierBehaviour,
@@ -354,3 +358,74 @@ async def test_the_carrier_simulators_journeys_end_as_simulated(
         resolved = events.of("shipment.exception", order_id)
         assert {e.event.code for e in resolved} <= {"recipient_unavailable", "weather"}
         assert len(resolved) == 2
+
+
+# --- changes: logistics admits them first and settles them last ---------------------------------
+
+
+def change_request(reserved: StockReserved, **update: Any) -> OrderChangeRequested:
+    order = reserved.order.model_copy(update={"revision": reserved.order.revision + 1, **update})
+    zero = Decimal("0.00")
+    return OrderChangeRequested(
+        order_id=reserved.order_id, change_id=f"CHG-{uuid.uuid4().hex[:8]}", channel="canonical",
+        external_id=order.external_id, previous_revision=reserved.order.revision, order=order,
+        totals=OrderTotals(subtotal=zero, discount=zero, tax=zero, shipping=zero,
+                           grand_total=zero), requested_by="tests")
+
+
+def settled(change: OrderChangeRequested, stock_status: str,
+            reservations: Sequence[ReservedLine] = ()) -> OrderChangeReserved:
+    """The change as inventory passes it on, after review."""
+    return OrderChangeReserved(**change.model_dump(exclude={"reason"}), review_status="approved",
+                               stock_status=stock_status,  # type: ignore[arg-type]
+                               reservations=tuple(reservations))
+
+
+async def test_a_reservation_during_a_change_is_parked_and_ships_with_the_new_address(
+        pipeline: Pipeline, events: EventLog) -> None:
+    reserved = reservation(new_id(), [("WH-SH", "TEA-001", 2)], address_index=0)
+    beijing = CanonicalOrder.model_validate(canonical_order("x", address_index=2)).shipping_address
+    change = change_request(reserved, shipping_address=beijing)
+    await pipeline.publish_and_wait([change])
+    admitted = await events.wait_for_event("order.change-admitted", reserved.order_id)
+    assert admitted.event.change_id == change.change_id
+    # the reservation arrives while the change is pending: nothing is dispatched yet
+    await pipeline.publish_and_wait([reserved])
+    assert not events.of("shipment.dispatched", reserved.order_id)
+    # a second change while the first is pending is refused
+    other = change_request(reserved, requested_delivery_date=date(2026, 12, 31))
+    await pipeline.publish_and_wait([other])
+    busy = await events.wait_for_event("order.change-rejected", reserved.order_id)
+    assert [r.code for r in busy.event.reasons] == ["change_in_progress"]
+    # settled with every unit reserved: order.changed, then the dispatch to the new address
+    await pipeline.publish_and_wait([settled(change, "reserved", reserved.reservations)])
+    done = await events.wait_for_event("order.changed", reserved.order_id)
+    assert done.event.revision == 2
+    (shipment,) = await dispatched(events, reserved.order_id, 1)
+    async with api(pipeline) as client:
+        row = (await client.get(f"/api/shipments/{shipment.shipment_id}")).json()
+    assert row["destination_province"] == "北京"
+    # after dispatch a change is refused
+    late = change_request(reserved.model_copy(update={"order": change.order}))
+    await pipeline.publish_and_wait([late])
+    refused = await events.wait_for_event(
+        "order.change-rejected", reserved.order_id,
+        where=lambda e: e.event.change_id == late.change_id)
+    assert [r.code for r in refused.event.reasons] == ["already_dispatched"]
+    assert len(events.of("shipment.dispatched", reserved.order_id)) == 1
+
+
+async def test_a_change_refused_downstream_releases_the_parked_reservation(
+        pipeline: Pipeline, events: EventLog) -> None:
+    reserved = reservation(new_id(), [("WH-SH", "TEA-001", 1)])
+    change = change_request(reserved, requested_delivery_date=date(2026, 12, 31))
+    await pipeline.publish_and_wait([change])
+    await events.wait_for_event("order.change-admitted", reserved.order_id)
+    await pipeline.publish_and_wait([reserved])
+    assert not events.of("shipment.dispatched", reserved.order_id)
+    await pipeline.publish_and_wait([OrderChangeRejected(
+        order_id=reserved.order_id, change_id=change.change_id, revision=2, stage="review",
+        reasons=(Reason(code="credit_limit", message="over the limit"),), requested_by="tests")])
+    (shipment,) = await dispatched(events, reserved.order_id, 1)
+    assert shipment.requested_date == reserved.order.requested_delivery_date  # as it was
+    assert not events.of("order.changed", reserved.order_id)

@@ -50,6 +50,11 @@ EVENTS: dict[str, dict[str, Any]] = {
                                                       "field": None}]},
     "refund_issued": {"rma_id": "RMA-9", "amount": "1308.00", "currency": "CNY",
                       "exchange_order": None},
+    "order_changed": {"changes": ["quantity_increased", "shipping_address"], "revision": 2,
+                      "ship_to": "Zhejiang Hangzhou Wensan Road 1",
+                      "requested_delivery_date": None},
+    "order_change_rejected": {"revision": 2, "stage": "logistics",
+                              "reasons": [{"code": "already_dispatched", "field": None}]},
 }
 # what each kind must say, in each language
 EXPECTED: dict[tuple[str, str], list[str]] = {
@@ -85,6 +90,11 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("return_refused", "zh-CN"): ["RMA-9", "已超过退货期限"],
     ("refund_issued", "en"): ["RMA-9", "refund", "CNY 1,308.00"],
     ("refund_issued", "zh-CN"): ["RMA-9", "退款", "¥1,308.00"],
+    ("order_changed", "en"): ["has been changed", "quantities increased", "new delivery address"],
+    ("order_changed", "zh-CN"): ["已修改", "增加数量", "修改收货地址", "Wensan Road"],
+    ("order_change_rejected", "en"): ["could not be changed", "already left our warehouse",
+                                      "stands as it was"],
+    ("order_change_rejected", "zh-CN"): ["无法修改", "已从仓库发出"],
 }
 
 renderer = Renderer(sender_name="TeaHouse", timezone="Asia/Shanghai")

@@ -20,11 +20,14 @@ from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
     CustomerUpdated,
     InvoiceIssued,
+    OrderChangeAdmitted,
+    OrderChangeRejected,
     OrderReceived,
     PaymentReceived,
+    Reason,
 )
 from orderflow.contracts.headers import EventHeaders
-from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
+from orderflow.contracts.order import CanonicalOrder, OrderLine, OrderTotals, order_id_for
 from orderflow.devstack.catalogue import canonical_order, products, stated_total
 from orderflow.devstack.processes import free_port, stop, wait_until
 from orderflow.devstack.stack import ServiceProcess
@@ -435,3 +438,107 @@ async def test_concurrent_transactions_on_one_credit_account_serialise(
     account = (await api.get(f"/api/credit-accounts/{customer}")).json()
     assert D(account["approved_not_invoiced"]) == by_status["approved"][1]
     assert D(account["exposure"]) <= limit
+
+
+# --- changes ------------------------------------------------------------------------------------
+
+
+def admitted_change(received: OrderReceived, lines: list[tuple[str, int]], grand_total: str, *,
+                    revision: int = 2) -> OrderChangeAdmitted:
+    """A change as logistics admits it: the order's new lines and (given) totals."""
+    cat = products()
+    new = received.order.model_copy(update={"revision": revision, "lines": tuple(
+        OrderLine(sku=sku, quantity=q, unit_price=cat[sku].unit_price) for sku, q in lines)})
+    totals = received.totals.model_copy(update={"grand_total": D(grand_total)})
+    return OrderChangeAdmitted(
+        order_id=received.order_id, change_id=new_id("CHG"), channel=received.channel,
+        external_id=received.external_id, previous_revision=revision - 1, order=new,
+        totals=totals, requested_by="tests")
+
+
+async def approved_not_invoiced(api: httpx.AsyncClient, customer_id: str) -> Decimal:
+    return D((await api.get(f"/api/credit-accounts/{customer_id}")).json()["approved_not_invoiced"])
+
+
+async def exposure_reaches(api: httpx.AsyncClient, customer_id: str, expected: Decimal) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while (now := await approved_not_invoiced(api, customer_id)) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"{now}, expected {expected}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_change_moves_the_exposure_by_the_difference_and_is_undone_when_refused_later(
+        pipeline: Pipeline, events: EventLog, api: httpx.AsyncClient) -> None:
+    customer = await new_customer(pipeline)
+    (order_id,) = await push(pipeline, order_for(customer, lines=[("TEA-001", 2)]))
+    seen = await decision(events, order_id)
+    assert seen.topic == "order.approved"
+    received = (await events.wait_for_event("order.received", order_id)).event
+    total = received.totals.grand_total
+    await exposure_reaches(api, customer, total)
+
+    change = admitted_change(received, [("TEA-001", 3)], str(total + D("500.00")))
+    await pipeline.publish_and_wait([change])
+    step = await events.wait_for_event("order.change-approved", order_id)
+    assert step.event.review_status == "approved"
+    assert step.event.exposure_delta == D("500.00")
+    assert step.event.changes == ("quantity_increased",)
+    assert step.event.previous_totals == received.totals
+    await exposure_reaches(api, customer, total + D("500.00"))
+    assert (await api.get(f"/api/orders/{order_id}")).json()["grand_total"] == str(total + 500)
+
+    # inventory refused it: review gives the difference back and restores the order
+    await pipeline.publish_and_wait([OrderChangeRejected(
+        order_id=order_id, change_id=change.change_id, revision=2, stage="inventory",
+        reasons=(Reason(code="insufficient_stock", message="not in stock"),),
+        requested_by="tests")])
+    await exposure_reaches(api, customer, total)
+    assert (await api.get(f"/api/orders/{order_id}")).json()["grand_total"] == str(total)
+    # the same change id again is not decided twice
+    await pipeline.publish_and_wait([change])
+    assert len(events.of("order.change-approved", order_id)) == 1
+    assert len(events.of("order.change-rejected", order_id)) == 1
+
+
+async def test_a_change_seen_before_the_order_is_reviewed_as_the_order(
+        pipeline: Pipeline, events: EventLog, api: httpx.AsyncClient) -> None:
+    customer = await new_customer(pipeline)
+    eid, payload = order_for(customer, lines=[("TEA-001", 1)])
+    order_id = order_id_for("canonical", eid)
+    order = CanonicalOrder.model_validate(payload)
+    cat = products()
+    first = OrderReceived(order_id=order_id, channel="canonical", external_id=eid, order=order,
+                          totals=OrderTotals(subtotal=cat["TEA-001"].unit_price, discount=D(0),
+                                             tax=D(0), shipping=D(0),
+                                             grand_total=cat["TEA-001"].unit_price))
+    change = admitted_change(first, [("TEA-001", 2)], str(2 * cat["TEA-001"].unit_price))
+    await pipeline.publish_and_wait([change])
+    step = await events.wait_for_event("order.change-approved", order_id)
+    assert step.event.review_status == "not_reviewed"
+    await pipeline.publish_and_wait([first])  # the order itself, late
+    seen = await decision(events, order_id)
+    assert seen.topic == "order.approved"
+    assert seen.event.order.revision == 2
+    assert [(x.sku, x.quantity) for x in seen.event.order.lines] == [("TEA-001", 2)]
+    await exposure_reaches(api, customer, 2 * cat["TEA-001"].unit_price)
+
+
+async def test_a_held_order_changed_to_pass_every_rule_is_approved_with_its_new_content(
+        pipeline: Pipeline, events: EventLog, api: httpx.AsyncClient) -> None:
+    customer = await new_customer(pipeline)
+    (order_id,) = await push(pipeline, order_for(customer, lines=LARGE))  # above 10 000: held
+    seen = await decision(events, order_id)
+    assert seen.topic == "order.held"
+    received = (await events.wait_for_event("order.received", order_id)).event
+    small = admitted_change(received, [("TEA-001", 1)],
+                            str(products()["TEA-001"].unit_price + D("10.00")))
+    await pipeline.publish_and_wait([small])
+    step = await events.wait_for_event("order.change-approved", order_id)
+    assert step.event.review_status == "approved" and step.event.exposure_delta == 0
+    assert set(step.event.changes) == {"line_removed", "quantity_decreased"}
+    approved = await events.wait_for_event("order.approved", order_id)
+    assert approved.event.order.revision == 2
+    assert [(x.sku, x.quantity) for x in approved.event.order.lines] == [("TEA-001", 1)]
+    await exposure_reaches(api, customer, small.totals.grand_total)
+    queue = (await api.get("/api/review-queue")).json()
+    assert order_id not in {o["order_id"] for o in queue["orders"]}

@@ -588,6 +588,111 @@ class RefundIssued(Event):
         default=None, description="For an exchange: the new linked order's external id")
 
 
+# --- order lifecycle: changes ---------------------------------------------------------------------
+
+ChangeStage = Literal["intake", "logistics", "review", "inventory"]
+ReviewStatus = Literal["approved", "held", "not_reviewed"]
+StockStatus = Literal["reserved", "backordered", "not_allocated"]
+
+
+class OrderChangeRequested(Event):
+    """A change of an order not yet dispatched: its new full content (quantities, lines, shipping
+    address, requested date), versioned by ``order.revision``. Intake publishes it for a newer
+    revision a connector re-pushed, with the content checked and the totals recomputed. Logistics
+    decides first whether the order can still change (``order.change-admitted``)."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderChangeRequested"
+
+    order_id: str
+    change_id: str = Field(min_length=1, max_length=64, description="The change's id, unique")
+    channel: str
+    external_id: str
+    previous_revision: int | None = Field(default=None, description="The revision it replaces")
+    order: CanonicalOrder = Field(description="The order's new full content; order.revision is "
+                                              "the change's version")
+    totals: OrderTotals
+    requested_by: str = Field(default="customer", max_length=128)
+    reason: str = Field(default="", max_length=500)
+
+
+class OrderChangeAdmitted(OrderChangeRequested):
+    """Logistics admitted a change: nothing of the order is dispatched, and it will not be until
+    the change is settled (the change is pending). Review checks it next."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderChangeAdmitted"
+
+
+class OrderChangeApproved(Event):
+    """Review accepted a change: credit for the difference, prices, terms and date checked again;
+    the exposure moved by ``exposure_delta``. Inventory adjusts the stock next."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderChangeApproved"
+
+    order_id: str
+    change_id: str
+    channel: str
+    external_id: str
+    previous_revision: int | None = None
+    order: CanonicalOrder
+    totals: OrderTotals
+    previous_totals: OrderTotals | None = None
+    changes: tuple[str, ...] = Field(default=(), description="What changed, as codes")
+    review_status: ReviewStatus = Field(
+        description="approved: in the exposure; held: still in the review queue; not_reviewed: "
+                    "review had not seen the order yet (it reviews the new content when it does)")
+    exposure_delta: Amount = Decimal("0.00")
+    requested_by: str = "customer"
+
+
+class OrderChangeReserved(OrderChangeApproved):
+    """Inventory applied a change to the stock: the difference reserved or released (all or
+    nothing). Logistics settles the change next (``order.changed``)."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderChangeReserved"
+
+    stock_status: StockStatus = Field(
+        description="reserved: every unit is reserved (``reservations``); backordered: some wait "
+                    "for stock; not_allocated: inventory has not had the order approved yet")
+    reservations: tuple[ReservedLine, ...] = ()
+    released: tuple[ReservedLine, ...] = ()
+
+
+class OrderChanged(Event):
+    """A change applied as a whole by every service; the order goes on with its new content."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderChanged"
+
+    order_id: str
+    change_id: str
+    channel: str
+    external_id: str
+    revision: int
+    previous_revision: int | None = None
+    changes: tuple[str, ...] = ()
+    order: CanonicalOrder
+    totals: OrderTotals
+    previous_totals: OrderTotals | None = None
+    review_status: ReviewStatus
+    stock_status: StockStatus
+    requested_by: str
+    customer: Customer | None = None
+
+
+class OrderChangeRejected(Event):
+    """A change refused as a whole, with reasons; the order stays exactly as it was (a service
+    that had applied its part undoes it)."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderChangeRejected"
+
+    order_id: str
+    change_id: str
+    revision: int
+    stage: ChangeStage
+    reasons: tuple[Reason, ...] = Field(min_length=1)
+    requested_by: str
+    customer: Customer | None = None
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     OrderSubmitted,
     OrderReceived,
@@ -621,5 +726,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ReturnRefused,
     ReturnReceived,
     RefundIssued,
+    OrderChangeRequested,
+    OrderChangeAdmitted,
+    OrderChangeApproved,
+    OrderChangeReserved,
+    OrderChanged,
+    OrderChangeRejected,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.EVENT_TYPE: e for e in ALL_EVENTS}

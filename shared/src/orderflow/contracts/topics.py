@@ -84,6 +84,18 @@ RETURN_RECEIVED = Topic("order.return-received", ev.ReturnReceived, 3, "order id
                         "Returns received and inspected: each unit restocked or scrapped")
 REFUND_ISSUED = Topic("refund.issued", ev.RefundIssued, 3, "order id",
                       "Refunds owed to customers, for finance connectors")
+ORDER_CHANGE_REQUESTED = Topic("order.change-requested", ev.OrderChangeRequested, 3, "order id",
+                               "Changes of orders not yet dispatched: the new content, versioned")
+ORDER_CHANGE_ADMITTED = Topic("order.change-admitted", ev.OrderChangeAdmitted, 3, "order id",
+                              "Changes logistics admitted (nothing dispatched; dispatch waits)")
+ORDER_CHANGE_APPROVED = Topic("order.change-approved", ev.OrderChangeApproved, 3, "order id",
+                              "Changes review accepted: credit for the difference, prices, date")
+ORDER_CHANGE_RESERVED = Topic("order.change-reserved", ev.OrderChangeReserved, 3, "order id",
+                              "Changes inventory applied: the stock difference reserved/released")
+ORDER_CHANGED = Topic("order.changed", ev.OrderChanged, 3, "order id",
+                      "Changes applied as a whole: the order's new content")
+ORDER_CHANGE_REJECTED = Topic("order.change-rejected", ev.OrderChangeRejected, 3, "order id",
+                              "Changes refused as a whole, with reasons and the refusing stage")
 
 CATALOGUE: tuple[Topic, ...] = (
     ORDER_INBOUND,
@@ -118,6 +130,12 @@ CATALOGUE: tuple[Topic, ...] = (
     RETURN_REFUSED,
     RETURN_RECEIVED,
     REFUND_ISSUED,
+    ORDER_CHANGE_REQUESTED,
+    ORDER_CHANGE_ADMITTED,
+    ORDER_CHANGE_APPROVED,
+    ORDER_CHANGE_RESERVED,
+    ORDER_CHANGED,
+    ORDER_CHANGE_REJECTED,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
 TOPIC_OF_EVENT: dict[type[ev.Event], Topic] = {t.model: t for t in CATALOGUE}

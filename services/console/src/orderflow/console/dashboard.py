@@ -5,8 +5,9 @@ depth with its newest errors, and which services answer their health check.
 Offsets come from the consumer API only (end offsets from a plain consumer, committed offsets from
 a consumer carrying the group's id that never joins the group): the embedded broker's admin
 OffsetFetch breaks the connection. Members come from the admin client's DescribeGroups, one group
-per request (the embedded broker garbles every group after the first of a request). A background task samples every
-``ORDERFLOW_CONSOLE_DASHBOARD_INTERVAL_S`` and keeps an hour of samples in memory."""
+per request (the embedded broker garbles every group after the first of a request). A background
+task samples every ``ORDERFLOW_CONSOLE_DASHBOARD_INTERVAL_S`` and keeps an hour of samples in
+memory."""
 
 from __future__ import annotations
 

@@ -33,7 +33,9 @@ _EVENT_ORDER: dict[str, int] = {name: i for i, name in enumerate((
     "PaymentReceived", "ShipmentDispatched", "TrackingUpdated", "ShipmentDelayed",
     "ShipmentException", "ShipmentDelivered", "OrderRevisionRejected", "OrderCancelRequested",
     "OrderCancelRefused", "OrderCancelled", "ReturnRequested", "ReturnRefused", "ReturnApproved",
-    "ReturnReceived", "RefundIssued", "NotificationRecorded",
+    "ReturnReceived", "RefundIssued", "OrderChangeRequested", "OrderChangeAdmitted",
+    "OrderChangeApproved", "OrderChangeReserved", "OrderChangeRejected", "OrderChanged",
+    "NotificationRecorded",
 ))}
 
 # the stages an order passes, each from one milestone to the next (cycle times)
@@ -462,6 +464,26 @@ class _Projector:
             if t == "ReturnReceived":
                 self.advance(OrderState.RETURNED, at)
             return f"return {p.get('rma_id')} {outcome}"
+        if t == "OrderChangeRequested":
+            return (f"change to revision {(p.get('order') or {}).get('revision')} requested by "
+                    f"{p.get('requested_by')}")
+        if t == "OrderChangeAdmitted":
+            return "change admitted by logistics: nothing dispatched, dispatch waits for it"
+        if t == "OrderChangeApproved":
+            return (f"change accepted by review ({p.get('review_status')}), exposure moved by "
+                    f"{p.get('exposure_delta')}")
+        if t == "OrderChangeReserved":
+            released = sum(int(r.get("quantity", 0)) for r in p.get("released") or ())
+            return (f"change applied to the stock: {p.get('stock_status')}"
+                    + (f", {released} unit(s) released" if released else ""))
+        if t == "OrderChanged":
+            v.revision = max(v.revision, int(p.get("revision") or 1))
+            self.take_order(p.get("order") or {}, p.get("totals"))
+            return (f"changed to revision {p.get('revision')}: "
+                    f"{', '.join(p.get('changes') or ()) or 'content'}")
+        if t == "OrderChangeRejected":
+            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+            return f"change to revision {p.get('revision')} refused by {p.get('stage')}: {codes}"
         if t == "RefundIssued":
             return f"refund {p.get('refund_id')} issued: {p.get('amount')} {p.get('currency')}"
         if t == "InvoiceIssued":

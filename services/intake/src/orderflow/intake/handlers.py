@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from orderflow.contracts.events import (
+    OrderChangeRequested,
     OrderReceived,
     OrderRejected,
     OrderRevisionReceived,
@@ -23,6 +25,13 @@ from orderflow.intake.repository import IntakeRepository
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
+
+_CHANGE_NAMESPACE = uuid.UUID("2d4f8a61-7c3e-4b9a-9e15-0f6b3c8d2a74")
+
+
+def change_id_for(order_id: str, revision: int) -> str:
+    """A revision's change id: the same re-push always names the same change."""
+    return str(uuid.uuid5(_CHANGE_NAMESPACE, f"{order_id}:{revision}"))
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,14 @@ async def on_order_submitted(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmi
                                        external_id=submitted.external_id,
                                        previous_revision=known.revision, revision=revision,
                                        order=result.order))
+        # the revision becomes a change of the order: logistics admits it first (the order must
+        # not be dispatched yet), then review, inventory, and logistics settles it
+        uow.emit(OrderChangeRequested(
+            order_id=order_id, change_id=change_id_for(order_id, revision),
+            channel=submitted.channel, external_id=submitted.external_id,
+            previous_revision=known.revision, order=result.order, totals=result.totals,
+            requested_by=f"connector:{submitted.channel}",
+            reason=f"revision {revision} pushed by the channel"))
         log.info("newer revision recorded as a change", revision=revision,
                  previous_revision=known.revision)
         return

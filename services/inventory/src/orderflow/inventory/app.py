@@ -26,6 +26,9 @@ def create_service() -> ServiceDefinition:
                          description="Approved orders to reserve stock for"),
             Subscription(topics.ORDER_CANCELLED, on.on_order_cancelled,
                          description="Cancelled orders: release reservations, drop backorders"),
+            Subscription(topics.ORDER_CHANGE_APPROVED, on.on_change_approved,
+                         description="Changes review accepted: the stock difference reserved or "
+                                     "released, all or nothing"),
             Subscription(topics.RETURN_RECEIVED, on.on_return_received,
                          description="Inspected returns: restock or scrap each unit"),
             Subscription(topics.STOCK_RECEIVED, on.on_stock_received,

@@ -253,3 +253,56 @@ def shortages(ordered: Mapping[str, int], short: Mapping[str, int]) -> list[Shor
     """The lines an order is short of, with what was reserved of each."""
     return [Shortage(sku, ordered[sku], ordered[sku] - short[sku], short[sku])
             for sku in sorted(short) if short[sku] > 0]
+
+
+# --- changes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """How a change of an order's quantities or lines moves its stock: units to give back, and
+    the new ordered and still-to-reserve units per SKU (0 ordered: a removed line)."""
+
+    release: tuple[Pick, ...]
+    ordered: Mapping[str, int]
+    short: Mapping[str, int]
+
+
+def plan_change(need: Mapping[str, int], holds: Iterable[Pick],
+                ordered: Mapping[str, int], ranking: Sequence[str]) -> ChangePlan:
+    """Only the difference moves: fewer units (or a removed line) release what the order holds
+    beyond its new need, the farthest warehouse's units first; more units (or a new line) are
+    still to reserve; units held and still wanted stay where they are."""
+    order_of = {w: i for i, w in enumerate(ranking)}
+    by_sku: dict[str, list[Pick]] = {}
+    for pick in holds:
+        by_sku.setdefault(pick.sku, []).append(pick)
+    release: list[Pick] = []
+    short: dict[str, int] = {}
+    for sku in sorted(set(ordered) | set(need) | set(by_sku)):
+        picks = sorted(by_sku.get(sku, []), key=lambda p: (-order_of.get(p.warehouse_id, -1),
+                                                            p.warehouse_id))
+        held = sum(p.quantity for p in picks)
+        excess = max(0, held - need.get(sku, 0))
+        for pick in picks:
+            if excess <= 0:
+                break
+            take = min(excess, pick.quantity)
+            release.append(Pick(pick.warehouse_id, sku, take))
+            excess -= take
+        short[sku] = max(0, need.get(sku, 0) - held)
+    new_ordered = {sku: need.get(sku, 0) for sku in set(ordered) | set(need)}
+    return ChangePlan(tuple(sorted(release)), new_ordered, short)
+
+
+ChangeOutcome = Literal["reserved", "backordered", "refused"]
+
+
+def change_outcome(status: str, short: Mapping[str, int]) -> ChangeOutcome:
+    """The policy for more units: a fully reserved order changes only if the extra units can be
+    reserved now, all of them (else the change is refused, ``insufficient_stock``, and the order
+    ships as it was); a backordered order was waiting anyway, and the extra units join its
+    backorder. Every unit reserved: reserved."""
+    if not any(short.values()):
+        return "reserved"
+    return "refused" if status == "reserved" else "backordered"

@@ -8,6 +8,7 @@ import structlog
 from orderflow.contracts.events import (
     OrderApproved,
     OrderCancelled,
+    OrderChangeApproved,
     ProductUpdated,
     ReturnReceived,
     ShipmentDispatched,
@@ -38,6 +39,12 @@ class InventoryHandlers:
         cancelled = incoming.event
         structlog.contextvars.bind_contextvars(order_id=cancelled.order_id)
         await Stockroom(uow, self.policy).cancel_order(cancelled.order_id, cancelled.reason)
+
+    async def on_change_approved(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderChangeApproved]) -> None:
+        step = incoming.event
+        structlog.contextvars.bind_contextvars(order_id=step.order_id)
+        await Stockroom(uow, self.policy).apply_change(step)
 
     async def on_return_received(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ReturnReceived]) -> None:

@@ -99,6 +99,13 @@ returns = sa.Table(
     sa.Column("scrapped", sa.Integer, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True)),
 )
+order_revisions = sa.Table(
+    "inventory_order_revisions", metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("order_json", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
 reservations = sa.Table(
     "inventory_reservations", metadata,
     sa.Column("order_id", sa.Text, primary_key=True),
@@ -405,6 +412,57 @@ class InventoryRepository:
             order=CanonicalOrder.model_validate(row.order_json),
             filled_first_attempt=row.filled_first_attempt,
             ordered={r.sku: r.ordered for r in lines}, short={r.sku: r.short for r in lines})
+
+    # -- changes ------------------------------------------------------------------------------
+    async def save_early_revision(self, order_id: str, order: CanonicalOrder) -> None:
+        """A change of an order not approved here yet: kept (the newest) for its approval."""
+        stmt = pg_insert(order_revisions).values(order_id=order_id, revision=order.revision,
+                                                 order_json=order.model_dump(mode="json"),
+                                                 updated_at=sa.func.now())
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[order_revisions.c.order_id],
+            where=order_revisions.c.revision < stmt.excluded.revision,
+            set_={"revision": stmt.excluded.revision, "order_json": stmt.excluded.order_json,
+                  "updated_at": sa.func.now()}))
+
+    async def early_revision(self, order_id: str) -> CanonicalOrder | None:
+        row = (await self.session.execute(
+            sa.select(order_revisions.c.order_json)
+            .where(order_revisions.c.order_id == order_id))).first()
+        return CanonicalOrder.model_validate(row.order_json) if row else None
+
+    async def release_picks(self, order_id: str, picks: Sequence[Pick], reason: str) -> None:
+        """Give back some of the order's reserved units (a change to fewer units)."""
+        for pick in sorted(picks):  # the same lock order as reserve()
+            await self.session.execute(
+                stock.update()
+                .where(stock.c.warehouse_id == pick.warehouse_id, stock.c.sku == pick.sku)
+                .values(reserved=stock.c.reserved - pick.quantity, updated_at=sa.func.now()))
+            await self.session.execute(
+                reservations.update()
+                .where(reservations.c.order_id == order_id,
+                       reservations.c.warehouse_id == pick.warehouse_id,
+                       reservations.c.sku == pick.sku)
+                .values(quantity=reservations.c.quantity - pick.quantity))
+            await self._ledger(pick.warehouse_id, pick.sku, "release", 0, -pick.quantity,
+                               order_id=order_id, reference=reason)
+
+    async def change_order(self, order_id: str, order: CanonicalOrder,
+                           ordered: Mapping[str, int], short: Mapping[str, int]) -> None:
+        """The order's new content and lines (a removed line's row goes: 0 units ordered)."""
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id).values(
+            priority=order.priority, destination_province=order.shipping_address.province,
+            order_json=order.model_dump(mode="json"), updated_at=sa.func.now()))
+        gone = sorted(sku for sku, q in ordered.items() if q <= 0)
+        if gone:
+            await self.session.execute(order_lines.delete().where(
+                order_lines.c.order_id == order_id, order_lines.c.sku.in_(gone)))
+        for sku in sorted(sku for sku, q in ordered.items() if q > 0):
+            stmt = pg_insert(order_lines).values(order_id=order_id, sku=sku, ordered=ordered[sku],
+                                                 short=short.get(sku, 0))
+            await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=[order_lines.c.order_id, order_lines.c.sku],
+                set_={"ordered": stmt.excluded.ordered, "short": stmt.excluded.short}))
 
     async def set_short(self, order_id: str, short: Mapping[str, int]) -> None:
         lines = (await self.session.execute(

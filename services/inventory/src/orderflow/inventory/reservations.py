@@ -11,6 +11,10 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from orderflow.contracts.events import (
+    OrderChangeApproved,
+    OrderChangeRejected,
+    OrderChangeReserved,
+    Reason,
     ReservedLine,
     ShipmentDispatched,
     ShortLine,
@@ -18,6 +22,7 @@ from orderflow.contracts.events import (
     StockLow,
     StockReleased,
     StockReserved,
+    StockStatus,
 )
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.inventory import domain
@@ -60,6 +65,12 @@ class Stockroom:
         if await self.repo.is_cancelled(order_id):
             log.info("order cancelled before its approval arrived; approval skipped")
             return
+        early = await self.repo.early_revision(order_id)
+        if early is not None and early.revision > order.revision:
+            log.info("approval of an order changed meanwhile; the new content is reserved",
+                     revision=early.revision)
+            order = early
+            need = domain.demand_of((line.sku, line.quantity) for line in order.lines)
         if not await self.repo.add_order(order_id, order, need):
             log.info("order already known to inventory; approval ignored")
             return
@@ -107,6 +118,94 @@ class Stockroom:
             log.info("order backordered", short={k: v for k, v in short.items() if v},
                      held=sum(p.quantity for p in reserved))
         return sum(p.quantity for p in reserved)
+
+    async def apply_change(self, step: OrderChangeApproved) -> None:
+        """A change review accepted: only the difference moves, all or nothing (``domain.
+        plan_change`` and ``domain.change_outcome``); publishes order.change-reserved, or
+        order.change-rejected with the reason."""
+        order_id, new = step.order_id, step.order
+        await self.repo.lock_order_key(order_id)
+
+        def passed(status: StockStatus, reservations: Iterable[domain.Pick] = (),
+                   released: Iterable[domain.Pick] = ()) -> None:
+            self.uow.emit(OrderChangeReserved(**step.model_dump(), stock_status=status,
+                                              reservations=_lines(reservations),
+                                              released=_lines(released)))
+
+        def refuse(code: str, message: str) -> None:
+            self.uow.emit(OrderChangeRejected(
+                order_id=order_id, change_id=step.change_id, revision=new.revision,
+                stage="inventory", reasons=(Reason(code=code, message=message),),
+                requested_by=step.requested_by, customer=new.customer))
+            log.info("change refused", change_id=step.change_id, reason=code)
+
+        if await self.repo.is_cancelled(order_id):
+            refuse("order_cancelled", "the order is cancelled")
+            return
+        record = await self.repo.lock_order(order_id)
+        if record is None:
+            await self.repo.save_early_revision(order_id, new)
+            passed("not_allocated")
+            log.info("change of an order not approved here yet; kept for its approval",
+                     change_id=step.change_id)
+            return
+        if record.order.revision >= new.revision:  # its approval already brought this content
+            holds = await self.repo.holds(order_id)
+            passed("reserved" if record.status == "reserved" else "backordered", holds)
+            return
+        if record.status not in ("backordered", "reserved"):
+            code = "already_dispatched" if record.status == "shipped" else "order_released"
+            refuse(code, f"the order's stock is {record.status}; it can no longer change")
+            return
+        need = domain.demand_of((line.sku, line.quantity) for line in new.lines)
+        ranking = domain.rank_warehouses(new.shipping_address.province,
+                                         await self.repo.warehouses())
+        plan = domain.plan_change(need, await self.repo.holds(order_id), record.ordered, ranking)
+        reason = f"changed: revision {new.revision}"
+        savepoint = await self.uow.session.begin_nested()
+        try:
+            await self.repo.release_picks(order_id, plan.release, reason)
+            await self.repo.change_order(order_id, new, plan.ordered, plan.short)
+            short = dict(plan.short)
+            for _ in range(MAX_RESERVE_ATTEMPTS):
+                wanted = {k: v for k, v in short.items() if v > 0}
+                if not wanted:
+                    break
+                allocation = domain.allocate(wanted, await self.repo.availability(wanted),
+                                             ranking, self.policy.allocation())
+                if not allocation.picks:
+                    break
+                if await self.repo.reserve(order_id, allocation.picks):
+                    short = {**short, **{k: 0 for k in wanted}, **dict(allocation.short)}
+                    break
+            outcome = domain.change_outcome(record.status, short)
+            if outcome == "refused":
+                await savepoint.rollback()
+                missing = ", ".join(f"{k} short {v}" for k, v in sorted(short.items()) if v)
+                refuse("insufficient_stock",
+                       f"the extra units are not in stock ({missing}); the order stays as it was")
+                return
+            await self.repo.set_short(order_id, short)
+        except BaseException:
+            if savepoint.is_active:
+                await savepoint.rollback()
+            raise
+        await savepoint.commit()
+        if outcome == "reserved":
+            now = _now()
+            expiry = domain.expires_at(now, timedelta(seconds=self.policy.reservation_ttl_s))
+            await self.repo.mark_reserved(order_id, now, expiry, first_attempt=False)
+        # else: a backordered order stays backordered (a reserved one never gets here short)
+        if plan.release:
+            self.uow.emit(StockReleased(order_id=order_id, reservations=_lines(plan.release),
+                                        reason=reason))
+        holds = await self.repo.holds(order_id)
+        passed("reserved" if outcome == "reserved" else "backordered", holds, plan.release)
+        log.info("change applied to the stock", change_id=step.change_id, outcome=outcome,
+                 released=sum(p.quantity for p in plan.release),
+                 short={k: v for k, v in short.items() if v})
+        await self._check_low(set(need) | set(record.ordered), decreased=True)
+        await self.fill_backorders({p.sku for p in plan.release})
 
     async def fill_backorders(self, skus: Iterable[str]) -> None:
         """Stock of ``skus`` arrived or was given back: serve the waiting orders, rush first,

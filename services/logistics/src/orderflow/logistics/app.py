@@ -29,6 +29,15 @@ def create_service(settings: LogisticsSettings | None = None,
                          description="Reserved orders: one shipment per warehouse, dispatched"),
             Subscription(topics.ORDER_CANCEL_REQUESTED, handlers.on_cancel_requested,
                          description="Cancel requests: honoured until dispatch, else refused"),
+            Subscription(topics.ORDER_CHANGE_REQUESTED, handlers.on_change_requested,
+                         description="Change requests: admitted until dispatch (dispatch waits "
+                                     "for them), else refused"),
+            Subscription(topics.ORDER_CHANGE_RESERVED, handlers.on_change_reserved,
+                         description="Changes every service applied: order.changed, then "
+                                     "dispatch if the order is reserved"),
+            Subscription(topics.ORDER_CHANGE_REJECTED, handlers.on_change_rejected,
+                         description="Changes refused downstream: the pending mark cleared, a "
+                                     "parked reservation dispatched"),
             Subscription(topics.RETURN_REQUESTED, handlers.on_return_requested,
                          description="Return requests: approved or refused by the return policy"),
             Subscription(topics.RETURN_RECEIVED, handlers.on_return_received,

@@ -314,6 +314,58 @@ def decide_cancel(*, order_status: str, dispatched_shipment_ids: Sequence[str]) 
     return CancelDecision(True)
 
 
+# --- changes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeDecision:
+    """Whether logistics admits a change (the first step of the change saga); when refused, why."""
+
+    admitted: bool
+    code: str = ""
+    message: str = ""
+
+
+def decide_change(*, order_status: str, dispatched_shipment_ids: Sequence[str],
+                  pending_change_id: str | None, known_revision: int | None, change_id: str,
+                  revision: int) -> ChangeDecision:
+    """A change is admitted until dispatch, one at a time, and only for a newer revision. The
+    same change twice is neither admitted nor refused again (code ``duplicate``: say nothing)."""
+    if pending_change_id == change_id:
+        return ChangeDecision(False, "duplicate", "this change is already being applied")
+    if dispatched_shipment_ids:
+        return ChangeDecision(
+            False, "already_dispatched",
+            f"{len(dispatched_shipment_ids)} shipment(s) already left with a carrier; the order "
+            "can no longer change (it can be returned once delivered)")
+    if order_status == "cancelled":
+        return ChangeDecision(False, "order_cancelled", "the order is cancelled")
+    if pending_change_id is not None:
+        return ChangeDecision(False, "change_in_progress",
+                              "another change of this order is being applied; send it again "
+                              "once that one is settled")
+    if known_revision is not None and revision <= known_revision:
+        return ChangeDecision(False, "stale_revision",
+                              f"revision {revision} is not newer than revision {known_revision}")
+    return ChangeDecision(True)
+
+
+DispatchSource = Literal["parked", "change", "none"]
+
+
+def dispatch_after_change(*, parked_revision: int | None, change_revision: int,
+                          stock_status: str) -> DispatchSource:
+    """What to dispatch when a change is settled: a reservation parked while the change was
+    pending if it already reflects the change (inventory reserved the new content), else the
+    reservations the change itself reports when every unit is reserved, else nothing (the order
+    still waits for stock, or for its approval; its ``stock.reserved`` will come)."""
+    if parked_revision is not None and parked_revision >= change_revision:
+        return "parked"
+    if stock_status == "reserved":
+        return "change"
+    return "none"
+
+
 # --- returns (RMA) -----------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,10 +16,16 @@ from orderflow.contracts.events import (
     OrderCancelled,
     OrderCancelRefused,
     OrderCancelRequested,
+    OrderChangeAdmitted,
+    OrderChanged,
+    OrderChangeRejected,
+    OrderChangeRequested,
+    OrderChangeReserved,
     OrderSubmitted,
     ProductUpdated,
     Reason,
     RefundIssued,
+    ReservedLine,
     ReturnApproved,
     ReturnLine,
     ReturnReceived,
@@ -106,14 +112,34 @@ class LogisticsHandlers:
             log.info("order cancelled before dispatch; reservation not dispatched",
                      order_id=reserved.order_id)
             return
+        if record.pending_change_id is not None:
+            # a change is being applied: dispatch waits until it is settled
+            await repo.park_reservation(reserved.order_id, reserved.model_dump(mode="json"),
+                                        incoming.headers.event_id)
+            log.info("change pending; reservation parked", order_id=reserved.order_id,
+                     change_id=record.pending_change_id)
+            return
+        if await repo.shipment_count(reserved.order_id):
+            # the order was already dispatched from a settled change's reservations
+            log.info("order already dispatched; reservation ignored", order_id=reserved.order_id)
+            return
+        # a settled change may have brought newer content (address, date) than this reservation
+        current = record.order if record.order is not None and \
+            record.order.revision > order.revision else order
+        await self._dispatch(uow, repo, reserved.order_id, current, reserved.reservations,
+                             incoming.headers.event_id)
+
+    async def _dispatch(self, uow: UnitOfWork, repo: LogisticsRepository, order_id: str,
+                        order: CanonicalOrder, reservations: Sequence[ReservedLine],
+                        source_event_id: str) -> None:
         catalogue = self.settings.catalogue
-        sites = await repo.warehouse_sites(r.warehouse_id for r in reserved.reservations)
-        infos = await repo.product_infos(r.sku for r in reserved.reservations)
+        sites = await repo.warehouse_sites(r.warehouse_id for r in reservations)
+        infos = await repo.product_infos(r.sku for r in reservations)
         plans = domain.plan_shipments(
-            order_id=reserved.order_id, source_event_id=incoming.headers.event_id, order=order,
-            reservations=reserved.reservations, warehouses=sites, products=infos,
+            order_id=order_id, source_event_id=source_event_id, order=order,
+            reservations=reservations, warehouses=sites, products=infos,
             catalogue=catalogue, dispatched_at=self.clock(), tz=self.settings.tz)
-        count = await repo.shipment_count(reserved.order_id) + len(plans)
+        count = await repo.shipment_count(order_id) + len(plans)
         for plan in plans:
             if plan.warehouse is None:
                 log.warning("warehouse location unknown; zone taken as national",
@@ -121,11 +147,11 @@ class LogisticsHandlers:
             number = await repo.add_shipment(
                 plan, external_id=order.external_id, customer_id=order.customer.id,
                 priority=order.priority, ship_to=order.shipping_address, catalogue=catalogue,
-                source_event_id=incoming.headers.event_id)
+                source_event_id=source_event_id)
             choice = plan.choice
             if number is None or not isinstance(choice, CarrierChoice):
                 reason = choice.reason if not isinstance(choice, CarrierChoice) else ""
-                uow.emit(ShipmentException(order_id=reserved.order_id,
+                uow.emit(ShipmentException(order_id=order_id,
                                            shipment_id=plan.shipment_id, tracking_number="",
                                            carrier="", code="no_carrier", detail=reason))
                 log.warning("no carrier can take the shipment", shipment_id=plan.shipment_id,
@@ -133,7 +159,7 @@ class LogisticsHandlers:
                 continue
             option = choice.option
             uow.emit(ShipmentDispatched(
-                order_id=reserved.order_id, shipment_id=plan.shipment_id,
+                order_id=order_id, shipment_id=plan.shipment_id,
                 warehouse_id=plan.warehouse_id, carrier=option.carrier.code,
                 service=option.service.code, tracking_number=number, lines=plan.reserved_lines,
                 weight_kg=plan.weight_kg, dispatched_at=plan.dispatched_at,
@@ -144,6 +170,102 @@ class LogisticsHandlers:
                  carriers=[p.choice.option.label if isinstance(p.choice, CarrierChoice)
                            else "none" for p in plans],
                  rules=sorted({p.choice.rule for p in plans if isinstance(p.choice, CarrierChoice)}))
+
+    # -- changes: logistics admits them first and settles them last ------------------------------
+    async def on_change_requested(self, uow: UnitOfWork,
+                                  incoming: IncomingEvent[OrderChangeRequested]) -> None:
+        change = incoming.event
+        repo = LogisticsRepository(uow.session)
+        # the same row lock as dispatch and cancel: a change racing a dispatch has one outcome
+        record = await repo.lock_order(change.order_id)
+        known = record.order.revision if record.order is not None else record.revision
+        decision = domain.decide_change(
+            order_status=record.status,
+            dispatched_shipment_ids=await repo.dispatched_shipment_ids(change.order_id),
+            pending_change_id=record.pending_change_id, known_revision=known,
+            change_id=change.change_id, revision=change.order.revision)
+        if decision.code == "duplicate":
+            log.info("change already pending; request ignored", change_id=change.change_id)
+            return
+        if not decision.admitted:
+            uow.emit(OrderChangeRejected(
+                order_id=change.order_id, change_id=change.change_id,
+                revision=change.order.revision, stage="logistics",
+                reasons=(Reason(code=decision.code, message=decision.message),),
+                requested_by=change.requested_by, customer=change.order.customer))
+            log.info("change refused", change_id=change.change_id, reason=decision.code)
+            return
+        await repo.mark_change_pending(change.order_id, change.change_id, change.order.revision)
+        uow.emit(OrderChangeAdmitted(**change.model_dump()))
+        log.info("change admitted; dispatch waits for it", change_id=change.change_id,
+                 revision=change.order.revision)
+
+    async def on_change_reserved(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderChangeReserved]) -> None:
+        step = incoming.event
+        repo = LogisticsRepository(uow.session, self.randbelow)
+        record = await repo.lock_order(step.order_id)
+        if record.pending_change_id != step.change_id:
+            log.info("change not pending here; step ignored", change_id=step.change_id,
+                     pending=record.pending_change_id)
+            return
+        if record.status == "cancelled":
+            # cancelled while the change was under way: the cancellation wins, the change is
+            # refused (review undoes its part; inventory released everything on the cancel)
+            await repo.settle_change(step.order_id, None)
+            uow.emit(OrderChangeRejected(
+                order_id=step.order_id, change_id=step.change_id, revision=step.order.revision,
+                stage="logistics", reasons=(Reason(code="order_cancelled",
+                                                   message="the order was cancelled"),),
+                requested_by=step.requested_by, customer=step.order.customer))
+            log.info("change refused: order cancelled meanwhile", change_id=step.change_id)
+            return
+        parked = StockReserved.model_validate(record.parked_reservation) \
+            if record.parked_reservation else None
+        source = domain.dispatch_after_change(
+            parked_revision=parked.order.revision if parked else None,
+            change_revision=step.order.revision, stock_status=step.stock_status)
+        await repo.settle_change(step.order_id, step.order)
+        uow.emit(OrderChanged(
+            order_id=step.order_id, change_id=step.change_id, channel=step.channel,
+            external_id=step.external_id, revision=step.order.revision,
+            previous_revision=step.previous_revision, changes=step.changes, order=step.order,
+            totals=step.totals, previous_totals=step.previous_totals,
+            review_status=step.review_status, stock_status=step.stock_status,
+            requested_by=step.requested_by, customer=step.order.customer))
+        log.info("order changed", change_id=step.change_id, revision=step.order.revision,
+                 changes=list(step.changes), dispatch=source)
+        if source == "none" or await repo.shipment_count(step.order_id):
+            return
+        if source == "parked":
+            assert parked is not None and record.parked_event_id is not None
+            await self._dispatch(uow, repo, step.order_id, step.order, parked.reservations,
+                                 record.parked_event_id)
+        else:
+            await self._dispatch(uow, repo, step.order_id, step.order, step.reservations,
+                                 incoming.headers.event_id)
+
+    async def on_change_rejected(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderChangeRejected]) -> None:
+        """A later step refused the change: the order goes on as it was, and a reservation
+        parked meanwhile is dispatched now."""
+        refused = incoming.event
+        repo = LogisticsRepository(uow.session, self.randbelow)
+        record = await repo.lock_order(refused.order_id)
+        if record.pending_change_id != refused.change_id:
+            return  # refused here (never pending), or already settled
+        await repo.settle_change(refused.order_id, None)
+        log.info("change refused downstream; pending mark cleared", change_id=refused.change_id,
+                 stage=refused.stage, reasons=[r.code for r in refused.reasons])
+        if record.parked_reservation is None or record.status == "cancelled" \
+                or await repo.shipment_count(refused.order_id):
+            return
+        parked = StockReserved.model_validate(record.parked_reservation)
+        order = record.order if record.order is not None and \
+            record.order.revision > parked.order.revision else parked.order
+        assert record.parked_event_id is not None
+        await self._dispatch(uow, repo, refused.order_id, order, parked.reservations,
+                             record.parked_event_id)
 
     async def on_tracking_updated(self, uow: UnitOfWork,
                                   incoming: IncomingEvent[TrackingUpdated]) -> None:

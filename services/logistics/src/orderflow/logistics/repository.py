@@ -118,6 +118,11 @@ orders = sa.Table(
     sa.Column("cancel_reason", sa.Text),
     sa.Column("cancelled_by", sa.Text),
     sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("revision", sa.Integer),
+    sa.Column("pending_change_id", sa.Text),
+    sa.Column("pending_revision", sa.Integer),
+    sa.Column("parked_reservation", JSONB),
+    sa.Column("parked_event_id", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
@@ -387,7 +392,30 @@ class LogisticsRepository:
             sa.select(orders).where(orders.c.order_id == order_id).with_for_update())).one()
         return OrderRow(row.order_id, row.status,
                         CanonicalOrder.model_validate(row.order_json) if row.order_json else None,
-                        row.cancel_reason)
+                        row.cancel_reason, row.revision, row.pending_change_id,
+                        row.pending_revision, row.parked_reservation, row.parked_event_id)
+
+    # -- changes ------------------------------------------------------------------------------
+    async def mark_change_pending(self, order_id: str, change_id: str, revision: int) -> None:
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id).values(
+            pending_change_id=change_id, pending_revision=revision, updated_at=sa.func.now()))
+
+    async def park_reservation(self, order_id: str, reserved: dict[str, Any],
+                               event_id: str) -> None:
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id).values(
+            parked_reservation=reserved, parked_event_id=event_id, updated_at=sa.func.now()))
+
+    async def settle_change(self, order_id: str, order: CanonicalOrder | None) -> None:
+        """The pending change is settled: applied (``order``, its new content and revision) or
+        refused (None); the parked reservation is cleared (the caller dispatched it or not)."""
+        values: dict[str, Any] = {"pending_change_id": None, "pending_revision": None,
+                                  "parked_reservation": None, "parked_event_id": None,
+                                  "updated_at": sa.func.now()}
+        if order is not None:
+            values.update(order_json=order.model_dump(mode="json"), customer_id=order.customer.id,
+                          revision=order.revision)
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(**values))
 
     async def mark_cancelled(self, order_id: str, reason: str, requested_by: str) -> None:
         await self.session.execute(orders.update().where(orders.c.order_id == order_id).values(
@@ -469,3 +497,8 @@ class OrderRow:
     status: str
     order: CanonicalOrder | None
     cancel_reason: str | None
+    revision: int | None = None
+    pending_change_id: str | None = None
+    pending_revision: int | None = None
+    parked_reservation: dict[str, Any] | None = None
+    parked_event_id: str | None = None

@@ -26,11 +26,14 @@ Kind = Literal[
     "return_approved",
     "return_refused",
     "refund_issued",
+    "order_changed",
+    "order_change_rejected",
 ]
 KINDS: tuple[Kind, ...] = (
     "order_received", "order_rejected", "order_held", "order_approved", "stock_backordered",
     "shipment_dispatched", "shipment_delayed", "shipment_delivered", "shipment_exception",
     "order_cancelled", "order_cancel_refused", "return_approved", "return_refused", "refund_issued",
+    "order_changed", "order_change_rejected",
 )
 Channel = Literal["email", "sms", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "webhook")

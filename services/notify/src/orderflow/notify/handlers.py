@@ -17,6 +17,8 @@ from orderflow.contracts.events import (
     OrderApproved,
     OrderCancelled,
     OrderCancelRefused,
+    OrderChanged,
+    OrderChangeRejected,
     OrderHeld,
     OrderReceived,
     OrderRejected,
@@ -219,6 +221,32 @@ class Notifier:
             "order_cancel_refused", e.order_id,
             {"reasons": [{"code": r.code, "field": r.field} for r in e.reasons],
              "shipment_ids": list(e.shipment_ids)}))
+
+    async def on_order_changed(self, uow: UnitOfWork,
+                               incoming: IncomingEvent[OrderChanged]) -> None:
+        e = incoming.event
+        # the order's new content: this message and every later one show it
+        await self._remember(uow, e.order_id, e.channel, e.external_id, e.order, e.totals)
+        address = e.order.shipping_address
+        ship_to = " ".join(p for p in (address.province, address.city, address.district,
+                                       address.line1) if p)
+        date = e.order.requested_delivery_date
+        await self._notify(uow, incoming, Occurrence(
+            "order_changed", e.order_id,
+            {"changes": list(e.changes), "revision": e.revision,
+             "ship_to": ship_to if "shipping_address" in e.changes else None,
+             "requested_delivery_date": date.isoformat()
+             if date and "requested_delivery_date" in e.changes else None},
+            customer=e.customer))
+
+    async def on_order_change_rejected(self, uow: UnitOfWork,
+                                       incoming: IncomingEvent[OrderChangeRejected]) -> None:
+        e = incoming.event
+        await self._notify(uow, incoming, Occurrence(
+            "order_change_rejected", e.order_id,
+            {"revision": e.revision, "stage": e.stage,
+             "reasons": [{"code": r.code, "field": r.field} for r in e.reasons]},
+            customer=e.customer))
 
     async def on_return_approved(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ReturnApproved]) -> None:

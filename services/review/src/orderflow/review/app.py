@@ -27,6 +27,11 @@ def create_service(policy: ReviewPolicy | None = None) -> ServiceDefinition:
                          description="Orders to review: the canonical order and its totals"),
             Subscription(topics.ORDER_CANCELLED, h.on_order_cancelled,
                          description="Cancelled orders: their credit exposure released"),
+            Subscription(topics.ORDER_CHANGE_ADMITTED, h.on_change_admitted,
+                         description="Changes logistics admitted: credit for the difference, "
+                                     "prices, terms and date checked again"),
+            Subscription(topics.ORDER_CHANGE_REJECTED, h.on_change_rejected,
+                         description="Changes refused after review applied them: undone"),
             Subscription(topics.CUSTOMER_UPDATED, h.on_customer_updated,
                          description="Credit profiles: limit, receivables, overdue, blocked, terms"),
             Subscription(topics.PRODUCT_UPDATED, h.on_product_updated,

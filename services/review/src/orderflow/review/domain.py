@@ -523,6 +523,117 @@ def cancel(account: CreditAccount,
     return account, replace(ledger, status="cancelled", reasons=())
 
 
+# --- changes ------------------------------------------------------------------------------------
+
+
+def describe_changes(old: CanonicalOrder, new: CanonicalOrder) -> tuple[str, ...]:
+    """What a change changes, as sorted codes: ``line_added``, ``line_removed``,
+    ``quantity_increased``, ``quantity_decreased``, ``price_changed``, ``shipping_address``,
+    ``requested_delivery_date``, ``priority``, ``payment_terms``, ``promo_code``,
+    ``shipping_fee``, ``other``."""
+    def units(order: CanonicalOrder) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in order.lines:
+            out[line.sku] = out.get(line.sku, 0) + line.quantity
+        return out
+
+    def prices(order: CanonicalOrder) -> dict[str, tuple[Decimal, Decimal]]:
+        return {line.sku: (line.unit_price, line.discount) for line in order.lines}
+
+    codes: set[str] = set()
+    before, after = units(old), units(new)
+    for sku, quantity in after.items():
+        if sku not in before:
+            codes.add("line_added")
+        elif quantity > before[sku]:
+            codes.add("quantity_increased")
+        elif quantity < before[sku]:
+            codes.add("quantity_decreased")
+    if set(before) - set(after):
+        codes.add("line_removed")
+    old_prices, new_prices = prices(old), prices(new)
+    if any(old_prices[sku] != new_prices[sku] for sku in set(old_prices) & set(new_prices)):
+        codes.add("price_changed")
+    for name in ("shipping_address", "requested_delivery_date", "priority", "payment_terms",
+                 "promo_code", "shipping_fee"):
+        if getattr(old, name) != getattr(new, name):
+            codes.add(name)
+    ignored = {"lines", "shipping_address", "requested_delivery_date", "priority",
+               "payment_terms", "promo_code", "shipping_fee", "revision", "stated_total"}
+    if any(getattr(old, f) != getattr(new, f) for f in type(old).model_fields if f not in ignored):
+        codes.add("other")
+    return tuple(sorted(codes))
+
+
+def without_order(account: CreditAccount, ledger: OrderLedger) -> CreditAccount:
+    """The account as if this approved order were not in its exposure: what a change of the
+    order is weighed against (so the credit check is for the difference only)."""
+    if ledger.status != "approved":
+        return account
+    if ledger.kind == "credit":
+        return replace(account, approved_not_invoiced=max(
+            ZERO, account.approved_not_invoiced - ledger.uninvoiced))
+    if ledger.kind == "cod":
+        return replace(account, open_cod=max(
+            ZERO, account.open_cod - max(ZERO, ledger.grand_total - ledger.paid)))
+    return account
+
+
+@dataclass(frozen=True)
+class ExposureChange:
+    """An approved order's new place in the exposure after a change, and how far it moved."""
+
+    account: CreditAccount
+    ledger: OrderLedger
+    credit_delta: Decimal
+    cod_delta: Decimal
+
+
+def change_exposure(account: CreditAccount, ledger: OrderLedger, new_total: Decimal,
+                    kind: ExposureKind) -> ExposureChange:
+    """An approved order changed to ``new_total``: its uninvoiced share (credit) or unpaid amount
+    (COD) moves by the difference; an increase raises the exposure only by the increase, a
+    decrease lowers it. What was invoiced stays invoiced."""
+    old_credit = ledger.uninvoiced if ledger.kind == "credit" else ZERO
+    old_cod = max(ZERO, ledger.grand_total - ledger.paid) if ledger.kind == "cod" else ZERO
+    new_credit = max(ZERO, new_total - ledger.invoiced) if kind == "credit" else ZERO
+    new_cod = max(ZERO, new_total - ledger.paid) if kind == "cod" else ZERO
+    credit_delta, cod_delta = new_credit - old_credit, new_cod - old_cod
+    account = replace(account,
+                      approved_not_invoiced=max(ZERO, account.approved_not_invoiced + credit_delta),
+                      open_cod=max(ZERO, account.open_cod + cod_delta))
+    ledger = replace(ledger, grand_total=new_total, kind=kind, uninvoiced=new_credit)
+    return ExposureChange(account, ledger, credit_delta, cod_delta)
+
+
+def undo_exposure(account: CreditAccount, credit_delta: Decimal,
+                  cod_delta: Decimal) -> CreditAccount:
+    """Compensation: a change refused after review applied it gives its movement back."""
+    return replace(account,
+                   approved_not_invoiced=max(ZERO, account.approved_not_invoiced - credit_delta),
+                   open_cod=max(ZERO, account.open_cod - cod_delta))
+
+
+def refuse_change(ledger: OrderLedger | None, current_revision: int | None, revision: int,
+                  customer_id: str, currency: str | None,
+                  new_currency: str) -> tuple[str, str] | None:
+    """Why review cannot consider a change at all, as (code, message); None when it can."""
+    if ledger is None:
+        return None
+    if current_revision is not None and revision <= current_revision:
+        return ("stale_revision",
+                f"revision {revision} is not newer than revision {current_revision}")
+    if ledger.status == "rejected":
+        return ("order_rejected", "the order was rejected; it cannot change")
+    if ledger.status == "cancelled":
+        return ("order_cancelled", "the order is cancelled")
+    if customer_id != ledger.customer_id:
+        return ("customer_changed", "a change cannot move the order to another customer")
+    if currency is not None and new_currency != currency:
+        return ("currency_changed", "a change cannot change the order's currency")
+    return None
+
+
 @dataclass(frozen=True)
 class InvoiceApplied:
     account: CreditAccount

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 import structlog
 
@@ -16,12 +17,16 @@ from orderflow.contracts.events import (
     InvoiceIssued,
     OrderApproved,
     OrderCancelled,
+    OrderChangeAdmitted,
+    OrderChangeApproved,
+    OrderChangeRejected,
     OrderHeld,
     OrderReceived,
     OrderRejected,
     PaymentReceived,
     ProductUpdated,
     Reason,
+    ReviewStatus,
     RuleOutcome,
 )
 from orderflow.review import domain
@@ -70,6 +75,16 @@ class ReviewHandlers:
         if await repo.ledger(received.order_id) is not None:
             log.info("order already reviewed; ignored")
             return
+        early = await repo.early_change(received.order_id)
+        if early is not None and early.revision > order.revision:
+            # a change came before the order: review the order as changed
+            changed = OrderReceived.model_validate(early.received)
+            received = received.model_copy(update={"order": changed.order,
+                                                   "totals": changed.totals})
+            order = received.order
+            await repo.set_change_status(early.change_id, "applied_early")
+            log.info("order reviewed with the content of an earlier change",
+                     change_id=early.change_id, revision=order.revision)
         promotion = await repo.lock_promotion(order.promo_code, self.policy) \
             if order.promo_code else None
         review = domain.OrderUnderReview(
@@ -132,6 +147,182 @@ class ReviewHandlers:
                                    comment, (), reviewed.rules if reviewed else ())
         log.info("order cancelled; exposure released", was=ledger.status,
                  released=str(ledger.uninvoiced) if ledger.kind == "credit" else ledger.kind)
+
+    # -- changes -----------------------------------------------------------------------------------
+    async def on_change_admitted(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderChangeAdmitted]) -> None:
+        """Credit for the difference, prices, terms, promotion and date checked again on the new
+        content: an approved order stays approved (its exposure moves by the difference) or the
+        change is refused; a held order is reviewed again on the new content (approved if it now
+        passes every rule, else still held with the new reasons); an order review has not seen
+        yet will be reviewed with the new content."""
+        change = incoming.event
+        new = change.order
+        repo = ReviewRepository(uow.session)
+        await repo.lock_order_key(change.order_id)
+
+        def refuse(codes: Sequence[tuple[str, str]]) -> None:
+            uow.emit(OrderChangeRejected(
+                order_id=change.order_id, change_id=change.change_id, revision=new.revision,
+                stage="review", reasons=tuple(Reason(code=c, message=m) for c, m in codes),
+                requested_by=change.requested_by, customer=new.customer))
+            log.info("change refused", change_id=change.change_id, reasons=[c for c, _ in codes])
+
+        if await repo.change(change.change_id) is not None:
+            log.info("change already decided; ignored", change_id=change.change_id)
+            return
+        changed = OrderReceived(order_id=change.order_id, channel=change.channel,
+                                external_id=change.external_id, order=new, totals=change.totals)
+        if await repo.is_cancelled(change.order_id):
+            await repo.add_change(change.change_id, change.order_id, new.revision, "refused",
+                                  changed)
+            refuse([("order_cancelled", "the order is cancelled")])
+            return
+        peek = await repo.ledger(change.order_id)
+        if peek is None:
+            await repo.add_change(change.change_id, change.order_id, new.revision, "early",
+                                  changed)
+            uow.emit(self._change_approved(change, "not_reviewed", (), None, domain.ZERO))
+            log.info("change before the order; it will be reviewed as changed",
+                     change_id=change.change_id)
+            return
+        account = await repo.lock_account(peek.customer_id, self.policy)
+        ledger = await repo.ledger(change.order_id, lock=True)
+        reviewed = await repo.reviewed_order(change.order_id)
+        assert ledger is not None and reviewed is not None
+        old = reviewed.received.order
+        refusal = domain.refuse_change(ledger, old.revision, new.revision, new.customer.id,
+                                       old.currency, new.currency)
+        if refusal is not None:
+            await repo.add_change(change.change_id, change.order_id, new.revision, "refused",
+                                  changed)
+            refuse([refusal])
+            return
+        changes = domain.describe_changes(old, new)
+        changed = changed.model_copy(update={"channel": reviewed.received.channel,
+                                             "external_id": reviewed.received.external_id})
+        promotion = await repo.lock_promotion(new.promo_code, self.policy) \
+            if new.promo_code else None
+        same_promo = (new.promo_code or "").strip().upper() == (reviewed.promo_code or "")
+        if promotion is not None and same_promo and ledger.status == "approved":
+            promotion = replace(promotion, used=max(0, promotion.used - 1))  # its own use
+        weighed = domain.without_order(account, ledger)
+        # money paid to us for the order, plus what the channel collected at checkout
+        paid = max(ledger.paid, await repo.advance_paid(change.order_id) + new.amount_paid)
+        review = domain.OrderUnderReview(
+            order=new, totals=change.totals, account=weighed,
+            prices=await repo.prices(line.sku for line in new.lines), promotion=promotion,
+            paid_in_advance=paid)
+        decision = domain.review_order(review, self.policy)
+        before = await repo.snapshot(change.order_id)
+        if ledger.status == "approved":
+            if decision.outcome != "approved":
+                await repo.add_change(change.change_id, change.order_id, new.revision,
+                                      "refused", changed)
+                refuse([(r.code, r.message) for r in decision.reasons])
+                return
+            moved = domain.change_exposure(account, ledger, change.totals.grand_total,
+                                           decision.kind)
+            await repo.save_account(moved.account)
+            await repo.save_content(moved.ledger, changed, decision.rules, None)
+            if promotion is not None and not same_promo:
+                await repo.use_promotion(promotion.code, change.order_id)
+            await repo.add_change(change.change_id, change.order_id, new.revision, "applied",
+                                  changed, before, moved.credit_delta, moved.cod_delta)
+            await repo.record_decision(change.order_id, "changed", change.requested_by,
+                                       f"revision {new.revision}: {', '.join(changes)}"[:500],
+                                       (), decision.rules)
+            uow.emit(self._change_approved(change, "approved", changes, reviewed.received,
+                                           moved.credit_delta + moved.cod_delta,
+                                           changed=changed))
+            log.info("change approved", change_id=change.change_id, changes=list(changes),
+                     exposure_delta=str(moved.credit_delta + moved.cod_delta))
+            return
+        # held: reviewed again on the new content
+        if decision.outcome == "rejected":
+            await repo.add_change(change.change_id, change.order_id, new.revision, "refused",
+                                  changed)
+            refuse([(r.code, r.message) for r in decision.reasons])
+            return
+        held = replace(ledger, grand_total=change.totals.grand_total, kind=decision.kind,
+                       reasons=decision.reasons,
+                       paid=paid if decision.kind == "prepaid" else domain.ZERO)
+        await repo.save_content(held, changed, decision.rules, decision.amount_due)
+        status = "held"
+        if decision.outcome == "approved":
+            account, approved = domain.approve(account, held)
+            await repo.save_account(account)
+            await repo.save_ledger(approved, decided_by=AUTO,
+                                   comment="released: the changed order passes every rule")
+            if promotion is not None:
+                await repo.use_promotion(promotion.code, change.order_id)
+            await repo.record_decision(change.order_id, "approved", AUTO,
+                                       "released: the changed order passes every rule", (),
+                                       decision.rules)
+            uow.emit(_approved_event(changed, decision.rules, AUTO,
+                                     "released: the changed order passes every rule"))
+            status = "approved"
+        await repo.add_change(change.change_id, change.order_id, new.revision,
+                              "released" if status == "approved" else "applied", changed, before)
+        await repo.record_decision(change.order_id, "changed", change.requested_by,
+                                   f"revision {new.revision}: {', '.join(changes)}"[:500],
+                                   decision.reasons, decision.rules)
+        uow.emit(self._change_approved(change, "approved" if status == "approved" else "held",
+                                       changes, reviewed.received, domain.ZERO, changed=changed))
+        log.info("held order changed", change_id=change.change_id, now=status,
+                 reasons=decision.codes)
+
+    @staticmethod
+    def _change_approved(change: OrderChangeAdmitted, status: ReviewStatus,
+                         changes: tuple[str, ...], previous: OrderReceived | None,
+                         delta: Decimal, changed: OrderReceived | None = None,
+                         ) -> OrderChangeApproved:
+        return OrderChangeApproved(
+            order_id=change.order_id, change_id=change.change_id,
+            channel=changed.channel if changed else change.channel,
+            external_id=changed.external_id if changed else change.external_id,
+            previous_revision=previous.order.revision if previous else change.previous_revision,
+            order=change.order, totals=change.totals,
+            previous_totals=previous.totals if previous else None, changes=changes,
+            review_status=status, exposure_delta=delta, requested_by=change.requested_by)
+
+    async def on_change_rejected(self, uow: UnitOfWork,
+                                 incoming: IncomingEvent[OrderChangeRejected]) -> None:
+        """Compensation: a change refused after review applied it (by inventory, or by logistics
+        because the order was cancelled meanwhile) is undone: content, figures and exposure."""
+        refused = incoming.event
+        if refused.stage not in ("inventory", "logistics"):
+            return
+        repo = ReviewRepository(uow.session)
+        await repo.lock_order_key(refused.order_id)
+        record = await repo.change(refused.change_id)
+        if record is None:
+            return  # refused by logistics before review saw it
+        if record.status == "early":
+            await repo.set_change_status(refused.change_id, "refused")
+            return
+        if record.status == "released":
+            log.warning("change refused after it released a held order; the approval stands",
+                        change_id=refused.change_id)
+            return
+        if record.status != "applied":
+            return
+        peek = await repo.ledger(refused.order_id)
+        assert peek is not None
+        account = await repo.lock_account(peek.customer_id, self.policy)
+        ledger = await repo.ledger(refused.order_id, lock=True)
+        assert ledger is not None
+        await repo.set_change_status(refused.change_id, "undone")
+        if ledger.status == "cancelled":
+            log.info("changed order cancelled meanwhile; nothing to undo")
+            return
+        await repo.save_account(domain.undo_exposure(account, record.credit_delta,
+                                                     record.cod_delta))
+        await repo.restore(refused.order_id, record.before)
+        await repo.record_decision(refused.order_id, "change_undone", "auto",
+                                   f"change {refused.change_id} refused by {refused.stage}", (), ())
+        log.info("change undone", change_id=refused.change_id, stage=refused.stage,
+                 credit_delta=str(record.credit_delta))
 
     async def on_customer_updated(self, uow: UnitOfWork,
                                   incoming: IncomingEvent[CustomerUpdated]) -> None:

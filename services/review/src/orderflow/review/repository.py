@@ -116,6 +116,19 @@ decisions = sa.Table(
     sa.Column("rules", JSONB, nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True)),
 )
+order_changes = sa.Table(
+    "review_order_changes", metadata,
+    sa.Column("change_id", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("received", JSONB, nullable=False),
+    sa.Column("before", JSONB),
+    sa.Column("credit_delta", MONEY, nullable=False),
+    sa.Column("cod_delta", MONEY, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
 invoices = sa.Table(
     "review_invoices", metadata,
     sa.Column("invoice_id", sa.Text, primary_key=True),
@@ -333,6 +346,64 @@ class ReviewRepository:
             reviewed_at=row.reviewed_at, decided_at=row.decided_at, decided_by=row.decided_by,
             comment=row.comment,
         )
+
+    async def save_content(self, ledger: OrderLedger, received: OrderReceived,
+                           rules: Sequence[RuleOutcome], amount_due: Decimal | None) -> None:
+        """A change's new content and figures replace the order's (its decision stays)."""
+        await self.session.execute(orders.update().where(orders.c.order_id == ledger.order_id).values(
+            grand_total=ledger.grand_total, exposure_kind=ledger.kind, status=ledger.status,
+            reasons=_dump(ledger.reasons), rules=_dump(rules), amount_due=amount_due,
+            uninvoiced=ledger.uninvoiced, currency=received.order.currency,
+            promo_code=(received.order.promo_code or "").strip().upper() or None,
+            received=received.model_dump(mode="json")))
+
+    async def snapshot(self, order_id: str) -> dict[str, Any]:
+        """What a change may have to restore: the order's row as it is."""
+        row = (await self.session.execute(
+            sa.select(orders.c.grand_total, orders.c.exposure_kind, orders.c.status,
+                      orders.c.reasons, orders.c.rules, orders.c.amount_due, orders.c.uninvoiced,
+                      orders.c.currency, orders.c.promo_code, orders.c.received)
+            .where(orders.c.order_id == order_id))).one()
+        values = dict(row._mapping)
+        for key in ("grand_total", "amount_due", "uninvoiced"):
+            values[key] = None if values[key] is None else str(values[key])
+        return values
+
+    async def restore(self, order_id: str, before: dict[str, Any]) -> None:
+        values = dict(before)
+        for key in ("grand_total", "amount_due", "uninvoiced"):
+            values[key] = None if values[key] is None else Decimal(values[key])
+        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
+                                   .values(**values))
+
+    async def add_change(self, change_id: str, order_id: str, revision: int, status: str,
+                         received: OrderReceived, before: dict[str, Any] | None = None,
+                         credit_delta: Decimal = ZERO, cod_delta: Decimal = ZERO) -> bool:
+        """Record a change review decided; False when it already did."""
+        row = (await self.session.execute(pg_insert(order_changes).values(
+            change_id=change_id, order_id=order_id, revision=revision, status=status,
+            received=received.model_dump(mode="json"), before=before,
+            credit_delta=credit_delta, cod_delta=cod_delta, created_at=sa.func.now(),
+            updated_at=sa.func.now()).on_conflict_do_nothing()
+            .returning(order_changes.c.change_id))).first()
+        return row is not None
+
+    async def change(self, change_id: str) -> Any:
+        return (await self.session.execute(
+            sa.select(order_changes).where(order_changes.c.change_id == change_id)
+            .with_for_update())).first()
+
+    async def set_change_status(self, change_id: str, status: str) -> None:
+        await self.session.execute(order_changes.update()
+                                   .where(order_changes.c.change_id == change_id)
+                                   .values(status=status, updated_at=sa.func.now()))
+
+    async def early_change(self, order_id: str) -> Any:
+        """The newest change that came before review saw the order, if any."""
+        return (await self.session.execute(
+            sa.select(order_changes)
+            .where(order_changes.c.order_id == order_id, order_changes.c.status == "early")
+            .order_by(order_changes.c.revision.desc()).limit(1))).first()
 
     async def held_orders(self, reason: str | None, limit: int) -> list[ReviewedOrder]:
         """Held orders, oldest first; with ``reason``, only those held (also) for it."""

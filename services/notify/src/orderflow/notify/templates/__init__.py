@@ -41,6 +41,10 @@ REASON_PHRASES: dict[str, dict[str, str]] = {
                        "zh-CN": "订单中有信息格式不正确"},
     "invalid_date": {"en": "a date on the order is not valid", "zh-CN": "订单中的日期无效"},
     "negative_amount": {"en": "an amount on the order is negative", "zh-CN": "订单中有金额为负数"},
+    "too_large": {"en": "an amount or quantity on the order is larger than we can accept",
+                  "zh-CN": "订单中有金额或数量超出可接受的范围"},
+    "total_too_large": {"en": "the order's total is larger than we can accept",
+                        "zh-CN": "订单总额超出可接受的范围"},
     "unknown_currency": {"en": "the order's currency is not accepted", "zh-CN": "不支持订单所用币种"},
     "duplicate_line": {"en": "an item appears twice on the order", "zh-CN": "同一商品在订单中重复出现"},
     "discount_exceeds_line": {"en": "a discount is larger than the amount of its item",
@@ -80,7 +84,50 @@ REASON_PHRASES: dict[str, dict[str, str]] = {
                                "zh-CN": "有商品的状况不符合退货条件"},
     "more_than_shipped": {"en": "more units were asked back than were delivered",
                           "zh-CN": "申请退货的数量超过了已发货数量"},
+    # changes
+    "order_cancelled": {"en": "the order is cancelled", "zh-CN": "该订单已取消"},
+    "order_rejected": {"en": "the order was not accepted", "zh-CN": "该订单未被接受"},
+    "order_released": {"en": "the order is no longer being prepared",
+                       "zh-CN": "该订单已不在备货中"},
+    "change_in_progress": {"en": "an earlier change of the order is still being applied; please "
+                                 "try again in a moment",
+                           "zh-CN": "订单的上一次修改仍在处理中，请稍后再试"},
+    "stale_revision": {"en": "a newer version of the order was already received",
+                       "zh-CN": "已收到该订单更新的版本"},
+    "insufficient_stock": {"en": "the extra items are not in stock; the order ships as it was",
+                           "zh-CN": "新增的商品库存不足，订单将按原内容发货"},
+    "customer_changed": {"en": "an order cannot move to another customer",
+                         "zh-CN": "订单不能转给其他客户"},
+    "currency_changed": {"en": "an order's currency cannot change", "zh-CN": "订单币种不能修改"},
+    "manager_approval": {"en": "the change needs an approval we cannot give automatically; "
+                               "please contact your sales representative",
+                         "zh-CN": "该修改需要人工审批，请联系您的销售代表"},
+    "prepayment_due": {"en": "the new total must be paid first", "zh-CN": "需先支付新的订单金额"},
 }
+CHANGE_PHRASES: dict[str, dict[str, str]] = {
+    "line_added": {"en": "items added", "zh-CN": "新增商品"},
+    "line_removed": {"en": "items removed", "zh-CN": "删除商品"},
+    "quantity_increased": {"en": "quantities increased", "zh-CN": "增加数量"},
+    "quantity_decreased": {"en": "quantities reduced", "zh-CN": "减少数量"},
+    "price_changed": {"en": "prices updated", "zh-CN": "价格调整"},
+    "shipping_address": {"en": "new delivery address", "zh-CN": "修改收货地址"},
+    "requested_delivery_date": {"en": "new delivery date", "zh-CN": "修改送达日期"},
+    "priority": {"en": "new priority", "zh-CN": "修改优先级"},
+    "payment_terms": {"en": "new payment terms", "zh-CN": "修改付款条件"},
+    "promo_code": {"en": "new promotion code", "zh-CN": "修改优惠码"},
+    "shipping_fee": {"en": "new shipping fee", "zh-CN": "修改运费"},
+}
+_GENERIC_CHANGE = {"en": "order details updated", "zh-CN": "订单信息更新"}
+
+
+def change_phrases(codes: Iterable[str], language: Language) -> list[str]:
+    """What changed, in plain words, once each."""
+    phrases: list[str] = []
+    for code in codes:
+        phrase = CHANGE_PHRASES.get(str(code), _GENERIC_CHANGE)[language]
+        if phrase not in phrases:
+            phrases.append(phrase)
+    return phrases or [_GENERIC_CHANGE[language]]
 EXCEPTION_PHRASES: dict[str, dict[str, str]] = {
     "damaged": {"en": "the parcel was damaged in transit; we will arrange a replacement or a refund",
                 "zh-CN": "包裹在运输途中损坏，我们将为您安排补发或退款"},
@@ -217,6 +264,7 @@ class Renderer:
         env.filters["date"] = lambda value: format_date(value, language)
         env.filters["datetime"] = lambda value: format_datetime(value, language, self.tz)
         env.filters["reasons"] = lambda reasons: reason_phrases(reasons, language)
+        env.filters["changes"] = lambda codes: change_phrases(codes, language)
         env.filters["exception_text"] = lambda code: exception_text(code, language)
         env.filters["delay_text"] = lambda reason: delay_text(reason, language)
         return env
