@@ -46,8 +46,9 @@ browser:
 # two sessions: the isolated suites (notify's delivery tests) must not share topics with a
 # running main-line pipeline that would react to the events they publish
 test: install lint browser
-	$(BIN)/pytest -m "not isolated"
+	$(BIN)/pytest -m "not isolated and not partial"
 	ORDERFLOW_TEST_SERVICES=notify $(BIN)/pytest -m isolated
+	ORDERFLOW_TEST_SERVICES=intake,review,logistics $(BIN)/pytest -m partial
 
 test-unit: install
 	$(BIN)/pytest -m unit

@@ -467,8 +467,12 @@ async def exposure_reaches(api: httpx.AsyncClient, customer_id: str, expected: D
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.partial
 async def test_a_change_moves_the_exposure_by_the_difference_and_is_undone_when_refused_later(
         pipeline: Pipeline, events: EventLog, api: httpx.AsyncClient) -> None:
+    if "inventory" in pipeline.services:
+        pytest.skip("a saga step alone: inventory would carry the change on (make test runs this "
+                    "with ORDERFLOW_TEST_SERVICES=intake,review,logistics)")
     customer = await new_customer(pipeline)
     (order_id,) = await push(pipeline, order_for(customer, lines=[("TEA-001", 2)]))
     seen = await decision(events, order_id)
