@@ -46,9 +46,10 @@ browser:
 # two sessions: the isolated suites (notify's delivery tests) must not share topics with a
 # running main-line pipeline that would react to the events they publish
 test: install lint browser
-	$(BIN)/pytest -m "not isolated and not partial"
+	$(BIN)/pytest -m "not isolated and not partial and not solo_inventory"
 	ORDERFLOW_TEST_SERVICES=notify $(BIN)/pytest -m isolated
 	ORDERFLOW_TEST_SERVICES=intake,review,logistics $(BIN)/pytest -m partial
+	ORDERFLOW_TEST_SERVICES=inventory $(BIN)/pytest -m solo_inventory
 
 test-unit: install
 	$(BIN)/pytest -m unit

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -20,50 +19,33 @@ import httpx
 import pytest
 
 from orderflow.connector import OrderPusher
-from orderflow.contracts.events import CustomerUpdated, ProductUpdated, StockReceived
+from orderflow.contracts.events import StockReceived
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import ADDRESSES, canonical_order
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("change_services")]
+from . import sagas
+from .sagas import new_id
 
-D = Decimal
-ALL = {"intake", "review", "inventory", "logistics", "notify"}
-T = 60  # seconds any one step may take
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("change_services")]
 
 
 @pytest.fixture
 def change_services(pipeline: Pipeline) -> None:
-    missing = ALL - set(pipeline.services)
-    if missing:
-        pytest.skip(f"changes need every order service; not running: {sorted(missing)}")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    sagas.require_order_services(pipeline, "changes")
 
 
 async def new_customer(pipeline: Pipeline, limit: str = "1000000") -> str:
-    """A customer of this test only, paying net 30, owing 1000 (not a new customer)."""
-    customer_id = new_id("CH")
-    await pipeline.publish_and_wait([CustomerUpdated(
-        customer_id=customer_id, name="变更客户", email=f"{customer_id.lower()}@example.com",
-        credit_limit=D(limit), currency="CNY", payment_terms="net30",
-        open_receivables=D("1000"))])
-    return customer_id
+    return await sagas.new_customer(pipeline, prefix="CH", name="变更客户", limit=limit)
 
 
 async def new_sku(pipeline: Pipeline, *, stock: int) -> str:
-    """A product of this test only, 100.00 + 13 % VAT, with ``stock`` units in WH-SH."""
-    sku = new_id("CHS").upper()
-    events: list[Any] = [ProductUpdated(sku=sku, name="变更测试商品", unit_price=D("100.00"),
-                                        currency="CNY", tax_rate=D("0.13"), weight_kg=D("1.000"))]
-    if stock:
-        events.append(StockReceived(warehouse_id="WH-SH", sku=sku, quantity=stock,
-                                    reference="changes test"))
-    await pipeline.publish_and_wait(events)
-    return sku
+    return await sagas.new_sku(pipeline, prefix="CHS", name="变更测试商品", stock=stock)
+
+
+D = Decimal
+T = 60  # seconds any one step may take
 
 
 def total_of(units: int) -> Decimal:

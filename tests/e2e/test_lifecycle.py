@@ -10,7 +10,6 @@ Run: ORDERFLOW_TEST_SERVICES=intake,review,inventory,logistics,notify timeout 90
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,10 +19,8 @@ import pytest
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
-    CustomerUpdated,
     InspectedUnits,
     OrderCancelRequested,
-    ProductUpdated,
     ReturnReceived,
     ReturnRequested,
     ReturnRequestLine,
@@ -34,43 +31,27 @@ from orderflow.devstack.catalogue import canonical_order
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("lifecycle_services")]
+from . import sagas
+from .sagas import new_id
 
-D = Decimal
-ALL = {"intake", "review", "inventory", "logistics", "notify"}
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("lifecycle_services")]
 
 
 @pytest.fixture
 def lifecycle_services(pipeline: Pipeline) -> None:
-    missing = ALL - set(pipeline.services)
-    if missing:
-        pytest.skip(f"the lifecycle needs every order service; not running: {sorted(missing)}")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    sagas.require_order_services(pipeline, "the lifecycle tests")
 
 
 async def new_customer(pipeline: Pipeline, limit: str = "1000000") -> str:
-    """A customer of this test only (its exposure is this test's alone), paying net 30."""
-    customer_id = new_id("LC")
-    await pipeline.publish_and_wait([CustomerUpdated(
-        customer_id=customer_id, name="生命周期客户", email=f"{customer_id.lower()}@example.com",
-        credit_limit=D(limit), currency="CNY", payment_terms="net30",
-        open_receivables=D("1000"))])  # owing something: not a new customer
-    return customer_id
+    return await sagas.new_customer(pipeline, prefix="LC", name="生命周期客户", limit=limit)
 
 
 async def new_sku(pipeline: Pipeline, *, stock: int, warehouse: str = "WH-SH") -> str:
-    """A product of this test only, 100.00 + 13 % VAT, with ``stock`` units in ``warehouse``."""
-    sku = new_id("LCS").upper()
-    events: list[Any] = [ProductUpdated(sku=sku, name="退换货测试商品", unit_price=D("100.00"),
-                                        currency="CNY", tax_rate=D("0.13"), weight_kg=D("1.000"))]
-    if stock:
-        events.append(StockReceived(warehouse_id=warehouse, sku=sku, quantity=stock,
-                                    reference="lifecycle test"))
-    await pipeline.publish_and_wait(events)
-    return sku
+    return await sagas.new_sku(pipeline, prefix="LCS", name="退换货测试商品", stock=stock,
+                               warehouse=warehouse)
+
+
+D = Decimal
 
 
 def order_for(customer_id: str, *, lines: list[tuple[str, int]] | None = None,

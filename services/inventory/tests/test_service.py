@@ -123,7 +123,7 @@ def inventory_url(pipeline: Pipeline) -> str:
 def needs_no_logistics(pipeline: Pipeline) -> None:
     if "logistics" in pipeline.services:
         pytest.skip("logistics dispatches every reserved order at once; this test needs a "
-                    "reservation that stays put (run with ORDERFLOW_TEST_SERVICES=inventory)")
+                    "reservation that stays put (make test runs it with ORDERFLOW_TEST_SERVICES=inventory)")
 
 
 async def test_the_nearest_warehouse_that_can_fill_the_whole_order_reserves_it(
@@ -248,6 +248,7 @@ async def test_a_cancelled_order_releases_its_stock_to_the_next_in_the_queue(
     await assert_invariants(inventory_db)
 
 
+@pytest.mark.solo_inventory
 async def test_a_stalled_reservation_expires_and_its_stock_returns(
         pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
     needs_no_logistics(pipeline)
@@ -274,6 +275,7 @@ async def test_a_stalled_reservation_expires_and_its_stock_returns(
     await assert_invariants(inventory_db)
 
 
+@pytest.mark.solo_inventory
 async def test_a_dispatch_takes_the_reserved_units_out_of_stock(
         pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
     needs_no_logistics(pipeline)
@@ -429,6 +431,7 @@ def change_of(order: OrderApproved, lines: list[tuple[str, int]], *,
         totals=order.totals, review_status="approved", requested_by="tests")
 
 
+@pytest.mark.solo_inventory
 async def test_a_reserved_order_changed_to_more_than_is_in_stock_is_refused_whole(
         pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
     needs_no_logistics(pipeline)

@@ -276,19 +276,7 @@ class InventoryRepository:
     async def release_holds(self, order_id: str, reason: str) -> list[Pick]:
         """Give the order's reserved units back to available stock."""
         released = await self.holds(order_id)
-        for pick in released:  # holds() is sorted: the same lock order as reserve()
-            await self.session.execute(
-                stock.update()
-                .where(stock.c.warehouse_id == pick.warehouse_id, stock.c.sku == pick.sku)
-                .values(reserved=stock.c.reserved - pick.quantity, updated_at=sa.func.now()))
-            await self.session.execute(
-                reservations.update()
-                .where(reservations.c.order_id == order_id,
-                       reservations.c.warehouse_id == pick.warehouse_id,
-                       reservations.c.sku == pick.sku)
-                .values(quantity=0))
-            await self._ledger(pick.warehouse_id, pick.sku, "release", 0, -pick.quantity,
-                               order_id=order_id, reference=reason)
+        await self.release_picks(order_id, released, reason)  # every held unit: quantity 0
         return released
 
     async def ship(self, order_id: str, warehouse_id: str, sku: str, quantity: int,
