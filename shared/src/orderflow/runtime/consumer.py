@@ -9,6 +9,12 @@ For each batch the broker hands a subscriber:
    raises a permanent error has its event dead-lettered (the batch is re-run with a savepoint per
    event, so the others still apply), a transient error (database away) is retried with backoff;
 3. only then are the batch's offsets committed, explicitly, per partition.
+
+A subscription gives either ``handler`` (called once per new event) or ``batch_handler``
+(set-based: called once per run of consecutive new events in the batch that share that batch
+handler, so it can read and write with one statement per table for the whole run). When a batch is
+re-run carefully after a handler failed, a batch handler is called with one event at a time, each
+in its own savepoint, so the failing event is dead-lettered alone and the others still apply.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ _CLAIM = sa.text(
 )
 
 Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
+# set-based: the consecutive new events of a batch that share this handler, in batch order
+BatchHandler = Callable[[UnitOfWork, list[IncomingEvent[Any]]], Awaitable[None]]
 _INBOUND_NAMESPACE = uuid.UUID("5f0c2a4e-7d1b-4b8e-9a57-0f1e2d3c4b5a")
 
 
@@ -80,14 +88,34 @@ class Poison:
 
 @dataclass
 class Subscription:
-    """One topic a service consumes and the handler that applies its events."""
+    """One topic a service consumes and what applies its events: ``handler`` one event at a
+    time, or ``batch_handler`` once per run of consecutive new events of the batch that share it
+    (the same batch handler may serve several topics: its runs then mix them, in batch order).
+    A batch handler names the event each outgoing event answers: ``uow.emit(..., cause=event)``."""
 
     topic: Topic
-    handler: Handler
+    handler: Handler | None = None
     description: str = ""
     accept_versions: frozenset[int] = frozenset({1})
     headerless: bool = False  # connectors' raw messages may come without our headers
     extra: dict[str, Any] = field(default_factory=dict)
+    batch_handler: BatchHandler | None = None
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.batch_handler is None):
+            raise ValueError(f"{self.topic.name}: give exactly one of handler and batch_handler")
+
+    def one_at_a_time(self) -> Handler:
+        """The handler for one event (a batch handler called with a run of one)."""
+        if self.handler is not None:
+            return self.handler
+        batch = self.batch_handler
+        assert batch is not None
+
+        async def one(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+            await batch(uow, [incoming])
+
+        return one
 
 
 _POISON_NAMESPACE = uuid.UUID("a3d6f0c1-2b4e-4c8a-9f15-7e2d1c0b9a84")
@@ -239,8 +267,28 @@ class BatchProcessor:
             for d in decoded:
                 if d.headers.event_id not in fresh_ids:
                     outcome[(d.topic, "duplicate")] += 1
+            run_end = 0
             for index, incoming in enumerate(fresh):
-                handler = self.subscriptions[incoming.topic].handler
+                if index < run_end:  # applied with its run by a batch handler
+                    continue
+                subscription = self.subscriptions[incoming.topic]
+                batch_handler = subscription.batch_handler
+                if batch_handler is not None and not careful:
+                    run_end = index + 1
+                    while (run_end < len(fresh) and
+                           self.subscriptions[fresh[run_end].topic].batch_handler == batch_handler):
+                        run_end += 1
+                    uow.current = None  # a batch handler names the cause: emit(..., cause=event)
+                    try:
+                        await batch_handler(uow, fresh[index:run_end])
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        raise _HandlerFailed(index, exc) from exc
+                    for applied in fresh[index:run_end]:
+                        outcome[(applied.topic, "applied")] += 1
+                    continue
+                handler = subscription.one_at_a_time()
                 uow.current = incoming
                 structlog.contextvars.bind_contextvars(
                     event_id=incoming.headers.event_id, order_id=incoming.key,

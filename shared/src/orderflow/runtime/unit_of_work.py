@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,8 +48,11 @@ class UnitOfWork:
         self.emitted: list[tuple[EventHeaders, Event]] = []
 
     def emit(self, event: Event, *, topic: Topic | None = None,
-             correlation_id: str | None = None) -> EventHeaders:
-        """Stage ``event`` for publication; its headers answer the event being handled."""
+             correlation_id: str | None = None,
+             cause: IncomingEvent[Any] | None = None) -> EventHeaders:
+        """Stage ``event`` for publication; its headers answer ``cause`` (a batch handler names
+        the event it answers), else the event being handled."""
+        answering = cause or self.current
         target = topic or TOPIC_OF_EVENT[type(event)]
         key = event.key()
         headers = EventHeaders.new(
@@ -57,7 +60,7 @@ class UnitOfWork:
             schema_version=event.SCHEMA_VERSION,
             producer=self.service,
             correlation_id=correlation_id or key,
-            causation=self.current.headers if self.current else None,
+            causation=answering.headers if answering else None,
         )
         # continue the current span's trace (an exporter configured) or the incoming event's
         headers = replace(headers, traceparent=outgoing_traceparent(default=headers.traceparent))

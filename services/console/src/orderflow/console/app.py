@@ -19,7 +19,7 @@ def create_service() -> ServiceDefinition:
         description="Order timelines, the exception queue, the topic dashboard and reports",
         migrations=Path(__file__).parent / "migrations" / "versions",
         subscriptions=[
-            Subscription(topic, handlers.on_event, headerless=topic is ORDER_INBOUND,
+            Subscription(topic, batch_handler=handlers.on_events, headerless=topic is ORDER_INBOUND,
                          description=f"{topic.description}: into the console's read model")
             for topic in CATALOGUE
         ],

@@ -1,5 +1,6 @@
-"""The console's handlers: every event of every topic into the read model. An event of an order
-is stored once (its event id), then the order's view is re-projected from all its events."""
+"""The console's handler: every event of every topic into the read model, set-based. The events
+of a run (consecutive events of a batch) are stored once each (their event ids) with one
+statement, then each order that got a new event is re-projected once from all its events."""
 
 from __future__ import annotations
 
@@ -10,21 +11,37 @@ from orderflow.console.repository import ConsoleRepository
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
+PROJECT_AT_ONCE = 50
 
-async def on_event(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+
+async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
     repo = ConsoleRepository(uow.session)
-    event = incoming.event
-    if isinstance(event, CustomerUpdated):
-        await repo.upsert_customer(event)
+    customers: dict[str, CustomerUpdated] = {}  # the last update of each wins, as one by one
+    products: dict[str, ProductUpdated] = {}
+    entries: list[readmodel.TimelineEntry] = []
+    for incoming in run:
+        event = incoming.event
+        if isinstance(event, CustomerUpdated):
+            customers.pop(event.customer_id, None)
+            customers[event.customer_id] = event
+        elif isinstance(event, ProductUpdated):
+            products.pop(event.sku, None)
+            products[event.sku] = event
+        else:
+            entry = readmodel.entry_for(incoming.topic, incoming.headers, event)
+            if entry is not None:  # stock counts, warehouses, invoices: counted by topic only
+                entries.append(entry)
+    for customer in customers.values():
+        await repo.upsert_customer(customer)
+    for product in products.values():
+        await repo.upsert_product(product)
+    if not entries:
         return
-    if isinstance(event, ProductUpdated):
-        await repo.upsert_product(event)
-        return
-    entry = readmodel.entry_for(incoming.topic, incoming.headers, event)
-    if entry is None:  # stock counts, warehouses, invoices without an order: counted by topic only
-        return
-    await repo.lock_order(entry.order_id)
-    if not await repo.add_entry(entry):
-        return
-    view = readmodel.project(entry.order_id, await repo.entries_of(entry.order_id))
-    await repo.save_view(view)
+    await repo.lock_orders([e.order_id for e in entries])
+    changed = sorted(await repo.add_entries(entries))
+    # re-projected a slice of orders at a time: every event of an order is loaded to project it,
+    # and a whole batch's orders at once would cost the process tens of MB more at its peak
+    for start in range(0, len(changed), PROJECT_AT_ONCE):
+        chunk = changed[start:start + PROJECT_AT_ONCE]
+        stored = await repo.entries_of(chunk)
+        await repo.save_views([readmodel.project(order_id, stored[order_id]) for order_id in chunk])

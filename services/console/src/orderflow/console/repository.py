@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -117,51 +118,41 @@ class ConsoleRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    # -- the projection ---------------------------------------------------------------------------
-    async def lock_order(self, order_id: str) -> None:
-        """Serialise projections of one order across replicas (its events arrive on many topics)."""
-        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
-            sa.func.hashtextextended(order_id, 0))))
+    # -- the projection (set-based: one statement per table for a run of events) ----------------
+    async def lock_orders(self, order_ids: list[str]) -> None:
+        """Serialise projections of these orders across replicas (their events arrive on many
+        topics); always in sorted order, so two replicas' batches cannot lock crosswise."""
+        if order_ids:
+            (await self.session.execute(_LOCK_ORDERS, {"ids": sorted(set(order_ids))})).all()
 
-    async def add_entry(self, entry: TimelineEntry) -> bool:
-        result = await self.session.execute(
-            pg_insert(events).values(
-                event_id=entry.event_id, order_id=entry.order_id, topic=entry.topic,
-                event_type=entry.event_type, producer=entry.producer,
-                occurred_at=entry.occurred_at, payload=entry.payload,
-            ).on_conflict_do_nothing().returning(events.c.event_id)
-        )
-        return result.first() is not None
+    async def add_entries(self, entries: list[TimelineEntry]) -> set[str]:
+        """Store the entries not stored before; return the orders that got at least one."""
+        if not entries:
+            return set()
+        result = await self.session.execute(_ADD_ENTRIES, {
+            "ids": [e.event_id for e in entries], "orders": [e.order_id for e in entries],
+            "topics": [e.topic for e in entries], "types": [e.event_type for e in entries],
+            "producers": [e.producer for e in entries], "ats": [e.occurred_at for e in entries],
+            "payloads": [orjson.dumps(e.payload).decode() for e in entries],
+        })
+        return set(result.scalars())
 
-    async def entries_of(self, order_id: str) -> list[TimelineEntry]:
-        rows = (await self.session.execute(
-            sa.select(events).where(events.c.order_id == order_id)
-        )).all()
-        return [TimelineEntry(event_id=r.event_id, order_id=r.order_id, topic=r.topic,
-                              event_type=r.event_type, producer=r.producer,
-                              occurred_at=r.occurred_at, payload=r.payload) for r in rows]
+    async def entries_of(self, order_ids: list[str]) -> dict[str, list[TimelineEntry]]:
+        """Every stored entry of these orders, by order."""
+        found: dict[str, list[TimelineEntry]] = {order_id: [] for order_id in order_ids}
+        if not order_ids:
+            return found
+        rows = (await self.session.execute(_ENTRIES_OF, {"ids": list(order_ids)})).all()
+        for r in rows:
+            found.setdefault(r.order_id, []).append(TimelineEntry(
+                event_id=r.event_id, order_id=r.order_id, topic=r.topic, event_type=r.event_type,
+                producer=r.producer, occurred_at=r.occurred_at, payload=r.payload))
+        return found
 
-    async def save_view(self, view: OrderView) -> None:
-        kinds = sorted({i.kind for i in order_exceptions(view, view.last_event_at or datetime.now(UTC),
-                                                         _NO_SLA)})
-        values: dict[str, Any] = {
-            "order_id": view.order_id,
-            "state": view.state.value if view.state else None,
-            "channel": view.channel, "external_id": view.external_id,
-            "customer_id": view.customer_id, "customer_name": view.customer_name,
-            "currency": view.currency, "grand_total": view.grand_total, "priority": view.priority,
-            "hold_codes": list(view.hold_codes), "exception_kinds": kinds,
-            "tracking_numbers": view.tracking_numbers,
-            "first_seen_at": view.first_seen_at, "received_at": view.milestones.get("received"),
-            "state_since": view.state_since, "last_event_at": view.last_event_at,
-            "view": view.model_dump(mode="json"),
-        }
-        stmt = pg_insert(orders).values(**values, updated_at=sa.func.now())
-        await self.session.execute(stmt.on_conflict_do_update(
-            index_elements=[orders.c.order_id],
-            set_={**{k: stmt.excluded[k] for k in values if k != "order_id"},
-                  "updated_at": sa.func.now()},
-        ))
+    async def save_views(self, views: list[OrderView]) -> None:
+        """Insert or replace these orders' views (one prepared statement, many rows)."""
+        if views:
+            await self.session.execute(_SAVE_VIEW, [_view_row(v) for v in views])
 
     async def upsert_customer(self, c: CustomerUpdated) -> None:
         stmt = pg_insert(customers).values(customer_id=c.customer_id, name=c.name,
@@ -281,6 +272,43 @@ class ConsoleRepository:
         if action:
             stmt = stmt.where(audit.c.action == action)
         return [dict(r) for r in (await self.session.execute(stmt)).mappings().all()]
+
+
+def _view_row(view: OrderView) -> dict[str, Any]:
+    kinds = sorted({i.kind for i in order_exceptions(view, view.last_event_at or datetime.now(UTC),
+                                                     _NO_SLA)})
+    return {
+        "order_id": view.order_id,
+        "state": view.state.value if view.state else None,
+        "channel": view.channel, "external_id": view.external_id,
+        "customer_id": view.customer_id, "customer_name": view.customer_name,
+        "currency": view.currency, "grand_total": view.grand_total, "priority": view.priority,
+        "hold_codes": list(view.hold_codes), "exception_kinds": kinds,
+        "tracking_numbers": view.tracking_numbers,
+        "first_seen_at": view.first_seen_at, "received_at": view.milestones.get("received"),
+        "state_since": view.state_since, "last_event_at": view.last_event_at,
+        "view": view.model_dump(mode="json"),
+    }
+
+
+# the projection's statements, built once (constant shape whatever the number of rows)
+_LOCK_ORDERS = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) "
+    "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(id, n) ORDER BY n")
+_ADD_ENTRIES = sa.text(
+    "INSERT INTO console_events (event_id, order_id, topic, event_type, producer, occurred_at, "
+    "payload) SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:orders AS text[]), "
+    "CAST(:topics AS text[]), CAST(:types AS text[]), CAST(:producers AS text[]), "
+    "CAST(:ats AS timestamptz[]), CAST(:payloads AS jsonb[])) "
+    "ON CONFLICT DO NOTHING RETURNING order_id")
+_ENTRIES_OF = sa.select(events).where(
+    events.c.order_id == sa.any_(sa.bindparam("ids", type_=pg.ARRAY(sa.Text))))
+_VIEW_COLUMNS = [c.name for c in orders.c if c.name not in {"order_id", "updated_at"}]
+_INSERT_VIEW = pg_insert(orders).values(updated_at=sa.func.now())
+_SAVE_VIEW = _INSERT_VIEW.on_conflict_do_update(
+    index_elements=[orders.c.order_id],
+    set_={**{name: _INSERT_VIEW.excluded[name] for name in _VIEW_COLUMNS},
+          "updated_at": sa.func.now()})
 
 
 _NO_SLA = {"held": 0.0, "backordered": 0.0, "delayed": 0.0, "carrier_exception": 0.0, "dlq": 0.0}

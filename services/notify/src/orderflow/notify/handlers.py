@@ -320,7 +320,7 @@ class Notifier:
                 context=context, status=plan.status, detail=plan.detail, next_attempt_at=due,
                 coalesce_key=key, raw_value=incoming.raw_value, raw_headers=incoming.raw_headers))
             if staged is None:
-                log.info("notification already staged for this event and channel",
+                log.debug("notification already staged for this event and channel",
                          channel=plan.channel)
                 continue
             if plan.status == "suppressed":
@@ -328,7 +328,7 @@ class Notifier:
                     order_id=o.order_id, source_event_id=incoming.headers.event_id,
                     source_event_type=incoming.headers.event_type, channel=plan.channel,
                     status="suppressed", detail=plan.detail))
-            log.info("notification staged", kind=o.kind, channel=plan.channel, status=plan.status,
+            log.debug("notification staged", kind=o.kind, channel=plan.channel, status=plan.status,
                      detail=plan.detail or None)
 
     @staticmethod

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,6 +86,36 @@ notifications = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
+
+
+# the handlers' statements, built once: SQLAlchemy then reuses their compiled form and cache key
+# instead of building, keying and looking up a new expression for every event
+_CUSTOMER = sa.select(customers).where(customers.c.customer_id == sa.bindparam("customer_id"))
+_PRODUCT_NAMES = sa.select(products.c.sku, products.c.name).where(
+    products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
+_LOCK_ORDER = sa.select(orders).where(orders.c.order_id == sa.bindparam("order_id")).with_for_update()
+_INSERT_ORDER = pg_insert(orders)
+_SAVE_ORDER = _INSERT_ORDER.on_conflict_do_update(
+    index_elements=[orders.c.order_id],
+    set_={**{name: sa.func.coalesce(_INSERT_ORDER.excluded[name], orders.c[name])
+             for name in ("channel", "external_id", "customer_id", "email", "phone", "facts")},
+          "customer_name": sa.func.coalesce(sa.func.nullif(_INSERT_ORDER.excluded.customer_name, ""),
+                                            orders.c.customer_name),
+          "updated_at": sa.func.now()})
+_ADD_SHIPMENT = orders.update().where(orders.c.order_id == sa.bindparam("o_id")).values(
+    shipments=orders.c.shipments.op("||")(sa.bindparam("shipment", type_=JSONB)),
+    updated_at=sa.func.now())
+_MARK_REVIEW_NOTICE = orders.update().where(orders.c.order_id == sa.bindparam("o_id")).values(
+    review_notice_sent=True, updated_at=sa.func.now())
+_STAGE = pg_insert(notifications).on_conflict_do_nothing(
+    index_elements=["source_event_id", "channel"]).returning(notifications.c.id)
+_STAGE_FINISHED = pg_insert(notifications).values(finished_at=sa.func.now()).on_conflict_do_nothing(
+    index_elements=["source_event_id", "channel"]).returning(notifications.c.id)
+_PENDING = sa.and_(notifications.c.coalesce_key == sa.bindparam("key"),
+                   notifications.c.channel == sa.bindparam("n_channel"),
+                   notifications.c.status == "pending")
+_WAITING = sa.select(notifications.c.id).where(_PENDING).with_for_update()
+_RELEASE_WAITING = notifications.update().where(_PENDING).values(next_attempt_at=sa.func.now())
 
 
 @dataclass(frozen=True)
@@ -181,8 +211,7 @@ class NotifyRepository:
     async def customer(self, customer_id: str | None, default_language: Language) -> CustomerProfile | None:
         if not customer_id:
             return None
-        row = (await self.session.execute(
-            sa.select(customers).where(customers.c.customer_id == customer_id))).first()
+        row = (await self.session.execute(_CUSTOMER, {"customer_id": customer_id})).first()
         if row is None:
             return None
         return CustomerProfile(
@@ -202,14 +231,12 @@ class NotifyRepository:
         wanted = sorted(set(skus))
         if not wanted:
             return {}
-        rows = (await self.session.execute(
-            sa.select(products.c.sku, products.c.name).where(products.c.sku.in_(wanted)))).all()
+        rows = (await self.session.execute(_PRODUCT_NAMES, {"skus": wanted})).all()
         return {r.sku: r.name for r in rows}
 
     # -- orders ---------------------------------------------------------------------------------
     async def lock_order(self, order_id: str) -> OrderRecord | None:
-        row = (await self.session.execute(
-            sa.select(orders).where(orders.c.order_id == order_id).with_for_update())).first()
+        row = (await self.session.execute(_LOCK_ORDER, {"order_id": order_id})).first()
         if row is None:
             return None
         return OrderRecord(row.order_id, row.channel, row.external_id, row.customer_id,
@@ -229,56 +256,41 @@ class NotifyRepository:
                                   "phone": customer.phone if customer else None,
                                   "facts": dict(facts) if facts is not None else None,
                                   "shipments": {}, "review_notice_sent": False}
-        stmt = pg_insert(orders).values(**values)
-        keep = {name: sa.func.coalesce(stmt.excluded[name], orders.c[name])
-                for name in ("channel", "external_id", "customer_id", "email", "phone", "facts")}
-        keep["customer_name"] = sa.func.coalesce(sa.func.nullif(stmt.excluded.customer_name, ""),
-                                                 orders.c.customer_name)
-        await self.session.execute(stmt.on_conflict_do_update(
-            index_elements=[orders.c.order_id], set_={**keep, "updated_at": sa.func.now()}))
+        await self.session.execute(_SAVE_ORDER, values)
 
     async def add_shipment(self, order_id: str, shipment_id: str, shipment: Mapping[str, Any]) -> None:
-        await self.session.execute(
-            orders.update().where(orders.c.order_id == order_id).values(
-                shipments=orders.c.shipments.op("||")(sa.cast({shipment_id: dict(shipment)}, JSONB)),
-                updated_at=sa.func.now()))
+        await self.session.execute(_ADD_SHIPMENT, {"o_id": order_id,
+                                                   "shipment": {shipment_id: dict(shipment)}})
 
     async def mark_review_notice(self, order_id: str) -> None:
-        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
-                                   .values(review_notice_sent=True, updated_at=sa.func.now()))
+        await self.session.execute(_MARK_REVIEW_NOTICE, {"o_id": order_id})
 
     # -- notifications --------------------------------------------------------------------------
     async def stage(self, row: NewNotification) -> int | None:
         """Insert one notification; ``None`` when (source event, channel) already has one."""
-        stmt = pg_insert(notifications).values(
-            notification_id=uuid.UUID(row.notification_id),
-            source_event_id=uuid.UUID(row.source_event_id), source_topic=row.source_topic,
-            source_event_type=row.source_event_type, kind=row.kind, order_id=row.order_id,
-            channel=row.channel, recipient=row.recipient, language=row.language,
-            context=dict(row.context), status=row.status, detail=row.detail, attempts=0,
-            next_attempt_at=row.next_attempt_at, coalesce_key=row.coalesce_key,
-            raw_value=row.raw_value,
-            raw_headers=[[k, v.decode("utf-8", "replace")] for k, v in row.raw_headers],
-            finished_at=sa.func.now() if row.status == "suppressed" else None,
-        ).on_conflict_do_nothing(index_elements=["source_event_id", "channel"]).returning(
-            notifications.c.id)
-        inserted: int | None = (await self.session.execute(stmt)).scalar()
+        values = {
+            "notification_id": uuid.UUID(row.notification_id),
+            "source_event_id": uuid.UUID(row.source_event_id), "source_topic": row.source_topic,
+            "source_event_type": row.source_event_type, "kind": row.kind, "order_id": row.order_id,
+            "channel": row.channel, "recipient": row.recipient, "language": row.language,
+            "context": dict(row.context), "status": row.status, "detail": row.detail, "attempts": 0,
+            "next_attempt_at": row.next_attempt_at, "coalesce_key": row.coalesce_key,
+            "raw_value": row.raw_value,
+            "raw_headers": [[k, v.decode("utf-8", "replace")] for k, v in row.raw_headers],
+        }
+        stmt = _STAGE_FINISHED if row.status == "suppressed" else _STAGE  # finished_at: now()
+        inserted: int | None = (await self.session.execute(stmt, values)).scalar()
         return inserted
 
     async def waiting(self, coalesce_key: str, channel: Channel) -> int:
         """How many notifications of this key and channel wait to be sent (locked: the count
         stays right while this transaction lasts)."""
         ids = (await self.session.execute(
-            sa.select(notifications.c.id).where(
-                notifications.c.coalesce_key == coalesce_key, notifications.c.channel == channel,
-                notifications.c.status == "pending").with_for_update())).scalars().all()
+            _WAITING, {"key": coalesce_key, "n_channel": channel})).scalars().all()
         return len(ids)
 
     async def release_waiting(self, coalesce_key: str, channel: Channel) -> None:
-        await self.session.execute(
-            notifications.update().where(
-                notifications.c.coalesce_key == coalesce_key, notifications.c.channel == channel,
-                notifications.c.status == "pending").values(next_attempt_at=sa.func.now()))
+        await self.session.execute(_RELEASE_WAITING, {"key": coalesce_key, "n_channel": channel})
 
 
 class SenderRepository:

@@ -1,0 +1,178 @@
+"""Set-based batch handlers in the batch consumer, against the real PostgreSQL: a run of
+consecutive events is one call, the inbox still skips a redelivered batch, the outbox is written
+in the same transaction with the right causation, and a failing event is re-run alone in its
+savepoint and dead-lettered with its reason while the others apply."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orderflow.contracts import topics
+from orderflow.contracts.events import StockReceived, WarehouseUpdated
+from orderflow.contracts.headers import EventHeaders
+from orderflow.runtime.consumer import BatchProcessor, Subscription
+from orderflow.runtime.db import make_engine, runtime_tables_ddl
+from orderflow.runtime.settings import DatabaseSettings
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+from orderflow.testing.infra import Infra
+
+pytestmark = pytest.mark.service
+
+
+@dataclass
+class Rec:
+    topic: str
+    offset: int
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    key: bytes | None = None
+    partition: int = 0
+
+
+def stock(offset: int, sku: str, quantity: int = 1) -> Rec:
+    event = StockReceived(warehouse_id="WH-1", sku=sku, quantity=quantity)
+    headers = EventHeaders.new(event_type="StockReceived", schema_version=1, producer="t",
+                               correlation_id=sku)
+    return Rec(topics.STOCK_RECEIVED.name, offset, event.model_dump_json().encode(),
+               list(headers.to_kafka()), sku.encode())
+
+
+def warehouse(offset: int, warehouse_id: str) -> Rec:
+    event = WarehouseUpdated(warehouse_id=warehouse_id, name="W", province="P", city="C")
+    headers = EventHeaders.new(event_type="WarehouseUpdated", schema_version=1, producer="t",
+                               correlation_id=warehouse_id)
+    return Rec(topics.WAREHOUSE_UPDATED.name, offset, event.model_dump_json().encode(),
+               list(headers.to_kafka()), warehouse_id.encode())
+
+
+def event_id(rec: Rec) -> str:
+    return dict(rec.headers)["event_id"].decode()
+
+
+@pytest.fixture
+async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
+    schema = f"batch_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
+    async with admin.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    await admin.dispose()
+    engine = make_engine(DatabaseSettings(url=infra.database_url), schema)
+    async with engine.begin() as conn:
+        for ddl in runtime_tables_ddl():
+            await conn.execute(sa.text(ddl))
+        await conn.execute(sa.text("CREATE TABLE applied (n BIGSERIAL, ref TEXT NOT NULL)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+class Recorder:
+    """A set-based handler: one INSERT for the whole run, one event emitted per input."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    async def on_batch(self, uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+        refs = [getattr(i.event, "sku", None) or i.event.warehouse_id for i in run]
+        self.calls.append(refs)
+        await uow.session.execute(sa.text("INSERT INTO applied (ref) SELECT unnest(CAST(:r AS text[]))"),
+                                  {"r": refs})
+        if self.fail_on in refs:
+            raise ValueError(f"cannot apply {self.fail_on}")
+        for incoming, ref in zip(run, refs, strict=True):
+            uow.emit(WarehouseUpdated(warehouse_id=f"out-{ref}", name="n", province="p", city="c"),
+                     cause=incoming)
+
+
+async def _applied(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.text("SELECT ref FROM applied ORDER BY n"))).scalars())
+
+
+async def _outbox(engine: AsyncEngine) -> list[tuple[str, dict[str, str]]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT topic, headers FROM outbox ORDER BY id"))).all()
+    return [(topic, dict(json.loads(h) if isinstance(h, str) else h)) for topic, h in rows]
+
+
+def test_a_subscription_takes_exactly_one_kind_of_handler() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        Subscription(topics.STOCK_RECEIVED)
+    with pytest.raises(ValueError, match="exactly one"):
+        Subscription(topics.STOCK_RECEIVED, Recorder().on_batch, batch_handler=Recorder().on_batch)
+
+
+async def test_a_run_is_one_call_in_batch_order_and_a_redelivery_is_skipped(engine: AsyncEngine) -> None:
+    recorder = Recorder()
+    plain: list[str] = []
+
+    async def one(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+        plain.append(incoming.event.warehouse_id)
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch),
+        Subscription(topics.WAREHOUSE_UPDATED, one)])
+    batch = [stock(1, "A"), stock(2, "B"), stock(3, "C"), warehouse(4, "W1"), stock(5, "D")]
+    await processor.process(batch, None)
+    assert recorder.calls == [["A", "B", "C"], ["D"]]
+    assert plain == ["W1"]
+    assert await _applied(engine) == ["A", "B", "C", "D"]
+    staged = await _outbox(engine)
+    assert [h["event_id"] != "" for _, h in staged] == [True] * 4
+    # each outgoing event answers the event it was emitted for, not the run's last
+    assert [h["causation_id"] for _, h in staged] == [event_id(r) for r in batch if r.offset != 4]
+
+    await processor.process(batch, None)  # redelivered after the commit: the inbox skips it all
+    assert recorder.calls == [["A", "B", "C"], ["D"]]
+    assert len(await _outbox(engine)) == 4
+
+
+async def test_one_batch_handler_for_several_topics_gets_one_run(engine: AsyncEngine) -> None:
+    recorder = Recorder()
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch),
+        Subscription(topics.WAREHOUSE_UPDATED, batch_handler=recorder.on_batch)])
+    await processor.process([stock(1, "A"), warehouse(2, "W1"), stock(3, "B")], None)
+    assert recorder.calls == [["A", "W1", "B"]]
+
+
+async def test_a_failing_event_is_dead_lettered_alone_and_the_others_apply(engine: AsyncEngine) -> None:
+    recorder = Recorder(fail_on="BAD")
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
+    poison = Rec(topics.STOCK_RECEIVED.name, 4, b"{", stock(4, "X").headers)
+    batch = [stock(1, "A"), stock(2, "BAD"), stock(3, "C"), poison]
+    await processor.process(batch, None)
+    # the whole run once (rolled back), then one event at a time, each in its savepoint
+    assert recorder.calls == [["A", "BAD", "C"], ["A"], ["BAD"], ["C"]]
+    assert await _applied(engine) == ["A", "C"]
+    staged = await _outbox(engine)
+    assert [(topic, h.get("causation_id") or h.get("dlq_reason")) for topic, h in staged] == [
+        ("warehouse.updated", event_id(batch[0])),
+        ("stock.received.dlq", "handler_error"),
+        ("warehouse.updated", event_id(batch[2])),
+        ("stock.received.dlq", "malformed_json"),
+    ]
+    assert "cannot apply BAD" in staged[1][1]["dlq_error"]
+    async with engine.connect() as conn:
+        claimed = set((await conn.execute(sa.text("SELECT event_id::text FROM inbox"))).scalars())
+    assert event_id(batch[1]) not in claimed  # a replay of the dead letter is not skipped
+    assert {event_id(batch[0]), event_id(batch[2])} <= claimed
+
+    await processor.process(batch, None)  # redelivered: what applied is not applied again
+    assert await _applied(engine) == ["A", "C"]
+    assert [t for t, _ in await _outbox(engine)].count("warehouse.updated") == 2
