@@ -63,6 +63,14 @@ class ServiceContext:
     units: UnitOfWorkFactory
     stopping: asyncio.Event
     state: dict[str, Any] = field(default_factory=dict)
+    # called after every commit of a consumed batch (background loops wake on it instead of
+    # polling; a listener must be quick and must not raise)
+    commit_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def committed(self) -> None:
+        self.relay.wake()
+        for listener in self.commit_listeners:
+            listener()
 
 
 @dataclass
@@ -148,7 +156,7 @@ async def run_service(definition: ServiceDefinition) -> None:
 
     processor = BatchProcessor(
         service=definition.name, subscriptions=definition.subscriptions, engine=engine,
-        max_bytes=settings.max_message_bytes, after_commit=relay.wake, stopping=stopping.is_set,
+        max_bytes=settings.max_message_bytes, after_commit=ctx.committed, stopping=stopping.is_set,
     )
     broker = build_broker(definition, kafka, settings, processor)
 

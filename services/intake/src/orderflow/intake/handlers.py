@@ -127,8 +127,8 @@ async def on_order_submitted(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmi
         uow.emit(OrderReceived(order_id=order_id, channel=submitted.channel,
                                external_id=submitted.external_id, order=result.order,
                                totals=result.totals))
-        log.info("order received", lines=len(result.order.lines), revision=revision,
-                 grand_total=str(result.totals.grand_total), after_rejection=kind == "retry")
+        log.debug("order received", lines=len(result.order.lines), revision=revision,
+                  grand_total=str(result.totals.grand_total), after_rejection=kind == "retry")
     else:
         customer = normalised.order.customer if isinstance(normalised, Normalised) \
             else _customer_of(submitted.payload)

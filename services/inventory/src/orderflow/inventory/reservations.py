@@ -105,8 +105,8 @@ class Stockroom:
             self.uow.emit(StockReserved(
                 order_id=record.order_id, order=record.order, reservations=_lines(holds),
                 filled_in_full_first_attempt=first, from_backorder=not first))
-            log.info("stock reserved", warehouses=sorted({p.warehouse_id for p in holds}),
-                     from_backorder=not first)
+            log.debug("stock reserved", warehouses=sorted({p.warehouse_id for p in holds}),
+                      from_backorder=not first)
         elif first:
             await self.repo.mark_backordered(record.order_id, now, first_attempt=True)
             self.uow.emit(StockBackordered(

@@ -166,10 +166,10 @@ class LogisticsHandlers:
                 promised_date=option.promised_date, requested_date=plan.requested_date,
                 misses_requested_date=choice.misses_requested_date, rule=choice.rule,
                 shipment_count=count))
-        log.info("order dispatched", shipments=len(plans), shipment_count=count,
-                 carriers=[p.choice.option.label if isinstance(p.choice, CarrierChoice)
-                           else "none" for p in plans],
-                 rules=sorted({p.choice.rule for p in plans if isinstance(p.choice, CarrierChoice)}))
+        log.debug("order dispatched", shipments=len(plans), shipment_count=count,
+                  carriers=[p.choice.option.label if isinstance(p.choice, CarrierChoice)
+                            else "none" for p in plans],
+                  rules=sorted({p.choice.rule for p in plans if isinstance(p.choice, CarrierChoice)}))
 
     # -- changes: logistics admits them first and settles them last ------------------------------
     async def on_change_requested(self, uow: UnitOfWork,

@@ -32,7 +32,15 @@ def make_senders(settings: NotifySettings) -> list[ChannelSender]:
             for driver, timeout in drivers]
 
 
-async def _send_all(senders: list[ChannelSender], ctx: ServiceContext) -> None:
+async def _send_all(senders: list[ChannelSender], notifier: Notifier, ctx: ServiceContext) -> None:
+    by_channel = {sender.channel: sender for sender in senders}
+
+    def committed() -> None:  # after each consumed batch's commit: wake the channels it fed
+        for channel in notifier.take_staged_channels():
+            if channel in by_channel:
+                by_channel[channel].wake()
+
+    ctx.commit_listeners.append(committed)
     await asyncio.gather(*(sender.run(ctx) for sender in senders))
 
 
@@ -81,5 +89,5 @@ def create_service() -> ServiceDefinition:
             Subscription(topics.PRODUCT_UPDATED, notifier.on_product_updated,
                          description="Product names shown in messages"),
         ],
-        background=[lambda ctx: _send_all(make_senders(settings), ctx)],
+        background=[lambda ctx: _send_all(make_senders(settings), notifier, ctx)],
     )

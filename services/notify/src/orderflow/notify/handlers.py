@@ -87,6 +87,13 @@ class Notifier:
     def __init__(self, settings: NotifySettings) -> None:
         self.settings = settings
         self.window = timedelta(seconds=settings.coalesce_window_s)
+        # channels with a pending notification staged since the last commit: their senders are
+        # woken once the batch is committed (a rolled-back batch only gives a needless wake)
+        self.staged_channels: set[str] = set()
+
+    def take_staged_channels(self) -> set[str]:
+        staged, self.staged_channels = self.staged_channels, set()
+        return staged
 
     def _tracking_url(self, carrier: str, tracking_number: str) -> str:
         return domain.tracking_url(carrier, tracking_number,
@@ -323,6 +330,8 @@ class Notifier:
                 log.debug("notification already staged for this event and channel",
                          channel=plan.channel)
                 continue
+            if plan.status == "pending":
+                self.staged_channels.add(plan.channel)
             if plan.status == "suppressed":
                 uow.emit(NotificationRecorded(
                     order_id=o.order_id, source_event_id=incoming.headers.event_id,

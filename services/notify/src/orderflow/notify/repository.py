@@ -116,6 +116,31 @@ _PENDING = sa.and_(notifications.c.coalesce_key == sa.bindparam("key"),
                    notifications.c.status == "pending")
 _WAITING = sa.select(notifications.c.id).where(_PENDING).with_for_update()
 _RELEASE_WAITING = notifications.update().where(_PENDING).values(next_attempt_at=sa.func.now())
+# the sender's claim, built once: due pending rows and rows whose lease ran out (a dead sender)
+_DUE = (
+    sa.select(notifications.c.id)
+    .where(notifications.c.channel == sa.bindparam("n_channel"),
+           sa.or_(sa.and_(notifications.c.status == "pending",
+                          notifications.c.next_attempt_at <= sa.func.now()),
+                  sa.and_(notifications.c.status == "sending",
+                          notifications.c.lease_until < sa.func.now())))
+    .order_by(notifications.c.next_attempt_at, notifications.c.id)
+    .limit(sa.bindparam("n_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    notifications.update().where(notifications.c.id.in_(_DUE.scalar_subquery()))
+    .values(status="sending", attempts=notifications.c.attempts + 1,
+            lease_until=sa.func.now() + sa.func.make_interval(
+                0, 0, 0, 0, 0, 0, sa.bindparam("lease_s", type_=sa.Float)),
+            updated_at=sa.func.now())
+    .returning(*notifications.c)
+)
+# seconds until the channel's next row is due (a pending row's time, a sending row's lease)
+_NEXT_DUE = sa.text(
+    "SELECT EXTRACT(EPOCH FROM min(CASE WHEN status = 'pending' THEN next_attempt_at "
+    "ELSE lease_until END) - now()) FROM notify_notifications "
+    "WHERE channel = :n_channel AND status IN ('pending', 'sending')")
 
 
 @dataclass(frozen=True)
@@ -302,25 +327,15 @@ class SenderRepository:
     async def claim_due(self, channel: Channel, limit: int, lease_s: float) -> list[NotificationRow]:
         """Take up to ``limit`` due notifications of ``channel``: pending ones whose time came,
         and ones left ``sending`` by a process that died (their lease ran out)."""
-        due = (
-            sa.select(notifications.c.id)
-            .where(notifications.c.channel == channel,
-                   sa.or_(sa.and_(notifications.c.status == "pending",
-                                  notifications.c.next_attempt_at <= sa.func.now()),
-                          sa.and_(notifications.c.status == "sending",
-                                  notifications.c.lease_until < sa.func.now())))
-            .order_by(notifications.c.next_attempt_at, notifications.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         rows = (await self.session.execute(
-            notifications.update().where(notifications.c.id.in_(due.scalar_subquery()))
-            .values(status="sending", attempts=notifications.c.attempts + 1,
-                    lease_until=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
-                    updated_at=sa.func.now())
-            .returning(*notifications.c)
-        )).all()
+            _CLAIM, {"n_channel": channel, "n_limit": limit, "lease_s": float(lease_s)})).all()
         return sorted((_row(r) for r in rows), key=lambda r: r.id)
+
+    async def next_due_s(self, channel: Channel) -> float | None:
+        """Seconds until the next row of ``channel`` is due (negative: due already); ``None``
+        when none is pending or sending."""
+        value = (await self.session.execute(_NEXT_DUE, {"n_channel": channel})).scalar()
+        return None if value is None else float(value)
 
     async def absorb_waiting(self, row: NotificationRow,
                              claimed_with_it: Sequence[int] = ()) -> list[NotificationRow]:

@@ -79,6 +79,13 @@ class ChannelSender:
         # a claimed row is taken over only well after its send must have ended
         self.lease_s = send_timeout_s * 2 + 10
         self._wake = asyncio.Event()
+        self._leading = False
+
+    def wake(self) -> None:
+        """Something was staged for this channel and committed in this process: claim now
+        instead of at the next due time (only the leading loop cares)."""
+        if self._leading:
+            self._wake.set()
 
     async def run(self, ctx: ServiceContext) -> None:
         """Lead this channel's sending while the service runs; stand by while another leads."""
@@ -94,9 +101,11 @@ class ChannelSender:
                             await self._pause(ctx, self.settings.poll_interval_s * 8)
                             continue
                         log.info("sender is the leader", channel=self.channel)
+                        self._leading = True
                         try:
                             await self._lead(ctx)
                         finally:
+                            self._leading = False
                             with contextlib.suppress(Exception):
                                 await conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"),
                                                    {"k": lock_key})
@@ -136,8 +145,9 @@ class ChannelSender:
             while not ctx.stopping.is_set():
                 free = self.settings.concurrency - len(in_flight)
                 claimed: list[NotificationRow] = []
+                next_due_s: float | None = None
                 if free > 0:
-                    claimed = await self._claim(ctx, free)
+                    claimed, next_due_s = await self._claim(ctx, free)
                     for row in claimed:
                         task = asyncio.create_task(self._deliver(ctx, row),
                                                    name=f"notify-{self.channel}-{row.id}")
@@ -145,13 +155,22 @@ class ChannelSender:
                         task.add_done_callback(done)
                 if free > 0 and len(claimed) == free:
                     continue  # more may be due: claim again as soon as a slot frees
-                await self._pause(ctx, self.settings.poll_interval_s)
+                # no polling: woken by a commit that staged something for this channel (in this
+                # process) or by a send finishing; otherwise until the next known due time (a
+                # coalescing window, a retry, a lease), at most ``idle_interval_s`` (rows staged
+                # by another replica, whose commits do not wake this one)
+                wait = self.settings.idle_interval_s
+                if next_due_s is not None:
+                    wait = min(wait, max(next_due_s, self.settings.poll_interval_s))
+                await self._pause(ctx, wait)
         finally:
             if in_flight:  # let sends under way finish and be marked (bounded by their timeout)
                 await asyncio.wait(in_flight, timeout=self.send_timeout_s + 5)
 
-    async def _claim(self, ctx: ServiceContext, limit: int) -> list[NotificationRow]:
-        async def claim() -> list[NotificationRow]:
+    async def _claim(self, ctx: ServiceContext, limit: int) -> tuple[list[NotificationRow], float | None]:
+        """The claimed rows and, when fewer than ``limit`` were due, the seconds until the next
+        row of this channel is (``None``: nothing pending or sending)."""
+        async def claim() -> tuple[list[NotificationRow], float | None]:
             async with ctx.units() as uow:
                 repo = SenderRepository(uow.session)
                 rows = await repo.claim_due(self.channel, limit, self.lease_s)
@@ -167,7 +186,8 @@ class ChannelSender:
                         folded_ids.update(f.id for f in folded)
                         row = await self._fold(uow, repo, row, folded)
                     ready.append(row)
-                return ready
+                next_due_s = None if len(rows) >= limit else await repo.next_due_s(self.channel)
+                return ready, next_due_s
 
         return await retry_transient(claim, what=f"claim {self.channel} notifications",
                                      stopping=ctx.stopping.is_set)
@@ -222,8 +242,8 @@ class ChannelSender:
             if isinstance(outcome, Delivered):
                 if await repo.finish(row, status=outcome.status, detail=outcome.detail):
                     record(uow, row, outcome.status, outcome.detail)
-                    log.info("notification delivered", kind=row.kind, status=outcome.status,
-                             attempts=row.attempts)
+                    log.debug("notification delivered", kind=row.kind, status=outcome.status,
+                              attempts=row.attempts)
                 return
             error = str(outcome)
             decision = domain.after_failure(

@@ -48,7 +48,12 @@ class NotifySettings(BaseSettings):
     max_attempts: int = Field(default=6, ge=1, le=100)
     retry_initial_s: float = Field(default=2.0, gt=0, le=3600)
     retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
-    poll_interval_s: float = Field(default=0.25, gt=0, le=60)
+    poll_interval_s: float = Field(default=0.25, gt=0, le=60,
+                                   description="shortest wait between two claims of a channel")
+    idle_interval_s: float = Field(
+        default=2.0, gt=0, le=300,
+        description="longest wait of a channel's sender with nothing due: it is woken by the "
+                    "commits of this process, this bounds how late it sees another replica's rows")
     concurrency: int = Field(default=4, ge=1, le=100, description="sends in flight per channel")
 
     @model_validator(mode="after")

@@ -117,8 +117,10 @@ class ReviewHandlers:
         else:
             uow.emit(_rejected_event(received, decision.reasons, AUTO,
                                      "rejected by policy (reject_on)"))
-        log.info("order reviewed", outcome=decision.outcome, reasons=decision.codes,
-                 grand_total=str(received.totals.grand_total), terms=decision.kind)
+        # approvals are the hot path (debug); holds and rejections stay at info
+        (log.debug if decision.outcome == "approved" else log.info)(
+            "order reviewed", outcome=decision.outcome, reasons=decision.codes,
+            grand_total=str(received.totals.grand_total), terms=decision.kind)
 
     async def on_order_cancelled(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[OrderCancelled]) -> None:
