@@ -4,6 +4,7 @@ the consumer's transaction, beside the inbox row. Nothing is sent here: the send
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from orderflow.contracts.events import (
     OrderReceived,
     OrderRejected,
     ProductUpdated,
+    Reason,
     RefundIssued,
     ReturnApproved,
     ReturnRefused,
@@ -67,6 +69,11 @@ def bare_facts(order_id: str, channel: str | None, external_id: str | None) -> d
     return {"order_id": order_id, "external_id": external_id or "", "channel": channel,
             "placed_at": None, "currency": None, "lines": [], "totals": None,
             "requested_delivery_date": None, "payment_terms": None}
+
+
+def reason_codes(reasons: Iterable[Reason]) -> list[dict[str, str | None]]:
+    """What a message says of reasons: their codes and fields, never their free text."""
+    return [{"code": r.code, "field": r.field} for r in reasons]
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class Notifier:
         e = incoming.event
         await NotifyRepository(uow.session).save_order(
             e.order_id, channel=e.channel, external_id=e.external_id, customer=e.customer)
-        reasons = [{"code": r.code, "field": r.field} for r in e.reasons]
+        reasons = reason_codes(e.reasons)
         await self._notify(uow, incoming, Occurrence(
             "order_rejected", e.order_id, {"stage": e.stage, "reasons": reasons}, customer=e.customer))
 
@@ -226,7 +233,7 @@ class Notifier:
         e = incoming.event
         await self._notify(uow, incoming, Occurrence(
             "order_cancel_refused", e.order_id,
-            {"reasons": [{"code": r.code, "field": r.field} for r in e.reasons],
+            {"reasons": reason_codes(e.reasons),
              "shipment_ids": list(e.shipment_ids)}))
 
     async def on_order_changed(self, uow: UnitOfWork,
@@ -252,7 +259,7 @@ class Notifier:
         await self._notify(uow, incoming, Occurrence(
             "order_change_rejected", e.order_id,
             {"revision": e.revision, "stage": e.stage,
-             "reasons": [{"code": r.code, "field": r.field} for r in e.reasons]},
+             "reasons": reason_codes(e.reasons)},
             customer=e.customer))
 
     async def on_return_approved(self, uow: UnitOfWork,
@@ -272,7 +279,7 @@ class Notifier:
         await self._notify(uow, incoming, Occurrence(
             "return_refused", e.order_id,
             {"rma_id": e.rma_id,
-             "reasons": [{"code": r.code, "field": r.field} for r in e.reasons]},
+             "reasons": reason_codes(e.reasons)},
             customer=e.customer))
 
     async def on_refund_issued(self, uow: UnitOfWork,
