@@ -295,6 +295,9 @@ async def test_a_carriers_scan_on_the_promised_afternoon_flags_the_delay_at_once
     delayed: SeenEvent = await events.wait_for_event("shipment.delayed", reserved.order_id)
     assert delayed.event.reason == "not_out_for_delivery_on_promised_day"
     assert delayed.event.shipment_id == shipment.shipment_id
+    # the delay names its parcel itself: a reader needs no dispatch event from another topic first
+    assert (delayed.event.carrier, delayed.event.tracking_number) == (
+        shipment.carrier, shipment.tracking_number)
     await pipeline.publish_and_wait([
         tracking(shipment, "delivered", on_day(promised + timedelta(days=1), 10))])
     delivered = await events.wait_for_event("shipment.delivered", reserved.order_id)

@@ -267,6 +267,10 @@ class ShipmentDelayed(Event):
     reason: str
     promised_date: date
     expected_date: date | None = None
+    # The shipment's carrier and tracking number, so a consumer needs no earlier
+    # ``ShipmentDispatched`` (another topic, so possibly not yet read) to say which parcel is late.
+    carrier: str | None = None
+    tracking_number: str | None = None
 
 
 class ShipmentException(Event):

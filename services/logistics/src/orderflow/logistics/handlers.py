@@ -84,7 +84,8 @@ async def flag_delays(uow: UnitOfWork, repo: LogisticsRepository, shipment: Ship
             assert shipment.promised_date is not None
             uow.emit(ShipmentDelayed(order_id=shipment.order_id, shipment_id=shipment.shipment_id,
                                      reason=finding.reason, promised_date=shipment.promised_date,
-                                     expected_date=finding.expected_date))
+                                     expected_date=finding.expected_date, carrier=shipment.carrier,
+                                     tracking_number=shipment.tracking_number))
             flagged.append(finding)
     if flagged:
         log.info("shipment delayed", shipment_id=shipment.shipment_id, source=source,

@@ -102,6 +102,13 @@ class Notifier:
         staged, self.staged_channels = self.staged_channels, set()
         return staged
 
+    def _tracking(self, carrier: str | None, tracking_number: str | None) -> dict[str, str]:
+        """The event's own carrier and tracking facts, when it carries them."""
+        if not (carrier and tracking_number):
+            return {}
+        return {"carrier": carrier, "tracking_number": tracking_number,
+                "tracking_url": self._tracking_url(carrier, tracking_number)}
+
     def _tracking_url(self, carrier: str, tracking_number: str) -> str:
         return domain.tracking_url(carrier, tracking_number,
                                    default_template=self.settings.tracking_url_template,
@@ -202,7 +209,8 @@ class Notifier:
             "shipment_delayed", e.order_id,
             {"shipment_id": e.shipment_id, "reason": e.reason,
              "promised_date": e.promised_date.isoformat(),
-             "expected_date": e.expected_date.isoformat() if e.expected_date else None}))
+             "expected_date": e.expected_date.isoformat() if e.expected_date else None,
+             **self._tracking(e.carrier, e.tracking_number)}))
 
     async def on_shipment_delivered(self, uow: UnitOfWork,
                                     incoming: IncomingEvent[ShipmentDelivered]) -> None:
