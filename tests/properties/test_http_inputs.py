@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orderflow.contracts.order import order_id_for
@@ -167,6 +167,8 @@ def test_a_decision_body_with_a_non_finite_number_gets_422(pipeline: Pipeline, b
                               st.text(max_size=30) | st.integers().map(str), max_size=5),
        path=st.sampled_from(["/api/orders", "/api/reports/summary", "/api/exceptions",
                              "/api/audit", "/api/review-queue"]))
+@example(params={"q": "\x00"}, path="/api/orders")  # found by this test: PostgreSQL refuses NUL
+@example(params={"customer_id": "a\x00b", "q": "tea"}, path="/api/exceptions")
 def test_the_console_api_answers_bad_query_parameters_with_4xx(
         pipeline: Pipeline, params: dict[str, str], path: str) -> None:
     base, auth = console(pipeline)
@@ -175,6 +177,21 @@ def test_the_console_api_answers_bad_query_parameters_with_4xx(
     assert r.status_code != 500, (path, params, r.text[:300])
     if r.status_code >= 400 and r.status_code != 502:
         assert_refused_with_a_message(r, 400, 404, 422)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("get", "/api/orders?q=%00", None),
+    ("get", "/api/orders/a%00b", None),
+    ("post", "/api/orders/x/approve", {"comment": "ok\u0000"}),
+    ("post", "/api/orders/x/cancel", {"reason": "\u0000"}),
+])
+def test_a_nul_character_anywhere_gets_422_saying_so(
+        pipeline: Pipeline, method: str, path: str, body: dict[str, str] | None) -> None:
+    base, auth = console(pipeline)
+    with httpx.Client(base_url=base, timeout=30, headers=auth) as client:
+        r = client.request(method, path, json=body)
+    assert_refused_with_a_message(r, 422)
+    assert "NUL" in r.text
 
 
 def test_a_huge_request_to_the_console_gets_4xx(pipeline: Pipeline) -> None:

@@ -1,10 +1,12 @@
 """The web page in headless Chromium: sign in, watch the dashboard's count change while orders
 are pushed, open an order's timeline, approve a held order from the exception queue and see it
-move on. Screenshots of every page go to ``var/artifacts/screenshots/``; the dashboard's is copied
-to ``docs/console.png`` for the README."""
+move on. Screenshots of every page go to ``var/artifacts/screenshots/``; with
+``ORDERFLOW_UPDATE_SCREENSHOT=1`` the dashboard's is also copied to ``docs/console.png`` for the
+README (a test run leaves tracked files alone otherwise)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -139,6 +141,7 @@ async def test_an_operator_watches_finds_and_approves_in_the_browser(
             "/api/reports/summary.xlsx")
         await shot(page, "reports")
 
-    docs = project_root() / "docs"
-    docs.mkdir(exist_ok=True)
-    shutil.copyfile(dashboard, docs / "console.png")
+    if os.environ.get("ORDERFLOW_UPDATE_SCREENSHOT") == "1":
+        docs = project_root() / "docs"
+        docs.mkdir(exist_ok=True)
+        shutil.copyfile(dashboard, docs / "console.png")

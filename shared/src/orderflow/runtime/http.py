@@ -5,13 +5,58 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AfterValidator
+from sqlalchemy.exc import DBAPIError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+# PostgreSQL cannot store these in text or JSONB: "character not in repertoire" (a NUL byte in
+# text), "untranslatable character" (\u0000 in JSONB)
+_UNSTORABLE_TEXT_SQLSTATES = {"22021", "22P05"}
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: Free text in a request body (a comment, a reason): a NUL character is refused with a 422.
+BodyText = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _nul_error(loc: list[str]) -> dict[str, object]:
+    return {"loc": loc, "msg": "must not contain NUL characters", "type": "nul_character"}
+
+
+class RejectNulCharacters:
+    """422 for a request whose path or query parameters carry a NUL character, before any route
+    runs: PostgreSQL cannot store or compare it, and it is never part of an honest value."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            errors = []
+            if "\x00" in scope.get("path", ""):
+                errors.append(_nul_error(["path"]))
+            query = scope.get("query_string", b"").decode("latin-1")
+            for name, value in parse_qsl(query, keep_blank_values=True):
+                if "\x00" in name or "\x00" in value:
+                    errors.append(_nul_error(["query", name.replace("\x00", "")]))
+            if errors:
+                await JSONResponse({"detail": errors[:20]}, status_code=422)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] | None = None,
@@ -29,6 +74,15 @@ def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] 
                    "msg": str(err.get("msg", "invalid")), "type": str(err.get("type", ""))}
                   for err in exc.errors()[:20]]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(DBAPIError)
+    async def unstorable_text(request: Request, exc: DBAPIError) -> Response:
+        """A body value the database cannot store (a NUL character in a comment): 422, the
+        transaction rolled back; any other database error stays a 500."""
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if sqlstate in _UNSTORABLE_TEXT_SQLSTATES:
+            return JSONResponse({"detail": [_nul_error(["body"])]}, status_code=422)
+        raise exc
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
@@ -48,4 +102,5 @@ def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] 
 
     for router in routers or []:
         app.include_router(router)
+    app.add_middleware(RejectNulCharacters)
     return app

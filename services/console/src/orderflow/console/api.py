@@ -30,6 +30,7 @@ from orderflow.console.settings import ConsoleSettings
 from orderflow.contracts.events import OrderCancelRequested
 from orderflow.contracts.order import OrderState
 from orderflow.contracts.topics import BY_NAME
+from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 
 log = structlog.get_logger(__name__)
@@ -96,7 +97,7 @@ def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[
 
 
 class Decision(BaseModel):
-    comment: str = Field(default="", max_length=2000, description="Why; shown on the timeline")
+    comment: BodyText = Field(default="", max_length=2000, description="Why; shown on the timeline")
 
 
 class OrderPage(BaseModel):
@@ -234,7 +235,7 @@ def api_router(console: Console) -> APIRouter:
         return await decide(order_id, "reject", body, op)
 
     class CancelRequest(BaseModel):
-        reason: str = Field(min_length=1, max_length=500, description="Why, in plain words")
+        reason: BodyText = Field(min_length=1, max_length=500, description="Why, in plain words")
 
     @router.post("/orders/{order_id}/cancel", status_code=202)
     async def cancel(order_id: str, op: Annotated[Operator, decider],

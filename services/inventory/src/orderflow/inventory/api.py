@@ -11,11 +11,12 @@ from pydantic import BaseModel, Field
 from orderflow.inventory.policy import InventoryPolicy
 from orderflow.inventory.repository import InventoryRepository, check_invariants
 from orderflow.inventory.reservations import Stockroom
+from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 
 
 class ReleaseRequest(BaseModel):
-    reason: str = Field(default="released_by_operator", min_length=1, max_length=200)
+    reason: BodyText = Field(default="released_by_operator", min_length=1, max_length=200)
 
 
 def inventory_router(ctx: ServiceContext, policy: InventoryPolicy) -> APIRouter:

@@ -15,6 +15,7 @@ from orderflow.review import handlers
 from orderflow.review.domain import ManualAction
 from orderflow.review.policy import ReviewPolicy
 from orderflow.review.repository import ReviewedOrder, ReviewRepository
+from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 
 HOLD_CODES: tuple[str, ...] = get_args(HoldCode)
@@ -25,8 +26,8 @@ class ReviewerDecision(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reviewer: str = Field(min_length=1, max_length=100, description="The reviewer's user name")
-    comment: str | None = Field(default=None, max_length=2000,
+    reviewer: BodyText = Field(min_length=1, max_length=100, description="The reviewer's user name")
+    comment: BodyText | None = Field(default=None, max_length=2000,
                                 description="Why, in the reviewer's words")
 
 
