@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
 
 from orderflow.devstack.simulator import CHANNEL_FORMATS, generate_orders
+
+
+def examples(n: int) -> int:
+    """A test's example budget: ten times as many under ``HYPOTHESIS_PROFILE=hunt``."""
+    return n * 10 if os.environ.get("HYPOTHESIS_PROFILE") == "hunt" else n
+
 
 INTAKE_SAMPLES = Path(__file__).resolve().parents[2] / "services" / "intake" / "tests" / "samples"
 

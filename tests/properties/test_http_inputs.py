@@ -19,11 +19,11 @@ from orderflow.testing.events import EventLog
 from orderflow.testing.pipeline import Pipeline
 
 from ..conftest import shopify_shop
-from .strategies import finite_json_values, json_values
+from .strategies import examples, finite_json_values, json_values
 
 pytestmark = pytest.mark.service
 
-LIVE = settings(max_examples=40, deadline=None,
+LIVE = settings(max_examples=examples(40), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

@@ -25,14 +25,14 @@ from orderflow.intake.handlers import Normalised, normalise
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.unit_of_work import IncomingEvent
 
-from .strategies import REALISTIC, json_values, mutated, realistic_then_mutated
+from .strategies import REALISTIC, examples, json_values, mutated, realistic_then_mutated
 
 pytestmark = pytest.mark.unit
 
 CHANNELS = sorted(ADAPTERS)
 CATALOGUE = {sku: domain.Product(sku, p.unit_price, p.tax_rate, p.weight_kg, p.active)
              for sku, p in products().items()}
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def outcome_of(channel: str, payload: Any) -> domain.Accepted | domain.Refused:

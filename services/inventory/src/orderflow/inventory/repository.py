@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,6 +117,74 @@ reservations = sa.Table(
 )
 
 
+# -- the statements of the reservation and dispatch paths, built once (bind parameters only) --
+_B = sa.bindparam
+_SKUS = _B("skus", type_=ARRAY(sa.Text))
+_LOCK_ORDER_KEY = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
+    sa.literal("inventory-order:") + _B("o_id", type_=sa.Text), 0)))
+_APPROVAL_CONTEXT = sa.select(
+    sa.exists().where(cancelled_orders.c.order_id == _B("o_id")).label("cancelled"),
+    sa.select(order_revisions.c.order_json).where(order_revisions.c.order_id == _B("o_id"))
+    .scalar_subquery().label("early"))
+_WAREHOUSES = sa.select(warehouses.c.warehouse_id, warehouses.c.province)
+_AVAILABILITY = sa.select(stock.c.warehouse_id, stock.c.sku, stock.c.available).where(
+    stock.c.sku == sa.any_(_SKUS), stock.c.available > 0)
+_TAKE = (stock.update()
+         .where(stock.c.warehouse_id == _B("w_id"), stock.c.sku == _B("s_sku"),
+                stock.c.on_hand - stock.c.reserved >= _B("qty", type_=sa.Integer))
+         .values(reserved=stock.c.reserved + _B("qty", type_=sa.Integer), updated_at=sa.func.now())
+         .returning(stock.c.sku))
+_HOLD_INSERT = pg_insert(reservations)
+_HOLD = _HOLD_INSERT.on_conflict_do_update(
+    index_elements=[reservations.c.order_id, reservations.c.warehouse_id, reservations.c.sku],
+    set_={"quantity": reservations.c.quantity + _HOLD_INSERT.excluded.quantity})
+_HOLDS = (sa.select(reservations.c.warehouse_id, reservations.c.sku, reservations.c.quantity)
+          .where(reservations.c.order_id == _B("o_id"), reservations.c.quantity > 0)
+          .order_by(reservations.c.warehouse_id, reservations.c.sku))
+_LEDGER = movements.insert()
+_SET_SHORT = order_lines.update().where(order_lines.c.order_id == _B("o_id")).values(
+    short=sa.func.coalesce(sa.cast(_B("shorts", type_=JSONB).op("->>")(order_lines.c.sku),
+                                   sa.Integer), 0))
+_STOCK_LEVELS = (
+    sa.select(stock.c.sku, sa.func.coalesce(products.c.reorder_point, 0).label("rp"),
+              sa.func.coalesce(products.c.low_flagged, False).label("flagged"),
+              sa.func.sum(stock.c.available).label("available"))
+    .select_from(stock.outerjoin(products, products.c.sku == stock.c.sku))
+    .where(stock.c.sku == sa.any_(_SKUS))
+    .group_by(stock.c.sku, products.c.reorder_point, products.c.low_flagged))
+_ORDER_STATUS = sa.select(orders.c.status).where(orders.c.order_id == _B("o_id")).with_for_update()
+_HELD_FOR_UPDATE = (sa.select(reservations.c.quantity)
+                    .where(reservations.c.order_id == _B("o_id"),
+                           reservations.c.warehouse_id == _B("w_id"), reservations.c.sku == _B("s_sku"))
+                    .with_for_update())
+_SHIP = (stock.update()
+         .where(stock.c.warehouse_id == _B("w_id"), stock.c.sku == _B("s_sku"),
+                stock.c.on_hand - stock.c.reserved >= _B("free", type_=sa.Integer))
+         .values(on_hand=stock.c.on_hand - _B("qty", type_=sa.Integer),
+                 reserved=stock.c.reserved - _B("held", type_=sa.Integer), updated_at=sa.func.now())
+         .returning(stock.c.sku))
+_SHIP_HELD = (reservations.update()
+              .where(reservations.c.order_id == _B("o_id"),
+                     reservations.c.warehouse_id == _B("w_id"), reservations.c.sku == _B("s_sku"))
+              .values(quantity=reservations.c.quantity - _B("held", type_=sa.Integer),
+                      shipped=reservations.c.shipped + _B("held", type_=sa.Integer)))
+
+
+def _mark(status: str, *stamps: str, first_attempt: bool | None = None) -> sa.Update:
+    values: dict[str, Any] = {"status": status, "updated_at": sa.func.now(),
+                              **{name: _B(f"v_{name}") for name in stamps}}
+    if first_attempt is not None:
+        values["filled_first_attempt"] = first_attempt
+    return orders.update().where(orders.c.order_id == _B("o_id")).values(**values)
+
+
+_MARK_RESERVED = {first: _mark("reserved", "reserved_at", "expires_at", first_attempt=first or None)
+                  for first in (True, False)}
+_MARK_BACKORDERED = {first: _mark("backordered", "backordered_at",
+                                  first_attempt=False if first else None)
+                     for first in (True, False)}
+
+
 @dataclass(frozen=True)
 class OrderRecord:
     order_id: str
@@ -170,18 +239,14 @@ class InventoryRepository:
         return None if previous is None else int(previous)
 
     async def warehouses(self) -> list[Warehouse]:
-        rows = (await self.session.execute(
-            sa.select(warehouses.c.warehouse_id, warehouses.c.province))).all()
+        rows = (await self.session.execute(_WAREHOUSES)).all()
         return [Warehouse(r.warehouse_id, r.province) for r in rows]
 
     # -- stock --------------------------------------------------------------------------------
     async def availability(self, skus: Iterable[str]) -> dict[str, dict[str, int]]:
         """Available units per warehouse and SKU, as committed now (READ COMMITTED)."""
         wanted = sorted(set(skus))
-        rows = (await self.session.execute(
-            sa.select(stock.c.warehouse_id, stock.c.sku, stock.c.available)
-            .where(stock.c.sku.in_(wanted), stock.c.available > 0)
-        )).all() if wanted else []
+        rows = (await self.session.execute(_AVAILABILITY, {"skus": wanted})).all() if wanted else []
         out: dict[str, dict[str, int]] = defaultdict(dict)
         for r in rows:
             out[r.warehouse_id][r.sku] = r.available
@@ -190,9 +255,9 @@ class InventoryRepository:
     async def _ledger(self, warehouse_id: str, sku: str, kind: str, on_hand_delta: int,
                       reserved_delta: int, *, order_id: str | None = None,
                       reference: str = "") -> None:
-        await self.session.execute(movements.insert().values(
-            warehouse_id=warehouse_id, sku=sku, kind=kind, on_hand_delta=on_hand_delta,
-            reserved_delta=reserved_delta, order_id=order_id, reference=reference[:500]))
+        await self.session.execute(_LEDGER, {
+            "warehouse_id": warehouse_id, "sku": sku, "kind": kind, "on_hand_delta": on_hand_delta,
+            "reserved_delta": reserved_delta, "order_id": order_id, "reference": reference[:500]})
 
     async def receive(self, warehouse_id: str, sku: str, quantity: int, reference: str) -> None:
         stmt = pg_insert(stock).values(warehouse_id=warehouse_id, sku=sku, on_hand=quantity,
@@ -236,28 +301,25 @@ class InventoryRepository:
         """Reserve every pick or none (a savepoint): each is a conditional UPDATE that succeeds
         only while ``on_hand - reserved >= quantity``; rows are taken in a fixed order so that
         concurrent reservations cannot deadlock each other. False: someone was faster."""
+        ordered_picks = sorted(p for p in picks if p.quantity > 0)
+        if not ordered_picks:
+            return True
         savepoint = await self.session.begin_nested()
         try:
-            for pick in sorted(picks):
-                done = (await self.session.execute(
-                    stock.update()
-                    .where(stock.c.warehouse_id == pick.warehouse_id, stock.c.sku == pick.sku,
-                           stock.c.on_hand - stock.c.reserved >= pick.quantity)
-                    .values(reserved=stock.c.reserved + pick.quantity, updated_at=sa.func.now())
-                    .returning(stock.c.sku)
-                )).first()
+            for pick in ordered_picks:
+                done = (await self.session.execute(_TAKE, {
+                    "w_id": pick.warehouse_id, "s_sku": pick.sku, "qty": pick.quantity})).first()
                 if done is None:
                     await savepoint.rollback()
                     return False
-                held = pg_insert(reservations).values(
-                    order_id=order_id, warehouse_id=pick.warehouse_id, sku=pick.sku,
-                    quantity=pick.quantity, shipped=0)
-                await self.session.execute(held.on_conflict_do_update(
-                    index_elements=[reservations.c.order_id, reservations.c.warehouse_id,
-                                    reservations.c.sku],
-                    set_={"quantity": reservations.c.quantity + pick.quantity}))
-                await self._ledger(pick.warehouse_id, pick.sku, "reservation", 0, pick.quantity,
-                                   order_id=order_id)
+            # every unit is taken: the holds and the ledger lines, one statement each
+            await self.session.execute(_HOLD, [
+                {"order_id": order_id, "warehouse_id": p.warehouse_id, "sku": p.sku,
+                 "quantity": p.quantity, "shipped": 0} for p in ordered_picks])
+            await self.session.execute(_LEDGER, [
+                {"warehouse_id": p.warehouse_id, "sku": p.sku, "kind": "reservation",
+                 "on_hand_delta": 0, "reserved_delta": p.quantity, "order_id": order_id,
+                 "reference": ""} for p in ordered_picks])
         except BaseException:
             await savepoint.rollback()
             raise
@@ -266,11 +328,7 @@ class InventoryRepository:
 
     async def holds(self, order_id: str) -> list[Pick]:
         """What the order has reserved and not shipped yet."""
-        rows = (await self.session.execute(
-            sa.select(reservations.c.warehouse_id, reservations.c.sku, reservations.c.quantity)
-            .where(reservations.c.order_id == order_id, reservations.c.quantity > 0)
-            .order_by(reservations.c.warehouse_id, reservations.c.sku)
-        )).all()
+        rows = (await self.session.execute(_HOLDS, {"o_id": order_id})).all()
         return [Pick(r.warehouse_id, r.sku, r.quantity) for r in rows]
 
     async def release_holds(self, order_id: str, reason: str) -> list[Pick]:
@@ -283,31 +341,17 @@ class InventoryRepository:
                    reference: str) -> Shipped | None:
         """Units leave the warehouse: first the order's reserved units, then free ones (a dispatch
         after its reservation expired). None if the units are not there at all."""
-        held = (await self.session.execute(
-            sa.select(reservations.c.quantity)
-            .where(reservations.c.order_id == order_id,
-                   reservations.c.warehouse_id == warehouse_id, reservations.c.sku == sku)
-            .with_for_update()
-        )).scalar_one_or_none() or 0
+        where = {"o_id": order_id, "w_id": warehouse_id, "s_sku": sku}
+        held = (await self.session.execute(_HELD_FOR_UPDATE, where)).scalar_one_or_none() or 0
         from_reservation = min(quantity, held)
         from_free = quantity - from_reservation
-        done = (await self.session.execute(
-            stock.update()
-            .where(stock.c.warehouse_id == warehouse_id, stock.c.sku == sku,
-                   stock.c.on_hand - stock.c.reserved >= from_free)
-            .values(on_hand=stock.c.on_hand - quantity,
-                    reserved=stock.c.reserved - from_reservation, updated_at=sa.func.now())
-            .returning(stock.c.sku)
-        )).first()
+        done = (await self.session.execute(_SHIP, {
+            "w_id": warehouse_id, "s_sku": sku, "free": from_free, "qty": quantity,
+            "held": from_reservation})).first()
         if done is None:
             return None
         if from_reservation:
-            await self.session.execute(
-                reservations.update()
-                .where(reservations.c.order_id == order_id,
-                       reservations.c.warehouse_id == warehouse_id, reservations.c.sku == sku)
-                .values(quantity=reservations.c.quantity - from_reservation,
-                        shipped=reservations.c.shipped + from_reservation))
+            await self.session.execute(_SHIP_HELD, {**where, "held": from_reservation})
         await self._ledger(warehouse_id, sku, "shipment", -quantity, -from_reservation,
                            order_id=order_id, reference=reference)
         return Shipped(from_reservation, from_free)
@@ -317,14 +361,7 @@ class InventoryRepository:
         wanted = sorted(set(skus))
         if not wanted:
             return []
-        rows = (await self.session.execute(
-            sa.select(stock.c.sku, sa.func.coalesce(products.c.reorder_point, 0).label("rp"),
-                      sa.func.coalesce(products.c.low_flagged, False).label("flagged"),
-                      sa.func.sum(stock.c.available).label("available"))
-            .select_from(stock.outerjoin(products, products.c.sku == stock.c.sku))
-            .where(stock.c.sku.in_(wanted))
-            .group_by(stock.c.sku, products.c.reorder_point, products.c.low_flagged)
-        )).all()
+        rows = (await self.session.execute(_STOCK_LEVELS, {"skus": wanted})).all()
         return [StockLevel(r.sku, int(r.rp), bool(r.flagged), int(r.available)) for r in rows]
 
     async def flag_low(self, sku: str, flagged: bool) -> bool:
@@ -345,8 +382,7 @@ class InventoryRepository:
     async def lock_order_key(self, order_id: str) -> None:
         """Serialise everything about one order (its approval, its cancellation) in this
         transaction, whichever replica and topic partition they arrive on."""
-        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
-            sa.func.hashtextextended(sa.literal("inventory-order:") + order_id, 0))))
+        await self.session.execute(_LOCK_ORDER_KEY, {"o_id": order_id})
 
     async def add_cancelled(self, order_id: str, reason: str) -> bool:
         """Keep the order's tombstone; False when it was already cancelled."""
@@ -354,6 +390,18 @@ class InventoryRepository:
             pg_insert(cancelled_orders).values(order_id=order_id, reason=reason)
             .on_conflict_do_nothing().returning(cancelled_orders.c.order_id))).first()
         return row is not None
+
+    async def approval_context(self, order_id: str) -> tuple[bool, CanonicalOrder | None]:
+        """Whether the order was cancelled here already, and its newer revision if a change
+        came before its approval: one round trip."""
+        row = (await self.session.execute(_APPROVAL_CONTEXT, {"o_id": order_id})).one()
+        return bool(row.cancelled), (CanonicalOrder.model_validate(row.early)
+                                     if row.early is not None else None)
+
+    async def order_status(self, order_id: str) -> str | None:
+        """The order's status, its row locked (None: not known here)."""
+        status = (await self.session.execute(_ORDER_STATUS, {"o_id": order_id})).scalar_one_or_none()
+        return None if status is None else str(status)
 
     async def is_cancelled(self, order_id: str) -> bool:
         return (await self.session.execute(
@@ -453,30 +501,17 @@ class InventoryRepository:
                 set_={"ordered": stmt.excluded.ordered, "short": stmt.excluded.short}))
 
     async def set_short(self, order_id: str, short: Mapping[str, int]) -> None:
-        lines = (await self.session.execute(
-            sa.select(order_lines.c.sku).where(order_lines.c.order_id == order_id))).scalars()
-        for sku in lines:
-            await self.session.execute(
-                order_lines.update()
-                .where(order_lines.c.order_id == order_id, order_lines.c.sku == sku)
-                .values(short=short.get(sku, 0)))
+        """Every line's shortfall at once (a line not in ``short`` is short of nothing)."""
+        await self.session.execute(_SET_SHORT, {"o_id": order_id, "shorts": dict(short)})
 
     async def mark_backordered(self, order_id: str, at: datetime, first_attempt: bool) -> None:
-        values: dict[str, Any] = {"status": "backordered", "backordered_at": at,
-                                  "updated_at": sa.func.now()}
-        if first_attempt:
-            values["filled_first_attempt"] = False
-        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
-                                   .values(**values))
+        await self.session.execute(_MARK_BACKORDERED[first_attempt],
+                                   {"o_id": order_id, "v_backordered_at": at})
 
     async def mark_reserved(self, order_id: str, at: datetime, expires: datetime,
                             first_attempt: bool) -> None:
-        values: dict[str, Any] = {"status": "reserved", "reserved_at": at, "expires_at": expires,
-                                  "updated_at": sa.func.now()}
-        if first_attempt:
-            values["filled_first_attempt"] = True
-        await self.session.execute(orders.update().where(orders.c.order_id == order_id)
-                                   .values(**values))
+        await self.session.execute(_MARK_RESERVED[first_attempt],
+                                   {"o_id": order_id, "v_reserved_at": at, "v_expires_at": expires})
 
     async def mark_shipped(self, order_id: str) -> None:
         await self.session.execute(orders.update().where(orders.c.order_id == order_id)

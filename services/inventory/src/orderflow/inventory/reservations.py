@@ -62,10 +62,10 @@ class Stockroom:
         """An approved order: reserve it where the rules say, or backorder what is missing."""
         need = domain.demand_of((line.sku, line.quantity) for line in order.lines)
         await self.repo.lock_order_key(order_id)
-        if await self.repo.is_cancelled(order_id):
+        cancelled, early = await self.repo.approval_context(order_id)
+        if cancelled:
             log.info("order cancelled before its approval arrived; approval skipped")
             return
-        early = await self.repo.early_revision(order_id)
         if early is not None and early.revision > order.revision:
             log.info("approval of an order changed meanwhile; the new content is reserved",
                      revision=early.revision)
@@ -74,8 +74,10 @@ class Stockroom:
         if not await self.repo.add_order(order_id, order, need):
             log.info("order already known to inventory; approval ignored")
             return
-        record = await self.repo.lock_order(order_id)
-        assert record is not None
+        # the row this transaction just inserted, as lock_order would read it back
+        record = OrderRecord(order_id=order_id, status="backordered", priority=order.priority,
+                             destination_province=order.shipping_address.province, order=order,
+                             filled_first_attempt=None, ordered=dict(need), short=dict(need))
         await self._attempt(record, first=True)
         await self._check_low(need, decreased=True)
 
@@ -291,7 +293,7 @@ class Stockroom:
 
     async def dispatch(self, shipment: ShipmentDispatched) -> None:
         """The shipment's units left the warehouse: on hand and reserved both go down."""
-        record = await self.repo.lock_order(shipment.order_id)
+        status = await self.repo.order_status(shipment.order_id)
         for line in sorted(shipment.lines, key=lambda x: (x.warehouse_id, x.sku)):
             shipped = await self.repo.ship(shipment.order_id, line.warehouse_id, line.sku,
                                            line.quantity, reference=shipment.shipment_id)
@@ -303,8 +305,7 @@ class Stockroom:
             if shipped.from_free_stock:
                 log.warning("dispatch without a reservation took free stock", sku=line.sku,
                             warehouse_id=line.warehouse_id, units=shipped.from_free_stock)
-        if record is not None and record.status == "reserved" \
-                and not await self.repo.holds(shipment.order_id):
+        if status == "reserved" and not await self.repo.holds(shipment.order_id):
             await self.repo.mark_shipped(shipment.order_id)
         await self._check_low({line.sku for line in shipment.lines}, decreased=True)
 
