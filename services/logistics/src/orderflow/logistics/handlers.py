@@ -128,11 +128,12 @@ class LogisticsHandlers:
         current = record.order if record.order is not None and \
             record.order.revision > order.revision else order
         await self._dispatch(uow, repo, reserved.order_id, current, reserved.reservations,
-                             incoming.headers.event_id)
+                             incoming.headers.event_id, shipped_before=0)
 
     async def _dispatch(self, uow: UnitOfWork, repo: LogisticsRepository, order_id: str,
                         order: CanonicalOrder, reservations: Sequence[ReservedLine],
-                        source_event_id: str) -> None:
+                        source_event_id: str, *, shipped_before: int | None = None) -> None:
+        """``shipped_before``: the order's shipments so far, when the caller just counted them."""
         catalogue = self.settings.catalogue
         sites = await repo.warehouse_sites(r.warehouse_id for r in reservations)
         infos = await repo.product_infos(r.sku for r in reservations)
@@ -140,7 +141,9 @@ class LogisticsHandlers:
             order_id=order_id, source_event_id=source_event_id, order=order,
             reservations=reservations, warehouses=sites, products=infos,
             catalogue=catalogue, dispatched_at=self.clock(), tz=self.settings.tz)
-        count = await repo.shipment_count(order_id) + len(plans)
+        if shipped_before is None:
+            shipped_before = await repo.shipment_count(order_id)
+        count = shipped_before + len(plans)
         for plan in plans:
             if plan.warehouse is None:
                 log.warning("warehouse location unknown; zone taken as national",

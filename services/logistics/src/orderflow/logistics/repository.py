@@ -186,6 +186,12 @@ def _record(row: Any) -> ShipmentRecord:
                           row.tracking_number, row.pickup_date, row.promised_date)
 
 
+# statements of the dispatch path, built once
+_LOCK_ORDER_ROW = sa.select(orders).where(orders.c.order_id == sa.bindparam("o_id")).with_for_update()
+_SHIPMENT_COUNT = sa.select(sa.func.count()).select_from(shipments).where(
+    shipments.c.order_id == sa.bindparam("o_id"))
+
+
 class LogisticsRepository:
     def __init__(self, session: AsyncSession,
                  randbelow: Callable[[int], int] = secrets.randbelow) -> None:
@@ -223,9 +229,7 @@ class LogisticsRepository:
 
     # -- shipments ----------------------------------------------------------------------------
     async def shipment_count(self, order_id: str) -> int:
-        return int((await self.session.execute(
-            sa.select(sa.func.count()).select_from(shipments)
-            .where(shipments.c.order_id == order_id))).scalar_one())
+        return int((await self.session.execute(_SHIPMENT_COUNT, {"o_id": order_id})).scalar_one())
 
     async def add_shipment(self, plan: PlannedShipment, *, external_id: str, customer_id: str,
                            priority: str, ship_to: Address, catalogue: CarrierCatalogue,
@@ -388,10 +392,13 @@ class LogisticsRepository:
                       "customer_id": stmt.excluded.customer_id, "updated_at": sa.func.now()}))
         else:
             await self.session.execute(stmt.on_conflict_do_nothing())
-        row = (await self.session.execute(
-            sa.select(orders).where(orders.c.order_id == order_id).with_for_update())).one()
-        return OrderRow(row.order_id, row.status,
-                        CanonicalOrder.model_validate(row.order_json) if row.order_json else None,
+        row = (await self.session.execute(_LOCK_ORDER_ROW, {"o_id": order_id})).one()
+        kept: CanonicalOrder | None = None
+        if row.order_json:
+            # the order this call brought, when the row keeps that very revision: not parsed again
+            same = order is not None and row.order_json.get("revision") == order.revision
+            kept = order if same else CanonicalOrder.model_validate(row.order_json)
+        return OrderRow(row.order_id, row.status, kept,
                         row.cancel_reason, row.revision, row.pending_change_id,
                         row.pending_revision, row.parked_reservation, row.parked_event_id)
 
