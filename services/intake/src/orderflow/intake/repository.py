@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,26 +42,30 @@ products = sa.Table(
 )
 
 
+# the statements of every order's path, built once
+_LOCK_KNOWN = (sa.select(orders.c.order_id, orders.c.revision, orders.c.status,
+                         orders.c.payload_sha256)
+               .where(orders.c.order_id == sa.bindparam("o_id")).with_for_update())
+_ADD = pg_insert(orders).on_conflict_do_nothing().returning(orders.c.order_id)
+_RECORD = pg_insert(revisions).on_conflict_do_nothing()
+_CATALOGUE = sa.select(products).where(
+    products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
+
+
 class IntakeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def lock_known(self, order_id: str) -> KnownOrder | None:
-        row = (await self.session.execute(
-            sa.select(orders.c.order_id, orders.c.revision, orders.c.status,
-                      orders.c.payload_sha256)
-            .where(orders.c.order_id == order_id).with_for_update()
-        )).first()
+        row = (await self.session.execute(_LOCK_KNOWN, {"o_id": order_id})).first()
         return KnownOrder(row.order_id, row.revision, row.status, row.payload_sha256) if row else None
 
     async def add(self, *, order_id: str, channel: str, external_id: str, revision: int,
                   status: str, fingerprint: str, reasons: tuple[Reason, ...] = ()) -> bool:
         """Record an order; False if a concurrent push recorded it first."""
-        result = await self.session.execute(
-            pg_insert(orders).values(order_id=order_id, channel=channel, external_id=external_id,
-                                     revision=revision, status=status, payload_sha256=fingerprint)
-            .on_conflict_do_nothing().returning(orders.c.order_id)
-        )
+        result = await self.session.execute(_ADD, {
+            "order_id": order_id, "channel": channel, "external_id": external_id,
+            "revision": revision, "status": status, "payload_sha256": fingerprint})
         if result.first() is None:
             return False
         await self._record(order_id, revision, fingerprint, status, reasons)
@@ -90,15 +94,12 @@ class IntakeRepository:
 
     async def _record(self, order_id: str, revision: int, fingerprint: str, status: str,
                       reasons: tuple[Reason, ...]) -> None:
-        await self.session.execute(pg_insert(revisions).values(
-            order_id=order_id, revision=revision, payload_sha256=fingerprint, status=status,
-            reasons=[r.model_dump(mode="json") for r in reasons],
-        ).on_conflict_do_nothing())
+        await self.session.execute(_RECORD, {
+            "order_id": order_id, "revision": revision, "payload_sha256": fingerprint,
+            "status": status, "reasons": [r.model_dump(mode="json") for r in reasons]})
 
     async def catalogue(self, skus: Iterable[str]) -> dict[str, Product]:
-        rows = (await self.session.execute(
-            sa.select(products).where(products.c.sku.in_(list(set(skus))))
-        )).all()
+        rows = (await self.session.execute(_CATALOGUE, {"skus": sorted(set(skus))})).all()
         return {r.sku: Product(r.sku, r.unit_price, r.tax_rate, r.weight_kg, r.active) for r in rows}
 
     async def upsert_product(self, p: ProductUpdated) -> None:

@@ -68,14 +68,16 @@ class ReviewHandlers:
         order = received.order
         repo = ReviewRepository(uow.session)
         await repo.lock_order_key(received.order_id)
-        if await repo.is_cancelled(received.order_id):
+        # cancelled? reviewed? changed early? one round trip, under the order's key lock
+        context = await repo.order_context(received.order_id)
+        if context.cancelled:
             log.info("order cancelled before review saw it; skipped")
             return
         account = await repo.lock_account(order.customer.id, self.policy)
-        if await repo.ledger(received.order_id) is not None:
+        if context.reviewed:
             log.info("order already reviewed; ignored")
             return
-        early = await repo.early_change(received.order_id)
+        early = context.early
         if early is not None and early.revision > order.revision:
             # a change came before the order: review the order as changed
             changed = OrderReceived.model_validate(early.received)
@@ -87,11 +89,13 @@ class ReviewHandlers:
                      change_id=early.change_id, revision=order.revision)
         promotion = await repo.lock_promotion(order.promo_code, self.policy) \
             if order.promo_code else None
+        prices, advance_paid = await repo.prices_and_advance_paid(
+            (line.sku for line in order.lines), received.order_id)
         review = domain.OrderUnderReview(
-            order=order, totals=received.totals, account=account,
-            prices=await repo.prices(line.sku for line in order.lines), promotion=promotion,
+            order=order, totals=received.totals, account=account, prices=prices,
+            promotion=promotion,
             # money paid to us in advance, plus what the channel collected at checkout
-            paid_in_advance=await repo.advance_paid(received.order_id) + order.amount_paid,
+            paid_in_advance=advance_paid + order.amount_paid,
         )
         decision = domain.review_order(review, self.policy)
         ledger = domain.OrderLedger(
@@ -100,14 +104,16 @@ class ReviewHandlers:
             paid=review.paid_in_advance if decision.kind == "prepaid" else domain.ZERO,
             reasons=decision.reasons,
         )
+        moved = None
         if decision.outcome == "approved":
             account, ledger = domain.approve(account, ledger)
-            await repo.save_account(account)
+            moved = account
             if promotion is not None:
                 await repo.use_promotion(promotion.code, received.order_id)
-        await repo.add_order(ledger, received, decision.rules, decision.amount_due)
-        await repo.record_decision(received.order_id, decision.outcome, AUTO, None,
-                                   decision.reasons, decision.rules)
+        # the order, its audit row (decided by AUTO) and the account an approval moved: one
+        # round trip (the account and the promotion are locked by this transaction already)
+        await repo.add_order(ledger, received, decision.rules, decision.amount_due,
+                             reasons=decision.reasons, account=moved)
         if decision.outcome == "approved":
             uow.emit(_approved_event(received, decision.rules, AUTO, None))
         elif decision.outcome == "held":

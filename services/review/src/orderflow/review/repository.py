@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,6 +148,131 @@ payments = sa.Table(
 )
 
 
+# -- the statements of the review path, built once (bind parameters only) ----------------------
+_B = sa.bindparam
+_O_ID = _B("o_id", type_=sa.Text)
+_C_ID = _B("c_id", type_=sa.Text)
+_P_CODE = _B("p_code", type_=sa.Text)
+_SKUS = _B("skus", type_=ARRAY(sa.Text))
+
+_LOCK_ORDER_KEY = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
+    sa.literal("review-order:") + _O_ID, 0)))
+_IS_CANCELLED = sa.select(cancelled_orders.c.order_id).where(cancelled_orders.c.order_id == _O_ID)
+_EARLY_CHANGE = (sa.select(order_changes)
+                 .where(order_changes.c.order_id == _O_ID, order_changes.c.status == "early")
+                 .order_by(order_changes.c.revision.desc()).limit(1))
+_EARLY = (sa.select(order_changes.c.change_id, order_changes.c.revision, order_changes.c.received)
+          .where(order_changes.c.order_id == _O_ID, order_changes.c.status == "early")
+          .order_by(order_changes.c.revision.desc()).limit(1).subquery("early"))
+_ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one_row")
+_ORDER_CONTEXT = sa.select(
+    sa.exists().where(cancelled_orders.c.order_id == _O_ID).label("cancelled"),
+    sa.exists().where(orders.c.order_id == _O_ID).label("reviewed"),
+    _EARLY.c.change_id, _EARLY.c.revision, _EARLY.c.received,
+).select_from(_ONE_ROW.outerjoin(_EARLY, sa.true()))
+
+_ACCOUNT_FIELDS = ("known", "currency", "credit_limit", "payment_terms", "open_receivables",
+                   "overdue_amount", "overdue_days", "blocked", "approved_not_invoiced",
+                   "open_cod", "approved_orders")
+_LOCK_ACCOUNT = (sa.select(credit_accounts.c.customer_id,
+                           *(credit_accounts.c[f] for f in _ACCOUNT_FIELDS))
+                 .where(credit_accounts.c.customer_id == _C_ID).with_for_update())
+_ADD_ACCOUNT = pg_insert(credit_accounts).on_conflict_do_nothing(
+    index_elements=[credit_accounts.c.customer_id])
+
+
+def _save_account() -> sa.Update:
+    return credit_accounts.update().where(credit_accounts.c.customer_id == _C_ID).values(
+        **{f: _B(f"a_{f}", type_=credit_accounts.c[f].type) for f in _ACCOUNT_FIELDS},
+        updated_at=sa.func.now())
+
+
+_SAVE_ACCOUNT = _save_account()
+
+_PRICE_COLUMNS = (products.c.sku, products.c.unit_price, products.c.currency, products.c.active)
+_PRICES = sa.select(*_PRICE_COLUMNS).where(products.c.sku == sa.any_(_SKUS))
+_ADVANCE_PAID = sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount), 0).label("paid")).where(
+    payments.c.order_id == _O_ID, payments.c.applied_as == "advance")
+_ADVANCE = _ADVANCE_PAID.subquery("advance")
+# one row with the advance payments, joined to each price found (NULLs when none is)
+_PRICES_AND_ADVANCE = sa.select(_ADVANCE.c.paid, *_PRICE_COLUMNS).select_from(
+    _ADVANCE.outerjoin(products, products.c.sku == sa.any_(_SKUS)))
+
+_PROMOTION_INSERT = pg_insert(promotions).values(
+    code=_P_CODE, valid_from=_B("v_valid_from", type_=sa.Date),
+    valid_to=_B("v_valid_to", type_=sa.Date), usage_limit=_B("v_usage_limit", type_=sa.Integer),
+    used=0)
+_UPSERT_PROMOTION = _PROMOTION_INSERT.on_conflict_do_update(
+    index_elements=[promotions.c.code],
+    set_={"valid_from": _PROMOTION_INSERT.excluded.valid_from,
+          "valid_to": _PROMOTION_INSERT.excluded.valid_to,
+          "usage_limit": _PROMOTION_INSERT.excluded.usage_limit})
+_LOCK_PROMOTION = sa.select(promotions).where(promotions.c.code == _P_CODE).with_for_update()
+_NEW_USE = (pg_insert(promotion_uses).values(code=_P_CODE, order_id=_O_ID)
+            .on_conflict_do_nothing().returning(promotion_uses.c.code).cte("new_use"))
+# the use is counted only when it is new (once per order)
+_USE_PROMOTION = (promotions.update()
+                  .where(promotions.c.code == _P_CODE,
+                         promotions.c.code.in_(sa.select(_NEW_USE.c.code)))
+                  .values(used=promotions.c.used + 1))
+
+_LEDGER_COLUMNS = (orders.c.order_id, orders.c.customer_id, orders.c.status,
+                   orders.c.exposure_kind, orders.c.grand_total, orders.c.uninvoiced,
+                   orders.c.invoiced, orders.c.paid, orders.c.reasons)
+_LEDGER = sa.select(*_LEDGER_COLUMNS).where(orders.c.order_id == _O_ID)
+_LEDGER_FOR_UPDATE = _LEDGER.with_for_update()
+
+_ORDER_FIELDS = ("channel", "external_id", "customer_id", "currency", "grand_total",
+                 "exposure_kind", "status", "reasons", "rules", "amount_due", "uninvoiced",
+                 "invoiced", "paid", "promo_code", "received")
+
+
+def _add_order(decided: bool) -> sa.Insert:
+    """Review's own decision: decided by "auto" unless held."""
+    return orders.insert().values(
+        order_id=_O_ID, **{f: _B(f"v_{f}", type_=orders.c[f].type) for f in _ORDER_FIELDS},
+        reviewed_at=sa.func.now(), decided_at=sa.func.now() if decided else None,
+        decided_by="auto" if decided else None)
+
+
+def _add_reviewed(decided: bool, with_account: bool) -> sa.Insert:
+    """The order, its audit row (decided by "auto", no comment, the order's rules) and, for an
+    approval, the customer's account it moved: one statement."""
+    order = _add_order(decided).returning(orders.c.order_id, orders.c.rules).cte("added_order")
+    stmt = decisions.insert().from_select(
+        ["order_id", "decision", "decided_by", "comment", "reasons", "rules", "decided_at"],
+        sa.select(order.c.order_id, _B("d_decision", type_=sa.Text),
+                  sa.literal("auto", sa.Text), sa.null(), _B("d_reasons", type_=JSONB),
+                  order.c.rules, sa.func.now()))
+    return stmt.add_cte(_save_account().cte("saved_account")) if with_account else stmt
+
+
+_ADD_REVIEWED = {(decided, with_account): _add_reviewed(decided, with_account)
+                 for decided in (True, False) for with_account in (True, False)}
+_RECORD_DECISION = decisions.insert().values(
+    order_id=_O_ID, decision=_B("v_decision", type_=sa.Text),
+    decided_by=_B("v_decided_by", type_=sa.Text), comment=_B("v_comment", type_=sa.Text),
+    reasons=_B("v_reasons", type_=JSONB), rules=_B("v_rules", type_=JSONB),
+    decided_at=sa.func.now())
+_SET_CHANGE_STATUS = (order_changes.update()
+                      .where(order_changes.c.change_id == _B("ch_id", type_=sa.Text))
+                      .values(status=_B("v_status", type_=sa.Text), updated_at=sa.func.now()))
+
+
+def _account_params(a: CreditAccount) -> dict[str, Any]:
+    """``_SAVE_ACCOUNT``'s parameters (``a_``: no name shared with ``_add_order``'s ``v_``)."""
+    return {"c_id": a.customer_id, "a_known": a.known, "a_currency": a.currency,
+            "a_credit_limit": a.credit_limit, "a_payment_terms": a.payment_terms,
+            "a_open_receivables": a.open_receivables, "a_overdue_amount": a.overdue_amount,
+            "a_overdue_days": a.overdue_days, "a_blocked": a.blocked,
+            "a_approved_not_invoiced": a.approved_not_invoiced, "a_open_cod": a.open_cod,
+            "a_approved_orders": a.approved_orders}
+
+
+def _promo_code(received: OrderReceived) -> str | None:
+    return (received.order.promo_code or "").strip().upper() or None
+
+
 def _dump(items: Iterable[HoldReason | RuleOutcome]) -> list[dict[str, Any]]:
     return [i.model_dump(mode="json") for i in items]
 
@@ -175,6 +300,25 @@ class ReviewedOrder:
     comment: str | None
 
 
+@dataclass(frozen=True)
+class EarlyChange:
+    """The newest change that came before review saw its order."""
+
+    change_id: str
+    revision: int
+    received: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    """What review knows about an order when it arrives: whether it was cancelled or reviewed
+    already, and its newest early change."""
+
+    cancelled: bool
+    reviewed: bool
+    early: EarlyChange | None
+
+
 class ReviewRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -184,32 +328,37 @@ class ReviewRepository:
     async def lock_order_key(self, order_id: str) -> None:
         """Serialise an order's review and its cancellation (they arrive on different topics,
         maybe at different replicas); taken before the customer's account, always."""
-        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
-            sa.func.hashtextextended(sa.literal("review-order:") + order_id, 0))))
+        await self.session.execute(_LOCK_ORDER_KEY, {"o_id": order_id})
+
+    async def order_context(self, order_id: str) -> OrderContext:
+        """Whether the order was cancelled or reviewed here already, and its newest early change:
+        one round trip. All three are written only under the order's key lock, so with that lock
+        held they read the same now as they would later in the transaction."""
+        row = (await self.session.execute(_ORDER_CONTEXT, {"o_id": order_id})).one()
+        early = None if row.change_id is None else EarlyChange(row.change_id, row.revision,
+                                                                row.received)
+        return OrderContext(cancelled=bool(row.cancelled), reviewed=bool(row.reviewed),
+                            early=early)
 
     async def add_cancelled(self, order_id: str, reason: str, requested_by: str) -> None:
         await self.session.execute(pg_insert(cancelled_orders).values(
             order_id=order_id, reason=reason, requested_by=requested_by).on_conflict_do_nothing())
 
     async def is_cancelled(self, order_id: str) -> bool:
-        return (await self.session.execute(
-            sa.select(cancelled_orders.c.order_id)
-            .where(cancelled_orders.c.order_id == order_id))).first() is not None
+        return (await self.session.execute(_IS_CANCELLED, {"o_id": order_id})).first() is not None
 
     # -- credit accounts ---------------------------------------------------------------------------
 
     async def lock_account(self, customer_id: str, policy: ReviewPolicy) -> CreditAccount:
         """The customer's credit account, locked until the transaction ends; a customer without
-        a profile gets the policy's default account (created here, so it can be locked too)."""
-        default = CreditAccount.unknown(customer_id, policy)
-        await self.session.execute(
-            pg_insert(credit_accounts).values(**self._account_values(default))
-            .on_conflict_do_nothing(index_elements=[credit_accounts.c.customer_id])
-        )
-        row = (await self.session.execute(
-            sa.select(credit_accounts).where(credit_accounts.c.customer_id == customer_id)
-            .with_for_update()
-        )).one()
+        a profile gets the policy's default account (created here, so it can be locked too).
+        The account is locked first; only when there is none is the default inserted (if no one
+        else is inserting it meanwhile) and then locked."""
+        row = (await self.session.execute(_LOCK_ACCOUNT, {"c_id": customer_id})).first()
+        if row is None:
+            default = CreditAccount.unknown(customer_id, policy)
+            await self.session.execute(_ADD_ACCOUNT, self._account_values(default))
+            row = (await self.session.execute(_LOCK_ACCOUNT, {"c_id": customer_id})).one()
         return CreditAccount(
             customer_id=row.customer_id, known=row.known, currency=row.currency,
             credit_limit=row.credit_limit, payment_terms=row.payment_terms,
@@ -229,12 +378,7 @@ class ReviewRepository:
                 "approved_orders": a.approved_orders}
 
     async def save_account(self, a: CreditAccount) -> None:
-        values = self._account_values(a)
-        del values["customer_id"]
-        await self.session.execute(
-            credit_accounts.update().where(credit_accounts.c.customer_id == a.customer_id)
-            .values(**values, updated_at=sa.func.now())
-        )
+        await self.session.execute(_SAVE_ACCOUNT, _account_params(a))
 
     async def account(self, customer_id: str) -> dict[str, Any] | None:
         row = (await self.session.execute(
@@ -255,10 +399,17 @@ class ReviewRepository:
         ))
 
     async def prices(self, skus: Iterable[str]) -> dict[str, ListPrice]:
-        rows = (await self.session.execute(
-            sa.select(products).where(products.c.sku.in_(sorted(set(skus))))
-        )).all()
+        rows = (await self.session.execute(_PRICES, {"skus": sorted(set(skus))})).all()
         return {r.sku: ListPrice(r.sku, r.unit_price, r.currency, r.active) for r in rows}
+
+    async def prices_and_advance_paid(self, skus: Iterable[str],
+                                      order_id: str) -> tuple[dict[str, ListPrice], Decimal]:
+        """``prices(skus)`` and ``advance_paid(order_id)``: one round trip."""
+        rows = (await self.session.execute(
+            _PRICES_AND_ADVANCE, {"skus": sorted(set(skus)), "o_id": order_id})).all()
+        prices = {r.sku: ListPrice(r.sku, r.unit_price, r.currency, r.active)
+                  for r in rows if r.sku is not None}
+        return prices, Decimal(rows[0].paid)
 
     # -- promotions --------------------------------------------------------------------------------
 
@@ -268,34 +419,21 @@ class ReviewRepository:
         promo = policy.promotion(code)
         if promo is None:
             return None
-        stmt = pg_insert(promotions).values(code=promo.code, valid_from=promo.valid_from,
-                                            valid_to=promo.valid_to, usage_limit=promo.usage_limit,
-                                            used=0)
-        await self.session.execute(stmt.on_conflict_do_update(
-            index_elements=[promotions.c.code],
-            set_={"valid_from": stmt.excluded.valid_from, "valid_to": stmt.excluded.valid_to,
-                  "usage_limit": stmt.excluded.usage_limit},
-        ))
-        row = (await self.session.execute(
-            sa.select(promotions).where(promotions.c.code == promo.code).with_for_update()
-        )).one()
+        await self.session.execute(_UPSERT_PROMOTION, {
+            "p_code": promo.code, "v_valid_from": promo.valid_from, "v_valid_to": promo.valid_to,
+            "v_usage_limit": promo.usage_limit})
+        row = (await self.session.execute(_LOCK_PROMOTION, {"p_code": promo.code})).one()
         return PromotionState(row.code, row.valid_from, row.valid_to, row.usage_limit, row.used)
 
     async def use_promotion(self, code: str, order_id: str) -> None:
-        """Count one use of ``code`` by ``order_id`` (once per order)."""
-        inserted = (await self.session.execute(
-            pg_insert(promotion_uses).values(code=code, order_id=order_id)
-            .on_conflict_do_nothing().returning(promotion_uses.c.code)
-        )).first()
-        if inserted is not None:
-            await self.session.execute(promotions.update().where(promotions.c.code == code)
-                                       .values(used=promotions.c.used + 1))
+        """Count one use of ``code`` by ``order_id`` (once per order): one statement."""
+        await self.session.execute(_USE_PROMOTION, {"p_code": code, "o_id": order_id})
 
     # -- orders ------------------------------------------------------------------------------------
 
     async def ledger(self, order_id: str, *, lock: bool = False) -> OrderLedger | None:
-        stmt = sa.select(orders).where(orders.c.order_id == order_id)
-        row = (await self.session.execute(stmt.with_for_update() if lock else stmt)).first()
+        row = (await self.session.execute(_LEDGER_FOR_UPDATE if lock else _LEDGER,
+                                          {"o_id": order_id})).first()
         return self._ledger(row) if row else None
 
     @staticmethod
@@ -306,18 +444,28 @@ class ReviewRepository:
                            reasons=load_reasons(row.reasons))
 
     async def add_order(self, ledger: OrderLedger, received: OrderReceived,
-                        rules: Sequence[RuleOutcome], amount_due: Decimal | None) -> None:
-        await self.session.execute(orders.insert().values(
-            order_id=ledger.order_id, channel=received.channel, external_id=received.external_id,
-            customer_id=ledger.customer_id, currency=received.order.currency,
-            grand_total=ledger.grand_total, exposure_kind=ledger.kind, status=ledger.status,
-            reasons=_dump(ledger.reasons), rules=_dump(rules), amount_due=amount_due,
-            uninvoiced=ledger.uninvoiced, invoiced=ledger.invoiced, paid=ledger.paid,
-            promo_code=(received.order.promo_code or "").strip().upper() or None,
-            received=received.model_dump(mode="json"), reviewed_at=sa.func.now(),
-            decided_at=sa.func.now() if ledger.status != "held" else None,
-            decided_by="auto" if ledger.status != "held" else None,
-        ))
+                        rules: Sequence[RuleOutcome], amount_due: Decimal | None, *,
+                        reasons: Sequence[HoldReason],
+                        account: CreditAccount | None = None) -> None:
+        """Record the order as review decided it on its own (decided by "auto" unless held) with
+        its audit row (the decision is the order's status; decided by "auto", no comment, the
+        decision's ``reasons``, the order's ``rules``) and, given ``account``, save the account
+        the decision moved (already locked by ``lock_account``): one statement."""
+        params = {
+            "o_id": ledger.order_id, "v_channel": received.channel,
+            "v_external_id": received.external_id, "v_customer_id": ledger.customer_id,
+            "v_currency": received.order.currency, "v_grand_total": ledger.grand_total,
+            "v_exposure_kind": ledger.kind, "v_status": ledger.status,
+            "v_reasons": _dump(ledger.reasons), "v_rules": _dump(rules),
+            "v_amount_due": amount_due, "v_uninvoiced": ledger.uninvoiced,
+            "v_invoiced": ledger.invoiced, "v_paid": ledger.paid,
+            "v_promo_code": _promo_code(received), "v_received": received.model_dump(mode="json"),
+            "d_decision": ledger.status, "d_reasons": _dump(reasons),
+        }
+        if account is not None:
+            params.update(_account_params(account))
+        await self.session.execute(
+            _ADD_REVIEWED[ledger.status != "held", account is not None], params)
 
     async def save_ledger(self, ledger: OrderLedger, *, rules: Sequence[RuleOutcome] | None = None,
                           amount_due: Decimal | None = None, decided_by: str | None = None,
@@ -354,8 +502,7 @@ class ReviewRepository:
             grand_total=ledger.grand_total, exposure_kind=ledger.kind, status=ledger.status,
             reasons=_dump(ledger.reasons), rules=_dump(rules), amount_due=amount_due,
             uninvoiced=ledger.uninvoiced, currency=received.order.currency,
-            promo_code=(received.order.promo_code or "").strip().upper() or None,
-            received=received.model_dump(mode="json")))
+            promo_code=_promo_code(received), received=received.model_dump(mode="json")))
 
     async def snapshot(self, order_id: str) -> dict[str, Any]:
         """What a change may have to restore: the order's row as it is."""
@@ -394,16 +541,11 @@ class ReviewRepository:
             .with_for_update())).first()
 
     async def set_change_status(self, change_id: str, status: str) -> None:
-        await self.session.execute(order_changes.update()
-                                   .where(order_changes.c.change_id == change_id)
-                                   .values(status=status, updated_at=sa.func.now()))
+        await self.session.execute(_SET_CHANGE_STATUS, {"ch_id": change_id, "v_status": status})
 
     async def early_change(self, order_id: str) -> Any:
         """The newest change that came before review saw the order, if any."""
-        return (await self.session.execute(
-            sa.select(order_changes)
-            .where(order_changes.c.order_id == order_id, order_changes.c.status == "early")
-            .order_by(order_changes.c.revision.desc()).limit(1))).first()
+        return (await self.session.execute(_EARLY_CHANGE, {"o_id": order_id})).first()
 
     async def held_orders(self, reason: str | None, limit: int) -> list[ReviewedOrder]:
         """Held orders, oldest first; with ``reason``, only those held (also) for it."""
@@ -423,10 +565,7 @@ class ReviewRepository:
         return {r.code: int(r.n) for r in rows}
 
     async def advance_paid(self, order_id: str) -> Decimal:
-        total = (await self.session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount), 0))
-            .where(payments.c.order_id == order_id, payments.c.applied_as == "advance")
-        )).scalar_one()
+        total = (await self.session.execute(_ADVANCE_PAID, {"o_id": order_id})).scalar_one()
         return Decimal(total)
 
     # -- audit -------------------------------------------------------------------------------------
@@ -434,10 +573,9 @@ class ReviewRepository:
     async def record_decision(self, order_id: str, decision: str, decided_by: str,
                               comment: str | None, reasons: Sequence[HoldReason],
                               rules: Sequence[RuleOutcome]) -> None:
-        await self.session.execute(decisions.insert().values(
-            order_id=order_id, decision=decision, decided_by=decided_by, comment=comment,
-            reasons=_dump(reasons), rules=_dump(rules), decided_at=sa.func.now(),
-        ))
+        await self.session.execute(_RECORD_DECISION, {
+            "o_id": order_id, "v_decision": decision, "v_decided_by": decided_by,
+            "v_comment": comment, "v_reasons": _dump(reasons), "v_rules": _dump(rules)})
 
     async def decisions_of(self, order_id: str) -> list[dict[str, Any]]:
         rows = (await self.session.execute(
