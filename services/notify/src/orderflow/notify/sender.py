@@ -7,10 +7,11 @@ failing channel never holds up the others. For one notification:
 1. **claim** (one transaction): the row goes ``pending -> sending`` with ``attempts + 1`` and a
    lease; waiting dispatches of the same order are folded into it (``coalesced``) and recorded;
 2. **send** outside any transaction (SMTP, HTTP, SMS provider);
-3. **mark** (one transaction, immediately): ``sent``/``recorded`` with ``notification.recorded``
+3. **mark** (immediately, in a group commit): ``sent``/``recorded`` with ``notification.recorded``
    staged in the outbox; or back to ``pending`` with a backoff delay; or, at the limit,
    ``failed`` with ``notification.recorded`` and the source event staged for
-   ``<source topic>.dlq``.
+   ``<source topic>.dlq``. The first finished send is marked at once; the sends that finish
+   while that transaction runs are marked together in the next one (one commit for many).
 
 The mark is fenced by ``attempts``: an attempt whose lease ran out and was taken over cannot
 mark the row. The one window left: a crash after the server accepted a message and before the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 from typing import Any
 
@@ -31,7 +33,6 @@ from prometheus_client import Counter
 
 from orderflow.contracts.events import NotificationRecorded
 from orderflow.contracts.headers import EventHeaders
-from orderflow.contracts.topics import BY_NAME
 from orderflow.notify import domain
 from orderflow.notify.channels import ChannelDriver, Delivered, DeliveryFailed, OutgoingNotification
 from orderflow.notify.repository import NotificationRow, SenderRepository
@@ -50,10 +51,10 @@ NOTIFICATIONS = Counter("orderflow_notifications_total",
 
 
 def incoming_of(row: NotificationRow) -> IncomingEvent[Any]:
-    """The source event again, so what the sender emits answers it (causation, trace)."""
+    """The source event's headers again, so what the sender emits answers it (causation,
+    trace); the event itself is not parsed again (emitting needs only its headers)."""
     headers = EventHeaders.from_kafka(row.raw_headers)
-    event = BY_NAME[row.source_topic].model.model_validate_json(row.raw_value)
-    return IncomingEvent(row.source_topic, -1, -1, row.order_id, headers, event, row.raw_value,
+    return IncomingEvent(row.source_topic, -1, -1, row.order_id, headers, None, row.raw_value,
                          row.raw_headers)
 
 
@@ -80,6 +81,10 @@ class ChannelSender:
         self.lease_s = send_timeout_s * 2 + 10
         self._wake = asyncio.Event()
         self._leading = False
+        # finished sends waiting for their mark, and the task that marks them (group commits)
+        self._to_mark: list[tuple[NotificationRow, Delivered | DeliveryFailed,
+                                  asyncio.Future[None]]] = []
+        self._marker: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Something was staged for this channel and committed in this process: claim now
@@ -226,40 +231,97 @@ class ChannelSender:
             log.exception("notification could not be rendered or sent")
             outcome = DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300], permanent=True)
         try:
-            await retry_transient(lambda: self._mark(ctx, row, outcome),
-                                  what=f"mark {self.channel} notification",
-                                  stopping=ctx.stopping.is_set)
+            await self._marked(ctx, row, outcome)
         except Stopping:
             log.warning("stopping before the notification was marked; it will be retried after "
                         "its lease", attempts=row.attempts)
         finally:
             structlog.contextvars.unbind_contextvars("order_id", "channel", "notification_id")
 
-    async def _mark(self, ctx: ServiceContext, row: NotificationRow,
-                    outcome: Delivered | DeliveryFailed) -> None:
+    async def _marked(self, ctx: ServiceContext, row: NotificationRow,
+                      outcome: Delivered | DeliveryFailed) -> None:
+        """Returns when the outcome is marked (committed); raises what marking it raised."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_mark.append((row, outcome, done))
+        if self._marker is None or self._marker.done():
+            # a context of its own: not the log bindings of the send that happened to start it
+            self._marker = asyncio.create_task(self._mark_loop(ctx),
+                                               name=f"notify-{self.channel}-marker",
+                                               context=contextvars.Context())
+        await asyncio.shield(done)
+
+    async def _mark_loop(self, ctx: ServiceContext) -> None:
+        """Mark what finished, in one transaction per round, until nothing waits. A round that
+        fails for good (not a transient fault) is marked again one notification at a time, so
+        one bad row cannot hold back the others' marks."""
+        def settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+        async def mark(items: list[tuple[NotificationRow, Delivered | DeliveryFailed]]) -> None:
+            await retry_transient(lambda: self._mark(ctx, items),
+                                  what=f"mark {self.channel} notifications",
+                                  stopping=ctx.stopping.is_set)
+
+        while self._to_mark:
+            batch, self._to_mark = self._to_mark, []
+            try:
+                await mark([(row, outcome) for row, outcome, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting send
+                if isinstance(exc, Stopping) or len(batch) == 1:
+                    for *_, future in batch:
+                        settle(future, exc)
+                    continue
+                for row, outcome, future in batch:
+                    try:
+                        await mark([(row, outcome)])
+                    except Exception as one:  # noqa: BLE001 - handed to its send
+                        settle(future, one)
+                    else:
+                        settle(future, None)
+                continue
+            for *_, future in batch:
+                settle(future, None)
+
+    async def _mark(self, ctx: ServiceContext,
+                    items: list[tuple[NotificationRow, Delivered | DeliveryFailed]]) -> None:
         async with ctx.units() as uow:
             repo = SenderRepository(uow.session)
-            if isinstance(outcome, Delivered):
-                if await repo.finish(row, status=outcome.status, detail=outcome.detail):
-                    record(uow, row, outcome.status, outcome.detail)
-                    log.debug("notification delivered", kind=row.kind, status=outcome.status,
-                              attempts=row.attempts)
-                return
-            error = str(outcome)
-            decision = domain.after_failure(
-                row.attempts, max_attempts=self.settings.max_attempts, permanent=outcome.permanent,
-                error=error, initial_s=self.settings.retry_initial_s,
-                maximum_s=self.settings.retry_max_s)
-            if isinstance(decision, domain.RetryLater):
-                await repo.retry_later(row, delay_s=decision.delay_s, error=error)
-                log.warning("notification failed; will retry", kind=row.kind, attempts=row.attempts,
-                            retry_in_s=round(decision.delay_s, 2), error=error[:300])
-                return
-            if await repo.finish(row, status="failed", detail=decision.reason, error=error):
-                record(uow, row, "failed", decision.reason)
-                uow.dead_letter(topic=row.source_topic, key=row.order_id.encode(),
-                                value=row.raw_value, headers=row.raw_headers, reason=DLQ_REASON,
-                                error=f"{self.channel} notification {row.notification_id}: "
-                                      f"{decision.reason}")
-                log.error("notification failed; source event dead-lettered", kind=row.kind,
-                          attempts=row.attempts, error=error[:300])
+            for row, outcome in items:
+                await self._mark_one(uow, repo, row, outcome)
+
+    async def _mark_one(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
+                        outcome: Delivered | DeliveryFailed) -> None:
+        with structlog.contextvars.bound_contextvars(order_id=row.order_id, channel=self.channel,
+                                                     notification_id=row.notification_id):
+            await self._apply_outcome(uow, repo, row, outcome)
+
+    async def _apply_outcome(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
+                             outcome: Delivered | DeliveryFailed) -> None:
+        if isinstance(outcome, Delivered):
+            if await repo.finish(row, status=outcome.status, detail=outcome.detail):
+                record(uow, row, outcome.status, outcome.detail)
+                log.debug("notification delivered", kind=row.kind, status=outcome.status,
+                          attempts=row.attempts)
+            return
+        error = str(outcome)
+        decision = domain.after_failure(
+            row.attempts, max_attempts=self.settings.max_attempts, permanent=outcome.permanent,
+            error=error, initial_s=self.settings.retry_initial_s,
+            maximum_s=self.settings.retry_max_s)
+        if isinstance(decision, domain.RetryLater):
+            await repo.retry_later(row, delay_s=decision.delay_s, error=error)
+            log.warning("notification failed; will retry", kind=row.kind, attempts=row.attempts,
+                        retry_in_s=round(decision.delay_s, 2), error=error[:300])
+            return
+        if await repo.finish(row, status="failed", detail=decision.reason, error=error):
+            record(uow, row, "failed", decision.reason)
+            uow.dead_letter(topic=row.source_topic, key=row.order_id.encode(),
+                            value=row.raw_value, headers=row.raw_headers, reason=DLQ_REASON,
+                            error=f"{self.channel} notification {row.notification_id}: "
+                                  f"{decision.reason}")
+            log.error("notification failed; source event dead-lettered", kind=row.kind,
+                      attempts=row.attempts, error=error[:300])
