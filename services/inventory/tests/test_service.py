@@ -298,6 +298,42 @@ async def test_a_dispatch_takes_the_reserved_units_out_of_stock(
     await assert_invariants(inventory_db)
 
 
+async def test_a_dispatch_without_a_hold_takes_free_stock_and_one_of_units_not_there_is_dead_lettered(
+        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("FREE")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 5)])
+
+    def dispatch(quantity: int) -> ShipmentDispatched:
+        placed = canonical_order("X", customer_id="C0001")["placed_at"]
+        return ShipmentDispatched(
+            order_id=str(uuid.uuid4()), shipment_id=f"SH-{uuid.uuid4().hex[:8]}",
+            warehouse_id="WH-SH", carrier="SF", service="standard", tracking_number="SF0002",
+            lines=(ReservedLine(sku=sku, warehouse_id="WH-SH", quantity=quantity),),
+            weight_kg=Decimal("1"), dispatched_at=placed, promised_date=placed[:10])
+
+    async def stock() -> list[tuple[int, int, int]]:
+        async with AsyncSession(inventory_db) as session:
+            rows = await InventoryRepository(session).stock_of(sku)
+        return [(r["on_hand"], r["reserved"], r["available"]) for r in rows]
+
+    # a dispatch whose reservation is gone (expired, say): the units come from free stock
+    await pipeline.publish_and_wait([dispatch(3)])
+    assert await stock() == [(2, 0, 2)]
+    # three more units are not there: the event is dead-lettered and nothing moves
+    impossible = dispatch(3)
+    await pipeline.publish_and_wait([impossible])
+    dead = await events.wait_for_event("shipment.dispatched.dlq", impossible.order_id)
+    assert dead.headers["dlq_reason"] == "handler_error"
+    assert "more than the order's reservation plus 2 free units" in dead.headers["dlq_error"]
+    assert await stock() == [(2, 0, 2)]
+    async with AsyncSession(inventory_db) as session:
+        moves = (await session.execute(sa.text(
+            "SELECT kind, on_hand_delta, reserved_delta FROM inventory_movements "
+            "WHERE sku = :s ORDER BY id"), {"s": sku})).all()
+    assert [tuple(m) for m in moves] == [("receipt", 5, 0), ("shipment", -3, 0)]
+    await assert_invariants(inventory_db)
+
+
 async def test_adjustments_change_on_hand_and_one_taking_reserved_units_is_dead_lettered(
         pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
     sku = new_sku("ADJ")

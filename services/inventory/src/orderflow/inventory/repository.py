@@ -153,21 +153,36 @@ _STOCK_LEVELS = (
     .where(stock.c.sku == sa.any_(_SKUS))
     .group_by(stock.c.sku, products.c.reorder_point, products.c.low_flagged))
 _ORDER_STATUS = sa.select(orders.c.status).where(orders.c.order_id == _B("o_id")).with_for_update()
-_HELD_FOR_UPDATE = (sa.select(reservations.c.quantity)
-                    .where(reservations.c.order_id == _B("o_id"),
-                           reservations.c.warehouse_id == _B("w_id"), reservations.c.sku == _B("s_sku"))
-                    .with_for_update())
-_SHIP = (stock.update()
-         .where(stock.c.warehouse_id == _B("w_id"), stock.c.sku == _B("s_sku"),
-                stock.c.on_hand - stock.c.reserved >= _B("free", type_=sa.Integer))
-         .values(on_hand=stock.c.on_hand - _B("qty", type_=sa.Integer),
-                 reserved=stock.c.reserved - _B("held", type_=sa.Integer), updated_at=sa.func.now())
-         .returning(stock.c.sku))
-_SHIP_HELD = (reservations.update()
-              .where(reservations.c.order_id == _B("o_id"),
-                     reservations.c.warehouse_id == _B("w_id"), reservations.c.sku == _B("s_sku"))
-              .values(quantity=reservations.c.quantity - _B("held", type_=sa.Integer),
-                      shipped=reservations.c.shipped + _B("held", type_=sa.Integer)))
+# one shipped line, one round trip: the order's hold on it locked, the units taken from the hold
+# first and from free stock for the rest (only if there are enough), the hold moved to shipped,
+# the ledger line written; no row when the units are not there (nothing changed then)
+_SHIP_LINE = sa.text("""
+WITH held AS (
+    SELECT quantity FROM inventory_reservations
+    WHERE order_id = :o_id AND warehouse_id = :w_id AND sku = :s_sku FOR UPDATE
+), take AS (
+    SELECT LEAST(CAST(:qty AS integer), COALESCE((SELECT quantity FROM held), 0)) AS from_res
+), moved AS (
+    UPDATE inventory_stock AS s
+    SET on_hand = s.on_hand - CAST(:qty AS integer), reserved = s.reserved - take.from_res,
+        updated_at = now()
+    FROM take
+    WHERE s.warehouse_id = :w_id AND s.sku = :s_sku
+      AND s.on_hand - s.reserved >= CAST(:qty AS integer) - take.from_res
+    RETURNING take.from_res
+), released AS (
+    UPDATE inventory_reservations AS r
+    SET quantity = r.quantity - moved.from_res, shipped = r.shipped + moved.from_res
+    FROM moved
+    WHERE r.order_id = :o_id AND r.warehouse_id = :w_id AND r.sku = :s_sku AND moved.from_res > 0
+), ledger AS (
+    INSERT INTO inventory_movements
+        (warehouse_id, sku, kind, on_hand_delta, reserved_delta, order_id, reference)
+    SELECT :w_id, :s_sku, 'shipment', -CAST(:qty AS integer), -moved.from_res, :o_id, :ref
+    FROM moved
+)
+SELECT from_res FROM moved
+""")
 
 
 def _mark(status: str, *stamps: str, first_attempt: bool | None = None) -> sa.Update:
@@ -341,20 +356,12 @@ class InventoryRepository:
                    reference: str) -> Shipped | None:
         """Units leave the warehouse: first the order's reserved units, then free ones (a dispatch
         after its reservation expired). None if the units are not there at all."""
-        where = {"o_id": order_id, "w_id": warehouse_id, "s_sku": sku}
-        held = (await self.session.execute(_HELD_FOR_UPDATE, where)).scalar_one_or_none() or 0
-        from_reservation = min(quantity, held)
-        from_free = quantity - from_reservation
-        done = (await self.session.execute(_SHIP, {
-            "w_id": warehouse_id, "s_sku": sku, "free": from_free, "qty": quantity,
-            "held": from_reservation})).first()
-        if done is None:
+        from_reservation = (await self.session.execute(_SHIP_LINE, {
+            "o_id": order_id, "w_id": warehouse_id, "s_sku": sku, "qty": quantity,
+            "ref": reference[:500]})).scalar_one_or_none()
+        if from_reservation is None:
             return None
-        if from_reservation:
-            await self.session.execute(_SHIP_HELD, {**where, "held": from_reservation})
-        await self._ledger(warehouse_id, sku, "shipment", -quantity, -from_reservation,
-                           order_id=order_id, reference=reference)
-        return Shipped(from_reservation, from_free)
+        return Shipped(int(from_reservation), quantity - int(from_reservation))
 
     async def stock_levels(self, skus: Iterable[str]) -> list[StockLevel]:
         """Per SKU with stock rows: reorder point, whether stock.low was reported, available."""
