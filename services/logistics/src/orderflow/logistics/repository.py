@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -190,6 +190,21 @@ def _record(row: Any) -> ShipmentRecord:
 _LOCK_ORDER_ROW = sa.select(orders).where(orders.c.order_id == sa.bindparam("o_id")).with_for_update()
 _SHIPMENT_COUNT = sa.select(sa.func.count()).select_from(shipments).where(
     shipments.c.order_id == sa.bindparam("o_id"))
+_ORDER_INSERT = pg_insert(orders)
+# the order's JSON is kept the first time a reservation brings it
+_ENSURE_ORDER_WITH_JSON = _ORDER_INSERT.on_conflict_do_update(
+    index_elements=[orders.c.order_id], where=orders.c.order_json.is_(None),
+    set_={"order_json": _ORDER_INSERT.excluded.order_json,
+          "customer_id": _ORDER_INSERT.excluded.customer_id, "updated_at": sa.func.now()})
+_ENSURE_ORDER = _ORDER_INSERT.on_conflict_do_nothing()
+_WAREHOUSE_SITES = sa.select(warehouses).where(
+    warehouses.c.warehouse_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
+_PRODUCT_INFOS = sa.select(products).where(
+    products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
+_ADD_NO_CARRIER = shipments.insert()
+_ADD_DISPATCHED = (pg_insert(shipments)
+                   .on_conflict_do_nothing(index_elements=[shipments.c.tracking_number])
+                   .returning(shipments.c.shipment_id))
 
 
 class LogisticsRepository:
@@ -217,14 +232,12 @@ class LogisticsRepository:
                   "tax_rate": stmt.excluded.tax_rate, "updated_at": sa.func.now()}))
 
     async def warehouse_sites(self, ids: Iterable[str]) -> dict[str, WarehouseSite]:
-        rows = (await self.session.execute(
-            sa.select(warehouses).where(warehouses.c.warehouse_id.in_(sorted(set(ids)))))).all()
+        rows = (await self.session.execute(_WAREHOUSE_SITES, {"ids": sorted(set(ids))})).all()
         return {r.warehouse_id: WarehouseSite(r.warehouse_id, r.name, r.province, r.city)
                 for r in rows}
 
     async def product_infos(self, skus: Iterable[str]) -> dict[str, ProductInfo]:
-        rows = (await self.session.execute(
-            sa.select(products).where(products.c.sku.in_(sorted(set(skus)))))).all()
+        rows = (await self.session.execute(_PRODUCT_INFOS, {"skus": sorted(set(skus))})).all()
         return {r.sku: ProductInfo(r.sku, r.name, r.weight_kg) for r in rows}
 
     # -- shipments ----------------------------------------------------------------------------
@@ -253,10 +266,10 @@ class LogisticsRepository:
             "source_event_id": source_event_id,
         }
         if not isinstance(choice, CarrierChoice):
-            await self.session.execute(shipments.insert().values(
-                **values, status="no_carrier", express=False, rule="no_carrier",
-                rule_detail=choice.reason, exception_code="no_carrier",
-                exception_detail=choice.reason))
+            await self.session.execute(_ADD_NO_CARRIER, {
+                **values, "status": "no_carrier", "express": False, "rule": "no_carrier",
+                "rule_detail": choice.reason, "exception_code": "no_carrier",
+                "exception_detail": choice.reason})
             return None
         option = choice.option
         values.update(
@@ -268,9 +281,7 @@ class LogisticsRepository:
         for _ in range(attempts):
             number = new_tracking_number(option.carrier.tracking, self.randbelow)
             inserted = (await self.session.execute(
-                pg_insert(shipments).values(**values, tracking_number=number)
-                .on_conflict_do_nothing(index_elements=[shipments.c.tracking_number])
-                .returning(shipments.c.shipment_id))).first()
+                _ADD_DISPATCHED, {**values, "tracking_number": number})).first()
             if inserted is not None:
                 return number
         raise TrackingNumbersExhausted(
@@ -384,14 +395,8 @@ class LogisticsRepository:
         values: dict[str, Any] = {"order_id": order_id, "status": "open"}
         if order is not None:
             values.update(order_json=order.model_dump(mode="json"), customer_id=order.customer.id)
-        stmt = pg_insert(orders).values(**values)
-        if order is not None:
-            await self.session.execute(stmt.on_conflict_do_update(
-                index_elements=[orders.c.order_id], where=orders.c.order_json.is_(None),
-                set_={"order_json": stmt.excluded.order_json,
-                      "customer_id": stmt.excluded.customer_id, "updated_at": sa.func.now()}))
-        else:
-            await self.session.execute(stmt.on_conflict_do_nothing())
+        await self.session.execute(
+            _ENSURE_ORDER if order is None else _ENSURE_ORDER_WITH_JSON, values)
         row = (await self.session.execute(_LOCK_ORDER_ROW, {"o_id": order_id})).one()
         kept: CanonicalOrder | None = None
         if row.order_json:
