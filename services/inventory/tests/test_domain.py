@@ -163,3 +163,10 @@ def test_low_stock_is_reported_once_per_crossing() -> None:
 def test_shortages_say_what_was_reserved_of_each_short_line() -> None:
     got = domain.shortages({"A": 10, "B": 2}, {"A": 3, "B": 0})
     assert got == [domain.Shortage("A", 10, 7, 3)]
+
+
+def test_picks_merge_per_warehouse_and_sku_as_the_holds_table_keeps_them() -> None:
+    picks = [Pick("WH-SH", "TEA-002", 1), Pick("WH-BJ", "TEA-001", 2), Pick("WH-SH", "TEA-002", 3),
+             Pick("WH-GZ", "TEA-003", 0)]
+    assert domain.merge_picks(picks) == [Pick("WH-BJ", "TEA-001", 2), Pick("WH-SH", "TEA-002", 4)]
+    assert domain.merge_picks([]) == []

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -107,6 +107,15 @@ class Pick:
     warehouse_id: str
     sku: str
     quantity: int
+
+
+def merge_picks(picks: Iterable[Pick]) -> list[Pick]:
+    """Picks summed per warehouse and SKU, in (warehouse, SKU) order, without empty ones: what
+    the reservations table holds for them."""
+    total: dict[tuple[str, str], int] = defaultdict(int)
+    for p in picks:
+        total[(p.warehouse_id, p.sku)] += p.quantity
+    return [Pick(w, sku, q) for (w, sku), q in sorted(total.items()) if q > 0]
 
 
 @dataclass(frozen=True)

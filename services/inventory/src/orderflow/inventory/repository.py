@@ -319,26 +319,35 @@ class InventoryRepository:
         ordered_picks = sorted(p for p in picks if p.quantity > 0)
         if not ordered_picks:
             return True
+        if len(ordered_picks) == 1:  # one conditional UPDATE: nothing to undo when it fails
+            return await self._take_and_hold(order_id, ordered_picks)
         savepoint = await self.session.begin_nested()
         try:
-            for pick in ordered_picks:
-                done = (await self.session.execute(_TAKE, {
-                    "w_id": pick.warehouse_id, "s_sku": pick.sku, "qty": pick.quantity})).first()
-                if done is None:
-                    await savepoint.rollback()
-                    return False
-            # every unit is taken: the holds and the ledger lines, one statement each
-            await self.session.execute(_HOLD, [
-                {"order_id": order_id, "warehouse_id": p.warehouse_id, "sku": p.sku,
-                 "quantity": p.quantity, "shipped": 0} for p in ordered_picks])
-            await self.session.execute(_LEDGER, [
-                {"warehouse_id": p.warehouse_id, "sku": p.sku, "kind": "reservation",
-                 "on_hand_delta": 0, "reserved_delta": p.quantity, "order_id": order_id,
-                 "reference": ""} for p in ordered_picks])
+            taken = await self._take_and_hold(order_id, ordered_picks)
         except BaseException:
             await savepoint.rollback()
             raise
+        if not taken:  # undo the picks taken before the one that failed
+            await savepoint.rollback()
+            return False
         await savepoint.commit()
+        return True
+
+    async def _take_and_hold(self, order_id: str, picks: Sequence[Pick]) -> bool:
+        """Take each pick in order; False at the first that is not there (the caller undoes
+        the ones before it). Then the holds and the ledger lines, one statement each."""
+        for pick in picks:
+            done = (await self.session.execute(_TAKE, {
+                "w_id": pick.warehouse_id, "s_sku": pick.sku, "qty": pick.quantity})).first()
+            if done is None:
+                return False
+        await self.session.execute(_HOLD, [
+            {"order_id": order_id, "warehouse_id": p.warehouse_id, "sku": p.sku,
+             "quantity": p.quantity, "shipped": 0} for p in picks])
+        await self.session.execute(_LEDGER, [
+            {"warehouse_id": p.warehouse_id, "sku": p.sku, "kind": "reservation",
+             "on_hand_delta": 0, "reserved_delta": p.quantity, "order_id": order_id,
+             "reference": ""} for p in picks])
         return True
 
     async def holds(self, order_id: str) -> list[Pick]:

@@ -103,7 +103,9 @@ class Stockroom:
         if not any(short.values()):
             expiry = domain.expires_at(now, timedelta(seconds=self.policy.reservation_ttl_s))
             await self.repo.mark_reserved(record.order_id, now, expiry, first_attempt=first)
-            holds = await self.repo.holds(record.order_id)
+            # a first attempt holds exactly what it just reserved (the order was new)
+            holds = domain.merge_picks(reserved) if first \
+                else await self.repo.holds(record.order_id)
             self.uow.emit(StockReserved(
                 order_id=record.order_id, order=record.order, reservations=_lines(holds),
                 filled_in_full_first_attempt=first, from_backorder=not first))
