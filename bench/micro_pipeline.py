@@ -23,7 +23,7 @@ import pstats
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any
@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from bench.micro_handlers import Rec
 from bench.workload import make_orders, master_data_events
 from orderflow.contracts.events import Event, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
@@ -44,16 +45,6 @@ from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.settings import DatabaseSettings
 
 SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class Bus:

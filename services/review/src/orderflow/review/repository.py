@@ -261,12 +261,7 @@ _SET_CHANGE_STATUS = (order_changes.update()
 
 def _account_params(a: CreditAccount) -> dict[str, Any]:
     """``_SAVE_ACCOUNT``'s parameters (``a_``: no name shared with ``_add_order``'s ``v_``)."""
-    return {"c_id": a.customer_id, "a_known": a.known, "a_currency": a.currency,
-            "a_credit_limit": a.credit_limit, "a_payment_terms": a.payment_terms,
-            "a_open_receivables": a.open_receivables, "a_overdue_amount": a.overdue_amount,
-            "a_overdue_days": a.overdue_days, "a_blocked": a.blocked,
-            "a_approved_not_invoiced": a.approved_not_invoiced, "a_open_cod": a.open_cod,
-            "a_approved_orders": a.approved_orders}
+    return {"c_id": a.customer_id, **{f"a_{f}": getattr(a, f) for f in _ACCOUNT_FIELDS}}
 
 
 def _promo_code(received: OrderReceived) -> str | None:
@@ -370,12 +365,7 @@ class ReviewRepository:
 
     @staticmethod
     def _account_values(a: CreditAccount) -> dict[str, Any]:
-        return {"customer_id": a.customer_id, "known": a.known, "currency": a.currency,
-                "credit_limit": a.credit_limit, "payment_terms": a.payment_terms,
-                "open_receivables": a.open_receivables, "overdue_amount": a.overdue_amount,
-                "overdue_days": a.overdue_days, "blocked": a.blocked,
-                "approved_not_invoiced": a.approved_not_invoiced, "open_cod": a.open_cod,
-                "approved_orders": a.approved_orders}
+        return {"customer_id": a.customer_id, **{f: getattr(a, f) for f in _ACCOUNT_FIELDS}}
 
     async def save_account(self, a: CreditAccount) -> None:
         await self.session.execute(_SAVE_ACCOUNT, _account_params(a))
