@@ -319,8 +319,10 @@ class InventoryRepository:
         ordered_picks = sorted(p for p in picks if p.quantity > 0)
         if not ordered_picks:
             return True
-        if len(ordered_picks) == 1:  # one conditional UPDATE: nothing to undo when it fails
-            return await self._take_and_hold(order_id, ordered_picks)
+        # always in a savepoint, even for one pick: an UPDATE that waited for a concurrent one and
+        # then found too few units keeps the row locked until the savepoint or the transaction
+        # ends; kept, that lock deadlocks the next attempt against the transaction that waits
+        # for it (seen in the concurrent-reservations test)
         savepoint = await self.session.begin_nested()
         try:
             taken = await self._take_and_hold(order_id, ordered_picks)
