@@ -479,12 +479,6 @@ class InventoryRepository:
             set_={"revision": stmt.excluded.revision, "order_json": stmt.excluded.order_json,
                   "updated_at": sa.func.now()}))
 
-    async def early_revision(self, order_id: str) -> CanonicalOrder | None:
-        row = (await self.session.execute(
-            sa.select(order_revisions.c.order_json)
-            .where(order_revisions.c.order_id == order_id))).first()
-        return CanonicalOrder.model_validate(row.order_json) if row else None
-
     async def release_picks(self, order_id: str, picks: Sequence[Pick], reason: str) -> None:
         """Give back some of the order's reserved units (a change to fewer units)."""
         for pick in sorted(picks):  # the same lock order as reserve()

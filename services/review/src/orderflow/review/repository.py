@@ -158,9 +158,6 @@ _SKUS = _B("skus", type_=ARRAY(sa.Text))
 _LOCK_ORDER_KEY = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
     sa.literal("review-order:") + _O_ID, 0)))
 _IS_CANCELLED = sa.select(cancelled_orders.c.order_id).where(cancelled_orders.c.order_id == _O_ID)
-_EARLY_CHANGE = (sa.select(order_changes)
-                 .where(order_changes.c.order_id == _O_ID, order_changes.c.status == "early")
-                 .order_by(order_changes.c.revision.desc()).limit(1))
 _EARLY = (sa.select(order_changes.c.change_id, order_changes.c.revision, order_changes.c.received)
           .where(order_changes.c.order_id == _O_ID, order_changes.c.status == "early")
           .order_by(order_changes.c.revision.desc()).limit(1).subquery("early"))
@@ -532,10 +529,6 @@ class ReviewRepository:
 
     async def set_change_status(self, change_id: str, status: str) -> None:
         await self.session.execute(_SET_CHANGE_STATUS, {"ch_id": change_id, "v_status": status})
-
-    async def early_change(self, order_id: str) -> Any:
-        """The newest change that came before review saw the order, if any."""
-        return (await self.session.execute(_EARLY_CHANGE, {"o_id": order_id})).first()
 
     async def held_orders(self, reason: str | None, limit: int) -> list[ReviewedOrder]:
         """Held orders, oldest first; with ``reason``, only those held (also) for it."""
