@@ -5,18 +5,18 @@ most once however often its event is delivered."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import CustomerUpdated
-from orderflow.contracts.order import Customer
 from orderflow.notify.domain import (
     Channel,
     Contact,
@@ -89,33 +89,65 @@ notifications = sa.Table(
 
 
 # the handlers' statements, built once: SQLAlchemy then reuses their compiled form and cache key
-# instead of building, keying and looking up a new expression for every event
-_CUSTOMER = sa.select(customers).where(customers.c.customer_id == sa.bindparam("customer_id"))
+# instead of building, keying and looking up a new expression for every run; each takes a whole
+# run's values as arrays
+_CUSTOMERS = sa.select(customers).where(
+    customers.c.customer_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
 _PRODUCT_NAMES = sa.select(products.c.sku, products.c.name).where(
     products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
-_LOCK_ORDER = sa.select(orders).where(orders.c.order_id == sa.bindparam("order_id")).with_for_update()
-_INSERT_ORDER = pg_insert(orders)
-_SAVE_ORDER = _INSERT_ORDER.on_conflict_do_update(
-    index_elements=[orders.c.order_id],
-    set_={**{name: sa.func.coalesce(_INSERT_ORDER.excluded[name], orders.c[name])
-             for name in ("channel", "external_id", "customer_id", "email", "phone", "facts")},
-          "customer_name": sa.func.coalesce(sa.func.nullif(_INSERT_ORDER.excluded.customer_name, ""),
-                                            orders.c.customer_name),
-          "updated_at": sa.func.now()})
-_ADD_SHIPMENT = orders.update().where(orders.c.order_id == sa.bindparam("o_id")).values(
-    shipments=orders.c.shipments.op("||")(sa.bindparam("shipment", type_=JSONB)),
-    updated_at=sa.func.now())
-_MARK_REVIEW_NOTICE = orders.update().where(orders.c.order_id == sa.bindparam("o_id")).values(
-    review_notice_sent=True, updated_at=sa.func.now())
-_STAGE = pg_insert(notifications).on_conflict_do_nothing(
-    index_elements=["source_event_id", "channel"]).returning(notifications.c.id)
-_STAGE_FINISHED = pg_insert(notifications).values(finished_at=sa.func.now()).on_conflict_do_nothing(
-    index_elements=["source_event_id", "channel"]).returning(notifications.c.id)
-_PENDING = sa.and_(notifications.c.coalesce_key == sa.bindparam("key"),
-                   notifications.c.channel == sa.bindparam("n_channel"),
-                   notifications.c.status == "pending")
-_WAITING = sa.select(notifications.c.id).where(_PENDING).with_for_update()
-_RELEASE_WAITING = notifications.update().where(_PENDING).values(next_attempt_at=sa.func.now())
+# the orders a run saves, created when missing (as the per-event upsert would), in id order
+_CREATE_ORDERS = sa.text(
+    "INSERT INTO notify_orders (order_id) SELECT o FROM unnest(CAST(:ids AS text[])) AS o "
+    "ORDER BY o ON CONFLICT (order_id) DO NOTHING RETURNING order_id")
+# every order of a run, locked in the order of its id (replicas cannot deadlock crosswise)
+_LOCK_ORDERS = (sa.select(orders)
+                .where(orders.c.order_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
+                .order_by(orders.c.order_id).with_for_update())
+# the orders' state as the run's events left it (what the per-event upserts and updates would)
+_SAVE_ORDERS = sa.text(
+    "UPDATE notify_orders o SET channel = u.channel, external_id = u.external_id, "
+    "customer_id = u.customer_id, customer_name = u.customer_name, email = u.email, "
+    "phone = u.phone, facts = CAST(u.facts AS jsonb), shipments = CAST(u.shipments AS jsonb), "
+    "review_notice_sent = u.review_notice_sent, updated_at = now() "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]), CAST(:external_ids AS text[]), "
+    "CAST(:customer_ids AS text[]), CAST(:names AS text[]), CAST(:emails AS text[]), "
+    "CAST(:phones AS text[]), CAST(:facts AS text[]), CAST(:shipments AS text[]), "
+    "CAST(:reviews AS boolean[])) AS u(order_id, channel, external_id, customer_id, "
+    "customer_name, email, phone, facts, shipments, review_notice_sent) "
+    "WHERE o.order_id = u.order_id")
+# a run's notifications in its order (ids follow it); a row whose wait a later dispatch of the
+# run released is due at now(), as the release would have set it; suppressed rows are finished
+_STAGE_ALL = sa.text(
+    "INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
+    "source_event_type, kind, order_id, channel, recipient, language, context, status, detail, "
+    "attempts, next_attempt_at, coalesce_key, raw_value, raw_headers, finished_at) "
+    "SELECT notification_id, source_event_id, source_topic, source_event_type, kind, order_id, "
+    "channel, recipient, language, CAST(context AS jsonb), status, detail, 0, "
+    "CASE WHEN due_now THEN now() ELSE next_attempt_at END, coalesce_key, raw_value, "
+    "CAST(raw_headers AS jsonb), CASE WHEN status = 'suppressed' THEN now() END "
+    "FROM unnest(CAST(:notification_ids AS uuid[]), CAST(:source_event_ids AS uuid[]), "
+    "CAST(:source_topics AS text[]), CAST(:source_event_types AS text[]), CAST(:kinds AS text[]), "
+    "CAST(:order_ids AS text[]), CAST(:channels AS text[]), CAST(:recipients AS text[]), "
+    "CAST(:languages AS text[]), CAST(:contexts AS text[]), CAST(:statuses AS text[]), "
+    "CAST(:details AS text[]), CAST(:next_attempts AS timestamptz[]), "
+    "CAST(:due_now AS boolean[]), CAST(:coalesce_keys AS text[]), CAST(:raw_values AS bytea[]), "
+    "CAST(:raw_headers AS text[])) WITH ORDINALITY AS u(notification_id, source_event_id, "
+    "source_topic, source_event_type, kind, order_id, channel, recipient, language, context, "
+    "status, detail, next_attempt_at, due_now, coalesce_key, raw_value, raw_headers, n) "
+    "ORDER BY n ON CONFLICT (source_event_id, channel) DO NOTHING "
+    "RETURNING source_event_id, channel")
+# the dispatches waiting under a run's (coalesce key, channel) pairs, locked in id order, and
+# the (event, channel) pairs the run's events already staged (a stored pair is not staged again)
+_WAITING_AND_STAGED = sa.text(
+    "WITH waiting AS (SELECT n.id, n.coalesce_key, n.channel FROM notify_notifications n "
+    "JOIN unnest(CAST(:keys AS text[]), CAST(:channels AS text[])) AS p(coalesce_key, channel) "
+    "ON n.coalesce_key = p.coalesce_key AND n.channel = p.channel "
+    "WHERE n.status = 'pending' ORDER BY n.id FOR UPDATE OF n) "
+    "SELECT id, coalesce_key, channel, NULL::uuid AS source_event_id FROM waiting "
+    "UNION ALL SELECT NULL, NULL, channel, source_event_id FROM notify_notifications "
+    "WHERE source_event_id = ANY(CAST(:event_ids AS uuid[]))")
+_RELEASE = sa.text("UPDATE notify_notifications SET next_attempt_at = now() "
+                   "WHERE id = ANY(CAST(:ids AS bigint[]))")
 # the sender's claim, built once: due pending rows and rows whose lease ran out (a dead sender)
 _DUE = (
     sa.select(notifications.c.id)
@@ -233,18 +265,17 @@ class NotifyRepository:
                   "updated_at": sa.func.now()},
         ))
 
-    async def customer(self, customer_id: str | None, default_language: Language) -> CustomerProfile | None:
-        if not customer_id:
-            return None
-        row = (await self.session.execute(_CUSTOMER, {"customer_id": customer_id})).first()
-        if row is None:
-            return None
-        return CustomerProfile(
+    async def customers(self, customer_ids: Iterable[str],
+                        default_language: Language) -> dict[str, CustomerProfile]:
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return {}
+        rows = (await self.session.execute(_CUSTOMERS, {"ids": wanted})).all()
+        return {row.customer_id: CustomerProfile(
             Preferences(channel=normalise_channel(row.preferred_channel),
                         language=normalise_language(row.language, default_language),
                         opt_out_marketing=row.opt_out_marketing),
-            Contact(name=row.name, email=row.email, phone=row.phone),
-        )
+            Contact(name=row.name, email=row.email, phone=row.phone)) for row in rows}
 
     async def upsert_product(self, sku: str, name: str) -> None:
         stmt = pg_insert(products).values(sku=sku, name=name)
@@ -260,62 +291,97 @@ class NotifyRepository:
         return {r.sku: r.name for r in rows}
 
     # -- orders ---------------------------------------------------------------------------------
-    async def lock_order(self, order_id: str) -> OrderRecord | None:
-        row = (await self.session.execute(_LOCK_ORDER, {"order_id": order_id})).first()
-        if row is None:
-            return None
-        return OrderRecord(row.order_id, row.channel, row.external_id, row.customer_id,
-                           Contact(row.customer_name, row.email, row.phone),
-                           dict(row.facts) if row.facts is not None else None,
-                           dict(row.shipments), row.review_notice_sent)
+    async def create_orders(self, order_ids: Iterable[str]) -> set[str]:
+        """Create the rows of these orders that are missing (empty, in id order); the ids
+        created."""
+        wanted = sorted(set(order_ids))
+        if not wanted:
+            return set()
+        return set((await self.session.execute(_CREATE_ORDERS, {"ids": wanted})).scalars())
 
-    async def save_order(self, order_id: str, *, channel: str | None = None,
-                         external_id: str | None = None, customer: Customer | None = None,
-                         facts: Mapping[str, Any] | None = None) -> None:
-        """Remember what notify knows of an order; newer knowledge wins, gaps keep the old."""
-        values: dict[str, Any] = {"order_id": order_id, "channel": channel,
-                                  "external_id": external_id,
-                                  "customer_id": customer.id if customer else None,
-                                  "customer_name": customer.name if customer else "",
-                                  "email": customer.email if customer else None,
-                                  "phone": customer.phone if customer else None,
-                                  "facts": dict(facts) if facts is not None else None,
-                                  "shipments": {}, "review_notice_sent": False}
-        await self.session.execute(_SAVE_ORDER, values)
+    async def lock_orders(self, order_ids: Iterable[str]) -> dict[str, OrderRecord]:
+        """The orders' rows, locked in the order of their ids."""
+        wanted = sorted(set(order_ids))
+        if not wanted:
+            return {}
+        rows = (await self.session.execute(_LOCK_ORDERS, {"ids": wanted})).all()
+        return {row.order_id: OrderRecord(
+            row.order_id, row.channel, row.external_id, row.customer_id,
+            Contact(row.customer_name, row.email, row.phone),
+            dict(row.facts) if row.facts is not None else None,
+            dict(row.shipments), row.review_notice_sent) for row in rows}
 
-    async def add_shipment(self, order_id: str, shipment_id: str, shipment: Mapping[str, Any]) -> None:
-        await self.session.execute(_ADD_SHIPMENT, {"o_id": order_id,
-                                                   "shipment": {shipment_id: dict(shipment)}})
-
-    async def mark_review_notice(self, order_id: str) -> None:
-        await self.session.execute(_MARK_REVIEW_NOTICE, {"o_id": order_id})
+    async def save_orders(self, records: Sequence[OrderRecord]) -> None:
+        """Write the orders' state (rows locked by ``lock_orders`` in this transaction)."""
+        if not records:
+            return
+        await self.session.execute(_SAVE_ORDERS, {
+            "ids": [r.order_id for r in records],
+            "channels": [r.channel for r in records],
+            "external_ids": [r.external_id for r in records],
+            "customer_ids": [r.customer_id for r in records],
+            "names": [r.contact.name for r in records],
+            "emails": [r.contact.email for r in records],
+            "phones": [r.contact.phone for r in records],
+            "facts": [_json(r.facts) for r in records],  # none: JSON null, as the upsert stored it
+            "shipments": [_json(r.shipments) for r in records],
+            "reviews": [r.review_notice_sent for r in records],
+        })
 
     # -- notifications --------------------------------------------------------------------------
-    async def stage(self, row: NewNotification) -> int | None:
-        """Insert one notification; ``None`` when (source event, channel) already has one."""
-        values = {
-            "notification_id": uuid.UUID(row.notification_id),
-            "source_event_id": uuid.UUID(row.source_event_id), "source_topic": row.source_topic,
-            "source_event_type": row.source_event_type, "kind": row.kind, "order_id": row.order_id,
-            "channel": row.channel, "recipient": row.recipient, "language": row.language,
-            "context": dict(row.context), "status": row.status, "detail": row.detail, "attempts": 0,
-            "next_attempt_at": row.next_attempt_at, "coalesce_key": row.coalesce_key,
-            "raw_value": row.raw_value,
-            "raw_headers": [[k, v.decode("utf-8", "replace")] for k, v in row.raw_headers],
-        }
-        stmt = _STAGE_FINISHED if row.status == "suppressed" else _STAGE  # finished_at: now()
-        inserted: int | None = (await self.session.execute(stmt, values)).scalar()
-        return inserted
+    async def stage_all(self, rows: Sequence[NewNotification],
+                        due_now: Collection[int] = ()) -> set[tuple[str, str]]:
+        """Insert the notifications (the indexes in ``due_now`` due at ``now()``); the (source
+        event id, channel) pairs inserted: a pair that already has a row is skipped."""
+        if not rows:
+            return set()
+        result = await self.session.execute(_STAGE_ALL, {
+            "notification_ids": [uuid.UUID(r.notification_id) for r in rows],
+            "source_event_ids": [uuid.UUID(r.source_event_id) for r in rows],
+            "source_topics": [r.source_topic for r in rows],
+            "source_event_types": [r.source_event_type for r in rows],
+            "kinds": [r.kind for r in rows],
+            "order_ids": [r.order_id for r in rows],
+            "channels": [r.channel for r in rows],
+            "recipients": [r.recipient for r in rows],
+            "languages": [r.language for r in rows],
+            "contexts": [_json(r.context) for r in rows],
+            "statuses": [r.status for r in rows],
+            "details": [r.detail for r in rows],
+            "next_attempts": [r.next_attempt_at for r in rows],
+            "due_now": [i in due_now for i in range(len(rows))],
+            "coalesce_keys": [r.coalesce_key for r in rows],
+            "raw_values": [r.raw_value for r in rows],
+            "raw_headers": [_json([[k, v.decode("utf-8", "replace")] for k, v in r.raw_headers])
+                            for r in rows],
+        })
+        return {(str(event_id), channel) for event_id, channel in result.all()}
 
-    async def waiting(self, coalesce_key: str, channel: Channel) -> int:
-        """How many notifications of this key and channel wait to be sent (locked: the count
-        stays right while this transaction lasts)."""
-        ids = (await self.session.execute(
-            _WAITING, {"key": coalesce_key, "n_channel": channel})).scalars().all()
-        return len(ids)
+    async def waiting_and_staged(
+            self, pairs: Sequence[tuple[str, str]], event_ids: Sequence[str],
+    ) -> tuple[dict[tuple[str, str], list[int]], set[tuple[str, str]]]:
+        """The ids of the notifications waiting under each (coalesce key, channel) pair (locked:
+        the counts stay right while this transaction lasts), and the (source event id, channel)
+        pairs of these events that already have a row."""
+        rows = (await self.session.execute(_WAITING_AND_STAGED, {
+            "keys": [key for key, _ in pairs], "channels": [channel for _, channel in pairs],
+            "event_ids": [uuid.UUID(e) for e in event_ids]})).all()
+        waiting: dict[tuple[str, str], list[int]] = {}
+        staged: set[tuple[str, str]] = set()
+        for row in rows:
+            if row.id is not None:
+                waiting.setdefault((row.coalesce_key, row.channel), []).append(row.id)
+            else:
+                staged.add((str(row.source_event_id), row.channel))
+        return waiting, staged
 
-    async def release_waiting(self, coalesce_key: str, channel: Channel) -> None:
-        await self.session.execute(_RELEASE_WAITING, {"key": coalesce_key, "n_channel": channel})
+    async def release(self, notification_ids: Sequence[int]) -> None:
+        """Let waiting notifications go now (every dispatch of their order is in)."""
+        await self.session.execute(_RELEASE, {"ids": list(notification_ids)})
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 class SenderRepository:

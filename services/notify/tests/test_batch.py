@@ -1,0 +1,374 @@
+"""Notify's set-based recording path against the real PostgreSQL, through the runtime's batch
+consumer (inbox, batch handler, outbox) without a broker: a run of events is one call; several
+events of one order in one run see each other's effect as one after another would; events of
+several orders are told apart; dispatches coalesce inside one run as across runs; a redelivered
+batch, or a run handled twice, applies nothing twice."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from orderflow.contracts.events import (
+    CustomerUpdated,
+    Event,
+    HoldReason,
+    OrderApproved,
+    OrderCancelled,
+    OrderHeld,
+    OrderReceived,
+    ReservedLine,
+    ShipmentDelayed,
+    ShipmentDispatched,
+)
+from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.order import CanonicalOrder, Customer, OrderTotals, order_id_for
+from orderflow.contracts.topics import TOPIC_OF_EVENT
+from orderflow.devstack.catalogue import canonical_order
+from orderflow.notify import app
+from orderflow.notify.handlers import Notifier
+from orderflow.notify.settings import NotifySettings
+from orderflow.runtime.consumer import BatchProcessor, Subscription, decode
+from orderflow.runtime.db import make_engine, migrate
+from orderflow.runtime.settings import DatabaseSettings
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+from orderflow.testing.infra import Infra
+
+pytestmark = pytest.mark.service
+
+WINDOW_S = 60.0
+TOTALS = OrderTotals(subtotal=Decimal("200.00"), discount=Decimal("0.00"), tax=Decimal("18.00"),
+                     shipping=Decimal("10.00"), grand_total=Decimal("228.00"))
+
+
+@dataclass
+class Rec:
+    topic: str
+    offset: int
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    key: bytes | None = None
+    partition: int = 0
+
+
+class Records:
+    """Events as the broker would hand them: per-topic offsets, fresh event ids."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[str, int] = {}
+
+    def __call__(self, *events: Event) -> list[Rec]:
+        out = []
+        for event in events:
+            topic = TOPIC_OF_EVENT[type(event)].name
+            self.offsets[topic] = self.offsets.get(topic, -1) + 1
+            headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=1,
+                                       producer="tests", correlation_id=event.key())
+            out.append(Rec(topic, self.offsets[topic], event.model_dump_json().encode(),
+                           list(headers.to_kafka()), event.key().encode()))
+        return out
+
+
+def event_id(rec: Rec) -> str:
+    return dict(rec.headers)["event_id"].decode()
+
+
+@dataclass
+class Notify:
+    engine: AsyncEngine
+    notifier: Notifier
+    processor: BatchProcessor
+    runs: list[list[str]]  # the event types of each call of the batch handler
+
+    async def process(self, records: list[Rec]) -> set[str]:
+        """Apply one batch; the channels whose senders its commit wakes."""
+        await self.processor.process(records, None)  # type: ignore[arg-type]
+        return self.notifier.take_staged_channels()
+
+    async def rows(self, sql: str, **params: Any) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.text(sql), params)).mappings())
+
+    async def notifications(self, order_id: str) -> list[Any]:
+        return await self.rows("SELECT * FROM notify_notifications WHERE order_id = :o ORDER BY id",
+                               o=order_id)
+
+    async def order(self, order_id: str) -> Any:
+        [row] = await self.rows("SELECT * FROM notify_orders WHERE order_id = :o", o=order_id)
+        return row
+
+    async def recorded(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
+        rows = await self.rows("SELECT value, headers FROM outbox WHERE topic = 'notification.recorded' "
+                               "ORDER BY id")
+        return [(json.loads(bytes(r["value"])), dict(r["headers"] if isinstance(r["headers"], list)
+                                                     else json.loads(r["headers"]))) for r in rows]
+
+
+@pytest.fixture
+async def notify(infra: Infra) -> AsyncIterator[Notify]:
+    schema = f"notify_batch_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(DatabaseSettings(url=infra.database_url), schema)
+    await migrate(engine, schema, Path(app.__file__).parent / "migrations" / "versions")
+    settings = NotifySettings(webhook_urls={"shopify": "http://127.0.0.1:9/ok"},
+                              webhook_secret="secret", coalesce_window_s=WINDOW_S,
+                              default_language="zh-CN")
+    notifier = Notifier(settings)
+    runs: list[list[str]] = []
+
+    async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+        runs.append([i.headers.event_type for i in run])
+        await notifier.on_events(uow, run)
+
+    # the service's own subscriptions, the batch handler spied on
+    subscriptions = [
+        Subscription(s.topic, batch_handler=on_events) if s.batch_handler is not None
+        else Subscription(s.topic, getattr(notifier, s.handler.__name__))  # type: ignore[union-attr]
+        for s in app.create_service().subscriptions]
+    processor = BatchProcessor(service="notify", subscriptions=subscriptions, engine=engine,
+                               max_bytes=1_000_000)
+    try:
+        yield Notify(engine, notifier, processor, runs)
+    finally:
+        await engine.dispose()
+        admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+# --- building the source events ----------------------------------------------------------------
+
+
+def customer_updated(customer_id: str, *, language: str = "en", channel: str = "email",
+                     opt_out: bool = False) -> CustomerUpdated:
+    return CustomerUpdated(customer_id=customer_id, name=f"Customer {customer_id}",
+                           email=f"{customer_id.lower()}@buyer.example", phone="13800001234",
+                           language=language, credit_limit=Decimal("100000"), currency="CNY",
+                           payment_terms="net30", preferred_channel=channel,
+                           opt_out_marketing=opt_out)
+
+
+def an_order(external_id: str, customer_id: str, *, name: str = "Anna") -> CanonicalOrder:
+    data = canonical_order(external_id, lines=[("TEA-001", 2)])
+    data["customer"] = {"id": customer_id, "name": name,
+                        "email": f"{customer_id.lower()}@buyer.example", "phone": "13800001234"}
+    return CanonicalOrder.model_validate(data)
+
+
+def received(channel: str, order: CanonicalOrder) -> OrderReceived:
+    return OrderReceived(order_id=order_id_for(channel, order.external_id), channel=channel,
+                         external_id=order.external_id, order=order, totals=TOTALS)
+
+
+def approved(channel: str, order: CanonicalOrder) -> OrderApproved:
+    return OrderApproved(order_id=order_id_for(channel, order.external_id), channel=channel,
+                         external_id=order.external_id, order=order, totals=TOTALS,
+                         approved_by="auto")
+
+
+def held(order_id: str, code: str = "credit_limit") -> OrderHeld:
+    return OrderHeld(order_id=order_id, reasons=(HoldReason(code=code, message="m"),))  # type: ignore[arg-type]
+
+
+def dispatched(order_id: str, shipment: str, *, count: int) -> ShipmentDispatched:
+    return ShipmentDispatched(
+        order_id=order_id, shipment_id=shipment, warehouse_id="WH-SH", carrier="SF",
+        service="express", tracking_number=f"T-{shipment}",
+        lines=(ReservedLine(sku="TEA-001", warehouse_id="WH-SH", quantity=1),),
+        weight_kg=Decimal("1.0"), dispatched_at=datetime(2026, 11, 21, 2, tzinfo=UTC),
+        promised_date=date(2026, 11, 23), shipment_count=count)
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8].upper()
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+async def test_several_events_of_one_order_in_one_run_see_each_other(notify: Notify) -> None:
+    records = Records()
+    customer = f"B{tag()}"
+    await notify.process(records(customer_updated(customer, language="en")))
+    order = an_order(f"A-{tag()}", customer)
+    first = received("shopify", order)
+    run = records(first, held(first.order_id), held(first.order_id, "overdue"),
+                  approved("shopify", order))
+
+    woken = await notify.process(run)
+
+    assert notify.runs[-1] == ["OrderReceived", "OrderHeld", "OrderHeld", "OrderApproved"]
+    assert woken == {"email", "webhook"}
+    rows = await notify.notifications(first.order_id)
+    assert [(r["kind"], r["channel"], r["status"]) for r in rows] == [
+        ("order_received", "webhook", "pending"), ("order_received", "email", "pending"),
+        ("order_held", "webhook", "pending"), ("order_held", "email", "pending"),
+        ("order_held", "webhook", "pending"), ("order_held", "email", "suppressed"),
+        ("order_approved", "webhook", "pending"), ("order_approved", "email", "pending")]
+    # the second hold found the review notice the first had just sent
+    assert rows[5]["detail"] == "the customer was already told this order is being reviewed"
+    assert rows[5]["finished_at"] is not None
+    assert [str(r["source_event_id"]) for r in rows[::2]] == [event_id(r) for r in run]
+    # the hold's message knew the order's contact and language from the received before it
+    assert rows[3]["recipient"] == f"{customer.lower()}@buyer.example"
+    assert rows[3]["language"] == "en"
+    assert rows[3]["context"]["customer_name"] == "Anna"
+    assert rows[3]["context"]["event"]["notice"] == "under_review"
+    # the approval's message shows the order's lines again
+    assert rows[7]["context"]["order"]["lines"][0]["sku"] == "TEA-001"
+    assert rows[7]["context"]["order"]["totals"]["grand_total"] == "228.00"
+    saved = await notify.order(first.order_id)
+    assert saved["review_notice_sent"] is True
+    assert saved["channel"] == "shopify" and saved["customer_id"] == customer
+    # the suppressed one is recorded at once, answering the event that caused it
+    [(event, headers)] = await notify.recorded()
+    assert event["status"] == "suppressed" and event["source_event_id"] == event_id(run[2])
+    assert headers["causation_id"] == event_id(run[2])
+
+
+async def test_events_of_several_orders_in_one_run(notify: Notify) -> None:
+    records = Records()
+    en, zh, sms, quiet = (f"E{tag()}", f"Z{tag()}", f"S{tag()}", f"Q{tag()}")
+    await notify.process(records(customer_updated(en), customer_updated(zh, language="zh-CN"),
+                                 customer_updated(sms, channel="sms"),
+                                 customer_updated(quiet, opt_out=True)))
+    a, b, c, q = (received("shopify", an_order(f"A-{tag()}", en)),
+                  received("canonical", an_order(f"B-{tag()}", zh, name="王芳")),
+                  received("canonical", an_order(f"C-{tag()}", sms)),
+                  received("canonical", an_order(f"Q-{tag()}", quiet)))
+    unknown = order_id_for("canonical", f"U-{tag()}")
+    lost = Customer(id=f"L{tag()}", name="Lee", email="lee@buyer.example")
+    run = records(a, b, c, q, approved("canonical", q.order),
+                  ShipmentDelayed(order_id=unknown, shipment_id="S1", reason="weather",
+                                  promised_date=date(2026, 11, 23)),
+                  OrderCancelled(order_id=order_id_for("canonical", f"K-{tag()}"), reason="r",
+                                 requested_by="customer", customer=lost),
+                  approved("shopify", a.order))
+
+    woken = await notify.process(run)
+
+    assert len(notify.runs[-1]) == 8
+    assert woken == {"email", "sms", "webhook"}
+
+    def told(rows: list[Any]) -> list[tuple[str, str, str, str, str]]:
+        return [(r["kind"], r["channel"], r["status"], r["recipient"], r["language"]) for r in rows]
+
+    assert told(await notify.notifications(a.order_id)) == [
+        ("order_received", "webhook", "pending", "shopify", "en"),
+        ("order_received", "email", "pending", f"{en.lower()}@buyer.example", "en"),
+        ("order_approved", "webhook", "pending", "shopify", "en"),
+        ("order_approved", "email", "pending", f"{en.lower()}@buyer.example", "en")]
+    assert told(await notify.notifications(b.order_id)) == [
+        ("order_received", "email", "pending", f"{zh.lower()}@buyer.example", "zh-CN")]
+    assert told(await notify.notifications(c.order_id)) == [
+        ("order_received", "sms", "pending", "13800001234", "en")]
+    quiet_rows = await notify.notifications(q.order_id)
+    assert [(r["kind"], r["status"]) for r in quiet_rows] == [
+        ("order_received", "pending"), ("order_approved", "suppressed")]
+    assert "opted out" in quiet_rows[1]["detail"]
+    [delayed] = await notify.notifications(unknown)
+    assert (delayed["status"], delayed["language"]) == ("suppressed", "zh-CN")
+    assert "no contact is known" in delayed["detail"]
+    # a cancel of an order notify never saw uses the customer it carries
+    [cancelled] = [r for r in await notify.rows(
+        "SELECT * FROM notify_notifications WHERE kind = 'order_cancelled'")]
+    assert (cancelled["recipient"], cancelled["status"]) == ("lee@buyer.example", "pending")
+    assert cancelled["context"]["customer_name"] == "Lee"
+    recorded = [(e["source_event_id"], e["status"]) for e, _ in await notify.recorded()]
+    assert recorded == [(event_id(run[4]), "suppressed"), (event_id(run[5]), "suppressed")]
+
+
+async def test_dispatches_coalesce_inside_one_run_as_across_runs(notify: Notify) -> None:
+    records = Records()
+    customer = f"D{tag()}"
+    await notify.process(records(customer_updated(customer)))
+    x, y, z = (received("canonical", an_order(f"{n}-{tag()}", customer)) for n in "XYZ")
+    await notify.process(records(x, y, z))
+
+    # x: three shipments, the first alone, the other two in one run; y: both in one run;
+    # z: one of two (it waits for its sibling)
+    await notify.process(records(dispatched(x.order_id, "X1", count=3)))
+    [x1] = [r for r in await notify.notifications(x.order_id) if r["kind"] == "shipment_dispatched"]
+    assert x1["next_attempt_at"] - x1["created_at"] >= timedelta(seconds=WINDOW_S - 5)
+
+    woken = await notify.process(records(
+        dispatched(y.order_id, "Y1", count=2), dispatched(x.order_id, "X2", count=3),
+        dispatched(z.order_id, "Z1", count=2), dispatched(y.order_id, "Y2", count=2),
+        dispatched(x.order_id, "X3", count=3)))
+    assert len(notify.runs[-1]) == 5 and woken == {"email"}
+
+    def dispatches(rows: list[Any]) -> list[Any]:
+        return [r for r in rows if r["kind"] == "shipment_dispatched"]
+
+    x_rows = dispatches(await notify.notifications(x.order_id))
+    y_rows = dispatches(await notify.notifications(y.order_id))
+    [z1] = dispatches(await notify.notifications(z.order_id))
+    committed = y_rows[0]["created_at"]  # the second run's transaction time
+    # the last shipment of x released the two before it (the first from an earlier run) ...
+    assert [r["next_attempt_at"] == committed for r in x_rows] == [True, True, False]
+    assert x_rows[2]["next_attempt_at"] - committed < timedelta(seconds=5)
+    # ... and y's second its first, in the same run
+    assert [r["next_attempt_at"] == committed for r in y_rows] == [True, False]
+    assert y_rows[1]["next_attempt_at"] - committed < timedelta(seconds=5)
+    assert z1["next_attempt_at"] - z1["created_at"] >= timedelta(seconds=WINDOW_S - 5)
+    assert {r["coalesce_key"] for r in x_rows} == {f"{x.order_id}:shipment_dispatched"}
+    assert all(r["status"] == "pending" for r in x_rows + y_rows + [z1])
+    # each order kept its shipments, for later messages about them
+    assert set((await notify.order(x.order_id))["shipments"]) == {"X1", "X2", "X3"}
+    assert set((await notify.order(y.order_id))["shipments"]) == {"Y1", "Y2"}
+    # a delay of a known shipment finds its tracking number in the order
+    await notify.process(records(ShipmentDelayed(order_id=y.order_id, shipment_id="Y2", reason="w",
+                                                 promised_date=date(2026, 11, 23))))
+    [delay] = [r for r in await notify.notifications(y.order_id) if r["kind"] == "shipment_delayed"]
+    assert delay["context"]["event"]["tracking_number"] == "T-Y2"
+
+
+async def test_a_redelivered_batch_or_a_run_handled_twice_applies_nothing_twice(
+        notify: Notify) -> None:
+    records = Records()
+    customer = f"R{tag()}"
+    await notify.process(records(customer_updated(customer, opt_out=True)))
+    order = an_order(f"R-{tag()}", customer)
+    first = received("shopify", order)
+    batch = records(first, held(first.order_id), approved("shopify", order),
+                    dispatched(first.order_id, "R1", count=2))
+    assert await notify.process(batch) == {"email", "webhook"}
+    before = await notify.notifications(first.order_id)
+    state = await notify.order(first.order_id)
+    outbox = await notify.recorded()
+    assert len(before) == 8 and len(outbox) == 1
+
+    # redelivered: the inbox skips every event, the handler is not called
+    calls = len(notify.runs)
+    assert await notify.process(batch) == set()
+    assert len(notify.runs) == calls
+    assert await notify.notifications(first.order_id) == before
+    assert await notify.recorded() == outbox
+
+    # the same run handled again past the inbox: nothing staged, recorded or woken twice
+    decoded = [decode(r, notify.processor.subscriptions[r.topic], 1_000_000)  # type: ignore[arg-type]
+               for r in batch]
+    async with AsyncSession(notify.engine) as session, session.begin():
+        uow = UnitOfWork(session, "notify")
+        await notify.notifier.on_events(uow, decoded)  # type: ignore[arg-type]
+        assert uow.outgoing == []
+    assert notify.notifier.take_staged_channels() == set()
+    after = await notify.notifications(first.order_id)
+
+    def kept(rows: list[Any]) -> list[tuple[Any, ...]]:
+        return [(r["id"], r["status"], r["recipient"], r["context"]) for r in rows]
+
+    assert kept(after) == kept(before)
+    again = await notify.order(first.order_id)
+    assert (again["facts"], again["shipments"], again["review_notice_sent"]) == (
+        state["facts"], state["shipments"], state["review_notice_sent"])
