@@ -31,10 +31,9 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
             entry = readmodel.entry_for(incoming.topic, incoming.headers, event)
             if entry is not None:  # stock counts, warehouses, invoices: counted by topic only
                 entries.append(entry)
-    for customer in customers.values():
-        await repo.upsert_customer(customer)
-    for product in products.values():
-        await repo.upsert_product(product)
+    # one statement each, in key order (concurrent replicas lock the rows in the same order)
+    await repo.upsert_customers([customers[k] for k in sorted(customers)])
+    await repo.upsert_products([products[k] for k in sorted(products)])
     if not entries:
         return
     await repo.lock_orders([e.order_id for e in entries])

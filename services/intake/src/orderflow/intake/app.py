@@ -31,7 +31,8 @@ def create_service() -> ServiceDefinition:
         description="Normalises every channel's orders, checks them, and deduplicates re-pushes",
         migrations=Path(__file__).parent / "migrations" / "versions",
         subscriptions=[
-            Subscription(topics.ORDER_INBOUND, handlers.on_order_submitted, headerless=True,
+            Subscription(topics.ORDER_INBOUND, batch_handler=handlers.on_orders_submitted,
+                         headerless=True,
                          description="Raw orders from connectors, one adapter per channel"),
             Subscription(topics.PRODUCT_UPDATED, handlers.on_product_updated,
                          description="The product catalogue intake checks SKUs and tax against"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -51,6 +53,50 @@ _RECORD = pg_insert(revisions).on_conflict_do_nothing()
 _CATALOGUE = sa.select(products).where(
     products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
 
+# the set-based path's statements (a run of pushes: one statement per table)
+_LOCK_KNOWN_MANY = sa.text(
+    "SELECT order_id, revision, status, payload_sha256 FROM intake_orders "
+    "WHERE order_id = ANY(CAST(:ids AS text[])) ORDER BY order_id FOR UPDATE")
+_ADD_MANY = sa.text(
+    "INSERT INTO intake_orders (order_id, channel, external_id, revision, status, payload_sha256) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]), "
+    "CAST(:external_ids AS text[]), CAST(:revisions AS bigint[]), CAST(:statuses AS text[]), "
+    "CAST(:fingerprints AS text[])) "
+    "ON CONFLICT DO NOTHING RETURNING order_id")
+_UNADD_MANY = sa.text("DELETE FROM intake_orders WHERE order_id = ANY(CAST(:ids AS text[]))")
+_UPDATE_MANY = sa.text(
+    "UPDATE intake_orders AS o SET revision = t.revision, status = t.status, "
+    "payload_sha256 = t.fingerprint, updated_at = now() "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:revisions AS bigint[]), CAST(:statuses AS text[]), "
+    "CAST(:fingerprints AS text[])) AS t(order_id, revision, status, fingerprint) "
+    "WHERE o.order_id = t.order_id")
+_RECORD_MANY = sa.text(
+    "INSERT INTO intake_revisions (order_id, revision, payload_sha256, status, reasons) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:revisions AS bigint[]), "
+    "CAST(:fingerprints AS text[]), CAST(:statuses AS text[]), CAST(:reasons AS jsonb[])) "
+    "ON CONFLICT DO NOTHING")
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """An order's row in ``intake_orders`` as a run of pushes leaves it."""
+
+    order_id: str
+    channel: str
+    external_id: str
+    revision: int
+    status: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    order_id: str
+    revision: int
+    fingerprint: str
+    status: str
+    reasons: tuple[Reason, ...]
+
 
 class IntakeRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -59,6 +105,54 @@ class IntakeRepository:
     async def lock_known(self, order_id: str) -> KnownOrder | None:
         row = (await self.session.execute(_LOCK_KNOWN, {"o_id": order_id})).first()
         return KnownOrder(row.order_id, row.revision, row.status, row.payload_sha256) if row else None
+
+    async def lock_known_many(self, order_ids: Iterable[str]) -> dict[str, KnownOrder]:
+        """``lock_known`` for many orders at once, their rows locked in order id order (two
+        replicas' runs cannot lock crosswise)."""
+        ids = sorted(set(order_ids))
+        if not ids:
+            return {}
+        rows = (await self.session.execute(_LOCK_KNOWN_MANY, {"ids": ids})).all()
+        return {r[0]: KnownOrder(r[0], r[1], r[2], r[3]) for r in rows}
+
+    async def add_many(self, rows: Sequence[OrderRow]) -> set[str]:
+        """Insert these orders (distinct ids, in id order); return those inserted (one a
+        concurrent push recorded first is not)."""
+        if not rows:
+            return set()
+        rows = sorted(rows, key=lambda r: r.order_id)
+        result = await self.session.execute(_ADD_MANY, {
+            "ids": [r.order_id for r in rows], "channels": [r.channel for r in rows],
+            "external_ids": [r.external_id for r in rows], "revisions": [r.revision for r in rows],
+            "statuses": [r.status for r in rows], "fingerprints": [r.fingerprint for r in rows]})
+        return set(result.scalars())
+
+    async def unadd_many(self, order_ids: Iterable[str]) -> None:
+        """Take back orders ``add_many`` inserted in this transaction."""
+        ids = sorted(order_ids)
+        if ids:
+            await self.session.execute(_UNADD_MANY, {"ids": ids})
+
+    async def update_many(self, rows: Sequence[OrderRow]) -> None:
+        """Set the revision, status and fingerprint of these (locked, distinct) orders."""
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: r.order_id)
+        await self.session.execute(_UPDATE_MANY, {
+            "ids": [r.order_id for r in rows], "revisions": [r.revision for r in rows],
+            "statuses": [r.status for r in rows], "fingerprints": [r.fingerprint for r in rows]})
+
+    async def record_many(self, rows: Sequence[RevisionRow]) -> None:
+        """Record these revisions (distinct (order, revision) pairs); one already recorded
+        stays as it is, as with ``_record``."""
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: (r.order_id, r.revision))
+        await self.session.execute(_RECORD_MANY, {
+            "ids": [r.order_id for r in rows], "revisions": [r.revision for r in rows],
+            "fingerprints": [r.fingerprint for r in rows], "statuses": [r.status for r in rows],
+            "reasons": [orjson.dumps([x.model_dump(mode="json") for x in r.reasons]).decode()
+                        for r in rows]})
 
     async def add(self, *, order_id: str, channel: str, external_id: str, revision: int,
                   status: str, fingerprint: str, reasons: tuple[Reason, ...] = ()) -> bool:
