@@ -25,7 +25,7 @@ def create_service(settings: LogisticsSettings | None = None,
                     "rule, tracking to delivery, and delays caught before the customer calls",
         migrations=Path(__file__).parent / "migrations" / "versions",
         subscriptions=[
-            Subscription(topics.STOCK_RESERVED, handlers.on_stock_reserved,
+            Subscription(topics.STOCK_RESERVED, batch_handler=handlers.on_stocks_reserved,
                          description="Reserved orders: one shipment per warehouse, dispatched"),
             Subscription(topics.ORDER_CANCEL_REQUESTED, handlers.on_cancel_requested,
                          description="Cancel requests: honoured until dispatch, else refused"),

@@ -7,8 +7,10 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -42,7 +44,7 @@ from orderflow.contracts.events import (
 from orderflow.contracts.order import CanonicalOrder, OrderLine
 from orderflow.logistics import domain
 from orderflow.logistics.carriers import CarrierChoice
-from orderflow.logistics.repository import LogisticsRepository, ShipmentRecord
+from orderflow.logistics.repository import LogisticsRepository, NewShipment, ShipmentRecord
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
@@ -93,6 +95,13 @@ async def flag_delays(uow: UnitOfWork, repo: LogisticsRepository, shipment: Ship
     return flagged
 
 
+def _context_of(incoming: IncomingEvent[Any]) -> AbstractContextManager[None]:
+    """The log context the consumer binds around a handler called for one event."""
+    return structlog.contextvars.bound_contextvars(
+        event_id=incoming.headers.event_id, order_id=incoming.key, topic=incoming.topic,
+        partition=incoming.partition, offset=incoming.offset)
+
+
 class LogisticsHandlers:
     """The subscriptions' handlers, with the settings, clock and randomness they use."""
 
@@ -103,32 +112,132 @@ class LogisticsHandlers:
         self.randbelow = randbelow
 
     async def on_stock_reserved(self, uow: UnitOfWork, incoming: IncomingEvent[StockReserved]) -> None:
-        reserved = incoming.event
-        order = reserved.order
+        """One reservation: a run of one."""
+        await self.on_stocks_reserved(uow, [incoming])
+
+    async def on_stocks_reserved(self, uow: UnitOfWork,
+                                 run: list[IncomingEvent[StockReserved]]) -> None:
+        """A run of reservations, set-based: the orders' records created and locked in sorted
+        order, their shipments counted and the warehouses and products read with one statement;
+        then each reservation decided in the run's order as one at a time would (cancelled: not
+        dispatched; a change pending: parked; dispatched already, by an earlier reservation of
+        the run too: ignored; else planned by the domain); then the shipments stored with one
+        statement and the parked reservations with one. The log lines of each reservation are
+        written after that, in order, with its event's context."""
         repo = LogisticsRepository(uow.session, self.randbelow)
-        # the point of no return: a cancel request of this order waits for this lock, or this
-        # reservation waits for the cancel's and then finds the order cancelled
-        record = await repo.lock_order(reserved.order_id, order)
-        if record.status == "cancelled":
-            log.info("order cancelled before dispatch; reservation not dispatched",
-                     order_id=reserved.order_id)
-            return
-        if record.pending_change_id is not None:
-            # a change is being applied: dispatch waits until it is settled
-            await repo.park_reservation(reserved.order_id, reserved.model_dump(mode="json"),
-                                        incoming.headers.event_id)
-            log.info("change pending; reservation parked", order_id=reserved.order_id,
-                     change_id=record.pending_change_id)
-            return
-        if await repo.shipment_count(reserved.order_id):
-            # the order was already dispatched from a settled change's reservations
-            log.info("order already dispatched; reservation ignored", order_id=reserved.order_id)
-            return
-        # a settled change may have brought newer content (address, date) than this reservation
-        current = record.order if record.order is not None and \
-            record.order.revision > order.revision else order
-        await self._dispatch(uow, repo, reserved.order_id, current, reserved.reservations,
-                             incoming.headers.event_id, shipped_before=0)
+        # the point of no return: a cancel request of these orders waits for these locks, or
+        # this run waits for the cancel's and then finds the order cancelled
+        locks = await repo.lock_orders([(i.event.order_id, i.event.order) for i in run])
+        to_dispatch = [i for i in run if locks[i.event.order_id].status != "cancelled"
+                       and locks[i.event.order_id].pending_change_id is None]
+        newer = {i.event.order_id for i in to_dispatch
+                 if (locks[i.event.order_id].kept_revision or 0) > i.event.order.revision}
+        # a settled change may have brought newer content (address, date) than a reservation
+        kept = await repo.kept_orders(newer) if newer else {}
+        counts, sites, infos = await repo.counts_and_master_data(
+            (i.event.order_id for i in to_dispatch),
+            (r.warehouse_id for i in to_dispatch for r in i.event.reservations),
+            (r.sku for i in to_dispatch for r in i.event.reservations),
+        ) if to_dispatch else ({}, {}, {})
+        catalogue = self.settings.catalogue
+        said: dict[str, list[tuple[Callable[..., Any], str, dict[str, Any]]]] = {}
+        parked: dict[str, tuple[str, str, str]] = {}  # the last reservation of an order wins
+        shipments: list[NewShipment] = []
+        dispatching: set[str] = set()  # the reservations planned (with shipments or none)
+        for incoming in run:
+            reserved = incoming.event
+            lines = said.setdefault(incoming.headers.event_id, [])
+            lock = locks[reserved.order_id]
+            if lock.status == "cancelled":
+                lines.append((log.info, "order cancelled before dispatch; reservation not "
+                              "dispatched", {"order_id": reserved.order_id}))
+                continue
+            if lock.pending_change_id is not None:
+                # a change is being applied: dispatch waits until it is settled
+                parked.pop(reserved.order_id, None)
+                parked[reserved.order_id] = (reserved.order_id, reserved.model_dump_json(),
+                                             incoming.headers.event_id)
+                lines.append((log.info, "change pending; reservation parked",
+                              {"order_id": reserved.order_id,
+                               "change_id": lock.pending_change_id}))
+                continue
+            if counts.get(reserved.order_id, 0):
+                # the order was already dispatched from a settled change's reservations (or
+                # by an earlier reservation of this run)
+                lines.append((log.info, "order already dispatched; reservation ignored",
+                              {"order_id": reserved.order_id}))
+                continue
+            order = kept.get(reserved.order_id, reserved.order)
+            plans = domain.plan_shipments(
+                order_id=reserved.order_id, source_event_id=incoming.headers.event_id,
+                order=order, reservations=reserved.reservations, warehouses=sites,
+                products=infos, catalogue=catalogue, dispatched_at=self.clock(),
+                tz=self.settings.tz)
+            counts[reserved.order_id] = len(plans)
+            dispatching.add(incoming.headers.event_id)
+            for plan in plans:
+                choice = plan.choice
+                shipments.append(NewShipment(
+                    plan, external_id=order.external_id, customer_id=order.customer.id,
+                    priority=order.priority, ship_to=order.shipping_address,
+                    source_event_id=incoming.headers.event_id,
+                    tracking_number=repo.tracking_number(choice)
+                    if isinstance(choice, CarrierChoice) else None))
+        if parked:
+            await repo.park_reservations(list(parked.values()))
+        if shipments:
+            shipments = await repo.add_shipments(shipments, catalogue=catalogue)
+        by_event: dict[str, list[NewShipment]] = {}
+        for shipment in shipments:
+            by_event.setdefault(shipment.source_event_id, []).append(shipment)
+        for incoming in run:
+            event_id = incoming.headers.event_id
+            lines = said[event_id]
+            if event_id in dispatching:
+                self._dispatched(uow, incoming, by_event.get(event_id, []), lines)
+            with _context_of(incoming):
+                for say, message, fields in lines:
+                    say(message, **fields)
+
+    @staticmethod
+    def _dispatched(uow: UnitOfWork, incoming: IncomingEvent[StockReserved],
+                    stored: list[NewShipment],
+                    lines: list[tuple[Callable[..., Any], str, dict[str, Any]]]) -> None:
+        """The events of a reservation's stored shipments (in its plans' order), as ``_dispatch``
+        emits them, and its log lines."""
+        order_id = incoming.event.order_id
+        plans = [s.plan for s in stored]
+        count = len(plans)  # no shipment before: a reservation of an order with any is ignored
+        for shipment in stored:
+            plan, choice, number = shipment.plan, shipment.plan.choice, shipment.tracking_number
+            if plan.warehouse is None:
+                lines.append((log.warning, "warehouse location unknown; zone taken as national",
+                              {"warehouse_id": plan.warehouse_id}))
+            if number is None or not isinstance(choice, CarrierChoice):
+                reason = choice.reason if not isinstance(choice, CarrierChoice) else ""
+                uow.emit(ShipmentException(order_id=order_id,
+                                           shipment_id=plan.shipment_id, tracking_number="",
+                                           carrier="", code="no_carrier", detail=reason),
+                         cause=incoming)
+                lines.append((log.warning, "no carrier can take the shipment", {
+                    "shipment_id": plan.shipment_id, "warehouse_id": plan.warehouse_id,
+                    "reason": reason}))
+                continue
+            option = choice.option
+            uow.emit(ShipmentDispatched(
+                order_id=order_id, shipment_id=plan.shipment_id,
+                warehouse_id=plan.warehouse_id, carrier=option.carrier.code,
+                service=option.service.code, tracking_number=number, lines=plan.reserved_lines,
+                weight_kg=plan.weight_kg, dispatched_at=plan.dispatched_at,
+                promised_date=option.promised_date, requested_date=plan.requested_date,
+                misses_requested_date=choice.misses_requested_date, rule=choice.rule,
+                shipment_count=count), cause=incoming)
+        lines.append((log.debug, "order dispatched", {
+            "shipments": len(plans), "shipment_count": count,
+            "carriers": [p.choice.option.label if isinstance(p.choice, CarrierChoice)
+                         else "none" for p in plans],
+            "rules": sorted({p.choice.rule for p in plans
+                             if isinstance(p.choice, CarrierChoice)})}))
 
     async def _dispatch(self, uow: UnitOfWork, repo: LogisticsRepository, order_id: str,
                         order: CanonicalOrder, reservations: Sequence[ReservedLine],

@@ -3,9 +3,10 @@ logistics needs (warehouse locations, product names and weights)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -207,6 +208,129 @@ _ADD_DISPATCHED = (pg_insert(shipments)
                    .returning(shipments.c.shipment_id))
 
 
+# -- the statements of a run of reservations (the batch handler), built once: one statement per
+# table whatever the run's size; rows locked in sorted order (byte order: COLLATE "C" in SQL and
+# Python's sort agree), so replicas dispatching overlapping runs cannot deadlock crosswise
+_ENSURE_ORDERS = sa.text(
+    "INSERT INTO logistics_orders (order_id, status, order_json, customer_id) "
+    "SELECT order_id, 'open', order_json, customer_id FROM unnest(CAST(:ids AS text[]), "
+    "CAST(:orders AS jsonb[]), CAST(:customer_ids AS text[])) WITH ORDINALITY "
+    "AS o(order_id, order_json, customer_id, n) ORDER BY n "
+    "ON CONFLICT (order_id) DO UPDATE SET order_json = excluded.order_json, "
+    "customer_id = excluded.customer_id, updated_at = now() "
+    "WHERE logistics_orders.order_json IS NULL")
+# what a reservation needs of its order's row (the order's JSON only by ``kept_orders``)
+_LOCK_ORDER_ROWS = sa.text(
+    "SELECT order_id, status, CAST(order_json ->> 'revision' AS integer) AS kept_revision, "
+    "pending_change_id FROM logistics_orders WHERE order_id = ANY(CAST(:ids AS text[])) "
+    "ORDER BY order_id COLLATE \"C\" FOR UPDATE")
+_KEPT_ORDERS = sa.text(
+    "SELECT order_id, CAST(order_json AS text) AS order_json FROM logistics_orders "
+    "WHERE order_id = ANY(CAST(:ids AS text[]))")
+# the shipments each order has (kind 'n'), the warehouses (kind 'w') and the products ('p')
+_COUNTS_AND_MASTER_DATA = sa.text(
+    "SELECT 'n' AS kind, order_id AS id, count(*) AS n, CAST(NULL AS text) AS name, "
+    "CAST(NULL AS text) AS province, CAST(NULL AS text) AS city, "
+    "CAST(NULL AS numeric) AS weight_kg FROM logistics_shipments "
+    "WHERE order_id = ANY(CAST(:ids AS text[])) GROUP BY order_id "
+    "UNION ALL SELECT 'w', warehouse_id, NULL, name, province, city, NULL "
+    "FROM logistics_warehouses WHERE warehouse_id = ANY(CAST(:warehouse_ids AS text[])) "
+    "UNION ALL SELECT 'p', sku, NULL, name, NULL, NULL, weight_kg FROM logistics_products "
+    "WHERE sku = ANY(CAST(:skus AS text[]))")
+_PARK_RESERVATIONS = sa.text(
+    "UPDATE logistics_orders AS t SET parked_reservation = p.reserved, "
+    "parked_event_id = p.event_id, updated_at = now() FROM unnest(CAST(:ids AS text[]), "
+    "CAST(:reserved AS jsonb[]), CAST(:event_ids AS text[])) AS p(order_id, reserved, event_id) "
+    "WHERE t.order_id = p.order_id")
+_SHIPMENT_FIELDS = (
+    ("shipment_id", "text"), ("order_id", "text"), ("external_id", "text"),
+    ("customer_id", "text"), ("warehouse_id", "text"), ("status", "text"),
+    ("status_at", "timestamptz"), ("carrier", "text"), ("carrier_name", "text"),
+    ("service", "text"), ("service_name", "text"), ("express", "boolean"),
+    ("tracking_number", "text"), ("zone", "text"), ("rule", "text"), ("rule_detail", "text"),
+    ("priority", "text"), ("lines", "jsonb"), ("weight_kg", "numeric"),
+    ("weight_estimated", "boolean"), ("cost", "numeric"), ("currency", "text"),
+    ("ship_to", "jsonb"), ("destination_province", "text"), ("destination_city", "text"),
+    ("requested_date", "date"), ("pickup_date", "date"), ("promised_date", "date"),
+    ("misses_requested_date", "boolean"), ("dispatched_at", "timestamptz"),
+    ("exception_code", "text"), ("exception_detail", "text"), ("source_event_id", "text"))
+_NAMES = ", ".join(name for name, _ in _SHIPMENT_FIELDS)
+# a shipment no carrier can take has no tracking number (never a conflict); one whose number
+# collided is left out (RETURNING names those stored) and drawn again; an existing shipment id
+# (a replayed reservation) raises, as ``add_shipment``
+_ADD_SHIPMENTS = sa.text(
+    f"INSERT INTO logistics_shipments ({_NAMES}) SELECT {_NAMES} FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _SHIPMENT_FIELDS)
+    + f") WITH ORDINALITY AS s({_NAMES}, n) ORDER BY n "
+    "ON CONFLICT (tracking_number) DO NOTHING RETURNING shipment_id")
+
+
+@dataclass(frozen=True)
+class OrderLock:
+    """What a reservation needs of its order's locked row."""
+
+    order_id: str
+    status: str
+    kept_revision: int | None
+    pending_change_id: str | None
+
+
+@dataclass(frozen=True)
+class NewShipment:
+    """A planned shipment of a run with what its row needs, and (carrier chosen) its number."""
+
+    plan: PlannedShipment
+    external_id: str
+    customer_id: str
+    priority: str
+    ship_to: Address
+    source_event_id: str
+    tracking_number: str | None
+
+
+def _shipment_arrays(new: Sequence[NewShipment],
+                     catalogue: CarrierCatalogue) -> dict[str, list[Any]]:
+    """``_ADD_SHIPMENTS``' parameters: the values ``add_shipment`` stores, one array per column
+    (NULL where ``add_shipment`` leaves a column to its default: none but NULL)."""
+    arrays: dict[str, list[Any]] = {name: [] for name, _ in _SHIPMENT_FIELDS}
+    for s in new:
+        plan, choice = s.plan, s.plan.choice
+        row: dict[str, Any] = {
+            "shipment_id": plan.shipment_id, "order_id": plan.order_id,
+            "external_id": s.external_id, "customer_id": s.customer_id,
+            "warehouse_id": plan.warehouse_id, "priority": s.priority,
+            "lines": json.dumps(_shipment_lines(plan)),
+            "weight_kg": plan.weight_kg, "weight_estimated": plan.weight_estimated,
+            "currency": catalogue.currency, "ship_to": s.ship_to.model_dump_json(),
+            "destination_province": s.ship_to.province, "destination_city": s.ship_to.city,
+            "requested_date": plan.requested_date, "dispatched_at": plan.dispatched_at,
+            "misses_requested_date": plan.misses_requested_date,
+            "source_event_id": s.source_event_id,
+        }
+        if isinstance(choice, CarrierChoice):
+            option = choice.option
+            row.update(
+                status="dispatched", status_at=plan.dispatched_at, carrier=option.carrier.code,
+                carrier_name=option.carrier.name, service=option.service.code,
+                service_name=option.service.name, express=option.service.express,
+                zone=option.zone, rule=choice.rule, rule_detail=choice.detail, cost=option.cost,
+                pickup_date=option.pickup_date, promised_date=option.promised_date,
+                tracking_number=s.tracking_number)
+        else:
+            row.update(status="no_carrier", express=False, rule="no_carrier",
+                       rule_detail=choice.reason, exception_code="no_carrier",
+                       exception_detail=choice.reason)
+        for name, values in arrays.items():
+            values.append(row.get(name))
+    return arrays
+
+
+def _shipment_lines(plan: PlannedShipment) -> list[dict[str, Any]]:
+    return [{"sku": line.sku, "quantity": line.quantity, "name": line.name,
+             "unit_weight_kg": None if line.unit_weight_kg is None
+             else str(line.unit_weight_kg)} for line in plan.lines]
+
+
 class LogisticsRepository:
     def __init__(self, session: AsyncSession,
                  randbelow: Callable[[int], int] = secrets.randbelow) -> None:
@@ -255,9 +379,7 @@ class LogisticsRepository:
             "shipment_id": plan.shipment_id, "order_id": plan.order_id,
             "external_id": external_id, "customer_id": customer_id,
             "warehouse_id": plan.warehouse_id, "priority": priority,
-            "lines": [{"sku": line.sku, "quantity": line.quantity, "name": line.name,
-                       "unit_weight_kg": None if line.unit_weight_kg is None
-                       else str(line.unit_weight_kg)} for line in plan.lines],
+            "lines": _shipment_lines(plan),
             "weight_kg": plan.weight_kg, "weight_estimated": plan.weight_estimated,
             "currency": catalogue.currency, "ship_to": ship_to.model_dump(mode="json"),
             "destination_province": ship_to.province, "destination_city": ship_to.city,
@@ -286,6 +408,87 @@ class LogisticsRepository:
                 return number
         raise TrackingNumbersExhausted(
             f"{attempts} tracking numbers in a row collided for carrier {option.carrier.code}")
+
+    # -- a run of reservations (the batch handler) ---------------------------------------------
+    async def lock_orders(self, reserved: Sequence[tuple[str, CanonicalOrder]],
+                          ) -> dict[str, OrderLock]:
+        """``lock_order`` for every order of a run (order id, the order its first reservation
+        brings): the records created if new, each order's JSON kept the first time a reservation
+        brings it, locked in sorted order until the transaction ends: two round trips."""
+        first: dict[str, CanonicalOrder] = {}
+        for order_id, order in reserved:
+            first.setdefault(order_id, order)
+        ids = sorted(first)
+        await self.session.execute(_ENSURE_ORDERS, {
+            "ids": ids, "orders": [first[i].model_dump_json() for i in ids],
+            "customer_ids": [first[i].customer.id for i in ids]})
+        rows = (await self.session.execute(_LOCK_ORDER_ROWS, {"ids": ids})).all()
+        return {r.order_id: OrderLock(r.order_id, r.status, r.kept_revision, r.pending_change_id)
+                for r in rows}
+
+    async def kept_orders(self, order_ids: Iterable[str]) -> dict[str, CanonicalOrder]:
+        """The orders' JSON as their records keep it (the caller holds their locks)."""
+        rows = (await self.session.execute(
+            _KEPT_ORDERS, {"ids": sorted(set(order_ids))})).all()
+        return {r.order_id: CanonicalOrder.model_validate(json.loads(r.order_json))
+                for r in rows}
+
+    async def counts_and_master_data(
+            self, order_ids: Iterable[str], warehouse_ids: Iterable[str], skus: Iterable[str],
+    ) -> tuple[dict[str, int], dict[str, WarehouseSite], dict[str, ProductInfo]]:
+        """``shipment_count`` of each order (only those with any), ``warehouse_sites`` and
+        ``product_infos``: one round trip."""
+        rows = (await self.session.execute(_COUNTS_AND_MASTER_DATA, {
+            "ids": sorted(set(order_ids)), "warehouse_ids": sorted(set(warehouse_ids)),
+            "skus": sorted(set(skus))})).all()
+        counts: dict[str, int] = {}
+        sites: dict[str, WarehouseSite] = {}
+        infos: dict[str, ProductInfo] = {}
+        for r in rows:
+            if r.kind == "n":
+                counts[r.id] = int(r.n)
+            elif r.kind == "w":
+                sites[r.id] = WarehouseSite(r.id, r.name, r.province, r.city)
+            else:
+                infos[r.id] = ProductInfo(r.id, r.name, r.weight_kg)
+        return counts, sites, infos
+
+    async def park_reservations(self, parked: Sequence[tuple[str, str, str]]) -> None:
+        """``park_reservation`` for several orders, each once: (order id, the reservation's
+        JSON, its event id)."""
+        await self.session.execute(_PARK_RESERVATIONS, {
+            "ids": [p[0] for p in parked], "reserved": [p[1] for p in parked],
+            "event_ids": [p[2] for p in parked]})
+
+    async def add_shipments(self, shipments_: Sequence[NewShipment], *,
+                            catalogue: CarrierCatalogue, attempts: int = 12) -> list[NewShipment]:
+        """``add_shipment`` for a run's planned shipments (their tracking numbers drawn by the
+        caller, in order): one statement; a number that collided is drawn again for its shipment
+        alone, up to ``attempts`` times. Returns the shipments with the numbers stored."""
+        stored = list(shipments_)
+        pending = list(range(len(stored)))
+        for attempt in range(attempts):
+            if attempt:  # the collided ones again, with fresh numbers
+                for i in pending:
+                    choice = stored[i].plan.choice
+                    assert isinstance(choice, CarrierChoice)
+                    stored[i] = replace(stored[i], tracking_number=new_tracking_number(
+                        choice.option.carrier.tracking, self.randbelow))
+            inserted = set((await self.session.execute(
+                _ADD_SHIPMENTS, _shipment_arrays([stored[i] for i in pending], catalogue),
+            )).scalars())
+            pending = [i for i in pending if stored[i].plan.shipment_id not in inserted]
+            if not pending:
+                return stored
+        choice = stored[pending[0]].plan.choice
+        assert isinstance(choice, CarrierChoice)
+        raise TrackingNumbersExhausted(
+            f"{attempts} tracking numbers in a row collided for carrier "
+            f"{choice.option.carrier.code}")
+
+    def tracking_number(self, choice: CarrierChoice) -> str:
+        """A fresh tracking number in the carrier's format (the unique constraint decides)."""
+        return new_tracking_number(choice.option.carrier.tracking, self.randbelow)
 
     async def lock_shipment(self, shipment_id: str) -> ShipmentRecord | None:
         row = (await self.session.execute(

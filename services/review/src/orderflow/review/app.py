@@ -23,7 +23,7 @@ def create_service(policy: ReviewPolicy | None = None) -> ServiceDefinition:
                     "holds (with reasons) or rejects orders; the manual review queue",
         migrations=Path(__file__).parent / "migrations" / "versions",
         subscriptions=[
-            Subscription(topics.ORDER_RECEIVED, h.on_order_received,
+            Subscription(topics.ORDER_RECEIVED, batch_handler=h.on_orders_received,
                          description="Orders to review: the canonical order and its totals"),
             Subscription(topics.ORDER_CANCELLED, h.on_order_cancelled,
                          description="Cancelled orders: their credit exposure released"),

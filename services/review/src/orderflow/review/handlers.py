@@ -5,9 +5,11 @@ queue's HTTP API (``decide_manually``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -31,7 +33,7 @@ from orderflow.contracts.events import (
 )
 from orderflow.review import domain
 from orderflow.review.policy import ReviewPolicy
-from orderflow.review.repository import ReviewRepository
+from orderflow.review.repository import EarlyChange, ReviewedRow, ReviewRepository
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -64,69 +66,125 @@ class ReviewHandlers:
 
     async def on_order_received(self, uow: UnitOfWork,
                                 incoming: IncomingEvent[OrderReceived]) -> None:
-        received = incoming.event
-        order = received.order
+        """One order: a run of one."""
+        await self.on_orders_received(uow, [incoming])
+
+    async def on_orders_received(self, uow: UnitOfWork,
+                                 run: list[IncomingEvent[OrderReceived]]) -> None:
+        """A run of orders, set-based: every order's key lock, then the accounts (locked in
+        sorted order, as one order at a time would lock them: the customers of the orders not
+        cancelled), the promotions, prices and advance payments, each with one statement; then
+        each order decided in the run's order by the domain against the account as the run's
+        earlier orders left it (as if they had been reviewed one after another); then one
+        statement writes the orders, their audit rows, the moved accounts and the promotions'
+        uses. The log lines of each order are written after that, in order, with its event's
+        context."""
         repo = ReviewRepository(uow.session)
-        await repo.lock_order_key(received.order_id)
-        # cancelled? reviewed? changed early? one round trip, under the order's key lock
-        context = await repo.order_context(received.order_id)
-        if context.cancelled:
-            log.info("order cancelled before review saw it; skipped")
-            return
-        account = await repo.lock_account(order.customer.id, self.policy)
-        if context.reviewed:
-            log.info("order already reviewed; ignored")
-            return
-        early = context.early
-        if early is not None and early.revision > order.revision:
-            # a change came before the order: review the order as changed
-            changed = OrderReceived.model_validate(early.received)
-            received = received.model_copy(update={"order": changed.order,
-                                                   "totals": changed.totals})
+        await repo.lock_order_keys(i.event.order_id for i in run)
+        # cancelled? reviewed? changed early? one round trip, under the orders' key locks
+        contexts = await repo.order_contexts(i.event.order_id for i in run)
+        accounts = await repo.lock_accounts(
+            (i.event.order.customer.id for i in run if not contexts[i.event.order_id].cancelled),
+            self.policy)
+        # what each order to review is reviewed as: its own content, or an earlier change's
+        to_review: list[tuple[IncomingEvent[OrderReceived], OrderReceived,
+                              EarlyChange | None]] = []
+        skipped: dict[int, str] = {}  # index in the run -> why (cancelled or reviewed)
+        seen: set[str] = set()
+        for index, incoming in enumerate(run):
+            received = incoming.event
+            context = contexts[received.order_id]
+            if context.cancelled:
+                skipped[index] = "cancelled"
+                continue
+            if context.reviewed or received.order_id in seen:
+                skipped[index] = "reviewed"
+                continue
+            seen.add(received.order_id)
+            early = context.early
+            if early is not None and early.revision > received.order.revision:
+                # a change came before the order: review the order as changed
+                changed = OrderReceived.model_validate(early.received)
+                received = received.model_copy(update={"order": changed.order,
+                                                       "totals": changed.totals})
+            else:
+                early = None
+            to_review.append((incoming, received, early))
+        promotions = await repo.lock_promotions(
+            (r.order.promo_code for _, r, _ in to_review if r.order.promo_code), self.policy)
+        prices, advances = await repo.prices_and_advances(
+            (line.sku for _, r, _ in to_review for line in r.order.lines),
+            (r.order_id for _, r, _ in to_review)) if to_review else ({}, {})
+
+        lines: dict[str, list[tuple[Callable[..., Any], str, dict[str, Any]]]] = {}
+        reviewed: list[ReviewedRow] = []
+        moved: dict[str, domain.CreditAccount] = {}
+        early_change_ids: list[str] = []
+        uses: list[tuple[str, str]] = []
+        for incoming, received, early in to_review:
+            said = lines.setdefault(incoming.headers.event_id, [])
             order = received.order
-            await repo.set_change_status(early.change_id, "applied_early")
-            log.info("order reviewed with the content of an earlier change",
-                     change_id=early.change_id, revision=order.revision)
-        promotion = await repo.lock_promotion(order.promo_code, self.policy) \
-            if order.promo_code else None
-        prices, advance_paid = await repo.prices_and_advance_paid(
-            (line.sku for line in order.lines), received.order_id)
-        review = domain.OrderUnderReview(
-            order=order, totals=received.totals, account=account, prices=prices,
-            promotion=promotion,
-            # money paid to us in advance, plus what the channel collected at checkout
-            paid_in_advance=advance_paid + order.amount_paid,
-        )
-        decision = domain.review_order(review, self.policy)
-        ledger = domain.OrderLedger(
-            order_id=received.order_id, customer_id=order.customer.id, status=decision.outcome,
-            kind=decision.kind, grand_total=received.totals.grand_total,
-            paid=review.paid_in_advance if decision.kind == "prepaid" else domain.ZERO,
-            reasons=decision.reasons,
-        )
-        moved = None
-        if decision.outcome == "approved":
-            account, ledger = domain.approve(account, ledger)
-            moved = account
-            if promotion is not None:
-                await repo.use_promotion(promotion.code, received.order_id)
-        # the order, its audit row (decided by AUTO) and the account an approval moved: one
-        # round trip (the account and the promotion are locked by this transaction already)
-        await repo.add_order(ledger, received, decision.rules, decision.amount_due,
-                             reasons=decision.reasons, account=moved)
-        if decision.outcome == "approved":
-            uow.emit(_approved_event(received, decision.rules, AUTO, None))
-        elif decision.outcome == "held":
-            uow.emit(OrderHeld(order_id=received.order_id, reasons=decision.reasons,
-                               rules=decision.rules, customer=order.customer,
-                               amount_due=decision.amount_due, currency=order.currency))
-        else:
-            uow.emit(_rejected_event(received, decision.reasons, AUTO,
-                                     "rejected by policy (reject_on)"))
-        # approvals are the hot path (debug); holds and rejections stay at info
-        (log.debug if decision.outcome == "approved" else log.info)(
-            "order reviewed", outcome=decision.outcome, reasons=decision.codes,
-            grand_total=str(received.totals.grand_total), terms=decision.kind)
+            if early is not None:
+                early_change_ids.append(early.change_id)
+                said.append((log.info, "order reviewed with the content of an earlier change",
+                             {"change_id": early.change_id, "revision": order.revision}))
+            # the account as the run's earlier orders left it
+            account = accounts[incoming.event.order.customer.id]
+            promotion = None
+            if order.promo_code:
+                known = self.policy.promotion(order.promo_code)
+                promotion = promotions[known.code] if known is not None else None
+            review = domain.OrderUnderReview(
+                order=order, totals=received.totals, account=account,
+                prices={line.sku: prices[line.sku] for line in order.lines
+                        if line.sku in prices},
+                promotion=promotion,
+                # money paid to us in advance, plus what the channel collected at checkout
+                paid_in_advance=advances.get(received.order_id, domain.ZERO) + order.amount_paid,
+            )
+            decision = domain.review_order(review, self.policy)
+            ledger = domain.OrderLedger(
+                order_id=received.order_id, customer_id=order.customer.id,
+                status=decision.outcome, kind=decision.kind,
+                grand_total=received.totals.grand_total,
+                paid=review.paid_in_advance if decision.kind == "prepaid" else domain.ZERO,
+                reasons=decision.reasons,
+            )
+            if decision.outcome == "approved":
+                account, ledger = domain.approve(account, ledger)
+                accounts[account.customer_id] = moved[account.customer_id] = account
+                if promotion is not None:
+                    uses.append((promotion.code, received.order_id))
+                    promotions[promotion.code] = replace(promotion, used=promotion.used + 1)
+            reviewed.append(ReviewedRow(ledger, received, decision.rules, decision.amount_due,
+                                        decision.reasons))
+            if decision.outcome == "approved":
+                uow.emit(_approved_event(received, decision.rules, AUTO, None), cause=incoming)
+            elif decision.outcome == "held":
+                uow.emit(OrderHeld(order_id=received.order_id, reasons=decision.reasons,
+                                   rules=decision.rules, customer=order.customer,
+                                   amount_due=decision.amount_due, currency=order.currency),
+                         cause=incoming)
+            else:
+                uow.emit(_rejected_event(received, decision.reasons, AUTO,
+                                         "rejected by policy (reject_on)"), cause=incoming)
+            # approvals are the hot path (debug); holds and rejections stay at info
+            said.append((log.debug if decision.outcome == "approved" else log.info,
+                         "order reviewed", {
+                             "outcome": decision.outcome, "reasons": decision.codes,
+                             "grand_total": str(received.totals.grand_total),
+                             "terms": decision.kind}))
+        if reviewed:
+            await repo.add_reviewed_run(reviewed, list(moved.values()), early_change_ids, uses)
+        for index, incoming in enumerate(run):
+            why = skipped.get(index)
+            with _context_of(incoming):
+                if why == "cancelled":
+                    log.info("order cancelled before review saw it; skipped")
+                elif why == "reviewed":
+                    log.info("order already reviewed; ignored")
+                for say, message, fields in lines.get(incoming.headers.event_id, ()):
+                    say(message, **fields)
 
     async def on_order_cancelled(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[OrderCancelled]) -> None:
@@ -411,6 +469,13 @@ class ReviewHandlers:
                  correlation_id=ledger.order_id)
         log.info("prepaid order released", order_id=ledger.order_id,
                  payment_id=payment.payment_id)
+
+
+def _context_of(incoming: IncomingEvent[Any]) -> AbstractContextManager[None]:
+    """The log context the consumer binds around a handler called for one event."""
+    return structlog.contextvars.bound_contextvars(
+        event_id=incoming.headers.event_id, order_id=incoming.key, topic=incoming.topic,
+        partition=incoming.partition, offset=incoming.offset)
 
 
 class DecisionRefused(Exception):

@@ -7,6 +7,7 @@ so consumers, replicas and the HTTP API serialise on one customer without deadlo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -158,16 +160,6 @@ _SKUS = _B("skus", type_=ARRAY(sa.Text))
 _LOCK_ORDER_KEY = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
     sa.literal("review-order:") + _O_ID, 0)))
 _IS_CANCELLED = sa.select(cancelled_orders.c.order_id).where(cancelled_orders.c.order_id == _O_ID)
-_EARLY = (sa.select(order_changes.c.change_id, order_changes.c.revision, order_changes.c.received)
-          .where(order_changes.c.order_id == _O_ID, order_changes.c.status == "early")
-          .order_by(order_changes.c.revision.desc()).limit(1).subquery("early"))
-_ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one_row")
-_ORDER_CONTEXT = sa.select(
-    sa.exists().where(cancelled_orders.c.order_id == _O_ID).label("cancelled"),
-    sa.exists().where(orders.c.order_id == _O_ID).label("reviewed"),
-    _EARLY.c.change_id, _EARLY.c.revision, _EARLY.c.received,
-).select_from(_ONE_ROW.outerjoin(_EARLY, sa.true()))
-
 _ACCOUNT_FIELDS = ("known", "currency", "credit_limit", "payment_terms", "open_receivables",
                    "overdue_amount", "overdue_days", "blocked", "approved_not_invoiced",
                    "open_cod", "approved_orders")
@@ -176,25 +168,14 @@ _LOCK_ACCOUNT = (sa.select(credit_accounts.c.customer_id,
                  .where(credit_accounts.c.customer_id == _C_ID).with_for_update())
 _ADD_ACCOUNT = pg_insert(credit_accounts).on_conflict_do_nothing(
     index_elements=[credit_accounts.c.customer_id])
-
-
-def _save_account() -> sa.Update:
-    return credit_accounts.update().where(credit_accounts.c.customer_id == _C_ID).values(
-        **{f: _B(f"a_{f}", type_=credit_accounts.c[f].type) for f in _ACCOUNT_FIELDS},
-        updated_at=sa.func.now())
-
-
-_SAVE_ACCOUNT = _save_account()
+_SAVE_ACCOUNT = credit_accounts.update().where(credit_accounts.c.customer_id == _C_ID).values(
+    **{f: _B(f"a_{f}", type_=credit_accounts.c[f].type) for f in _ACCOUNT_FIELDS},
+    updated_at=sa.func.now())
 
 _PRICE_COLUMNS = (products.c.sku, products.c.unit_price, products.c.currency, products.c.active)
 _PRICES = sa.select(*_PRICE_COLUMNS).where(products.c.sku == sa.any_(_SKUS))
 _ADVANCE_PAID = sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount), 0).label("paid")).where(
     payments.c.order_id == _O_ID, payments.c.applied_as == "advance")
-_ADVANCE = _ADVANCE_PAID.subquery("advance")
-# one row with the advance payments, joined to each price found (NULLs when none is)
-_PRICES_AND_ADVANCE = sa.select(_ADVANCE.c.paid, *_PRICE_COLUMNS).select_from(
-    _ADVANCE.outerjoin(products, products.c.sku == sa.any_(_SKUS)))
-
 _PROMOTION_INSERT = pg_insert(promotions).values(
     code=_P_CODE, valid_from=_B("v_valid_from", type_=sa.Date),
     valid_to=_B("v_valid_to", type_=sa.Date), usage_limit=_B("v_usage_limit", type_=sa.Integer),
@@ -219,33 +200,6 @@ _LEDGER_COLUMNS = (orders.c.order_id, orders.c.customer_id, orders.c.status,
 _LEDGER = sa.select(*_LEDGER_COLUMNS).where(orders.c.order_id == _O_ID)
 _LEDGER_FOR_UPDATE = _LEDGER.with_for_update()
 
-_ORDER_FIELDS = ("channel", "external_id", "customer_id", "currency", "grand_total",
-                 "exposure_kind", "status", "reasons", "rules", "amount_due", "uninvoiced",
-                 "invoiced", "paid", "promo_code", "received")
-
-
-def _add_order(decided: bool) -> sa.Insert:
-    """Review's own decision: decided by "auto" unless held."""
-    return orders.insert().values(
-        order_id=_O_ID, **{f: _B(f"v_{f}", type_=orders.c[f].type) for f in _ORDER_FIELDS},
-        reviewed_at=sa.func.now(), decided_at=sa.func.now() if decided else None,
-        decided_by="auto" if decided else None)
-
-
-def _add_reviewed(decided: bool, with_account: bool) -> sa.Insert:
-    """The order, its audit row (decided by "auto", no comment, the order's rules) and, for an
-    approval, the customer's account it moved: one statement."""
-    order = _add_order(decided).returning(orders.c.order_id, orders.c.rules).cte("added_order")
-    stmt = decisions.insert().from_select(
-        ["order_id", "decision", "decided_by", "comment", "reasons", "rules", "decided_at"],
-        sa.select(order.c.order_id, _B("d_decision", type_=sa.Text),
-                  sa.literal("auto", sa.Text), sa.null(), _B("d_reasons", type_=JSONB),
-                  order.c.rules, sa.func.now()))
-    return stmt.add_cte(_save_account().cte("saved_account")) if with_account else stmt
-
-
-_ADD_REVIEWED = {(decided, with_account): _add_reviewed(decided, with_account)
-                 for decided in (True, False) for with_account in (True, False)}
 _RECORD_DECISION = decisions.insert().values(
     order_id=_O_ID, decision=_B("v_decision", type_=sa.Text),
     decided_by=_B("v_decided_by", type_=sa.Text), comment=_B("v_comment", type_=sa.Text),
@@ -256,9 +210,108 @@ _SET_CHANGE_STATUS = (order_changes.update()
                       .values(status=_B("v_status", type_=sa.Text), updated_at=sa.func.now()))
 
 
+# -- the statements of a run of orders (the batch handler), built once: one statement per table
+# whatever the run's size; every lock taken in sorted order (byte order: COLLATE "C" in SQL and
+# Python's sort agree), so replicas reviewing overlapping runs cannot deadlock crosswise
+_LOCK_ORDER_KEYS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended('review-order:' || k.id, 0))) "
+    "FROM (SELECT id FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS u(id, n) "
+    "ORDER BY n) AS k")
+# written only under the order's key lock (see ``order_contexts``)
+_ORDER_CONTEXTS = sa.text(
+    "SELECT k.order_id, "
+    "EXISTS (SELECT 1 FROM review_cancelled_orders c WHERE c.order_id = k.order_id) "
+    "AS cancelled, "
+    "EXISTS (SELECT 1 FROM review_orders o WHERE o.order_id = k.order_id) AS reviewed, "
+    "e.change_id, e.revision, CAST(e.received AS text) AS received "
+    "FROM unnest(CAST(:ids AS text[])) AS k(order_id) "
+    "LEFT JOIN LATERAL (SELECT ch.change_id, ch.revision, ch.received "
+    "FROM review_order_changes ch WHERE ch.order_id = k.order_id AND ch.status = 'early' "
+    "ORDER BY ch.revision DESC LIMIT 1) AS e ON true")
+_LOCK_ACCOUNTS = sa.text(
+    f"SELECT customer_id, {', '.join(_ACCOUNT_FIELDS)} FROM review_credit_accounts "
+    "WHERE customer_id = ANY(CAST(:ids AS text[])) ORDER BY customer_id COLLATE \"C\" "
+    "FOR UPDATE")
+_ACCOUNT_ARRAYS = ("CAST(:customer_ids AS text[]), CAST(:known AS boolean[]), "
+                   "CAST(:currency AS text[]), CAST(:credit_limit AS numeric[]), "
+                   "CAST(:payment_terms AS text[]), CAST(:open_receivables AS numeric[]), "
+                   "CAST(:overdue_amount AS numeric[]), CAST(:overdue_days AS integer[]), "
+                   "CAST(:blocked AS boolean[]), CAST(:approved_not_invoiced AS numeric[]), "
+                   "CAST(:open_cod AS numeric[]), CAST(:approved_orders AS integer[])")
+_ADD_ACCOUNTS = sa.text(
+    f"INSERT INTO review_credit_accounts (customer_id, {', '.join(_ACCOUNT_FIELDS)}) "
+    f"SELECT customer_id, {', '.join(_ACCOUNT_FIELDS)} FROM unnest({_ACCOUNT_ARRAYS}) "
+    f"WITH ORDINALITY AS a(customer_id, {', '.join(_ACCOUNT_FIELDS)}, n) ORDER BY n "
+    "ON CONFLICT DO NOTHING")
+_UPSERT_PROMOTIONS = sa.text(
+    "INSERT INTO review_promotions (code, valid_from, valid_to, usage_limit, used) "
+    "SELECT code, valid_from, valid_to, usage_limit, 0 FROM unnest(CAST(:codes AS text[]), "
+    "CAST(:valid_from AS date[]), CAST(:valid_to AS date[]), CAST(:usage_limit AS integer[])) "
+    "WITH ORDINALITY AS p(code, valid_from, valid_to, usage_limit, n) ORDER BY n "
+    "ON CONFLICT (code) DO UPDATE SET valid_from = excluded.valid_from, "
+    "valid_to = excluded.valid_to, usage_limit = excluded.usage_limit")
+_LOCK_PROMOTIONS = sa.text(
+    "SELECT code, valid_from, valid_to, usage_limit, used FROM review_promotions "
+    "WHERE code = ANY(CAST(:codes AS text[])) ORDER BY code COLLATE \"C\" FOR UPDATE")
+# the list prices of the run's SKUs (kind 'p') and each order's advance payments (kind 'a')
+_PRICES_AND_ADVANCES = sa.text(
+    "SELECT 'p' AS kind, sku AS id, unit_price AS amount, currency, active "
+    "FROM review_products WHERE sku = ANY(CAST(:skus AS text[])) "
+    "UNION ALL "
+    "SELECT 'a', order_id, sum(amount), CAST(NULL AS text), CAST(NULL AS boolean) "
+    "FROM review_payments WHERE order_id = ANY(CAST(:ids AS text[])) "
+    "AND applied_as = 'advance' GROUP BY order_id")
+# the run's orders, their audit rows (the decision is the order's status; decided by "auto", no
+# comment, the decision's reasons, the order's rules), the accounts approvals moved (each once,
+# as the last approval left it), the early changes applied and the promotions' uses (a use is
+# counted only when it is new): one statement; the audit rows are numbered in the run's order
+_ADD_REVIEWED_RUN = sa.text(
+    "WITH o AS (SELECT * FROM unnest(CAST(:order_ids AS text[]), CAST(:channels AS text[]), "
+    "CAST(:external_ids AS text[]), CAST(:o_customer_ids AS text[]), "
+    "CAST(:currencies AS text[]), CAST(:grand_totals AS numeric[]), "
+    "CAST(:kinds AS text[]), CAST(:statuses AS text[]), CAST(:reasons AS jsonb[]), "
+    "CAST(:rules AS jsonb[]), CAST(:amounts_due AS numeric[]), CAST(:uninvoiced AS numeric[]), "
+    "CAST(:invoiced AS numeric[]), CAST(:paid AS numeric[]), CAST(:promo_codes AS text[]), "
+    "CAST(:received AS jsonb[]), CAST(:decision_reasons AS jsonb[])) WITH ORDINALITY AS "
+    "o(order_id, channel, external_id, customer_id, currency, grand_total, exposure_kind, "
+    "status, reasons, rules, amount_due, uninvoiced, invoiced, paid, promo_code, received, "
+    "decision_reasons, n)), "
+    "added AS (INSERT INTO review_orders (order_id, channel, external_id, customer_id, "
+    "currency, grand_total, exposure_kind, status, reasons, rules, amount_due, uninvoiced, "
+    "invoiced, paid, promo_code, received, reviewed_at, decided_at, decided_by) "
+    "SELECT order_id, channel, external_id, customer_id, currency, grand_total, exposure_kind, "
+    "status, reasons, rules, amount_due, uninvoiced, invoiced, paid, promo_code, received, "
+    "now(), CASE WHEN status <> 'held' THEN now() END, "
+    "CASE WHEN status <> 'held' THEN 'auto' END FROM o ORDER BY n), "
+    "audit AS (INSERT INTO review_decisions (order_id, decision, decided_by, comment, reasons, "
+    "rules, decided_at) SELECT order_id, status, 'auto', NULL, decision_reasons, rules, now() "
+    "FROM o ORDER BY n), "
+    "moved AS (UPDATE review_credit_accounts AS t SET "
+    + ", ".join(f"{f} = a.{f}" for f in _ACCOUNT_FIELDS) + ", updated_at = now() "
+    f"FROM unnest({_ACCOUNT_ARRAYS}) AS a(customer_id, {', '.join(_ACCOUNT_FIELDS)}) "
+    "WHERE t.customer_id = a.customer_id), "
+    "early AS (UPDATE review_order_changes SET status = 'applied_early', updated_at = now() "
+    "WHERE change_id = ANY(CAST(:early_change_ids AS text[]))), "
+    "new_uses AS (INSERT INTO review_promotion_uses (code, order_id) "
+    "SELECT * FROM unnest(CAST(:use_codes AS text[]), CAST(:use_order_ids AS text[])) "
+    "ON CONFLICT DO NOTHING RETURNING code) "
+    "UPDATE review_promotions AS p SET used = p.used + u.n "
+    "FROM (SELECT code, count(*) AS n FROM new_uses GROUP BY code) AS u WHERE p.code = u.code")
+
+
 def _account_params(a: CreditAccount) -> dict[str, Any]:
-    """``_SAVE_ACCOUNT``'s parameters (``a_``: no name shared with ``_add_order``'s ``v_``)."""
+    """``_SAVE_ACCOUNT``'s parameters."""
     return {"c_id": a.customer_id, **{f"a_{f}": getattr(a, f) for f in _ACCOUNT_FIELDS}}
+
+
+def _accounts_params(accounts: Sequence[CreditAccount]) -> dict[str, list[Any]]:
+    """``_ACCOUNT_ARRAYS``' parameters: one array per field."""
+    return {"customer_ids": [a.customer_id for a in accounts],
+            **{f: [getattr(a, f) for a in accounts] for f in _ACCOUNT_FIELDS}}
+
+
+_REASONS_JSON = TypeAdapter(tuple[HoldReason, ...])
+_RULES_JSON = TypeAdapter(tuple[RuleOutcome, ...])
 
 
 def _promo_code(received: OrderReceived) -> str | None:
@@ -293,6 +346,17 @@ class ReviewedOrder:
 
 
 @dataclass(frozen=True)
+class ReviewedRow:
+    """An order of a run as review decided it on its own, for ``add_reviewed_run``."""
+
+    ledger: OrderLedger
+    received: OrderReceived
+    rules: tuple[RuleOutcome, ...]
+    amount_due: Decimal | None
+    reasons: tuple[HoldReason, ...]
+
+
+@dataclass(frozen=True)
 class EarlyChange:
     """The newest change that came before review saw its order."""
 
@@ -322,22 +386,123 @@ class ReviewRepository:
         maybe at different replicas); taken before the customer's account, always."""
         await self.session.execute(_LOCK_ORDER_KEY, {"o_id": order_id})
 
-    async def order_context(self, order_id: str) -> OrderContext:
-        """Whether the order was cancelled or reviewed here already, and its newest early change:
-        one round trip. All three are written only under the order's key lock, so with that lock
-        held they read the same now as they would later in the transaction."""
-        row = (await self.session.execute(_ORDER_CONTEXT, {"o_id": order_id})).one()
-        early = None if row.change_id is None else EarlyChange(row.change_id, row.revision,
-                                                                row.received)
-        return OrderContext(cancelled=bool(row.cancelled), reviewed=bool(row.reviewed),
-                            early=early)
-
     async def add_cancelled(self, order_id: str, reason: str, requested_by: str) -> None:
         await self.session.execute(pg_insert(cancelled_orders).values(
             order_id=order_id, reason=reason, requested_by=requested_by).on_conflict_do_nothing())
 
     async def is_cancelled(self, order_id: str) -> bool:
         return (await self.session.execute(_IS_CANCELLED, {"o_id": order_id})).first() is not None
+
+    # -- a run of orders (the batch handler) ---------------------------------------------------
+
+    async def lock_order_keys(self, order_ids: Iterable[str]) -> None:
+        """``lock_order_key`` for every order of a run, in sorted order: one round trip."""
+        await self.session.execute(_LOCK_ORDER_KEYS, {"ids": sorted(set(order_ids))})
+
+    async def order_contexts(self, order_ids: Iterable[str]) -> dict[str, OrderContext]:
+        """``order_context`` of every order of a run (their key locks held): one round trip."""
+        rows = (await self.session.execute(
+            _ORDER_CONTEXTS, {"ids": sorted(set(order_ids))})).all()
+        return {r.order_id: OrderContext(
+            cancelled=bool(r.cancelled), reviewed=bool(r.reviewed),
+            early=None if r.change_id is None else EarlyChange(
+                r.change_id, r.revision, json.loads(r.received))) for r in rows}
+
+    async def lock_accounts(self, customer_ids: Iterable[str],
+                            policy: ReviewPolicy) -> dict[str, CreditAccount]:
+        """``lock_account`` for every customer of a run, locked in sorted order: one round trip
+        when every account exists; the missing ones get the policy's default account (inserted
+        in sorted order, then locked)."""
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return {}
+        found = await self._lock_accounts(wanted)
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            await self.session.execute(_ADD_ACCOUNTS, _accounts_params(
+                [CreditAccount.unknown(c, policy) for c in missing]))
+            found.update(await self._lock_accounts(missing))
+        return found
+
+    async def _lock_accounts(self, customer_ids: list[str]) -> dict[str, CreditAccount]:
+        rows = (await self.session.execute(_LOCK_ACCOUNTS, {"ids": customer_ids})).all()
+        return {r.customer_id: CreditAccount(
+            customer_id=r.customer_id, known=r.known, currency=r.currency,
+            credit_limit=r.credit_limit, payment_terms=r.payment_terms,
+            open_receivables=r.open_receivables, overdue_amount=r.overdue_amount,
+            overdue_days=r.overdue_days, blocked=r.blocked,
+            approved_not_invoiced=r.approved_not_invoiced, open_cod=r.open_cod,
+            approved_orders=r.approved_orders) for r in rows}
+
+    async def lock_promotions(self, codes: Iterable[str],
+                              policy: ReviewPolicy) -> dict[str, PromotionState]:
+        """``lock_promotion`` for every code of a run the policy knows (by its normalised code),
+        upserted and locked in sorted order: two round trips, none without a known code."""
+        known = sorted({p.code: p for c in codes if (p := policy.promotion(c)) is not None}
+                       .values(), key=lambda p: p.code)
+        if not known:
+            return {}
+        await self.session.execute(_UPSERT_PROMOTIONS, {
+            "codes": [p.code for p in known], "valid_from": [p.valid_from for p in known],
+            "valid_to": [p.valid_to for p in known],
+            "usage_limit": [p.usage_limit for p in known]})
+        rows = (await self.session.execute(
+            _LOCK_PROMOTIONS, {"codes": [p.code for p in known]})).all()
+        return {r.code: PromotionState(r.code, r.valid_from, r.valid_to, r.usage_limit, r.used)
+                for r in rows}
+
+    async def prices_and_advances(self, skus: Iterable[str], order_ids: Iterable[str],
+                                  ) -> tuple[dict[str, ListPrice], dict[str, Decimal]]:
+        """The list prices of ``skus`` and the advance payments of each of ``order_ids`` (only
+        those with any): one round trip."""
+        rows = (await self.session.execute(_PRICES_AND_ADVANCES, {
+            "skus": sorted(set(skus)), "ids": sorted(set(order_ids))})).all()
+        prices: dict[str, ListPrice] = {}
+        advances: dict[str, Decimal] = {}
+        for r in rows:
+            if r.kind == "p":
+                prices[r.id] = ListPrice(r.id, r.amount, r.currency, r.active)
+            else:
+                advances[r.id] = Decimal(r.amount)
+        return prices, advances
+
+    async def add_reviewed_run(self, reviewed: Sequence[ReviewedRow],
+                               moved: Sequence[CreditAccount], early_change_ids: Sequence[str],
+                               promotion_uses: Sequence[tuple[str, str]]) -> None:
+        """Record a run's orders as review decided them on its own, as ``add_order`` records one
+        (their audit rows in the run's order), save the accounts their approvals moved (each
+        once: as the run left it; locked by ``lock_accounts``), mark the early changes applied
+        and count the promotions' uses (``use_promotion``): one statement."""
+        params: dict[str, Any] = {
+            "order_ids": [], "channels": [], "external_ids": [], "o_customer_ids": [],
+            "currencies": [], "grand_totals": [], "kinds": [], "statuses": [], "reasons": [],
+            "rules": [], "amounts_due": [], "uninvoiced": [], "invoiced": [], "paid": [],
+            "promo_codes": [], "received": [], "decision_reasons": []}
+        for row in reviewed:
+            ledger, received = row.ledger, row.received
+            params["order_ids"].append(ledger.order_id)
+            params["channels"].append(received.channel)
+            params["external_ids"].append(received.external_id)
+            params["o_customer_ids"].append(ledger.customer_id)
+            params["currencies"].append(received.order.currency)
+            params["grand_totals"].append(ledger.grand_total)
+            params["kinds"].append(ledger.kind)
+            params["statuses"].append(ledger.status)
+            params["reasons"].append(_REASONS_JSON.dump_json(ledger.reasons).decode())
+            params["rules"].append(_RULES_JSON.dump_json(tuple(row.rules)).decode())
+            params["amounts_due"].append(row.amount_due)
+            params["uninvoiced"].append(ledger.uninvoiced)
+            params["invoiced"].append(ledger.invoiced)
+            params["paid"].append(ledger.paid)
+            params["promo_codes"].append(_promo_code(received))
+            params["received"].append(received.model_dump_json())
+            params["decision_reasons"].append(
+                _REASONS_JSON.dump_json(tuple(row.reasons)).decode())
+        params.update(_accounts_params(moved))
+        params["early_change_ids"] = list(early_change_ids)
+        params["use_codes"] = [code for code, _ in promotion_uses]
+        params["use_order_ids"] = [order_id for _, order_id in promotion_uses]
+        await self.session.execute(_ADD_REVIEWED_RUN, params)
 
     # -- credit accounts ---------------------------------------------------------------------------
 
@@ -389,15 +554,6 @@ class ReviewRepository:
         rows = (await self.session.execute(_PRICES, {"skus": sorted(set(skus))})).all()
         return {r.sku: ListPrice(r.sku, r.unit_price, r.currency, r.active) for r in rows}
 
-    async def prices_and_advance_paid(self, skus: Iterable[str],
-                                      order_id: str) -> tuple[dict[str, ListPrice], Decimal]:
-        """``prices(skus)`` and ``advance_paid(order_id)``: one round trip."""
-        rows = (await self.session.execute(
-            _PRICES_AND_ADVANCE, {"skus": sorted(set(skus)), "o_id": order_id})).all()
-        prices = {r.sku: ListPrice(r.sku, r.unit_price, r.currency, r.active)
-                  for r in rows if r.sku is not None}
-        return prices, Decimal(rows[0].paid)
-
     # -- promotions --------------------------------------------------------------------------------
 
     async def lock_promotion(self, code: str, policy: ReviewPolicy) -> PromotionState | None:
@@ -429,30 +585,6 @@ class ReviewRepository:
                            status=row.status, kind=row.exposure_kind, grand_total=row.grand_total,
                            uninvoiced=row.uninvoiced, invoiced=row.invoiced, paid=row.paid,
                            reasons=load_reasons(row.reasons))
-
-    async def add_order(self, ledger: OrderLedger, received: OrderReceived,
-                        rules: Sequence[RuleOutcome], amount_due: Decimal | None, *,
-                        reasons: Sequence[HoldReason],
-                        account: CreditAccount | None = None) -> None:
-        """Record the order as review decided it on its own (decided by "auto" unless held) with
-        its audit row (the decision is the order's status; decided by "auto", no comment, the
-        decision's ``reasons``, the order's ``rules``) and, given ``account``, save the account
-        the decision moved (already locked by ``lock_account``): one statement."""
-        params = {
-            "o_id": ledger.order_id, "v_channel": received.channel,
-            "v_external_id": received.external_id, "v_customer_id": ledger.customer_id,
-            "v_currency": received.order.currency, "v_grand_total": ledger.grand_total,
-            "v_exposure_kind": ledger.kind, "v_status": ledger.status,
-            "v_reasons": _dump(ledger.reasons), "v_rules": _dump(rules),
-            "v_amount_due": amount_due, "v_uninvoiced": ledger.uninvoiced,
-            "v_invoiced": ledger.invoiced, "v_paid": ledger.paid,
-            "v_promo_code": _promo_code(received), "v_received": received.model_dump(mode="json"),
-            "d_decision": ledger.status, "d_reasons": _dump(reasons),
-        }
-        if account is not None:
-            params.update(_account_params(account))
-        await self.session.execute(
-            _ADD_REVIEWED[ledger.status != "held", account is not None], params)
 
     async def save_ledger(self, ledger: OrderLedger, *, rules: Sequence[RuleOutcome] | None = None,
                           amount_due: Decimal | None = None, decided_by: str | None = None,
