@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -22,21 +23,27 @@ from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
     Event,
     OrderApproved,
+    OrderCancelled,
     OrderChangeApproved,
     ProductUpdated,
     ReservedLine,
     ShipmentDispatched,
     StockAdjusted,
+    StockLow,
     StockReceived,
 )
+from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder, OrderLine, OrderTotals, order_id_for
+from orderflow.contracts.topics import TOPIC_OF_EVENT
 from orderflow.devstack.catalogue import canonical_order
+from orderflow.inventory.app import create_service
 from orderflow.inventory.policy import InventoryPolicy
 from orderflow.inventory.repository import InventoryRepository, check_invariants
 from orderflow.inventory.reservations import Stockroom
+from orderflow.runtime.consumer import BatchProcessor
 from orderflow.runtime.db import make_engine
 from orderflow.runtime.settings import DatabaseSettings
-from orderflow.runtime.unit_of_work import UnitOfWorkFactory
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWorkFactory
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import Infra
 from orderflow.testing.pipeline import Pipeline
@@ -77,6 +84,18 @@ def approved(lines: list[tuple[str, int]], *, priority: str = "normal",
                          totals=OrderTotals(subtotal=ZERO, discount=ZERO, tax=ZERO, shipping=ZERO,
                                             grand_total=ZERO),
                          approved_by="tests")
+
+
+@dataclass
+class _Record:
+    """A consumed record as the batch processor reads it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
 
 
 def held(seen: SeenEvent) -> dict[str, int]:
@@ -517,4 +536,249 @@ async def test_a_change_before_the_approval_is_what_the_approval_reserves(
     reserved = await events.wait_for_event("stock.reserved", order.order_id)
     assert reserved.event.order.revision == 2
     assert [(r.sku, r.quantity) for r in reserved.event.reservations] == [(sku, 5)]
+    await assert_invariants(inventory_db)
+
+
+# --- approvals as a set-based run (the batch handler) ------------------------------------------
+
+
+def delivered(event: Event, offset: int = 0) -> IncomingEvent[Any]:
+    """An event as the consumer hands it to a handler, with an event id of its own."""
+    headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=event.SCHEMA_VERSION,
+                               producer="tests", correlation_id=event.key())
+    return IncomingEvent(TOPIC_OF_EVENT[type(event)].name, 0, offset, event.key(), headers, event,
+                         event.model_dump_json().encode(), tuple(headers.to_kafka()))
+
+
+async def reserve_run(engine: AsyncEngine, run: list[IncomingEvent[Any]]) -> list[
+        tuple[EventHeaders, Event]]:
+    """The run through the batch handler's path in one transaction; what it emitted."""
+    async with UnitOfWorkFactory(engine, "inventory")() as uow:
+        await Stockroom(uow, InventoryPolicy()).reserve_orders(run)
+    return uow.emitted
+
+
+async def reserve_one_by_one(engine: AsyncEngine, run: list[IncomingEvent[Any]]) -> list[
+        tuple[EventHeaders, Event]]:
+    """The run through the per-event path in one transaction, as the runtime calls a handler of
+    one event (the event being handled is the cause of what is emitted)."""
+    async with UnitOfWorkFactory(engine, "inventory")() as uow:
+        for incoming in run:
+            uow.current = incoming
+            await Stockroom(uow, InventoryPolicy()).reserve_order(incoming.event.order_id,
+                                                                   incoming.event.order)
+        uow.current = None
+    return uow.emitted
+
+
+async def on_its_own(engine: AsyncEngine, event: Event) -> None:
+    """A cancellation, a change or an approval applied in a transaction of its own."""
+    async with UnitOfWorkFactory(engine, "inventory")() as uow:
+        stockroom = Stockroom(uow, InventoryPolicy())
+        if isinstance(event, OrderApproved):
+            await stockroom.reserve_order(event.order_id, event.order)
+        elif isinstance(event, OrderCancelled):
+            await stockroom.cancel_order(event.order_id, event.reason)
+        else:
+            assert isinstance(event, OrderChangeApproved)
+            await stockroom.apply_change(event)
+
+
+async def stock_figures(engine: AsyncEngine, order_ids: list[str], skus: list[str]) -> dict[
+        str, Any]:
+    """What a dispatch cannot change: each order's lines, held + shipped units and first-attempt
+    flag, the stock available, the reservations' ledger lines and the low-stock flags."""
+    async with AsyncSession(engine) as session:
+        async def rows(sql: str) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in (await session.execute(
+                sa.text(sql), {"ids": order_ids, "skus": skus})).all()]
+
+        return {
+            "orders": await rows(
+                "SELECT order_id, status IN ('reserved', 'shipped'), filled_first_attempt, "
+                "backordered_at IS NOT NULL, reserved_at IS NOT NULL, order_json->'revision' "
+                "FROM inventory_orders WHERE order_id = ANY(:ids) ORDER BY sequence"),
+            "lines": await rows("SELECT order_id, sku, ordered, short FROM inventory_order_lines "
+                                "WHERE order_id = ANY(:ids) ORDER BY order_id, sku"),
+            "holds": await rows("SELECT order_id, warehouse_id, sku, quantity + shipped "
+                                "FROM inventory_reservations WHERE order_id = ANY(:ids) "
+                                "ORDER BY order_id, warehouse_id, sku"),
+            "ledger": await rows("SELECT order_id, warehouse_id, sku, reserved_delta "
+                                 "FROM inventory_movements WHERE sku = ANY(:skus) "
+                                 "AND kind = 'reservation' ORDER BY id"),
+            "available": await rows("SELECT warehouse_id, sku, available FROM inventory_stock "
+                                    "WHERE sku = ANY(:skus) ORDER BY sku, warehouse_id"),
+            "flags": await rows("SELECT sku, low_flagged FROM inventory_products "
+                                "WHERE sku = ANY(:skus) ORDER BY sku"),
+        }
+
+
+async def test_a_run_of_approvals_is_reserved_exactly_as_one_approval_at_a_time(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    """The same mixed run on two copies of the same stock: through the set-based path and through
+    the per-event path. Orders compete for a scarce SKU in the run's order (nearest warehouse,
+    split, partial, nothing left), one was cancelled before its approval, one changed before it
+    (the newer revision is reserved), one is approved twice in the run, one was approved before;
+    the scarce SKU crosses its reorder point once. Same events, same content, same causes, same
+    rows."""
+
+    async def scenario(tag: str) -> tuple[list[str], list[OrderApproved],
+                                          list[IncomingEvent[Any]]]:
+        a, b = new_sku(f"{tag}A"), new_sku(f"{tag}B")
+        await pipeline.publish_and_wait([product(a, reorder_point=4), product(b),
+                                         receipt("WH-SH", a, 3), receipt("WH-BJ", a, 2),
+                                         receipt("WH-CD", b, 10)])
+        first = approved([(a, 2)])
+        split = approved([(a, 2), (b, 1)])
+        cancelled = approved([(b, 1)])
+        changed = approved([(b, 1)])
+        known = approved([(b, 2)], address_index=SICHUAN)
+        partial = approved([(a, 2)], address_index=SICHUAN)
+        nothing_left = approved([(a, 1)], address_index=BEIJING)
+        await on_its_own(inventory_db, OrderCancelled(order_id=cancelled.order_id,
+                                                      reason="customer", requested_by="tests"))
+        await on_its_own(inventory_db, change_of(changed, [(b, 3)]))
+        await on_its_own(inventory_db, known)
+        run = [first, cancelled, split, changed, split, known, partial, nothing_left]
+        distinct = [first, split, cancelled, changed, known, partial, nothing_left]
+        return [a, b], distinct, [delivered(o, i) for i, o in enumerate(run)]
+
+    skus_one, orders_one, run_one = await scenario("SET")
+    skus_two, orders_two, run_two = await scenario("ONE")
+    ids_one, ids_two = [o.order_id for o in orders_one], [o.order_id for o in orders_two]
+    emitted_one = await reserve_run(inventory_db, run_one)
+    emitted_two = await reserve_one_by_one(inventory_db, run_two)
+
+    def normal(emitted: list[tuple[EventHeaders, Event]], skus: list[str],
+               orders: list[OrderApproved], run: list[IncomingEvent[Any]]) -> list[
+            tuple[str, int, str]]:
+        causes = {incoming.headers.event_id: i for i, incoming in enumerate(run)}
+        out = []
+        for headers, event in emitted:
+            text = event.model_dump_json()
+            for i, order in enumerate(orders):
+                text = text.replace(order.order_id, f"O{i}").replace(order.external_id, f"E{i}")
+            for i, sku in enumerate(skus):
+                text = text.replace(sku, f"S{i}")
+            assert headers.causation_id is not None
+            out.append((type(event).__name__, causes[headers.causation_id], text))
+        return out
+
+    batch = normal(emitted_one, skus_one, orders_one, run_one)
+    one_by_one = normal(emitted_two, skus_two, orders_two, run_two)
+    assert batch == one_by_one
+    assert [(kind, cause) for kind, cause, _ in batch] == [
+        ("StockReserved", 0), ("StockLow", 0), ("StockReserved", 2), ("StockReserved", 3),
+        ("StockBackordered", 6), ("StockBackordered", 7)]
+    low = next(e for _, e in emitted_one if isinstance(e, StockLow))
+    assert (low.available, low.reorder_point) == (3, 4)  # the first order's 2 crossed it
+
+    def renamed(figures: dict[str, Any], skus: list[str], ids: list[str]) -> dict[str, Any]:
+        names = {**{s: f"S{i}" for i, s in enumerate(skus)},
+                 **{o: f"O{i}" for i, o in enumerate(ids)}}
+        out = {k: [tuple(names.get(v, v) if isinstance(v, str) else v for v in row)
+                   for row in rows] for k, rows in figures.items()}
+        return {k: rows if k in ("orders", "ledger") else sorted(rows)  # by id: sorted again
+                for k, rows in out.items()}
+
+    assert renamed(await stock_figures(inventory_db, ids_one, skus_one), skus_one, ids_one) == \
+        renamed(await stock_figures(inventory_db, ids_two, skus_two), skus_two, ids_two)
+    figures = await stock_figures(inventory_db, ids_one, skus_one)
+    assert [(sku, units) for _, sku, units in figures["available"]] == [
+        (skus_one[0], 0), (skus_one[0], 0), (skus_one[1], 4)]
+    assert ids_one[2] not in {row[0] for row in figures["orders"]}  # cancelled: never recorded
+    await assert_invariants(inventory_db)
+
+
+async def test_a_redelivered_batch_of_approvals_applies_nothing_twice(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    """Through the runtime's batch processor: two runs of approvals around a cancellation (the
+    cancellation splits the run), then the very same records again."""
+    sku = new_sku("REDO")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-GZ", sku, 5)])
+    orders = [approved([(sku, 2)], address_index=GUANGDONG) for _ in range(4)]
+    cancel = OrderCancelled(order_id=orders[0].order_id, reason="customer", requested_by="tests")
+    sequence: list[Event] = [orders[0], orders[1], cancel, orders[2], orders[3]]
+    records = []
+    for offset, event in enumerate(sequence):
+        incoming = delivered(event, offset)
+        records.append(_Record(incoming.topic, 0, offset, event.key().encode(),
+                               incoming.raw_value, list(incoming.raw_headers)))
+    processor = BatchProcessor(service="inventory", subscriptions=create_service().subscriptions,
+                               engine=inventory_db, max_bytes=1 << 20)
+    await processor.process(records, None)
+    ids = [o.order_id for o in orders]
+    first = await stock_figures(inventory_db, ids, [sku])
+    # the cancellation gave the first order's 2 units back and they went to the waiting queue
+    # (none yet: the third and fourth come after it), then the third and fourth took 2 and 1
+    assert [row[1:3] for row in first["orders"]] == [(False, True), (True, True), (True, True),
+                                                     (False, False)]
+    assert first["available"] == [("WH-GZ", sku, 0)]
+    await processor.process(records, None)
+    assert await stock_figures(inventory_db, ids, [sku]) == first
+    async with AsyncSession(inventory_db) as session:
+        claimed = (await session.execute(sa.text(
+            "SELECT count(*) FROM inbox WHERE event_id = ANY(:ids)"),
+            {"ids": [uuid.UUID(dict(r.headers)["event_id"].decode()) for r in records]})).scalar()
+    assert claimed == len(records)
+    await assert_invariants(inventory_db)
+
+
+async def test_a_run_whose_stock_a_concurrent_writer_took_is_reserved_one_by_one(
+        pipeline: Pipeline, inventory_db: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the run's read of the stock and its take, another transaction writes off units
+    the run chose: the take changes nothing, and the run is reserved one approval at a time
+    against what is there (no oversell, the same outcome as the per-event path)."""
+    sku = new_sku("LATE")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 3)])
+    read = InventoryRepository.stock_rows
+
+    async def read_then_write_off(self: InventoryRepository, skus: Any) -> Any:
+        rows = await read(self, skus)
+        async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
+            await Stockroom(uow, InventoryPolicy()).adjust("WH-SH", sku, -2, "broken")
+        return rows
+
+    monkeypatch.setattr(InventoryRepository, "stock_rows", read_then_write_off)
+    orders = [approved([(sku, 1)]) for _ in range(2)]
+    run = [delivered(o, i) for i, o in enumerate(orders)]
+    emitted = await reserve_run(inventory_db, run)
+    assert [(type(e).__name__, h.causation_id) for h, e in emitted] == [
+        ("StockReserved", run[0].headers.event_id), ("StockBackordered", run[1].headers.event_id)]
+    assert await available(inventory_db, sku) == {"WH-SH": 0}
+    await assert_invariants(inventory_db)
+
+
+async def test_concurrent_runs_of_approvals_never_oversell_nor_deadlock(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    """Eight transactions, each a run of five approvals of two scarce SKUs, at the same moment
+    (the takes lock the same rows; those that lose fall back to one approval at a time)."""
+    a, b = new_sku("CRUNA"), new_sku("CRUNB")
+    await pipeline.publish_and_wait([product(a), product(b), receipt("WH-BJ", a, 7),
+                                     receipt("WH-CD", a, 6), receipt("WH-SH", b, 5),
+                                     receipt("WH-CD", b, 4)])
+    orders = [approved([(a, 1 + i % 3), (b, 1)] if i % 2 else [(b, 1 + i % 2), (a, 1)],
+                       address_index=i % 6) for i in range(40)]
+    start = asyncio.Event()
+
+    async def run_of(chunk: list[OrderApproved]) -> None:
+        await start.wait()
+        await reserve_run(inventory_db, [delivered(o, i) for i, o in enumerate(chunk)])
+
+    tasks = [asyncio.create_task(run_of(orders[i:i + 5])) for i in range(0, 40, 5)]
+    await asyncio.sleep(0)
+    start.set()
+    await asyncio.gather(*tasks)
+    ids = [o.order_id for o in orders]
+    async with AsyncSession(inventory_db) as session:
+        held_units: dict[str, int] = dict((await session.execute(sa.text(
+            "SELECT sku, sum(quantity + shipped) FROM inventory_reservations "
+            "WHERE order_id = ANY(:ids) GROUP BY sku"), {"ids": ids})).all())
+        known = (await session.execute(sa.text(
+            "SELECT count(*) FROM inventory_orders WHERE order_id = ANY(:ids)"),
+            {"ids": ids})).scalar()
+    assert held_units == {a: 13, b: 9}  # demand is far more: exactly what exists was reserved
+    assert known == 40
+    assert await available(inventory_db, a) == {"WH-BJ": 0, "WH-CD": 0}
+    assert await available(inventory_db, b) == {"WH-CD": 0, "WH-SH": 0}
     await assert_invariants(inventory_db)

@@ -22,7 +22,7 @@ def create_service() -> ServiceDefinition:
                     "backorders what is missing and fills it, rush first, when stock arrives",
         migrations=Path(__file__).parent / "migrations" / "versions",
         subscriptions=[
-            Subscription(topics.ORDER_APPROVED, on.on_order_approved,
+            Subscription(topics.ORDER_APPROVED, batch_handler=on.on_orders_approved,
                          description="Approved orders to reserve stock for"),
             Subscription(topics.ORDER_CANCELLED, on.on_order_cancelled,
                          description="Cancelled orders: release reservations, drop backorders"),

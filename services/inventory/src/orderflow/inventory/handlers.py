@@ -28,11 +28,10 @@ class InventoryHandlers:
     def __init__(self, policy: InventoryPolicy) -> None:
         self.policy = policy
 
-    async def on_order_approved(self, uow: UnitOfWork,
-                                incoming: IncomingEvent[OrderApproved]) -> None:
-        approved = incoming.event
-        structlog.contextvars.bind_contextvars(order_id=approved.order_id)
-        await Stockroom(uow, self.policy).reserve_order(approved.order_id, approved.order)
+    async def on_orders_approved(self, uow: UnitOfWork,
+                                 run: list[IncomingEvent[OrderApproved]]) -> None:
+        """A batch handler: the run's approvals reserved set-based (see reserve_orders)."""
+        await Stockroom(uow, self.policy).reserve_orders(run)
 
     async def on_order_cancelled(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[OrderCancelled]) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import WarehouseUpdated
 from orderflow.contracts.order import CanonicalOrder
-from orderflow.inventory.domain import Pick, WaitingOrder, Warehouse
+from orderflow.inventory.domain import Pick, WaitingOrder, Warehouse, merge_picks
 
 metadata = sa.MetaData()
 warehouses = sa.Table(
@@ -184,6 +184,97 @@ WITH held AS (
 SELECT from_res FROM moved
 """)
 
+# -- the set-based approval path (a run of order.approved events): one statement per step ------
+# every key of the run, in one sorted order (the same key as _LOCK_ORDER_KEY)
+_LOCK_ORDER_KEYS = sa.text("""
+SELECT count(pg_advisory_xact_lock(hashtextextended('inventory-order:' || k.o_id, 0)))
+FROM (SELECT o_id FROM unnest(CAST(:o_ids AS text[])) WITH ORDINALITY AS t(o_id, n)
+      ORDER BY n) AS k
+""")
+# per order: cancelled here, its early revision, already known (read under the keys' locks)
+_APPROVAL_CONTEXTS = sa.text("""
+SELECT k.o_id AS order_id,
+       EXISTS (SELECT 1 FROM inventory_cancelled_orders AS c WHERE c.order_id = k.o_id)
+           AS cancelled,
+       (SELECT CAST(r.order_json AS text) FROM inventory_order_revisions AS r
+        WHERE r.order_id = k.o_id) AS early,
+       EXISTS (SELECT 1 FROM inventory_orders AS o WHERE o.order_id = k.o_id) AS known
+FROM unnest(CAST(:o_ids AS text[])) AS k(o_id)
+""")
+# every stock row of the SKUs with the SKU's reorder point and low-stock flag (stock_levels'
+# figures are the sums of these rows)
+_STOCK_ROWS = sa.text("""
+SELECT s.warehouse_id, s.sku, s.available, COALESCE(p.reorder_point, 0) AS rp,
+       COALESCE(p.low_flagged, false) AS flagged
+FROM inventory_stock AS s LEFT JOIN inventory_products AS p ON p.sku = s.sku
+WHERE s.sku = ANY(CAST(:skus AS text[]))
+""")
+# the run's picks summed per stock row: every row locked in one sorted order (the order of
+# reserve()'s picks), and taken only if every one of them still has the units; else nothing
+# changes (the caller rolls back to its savepoint, which lets go of the locks)
+_TAKE_ALL = sa.text("""
+WITH want AS (
+    SELECT * FROM unnest(CAST(:w_ids AS text[]), CAST(:skus AS text[]), CAST(:qtys AS integer[]))
+        AS t(warehouse_id, sku, qty)
+), locked AS MATERIALIZED (
+    SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved >= want.qty AS enough
+    FROM inventory_stock AS s
+    JOIN want ON want.warehouse_id = s.warehouse_id AND want.sku = s.sku
+    ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C"
+    FOR UPDATE OF s
+), verdict AS MATERIALIZED (
+    SELECT count(*) = cardinality(CAST(:skus AS text[])) AND COALESCE(bool_and(enough), false)
+        AS ok
+    FROM locked
+), taken AS (
+    UPDATE inventory_stock AS s SET reserved = s.reserved + want.qty, updated_at = now()
+    FROM want, verdict
+    WHERE verdict.ok AND s.warehouse_id = want.warehouse_id AND s.sku = want.sku
+    RETURNING s.sku
+)
+SELECT verdict.ok, (SELECT count(*) FROM taken) AS rows FROM verdict
+""")
+# the run's new orders as they stand after their first attempt (status, stamps, each line's
+# shortfall), their holds and the reservations' ledger lines, in the run's order
+_WRITE_APPROVALS = sa.text("""
+WITH new_orders AS (
+    INSERT INTO inventory_orders (order_id, status, priority, destination_province, order_json,
+                                  filled_first_attempt, backordered_at, reserved_at, expires_at)
+    SELECT o_id, status, priority, province, CAST(order_json AS jsonb), first_attempt,
+           backordered_at, reserved_at, expires_at
+    FROM unnest(CAST(:o_ids AS text[]), CAST(:statuses AS text[]), CAST(:priorities AS text[]),
+                CAST(:provinces AS text[]), CAST(:jsons AS text[]), CAST(:firsts AS boolean[]),
+                CAST(:backordered_ats AS timestamptz[]), CAST(:reserved_ats AS timestamptz[]),
+                CAST(:expires_ats AS timestamptz[]))
+        WITH ORDINALITY AS t(o_id, status, priority, province, order_json, first_attempt,
+                             backordered_at, reserved_at, expires_at, n)
+    ORDER BY n
+), new_lines AS (
+    INSERT INTO inventory_order_lines (order_id, sku, ordered, short)
+    SELECT * FROM unnest(CAST(:l_o_ids AS text[]), CAST(:l_skus AS text[]),
+                         CAST(:l_ordered AS integer[]), CAST(:l_short AS integer[]))
+), new_holds AS (
+    INSERT INTO inventory_reservations (order_id, warehouse_id, sku, quantity, shipped)
+    SELECT o_id, warehouse_id, sku, quantity, 0
+    FROM unnest(CAST(:h_o_ids AS text[]), CAST(:h_w_ids AS text[]), CAST(:h_skus AS text[]),
+                CAST(:h_qtys AS integer[])) AS t(o_id, warehouse_id, sku, quantity)
+)
+INSERT INTO inventory_movements
+    (warehouse_id, sku, kind, on_hand_delta, reserved_delta, order_id, reference)
+SELECT warehouse_id, sku, 'reservation', 0, quantity, o_id, ''
+FROM unnest(CAST(:m_o_ids AS text[]), CAST(:m_w_ids AS text[]), CAST(:m_skus AS text[]),
+            CAST(:m_qtys AS integer[])) WITH ORDINALITY AS t(o_id, warehouse_id, sku, quantity, n)
+ORDER BY n
+""")
+# low-stock flags set to what the run's checks left them at; the SKUs whose flag this flipped
+_FLAG_LOW_ALL = sa.text("""
+UPDATE inventory_products AS p SET low_flagged = v.flagged
+FROM unnest(CAST(:skus AS text[]), CAST(:flags AS boolean[])) AS v(sku, flagged)
+WHERE p.sku = v.sku AND p.low_flagged <> v.flagged
+RETURNING p.sku
+""")
+
+
 
 def _mark(status: str, *stamps: str, first_attempt: bool | None = None) -> sa.Update:
     values: dict[str, Any] = {"status": status, "updated_at": sa.func.now(),
@@ -224,6 +315,40 @@ class StockLevel:
 class Shipped:
     from_reservation: int
     from_free_stock: int
+
+
+@dataclass(frozen=True)
+class ApprovalContext:
+    """What an approval needs to know of its order before reserving it."""
+
+    cancelled: bool
+    early: CanonicalOrder | None  # a change's newer revision that came before the approval
+    known: bool  # approved here already
+
+
+@dataclass(frozen=True)
+class StockRow:
+    warehouse_id: str
+    sku: str
+    available: int
+    reorder_point: int
+    low_flagged: bool
+
+
+@dataclass(frozen=True)
+class FirstAttempt:
+    """A newly approved order as its first attempt leaves it: what it holds, what it is short
+    of, and its status with that status's stamps."""
+
+    order_id: str
+    order: CanonicalOrder
+    ordered: Mapping[str, int]
+    short: Mapping[str, int]
+    picks: Sequence[Pick]
+    reserved_at: datetime | None  # set: reserved in full; None: backordered at backordered_at
+    expires_at: datetime | None
+    backordered_at: datetime | None
+
 
 
 class InventoryRepository:
@@ -352,6 +477,28 @@ class InventoryRepository:
              "reference": ""} for p in picks])
         return True
 
+    async def take_all(self, units: Mapping[tuple[str, str], int]) -> bool:
+        """Reserve ``units`` per (warehouse, SKU) for a run of orders, all or none, in one
+        statement: every row locked in the order reserve() takes them and taken only if all still
+        have the units. In a savepoint, so that rows locked by a take that failed (a concurrent
+        writer took units meanwhile) are let go at once. False: nothing changed."""
+        if not units:
+            return True
+        keys = sorted(units)
+        savepoint = await self.session.begin_nested()
+        try:
+            row = (await self.session.execute(_TAKE_ALL, {
+                "w_ids": [w for w, _ in keys], "skus": [s for _, s in keys],
+                "qtys": [units[k] for k in keys]})).one()
+        except BaseException:
+            await savepoint.rollback()
+            raise
+        if not row.ok:
+            await savepoint.rollback()
+            return False
+        await savepoint.commit()
+        return True
+
     async def holds(self, order_id: str) -> list[Pick]:
         """What the order has reserved and not shipped yet."""
         rows = (await self.session.execute(_HOLDS, {"o_id": order_id})).all()
@@ -390,6 +537,26 @@ class InventoryRepository:
             .values(low_flagged=flagged).returning(products.c.sku))).first()
         return done is not None
 
+    async def stock_rows(self, skus: Iterable[str]) -> list[StockRow]:
+        """Every stock row of ``skus`` (none available included) with the SKU's reorder point
+        and low-stock flag."""
+        wanted = sorted(set(skus))
+        if not wanted:
+            return []
+        rows = (await self.session.execute(_STOCK_ROWS, {"skus": wanted})).all()
+        return [StockRow(r.warehouse_id, r.sku, int(r.available), int(r.rp), bool(r.flagged))
+                for r in rows]
+
+    async def set_low_flags(self, flags: Mapping[str, bool]) -> set[str]:
+        """Set each SKU's low-stock flag; the SKUs whose flag this changed (the others had that
+        value already: another transaction crossed first)."""
+        if not flags:
+            return set()
+        skus = sorted(flags)
+        rows = await self.session.execute(_FLAG_LOW_ALL, {
+            "skus": skus, "flags": [flags[s] for s in skus]})
+        return {str(r) for r in rows.scalars()}
+
     async def stock_of(self, sku: str) -> list[dict[str, Any]]:
         rows = (await self.session.execute(
             sa.select(stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved, stock.c.available)
@@ -415,6 +582,51 @@ class InventoryRepository:
         row = (await self.session.execute(_APPROVAL_CONTEXT, {"o_id": order_id})).one()
         return bool(row.cancelled), (CanonicalOrder.model_validate(row.early)
                                      if row.early is not None else None)
+
+    async def lock_order_keys(self, order_ids: Iterable[str]) -> None:
+        """lock_order_key for several orders at once, in one sorted order."""
+        keys = sorted(set(order_ids))
+        if keys:
+            await self.session.execute(_LOCK_ORDER_KEYS, {"o_ids": keys})
+
+    async def approval_contexts(self, order_ids: Iterable[str]) -> dict[str, ApprovalContext]:
+        """approval_context for several orders at once, and whether each is known here."""
+        keys = sorted(set(order_ids))
+        if not keys:
+            return {}
+        rows = (await self.session.execute(_APPROVAL_CONTEXTS, {"o_ids": keys})).all()
+        return {r.order_id: ApprovalContext(
+            bool(r.cancelled),
+            CanonicalOrder.model_validate_json(r.early) if r.early is not None else None,
+            bool(r.known)) for r in rows}
+
+    async def add_first_attempts(self, attempts: Sequence[FirstAttempt]) -> None:
+        """Record newly approved orders (not known here: the caller holds their keys' locks and
+        read that) as their first attempt left them, with their holds and the reservations'
+        ledger lines: one statement. The stock was taken by take_all."""
+        if not attempts:
+            return
+        lines = [(a.order_id, sku, q, a.short.get(sku, 0))
+                 for a in attempts for sku, q in sorted(a.ordered.items())]
+        holds = [(a.order_id, p) for a in attempts for p in merge_picks(a.picks)]
+        moves = [(a.order_id, p) for a in attempts for p in sorted(a.picks) if p.quantity > 0]
+        await self.session.execute(_WRITE_APPROVALS, {
+            "o_ids": [a.order_id for a in attempts],
+            "statuses": ["reserved" if a.reserved_at is not None else "backordered"
+                         for a in attempts],
+            "priorities": [a.order.priority for a in attempts],
+            "provinces": [a.order.shipping_address.province for a in attempts],
+            "jsons": [a.order.model_dump_json() for a in attempts],
+            "firsts": [a.reserved_at is not None for a in attempts],
+            "backordered_ats": [a.backordered_at for a in attempts],
+            "reserved_ats": [a.reserved_at for a in attempts],
+            "expires_ats": [a.expires_at for a in attempts],
+            "l_o_ids": [x[0] for x in lines], "l_skus": [x[1] for x in lines],
+            "l_ordered": [x[2] for x in lines], "l_short": [x[3] for x in lines],
+            "h_o_ids": [o for o, _ in holds], "h_w_ids": [p.warehouse_id for _, p in holds],
+            "h_skus": [p.sku for _, p in holds], "h_qtys": [p.quantity for _, p in holds],
+            "m_o_ids": [o for o, _ in moves], "m_w_ids": [p.warehouse_id for _, p in moves],
+            "m_skus": [p.sku for _, p in moves], "m_qtys": [p.quantity for _, p in moves]})
 
     async def order_status(self, order_id: str) -> str | None:
         """The order's status, its row locked (None: not known here)."""

@@ -5,12 +5,17 @@ which the consumer dead-letters)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
 from orderflow.contracts.events import (
+    OrderApproved,
     OrderChangeApproved,
     OrderChangeRejected,
     OrderChangeReserved,
@@ -27,8 +32,9 @@ from orderflow.contracts.events import (
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.inventory import domain
 from orderflow.inventory.policy import InventoryPolicy
-from orderflow.inventory.repository import InventoryRepository, OrderRecord
-from orderflow.runtime.unit_of_work import UnitOfWork
+from orderflow.inventory.repository import FirstAttempt, InventoryRepository, OrderRecord
+from orderflow.runtime.tracing import consumer_span
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +53,45 @@ def _now() -> datetime:
 def _lines(picks: Iterable[domain.Pick]) -> tuple[ReservedLine, ...]:
     return tuple(ReservedLine(sku=p.sku, warehouse_id=p.warehouse_id, quantity=p.quantity)
                  for p in picks if p.quantity > 0)
+
+
+@dataclass
+class _Level:
+    """A SKU's low-stock figures as a run of approvals goes (stock_levels' row)."""
+
+    reorder_point: int
+    flagged: bool
+    available: int = 0
+
+
+@dataclass
+class _Approval:
+    """One approval of a run: what reserve_order would log, write and publish for it."""
+
+    incoming: IncomingEvent[OrderApproved]
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # info lines first
+    order: CanonicalOrder | None = None  # set: a new order (its early revision if newer)
+    need: dict[str, int] = field(default_factory=dict)
+    attempt: FirstAttempt | None = None
+    lows: list[tuple[str, int, int]] = field(default_factory=list)  # stock.low after it
+
+
+@contextmanager
+def _handling(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> Iterator[None]:
+    """What the runtime sets up around a handler of one event: the event answered by what is
+    emitted, the log context (the handler's order id) and the consumer span."""
+    previous, uow.current = uow.current, incoming
+    try:
+        with structlog.contextvars.bound_contextvars(
+                event_id=incoming.headers.event_id, order_id=incoming.event.order_id,
+                topic=incoming.topic, partition=incoming.partition, offset=incoming.offset), \
+                consumer_span(incoming.topic, incoming.headers.traceparent, service=uow.service,
+                              event_type=incoming.headers.event_type,
+                              event_id=incoming.headers.event_id, order_id=incoming.key,
+                              partition=incoming.partition, offset=incoming.offset):
+            yield
+    finally:
+        uow.current = previous
 
 
 class Stockroom:
@@ -81,6 +126,131 @@ class Stockroom:
         await self._attempt(record, first=True)
         await self._check_low(need, decreased=True)
 
+    async def reserve_orders(self, run: Sequence[IncomingEvent[OrderApproved]]) -> None:
+        """A run of approvals, set-based, with the outcome of ``reserve_order`` for each in turn:
+        the run's order keys locked in one sorted order, their cancellations, early revisions and
+        whether they are known read at once; each new order allocated in the run's order by the
+        same rules against the stock the orders before it left; the stock of the whole run taken
+        with one statement, then the orders, lines, holds and ledger lines written with one; the
+        events and log lines as ``reserve_order`` publishes them, event by event. When a
+        concurrent writer took units the run chose, the take changes nothing and the run is
+        reserved one approval at a time by ``reserve_order`` instead (correctness first)."""
+        ids = [incoming.event.order_id for incoming in run]
+        await self.repo.lock_order_keys(ids)
+        contexts = await self.repo.approval_contexts(ids)
+        approvals: list[_Approval] = []
+        seen: set[str] = set()
+        for incoming in run:
+            approval = _Approval(incoming)
+            approvals.append(approval)
+            order_id, order = incoming.event.order_id, incoming.event.order
+            context = contexts[order_id]
+            if context.cancelled:
+                approval.notes.append(
+                    ("order cancelled before its approval arrived; approval skipped", {}))
+                continue
+            early = context.early
+            if early is not None and early.revision > order.revision:
+                approval.notes.append(
+                    ("approval of an order changed meanwhile; the new content is reserved",
+                     {"revision": early.revision}))
+                order = early
+            if context.known or order_id in seen:
+                approval.notes.append(("order already known to inventory; approval ignored", {}))
+                continue
+            seen.add(order_id)
+            approval.order = order
+            approval.need = domain.demand_of((line.sku, line.quantity) for line in order.lines)
+        new = [a for a in approvals if a.order is not None]
+        if new and not await self._first_attempts(new):
+            for incoming in run:
+                with _handling(self.uow, incoming):
+                    await self.reserve_order(incoming.event.order_id, incoming.event.order)
+            return
+        for approval in approvals:
+            with _handling(self.uow, approval.incoming):
+                for message, fields in approval.notes:
+                    log.info(message, **fields)
+                attempt = approval.attempt
+                if attempt is None:
+                    continue
+                if attempt.reserved_at is not None:
+                    self._announce_reserved(attempt.order_id, attempt.order,
+                                            domain.merge_picks(attempt.picks), first=True)
+                else:
+                    self._announce_backordered(attempt.order_id, attempt.order, attempt.ordered,
+                                               attempt.short, attempt.picks)
+                for sku, available, reorder_point in sorted(approval.lows):
+                    self._announce_low(sku, available, reorder_point)
+
+    async def _first_attempts(self, new: Sequence[_Approval]) -> bool:
+        """Decide and write the first attempt of each new order of a run, in the run's order
+        (each order's availability is what the orders before it left), and the low-stock checks
+        after each; False (nothing written) when the stock the run chose is no longer there."""
+        ranking_of: dict[str, list[str]] = {}
+        warehouses = await self.repo.warehouses()
+        available: dict[str, dict[str, int]] = defaultdict(dict)
+        levels: dict[str, _Level] = {}
+        for row in await self.repo.stock_rows({sku for a in new for sku in a.need}):
+            available[row.warehouse_id][row.sku] = row.available
+            levels.setdefault(row.sku, _Level(row.reorder_point, row.low_flagged)).available \
+                += row.available
+        rules = self.policy.allocation()
+        ttl = timedelta(seconds=self.policy.reservation_ttl_s)
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        changes: dict[str, list[tuple[_Approval, domain.LowStockChange, int, int]]] = {}
+        for approval in new:
+            order, need = approval.order, approval.need
+            assert order is not None
+            province = order.shipping_address.province
+            ranking = ranking_of.get(province)
+            if ranking is None:
+                ranking = ranking_of[province] = domain.rank_warehouses(province, warehouses)
+            # what availability(need) would read now: this order's SKUs with units, per warehouse
+            view: dict[str, dict[str, int]] = {}
+            for warehouse_id, in_warehouse in available.items():
+                mine = {sku: q for sku, q in in_warehouse.items() if q > 0 and sku in need}
+                if mine:
+                    view[warehouse_id] = mine
+            allocation = domain.allocate(need, view, ranking, rules)
+            reserved: tuple[domain.Pick, ...] = ()
+            short = dict(need)
+            if allocation.picks:
+                reserved, short = allocation.picks, dict(allocation.short)
+                for pick in reserved:
+                    available[pick.warehouse_id][pick.sku] -= pick.quantity
+                    levels[pick.sku].available -= pick.quantity
+                    taken[(pick.warehouse_id, pick.sku)] += pick.quantity
+            now = _now()
+            complete = not any(short.values())
+            approval.attempt = FirstAttempt(
+                order_id=approval.incoming.event.order_id, order=order, ordered=need, short=short,
+                picks=reserved, reserved_at=now if complete else None,
+                expires_at=domain.expires_at(now, ttl) if complete else None,
+                backordered_at=None if complete else now)
+            for sku in sorted(need):  # _check_low(need, decreased=True) after this order
+                level = levels.get(sku)
+                if level is None:
+                    continue
+                change = domain.low_stock_change(level.available, level.reorder_point,
+                                                 level.flagged, decreased=True)
+                if change is not None:
+                    level.flagged = change == "fell_below"
+                    changes.setdefault(sku, []).append(
+                        (approval, change, level.available, level.reorder_point))
+        if not await self.repo.take_all(taken):
+            return False
+        await self.repo.add_first_attempts([a.attempt for a in new if a.attempt is not None])
+        flipped = await self.repo.set_low_flags(
+            {sku: seq[-1][1] == "fell_below" for sku, seq in changes.items()})
+        for sku, seq in changes.items():
+            # one by one, a SKU's first change is published if it flips the flag now; a later
+            # one always flips it (this transaction set it the other way and holds the row)
+            for index, (crossed, what, units, reorder_point) in enumerate(seq):
+                if what == "fell_below" and (index > 0 or sku in flipped):
+                    crossed.lows.append((sku, units, reorder_point))
+        return True
+
     async def _attempt(self, record: OrderRecord, *, first: bool) -> int:
         """Try to reserve what the order is still short of; publish the outcome. Returns the
         units reserved by this attempt."""
@@ -106,22 +276,32 @@ class Stockroom:
             # a first attempt holds exactly what it just reserved (the order was new)
             holds = domain.merge_picks(reserved) if first \
                 else await self.repo.holds(record.order_id)
-            self.uow.emit(StockReserved(
-                order_id=record.order_id, order=record.order, reservations=_lines(holds),
-                filled_in_full_first_attempt=first, from_backorder=not first))
-            log.debug("stock reserved", warehouses=sorted({p.warehouse_id for p in holds}),
-                      from_backorder=not first)
+            self._announce_reserved(record.order_id, record.order, holds, first=first)
         elif first:
             await self.repo.mark_backordered(record.order_id, now, first_attempt=True)
-            self.uow.emit(StockBackordered(
-                order_id=record.order_id,
-                short_lines=tuple(ShortLine(sku=s.sku, ordered=s.ordered, reserved=s.reserved,
-                                            short=s.short)
-                                  for s in domain.shortages(record.ordered, short)),
-                customer=record.order.customer))
-            log.info("order backordered", short={k: v for k, v in short.items() if v},
-                     held=sum(p.quantity for p in reserved))
+            self._announce_backordered(record.order_id, record.order, record.ordered, short,
+                                       reserved)
         return sum(p.quantity for p in reserved)
+
+    def _announce_reserved(self, order_id: str, order: CanonicalOrder, holds: Sequence[domain.Pick],
+                           *, first: bool) -> None:
+        self.uow.emit(StockReserved(
+            order_id=order_id, order=order, reservations=_lines(holds),
+            filled_in_full_first_attempt=first, from_backorder=not first))
+        log.debug("stock reserved", warehouses=sorted({p.warehouse_id for p in holds}),
+                  from_backorder=not first)
+
+    def _announce_backordered(self, order_id: str, order: CanonicalOrder,
+                              ordered: Mapping[str, int], short: Mapping[str, int],
+                              reserved: Iterable[domain.Pick]) -> None:
+        self.uow.emit(StockBackordered(
+            order_id=order_id,
+            short_lines=tuple(ShortLine(sku=s.sku, ordered=s.ordered, reserved=s.reserved,
+                                        short=s.short)
+                              for s in domain.shortages(ordered, short)),
+            customer=order.customer))
+        log.info("order backordered", short={k: v for k, v in short.items() if v},
+                 held=sum(p.quantity for p in reserved))
 
     async def apply_change(self, step: OrderChangeApproved) -> None:
         """A change review accepted: only the difference moves, all or nothing (``domain.
@@ -340,9 +520,10 @@ class Stockroom:
             change = domain.low_stock_change(level.available, level.reorder_point,
                                              level.low_flagged, decreased=decreased)
             if change == "fell_below" and await self.repo.flag_low(level.sku, True):
-                self.uow.emit(StockLow(sku=level.sku, available=level.available,
-                                       reorder_point=level.reorder_point))
-                log.info("stock low", sku=level.sku, available=level.available,
-                         reorder_point=level.reorder_point)
+                self._announce_low(level.sku, level.available, level.reorder_point)
             elif change == "recovered":
                 await self.repo.flag_low(level.sku, False)
+
+    def _announce_low(self, sku: str, available: int, reorder_point: int) -> None:
+        self.uow.emit(StockLow(sku=sku, available=available, reorder_point=reorder_point))
+        log.info("stock low", sku=sku, available=available, reorder_point=reorder_point)
