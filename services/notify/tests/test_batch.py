@@ -224,6 +224,9 @@ async def test_several_events_of_one_order_in_one_run_see_each_other(notify: Not
     assert rows[3]["language"] == "en"
     assert rows[3]["context"]["customer_name"] == "Anna"
     assert rows[3]["context"]["event"]["notice"] == "under_review"
+    # ... and its lines and totals: a hold carries none and must not wipe what is known
+    assert rows[3]["context"]["order"]["lines"][0]["sku"] == "TEA-001"
+    assert rows[5]["context"]["order"]["totals"]["grand_total"] == "228.00"
     # the approval's message shows the order's lines again
     assert rows[7]["context"]["order"]["lines"][0]["sku"] == "TEA-001"
     assert rows[7]["context"]["order"]["totals"]["grand_total"] == "228.00"

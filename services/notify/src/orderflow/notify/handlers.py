@@ -444,9 +444,8 @@ class _RunState:
 
     def save(self, order_id: str, *, channel: str | None = None, external_id: str | None = None,
              customer: Customer | None = None, facts: dict[str, Any] | None = None) -> None:
-        """As the upsert: newer knowledge wins, gaps keep the old (an empty name too), except
-        the facts: the upsert stores missing facts as JSON ``null``, which ``coalesce`` keeps,
-        so a save without facts (held, rejected, backordered) clears them; kept as it was."""
+        """Newer knowledge wins, gaps keep the old (an empty name too): a save without facts
+        (held, rejected, backordered) keeps the order's lines and totals for later messages."""
         old = self.orders.get(order_id)
         name = customer.name if customer else ""
         customer_id = customer.id if customer else None
@@ -461,7 +460,7 @@ class _RunState:
                 _newer(customer_id, old.customer_id),
                 domain.Contact(name or old.contact.name, _newer(email, old.contact.email),
                                _newer(phone, old.contact.phone)),
-                facts, old.shipments, old.review_notice_sent)
+                _newer(facts, old.facts), old.shipments, old.review_notice_sent)
         self.touched.add(order_id)
 
     def add_shipment(self, order_id: str, shipment_id: str, shipment: dict[str, Any]) -> None:

@@ -323,7 +323,7 @@ class NotifyRepository:
             "names": [r.contact.name for r in records],
             "emails": [r.contact.email for r in records],
             "phones": [r.contact.phone for r in records],
-            "facts": [_json(r.facts) for r in records],  # none: JSON null, as the upsert stored it
+            "facts": [None if r.facts is None else _json(r.facts) for r in records],
             "shipments": [_json(r.shipments) for r in records],
             "reviews": [r.review_notice_sent for r in records],
         })
