@@ -111,10 +111,6 @@ class LogisticsHandlers:
         self.clock = clock
         self.randbelow = randbelow
 
-    async def on_stock_reserved(self, uow: UnitOfWork, incoming: IncomingEvent[StockReserved]) -> None:
-        """One reservation: a run of one."""
-        await self.on_stocks_reserved(uow, [incoming])
-
     async def on_stocks_reserved(self, uow: UnitOfWork,
                                  run: list[IncomingEvent[StockReserved]]) -> None:
         """A run of reservations, set-based: the orders' records created and locked in sorted

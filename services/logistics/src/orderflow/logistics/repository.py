@@ -191,13 +191,7 @@ def _record(row: Any) -> ShipmentRecord:
 _LOCK_ORDER_ROW = sa.select(orders).where(orders.c.order_id == sa.bindparam("o_id")).with_for_update()
 _SHIPMENT_COUNT = sa.select(sa.func.count()).select_from(shipments).where(
     shipments.c.order_id == sa.bindparam("o_id"))
-_ORDER_INSERT = pg_insert(orders)
-# the order's JSON is kept the first time a reservation brings it
-_ENSURE_ORDER_WITH_JSON = _ORDER_INSERT.on_conflict_do_update(
-    index_elements=[orders.c.order_id], where=orders.c.order_json.is_(None),
-    set_={"order_json": _ORDER_INSERT.excluded.order_json,
-          "customer_id": _ORDER_INSERT.excluded.customer_id, "updated_at": sa.func.now()})
-_ENSURE_ORDER = _ORDER_INSERT.on_conflict_do_nothing()
+_ENSURE_ORDER = pg_insert(orders).on_conflict_do_nothing()
 _WAREHOUSE_SITES = sa.select(warehouses).where(
     warehouses.c.warehouse_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
 _PRODUCT_INFOS = sa.select(products).where(
@@ -591,21 +585,13 @@ class LogisticsRepository:
 
 
     # -- the order record: cancel vs dispatch -----------------------------------------------------
-    async def lock_order(self, order_id: str, order: CanonicalOrder | None = None) -> OrderRow:
+    async def lock_order(self, order_id: str) -> OrderRow:
         """The order's record, created if new, locked FOR UPDATE until the transaction ends: a
         cancel request and a reservation of one order are decided one after the other, whichever
-        replica handles them. The order's JSON is kept the first time a reservation brings it."""
-        values: dict[str, Any] = {"order_id": order_id, "status": "open"}
-        if order is not None:
-            values.update(order_json=order.model_dump(mode="json"), customer_id=order.customer.id)
-        await self.session.execute(
-            _ENSURE_ORDER if order is None else _ENSURE_ORDER_WITH_JSON, values)
+        replica handles them (a reservation's records: ``lock_orders``)."""
+        await self.session.execute(_ENSURE_ORDER, {"order_id": order_id, "status": "open"})
         row = (await self.session.execute(_LOCK_ORDER_ROW, {"o_id": order_id})).one()
-        kept: CanonicalOrder | None = None
-        if row.order_json:
-            # the order this call brought, when the row keeps that very revision: not parsed again
-            same = order is not None and row.order_json.get("revision") == order.revision
-            kept = order if same else CanonicalOrder.model_validate(row.order_json)
+        kept = CanonicalOrder.model_validate(row.order_json) if row.order_json else None
         return OrderRow(row.order_id, row.status, kept,
                         row.cancel_reason, row.revision, row.pending_change_id,
                         row.pending_revision, row.parked_reservation, row.parked_event_id)

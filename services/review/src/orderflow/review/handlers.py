@@ -128,46 +128,23 @@ class ReviewHandlers:
                 early_change_ids.append(early.change_id)
                 said.append((log.info, "order reviewed with the content of an earlier change",
                              {"change_id": early.change_id, "revision": order.revision}))
-            # the account as the run's earlier orders left it
-            account = accounts[incoming.event.order.customer.id]
             promotion = None
             if order.promo_code:
                 known = self.policy.promotion(order.promo_code)
                 promotion = promotions[known.code] if known is not None else None
-            review = domain.OrderUnderReview(
-                order=order, totals=received.totals, account=account,
-                prices={line.sku: prices[line.sku] for line in order.lines
-                        if line.sku in prices},
-                promotion=promotion,
-                # money paid to us in advance, plus what the channel collected at checkout
-                paid_in_advance=advances.get(received.order_id, domain.ZERO) + order.amount_paid,
-            )
-            decision = domain.review_order(review, self.policy)
-            ledger = domain.OrderLedger(
-                order_id=received.order_id, customer_id=order.customer.id,
-                status=decision.outcome, kind=decision.kind,
-                grand_total=received.totals.grand_total,
-                paid=review.paid_in_advance if decision.kind == "prepaid" else domain.ZERO,
-                reasons=decision.reasons,
-            )
+            # the account as the run's earlier orders left it
+            decision, ledger, account = self._decide(
+                received, accounts[incoming.event.order.customer.id], promotion,
+                {line.sku: prices[line.sku] for line in order.lines if line.sku in prices},
+                advances.get(received.order_id, domain.ZERO))
             if decision.outcome == "approved":
-                account, ledger = domain.approve(account, ledger)
                 accounts[account.customer_id] = moved[account.customer_id] = account
                 if promotion is not None:
                     uses.append((promotion.code, received.order_id))
                     promotions[promotion.code] = replace(promotion, used=promotion.used + 1)
             reviewed.append(ReviewedRow(ledger, received, decision.rules, decision.amount_due,
                                         decision.reasons))
-            if decision.outcome == "approved":
-                uow.emit(_approved_event(received, decision.rules, AUTO, None), cause=incoming)
-            elif decision.outcome == "held":
-                uow.emit(OrderHeld(order_id=received.order_id, reasons=decision.reasons,
-                                   rules=decision.rules, customer=order.customer,
-                                   amount_due=decision.amount_due, currency=order.currency),
-                         cause=incoming)
-            else:
-                uow.emit(_rejected_event(received, decision.reasons, AUTO,
-                                         "rejected by policy (reject_on)"), cause=incoming)
+            _emit_decision(uow, incoming, received, decision)
             # approvals are the hot path (debug); holds and rejections stay at info
             said.append((log.debug if decision.outcome == "approved" else log.info,
                          "order reviewed", {
@@ -185,6 +162,30 @@ class ReviewHandlers:
                     log.info("order already reviewed; ignored")
                 for say, message, fields in lines.get(incoming.headers.event_id, ()):
                     say(message, **fields)
+
+    def _decide(self, received: OrderReceived, account: domain.CreditAccount,
+                promotion: domain.PromotionState | None, prices: dict[str, domain.ListPrice],
+                advance_paid: Decimal,
+                ) -> tuple[domain.Decision, domain.OrderLedger, domain.CreditAccount]:
+        """The domain's decision on one order, its ledger, and the account (as an approval
+        moves it)."""
+        order = received.order
+        review = domain.OrderUnderReview(
+            order=order, totals=received.totals, account=account, prices=prices,
+            promotion=promotion,
+            # money paid to us in advance, plus what the channel collected at checkout
+            paid_in_advance=advance_paid + order.amount_paid,
+        )
+        decision = domain.review_order(review, self.policy)
+        ledger = domain.OrderLedger(
+            order_id=received.order_id, customer_id=order.customer.id, status=decision.outcome,
+            kind=decision.kind, grand_total=received.totals.grand_total,
+            paid=review.paid_in_advance if decision.kind == "prepaid" else domain.ZERO,
+            reasons=decision.reasons,
+        )
+        if decision.outcome == "approved":
+            account, ledger = domain.approve(account, ledger)
+        return decision, ledger, account
 
     async def on_order_cancelled(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[OrderCancelled]) -> None:
@@ -469,6 +470,21 @@ class ReviewHandlers:
                  correlation_id=ledger.order_id)
         log.info("prepaid order released", order_id=ledger.order_id,
                  payment_id=payment.payment_id)
+
+
+def _emit_decision(uow: UnitOfWork, incoming: IncomingEvent[OrderReceived],
+                   received: OrderReceived, decision: domain.Decision) -> None:
+    """Review's own decision on an order, answering ``incoming``."""
+    if decision.outcome == "approved":
+        uow.emit(_approved_event(received, decision.rules, AUTO, None), cause=incoming)
+    elif decision.outcome == "held":
+        uow.emit(OrderHeld(order_id=received.order_id, reasons=decision.reasons,
+                           rules=decision.rules, customer=received.order.customer,
+                           amount_due=decision.amount_due, currency=received.order.currency),
+                 cause=incoming)
+    else:
+        uow.emit(_rejected_event(received, decision.reasons, AUTO,
+                                 "rejected by policy (reject_on)"), cause=incoming)
 
 
 def _context_of(incoming: IncomingEvent[Any]) -> AbstractContextManager[None]:
