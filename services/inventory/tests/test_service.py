@@ -782,3 +782,93 @@ async def test_concurrent_runs_of_approvals_never_oversell_nor_deadlock(
     assert await available(inventory_db, a) == {"WH-BJ": 0, "WH-CD": 0}
     assert await available(inventory_db, b) == {"WH-CD": 0, "WH-SH": 0}
     await assert_invariants(inventory_db)
+
+
+@pytest.mark.solo_inventory
+async def test_a_run_of_shipments_moves_the_stock_exactly_as_one_shipment_at_a_time(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    """The same run of shipments on two copies of the same orders and stock, through the
+    set-based path and the per-event path: a split order's two shipments (shipped in full after
+    the second), a shipment of part of a hold, one without any hold (free stock, a warning) that
+    crosses a reorder point, two shipments of the same SKU and warehouse. Same rows, same events."""
+    needs_no_logistics(pipeline)
+
+    def shipment(order: OrderApproved, lines: list[tuple[str, str, int]]) -> ShipmentDispatched:
+        placed = order.order.placed_at
+        return ShipmentDispatched(
+            order_id=order.order_id, shipment_id=f"SH-{uuid.uuid4().hex[:8]}",
+            warehouse_id=lines[0][0], carrier="SF", service="standard", tracking_number="SF1",
+            lines=tuple(ReservedLine(warehouse_id=w, sku=sku, quantity=q) for w, sku, q in lines),
+            weight_kg=Decimal("1"), dispatched_at=placed, promised_date=placed.date())
+
+    async def scenario(tag: str) -> tuple[list[str], list[OrderApproved], list[
+            IncomingEvent[Any]]]:
+        a, b = new_sku(f"{tag}A"), new_sku(f"{tag}B")
+        await pipeline.publish_and_wait([product(a, reorder_point=2), product(b),
+                                         receipt("WH-SH", a, 4), receipt("WH-BJ", a, 3),
+                                         receipt("WH-BJ", b, 5)])
+        split = approved([(a, 5)])  # WH-SH 4 + WH-BJ 1
+        partly = approved([(b, 3)], address_index=BEIJING)  # WH-BJ 3
+        unheld = approved([(b, 1)], address_index=BEIJING)  # not approved here: no hold
+        for order in (split, partly):
+            await on_its_own(inventory_db, order)
+        run = [shipment(split, [("WH-SH", a, 4)]), shipment(partly, [("WH-BJ", b, 2)]),
+               shipment(unheld, [("WH-BJ", a, 1), ("WH-BJ", b, 1)]),
+               shipment(split, [("WH-BJ", a, 1)]), shipment(partly, [("WH-BJ", b, 1)])]
+        return [a, b], [split, partly, unheld], [delivered(s, i) for i, s in enumerate(run)]
+
+    async def figures(skus: list[str], orders: list[OrderApproved]) -> list[Any]:
+        names = {**{s: f"S{i}" for i, s in enumerate(skus)},
+                 **{o.order_id: f"O{i}" for i, o in enumerate(orders)}}
+        async with AsyncSession(inventory_db) as session:
+            out = []
+            for sql in ("SELECT order_id, status, expires_at IS NULL FROM inventory_orders "
+                        "WHERE order_id = ANY(:ids)",
+                        "SELECT warehouse_id, sku, on_hand, reserved FROM inventory_stock "
+                        "WHERE sku = ANY(:skus)",
+                        "SELECT order_id, warehouse_id, sku, quantity, shipped "
+                        "FROM inventory_reservations WHERE order_id = ANY(:ids)",
+                        "SELECT sku, low_flagged FROM inventory_products WHERE sku = ANY(:skus)"):
+                rows = (await session.execute(sa.text(sql), {
+                    "ids": list(names), "skus": skus})).all()
+                out.append(sorted(tuple(names.get(v, v) for v in r) for r in rows))
+            ledger = (await session.execute(sa.text(
+                "SELECT order_id, warehouse_id, sku, on_hand_delta, reserved_delta "
+                "FROM inventory_movements WHERE sku = ANY(:skus) AND kind = 'shipment' "
+                "ORDER BY id"), {"skus": skus})).all()
+            out.append([tuple(names.get(v, v) for v in r) for r in ledger])
+        return out
+
+    skus_one, orders_one, run_one = await scenario("SHIPSET")
+    skus_two, orders_two, run_two = await scenario("SHIPONE")
+    async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
+        await Stockroom(uow, InventoryPolicy()).dispatch_all(run_one)
+    emitted_one = uow.emitted
+    async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
+        for incoming in run_two:
+            uow.current = incoming
+            await Stockroom(uow, InventoryPolicy()).dispatch(incoming.event)
+    emitted_two = uow.emitted
+
+    def normal(emitted: list[tuple[EventHeaders, Event]], skus: list[str],
+               run: list[IncomingEvent[Any]]) -> list[tuple[int, str]]:
+        causes = {incoming.headers.event_id: i for i, incoming in enumerate(run)}
+        out = []
+        for headers, event in emitted:
+            text = event.model_dump_json()
+            for i, sku in enumerate(skus):
+                text = text.replace(sku, f"S{i}")
+            assert headers.causation_id is not None
+            out.append((causes[headers.causation_id], text))
+        return out
+
+    assert normal(emitted_one, skus_one, run_one) == normal(emitted_two, skus_two, run_two)
+    assert [(cause, type(e).__name__, e.available) for (cause, _), (_, e) in zip(
+        normal(emitted_one, skus_one, run_one), emitted_one, strict=True)
+        if isinstance(e, StockLow)] == [(2, "StockLow", 1)]
+    one, two = await figures(skus_one, orders_one), await figures(skus_two, orders_two)
+    assert one == two
+    statuses, stock = one[0], one[1]
+    assert [(o, status) for o, status, _ in statuses] == [("O0", "shipped"), ("O1", "shipped")]
+    assert stock == [("WH-BJ", "S0", 1, 0), ("WH-BJ", "S1", 1, 0), ("WH-SH", "S0", 0, 0)]
+    await assert_invariants(inventory_db)

@@ -35,7 +35,7 @@ def create_service() -> ServiceDefinition:
                          description="Receipts: add to on hand, then fill backorders"),
             Subscription(topics.STOCK_ADJUSTED, on.on_stock_adjusted,
                          description="Counts, damage, write-offs: change on hand"),
-            Subscription(topics.SHIPMENT_DISPATCHED, on.on_shipment_dispatched,
+            Subscription(topics.SHIPMENT_DISPATCHED, batch_handler=on.on_shipments_dispatched,
                          description="Reserved units that left a warehouse"),
             Subscription(topics.PRODUCT_UPDATED, on.on_product_updated,
                          description="Reorder points per SKU"),

@@ -64,10 +64,10 @@ class InventoryHandlers:
         a = incoming.event
         await Stockroom(uow, self.policy).adjust(a.warehouse_id, a.sku, a.delta, a.reason)
 
-    async def on_shipment_dispatched(self, uow: UnitOfWork,
-                                     incoming: IncomingEvent[ShipmentDispatched]) -> None:
-        structlog.contextvars.bind_contextvars(order_id=incoming.event.order_id)
-        await Stockroom(uow, self.policy).dispatch(incoming.event)
+    async def on_shipments_dispatched(self, uow: UnitOfWork,
+                                      run: list[IncomingEvent[ShipmentDispatched]]) -> None:
+        """A batch handler: the run's shipments set-based (see dispatch_all)."""
+        await Stockroom(uow, self.policy).dispatch_all(run)
 
     async def on_product_updated(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ProductUpdated]) -> None:

@@ -275,6 +275,54 @@ RETURNING p.sku
 """)
 
 
+# -- the set-based dispatch path (a run of shipment.dispatched events) ---------------------------
+# the orders' rows, the holds of those orders and the shipped lines' stock rows, each locked in
+# one sorted order (the order rows first, as every path that moves holds takes them)
+_LOCK_ORDER_STATUSES = sa.text("""
+SELECT order_id, status FROM inventory_orders WHERE order_id = ANY(CAST(:o_ids AS text[]))
+ORDER BY order_id COLLATE "C" FOR UPDATE
+""")
+_LOCK_HOLDS_OF = sa.text("""
+SELECT order_id, warehouse_id, sku, quantity FROM inventory_reservations
+WHERE order_id = ANY(CAST(:o_ids AS text[]))
+ORDER BY order_id COLLATE "C", warehouse_id COLLATE "C", sku COLLATE "C" FOR UPDATE
+""")
+_LOCK_STOCK = sa.text("""
+SELECT s.warehouse_id, s.sku, s.available
+FROM inventory_stock AS s
+JOIN unnest(CAST(:w_ids AS text[]), CAST(:skus AS text[])) AS v(warehouse_id, sku)
+  ON v.warehouse_id = s.warehouse_id AND v.sku = s.sku
+ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C" FOR UPDATE OF s
+""")
+# what a run's shipped lines move, summed per stock row and per hold, the orders that shipped in
+# full, and a ledger line per shipped line in the run's order
+_WRITE_SHIPMENTS = sa.text("""
+WITH stock_moves AS (
+    UPDATE inventory_stock AS s
+    SET on_hand = s.on_hand - v.qty, reserved = s.reserved - v.from_res, updated_at = now()
+    FROM unnest(CAST(:s_w_ids AS text[]), CAST(:s_skus AS text[]), CAST(:s_qtys AS integer[]),
+                CAST(:s_from_res AS integer[])) AS v(warehouse_id, sku, qty, from_res)
+    WHERE s.warehouse_id = v.warehouse_id AND s.sku = v.sku
+), hold_moves AS (
+    UPDATE inventory_reservations AS r
+    SET quantity = r.quantity - v.from_res, shipped = r.shipped + v.from_res
+    FROM unnest(CAST(:h_o_ids AS text[]), CAST(:h_w_ids AS text[]), CAST(:h_skus AS text[]),
+                CAST(:h_from_res AS integer[])) AS v(order_id, warehouse_id, sku, from_res)
+    WHERE r.order_id = v.order_id AND r.warehouse_id = v.warehouse_id AND r.sku = v.sku
+), shipped_orders AS (
+    UPDATE inventory_orders SET status = 'shipped', expires_at = NULL, updated_at = now()
+    WHERE order_id = ANY(CAST(:shipped AS text[]))
+)
+INSERT INTO inventory_movements
+    (warehouse_id, sku, kind, on_hand_delta, reserved_delta, order_id, reference)
+SELECT warehouse_id, sku, 'shipment', -qty, -from_res, order_id, reference
+FROM unnest(CAST(:m_w_ids AS text[]), CAST(:m_skus AS text[]), CAST(:m_qtys AS integer[]),
+            CAST(:m_from_res AS integer[]), CAST(:m_o_ids AS text[]), CAST(:m_refs AS text[]))
+    WITH ORDINALITY AS t(warehouse_id, sku, qty, from_res, order_id, reference, n)
+ORDER BY n
+""")
+
+
 
 def _mark(status: str, *stamps: str, first_attempt: bool | None = None) -> sa.Update:
     values: dict[str, Any] = {"status": status, "updated_at": sa.func.now(),
@@ -348,6 +396,20 @@ class FirstAttempt:
     reserved_at: datetime | None  # set: reserved in full; None: backordered at backordered_at
     expires_at: datetime | None
     backordered_at: datetime | None
+
+
+
+@dataclass(frozen=True)
+class ShippedLine:
+    """One line of a shipment as it moves the stock: ``from_reservation`` of its units come
+    from the order's hold, the rest from free stock."""
+
+    order_id: str
+    warehouse_id: str
+    sku: str
+    quantity: int
+    from_reservation: int
+    reference: str
 
 
 
@@ -520,6 +582,54 @@ class InventoryRepository:
         if from_reservation is None:
             return None
         return Shipped(int(from_reservation), quantity - int(from_reservation))
+
+    async def lock_for_shipping(self, order_ids: Iterable[str],
+                                stock_rows: Iterable[tuple[str, str]]) -> tuple[
+            dict[str, str], dict[tuple[str, str, str], int], dict[tuple[str, str], int]]:
+        """For a run of shipments: the orders' statuses, every hold of those orders and the
+        available units of the stock rows named, each locked (in that order, each sorted)."""
+        ids = sorted(set(order_ids))
+        statuses: dict[str, str] = {}
+        holds: dict[tuple[str, str, str], int] = {}
+        if ids:
+            for r in (await self.session.execute(_LOCK_ORDER_STATUSES, {"o_ids": ids})).all():
+                statuses[r.order_id] = r.status
+            for r in (await self.session.execute(_LOCK_HOLDS_OF, {"o_ids": ids})).all():
+                holds[(r.order_id, r.warehouse_id, r.sku)] = int(r.quantity)
+        pairs = sorted(set(stock_rows))
+        free: dict[tuple[str, str], int] = {}
+        if pairs:
+            for r in (await self.session.execute(_LOCK_STOCK, {
+                    "w_ids": [w for w, _ in pairs], "skus": [sku for _, sku in pairs]})).all():
+                free[(r.warehouse_id, r.sku)] = int(r.available)
+        return statuses, holds, free
+
+    async def ship_all(self, lines: Sequence[ShippedLine], shipped_orders: Sequence[str]) -> None:
+        """Write what ship() writes for each line (summed per stock row and per hold; a ledger
+        line each, in order) and mark_shipped for ``shipped_orders``: one statement. The caller
+        checked, on rows it locked, that every line's units are there."""
+        if not lines and not shipped_orders:
+            return
+        stock_moves: dict[tuple[str, str], list[int]] = {}
+        hold_moves: dict[tuple[str, str, str], int] = defaultdict(int)
+        for line in lines:
+            move = stock_moves.setdefault((line.warehouse_id, line.sku), [0, 0])
+            move[0] += line.quantity
+            move[1] += line.from_reservation
+            if line.from_reservation > 0:
+                hold_moves[(line.order_id, line.warehouse_id, line.sku)] += line.from_reservation
+        s_keys, h_keys = sorted(stock_moves), sorted(hold_moves)
+        await self.session.execute(_WRITE_SHIPMENTS, {
+            "s_w_ids": [w for w, _ in s_keys], "s_skus": [sku for _, sku in s_keys],
+            "s_qtys": [stock_moves[k][0] for k in s_keys],
+            "s_from_res": [stock_moves[k][1] for k in s_keys],
+            "h_o_ids": [k[0] for k in h_keys], "h_w_ids": [k[1] for k in h_keys],
+            "h_skus": [k[2] for k in h_keys], "h_from_res": [hold_moves[k] for k in h_keys],
+            "shipped": list(shipped_orders),
+            "m_w_ids": [x.warehouse_id for x in lines], "m_skus": [x.sku for x in lines],
+            "m_qtys": [x.quantity for x in lines],
+            "m_from_res": [x.from_reservation for x in lines],
+            "m_o_ids": [x.order_id for x in lines], "m_refs": [x.reference[:500] for x in lines]})
 
     async def stock_levels(self, skus: Iterable[str]) -> list[StockLevel]:
         """Per SKU with stock rows: reorder point, whether stock.low was reported, available."""

@@ -32,7 +32,13 @@ from orderflow.contracts.events import (
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.inventory import domain
 from orderflow.inventory.policy import InventoryPolicy
-from orderflow.inventory.repository import FirstAttempt, InventoryRepository, OrderRecord
+from orderflow.inventory.repository import (
+    FirstAttempt,
+    InventoryRepository,
+    OrderRecord,
+    ShippedLine,
+    StockRow,
+)
 from orderflow.runtime.tracing import consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
@@ -57,11 +63,54 @@ def _lines(picks: Iterable[domain.Pick]) -> tuple[ReservedLine, ...]:
 
 @dataclass
 class _Level:
-    """A SKU's low-stock figures as a run of approvals goes (stock_levels' row)."""
+    """A SKU's low-stock figures as a run goes (stock_levels' row)."""
 
     reorder_point: int
     flagged: bool
     available: int = 0
+
+
+#: stock.low to publish after an event: (SKU, available, reorder point)
+_Lows = list[tuple[str, int, int]]
+
+
+class _LowChecks:
+    """``_check_low(skus, decreased=True)`` after each event of a run, against the run's own
+    figures (the stock rows read once, less what the run took): which SKUs fall below or recover
+    after which event; the flags are then set with one statement (``settle``)."""
+
+    def __init__(self, rows: Iterable[StockRow]) -> None:
+        self.levels: dict[str, _Level] = {}
+        for row in rows:
+            level = self.levels.setdefault(row.sku, _Level(row.reorder_point, row.low_flagged))
+            level.available += row.available
+        self.changes: dict[str, list[tuple[_Lows, domain.LowStockChange, int, int]]] = {}
+
+    def took(self, sku: str, units: int) -> None:
+        self.levels[sku].available -= units
+
+    def check(self, lows: _Lows, skus: Iterable[str]) -> None:
+        for sku in sorted(set(skus)):
+            level = self.levels.get(sku)
+            if level is None:  # no stock row: stock_levels has no row for it
+                continue
+            change = domain.low_stock_change(level.available, level.reorder_point,
+                                             level.flagged, decreased=True)
+            if change is not None:
+                level.flagged = change == "fell_below"
+                self.changes.setdefault(sku, []).append(
+                    (lows, change, level.available, level.reorder_point))
+
+    async def settle(self, repo: InventoryRepository) -> None:
+        """Set the flags as the checks left them; a fall is published where, one by one, it
+        would have flipped the flag: a SKU's first change if it flips the flag now, a later one
+        always (this transaction set it the other way and holds the row)."""
+        flipped = await repo.set_low_flags(
+            {sku: seq[-1][1] == "fell_below" for sku, seq in self.changes.items()})
+        for sku, seq in self.changes.items():
+            for index, (lows, what, units, reorder_point) in enumerate(seq):
+                if what == "fell_below" and (index > 0 or sku in flipped):
+                    lows.append((sku, units, reorder_point))
 
 
 @dataclass
@@ -73,7 +122,7 @@ class _Approval:
     order: CanonicalOrder | None = None  # set: a new order (its early revision if newer)
     need: dict[str, int] = field(default_factory=dict)
     attempt: FirstAttempt | None = None
-    lows: list[tuple[str, int, int]] = field(default_factory=list)  # stock.low after it
+    lows: _Lows = field(default_factory=list)  # stock.low after it
 
 
 @contextmanager
@@ -190,15 +239,13 @@ class Stockroom:
         ranking_of: dict[str, list[str]] = {}
         warehouses = await self.repo.warehouses()
         available: dict[str, dict[str, int]] = defaultdict(dict)
-        levels: dict[str, _Level] = {}
-        for row in await self.repo.stock_rows({sku for a in new for sku in a.need}):
+        rows = await self.repo.stock_rows({sku for a in new for sku in a.need})
+        for row in rows:
             available[row.warehouse_id][row.sku] = row.available
-            levels.setdefault(row.sku, _Level(row.reorder_point, row.low_flagged)).available \
-                += row.available
+        lows = _LowChecks(rows)
         rules = self.policy.allocation()
         ttl = timedelta(seconds=self.policy.reservation_ttl_s)
         taken: dict[tuple[str, str], int] = defaultdict(int)
-        changes: dict[str, list[tuple[_Approval, domain.LowStockChange, int, int]]] = {}
         for approval in new:
             order, need = approval.order, approval.need
             assert order is not None
@@ -219,7 +266,7 @@ class Stockroom:
                 reserved, short = allocation.picks, dict(allocation.short)
                 for pick in reserved:
                     available[pick.warehouse_id][pick.sku] -= pick.quantity
-                    levels[pick.sku].available -= pick.quantity
+                    lows.took(pick.sku, pick.quantity)
                     taken[(pick.warehouse_id, pick.sku)] += pick.quantity
             now = _now()
             complete = not any(short.values())
@@ -228,27 +275,11 @@ class Stockroom:
                 picks=reserved, reserved_at=now if complete else None,
                 expires_at=domain.expires_at(now, ttl) if complete else None,
                 backordered_at=None if complete else now)
-            for sku in sorted(need):  # _check_low(need, decreased=True) after this order
-                level = levels.get(sku)
-                if level is None:
-                    continue
-                change = domain.low_stock_change(level.available, level.reorder_point,
-                                                 level.flagged, decreased=True)
-                if change is not None:
-                    level.flagged = change == "fell_below"
-                    changes.setdefault(sku, []).append(
-                        (approval, change, level.available, level.reorder_point))
+            lows.check(approval.lows, need)
         if not await self.repo.take_all(taken):
             return False
         await self.repo.add_first_attempts([a.attempt for a in new if a.attempt is not None])
-        flipped = await self.repo.set_low_flags(
-            {sku: seq[-1][1] == "fell_below" for sku, seq in changes.items()})
-        for sku, seq in changes.items():
-            # one by one, a SKU's first change is published if it flips the flag now; a later
-            # one always flips it (this transaction set it the other way and holds the row)
-            for index, (crossed, what, units, reorder_point) in enumerate(seq):
-                if what == "fell_below" and (index > 0 or sku in flipped):
-                    crossed.lows.append((sku, units, reorder_point))
+        await lows.settle(self.repo)
         return True
 
     async def _attempt(self, record: OrderRecord, *, first: bool) -> int:
@@ -490,6 +521,63 @@ class Stockroom:
         if status == "reserved" and not await self.repo.holds(shipment.order_id):
             await self.repo.mark_shipped(shipment.order_id)
         await self._check_low({line.sku for line in shipment.lines}, decreased=True)
+
+    async def dispatch_all(self, run: Sequence[IncomingEvent[ShipmentDispatched]]) -> None:
+        """A run of shipments, set-based, with the outcome of ``dispatch`` for each in turn: the
+        orders, their holds and the shipped stock rows locked with one statement each (sorted),
+        each line's units taken from the hold first and free stock for the rest in Python, all
+        written with one statement; warnings and stock.low as ``dispatch`` publishes them, event
+        by event. A line whose units are not there sends the run through ``dispatch`` one event
+        at a time, which refuses it (nothing was written)."""
+        shipments = [incoming.event for incoming in run]
+        statuses, holds, free = await self.repo.lock_for_shipping(
+            {s.order_id for s in shipments},
+            {(line.warehouse_id, line.sku) for s in shipments for line in s.lines})
+        lows = _LowChecks(await self.repo.stock_rows(
+            {line.sku for s in shipments for line in s.lines}))
+        holding: dict[str, int] = defaultdict(int)  # the units each order still holds
+        for (order_id, _, _), units in holds.items():
+            holding[order_id] += units
+        lines: list[ShippedLine] = []
+        shipped_orders: list[str] = []
+        outcomes: list[tuple[list[tuple[str, str, int]], _Lows]] = []
+        for shipment in shipments:
+            order_id = shipment.order_id
+            from_free_stock: list[tuple[str, str, int]] = []
+            for line in sorted(shipment.lines, key=lambda x: (x.warehouse_id, x.sku)):
+                row = (line.warehouse_id, line.sku)
+                hold = (order_id, line.warehouse_id, line.sku)
+                from_res = min(line.quantity, holds.get(hold, 0))
+                if row not in free or free[row] < line.quantity - from_res:
+                    for incoming in run:  # dispatch refuses it, with what is free by then
+                        with _handling(self.uow, incoming):
+                            await self.dispatch(incoming.event)
+                    return
+                free[row] -= line.quantity - from_res
+                if from_res:
+                    holds[hold] -= from_res
+                    holding[order_id] -= from_res
+                lines.append(ShippedLine(order_id, line.warehouse_id, line.sku, line.quantity,
+                                         from_res, shipment.shipment_id))
+                if line.quantity - from_res:
+                    lows.took(line.sku, line.quantity - from_res)
+                    from_free_stock.append((line.sku, line.warehouse_id,
+                                            line.quantity - from_res))
+            if statuses.get(order_id) == "reserved" and holding[order_id] <= 0:
+                statuses[order_id] = "shipped"
+                shipped_orders.append(order_id)
+            shipped_lows: _Lows = []
+            lows.check(shipped_lows, {line.sku for line in shipment.lines})
+            outcomes.append((from_free_stock, shipped_lows))
+        await self.repo.ship_all(lines, shipped_orders)
+        await lows.settle(self.repo)
+        for incoming, (from_free_stock, shipped_lows) in zip(run, outcomes, strict=True):
+            with _handling(self.uow, incoming):
+                for sku, warehouse_id, units in from_free_stock:
+                    log.warning("dispatch without a reservation took free stock", sku=sku,
+                                warehouse_id=warehouse_id, units=units)
+                for sku, available, reorder_point in sorted(shipped_lows):
+                    self._announce_low(sku, available, reorder_point)
 
     # -- stock movements ------------------------------------------------------------------------
     async def receive(self, warehouse_id: str, sku: str, quantity: int, reference: str) -> None:
