@@ -13,14 +13,21 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived, WarehouseUpdated
 from orderflow.contracts.headers import EventHeaders
+from orderflow.runtime import tracing
 from orderflow.runtime.consumer import BatchProcessor, Subscription
 from orderflow.runtime.db import make_engine, runtime_tables_ddl
 from orderflow.runtime.settings import DatabaseSettings
+from orderflow.runtime.tracing import format_traceparent
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra
 
@@ -176,3 +183,41 @@ async def test_a_failing_event_is_dead_lettered_alone_and_the_others_apply(engin
     await processor.process(batch, None)  # redelivered: what applied is not applied again
     assert await _applied(engine) == ["A", "C"]
     assert [t for t, _ in await _outbox(engine)].count("warehouse.updated") == 2
+
+
+async def test_each_event_of_a_run_has_its_consumer_span_and_what_it_emits_names_it(
+        engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_tracer", lambda tracer: tracer or provider.get_tracer("test"))
+    seen: list[tuple[str | None, dict[str, Any]]] = []
+
+    async def on_batch(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+        for incoming in run:
+            with uow.handling(incoming):  # as the consumer sets up one event's handler
+                seen.append((format_traceparent(trace.get_current_span()),
+                             structlog.contextvars.get_contextvars()))
+                uow.emit(WarehouseUpdated(warehouse_id=f"out-{incoming.event.sku}", name="n",
+                                          province="p", city="c"))
+        assert structlog.contextvars.get_contextvars().get("event_id") is None
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=on_batch)])
+    batch = [stock(1, "A"), stock(2, "B")]
+    await processor.process(batch, None)
+    provider.shutdown()
+
+    spans = exporter.get_finished_spans()
+    assert [s.attributes["messaging.message.id"] for s in spans if s.attributes] == \
+        [event_id(r) for r in batch]
+    staged = await _outbox(engine)
+    for span, rec, (_, headers), (current, context) in zip(spans, batch, staged, seen, strict=True):
+        incoming = EventHeaders.from_kafka(rec.headers)
+        assert span.context is not None and span.parent is not None
+        # a child of the incoming event's traceparent ...
+        assert span.parent.span_id == int(incoming.traceparent.split("-")[2], 16)
+        # ... current while the event is handled, and named by the event it emitted
+        assert current == headers["traceparent"] == format_traceparent(span)  # type: ignore[arg-type]
+        assert context["event_id"] == event_id(rec) and context["offset"] == rec.offset
+        assert headers["causation_id"] == event_id(rec)

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from opentelemetry.trace import Span, StatusCode
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -40,7 +41,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
 from orderflow.runtime.retry import is_transient, retry_transient
-from orderflow.runtime.tracing import consumer_span
+from orderflow.runtime.tracing import consumer_span, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -279,12 +280,21 @@ class BatchProcessor:
                            self.subscriptions[fresh[run_end].topic].batch_handler == batch_handler):
                         run_end += 1
                     uow.current = None  # a batch handler names the cause: emit(..., cause=event)
+                    run = fresh[index:run_end]
+                    uow.spans = {e.headers.event_id: self._start_span(e) for e in run}
                     try:
-                        await batch_handler(uow, fresh[index:run_end])
+                        await batch_handler(uow, run)
                     except Exception as exc:
+                        for span in uow.spans.values():
+                            span.record_exception(exc)
+                            span.set_status(StatusCode.ERROR, "the run failed")
                         if is_transient(exc):
                             raise
                         raise _HandlerFailed(index, exc) from exc
+                    finally:
+                        for span in uow.spans.values():
+                            span.end()
+                        uow.spans = {}
                     for applied in fresh[index:run_end]:
                         outcome[(applied.topic, "applied")] += 1
                     continue
@@ -340,6 +350,13 @@ class BatchProcessor:
                 outcome[(p.record.topic, "dead_lettered")] += 1
             await uow.flush()
         return outcome
+
+    def _start_span(self, incoming: IncomingEvent[Any]) -> Span:
+        """The consumer span of one event of a batch handler's run (ended after the run)."""
+        return start_consumer_span(incoming.topic, incoming.headers.traceparent,
+                                   service=self.service, event_type=incoming.headers.event_type,
+                                   event_id=incoming.headers.event_id, order_id=incoming.key,
+                                   partition=incoming.partition, offset=incoming.offset)
 
     def _span(self, incoming: IncomingEvent[Any]) -> AbstractContextManager[Any]:
         """A consumer span, child of the event's traceparent (a no-op without an exporter)."""

@@ -100,8 +100,7 @@ def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
     return _propagator.extract({TRACEPARENT: traceparent}, context=otel_context.Context())
 
 
-@contextmanager
-def consumer_span(
+def start_consumer_span(
     topic: str,
     traceparent: str | None,
     *,
@@ -112,12 +111,12 @@ def consumer_span(
     partition: int | None = None,
     offset: int | None = None,
     tracer: Tracer | None = None,
-) -> Iterator[Span]:
-    """A CONSUMER span around applying one incoming event, child of the event's ``traceparent``
-    and current inside the ``with`` block (so :func:`outgoing_traceparent` continues it).
+) -> Span:
+    """A started CONSUMER span for applying one incoming event, child of the event's
+    ``traceparent``, not made current (the caller ends it). A batch handler's run has one per
+    event: the events it emits name their cause's span (``UnitOfWork.emit(..., cause=...)``).
 
-    Attributes follow the OpenTelemetry messaging conventions; the order id is the Kafka key.
-    An exception raised inside is recorded on the span and re-raised."""
+    Attributes follow the OpenTelemetry messaging conventions; the order id is the Kafka key."""
     attributes: dict[str, str | int] = {
         "messaging.system": "kafka",
         "messaging.operation.type": "process",
@@ -136,13 +135,46 @@ def consumer_span(
         attributes["messaging.destination.partition.id"] = str(partition)
     if offset is not None:
         attributes["messaging.kafka.offset"] = offset
-    with _tracer(tracer).start_as_current_span(
+    return _tracer(tracer).start_span(
         f"process {topic}",
         context=context_from_traceparent(traceparent),
         kind=SpanKind.CONSUMER,
         attributes=attributes,
-    ) as span:
+    )
+
+
+@contextmanager
+def consumer_span(
+    topic: str,
+    traceparent: str | None,
+    *,
+    service: str,
+    event_type: str | None = None,
+    event_id: str | None = None,
+    order_id: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    tracer: Tracer | None = None,
+) -> Iterator[Span]:
+    """A CONSUMER span around applying one incoming event (:func:`start_consumer_span`), current
+    inside the ``with`` block (so :func:`outgoing_traceparent` continues it). An exception raised
+    inside is recorded on the span and re-raised."""
+    span = start_consumer_span(topic, traceparent, service=service, event_type=event_type,
+                               event_id=event_id, order_id=order_id, partition=partition,
+                               offset=offset, tracer=tracer)
+    with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield span
+
+
+def traceparent_of(span: Span | None, default: str | None) -> str:
+    """The ``traceparent`` for an event emitted in answer to what ``span`` processes: naming
+    ``span`` when it records, else continuing ``default``'s trace (as :func:`outgoing_traceparent`
+    does without a current span)."""
+    if span is not None and span.is_recording():
+        named = format_traceparent(span)
+        if named is not None:
+            return named
+    return child_traceparent(default) if default else new_traceparent()
 
 
 def format_traceparent(span: Span) -> str | None:

@@ -3,11 +3,13 @@ writes them to the outbox in that same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import structlog
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orderflow.contracts.events import Event
@@ -20,7 +22,10 @@ from orderflow.contracts.headers import (
 )
 from orderflow.contracts.topics import TOPIC_OF_EVENT, Topic
 from orderflow.runtime import outbox
-from orderflow.runtime.tracing import outgoing_traceparent
+from orderflow.runtime.tracing import outgoing_traceparent, traceparent_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 E = TypeVar("E", bound=Event)
 
@@ -46,6 +51,8 @@ class UnitOfWork:
         self.current: IncomingEvent[Event] | None = None
         self.outgoing: list[outbox.OutgoingMessage] = []
         self.emitted: list[tuple[EventHeaders, Event]] = []
+        # a batch handler's run: the consumer span of each of its events, by event id
+        self.spans: dict[str, Span] = {}
 
     def emit(self, event: Event, *, topic: Topic | None = None,
              correlation_id: str | None = None,
@@ -62,8 +69,12 @@ class UnitOfWork:
             correlation_id=correlation_id or key,
             causation=answering.headers if answering else None,
         )
-        # continue the current span's trace (an exporter configured) or the incoming event's
-        headers = replace(headers, traceparent=outgoing_traceparent(default=headers.traceparent))
+        # name the cause's consumer span (a batch run's), else continue the current span's trace
+        # (an exporter configured) or the incoming event's
+        span = self.spans.get(cause.headers.event_id) if cause is not None and self.spans else None
+        headers = replace(headers, traceparent=(
+            traceparent_of(span, headers.traceparent) if span is not None
+            else outgoing_traceparent(default=headers.traceparent)))
         self.outgoing.append(
             outbox.OutgoingMessage(
                 topic=target.name,
@@ -74,6 +85,25 @@ class UnitOfWork:
         )
         self.emitted.append((headers, event))
         return headers
+
+    @contextmanager
+    def handling(self, incoming: IncomingEvent[Any]) -> Iterator[None]:
+        """Inside a batch handler, what the consumer sets up around a handler of one event: the
+        event answered by what is emitted, its log context (``event_id``, ``order_id``,
+        ``topic``, ``partition``, ``offset``) and its consumer span made current."""
+        previous, self.current = self.current, incoming
+        span = self.spans.get(incoming.headers.event_id)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                    event_id=incoming.headers.event_id, order_id=incoming.key,
+                    topic=incoming.topic, partition=incoming.partition, offset=incoming.offset):
+                if span is None:
+                    yield
+                else:
+                    with trace.use_span(span, end_on_exit=False):
+                        yield
+        finally:
+            self.current = previous
 
     def dead_letter(self, *, topic: str, key: bytes | None, value: bytes,
                     headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:

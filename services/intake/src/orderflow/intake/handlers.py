@@ -273,13 +273,9 @@ def _restore(previous: dict[str, Any]) -> None:
 
 async def _one_at_a_time(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]]) -> None:
     """The slow path: each push of the run by ``on_order_submitted``, in its log context."""
-    previous = structlog.contextvars.get_contextvars()
     for incoming in run:
-        structlog.contextvars.bind_contextvars(
-            event_id=incoming.headers.event_id, order_id=incoming.key, topic=incoming.topic,
-            partition=incoming.partition, offset=incoming.offset)
-        await on_order_submitted(uow, incoming)
-    _restore(previous)
+        with uow.handling(incoming):
+            await on_order_submitted(uow, incoming)
 
 
 def _customer_of(payload: Any) -> Customer | None:

@@ -6,8 +6,7 @@ which the consumer dead-letters)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +38,6 @@ from orderflow.inventory.repository import (
     ShippedLine,
     StockRow,
 )
-from orderflow.runtime.tracing import consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -125,24 +123,6 @@ class _Approval:
     lows: _Lows = field(default_factory=list)  # stock.low after it
 
 
-@contextmanager
-def _handling(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> Iterator[None]:
-    """What the runtime sets up around a handler of one event: the event answered by what is
-    emitted, the log context (the handler's order id) and the consumer span."""
-    previous, uow.current = uow.current, incoming
-    try:
-        with structlog.contextvars.bound_contextvars(
-                event_id=incoming.headers.event_id, order_id=incoming.event.order_id,
-                topic=incoming.topic, partition=incoming.partition, offset=incoming.offset), \
-                consumer_span(incoming.topic, incoming.headers.traceparent, service=uow.service,
-                              event_type=incoming.headers.event_type,
-                              event_id=incoming.headers.event_id, order_id=incoming.key,
-                              partition=incoming.partition, offset=incoming.offset):
-            yield
-    finally:
-        uow.current = previous
-
-
 class Stockroom:
     """Inventory's operations on one unit of work."""
 
@@ -213,11 +193,11 @@ class Stockroom:
         new = [a for a in approvals if a.order is not None]
         if new and not await self._first_attempts(new):
             for incoming in run:
-                with _handling(self.uow, incoming):
+                with self.uow.handling(incoming):
                     await self.reserve_order(incoming.event.order_id, incoming.event.order)
             return
         for approval in approvals:
-            with _handling(self.uow, approval.incoming):
+            with self.uow.handling(approval.incoming):
                 for message, fields in approval.notes:
                     log.info(message, **fields)
                 attempt = approval.attempt
@@ -550,7 +530,7 @@ class Stockroom:
                 from_res = min(line.quantity, holds.get(hold, 0))
                 if row not in free or free[row] < line.quantity - from_res:
                     for incoming in run:  # dispatch refuses it, with what is free by then
-                        with _handling(self.uow, incoming):
+                        with self.uow.handling(incoming):
                             await self.dispatch(incoming.event)
                     return
                 free[row] -= line.quantity - from_res
@@ -572,7 +552,7 @@ class Stockroom:
         await self.repo.ship_all(lines, shipped_orders)
         await lows.settle(self.repo)
         for incoming, (from_free_stock, shipped_lows) in zip(run, outcomes, strict=True):
-            with _handling(self.uow, incoming):
+            with self.uow.handling(incoming):
                 for sku, warehouse_id, units in from_free_stock:
                     log.warning("dispatch without a reservation took free stock", sku=sku,
                                 warehouse_id=warehouse_id, units=units)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -94,12 +93,6 @@ async def flag_delays(uow: UnitOfWork, repo: LogisticsRepository, shipment: Ship
                  reasons=[f.reason for f in flagged])
     return flagged
 
-
-def _context_of(incoming: IncomingEvent[Any]) -> AbstractContextManager[None]:
-    """The log context the consumer binds around a handler called for one event."""
-    return structlog.contextvars.bound_contextvars(
-        event_id=incoming.headers.event_id, order_id=incoming.key, topic=incoming.topic,
-        partition=incoming.partition, offset=incoming.offset)
 
 
 class LogisticsHandlers:
@@ -191,7 +184,7 @@ class LogisticsHandlers:
             lines = said[event_id]
             if event_id in dispatching:
                 self._dispatched(uow, incoming, by_event.get(event_id, []), lines)
-            with _context_of(incoming):
+            with uow.handling(incoming):
                 for say, message, fields in lines:
                     say(message, **fields)
 

@@ -379,9 +379,7 @@ class Notifier:
         """Wake the channels, record the suppressed ones and log, for one event, with its
         context bound as the runtime binds it for an event handled alone."""
         incoming, o = d.incoming, d.occurrence
-        with structlog.contextvars.bound_contextvars(
-                event_id=incoming.headers.event_id, order_id=incoming.key, topic=incoming.topic,
-                partition=incoming.partition, offset=incoming.offset):
+        with uow.handling(incoming):
             for plan in d.plans:
                 if (incoming.headers.event_id, plan.channel) not in staged:
                     log.debug("notification already staged for this event and channel",

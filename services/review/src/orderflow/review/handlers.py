@@ -6,7 +6,6 @@ queue's HTTP API (``decide_manually``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -155,7 +154,7 @@ class ReviewHandlers:
             await repo.add_reviewed_run(reviewed, list(moved.values()), early_change_ids, uses)
         for index, incoming in enumerate(run):
             why = skipped.get(index)
-            with _context_of(incoming):
+            with uow.handling(incoming):
                 if why == "cancelled":
                     log.info("order cancelled before review saw it; skipped")
                 elif why == "reviewed":
@@ -486,12 +485,6 @@ def _emit_decision(uow: UnitOfWork, incoming: IncomingEvent[OrderReceived],
         uow.emit(_rejected_event(received, decision.reasons, AUTO,
                                  "rejected by policy (reject_on)"), cause=incoming)
 
-
-def _context_of(incoming: IncomingEvent[Any]) -> AbstractContextManager[None]:
-    """The log context the consumer binds around a handler called for one event."""
-    return structlog.contextvars.bound_contextvars(
-        event_id=incoming.headers.event_id, order_id=incoming.key, topic=incoming.topic,
-        partition=incoming.partition, offset=incoming.offset)
 
 
 class DecisionRefused(Exception):
