@@ -19,7 +19,6 @@ import asyncio
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import import_module
 from pathlib import Path
@@ -34,18 +33,9 @@ from orderflow.runtime.consumer import BatchProcessor
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.settings import DatabaseSettings
+from orderflow.testing.records import Rec
 
 STAGES = 7  # events per order in OrderStory.happy()
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def records(orders: int) -> list[Rec]:

@@ -6,9 +6,7 @@ savepoint and dead-lettered with its reason while the others apply."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,65 +23,30 @@ from orderflow.contracts.events import StockReceived, WarehouseUpdated
 from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime import tracing
 from orderflow.runtime.consumer import BatchProcessor, Subscription
-from orderflow.runtime.db import make_engine, runtime_tables_ddl
-from orderflow.runtime.settings import DatabaseSettings
 from orderflow.runtime.tracing import format_traceparent
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra
+from orderflow.testing.records import Rec, event_id, migrated_schema, record
 
 pytestmark = pytest.mark.service
 
 
-@dataclass
-class Rec:
-    topic: str
-    offset: int
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    key: bytes | None = None
-    partition: int = 0
-
-
 def stock(offset: int, sku: str, quantity: int = 1) -> Rec:
-    event = StockReceived(warehouse_id="WH-1", sku=sku, quantity=quantity)
-    headers = EventHeaders.new(event_type="StockReceived", schema_version=1, producer="t",
-                               correlation_id=sku)
-    return Rec(topics.STOCK_RECEIVED.name, offset, event.model_dump_json().encode(),
-               list(headers.to_kafka()), sku.encode())
+    return record(StockReceived(warehouse_id="WH-1", sku=sku, quantity=quantity), offset=offset,
+                  producer="t")
 
 
 def warehouse(offset: int, warehouse_id: str) -> Rec:
-    event = WarehouseUpdated(warehouse_id=warehouse_id, name="W", province="P", city="C")
-    headers = EventHeaders.new(event_type="WarehouseUpdated", schema_version=1, producer="t",
-                               correlation_id=warehouse_id)
-    return Rec(topics.WAREHOUSE_UPDATED.name, offset, event.model_dump_json().encode(),
-               list(headers.to_kafka()), warehouse_id.encode())
-
-
-def event_id(rec: Rec) -> str:
-    return dict(rec.headers)["event_id"].decode()
+    return record(WarehouseUpdated(warehouse_id=warehouse_id, name="W", province="P", city="C"),
+                  offset=offset, producer="t")
 
 
 @pytest.fixture
 async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
-    schema = f"batch_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
-    async with admin.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    await admin.dispose()
-    engine = make_engine(DatabaseSettings(url=infra.database_url), schema)
-    async with engine.begin() as conn:
-        for ddl in runtime_tables_ddl():
-            await conn.execute(sa.text(ddl))
-        await conn.execute(sa.text("CREATE TABLE applied (n BIGSERIAL, ref TEXT NOT NULL)"))
-    try:
+    async with migrated_schema(infra.database_url, "batch") as engine:  # the runtime's tables
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE applied (n BIGSERIAL, ref TEXT NOT NULL)"))
         yield engine
-    finally:
-        await engine.dispose()
-        admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 class Recorder:
@@ -161,7 +124,7 @@ async def test_a_failing_event_is_dead_lettered_alone_and_the_others_apply(engin
     recorder = Recorder(fail_on="BAD")
     processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
         Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
-    poison = Rec(topics.STOCK_RECEIVED.name, 4, b"{", stock(4, "X").headers)
+    poison = Rec(topics.STOCK_RECEIVED.name, 0, 4, None, b"{", stock(4, "X").headers)
     batch = [stock(1, "A"), stock(2, "BAD"), stock(3, "C"), poison]
     await processor.process(batch, None)
     # the whole run once (rolled back), then one event at a time, each in its savepoint

@@ -10,7 +10,6 @@ import asyncio
 import copy
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,71 +19,37 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.contracts import topics
-from orderflow.contracts.events import Event, OrderSubmitted
-from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.events import OrderSubmitted
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.devstack.masterdata import DEMO_DATA, parse_file
 from orderflow.intake import handlers
 from orderflow.intake.app import create_service
 from orderflow.runtime.consumer import BatchProcessor, Subscription
-from orderflow.runtime.db import make_engine, migrate
-from orderflow.runtime.settings import DatabaseSettings
 from orderflow.testing.infra import Infra
+from orderflow.testing.records import Rec, Records, Schemas
 
 pytestmark = pytest.mark.service
 
 
-@dataclass
-class Rec:
-    topic: str
-    offset: int
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    key: bytes | None = None
-    partition: int = 0
-
-
-class Feed:
-    """Records with their offsets, as the broker would hand them out."""
+class Feed(Records):
+    """Pushes and master data as the broker would hand them out, from the connector."""
 
     def __init__(self) -> None:
-        self.offset = 0
-
-    def record(self, event: Event, topic: str, key: str) -> Rec:
-        self.offset += 1
-        headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=1,
-                                   producer="connector", correlation_id=key)
-        return Rec(topic, self.offset, event.model_dump_json().encode(),
-                   list(headers.to_kafka()), key.encode())
+        super().__init__(producer="connector")
 
     def push(self, channel: str, external_id: str, payload: Any) -> Rec:
         return self.record(OrderSubmitted(channel=channel, external_id=external_id,
-                                          received_at=datetime.now(UTC), payload=payload),
-                           topics.ORDER_INBOUND.name, f"{channel}:{external_id}")
+                                          received_at=datetime.now(UTC), payload=payload))
 
     def products(self) -> list[Rec]:
-        return [self.record(e, topics.PRODUCT_UPDATED.name, e.key())
-                for e in parse_file("products", DEMO_DATA / "products.csv").events]
+        return self(*parse_file("products", DEMO_DATA / "products.csv").events)
 
 
 @pytest.fixture
 async def engines(infra: Infra) -> AsyncIterator[list[AsyncEngine]]:
-    made: list[tuple[str, AsyncEngine]] = []
-    for _ in range(2):
-        schema = f"intake_{uuid.uuid4().hex[:10]}"
-        engine = make_engine(DatabaseSettings(url=infra.database_url), schema)
-        await migrate(engine, schema, create_service().migrations)
-        made.append((schema, engine))
-    try:
-        yield [engine for _, engine in made]
-    finally:
-        admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
-        async with admin.begin() as conn:
-            for schema, engine in made:
-                await engine.dispose()
-                await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
+    async with Schemas(infra.database_url, "intake", create_service().migrations) as schemas:
+        yield [await schemas.make() for _ in range(2)]
 
 
 def batched(engine: AsyncEngine) -> BatchProcessor:

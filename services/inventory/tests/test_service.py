@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +46,7 @@ from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWorkFactory
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import Infra
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.records import Rec
 
 pytestmark = pytest.mark.service
 
@@ -84,18 +84,6 @@ def approved(lines: list[tuple[str, int]], *, priority: str = "normal",
                          totals=OrderTotals(subtotal=ZERO, discount=ZERO, tax=ZERO, shipping=ZERO,
                                             grand_total=ZERO),
                          approved_by="tests")
-
-
-@dataclass
-class _Record:
-    """A consumed record as the batch processor reads it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
 
 
 def held(seen: SeenEvent) -> dict[str, int]:
@@ -702,8 +690,8 @@ async def test_a_redelivered_batch_of_approvals_applies_nothing_twice(
     records = []
     for offset, event in enumerate(sequence):
         incoming = delivered(event, offset)
-        records.append(_Record(incoming.topic, 0, offset, event.key().encode(),
-                               incoming.raw_value, list(incoming.raw_headers)))
+        records.append(Rec(incoming.topic, 0, offset, event.key().encode(),
+                           incoming.raw_value, list(incoming.raw_headers)))
     processor = BatchProcessor(service="inventory", subscriptions=create_service().subscriptions,
                                engine=inventory_db, max_bytes=1 << 20)
     await processor.process(records, None)

@@ -9,11 +9,9 @@ twice."""
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,25 +22,21 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.contracts.events import (
-    Event,
     OrderCancelRequested,
     OrderChangeRequested,
     OrderChangeReserved,
     ReservedLine,
     StockReserved,
 )
-from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
-from orderflow.contracts.topics import TOPIC_OF_EVENT
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.devstack.masterdata import DEMO_DATA, parse_file
 from orderflow.logistics.app import create_service
 from orderflow.logistics.handlers import LogisticsHandlers
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.consumer import BatchProcessor
-from orderflow.runtime.db import make_engine, migrate
-from orderflow.runtime.settings import DatabaseSettings
 from orderflow.testing.infra import Infra
+from orderflow.testing.records import Records, Schemas, outbox
 
 pytestmark = pytest.mark.service
 
@@ -50,31 +44,6 @@ MIGRATIONS = Path(create_service().migrations)
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 TABLES = {"logistics_orders": "order_id", "logistics_shipments": "shipment_id"}
 CLOCK_COLUMNS = {"created_at", "updated_at", "cancelled_at"}
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-class Feed:
-    """Records as the broker would hand them: offsets per topic."""
-
-    def __init__(self) -> None:
-        self.offsets: dict[str, int] = {}
-
-    def record(self, event: Event) -> Rec:
-        topic = TOPIC_OF_EVENT[type(event)].name
-        self.offsets[topic] = self.offsets.get(topic, -1) + 1
-        headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=1,
-                                   producer="tests", correlation_id=event.key())
-        return Rec(topic, 0, self.offsets[topic], event.key().encode(),
-                   event.model_dump_json().encode(), list(headers.to_kafka()))
 
 
 def reservation(lines: Sequence[tuple[str, str, int]], **order: Any) -> StockReserved:
@@ -106,22 +75,8 @@ Schema = Callable[[], Awaitable[AsyncEngine]]
 @pytest.fixture
 async def schema(infra: Infra) -> AsyncIterator[Schema]:
     """Makes logistics' tables in a new schema of their own; dropped afterwards."""
-    made: list[tuple[str, AsyncEngine]] = []
-
-    async def make() -> AsyncEngine:
-        name = f"lgbatch_{uuid.uuid4().hex[:10]}"
-        engine = make_engine(DatabaseSettings(url=infra.database_url), name)
-        await migrate(engine, name, MIGRATIONS)
-        made.append((name, engine))
-        return engine
-
-    try:
-        yield make
-    finally:
-        for name, engine in made:
-            async with engine.begin() as conn:
-                await conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-            await engine.dispose()
+    async with Schemas(infra.database_url, "lgbatch", MIGRATIONS) as schemas:
+        yield schemas.make
 
 
 def processor(engine: AsyncEngine) -> BatchProcessor:
@@ -146,22 +101,9 @@ async def tables(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-async def outbox(engine: AsyncEngine) -> list[tuple[str, str, dict[str, Any], str]]:
-    """(topic, key, the event, what it answers) in staging order."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.text(
-            "SELECT topic, key, value, headers FROM outbox ORDER BY id"))).all()
-    staged = []
-    for r in rows:
-        headers = dict(json.loads(r.headers) if isinstance(r.headers, str) else r.headers)
-        staged.append((r.topic, bytes(r.key).decode(), json.loads(bytes(r.value)),
-                       headers["causation_id"]))
-    return staged
-
-
 async def test_a_run_of_reservations_is_decided_one_after_another_and_as_one_batch_each(
         schema: Schema) -> None:
-    feed = Feed()
+    feed = Records()
     master = [feed.record(e) for kind in ("warehouses", "products")
               for e in parse_file(kind, DEMO_DATA / f"{kind}.csv").events]
     split = reservation([("WH-SH", "TEA-001", 1), ("WH-BJ", "TEA-002", 2)])  # two shipments

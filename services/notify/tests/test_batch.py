@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from orderflow.contracts.events import (
     CustomerUpdated,
-    Event,
     HoldReason,
     OrderApproved,
     OrderCancelled,
@@ -31,56 +30,21 @@ from orderflow.contracts.events import (
     ShipmentDelayed,
     ShipmentDispatched,
 )
-from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder, Customer, OrderTotals, order_id_for
-from orderflow.contracts.topics import TOPIC_OF_EVENT
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.notify import app
 from orderflow.notify.handlers import Notifier
 from orderflow.notify.settings import NotifySettings
 from orderflow.runtime.consumer import BatchProcessor, Subscription, decode
-from orderflow.runtime.db import make_engine, migrate
-from orderflow.runtime.settings import DatabaseSettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra
+from orderflow.testing.records import Rec, Records, event_id, migrated_schema
 
 pytestmark = pytest.mark.service
 
 WINDOW_S = 60.0
 TOTALS = OrderTotals(subtotal=Decimal("200.00"), discount=Decimal("0.00"), tax=Decimal("18.00"),
                      shipping=Decimal("10.00"), grand_total=Decimal("228.00"))
-
-
-@dataclass
-class Rec:
-    topic: str
-    offset: int
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    key: bytes | None = None
-    partition: int = 0
-
-
-class Records:
-    """Events as the broker would hand them: per-topic offsets, fresh event ids."""
-
-    def __init__(self) -> None:
-        self.offsets: dict[str, int] = {}
-
-    def __call__(self, *events: Event) -> list[Rec]:
-        out = []
-        for event in events:
-            topic = TOPIC_OF_EVENT[type(event)].name
-            self.offsets[topic] = self.offsets.get(topic, -1) + 1
-            headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=1,
-                                       producer="tests", correlation_id=event.key())
-            out.append(Rec(topic, self.offsets[topic], event.model_dump_json().encode(),
-                           list(headers.to_kafka()), event.key().encode()))
-        return out
-
-
-def event_id(rec: Rec) -> str:
-    return dict(rec.headers)["event_id"].decode()
 
 
 @dataclass
@@ -116,9 +80,6 @@ class Notify:
 
 @pytest.fixture
 async def notify(infra: Infra) -> AsyncIterator[Notify]:
-    schema = f"notify_batch_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(DatabaseSettings(url=infra.database_url), schema)
-    await migrate(engine, schema, Path(app.__file__).parent / "migrations" / "versions")
     settings = NotifySettings(webhook_urls={"shopify": "http://127.0.0.1:9/ok"},
                               webhook_secret="secret", coalesce_window_s=WINDOW_S,
                               default_language="zh-CN")
@@ -134,16 +95,11 @@ async def notify(infra: Infra) -> AsyncIterator[Notify]:
         Subscription(s.topic, batch_handler=on_events) if s.batch_handler is not None
         else Subscription(s.topic, getattr(notifier, s.handler.__name__))  # type: ignore[union-attr]
         for s in app.create_service().subscriptions]
-    processor = BatchProcessor(service="notify", subscriptions=subscriptions, engine=engine,
-                               max_bytes=1_000_000)
-    try:
+    async with migrated_schema(infra.database_url, "notify_batch",
+                               Path(app.__file__).parent / "migrations" / "versions") as engine:
+        processor = BatchProcessor(service="notify", subscriptions=subscriptions, engine=engine,
+                                   max_bytes=1_000_000)
         yield Notify(engine, notifier, processor, runs)
-    finally:
-        await engine.dispose()
-        admin = make_engine(DatabaseSettings(url=infra.database_url), "public")
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 # --- building the source events ----------------------------------------------------------------

@@ -12,7 +12,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -23,20 +22,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from orderflow.contracts import topics
-from orderflow.contracts.events import CustomerUpdated, Event, OrderCancelled, OrderReceived
+from orderflow.contracts.events import CustomerUpdated, OrderCancelled, OrderReceived
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
-from orderflow.contracts.topics import TOPIC_OF_EVENT
 from orderflow.devstack.catalogue import canonical_order, products, stated_total
 from orderflow.devstack.masterdata import DEMO_DATA, parse_file
 from orderflow.review.app import create_service
 from orderflow.review.handlers import ReviewHandlers
 from orderflow.review.policy import Promotion, ReviewPolicy
 from orderflow.runtime.consumer import BatchProcessor
-from orderflow.runtime.db import make_engine, migrate
-from orderflow.runtime.settings import DatabaseSettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra
+from orderflow.testing.records import Rec, Records, Schemas, outbox
 
 pytestmark = pytest.mark.service
 
@@ -54,40 +51,6 @@ TABLES = {
     "review_cancelled_orders": "order_id",
 }
 CLOCK_COLUMNS = {"updated_at", "reviewed_at", "decided_at", "used_at", "cancelled_at"}
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-class Feed:
-    """Records as the broker would hand them: offsets per topic."""
-
-    def __init__(self) -> None:
-        self.offsets: dict[str, int] = {}
-
-    def record(self, event: Event) -> Rec:
-        topic = TOPIC_OF_EVENT[type(event)].name
-        self.offsets[topic] = self.offsets.get(topic, -1) + 1
-        headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=1,
-                                   producer="tests", correlation_id=event.key())
-        return Rec(topic, 0, self.offsets[topic], event.key().encode(),
-                   event.model_dump_json().encode(), list(headers.to_kafka()))
-
-    def again(self, rec: Rec) -> Rec:
-        """The same event under a new event id (a producer that sent it twice)."""
-        headers = EventHeaders.new(event_type="OrderReceived", schema_version=1,
-                                   producer="tests", correlation_id=rec.key.decode() if rec.key
-                                   else "")
-        self.offsets[rec.topic] += 1
-        return Rec(rec.topic, 0, self.offsets[rec.topic], rec.key, rec.value,
-                   list(headers.to_kafka()))
 
 
 def new_id(prefix: str) -> str:
@@ -121,7 +84,7 @@ def customer(customer_id: str, limit: Decimal) -> CustomerUpdated:
                            overdue_amount=D(0), overdue_days=0, blocked=False)
 
 
-def price_list(feed: Feed) -> list[Rec]:
+def price_list(feed: Records) -> list[Rec]:
     """The demo's products (``product.updated``): the prices review checks against."""
     return [feed.record(e) for e in parse_file("products", DEMO_DATA / "products.csv").events]
 
@@ -132,22 +95,8 @@ Schema = Callable[[], Awaitable[AsyncEngine]]
 @pytest.fixture
 async def schema(infra: Infra) -> AsyncIterator[Schema]:
     """Makes review's tables in a new schema of their own; dropped afterwards."""
-    made: list[tuple[str, AsyncEngine]] = []
-
-    async def make() -> AsyncEngine:
-        name = f"rvbatch_{uuid.uuid4().hex[:10]}"
-        engine = make_engine(DatabaseSettings(url=infra.database_url), name)
-        await migrate(engine, name, MIGRATIONS)
-        made.append((name, engine))
-        return engine
-
-    try:
-        yield make
-    finally:
-        for name, engine in made:
-            async with engine.begin() as conn:
-                await conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-            await engine.dispose()
+    async with Schemas(infra.database_url, "rvbatch", MIGRATIONS) as schemas:
+        yield schemas.make
 
 
 def processor(engine: AsyncEngine) -> BatchProcessor:
@@ -166,24 +115,11 @@ async def tables(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-async def outbox(engine: AsyncEngine) -> list[tuple[str, str, dict[str, Any], str]]:
-    """(topic, key, the event, what it answers) in staging order."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.text(
-            "SELECT topic, key, value, headers FROM outbox ORDER BY id"))).all()
-    staged = []
-    for r in rows:
-        headers = dict(json.loads(r.headers) if isinstance(r.headers, str) else r.headers)
-        staged.append((r.topic, bytes(r.key).decode(), json.loads(bytes(r.value)),
-                       headers["causation_id"]))
-    return staged
-
-
 async def test_a_run_is_decided_as_one_order_after_another_and_as_one_batch_each(
         schema: Schema) -> None:
     unit = unit_total()
     tight, rich, cancelled_customer = new_id("CT"), new_id("CT"), new_id("CT")
-    feed = Feed()
+    feed = Records()
     master = [*price_list(feed),
               feed.record(customer(tight, D(1000) + unit * 3 + unit / 2)),  # room for 3 orders
               feed.record(customer(rich, D(100000))),
@@ -258,7 +194,7 @@ async def test_concurrent_runs_on_one_account_let_exactly_the_limit_through(
     unit = unit_total()
     fits, runs, per_run = 5, 4, 3
     who = new_id("CT")
-    feed = Feed()
+    feed = Records()
     engine = await schema()
     limit = D(1000) + unit * fits + unit / 3
     await processor(engine).process([*price_list(feed), feed.record(customer(who, limit))], None)

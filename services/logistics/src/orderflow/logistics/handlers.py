@@ -198,29 +198,16 @@ class LogisticsHandlers:
         plans = [s.plan for s in stored]
         count = len(plans)  # no shipment before: a reservation of an order with any is ignored
         for shipment in stored:
-            plan, choice, number = shipment.plan, shipment.plan.choice, shipment.tracking_number
+            plan = shipment.plan
             if plan.warehouse is None:
                 lines.append((log.warning, "warehouse location unknown; zone taken as national",
                               {"warehouse_id": plan.warehouse_id}))
-            if number is None or not isinstance(choice, CarrierChoice):
-                reason = choice.reason if not isinstance(choice, CarrierChoice) else ""
-                uow.emit(ShipmentException(order_id=order_id,
-                                           shipment_id=plan.shipment_id, tracking_number="",
-                                           carrier="", code="no_carrier", detail=reason),
-                         cause=incoming)
+            event = _shipment_event(order_id, plan, shipment.tracking_number, count)
+            uow.emit(event, cause=incoming)
+            if isinstance(event, ShipmentException):
                 lines.append((log.warning, "no carrier can take the shipment", {
                     "shipment_id": plan.shipment_id, "warehouse_id": plan.warehouse_id,
-                    "reason": reason}))
-                continue
-            option = choice.option
-            uow.emit(ShipmentDispatched(
-                order_id=order_id, shipment_id=plan.shipment_id,
-                warehouse_id=plan.warehouse_id, carrier=option.carrier.code,
-                service=option.service.code, tracking_number=number, lines=plan.reserved_lines,
-                weight_kg=plan.weight_kg, dispatched_at=plan.dispatched_at,
-                promised_date=option.promised_date, requested_date=plan.requested_date,
-                misses_requested_date=choice.misses_requested_date, rule=choice.rule,
-                shipment_count=count), cause=incoming)
+                    "reason": event.detail}))
         lines.append((log.debug, "order dispatched", {
             "shipments": len(plans), "shipment_count": count,
             "carriers": [p.choice.option.label if isinstance(p.choice, CarrierChoice)
@@ -250,24 +237,11 @@ class LogisticsHandlers:
                 plan, external_id=order.external_id, customer_id=order.customer.id,
                 priority=order.priority, ship_to=order.shipping_address, catalogue=catalogue,
                 source_event_id=source_event_id)
-            choice = plan.choice
-            if number is None or not isinstance(choice, CarrierChoice):
-                reason = choice.reason if not isinstance(choice, CarrierChoice) else ""
-                uow.emit(ShipmentException(order_id=order_id,
-                                           shipment_id=plan.shipment_id, tracking_number="",
-                                           carrier="", code="no_carrier", detail=reason))
+            event = _shipment_event(order_id, plan, number, count)
+            uow.emit(event)
+            if isinstance(event, ShipmentException):
                 log.warning("no carrier can take the shipment", shipment_id=plan.shipment_id,
-                            warehouse_id=plan.warehouse_id, reason=reason)
-                continue
-            option = choice.option
-            uow.emit(ShipmentDispatched(
-                order_id=order_id, shipment_id=plan.shipment_id,
-                warehouse_id=plan.warehouse_id, carrier=option.carrier.code,
-                service=option.service.code, tracking_number=number, lines=plan.reserved_lines,
-                weight_kg=plan.weight_kg, dispatched_at=plan.dispatched_at,
-                promised_date=option.promised_date, requested_date=plan.requested_date,
-                misses_requested_date=choice.misses_requested_date, rule=choice.rule,
-                shipment_count=count))
+                            warehouse_id=plan.warehouse_id, reason=event.detail)
         log.debug("order dispatched", shipments=len(plans), shipment_count=count,
                   carriers=[p.choice.option.label if isinstance(p.choice, CarrierChoice)
                             else "none" for p in plans],
@@ -569,6 +543,26 @@ class LogisticsHandlers:
     async def on_product_updated(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ProductUpdated]) -> None:
         await LogisticsRepository(uow.session).upsert_product(incoming.event)
+
+
+def _shipment_event(order_id: str, plan: domain.PlannedShipment, number: str | None,
+                    count: int) -> ShipmentDispatched | ShipmentException:
+    """What a stored shipment announces: dispatched with its tracking number, or a
+    ``no_carrier`` exception when no carrier took it (no number drawn); ``count``: the order's
+    shipments in all, this one included."""
+    choice = plan.choice
+    if number is None or not isinstance(choice, CarrierChoice):
+        reason = choice.reason if not isinstance(choice, CarrierChoice) else ""
+        return ShipmentException(order_id=order_id, shipment_id=plan.shipment_id,
+                                 tracking_number="", carrier="", code="no_carrier", detail=reason)
+    option = choice.option
+    return ShipmentDispatched(
+        order_id=order_id, shipment_id=plan.shipment_id, warehouse_id=plan.warehouse_id,
+        carrier=option.carrier.code, service=option.service.code, tracking_number=number,
+        lines=plan.reserved_lines, weight_kg=plan.weight_kg, dispatched_at=plan.dispatched_at,
+        promised_date=option.promised_date, requested_date=plan.requested_date,
+        misses_requested_date=choice.misses_requested_date, rule=choice.rule,
+        shipment_count=count)
 
 
 def _replacement_lines(order: CanonicalOrder, received: dict[str, int]) -> list[OrderLine]:
