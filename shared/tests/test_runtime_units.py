@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
 from orderflow.runtime.retry import is_transient
+from orderflow.runtime.service import ServiceDefinition, service_settings
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
 from orderflow.runtime.unit_of_work import IncomingEvent
 
@@ -121,6 +123,22 @@ def test_service_prefix_overrides_the_common_setting(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ORDERFLOW_REVIEW_BATCH_MAX_RECORDS", "0")
     with pytest.raises(ValueError, match="batch_max_records"):
         load_settings(ServiceSettings, "review")
+
+
+def test_a_service_may_default_to_smaller_batches_and_the_environment_still_wins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ORDERFLOW_BATCH_MAX_RECORDS", "ORDERFLOW_CONSOLE_BATCH_MAX_RECORDS"):
+        monkeypatch.delenv(name, raising=False)
+    small = ServiceDefinition(name="console", migrations=Path("."), subscriptions=[],
+                              batch_max_records=250)
+    plain = ServiceDefinition(name="review", migrations=Path("."), subscriptions=[])
+    assert service_settings(small).batch_max_records == 250
+    assert service_settings(plain).batch_max_records == ServiceSettings().batch_max_records
+    monkeypatch.setenv("ORDERFLOW_BATCH_MAX_RECORDS", "300")
+    assert service_settings(small).batch_max_records == 300
+    monkeypatch.setenv("ORDERFLOW_CONSOLE_BATCH_MAX_RECORDS", "80")
+    assert service_settings(small).batch_max_records == 80
+    assert service_settings(plain).batch_max_records == 300
 
 
 def test_personal_data_is_masked_in_every_field() -> None:

@@ -83,6 +83,17 @@ class ServiceDefinition:
     description: str = ""
     # False: no /openapi.json or /docs without sign-in; the service's routers serve its own
     public_openapi: bool = True
+    # the service's own default for ``batch_max_records`` (the environment still wins): a
+    # service whose batches cost memory per record takes smaller ones
+    batch_max_records: int | None = None
+
+
+def service_settings(definition: ServiceDefinition) -> ServiceSettings:
+    """The service's settings from the environment, with the definition's own defaults."""
+    settings = load_settings(ServiceSettings, definition.name)
+    if definition.batch_max_records and "batch_max_records" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"batch_max_records": definition.batch_max_records})
+    return settings
 
 
 def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: ServiceSettings,
@@ -132,7 +143,7 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
 
 
 async def run_service(definition: ServiceDefinition) -> None:
-    settings = load_settings(ServiceSettings, definition.name)
+    settings = service_settings(definition)
     kafka = load_settings(KafkaSettings, definition.name)
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)

@@ -18,6 +18,9 @@ def create_service() -> ServiceDefinition:
         name="console",
         description="Order timelines, the exception queue, the topic dashboard and reports",
         migrations=Path(__file__).parent / "migrations" / "versions",
+        # it reads every topic and projects whole orders: batches of 500 took its peak RSS over
+        # 150 MB under a 5,000-order backlog (154 MB), 250 kept it at 144 MB at the same CPU
+        batch_max_records=250,
         subscriptions=[
             Subscription(topic, batch_handler=handlers.on_events, headerless=topic is ORDER_INBOUND,
                          description=f"{topic.description}: into the console's read model")
