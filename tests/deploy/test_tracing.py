@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from orderflow.contracts.headers import EventHeaders, new_traceparent
 from orderflow.runtime import tracing
@@ -31,6 +33,12 @@ def tracer(exporter: InMemorySpanExporter) -> Iterator[Tracer]:
     provider.shutdown()
 
 
+def consumer_span(topic: str, traceparent: str | None,
+                  **kwargs: Any) -> AbstractContextManager[Span]:
+    """What the consumer puts around one event's handler: its span, current in the block."""
+    return tracing.current(tracing.start_consumer_span(topic, traceparent, **kwargs))
+
+
 def _ids(traceparent: str) -> tuple[int, int]:
     _version, trace_id, span_id, _flags = traceparent.split("-")
     return int(trace_id, 16), int(span_id, 16)
@@ -46,7 +54,7 @@ def test_consumer_span_is_a_child_of_the_incoming_traceparent(
     incoming = new_traceparent()
     trace_id, parent_span_id = _ids(incoming)
 
-    with tracing.consumer_span("order.received", incoming, service="review", event_id="e-1",
+    with consumer_span("order.received", incoming, service="review", event_id="e-1",
                                event_type="OrderReceived", order_id="o-1", partition=2, offset=7,
                                tracer=tracer):
         pass
@@ -73,14 +81,14 @@ def test_a_trace_follows_an_order_across_two_services(
                                  producer="connector", correlation_id="shop:1")
 
     def intake(incoming: EventHeaders) -> EventHeaders:
-        with tracing.consumer_span("order.inbound", incoming.traceparent, service="intake",
+        with consumer_span("order.inbound", incoming.traceparent, service="intake",
                                    event_id=incoming.event_id, tracer=tracer):
             out = EventHeaders.new(event_type="OrderReceived", schema_version=1,
                                    producer="intake", correlation_id="o-1", causation=incoming)
             return replace(out, traceparent=tracing.outgoing_traceparent())
 
     def review(incoming: EventHeaders) -> EventHeaders:
-        with tracing.consumer_span("order.received", incoming.traceparent, service="review",
+        with consumer_span("order.received", incoming.traceparent, service="review",
                                    event_id=incoming.event_id, tracer=tracer):
             out = EventHeaders.new(event_type="OrderApproved", schema_version=1,
                                    producer="review", correlation_id="o-1", causation=incoming)
@@ -103,7 +111,7 @@ def test_a_trace_follows_an_order_across_two_services(
 
 def test_an_exception_is_recorded_on_the_span(tracer: Tracer, exporter: InMemorySpanExporter) -> None:
     with (pytest.raises(RuntimeError),
-          tracing.consumer_span("order.approved", new_traceparent(), service="inventory",
+          consumer_span("order.approved", new_traceparent(), service="inventory",
                                 tracer=tracer)):
         raise RuntimeError("boom")
     (span,) = exporter.get_finished_spans()
@@ -112,7 +120,7 @@ def test_an_exception_is_recorded_on_the_span(tracer: Tracer, exporter: InMemory
 
 
 def test_a_malformed_traceparent_starts_a_new_trace(tracer: Tracer, exporter: InMemorySpanExporter) -> None:
-    with tracing.consumer_span("order.inbound", "not-a-traceparent", service="intake", tracer=tracer):
+    with consumer_span("order.inbound", "not-a-traceparent", service="intake", tracer=tracer):
         pass
     (span,) = exporter.get_finished_spans()
     assert span.parent is None
@@ -122,7 +130,7 @@ def test_without_a_recording_span_the_trace_still_continues() -> None:
     """No SDK (or OTEL_SDK_DISABLED): the outgoing traceparent keeps the incoming trace id."""
     incoming = new_traceparent()
     noop = trace.NoOpTracerProvider().get_tracer("test")
-    with tracing.consumer_span("order.received", incoming, service="review", tracer=noop):
+    with consumer_span("order.received", incoming, service="review", tracer=noop):
         out = tracing.outgoing_traceparent()
     assert _ids(out)[0] == _ids(incoming)[0]
     assert _ids(out)[1] != _ids(incoming)[1]

@@ -41,7 +41,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
 from orderflow.runtime.retry import is_transient, retry_transient
-from orderflow.runtime.tracing import consumer_span, start_consumer_span
+from orderflow.runtime.tracing import current, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -359,11 +359,8 @@ class BatchProcessor:
                                    partition=incoming.partition, offset=incoming.offset)
 
     def _span(self, incoming: IncomingEvent[Any]) -> AbstractContextManager[Any]:
-        """A consumer span, child of the event's traceparent (a no-op without an exporter)."""
-        return consumer_span(incoming.topic, incoming.headers.traceparent, service=self.service,
-                             event_type=incoming.headers.event_type,
-                             event_id=incoming.headers.event_id, order_id=incoming.key,
-                             partition=incoming.partition, offset=incoming.offset)
+        """A consumer span, child of the event's traceparent, current around its handler."""
+        return current(self._start_span(incoming))
 
     def _dead_letter(self, uow: UnitOfWork, topic: str, key: str | None, value: bytes,
                      headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:

@@ -13,9 +13,10 @@ themselves):
   outgoing events get real span ids) but nothing is exported. ``OTEL_TRACES_EXPORTER=none``
   turns the exporter off even with an endpoint.
 
-The runtime calls two functions per event: :func:`consumer_span` around applying an incoming
-event (its parent is the event's ``traceparent``), and :func:`outgoing_traceparent` for each event
-staged while that span is current.
+The runtime makes a CONSUMER span per incoming event (:func:`start_consumer_span`, its parent the
+event's ``traceparent``), current around the event's handler (:func:`current`); each event staged
+meanwhile gets :func:`outgoing_traceparent` (in a batch handler's run, :func:`traceparent_of` the
+span of the event it answers).
 """
 
 from __future__ import annotations
@@ -144,24 +145,9 @@ def start_consumer_span(
 
 
 @contextmanager
-def consumer_span(
-    topic: str,
-    traceparent: str | None,
-    *,
-    service: str,
-    event_type: str | None = None,
-    event_id: str | None = None,
-    order_id: str | None = None,
-    partition: int | None = None,
-    offset: int | None = None,
-    tracer: Tracer | None = None,
-) -> Iterator[Span]:
-    """A CONSUMER span around applying one incoming event (:func:`start_consumer_span`), current
-    inside the ``with`` block (so :func:`outgoing_traceparent` continues it). An exception raised
-    inside is recorded on the span and re-raised."""
-    span = start_consumer_span(topic, traceparent, service=service, event_type=event_type,
-                               event_id=event_id, order_id=order_id, partition=partition,
-                               offset=offset, tracer=tracer)
+def current(span: Span) -> Iterator[Span]:
+    """``span`` current inside the ``with`` block (so :func:`outgoing_traceparent` continues it)
+    and ended after it; an exception raised inside is recorded on it and re-raised."""
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield span
 
