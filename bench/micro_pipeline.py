@@ -42,7 +42,8 @@ from orderflow.devstack.stack import project_root
 from orderflow.runtime.consumer import BatchProcessor
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.logging import configure_logging
-from orderflow.runtime.settings import DatabaseSettings
+from orderflow.runtime.service import tune_gc
+from orderflow.runtime.settings import DatabaseSettings, ServiceSettings
 
 SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
 
@@ -138,6 +139,7 @@ async def run(url: str, orders: int, batch: int, services: list[str], profile: s
         for start in range(0, len(mine), batch):
             await stage.processor.process(mine[start:start + batch], None)  # type: ignore[arg-type]
         stage.read = master
+    tune_gc(ServiceSettings())  # as a started service does
     while True:
         moved = 0
         for stage in stages:

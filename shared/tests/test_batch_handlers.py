@@ -184,3 +184,65 @@ async def test_each_event_of_a_run_has_its_consumer_span_and_what_it_emits_names
         assert current == headers["traceparent"] == format_traceparent(span)  # type: ignore[arg-type]
         assert context["event_id"] == event_id(rec) and context["offset"] == rec.offset
         assert headers["causation_id"] == event_id(rec)
+
+
+async def test_a_transient_failure_rolls_the_claim_and_the_outbox_back_and_the_batch_applies_once(
+        engine: AsyncEngine) -> None:
+    # the inbox claim and the outbox rows go to asyncpg directly, under SQLAlchemy's transaction:
+    # if they ran outside it, the retry would find the events claimed and skip them (lost)
+    recorder = Recorder()
+    failures = [ConnectionError("the database went away")]
+
+    async def flaky(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+        await recorder.on_batch(uow, run)
+        await uow.flush()  # the outbox rows staged before the failure roll back with it
+        if failures:
+            raise failures.pop()
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=flaky)])
+    batch = [stock(1, "A"), stock(2, "B")]
+    await processor.process(batch, None)
+    assert recorder.calls == [["A", "B"], ["A", "B"]]  # retried whole
+    assert await _applied(engine) == ["A", "B"]
+    assert [h["causation_id"] for _, h in await _outbox(engine)] == [event_id(r) for r in batch]
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+
+    async def send(self, topic: str, *, value: bytes, key: bytes | None,
+                   headers: list[tuple[str, bytes]]) -> Any:
+        import asyncio
+
+        self.sent.append((topic, key, value, headers))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_the_relay_publishes_the_outbox_in_order_and_marks_it_published(
+        engine: AsyncEngine) -> None:
+    from orderflow.runtime.outbox import OutboxRelay
+
+    recorder = Recorder()
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
+    batch = [stock(1, "A"), stock(2, "B"), stock(3, "C")]
+    await processor.process(batch, None)
+    producer = FakeProducer()
+    relay = OutboxRelay(engine, producer, service="t", batch_size=2)  # type: ignore[arg-type]
+    async with engine.connect() as conn:
+        assert await relay.publish_batch(conn) == 2
+        assert await relay.publish_batch(conn) == 1
+        assert await relay.publish_batch(conn) == 0
+    assert [json.loads(value)["warehouse_id"] for _, _, value, _ in producer.sent] == [
+        "out-A", "out-B", "out-C"]
+    assert [dict(h)["causation_id"].decode() for *_, h in producer.sent] == [
+        event_id(r) for r in batch]
+    assert {key for _, key, _, _ in producer.sent} == {b"out-A", b"out-B", b"out-C"}
+    async with engine.connect() as conn:
+        pending = (await conn.execute(sa.text(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar()
+    assert pending == 0

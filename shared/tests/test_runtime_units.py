@@ -19,7 +19,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
 from orderflow.runtime.retry import is_transient
-from orderflow.runtime.service import ServiceDefinition, service_settings
+from orderflow.runtime.service import ServiceDefinition, service_settings, tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
 from orderflow.runtime.unit_of_work import IncomingEvent
 
@@ -190,3 +190,25 @@ def test_the_dependency_audit_fails_on_a_vulnerability_and_says_when_it_could_no
     got, lines = judge(stdout, "ConnectionError: api.osv.dev", required=required)
     assert got == code
     assert says in " ".join(lines)
+
+
+def test_a_started_service_freezes_its_heap_and_lengthens_the_young_generation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        monkeypatch.setenv("ORDERFLOW_GC_YOUNG_THRESHOLD", "12345")
+        tune_gc(load_settings(ServiceSettings, "intake"))
+        assert gc.get_threshold() == (12345, before[1], before[2])
+        assert gc.get_freeze_count() > 1000  # what the process held is out of the collector
+        gc.unfreeze()
+        monkeypatch.setenv("ORDERFLOW_GC_FREEZE", "false")
+        tune_gc(load_settings(ServiceSettings, "intake"))
+        assert gc.get_freeze_count() == 0
+        monkeypatch.setenv("ORDERFLOW_GC_YOUNG_THRESHOLD", "5")
+        with pytest.raises(ValueError, match="gc_young_threshold"):
+            load_settings(ServiceSettings, "intake")
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

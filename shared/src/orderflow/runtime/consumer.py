@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
+from orderflow.runtime.db import driver
 from orderflow.runtime.retry import is_transient, retry_transient
 from orderflow.runtime.tracing import current, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
@@ -55,11 +56,12 @@ inbox_table = sa.Table(
     sa.Column("event_type", sa.Text, nullable=False),
 )
 
-_CLAIM = sa.text(
-    "INSERT INTO inbox (event_id, topic, event_type) "
-    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:topics AS text[]), CAST(:types AS text[])) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
-)
+_CLAIM_SQL = ("INSERT INTO inbox (event_id, topic, event_type) "
+              "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) "
+              "ON CONFLICT DO NOTHING RETURNING event_id")
+_CLAIM = sa.text(_CLAIM_SQL.replace("$1::uuid[]", "CAST(:ids AS uuid[])")
+                 .replace("$2::text[]", "CAST(:topics AS text[])")
+                 .replace("$3::text[]", "CAST(:types AS text[])"))
 
 Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
 # set-based: the consecutive new events of a batch that share this handler, in batch order
@@ -387,13 +389,11 @@ class BatchProcessor:
         """Insert the batch's event ids into the inbox; return the events seen for the first time."""
         if not decoded:
             return []
-        # one statement of constant shape (a multi-row VALUES is recompiled for every batch size)
-        result = await session.execute(_CLAIM, {
-            "ids": [uuid.UUID(d.headers.event_id) for d in decoded],
-            "topics": [d.topic for d in decoded],
-            "types": [d.headers.event_type for d in decoded],
-        })
-        new_ids = {str(r) for r in result.scalars()}
+        # one statement of constant shape, straight to asyncpg (the first of every batch)
+        rows = await (await driver(session)).fetch(
+            _CLAIM_SQL, [d.headers.event_id for d in decoded], [d.topic for d in decoded],
+            [d.headers.event_type for d in decoded])
+        new_ids = {str(r[0]) for r in rows}
         fresh, seen = [], set()
         for d in decoded:
             if d.headers.event_id in new_ids and d.headers.event_id not in seen:

@@ -140,6 +140,10 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
     relay_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    # the cyclic garbage collector (see runtime/service.py tune_gc): what the process holds once
+    # started is frozen out of it, and a young generation this many allocations long
+    gc_freeze: bool = True
+    gc_young_threshold: int = Field(default=10_000, ge=100, le=10_000_000)
     consumer_group_prefix: str = "orderflow"
 
 
