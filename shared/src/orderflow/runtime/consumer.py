@@ -56,12 +56,9 @@ inbox_table = sa.Table(
     sa.Column("event_type", sa.Text, nullable=False),
 )
 
-_CLAIM_SQL = ("INSERT INTO inbox (event_id, topic, event_type) "
-              "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) "
-              "ON CONFLICT DO NOTHING RETURNING event_id")
-_CLAIM = sa.text(_CLAIM_SQL.replace("$1::uuid[]", "CAST(:ids AS uuid[])")
-                 .replace("$2::text[]", "CAST(:topics AS text[])")
-                 .replace("$3::text[]", "CAST(:types AS text[])"))
+_CLAIM = ("INSERT INTO inbox (event_id, topic, event_type) "
+          "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) "
+          "ON CONFLICT DO NOTHING RETURNING event_id::text")
 
 Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
 # set-based: the consecutive new events of a batch that share this handler, in batch order
@@ -178,6 +175,13 @@ def decode(record: Record, subscription: Subscription, max_bytes: int) -> Incomi
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
     return IncomingEvent(record.topic, record.partition, record.offset, key, headers, event,
                          value, raw_headers)
+
+
+async def _claim_ids(session: Any, ids: list[str], topics: list[str], types: list[str]) -> set[str]:
+    """Insert these event ids into the inbox; return those not there before. One statement of
+    constant shape, straight to asyncpg inside the batch's transaction (the first of every
+    batch)."""
+    return {r[0] for r in await (await driver(session)).fetch(_CLAIM, ids, topics, types)}
 
 
 class _HandlerFailed(Exception):
@@ -377,23 +381,18 @@ class BatchProcessor:
         mistaken for it."""
         if not poison:
             return []
-        ids = [physical_id(p.record) for p in poison]
-        result = await session.execute(_CLAIM, {
-            "ids": ids, "topics": [p.record.topic for p in poison],
-            "types": ["(dead-lettered)"] * len(poison),
-        })
-        new_ids = set(result.scalars())
+        ids = [str(physical_id(p.record)) for p in poison]
+        new_ids = await _claim_ids(session, ids, [p.record.topic for p in poison],
+                                   ["(dead-lettered)"] * len(poison))
         return [p for p, pid in zip(poison, ids, strict=True) if pid in new_ids]
 
     async def _claim(self, session: Any, decoded: list[IncomingEvent[Any]]) -> list[IncomingEvent[Any]]:
         """Insert the batch's event ids into the inbox; return the events seen for the first time."""
         if not decoded:
             return []
-        # one statement of constant shape, straight to asyncpg (the first of every batch)
-        rows = await (await driver(session)).fetch(
-            _CLAIM_SQL, [d.headers.event_id for d in decoded], [d.topic for d in decoded],
-            [d.headers.event_type for d in decoded])
-        new_ids = {str(r[0]) for r in rows}
+        new_ids = await _claim_ids(session, [d.headers.event_id for d in decoded],
+                                   [d.topic for d in decoded],
+                                   [d.headers.event_type for d in decoded])
         fresh, seen = [], set()
         for d in decoded:
             if d.headers.event_id in new_ids and d.headers.event_id not in seen:

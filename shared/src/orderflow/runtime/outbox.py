@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -184,10 +185,7 @@ class OutboxRelay:
             )
         await asyncio.gather(*futures)
         await raw.execute(_PUBLISHED_SQL, [row[0] for row in rows])
-        published: dict[str, int] = {}
-        for row in rows:
-            published[row[1]] = published.get(row[1], 0) + 1
-        for topic, count in published.items():
+        for topic, count in Counter(row[1] for row in rows).items():
             metrics.EVENTS_PUBLISHED.labels(self.service, topic).inc(count)
         self.published += len(rows)
         return len(rows)
