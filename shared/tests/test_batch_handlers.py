@@ -246,3 +246,21 @@ async def test_the_relay_publishes_the_outbox_in_order_and_marks_it_published(
         pending = (await conn.execute(sa.text(
             "SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar()
     assert pending == 0
+
+
+async def test_an_event_id_in_another_spelling_of_its_uuid_is_applied_once_not_skipped(
+        engine: AsyncEngine) -> None:
+    # the inbox hands back the canonical spelling; an upper-case or brace-wrapped event id that
+    # was compared as sent looked already claimed, and the event was skipped (lost)
+    recorder = Recorder()
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
+    upper, braced = stock(1, "A"), stock(2, "B")
+    for rec, spell in ((upper, str.upper), (braced, lambda s: "{" + s + "}")):
+        rec.headers = [(k, spell(v.decode()).encode() if k == "event_id" else v)
+                       for k, v in rec.headers]
+    await processor.process([upper, braced], None)
+    assert recorder.calls == [["A", "B"]]
+    await processor.process([upper, braced], None)  # redelivered: skipped
+    assert recorder.calls == [["A", "B"]]
+    assert await _applied(engine) == ["A", "B"]

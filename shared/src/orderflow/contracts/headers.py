@@ -92,8 +92,8 @@ class EventHeaders:
         missing = [k for k in (EVENT_ID, EVENT_TYPE, SCHEMA_VERSION) if not h.get(k)]
         if missing:
             raise ValueError(f"missing headers: {', '.join(missing)}")
-        try:
-            uuid.UUID(h[EVENT_ID])
+        try:  # kept in its canonical spelling, the one the inbox and every table hand back
+            event_id = str(uuid.UUID(h[EVENT_ID]))
         except ValueError as exc:
             raise ValueError("header event_id is not a UUID") from exc
         try:
@@ -105,7 +105,7 @@ class EventHeaders:
         except ValueError as exc:
             raise ValueError("header occurred_at is not an ISO timestamp") from exc
         return cls(
-            event_id=h[EVENT_ID],
+            event_id=event_id,
             event_type=h[EVENT_TYPE],
             schema_version=version,
             occurred_at=occurred or datetime.now(UTC),
