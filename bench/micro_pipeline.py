@@ -5,12 +5,15 @@ next services' input records, so the pipeline runs as it does on the bus, one st
 on an embedded PostgreSQL.
 
     python -m bench.micro_pipeline [--orders 500] [--batch 500] [--profile inventory] \
-        | grep -v '^{'
+        [--senders] | grep -v '^{'
 
 Reports client CPU (``time.process_time``, robust on a shared machine) per order for each service,
 and the wall time. ``--profile SERVICE`` wraps that service's batches in cProfile and prints the
-functions with the most cumulative and own time. Not measured here: the outbox relay's
-publishing, the broker, the consumers' polling, the notify senders (see ``bench.run``).
+functions with the most cumulative and own time. ``--senders`` then runs notify's channel senders
+(the dev-stack drivers, which only record) until every notification the run staged is finished,
+and reports their client CPU per notification and the notifications finished per second of wall
+time (``--profile notify-senders`` profiles them). Not measured here: the outbox relay's
+publishing, the broker, the consumers' polling (see ``bench.run``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -44,6 +48,7 @@ from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.service import tune_gc
 from orderflow.runtime.settings import DatabaseSettings, ServiceSettings
+from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 
 SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
 
@@ -121,7 +126,52 @@ async def feed(stage: Stage, bus: Bus, batch: int) -> int:
     return len(mine)
 
 
-async def run(url: str, orders: int, batch: int, services: list[str], profile: str | None) -> None:
+def print_profile(profile: cProfile.Profile) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(35)
+    print(out.getvalue())
+
+
+async def drain_senders(engine: Any, profile: bool) -> None:
+    """Run notify's channel senders until no notification is pending or sending."""
+    from orderflow.notify.app import make_senders
+    from orderflow.notify.settings import NotifySettings
+
+    unfinished = sa.text("SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')), "
+                         "count(*) FILTER (WHERE finished_at IS NOT NULL) FROM notify_notifications")
+    async with engine.connect() as conn:
+        _, finished_before = (await conn.execute(unfinished)).one()
+    senders = make_senders(NotifySettings())
+    ctx = SimpleNamespace(engine=engine, units=UnitOfWorkFactory(engine, "notify"),
+                          stopping=asyncio.Event())
+    prof = cProfile.Profile() if profile else None
+    if prof is not None:
+        prof.enable()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    tasks = [asyncio.create_task(s.run(ctx)) for s in senders]  # type: ignore[arg-type]
+    while True:
+        await asyncio.sleep(0.1)
+        async with engine.connect() as conn:
+            left, finished = (await conn.execute(unfinished)).one()
+        if not left:
+            break
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    ctx.stopping.set()
+    await asyncio.gather(*tasks)
+    if prof is not None:
+        prof.disable()
+    done = finished - finished_before
+    print(f"{'senders':<10} {done:>7} notifications finished  client CPU "
+          f"{1000 * cpu / max(done, 1):5.2f} ms/notification  wall {wall:7.2f} s "
+          f"({done / wall:.0f}/s, the dispatches' coalescing window included)", flush=True)
+    if prof is not None:
+        print_profile(prof)
+
+
+async def run(url: str, orders: int, batch: int, services: list[str], profile: str | None,
+              senders: bool = False) -> None:
     bus = Bus()
     for kind in ("products", "customers", "warehouses", "stock"):
         for event in parse_file(kind, DEMO_DATA / f"{kind}.csv").events:
@@ -156,14 +206,14 @@ async def run(url: str, orders: int, batch: int, services: list[str], profile: s
         print(f"{stage.service:<10} {stage.events:>7} events  client CPU "
               f"{1000 * stage.cpu / orders:7.2f} ms/order ({1000 * stage.cpu / max(stage.events, 1):5.2f}"
               f" ms/event)  wall {stage.wall:7.2f} s", flush=True)
-        await stage.engine.dispose()
         if stage.profile is not None:
-            out = io.StringIO()
-            stats = pstats.Stats(stage.profile, stream=out)
-            stats.sort_stats("cumulative").print_stats(45)
-            stats.sort_stats("tottime").print_stats(35)
-            print(out.getvalue())
+            print_profile(stage.profile)
     print(f"{'all':<10} {'':>7}         client CPU {1000 * total / orders:7.2f} ms/order")
+    notify = next((stage for stage in stages if stage.service == "notify"), None)
+    if senders and notify is not None:
+        await drain_senders(notify.engine, profile == "notify-senders")
+    for stage in stages:
+        await stage.engine.dispose()
 
 
 def main() -> None:
@@ -171,13 +221,16 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=500)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--services", default=",".join(SERVICES))
-    p.add_argument("--profile", default=None, help="a service to run under cProfile")
+    p.add_argument("--profile", default=None,
+                   help="a service (or notify-senders) to run under cProfile")
+    p.add_argument("--senders", action="store_true",
+                   help="then run notify's senders until every notification is finished")
     a = p.parse_args()
     configure_logging("micro", fmt="json")  # INFO, as the services log (stdout: filter it out)
     pg = EmbeddedPostgres(project_root() / "var" / "bench-micro-pipeline" / "postgres")
     pg.start(0)
     try:
-        asyncio.run(run(pg.url, a.orders, a.batch, a.services.split(","), a.profile))
+        asyncio.run(run(pg.url, a.orders, a.batch, a.services.split(","), a.profile, a.senders))
     finally:
         pg.stop()
 

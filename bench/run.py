@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import ceiling
 from bench.profiles import Profiler
@@ -322,6 +324,33 @@ async def account(kafka: KafkaSettings, orders: list[BenchOrder], timeout: float
             "dead_letters": dlq, "read_s": round(time.monotonic() - started, 1)}
 
 
+async def notifications_finished(database_url: str, orders: list[BenchOrder], started: float,
+                                 timeout: float) -> dict[str, Any]:
+    """Wait until notify's senders finished every notification of these orders (sent,
+    recorded, coalesced, suppressed or failed); how many, and when the last one finished, in
+    seconds after ``started`` (epoch). The senders run beside the consumers, so the saturation
+    figures include their work only as far as it happened before the last dispatch."""
+    query = sa.text(
+        "SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')), count(*), "
+        "EXTRACT(EPOCH FROM max(finished_at)) FROM notify.notify_notifications "
+        "WHERE order_id = ANY(CAST(:ids AS text[]))")
+    ids = [o.order_id for o in orders]
+    engine = create_async_engine(database_url, pool_size=1)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            async with engine.connect() as conn:
+                left, total, last = (await conn.execute(query, {"ids": ids})).one()
+            if not left or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()
+    return {"notifications": int(total), "unfinished": int(left),
+            "last_finished_s_after_first_push": (round(float(last) - started, 2)
+                                                  if last is not None and not left else None)}
+
+
 def service_targets(stack: Stack) -> dict[str, int]:
     return {sp.label: sp.proc.pid for sp in stack.processes if sp.proc is not None}
 
@@ -405,6 +434,9 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
             sat["cpu"] = cpu_window(cpu_before, cpu_after, len(orders))
             sat["caught_up_s_after_first_push"] = await caught_up(
                 kafka, stack.services, dict(watcher.end_offsets), started_wall, timeout=120)
+            if "notify" in stack.services and stack.database_url:
+                sat["notifications"] = await notifications_finished(
+                    stack.database_url, orders, started_wall, timeout=300)
             if profiles is not None:
                 sat["profiles"] = profiles
             result["saturation"] = sat
@@ -557,6 +589,11 @@ def table(results: dict[str, Any]) -> str:
             if cu:
                 lines.append("  consumer groups caught up (s after first push): "
                              + ", ".join(f"{k} {_fmt(v)}" for k, v in cu.items()))
+            nf = sat.get("notifications")
+            if nf:
+                lines.append(f"  notifications: {nf['notifications']} of these orders, "
+                             f"{nf['unfinished']} unfinished; the last finished "
+                             f"{_fmt(nf['last_finished_s_after_first_push'])} s after the first push")
             lines.append(_stage_block("saturation latency (ms, under backlog)", sat["stages_ms"]))
         for rate, lat in (ph.get("latency") or {}).items():
             lines.append(f"latency at {rate}/s (pushed at {lat['achieved_push_per_s']}/s, "

@@ -6,6 +6,7 @@ batch, or a run handled twice, applies nothing twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,10 +35,14 @@ from orderflow.contracts.events import (
 from orderflow.contracts.order import CanonicalOrder, Customer, OrderTotals, order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.notify import app
+from orderflow.notify.channels import Delivered
+from orderflow.notify.channels.email import RecordingEmailDriver
 from orderflow.notify.handlers import Notifier
+from orderflow.notify.repository import SenderRepository
+from orderflow.notify.sender import ChannelSender
 from orderflow.notify.settings import NotifySettings
 from orderflow.runtime.consumer import BatchProcessor, Subscription, decode
-from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork, UnitOfWorkFactory
 from orderflow.testing.infra import Infra
 from orderflow.testing.records import Rec, Records, event_id, migrated_schema
 
@@ -331,3 +337,107 @@ async def test_a_redelivered_batch_or_a_run_handled_twice_applies_nothing_twice(
     again = await notify.order(first.order_id)
     assert (again["facts"], again["shipments"], again["review_notice_sent"]) == (
         state["facts"], state["shipments"], state["review_notice_sent"])
+
+
+async def test_deliveries_are_marked_together_and_a_row_taken_over_is_left_alone(
+        notify: Notify) -> None:
+    """The sender marks a round of deliveries in one statement: each row it still holds (same
+    attempt) is finished with its own status and detail and recorded once; a row another sender
+    took over after the lease ran out (its attempt moved on) is neither marked nor recorded."""
+    records = Records()
+    customer = f"D{tag()}"
+    await notify.process(records(customer_updated(customer, language="en")))
+    orders = [an_order(f"M-{tag()}", customer) for _ in range(3)]
+    await notify.process(records(*(received("shopify", o) for o in orders)))
+    settings = NotifySettings(webhook_urls={"shopify": "http://127.0.0.1:9/ok"},
+                              webhook_secret="secret")
+    driver = RecordingEmailDriver()
+    sender = ChannelSender(driver, settings, renderer=None,  # type: ignore[arg-type]
+                           send_timeout_s=5)
+    assert sender.in_flight_limit == settings.record_only_concurrency
+    units = UnitOfWorkFactory(notify.engine, "notify")
+    ctx = SimpleNamespace(units=units, stopping=asyncio.Event())
+    async with units() as uow:
+        claimed = await SenderRepository(uow.session).claim_due("email", 10, lease_s=60)
+    mine = [r for r in claimed if r.order_id in {order_id_for("shopify", o.external_id)
+                                                  for o in orders}]
+    assert len(mine) == 3
+    taken_over = mine[1]
+    async with notify.engine.begin() as conn:  # another sender's attempt after the lease
+        await conn.execute(sa.text("UPDATE notify_notifications SET attempts = attempts + 1 "
+                                   "WHERE id = :id"), {"id": taken_over.id})
+    before = len(await notify.recorded())
+
+    await sender._mark(ctx, [(mine[0], Delivered("recorded", "first")),  # type: ignore[arg-type]
+                             (taken_over, Delivered("sent", "too late")),
+                             (mine[2], Delivered("sent", "third"))])
+
+    rows = {r["id"]: r for r in await notify.rows(
+        "SELECT * FROM notify_notifications WHERE id = ANY(:ids)", ids=[r.id for r in mine])}
+    assert (rows[mine[0].id]["status"], rows[mine[0].id]["detail"]) == ("recorded", "first")
+    assert (rows[mine[2].id]["status"], rows[mine[2].id]["detail"]) == ("sent", "third")
+    assert rows[mine[0].id]["finished_at"] is not None and rows[mine[0].id]["lease_until"] is None
+    assert rows[taken_over.id]["status"] == "sending"
+    assert rows[taken_over.id]["finished_at"] is None
+    recorded = (await notify.recorded())[before:]
+    assert sorted((e["source_event_id"], e["status"]) for e, _ in recorded) == sorted(
+        [(mine[0].source_event_id, "recorded"), (mine[2].source_event_id, "sent")])
+    # each answers the event that caused it
+    assert {h["causation_id"] for _, h in recorded} == {mine[0].source_event_id,
+                                                        mine[2].source_event_id}
+
+
+async def test_one_claim_folds_each_orders_dispatches_into_its_first(notify: Notify) -> None:
+    """A claim that takes dispatches of several orders folds, for each order, every other
+    dispatch of it into the first claimed one, whether that other was claimed with it or is
+    still waiting; a lone dispatch stays as it is; each folded one is recorded as suppressed."""
+    records = Records()
+    customer = f"F{tag()}"
+    await notify.process(records(customer_updated(customer)))
+    x, y, z = (received("canonical", an_order(f"{n}-{tag()}", customer)) for n in "XYZ")
+    await notify.process(records(x, y, z))
+    # x: two of three shipments (both waiting, the first made due); y: both (released, due);
+    # z: one of one (due)
+    await notify.process(records(
+        dispatched(x.order_id, "X1", count=3), dispatched(x.order_id, "X2", count=3),
+        dispatched(y.order_id, "Y1", count=2), dispatched(y.order_id, "Y2", count=2),
+        dispatched(z.order_id, "Z1", count=1)))
+
+    def dispatches(rows: list[Any]) -> list[Any]:
+        return [r for r in rows if r["kind"] == "shipment_dispatched"]
+
+    x1, x2 = dispatches(await notify.notifications(x.order_id))
+    y1, y2 = dispatches(await notify.notifications(y.order_id))
+    [z1] = dispatches(await notify.notifications(z.order_id))
+    async with notify.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE notify_notifications SET next_attempt_at = now() "
+                                   "WHERE id = :id"), {"id": x1["id"]})
+    async with notify.engine.begin() as conn:  # only these dispatches are due
+        await conn.execute(sa.text(
+            "UPDATE notify_notifications SET status = 'recorded' WHERE status = 'pending' "
+            "AND NOT (id = ANY(:ids))"), {"ids": [x1["id"], y1["id"], y2["id"], z1["id"], x2["id"]]})
+    before = len(await notify.recorded())
+    sender = ChannelSender(RecordingEmailDriver(), NotifySettings(),
+                           renderer=None, send_timeout_s=5)  # type: ignore[arg-type]
+    ctx = SimpleNamespace(units=UnitOfWorkFactory(notify.engine, "notify"),
+                          stopping=asyncio.Event())
+
+    ready, _ = await sender._claim(ctx, 10)  # type: ignore[arg-type]
+
+    assert [r.id for r in ready] == sorted([x1["id"], y1["id"], z1["id"]])
+    shipments = {r.id: sorted(s["shipment_id"] for s in r.context["event"]["shipments"])
+                 for r in ready}
+    assert shipments == {x1["id"]: ["X1", "X2"], y1["id"]: ["Y1", "Y2"], z1["id"]: ["Z1"]}
+    rows = {r["id"]: r for r in await notify.rows(
+        "SELECT * FROM notify_notifications WHERE id = ANY(:ids)",
+        ids=[x1["id"], x2["id"], y1["id"], y2["id"], z1["id"]])}
+    assert (rows[x2["id"]]["status"], rows[x2["id"]]["coalesced_into"]) == ("coalesced", x1["id"])
+    assert (rows[y2["id"]]["status"], rows[y2["id"]]["coalesced_into"]) == ("coalesced", y1["id"])
+    assert rows[y2["id"]]["detail"] == f"told together with notification {rows[y1['id']]['notification_id']}"
+    assert {rows[i]["status"] for i in (x1["id"], y1["id"], z1["id"])} == {"sending"}
+    # the carrying rows keep the merged shipments for a retry
+    assert len(rows[x1["id"]]["context"]["event"]["shipments"]) == 2
+    recorded = (await notify.recorded())[before:]
+    assert sorted((e["source_event_id"], e["status"]) for e, _ in recorded) == sorted(
+        [(str(rows[x2["id"]]["source_event_id"]), "suppressed"),
+         (str(rows[y2["id"]]["source_event_id"]), "suppressed")])

@@ -37,7 +37,7 @@ class Marks:
 
 
 def sender(marks: Marks) -> ChannelSender:
-    driver = SimpleNamespace(channel="email")
+    driver = SimpleNamespace(channel="email", records_only=False)
     s = ChannelSender(driver, NotifySettings(), renderer=None, send_timeout_s=5)  # type: ignore[arg-type]
     s._mark = marks  # type: ignore[method-assign,assignment]
     return s

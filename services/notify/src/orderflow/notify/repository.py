@@ -168,6 +168,25 @@ _CLAIM = (
             updated_at=sa.func.now())
     .returning(*notifications.c)
 )
+# the rows told together with each carrying row (``SenderRepository.absorb_waiting``): of its
+# key and channel, waiting or claimed in the same transaction, locked in id order
+_ABSORB = sa.text(
+    "WITH target AS (SELECT n.id, c.id AS carrier, c.notification_id AS carrier_nid "
+    "FROM notify_notifications n JOIN unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[]), "
+    "CAST(:notification_ids AS text[])) AS c(id, coalesce_key, notification_id) "
+    "ON n.coalesce_key = c.coalesce_key AND n.channel = :channel AND n.id <> c.id "
+    "WHERE n.status = 'pending' OR n.id = ANY(CAST(:claimed AS bigint[])) "
+    "ORDER BY n.id FOR UPDATE OF n) "
+    "UPDATE notify_notifications n SET status = 'coalesced', coalesced_into = t.carrier, "
+    "finished_at = now(), detail = 'told together with notification ' || t.carrier_nid, "
+    "updated_at = now() FROM target t WHERE n.id = t.id RETURNING n.*, t.carrier")
+# claimed rows delivered, fenced by their attempt (as ``SenderRepository.finish``)
+_FINISH_DELIVERED = sa.text(
+    "UPDATE notify_notifications n SET status = u.status, detail = u.detail, last_error = NULL, "
+    "lease_until = NULL, finished_at = now(), updated_at = now() "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]), "
+    "CAST(:details AS text[])) AS u(id, attempts, status, detail) "
+    "WHERE n.id = u.id AND n.status = 'sending' AND n.attempts = u.attempts RETURNING n.id")
 # seconds until the channel's next row is due (a pending row's time, a sending row's lease)
 _NEXT_DUE = sa.text(
     "SELECT EXTRACT(EPOCH FROM min(CASE WHEN status = 'pending' THEN next_attempt_at "
@@ -403,25 +422,29 @@ class SenderRepository:
         value = (await self.session.execute(_NEXT_DUE, {"n_channel": channel})).scalar()
         return None if value is None else float(value)
 
-    async def absorb_waiting(self, row: NotificationRow,
-                             claimed_with_it: Sequence[int] = ()) -> list[NotificationRow]:
-        """Mark the other notifications of ``row``'s coalesce key, waiting or claimed in the same
-        transaction, as told together with it."""
-        if row.coalesce_key is None:
-            return []
-        rows = (await self.session.execute(
-            notifications.update().where(
-                notifications.c.coalesce_key == row.coalesce_key,
-                notifications.c.channel == row.channel,
-                sa.or_(notifications.c.status == "pending",
-                       notifications.c.id.in_(list(claimed_with_it))),
-                notifications.c.id != row.id)
-            .values(status="coalesced", coalesced_into=row.id, finished_at=sa.func.now(),
-                    detail=f"told together with notification {row.notification_id}",
-                    updated_at=sa.func.now())
-            .returning(*notifications.c)
-        )).all()
-        return sorted((_row(r) for r in rows), key=lambda r: r.id)
+    async def absorb_waiting(self, claimed: Sequence[NotificationRow],
+                             ) -> dict[int, list[NotificationRow]]:
+        """Fold the notifications told together with claimed ones: for each coalesce key among
+        ``claimed`` (in id order), its first claimed row carries the others of its key and
+        channel, waiting or claimed with it, which are marked ``coalesced`` into it. The rows
+        folded into each carrying row's id (in id order); locked in id order, as the handlers
+        lock waiting rows, in one statement."""
+        carriers: dict[str, NotificationRow] = {}
+        for row in sorted(claimed, key=lambda r: r.id):
+            if row.coalesce_key is not None:
+                carriers.setdefault(row.coalesce_key, row)
+        if not carriers:
+            return {}
+        rows = (await self.session.execute(_ABSORB, {
+            "ids": [r.id for r in carriers.values()],
+            "keys": list(carriers),
+            "notification_ids": [r.notification_id for r in carriers.values()],
+            "channel": next(iter(carriers.values())).channel,
+            "claimed": [r.id for r in claimed]})).all()
+        folded: dict[int, list[NotificationRow]] = {}
+        for r in sorted(rows, key=lambda r: r.id):
+            folded.setdefault(r.carrier, []).append(_row(r))
+        return folded
 
     async def set_context(self, notification: int, context: Mapping[str, Any]) -> None:
         await self.session.execute(notifications.update().where(notifications.c.id == notification)
@@ -439,6 +462,19 @@ class SenderRepository:
                     finished_at=sa.func.now(), updated_at=sa.func.now())
             .returning(notifications.c.id))
         return result.first() is not None
+
+    async def finish_delivered(self, rows: Sequence[tuple[NotificationRow, str, str]]) -> set[int]:
+        """Mark claimed notifications delivered, each with its (status, detail), in one
+        statement; the ids marked: a row that is no longer this attempt's (another sender took
+        it over after the lease ran out) is left alone, as ``finish`` would."""
+        if not rows:
+            return set()
+        result = await self.session.execute(_FINISH_DELIVERED, {
+            "ids": [row.id for row, _, _ in rows],
+            "attempts": [row.attempts for row, _, _ in rows],
+            "statuses": [status for _, status, _ in rows],
+            "details": [detail[:1000] for _, _, detail in rows]})
+        return set(result.scalars())
 
     async def retry_later(self, row: NotificationRow, *, delay_s: float, error: str) -> bool:
         result = await self.session.execute(

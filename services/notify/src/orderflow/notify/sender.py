@@ -1,7 +1,8 @@
 """The sender: one background loop per channel delivers the notifications the handlers staged.
 
 Each loop is the only one sending on its channel (a PostgreSQL advisory lock elects it among
-replicas) and keeps up to ``concurrency`` sends in flight, each with a timeout, so a slow or
+replicas) and keeps up to ``concurrency`` sends in flight (``record_only_concurrency`` for a driver
+that only records: no SMTP host, the logging SMS provider), each with a timeout, so a slow or
 failing channel never holds up the others. For one notification:
 
 1. **claim** (one transaction): the row goes ``pending -> sending`` with ``attempts + 1`` and a
@@ -77,6 +78,10 @@ class ChannelSender:
         self.settings = settings
         self.renderer = renderer
         self.send_timeout_s = send_timeout_s
+        # a claim takes no more rows than can be in flight at once: a claimed row starts sending
+        # at once, so its lease never runs out while it waits its turn in this process
+        self.in_flight_limit = (settings.record_only_concurrency if driver.records_only
+                                else settings.concurrency)
         # a claimed row is taken over only well after its send must have ended
         self.lease_s = send_timeout_s * 2 + 10
         self._wake = asyncio.Event()
@@ -148,7 +153,7 @@ class ChannelSender:
 
         try:
             while not ctx.stopping.is_set():
-                free = self.settings.concurrency - len(in_flight)
+                free = self.in_flight_limit - len(in_flight)
                 claimed: list[NotificationRow] = []
                 next_due_s: float | None = None
                 if free > 0:
@@ -179,17 +184,15 @@ class ChannelSender:
             async with ctx.units() as uow:
                 repo = SenderRepository(uow.session)
                 rows = await repo.claim_due(self.channel, limit, self.lease_s)
+                # oldest first: the first of a coalesce key carries the others
+                folded = await repo.absorb_waiting(rows)
+                folded_ids = {f.id for group in folded.values() for f in group}
                 ready: list[NotificationRow] = []
-                folded_ids: set[int] = set()
-                for row in rows:  # oldest first: the first of a coalesce key carries the others
+                for row in rows:
                     if row.id in folded_ids:
                         continue
-                    same_key = [r.id for r in rows if r.coalesce_key is not None
-                                and r.coalesce_key == row.coalesce_key and r.id != row.id]
-                    folded = await repo.absorb_waiting(row, same_key)
-                    if folded:
-                        folded_ids.update(f.id for f in folded)
-                        row = await self._fold(uow, repo, row, folded)
+                    if row.id in folded:
+                        row = await self._fold(uow, repo, row, folded[row.id])
                     ready.append(row)
                 next_due_s = None if len(rows) >= limit else await repo.next_due_s(self.channel)
                 return ready, next_due_s
@@ -290,23 +293,35 @@ class ChannelSender:
                     items: list[tuple[NotificationRow, Delivered | DeliveryFailed]]) -> None:
         async with ctx.units() as uow:
             repo = SenderRepository(uow.session)
+            delivered: list[tuple[NotificationRow, Delivered]] = []
+            failed: list[tuple[NotificationRow, DeliveryFailed]] = []
             for row, outcome in items:
-                await self._mark_one(uow, repo, row, outcome)
+                if isinstance(outcome, Delivered):
+                    delivered.append((row, outcome))
+                else:
+                    failed.append((row, outcome))
+            # the deliveries in one statement; a row another sender took over is not ours
+            finished = await repo.finish_delivered(
+                [(row, done.status, done.detail) for row, done in delivered])
+            for row, done in delivered:
+                if row.id in finished:
+                    with structlog.contextvars.bound_contextvars(
+                            order_id=row.order_id, channel=self.channel,
+                            notification_id=row.notification_id):
+                        record(uow, row, done.status, done.detail)
+                        log.debug("notification delivered", kind=row.kind, status=done.status,
+                                  attempts=row.attempts)
+            for row, failure in failed:
+                await self._mark_one(uow, repo, row, failure)
 
     async def _mark_one(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
-                        outcome: Delivered | DeliveryFailed) -> None:
+                        outcome: DeliveryFailed) -> None:
         with structlog.contextvars.bound_contextvars(order_id=row.order_id, channel=self.channel,
                                                      notification_id=row.notification_id):
-            await self._apply_outcome(uow, repo, row, outcome)
+            await self._apply_failure(uow, repo, row, outcome)
 
-    async def _apply_outcome(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
-                             outcome: Delivered | DeliveryFailed) -> None:
-        if isinstance(outcome, Delivered):
-            if await repo.finish(row, status=outcome.status, detail=outcome.detail):
-                record(uow, row, outcome.status, outcome.detail)
-                log.debug("notification delivered", kind=row.kind, status=outcome.status,
-                          attempts=row.attempts)
-            return
+    async def _apply_failure(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
+                             outcome: DeliveryFailed) -> None:
         error = str(outcome)
         decision = domain.after_failure(
             row.attempts, max_attempts=self.settings.max_attempts, permanent=outcome.permanent,

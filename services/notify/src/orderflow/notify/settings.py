@@ -55,6 +55,11 @@ class NotifySettings(BaseSettings):
         description="longest wait of a channel's sender with nothing due: it is woken by the "
                     "commits of this process, this bounds how late it sees another replica's rows")
     concurrency: int = Field(default=4, ge=1, le=100, description="sends in flight per channel")
+    record_only_concurrency: int = Field(
+        default=100, ge=1, le=1000,
+        description="sends in flight per channel whose driver only records (no SMTP host, the "
+                    "logging SMS provider): such a send finishes at once, so this is how many "
+                    "one claim takes")
 
     @model_validator(mode="after")
     def _check(self) -> NotifySettings:

@@ -41,6 +41,9 @@ class DeliveryFailed(Exception):
 
 class ChannelDriver(Protocol):
     channel: Channel
+    # True when a delivery only records the message (no SMTP host, the logging SMS provider):
+    # it finishes at once, so the sender keeps ``record_only_concurrency`` of them in flight
+    records_only: bool
 
     async def deliver(self, notification: OutgoingNotification) -> Delivered: ...
 

@@ -43,6 +43,7 @@ def build_email(n: OutgoingNotification, *, sender: str) -> EmailMessage:
 
 class SmtpEmailDriver:
     channel: Channel = "email"
+    records_only = False
 
     def __init__(self, settings: NotifySettings) -> None:
         assert settings.smtp_host
@@ -93,6 +94,7 @@ class RecordingEmailDriver:
     the address masked) and recorded with status ``recorded``."""
 
     channel: Channel = "email"
+    records_only = True
 
     async def deliver(self, n: OutgoingNotification) -> Delivered:
         log.info("e-mail recorded, not sent (no SMTP host configured)", order_id=n.order_id,

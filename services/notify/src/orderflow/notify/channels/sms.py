@@ -22,6 +22,7 @@ class SmsReceipt:
 
 class SmsProvider(Protocol):
     name: str
+    records_only: bool  # True: nothing leaves the process (see ``ChannelDriver.records_only``)
 
     async def send(self, phone: str, text: str, *, reference: str) -> SmsReceipt:
         """Send ``text`` to ``phone``; ``reference`` is stable across retries (deduplication).
@@ -36,6 +37,7 @@ def masked_phone(phone: str) -> str:
 
 class LoggingSmsProvider:
     name = "logging"
+    records_only = True
 
     async def send(self, phone: str, text: str, *, reference: str) -> SmsReceipt:
         log.info("SMS recorded, not sent (logging provider)", phone=masked_phone(phone), text=text,
@@ -48,6 +50,7 @@ class SmsDriver:
 
     def __init__(self, provider: SmsProvider) -> None:
         self.provider = provider
+        self.records_only = provider.records_only
 
     async def deliver(self, n: OutgoingNotification) -> Delivered:
         if not n.recipient.strip():

@@ -80,6 +80,7 @@ def payload(n: OutgoingNotification) -> dict[str, Any]:
 
 class WebhookDriver:
     channel: Channel = "webhook"
+    records_only = False
 
     def __init__(self, urls: Mapping[str, str], secret_for: Callable[[str], bytes], *,
                  timeout_s: float) -> None:

@@ -259,6 +259,7 @@ class Renderer:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # shipped with the package: no stat of each template per render
         )
         env.filters["money"] = lambda value, currency: money(value, currency, language)
         env.filters["date"] = lambda value: format_date(value, language)
