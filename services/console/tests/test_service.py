@@ -355,7 +355,7 @@ async def test_rebuild_replays_the_topics_into_the_same_read_model(
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.text("UPDATE console_orders SET state = 'lost', "
-                                       "view = jsonb_set(view, '{state}', '\"returned\"')"))
+                                       "view = jsonb_set(view::jsonb, '{state}', '\"returned\"')::json"))
             await conn.execute(sa.text("DELETE FROM console_events WHERE order_id = :o"),
                                {"o": stories[1].order_id})
     finally:

@@ -27,7 +27,7 @@ events = sa.Table(
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("producer", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("payload", pg.JSONB, nullable=False),
+    sa.Column("payload", pg.JSON, nullable=False),  # JSON: written and read whole
 )
 orders = sa.Table(
     "console_orders", metadata,
@@ -47,7 +47,7 @@ orders = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True)),
     sa.Column("state_since", sa.DateTime(timezone=True)),
     sa.Column("last_event_at", sa.DateTime(timezone=True)),
-    sa.Column("view", pg.JSONB, nullable=False),
+    sa.Column("view", pg.JSON, nullable=False),  # JSON: written and read whole
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
 customers = sa.Table(
@@ -295,7 +295,7 @@ def _view_values(view: OrderView) -> tuple[Any, ...]:
 
 
 def _parse_json(text: str) -> Any:
-    """A stored JSONB value's text; the standard library's parser for what orjson does not take
+    """A stored JSON value's text; the standard library's parser for what orjson does not take
     (integers beyond 64 bits), so the values are those ``json.loads`` gives."""
     try:
         return orjson.loads(text)
@@ -311,7 +311,7 @@ _ADD_ENTRIES = sa.text(
     "INSERT INTO console_events (event_id, order_id, topic, event_type, producer, occurred_at, "
     "payload) SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:orders AS text[]), "
     "CAST(:topics AS text[]), CAST(:types AS text[]), CAST(:producers AS text[]), "
-    "CAST(:ats AS timestamptz[]), CAST(:payloads AS jsonb[])) "
+    "CAST(:ats AS timestamptz[]), CAST(:payloads AS json[])) "
     "ON CONFLICT DO NOTHING RETURNING order_id")
 _ENTRIES_OF = sa.text(
     "SELECT event_id, order_id, topic, event_type, producer, occurred_at, CAST(payload AS text) "
@@ -324,7 +324,7 @@ _SAVE_VIEWS_COLUMNS = (
     ("grand_total", "numeric"), ("priority", "text"), ("hold_codes", "jsonb"),
     ("exception_kinds", "jsonb"), ("tracking_numbers", "jsonb"), ("first_seen_at", "timestamptz"),
     ("received_at", "timestamptz"), ("state_since", "timestamptz"),
-    ("last_event_at", "timestamptz"), ("view", "jsonb"),
+    ("last_event_at", "timestamptz"), ("view", "json"),
 )
 _SAVE_VIEWS_PARAMS = tuple(name for name, _ in _SAVE_VIEWS_COLUMNS)
 _TEXT_ARRAYS = {"hold_codes", "exception_kinds", "tracking_numbers"}

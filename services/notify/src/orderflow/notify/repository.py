@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,7 +71,7 @@ notifications = sa.Table(
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("recipient", sa.Text, nullable=False),
     sa.Column("language", sa.Text, nullable=False),
-    sa.Column("context", JSONB, nullable=False),
+    sa.Column("context", JSON, nullable=False),  # JSON: written and read whole
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
@@ -81,7 +81,7 @@ notifications = sa.Table(
     sa.Column("coalesced_into", sa.BigInteger),
     sa.Column("last_error", sa.Text),
     sa.Column("raw_value", sa.LargeBinary, nullable=False),
-    sa.Column("raw_headers", JSONB, nullable=False),
+    sa.Column("raw_headers", JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -122,9 +122,9 @@ _STAGE_ALL = sa.text(
     "source_event_type, kind, order_id, channel, recipient, language, context, status, detail, "
     "attempts, next_attempt_at, coalesce_key, raw_value, raw_headers, finished_at) "
     "SELECT notification_id, source_event_id, source_topic, source_event_type, kind, order_id, "
-    "channel, recipient, language, CAST(context AS jsonb), status, detail, 0, "
+    "channel, recipient, language, CAST(context AS json), status, detail, 0, "
     "CASE WHEN due_now THEN now() ELSE next_attempt_at END, coalesce_key, raw_value, "
-    "CAST(raw_headers AS jsonb), CASE WHEN status = 'suppressed' THEN now() END "
+    "CAST(raw_headers AS json), CASE WHEN status = 'suppressed' THEN now() END "
     "FROM unnest(CAST(:notification_ids AS uuid[]), CAST(:source_event_ids AS uuid[]), "
     "CAST(:source_topics AS text[]), CAST(:source_event_types AS text[]), CAST(:kinds AS text[]), "
     "CAST(:order_ids AS text[]), CAST(:channels AS text[]), CAST(:recipients AS text[]), "
