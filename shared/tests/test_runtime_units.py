@@ -19,7 +19,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
 from orderflow.runtime.retry import is_transient
-from orderflow.runtime.service import ServiceDefinition, service_settings, tune_gc
+from orderflow.runtime.service import ServiceDefinition, build_broker, service_settings, tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
 from orderflow.runtime.unit_of_work import IncomingEvent
 
@@ -139,6 +139,26 @@ def test_a_service_may_default_to_smaller_batches_and_the_environment_still_wins
     monkeypatch.setenv("ORDERFLOW_CONSOLE_BATCH_MAX_RECORDS", "80")
     assert service_settings(small).batch_max_records == 80
     assert service_settings(plain).batch_max_records == 300
+
+
+def test_the_consumer_prefetches_within_the_fetch_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka's defaults (50 MB a fetch, 1 MB a partition) let a lagging service hold tens of
+    MB of records it cannot handle yet; the runtime's consumer takes the smaller limits, and the
+    environment can change them."""
+    for name in ("ORDERFLOW_KAFKA_FETCH_MAX_BYTES", "ORDERFLOW_KAFKA_MAX_PARTITION_FETCH_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    definition = ServiceDefinition(name="console", migrations=Path("."), subscriptions=[
+        Subscription(topics.ORDER_RECEIVED, batch_handler=lambda uow, run: None)])  # type: ignore[arg-type,return-value]
+
+    def consumer_args(kafka: KafkaSettings) -> dict[str, Any]:
+        broker = build_broker(definition, kafka, service_settings(definition), None)  # type: ignore[arg-type]
+        [subscriber] = broker.subscribers
+        return subscriber._connection_args  # type: ignore[attr-defined,no-any-return]
+
+    args = consumer_args(KafkaSettings())
+    assert (args["fetch_max_bytes"], args["max_partition_fetch_bytes"]) == (2_097_152, 131_072)
+    monkeypatch.setenv("ORDERFLOW_KAFKA_MAX_PARTITION_FETCH_BYTES", "65536")
+    assert consumer_args(KafkaSettings())["max_partition_fetch_bytes"] == 65_536
 
 
 def test_personal_data_is_masked_in_every_field() -> None:

@@ -129,6 +129,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
+        fetch_max_bytes=kafka.fetch_max_bytes,
+        max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
         parser=parse,
         decoder=decode_nothing,
         description="; ".join(f"{s.topic.name}: {s.description or s.topic.description}"

@@ -38,6 +38,13 @@ class KafkaSettings(BaseSettings):
     session_timeout_ms: int = Field(default=6000, ge=1000, description="consumer group session")
     heartbeat_interval_ms: int = Field(default=1500, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
+    # what a consumer prefetches and holds while it works through a backlog: aiokafka's defaults
+    # (50 MB per fetch, 1 MB per partition) let a service reading many topics (notify 16, the
+    # console every one) buffer tens of MB it cannot handle yet
+    fetch_max_bytes: int = Field(default=2_097_152, ge=65_536,
+                                 description="most bytes one fetch brings, all partitions")
+    max_partition_fetch_bytes: int = Field(default=131_072, ge=16_384,
+                                           description="most bytes one fetch brings per partition")
     allow_sasl_plaintext: bool = Field(
         default=False,
         description="SASL credentials over an unencrypted connection; only for a local broker",
