@@ -305,23 +305,21 @@ class ChannelSender:
                 [(row, done.status, done.detail) for row, done in delivered])
             for row, done in delivered:
                 if row.id in finished:
-                    with structlog.contextvars.bound_contextvars(
-                            order_id=row.order_id, channel=self.channel,
-                            notification_id=row.notification_id):
+                    with self._bound(row):
                         record(uow, row, done.status, done.detail)
                         log.debug("notification delivered", kind=row.kind, status=done.status,
                                   attempts=row.attempts)
             for row, failure in failed:
-                await self._mark_one(uow, repo, row, failure)
+                with self._bound(row):
+                    await self._mark_failure(uow, repo, row, failure)
 
-    async def _mark_one(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
-                        outcome: DeliveryFailed) -> None:
-        with structlog.contextvars.bound_contextvars(order_id=row.order_id, channel=self.channel,
-                                                     notification_id=row.notification_id):
-            await self._apply_failure(uow, repo, row, outcome)
+    def _bound(self, row: NotificationRow) -> contextlib.AbstractContextManager[Any]:
+        """The log context of one notification while its outcome is marked."""
+        return structlog.contextvars.bound_contextvars(
+            order_id=row.order_id, channel=self.channel, notification_id=row.notification_id)
 
-    async def _apply_failure(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
-                             outcome: DeliveryFailed) -> None:
+    async def _mark_failure(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
+                            outcome: DeliveryFailed) -> None:
         error = str(outcome)
         decision = domain.after_failure(
             row.attempts, max_attempts=self.settings.max_attempts, permanent=outcome.permanent,
