@@ -1,5 +1,6 @@
-"""Micro-measurements behind the proposals in bench/README.md: what one consumed batch costs the
-runtime in the database, as the runtime does it today and as proposed, on an embedded PostgreSQL.
+"""Micro-measurements behind the first round's runtime changes (bench/README.md): what one
+consumed batch costs the runtime in the database, the first round's way and the set-based way
+the runtime took, on an embedded PostgreSQL.
 
     python -m bench.micro [--batch 500] [--rounds 20]
 

@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -351,6 +352,33 @@ async def notifications_finished(database_url: str, orders: list[BenchOrder], st
                                                   if last is not None and not left else None)}
 
 
+async def batch_sizes(database_url: str, services: Iterable[str], started: float,
+                      ) -> dict[str, dict[str, float]]:
+    """How each service's consumer batched what it applied since ``started`` (epoch): the
+    events its inbox claimed and the transactions that claimed them (distinct ``applied_at``:
+    ``now()`` is the transaction's start), and the mean events per transaction. Smaller batches
+    cost more per event (a transaction, an offset commit, a relay round each)."""
+    out: dict[str, dict[str, float]] = {}
+    engine = create_async_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            for service in services:
+                events, batches = (await conn.execute(sa.text(
+                    f'SELECT count(*), count(DISTINCT applied_at) FROM "{service}".inbox '
+                    "WHERE applied_at >= to_timestamp(:t)"), {"t": started})).one()
+                out[service] = {"events": int(events), "batches": int(batches),
+                                "events_per_batch": round(events / batches, 1) if batches else 0.0}
+    finally:
+        await engine.dispose()
+    return out
+
+
+def _batches_line(batches: dict[str, dict[str, float]]) -> str:
+    return ("  events per consumer transaction: "
+            + ", ".join(f"{k} {_fmt(v['events_per_batch'])} ({v['batches']})"
+                        for k, v in batches.items()))
+
+
 def service_targets(stack: Stack) -> dict[str, int]:
     return {sp.label: sp.proc.pid for sp in stack.processes if sp.proc is not None}
 
@@ -434,6 +462,8 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
             sat["cpu"] = cpu_window(cpu_before, cpu_after, len(orders))
             sat["caught_up_s_after_first_push"] = await caught_up(
                 kafka, stack.services, dict(watcher.end_offsets), started_wall, timeout=120)
+            if stack.database_url:
+                sat["batches"] = await batch_sizes(stack.database_url, stack.services, started_wall)
             if "notify" in stack.services and stack.database_url:
                 sat["notifications"] = await notifications_finished(
                     stack.database_url, orders, started_wall, timeout=300)
@@ -451,6 +481,7 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                     all_orders += batch
                     say(f"[{label}] latency: {rate} orders/s for {opts.seconds:.0f}s ({count} orders)")
                     before = monitor.cpu_snapshot()
+                    rate_started = time.time()
                     push_s = await push_at_rate(pusher, batch, rate)
                     pending = await wait_settled(watcher, batch, stall_s=opts.stall_s,
                                                  what=f"{rate}/s")
@@ -471,6 +502,9 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                         "stages_ms": stages,
                         "cpu": cpu_window(before, after, count),
                     }
+                    if stack.database_url:
+                        result["latency"][str(rate)]["batches"] = await batch_sizes(
+                            stack.database_url, stack.services, rate_started)
                     p99 = stages["push→dispatched"].get("p99")
                     say(f"[{label}] latency at {rate}/s: p99 push→dispatched {p99} ms")
     finally:
@@ -594,11 +628,15 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"  notifications: {nf['notifications']} of these orders, "
                              f"{nf['unfinished']} unfinished; the last finished "
                              f"{_fmt(nf['last_finished_s_after_first_push'])} s after the first push")
+            if sat.get("batches"):
+                lines.append(_batches_line(sat["batches"]))
             lines.append(_stage_block("saturation latency (ms, under backlog)", sat["stages_ms"]))
         for rate, lat in (ph.get("latency") or {}).items():
             lines.append(f"latency at {rate}/s (pushed at {lat['achieved_push_per_s']}/s, "
                          f"{lat['dispatched']}/{lat['orders']} dispatched, drained "
                          f"{_fmt(lat['drain_s_after_last_push'])}s after the last push):")
+            if lat.get("batches"):
+                lines.append(_batches_line(lat["batches"]))
             lines.append(_stage_block(None, lat["stages_ms"]))
         ce = ph.get("ceiling")
         if ce:

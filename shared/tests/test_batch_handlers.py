@@ -6,7 +6,10 @@ savepoint and dead-lettered with its reason while the others apply."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,13 +19,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived, WarehouseUpdated
 from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime import tracing
 from orderflow.runtime.consumer import BatchProcessor, Subscription
+from orderflow.runtime.db import Statement
 from orderflow.runtime.tracing import format_traceparent
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra
@@ -206,6 +210,65 @@ async def test_a_transient_failure_rolls_the_claim_and_the_outbox_back_and_the_b
     assert recorder.calls == [["A", "B"], ["A", "B"]]  # retried whole
     assert await _applied(engine) == ["A", "B"]
     assert [h["causation_id"] for _, h in await _outbox(engine)] == [event_id(r) for r in batch]
+
+
+_APPLY = Statement("INSERT INTO applied (ref) SELECT unnest(CAST(:refs AS text[])) RETURNING ref")
+
+
+async def test_a_statement_on_asyncpg_is_part_of_the_sessions_transaction(engine: AsyncEngine) -> None:
+    # handlers' hot statements go to asyncpg directly (``Statement``): whether one runs first in
+    # the session (before SQLAlchemy sent BEGIN) or after SQLAlchemy's own, the session's
+    # rollback undoes it and its commit keeps it
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
+        assert [r["ref"] for r in await _APPLY.fetch(session, {"refs": ["first"]})] == ["first"]
+        await session.execute(sa.text("INSERT INTO applied (ref) VALUES ('through SQLAlchemy')"))
+        await _APPLY.run(session, {"refs": ["after"]})
+        await session.rollback()
+    assert await _applied(engine) == []
+    async with sessions() as session:
+        await _APPLY.run(session, {"refs": ["kept"]})
+        await session.commit()
+    assert await _applied(engine) == ["kept"]
+
+
+async def test_a_handlers_statement_rolls_back_with_a_transient_failure_and_applies_once(
+        engine: AsyncEngine) -> None:
+    failures = [ConnectionError("the database went away")]
+
+    async def flaky(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+        await _APPLY.run(uow.session, {"refs": [i.event.sku for i in run]})
+        if failures:
+            raise failures.pop()
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=flaky)])
+    await processor.process([stock(1, "A"), stock(2, "B")], None)
+    assert await _applied(engine) == ["A", "B"]
+
+
+async def test_a_statement_passes_and_returns_the_values_sqlalchemy_does(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(
+            "CREATE TABLE kinds (id uuid, doc jsonb, plain json, amount numeric(16, 2), "
+            "at timestamptz, tags text[], flag boolean)"))
+    values = {"id": uuid.UUID("0b6c1f7e-3a52-4f0e-8d2c-6e9a4b1d7c30"), "doc": '{"a": [1, "x"]}',
+              "plain": '{"b": null}', "amount": Decimal("12.30"),
+              "at": datetime(2026, 11, 27, 8, 0, tzinfo=UTC), "tags": ["p", "q"], "flag": True}
+    insert = ("INSERT INTO kinds VALUES (:id, CAST(:doc AS jsonb), CAST(:plain AS json), :amount, "
+              ":at, CAST(:tags AS text[]), :flag)")
+    select = "SELECT id, doc, plain, amount, at, tags, flag FROM kinds"
+    async with async_sessionmaker(engine)() as session:
+        await Statement(insert).run(session, values)
+        await session.execute(sa.text(insert), values)
+        through_sqlalchemy = [tuple(r) for r in (await session.execute(sa.text(select))).all()]
+        direct = [tuple(r) for r in await Statement(select).fetch(session)]
+        await session.commit()
+    assert direct == through_sqlalchemy
+    assert direct[0] == direct[1]
+    assert direct[0][1:] == ({"a": [1, "x"]}, {"b": None}, Decimal("12.30"), values["at"],
+                             ["p", "q"], True)
+    assert str(direct[0][0]) == str(values["id"])
 
 
 class FakeProducer:

@@ -17,6 +17,7 @@ from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived
 from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime.consumer import Poison, Subscription, decode
+from orderflow.runtime.db import Statement
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
 from orderflow.runtime.retry import is_transient
 from orderflow.runtime.service import ServiceDefinition, build_broker, service_settings, tune_gc
@@ -159,6 +160,19 @@ def test_the_consumer_prefetches_within_the_fetch_limits(monkeypatch: pytest.Mon
     assert (args["fetch_max_bytes"], args["max_partition_fetch_bytes"]) == (2_097_152, 131_072)
     monkeypatch.setenv("ORDERFLOW_KAFKA_MAX_PARTITION_FETCH_BYTES", "65536")
     assert consumer_args(KafkaSettings())["max_partition_fetch_bytes"] == 65_536
+
+
+def test_a_statement_is_compiled_once_to_asyncpgs_positional_parameters() -> None:
+    """Named parameters become $1, $2 ... in order of first use (a name used twice is one
+    parameter); a "::" cast and a colon inside a string literal are left alone."""
+    stmt = Statement("SELECT a FROM t WHERE b = ANY(CAST(:ids AS text[])) AND c = :c "
+                     "AND d = :ids AND e::text <> 'x:y'")
+    assert stmt.sql == ("SELECT a FROM t WHERE b = ANY(CAST($1 AS text[])) AND c = $2 "
+                        "AND d = $1 AND e::text <> 'x:y'")
+    assert stmt.names == ("ids", "c")
+    assert stmt._args({"c": 3, "ids": ["A"], "unused": 1}) == [["A"], 3]
+    with pytest.raises(KeyError, match="'c'"):
+        stmt._args({"ids": []})
 
 
 def test_personal_data_is_masked_in_every_field() -> None:

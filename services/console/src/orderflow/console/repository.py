@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderflow.console.exception_queue import order_exceptions
 from orderflow.console.readmodel import OrderView, TimelineEntry
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
+from orderflow.runtime.db import Statement
 
 metadata = sa.MetaData()
 events = sa.Table(
@@ -123,19 +124,19 @@ class ConsoleRepository:
         """Serialise projections of these orders across replicas (their events arrive on many
         topics); always in sorted order, so two replicas' batches cannot lock crosswise."""
         if order_ids:
-            (await self.session.execute(_LOCK_ORDERS, {"ids": sorted(set(order_ids))})).all()
+            await _LOCK_ORDERS.run(self.session, {"ids": sorted(set(order_ids))})
 
     async def add_entries(self, entries: list[TimelineEntry]) -> set[str]:
         """Store the entries not stored before; return the orders that got at least one."""
         if not entries:
             return set()
-        result = await self.session.execute(_ADD_ENTRIES, {
+        rows = await _ADD_ENTRIES.fetch(self.session, {
             "ids": [e.event_id for e in entries], "orders": [e.order_id for e in entries],
             "topics": [e.topic for e in entries], "types": [e.event_type for e in entries],
             "producers": [e.producer for e in entries], "ats": [e.occurred_at for e in entries],
             "payloads": [orjson.dumps(e.payload).decode() for e in entries],
         })
-        return set(result.scalars())
+        return {r[0] for r in rows}
 
     async def entries_of(self, order_ids: list[str]) -> dict[str, list[TimelineEntry]]:
         """Every stored entry of these orders, by order (payloads read as text and parsed here:
@@ -143,7 +144,7 @@ class ConsoleRepository:
         found: dict[str, list[TimelineEntry]] = {order_id: [] for order_id in order_ids}
         if not order_ids:
             return found
-        rows = (await self.session.execute(_ENTRIES_OF, {"ids": list(order_ids)})).all()
+        rows = await _ENTRIES_OF.fetch(self.session, {"ids": list(order_ids)})
         for event_id, order_id, topic, event_type, producer, occurred_at, payload in rows:
             found.setdefault(order_id, []).append(TimelineEntry(
                 event_id=event_id, order_id=order_id, topic=topic, event_type=event_type,
@@ -159,19 +160,19 @@ class ConsoleRepository:
         for view in views:
             for name, value in zip(_SAVE_VIEWS_PARAMS, _view_values(view), strict=True):
                 columns[name].append(value)
-        await self.session.execute(_SAVE_VIEWS, columns)
+        await _SAVE_VIEWS.run(self.session, columns)
 
     async def upsert_customers(self, updates: list[CustomerUpdated]) -> None:
         """The latest name and status of these customers (each once)."""
         if updates:
-            await self.session.execute(_UPSERT_CUSTOMERS, {
+            await _UPSERT_CUSTOMERS.run(self.session, {
                 "ids": [c.customer_id for c in updates], "names": [c.name for c in updates],
                 "blocked": [c.blocked for c in updates]})
 
     async def upsert_products(self, updates: list[ProductUpdated]) -> None:
         """The latest name and status of these products (each once)."""
         if updates:
-            await self.session.execute(_UPSERT_PRODUCTS, {
+            await _UPSERT_PRODUCTS.run(self.session, {
                 "skus": [p.sku for p in updates], "names": [p.name for p in updates],
                 "active": [p.active for p in updates]})
 
@@ -303,17 +304,18 @@ def _parse_json(text: str) -> Any:
         return json.loads(text)
 
 
-# the projection's statements, built once (constant shape whatever the number of rows)
-_LOCK_ORDERS = sa.text(
+# the projection's statements, built once (constant shape whatever the number of rows), run on
+# asyncpg directly (``Statement``)
+_LOCK_ORDERS = Statement(
     "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) "
     "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(id, n) ORDER BY n")
-_ADD_ENTRIES = sa.text(
+_ADD_ENTRIES = Statement(
     "INSERT INTO console_events (event_id, order_id, topic, event_type, producer, occurred_at, "
     "payload) SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:orders AS text[]), "
     "CAST(:topics AS text[]), CAST(:types AS text[]), CAST(:producers AS text[]), "
     "CAST(:ats AS timestamptz[]), CAST(:payloads AS json[])) "
     "ON CONFLICT DO NOTHING RETURNING order_id")
-_ENTRIES_OF = sa.text(
+_ENTRIES_OF = Statement(
     "SELECT event_id, order_id, topic, event_type, producer, occurred_at, CAST(payload AS text) "
     "FROM console_events WHERE order_id = ANY(CAST(:ids AS text[]))")
 # (parameter, SQL type) of each column of a view's row, in ``_view_values`` order; the text
@@ -337,7 +339,7 @@ def _select_of(name: str) -> str:
     return f"t.{name}"
 
 
-_SAVE_VIEWS = sa.text(
+_SAVE_VIEWS = Statement(
     f"INSERT INTO console_orders ({', '.join(_SAVE_VIEWS_PARAMS)}, updated_at) "
     f"SELECT {', '.join(_select_of(name) for name in _SAVE_VIEWS_PARAMS)}, now() "
     f"FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _SAVE_VIEWS_COLUMNS)}) "
@@ -345,13 +347,13 @@ _SAVE_VIEWS = sa.text(
     f"ON CONFLICT (order_id) DO UPDATE SET "
     f"{', '.join(f'{name} = EXCLUDED.{name}' for name in _SAVE_VIEWS_PARAMS[1:])}, "
     f"updated_at = now()")
-_UPSERT_CUSTOMERS = sa.text(
+_UPSERT_CUSTOMERS = Statement(
     "INSERT INTO console_customers (customer_id, name, blocked, updated_at) "
     "SELECT *, now() FROM unnest(CAST(:ids AS text[]), CAST(:names AS text[]), "
     "CAST(:blocked AS boolean[])) "
     "ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, blocked = EXCLUDED.blocked, "
     "updated_at = now()")
-_UPSERT_PRODUCTS = sa.text(
+_UPSERT_PRODUCTS = Statement(
     "INSERT INTO console_products (sku, name, active, updated_at) "
     "SELECT *, now() FROM unnest(CAST(:skus AS text[]), CAST(:names AS text[]), "
     "CAST(:active AS boolean[])) "

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import ProductUpdated, Reason
 from orderflow.intake.domain import KnownOrder, Product
+from orderflow.runtime.db import Statement
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -50,27 +51,29 @@ _LOCK_KNOWN = (sa.select(orders.c.order_id, orders.c.revision, orders.c.status,
                .where(orders.c.order_id == sa.bindparam("o_id")).with_for_update())
 _ADD = pg_insert(orders).on_conflict_do_nothing().returning(orders.c.order_id)
 _RECORD = pg_insert(revisions).on_conflict_do_nothing()
-_CATALOGUE = sa.select(products).where(
-    products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
 
-# the set-based path's statements (a run of pushes: one statement per table)
-_LOCK_KNOWN_MANY = sa.text(
+# the set-based path's statements (a run of pushes: one statement per table), run on asyncpg
+# directly (``Statement``)
+_CATALOGUE = Statement(
+    "SELECT sku, unit_price, tax_rate, weight_kg, active FROM intake_products "
+    "WHERE sku = ANY(CAST(:skus AS text[]))")
+_LOCK_KNOWN_MANY = Statement(
     "SELECT order_id, revision, status, payload_sha256 FROM intake_orders "
     "WHERE order_id = ANY(CAST(:ids AS text[])) ORDER BY order_id FOR UPDATE")
-_ADD_MANY = sa.text(
+_ADD_MANY = Statement(
     "INSERT INTO intake_orders (order_id, channel, external_id, revision, status, payload_sha256) "
     "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]), "
     "CAST(:external_ids AS text[]), CAST(:revisions AS bigint[]), CAST(:statuses AS text[]), "
     "CAST(:fingerprints AS text[])) "
     "ON CONFLICT DO NOTHING RETURNING order_id")
-_UNADD_MANY = sa.text("DELETE FROM intake_orders WHERE order_id = ANY(CAST(:ids AS text[]))")
-_UPDATE_MANY = sa.text(
+_UNADD_MANY = Statement("DELETE FROM intake_orders WHERE order_id = ANY(CAST(:ids AS text[]))")
+_UPDATE_MANY = Statement(
     "UPDATE intake_orders AS o SET revision = t.revision, status = t.status, "
     "payload_sha256 = t.fingerprint, updated_at = now() "
     "FROM unnest(CAST(:ids AS text[]), CAST(:revisions AS bigint[]), CAST(:statuses AS text[]), "
     "CAST(:fingerprints AS text[])) AS t(order_id, revision, status, fingerprint) "
     "WHERE o.order_id = t.order_id")
-_RECORD_MANY = sa.text(
+_RECORD_MANY = Statement(
     "INSERT INTO intake_revisions (order_id, revision, payload_sha256, status, reasons) "
     "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:revisions AS bigint[]), "
     "CAST(:fingerprints AS text[]), CAST(:statuses AS text[]), CAST(:reasons AS jsonb[])) "
@@ -112,7 +115,7 @@ class IntakeRepository:
         ids = sorted(set(order_ids))
         if not ids:
             return {}
-        rows = (await self.session.execute(_LOCK_KNOWN_MANY, {"ids": ids})).all()
+        rows = await _LOCK_KNOWN_MANY.fetch(self.session, {"ids": ids})
         return {r[0]: KnownOrder(r[0], r[1], r[2], r[3]) for r in rows}
 
     async def add_many(self, rows: Sequence[OrderRow]) -> set[str]:
@@ -121,24 +124,24 @@ class IntakeRepository:
         if not rows:
             return set()
         rows = sorted(rows, key=lambda r: r.order_id)
-        result = await self.session.execute(_ADD_MANY, {
+        added = await _ADD_MANY.fetch(self.session, {
             "ids": [r.order_id for r in rows], "channels": [r.channel for r in rows],
             "external_ids": [r.external_id for r in rows], "revisions": [r.revision for r in rows],
             "statuses": [r.status for r in rows], "fingerprints": [r.fingerprint for r in rows]})
-        return set(result.scalars())
+        return {r[0] for r in added}
 
     async def unadd_many(self, order_ids: Iterable[str]) -> None:
         """Take back orders ``add_many`` inserted in this transaction."""
         ids = sorted(order_ids)
         if ids:
-            await self.session.execute(_UNADD_MANY, {"ids": ids})
+            await _UNADD_MANY.run(self.session, {"ids": ids})
 
     async def update_many(self, rows: Sequence[OrderRow]) -> None:
         """Set the revision, status and fingerprint of these (locked, distinct) orders."""
         if not rows:
             return
         rows = sorted(rows, key=lambda r: r.order_id)
-        await self.session.execute(_UPDATE_MANY, {
+        await _UPDATE_MANY.run(self.session, {
             "ids": [r.order_id for r in rows], "revisions": [r.revision for r in rows],
             "statuses": [r.status for r in rows], "fingerprints": [r.fingerprint for r in rows]})
 
@@ -148,7 +151,7 @@ class IntakeRepository:
         if not rows:
             return
         rows = sorted(rows, key=lambda r: (r.order_id, r.revision))
-        await self.session.execute(_RECORD_MANY, {
+        await _RECORD_MANY.run(self.session, {
             "ids": [r.order_id for r in rows], "revisions": [r.revision for r in rows],
             "fingerprints": [r.fingerprint for r in rows], "statuses": [r.status for r in rows],
             "reasons": [orjson.dumps([x.model_dump(mode="json") for x in r.reasons]).decode()
@@ -193,8 +196,8 @@ class IntakeRepository:
             "status": status, "reasons": [r.model_dump(mode="json") for r in reasons]})
 
     async def catalogue(self, skus: Iterable[str]) -> dict[str, Product]:
-        rows = (await self.session.execute(_CATALOGUE, {"skus": sorted(set(skus))})).all()
-        return {r.sku: Product(r.sku, r.unit_price, r.tax_rate, r.weight_kg, r.active) for r in rows}
+        rows = await _CATALOGUE.fetch(self.session, {"skus": sorted(set(skus))})
+        return {r[0]: Product(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     async def upsert_product(self, p: ProductUpdated) -> None:
         values = {"sku": p.sku, "unit_price": p.unit_price, "tax_rate": p.tax_rate,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderflow.contracts.events import WarehouseUpdated
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.inventory.domain import Pick, WaitingOrder, Warehouse, merge_picks
+from orderflow.runtime.db import Statement
 
 metadata = sa.MetaData()
 warehouses = sa.Table(
@@ -126,7 +127,7 @@ _APPROVAL_CONTEXT = sa.select(
     sa.exists().where(cancelled_orders.c.order_id == _B("o_id")).label("cancelled"),
     sa.select(order_revisions.c.order_json).where(order_revisions.c.order_id == _B("o_id"))
     .scalar_subquery().label("early"))
-_WAREHOUSES = sa.select(warehouses.c.warehouse_id, warehouses.c.province)
+_WAREHOUSES = Statement("SELECT warehouse_id, province FROM inventory_warehouses")
 _AVAILABILITY = sa.select(stock.c.warehouse_id, stock.c.sku, stock.c.available).where(
     stock.c.sku == sa.any_(_SKUS), stock.c.available > 0)
 _TAKE = (stock.update()
@@ -185,14 +186,15 @@ SELECT from_res FROM moved
 """)
 
 # -- the set-based approval path (a run of order.approved events): one statement per step ------
+# (these and the dispatch path's run on asyncpg directly: ``Statement``)
 # every key of the run, in one sorted order (the same key as _LOCK_ORDER_KEY)
-_LOCK_ORDER_KEYS = sa.text("""
+_LOCK_ORDER_KEYS = Statement("""
 SELECT count(pg_advisory_xact_lock(hashtextextended('inventory-order:' || k.o_id, 0)))
 FROM (SELECT o_id FROM unnest(CAST(:o_ids AS text[])) WITH ORDINALITY AS t(o_id, n)
       ORDER BY n) AS k
 """)
 # per order: cancelled here, its early revision, already known (read under the keys' locks)
-_APPROVAL_CONTEXTS = sa.text("""
+_APPROVAL_CONTEXTS = Statement("""
 SELECT k.o_id AS order_id,
        EXISTS (SELECT 1 FROM inventory_cancelled_orders AS c WHERE c.order_id = k.o_id)
            AS cancelled,
@@ -203,7 +205,7 @@ FROM unnest(CAST(:o_ids AS text[])) AS k(o_id)
 """)
 # every stock row of the SKUs with the SKU's reorder point and low-stock flag (stock_levels'
 # figures are the sums of these rows)
-_STOCK_ROWS = sa.text("""
+_STOCK_ROWS = Statement("""
 SELECT s.warehouse_id, s.sku, s.available, COALESCE(p.reorder_point, 0) AS rp,
        COALESCE(p.low_flagged, false) AS flagged
 FROM inventory_stock AS s LEFT JOIN inventory_products AS p ON p.sku = s.sku
@@ -212,7 +214,7 @@ WHERE s.sku = ANY(CAST(:skus AS text[]))
 # the run's picks summed per stock row: every row locked in one sorted order (the order of
 # reserve()'s picks), and taken only if every one of them still has the units; else nothing
 # changes (the caller rolls back to its savepoint, which lets go of the locks)
-_TAKE_ALL = sa.text("""
+_TAKE_ALL = Statement("""
 WITH want AS (
     SELECT * FROM unnest(CAST(:w_ids AS text[]), CAST(:skus AS text[]), CAST(:qtys AS integer[]))
         AS t(warehouse_id, sku, qty)
@@ -236,7 +238,7 @@ SELECT verdict.ok, (SELECT count(*) FROM taken) AS rows FROM verdict
 """)
 # the run's new orders as they stand after their first attempt (status, stamps, each line's
 # shortfall), their holds and the reservations' ledger lines, in the run's order
-_WRITE_APPROVALS = sa.text("""
+_WRITE_APPROVALS = Statement("""
 WITH new_orders AS (
     INSERT INTO inventory_orders (order_id, status, priority, destination_province, order_json,
                                   filled_first_attempt, backordered_at, reserved_at, expires_at)
@@ -267,7 +269,7 @@ FROM unnest(CAST(:m_o_ids AS text[]), CAST(:m_w_ids AS text[]), CAST(:m_skus AS 
 ORDER BY n
 """)
 # low-stock flags set to what the run's checks left them at; the SKUs whose flag this flipped
-_FLAG_LOW_ALL = sa.text("""
+_FLAG_LOW_ALL = Statement("""
 UPDATE inventory_products AS p SET low_flagged = v.flagged
 FROM unnest(CAST(:skus AS text[]), CAST(:flags AS boolean[])) AS v(sku, flagged)
 WHERE p.sku = v.sku AND p.low_flagged <> v.flagged
@@ -278,16 +280,16 @@ RETURNING p.sku
 # -- the set-based dispatch path (a run of shipment.dispatched events) ---------------------------
 # the orders' rows, the holds of those orders and the shipped lines' stock rows, each locked in
 # one sorted order (the order rows first, as every path that moves holds takes them)
-_LOCK_ORDER_STATUSES = sa.text("""
+_LOCK_ORDER_STATUSES = Statement("""
 SELECT order_id, status FROM inventory_orders WHERE order_id = ANY(CAST(:o_ids AS text[]))
 ORDER BY order_id COLLATE "C" FOR UPDATE
 """)
-_LOCK_HOLDS_OF = sa.text("""
+_LOCK_HOLDS_OF = Statement("""
 SELECT order_id, warehouse_id, sku, quantity FROM inventory_reservations
 WHERE order_id = ANY(CAST(:o_ids AS text[]))
 ORDER BY order_id COLLATE "C", warehouse_id COLLATE "C", sku COLLATE "C" FOR UPDATE
 """)
-_LOCK_STOCK = sa.text("""
+_LOCK_STOCK = Statement("""
 SELECT s.warehouse_id, s.sku, s.available
 FROM inventory_stock AS s
 JOIN unnest(CAST(:w_ids AS text[]), CAST(:skus AS text[])) AS v(warehouse_id, sku)
@@ -296,7 +298,7 @@ ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C" FOR UPDATE OF s
 """)
 # what a run's shipped lines move, summed per stock row and per hold, the orders that shipped in
 # full, and a ledger line per shipped line in the run's order
-_WRITE_SHIPMENTS = sa.text("""
+_WRITE_SHIPMENTS = Statement("""
 WITH stock_moves AS (
     UPDATE inventory_stock AS s
     SET on_hand = s.on_hand - v.qty, reserved = s.reserved - v.from_res, updated_at = now()
@@ -441,8 +443,7 @@ class InventoryRepository:
         return None if previous is None else int(previous)
 
     async def warehouses(self) -> list[Warehouse]:
-        rows = (await self.session.execute(_WAREHOUSES)).all()
-        return [Warehouse(r.warehouse_id, r.province) for r in rows]
+        return [Warehouse(r[0], r[1]) for r in await _WAREHOUSES.fetch(self.session)]
 
     # -- stock --------------------------------------------------------------------------------
     async def availability(self, skus: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -549,13 +550,13 @@ class InventoryRepository:
         keys = sorted(units)
         savepoint = await self.session.begin_nested()
         try:
-            row = (await self.session.execute(_TAKE_ALL, {
+            (row,) = await _TAKE_ALL.fetch(self.session, {
                 "w_ids": [w for w, _ in keys], "skus": [s for _, s in keys],
-                "qtys": [units[k] for k in keys]})).one()
+                "qtys": [units[k] for k in keys]})
         except BaseException:
             await savepoint.rollback()
             raise
-        if not row.ok:
+        if not row["ok"]:
             await savepoint.rollback()
             return False
         await savepoint.commit()
@@ -592,16 +593,17 @@ class InventoryRepository:
         statuses: dict[str, str] = {}
         holds: dict[tuple[str, str, str], int] = {}
         if ids:
-            for r in (await self.session.execute(_LOCK_ORDER_STATUSES, {"o_ids": ids})).all():
-                statuses[r.order_id] = r.status
-            for r in (await self.session.execute(_LOCK_HOLDS_OF, {"o_ids": ids})).all():
-                holds[(r.order_id, r.warehouse_id, r.sku)] = int(r.quantity)
+            for order_id, status in await _LOCK_ORDER_STATUSES.fetch(self.session, {"o_ids": ids}):
+                statuses[order_id] = status
+            for order_id, warehouse_id, sku, quantity in await _LOCK_HOLDS_OF.fetch(
+                    self.session, {"o_ids": ids}):
+                holds[(order_id, warehouse_id, sku)] = int(quantity)
         pairs = sorted(set(stock_rows))
         free: dict[tuple[str, str], int] = {}
         if pairs:
-            for r in (await self.session.execute(_LOCK_STOCK, {
-                    "w_ids": [w for w, _ in pairs], "skus": [sku for _, sku in pairs]})).all():
-                free[(r.warehouse_id, r.sku)] = int(r.available)
+            for warehouse_id, sku, available in await _LOCK_STOCK.fetch(self.session, {
+                    "w_ids": [w for w, _ in pairs], "skus": [sku for _, sku in pairs]}):
+                free[(warehouse_id, sku)] = int(available)
         return statuses, holds, free
 
     async def ship_all(self, lines: Sequence[ShippedLine], shipped_orders: Sequence[str]) -> None:
@@ -619,7 +621,7 @@ class InventoryRepository:
             if line.from_reservation > 0:
                 hold_moves[(line.order_id, line.warehouse_id, line.sku)] += line.from_reservation
         s_keys, h_keys = sorted(stock_moves), sorted(hold_moves)
-        await self.session.execute(_WRITE_SHIPMENTS, {
+        await _WRITE_SHIPMENTS.run(self.session, {
             "s_w_ids": [w for w, _ in s_keys], "s_skus": [sku for _, sku in s_keys],
             "s_qtys": [stock_moves[k][0] for k in s_keys],
             "s_from_res": [stock_moves[k][1] for k in s_keys],
@@ -653,9 +655,8 @@ class InventoryRepository:
         wanted = sorted(set(skus))
         if not wanted:
             return []
-        rows = (await self.session.execute(_STOCK_ROWS, {"skus": wanted})).all()
-        return [StockRow(r.warehouse_id, r.sku, int(r.available), int(r.rp), bool(r.flagged))
-                for r in rows]
+        rows = await _STOCK_ROWS.fetch(self.session, {"skus": wanted})
+        return [StockRow(r[0], r[1], int(r[2]), int(r[3]), bool(r[4])) for r in rows]
 
     async def set_low_flags(self, flags: Mapping[str, bool]) -> set[str]:
         """Set each SKU's low-stock flag; the SKUs whose flag this changed (the others had that
@@ -663,9 +664,9 @@ class InventoryRepository:
         if not flags:
             return set()
         skus = sorted(flags)
-        rows = await self.session.execute(_FLAG_LOW_ALL, {
+        rows = await _FLAG_LOW_ALL.fetch(self.session, {
             "skus": skus, "flags": [flags[s] for s in skus]})
-        return {str(r) for r in rows.scalars()}
+        return {str(r[0]) for r in rows}
 
     async def stock_of(self, sku: str) -> list[dict[str, Any]]:
         rows = (await self.session.execute(
@@ -697,18 +698,18 @@ class InventoryRepository:
         """lock_order_key for several orders at once, in one sorted order."""
         keys = sorted(set(order_ids))
         if keys:
-            await self.session.execute(_LOCK_ORDER_KEYS, {"o_ids": keys})
+            await _LOCK_ORDER_KEYS.run(self.session, {"o_ids": keys})
 
     async def approval_contexts(self, order_ids: Iterable[str]) -> dict[str, ApprovalContext]:
         """approval_context for several orders at once, and whether each is known here."""
         keys = sorted(set(order_ids))
         if not keys:
             return {}
-        rows = (await self.session.execute(_APPROVAL_CONTEXTS, {"o_ids": keys})).all()
-        return {r.order_id: ApprovalContext(
-            bool(r.cancelled),
-            CanonicalOrder.model_validate_json(r.early) if r.early is not None else None,
-            bool(r.known)) for r in rows}
+        rows = await _APPROVAL_CONTEXTS.fetch(self.session, {"o_ids": keys})
+        return {order_id: ApprovalContext(
+            bool(cancelled),
+            CanonicalOrder.model_validate_json(early) if early is not None else None,
+            bool(known)) for order_id, cancelled, early, known in rows}
 
     async def add_first_attempts(self, attempts: Sequence[FirstAttempt]) -> None:
         """Record newly approved orders (not known here: the caller holds their keys' locks and
@@ -720,7 +721,7 @@ class InventoryRepository:
                  for a in attempts for sku, q in sorted(a.ordered.items())]
         holds = [(a.order_id, p) for a in attempts for p in merge_picks(a.picks)]
         moves = [(a.order_id, p) for a in attempts for p in sorted(a.picks) if p.quantity > 0]
-        await self.session.execute(_WRITE_APPROVALS, {
+        await _WRITE_APPROVALS.run(self.session, {
             "o_ids": [a.order_id for a in attempts],
             "statuses": ["reserved" if a.reserved_at is not None else "backordered"
                          for a in attempts],

@@ -28,6 +28,7 @@ from orderflow.logistics.domain import (
     TrackingState,
     WarehouseSite,
 )
+from orderflow.runtime.db import Statement
 
 metadata = sa.MetaData()
 
@@ -203,9 +204,10 @@ _ADD_DISPATCHED = (pg_insert(shipments)
 
 
 # -- the statements of a run of reservations (the batch handler), built once: one statement per
-# table whatever the run's size; rows locked in sorted order (byte order: COLLATE "C" in SQL and
-# Python's sort agree), so replicas dispatching overlapping runs cannot deadlock crosswise
-_ENSURE_ORDERS = sa.text(
+# table whatever the run's size, run on asyncpg directly (``Statement``); rows locked in sorted
+# order (byte order: COLLATE "C" in SQL and Python's sort agree), so replicas dispatching
+# overlapping runs cannot deadlock crosswise
+_ENSURE_ORDERS = Statement(
     "INSERT INTO logistics_orders (order_id, status, order_json, customer_id) "
     "SELECT order_id, 'open', order_json, customer_id FROM unnest(CAST(:ids AS text[]), "
     "CAST(:orders AS jsonb[]), CAST(:customer_ids AS text[])) WITH ORDINALITY "
@@ -214,15 +216,15 @@ _ENSURE_ORDERS = sa.text(
     "customer_id = excluded.customer_id, updated_at = now() "
     "WHERE logistics_orders.order_json IS NULL")
 # what a reservation needs of its order's row (the order's JSON only by ``kept_orders``)
-_LOCK_ORDER_ROWS = sa.text(
+_LOCK_ORDER_ROWS = Statement(
     "SELECT order_id, status, CAST(order_json ->> 'revision' AS integer) AS kept_revision, "
     "pending_change_id FROM logistics_orders WHERE order_id = ANY(CAST(:ids AS text[])) "
     "ORDER BY order_id COLLATE \"C\" FOR UPDATE")
-_KEPT_ORDERS = sa.text(
+_KEPT_ORDERS = Statement(
     "SELECT order_id, CAST(order_json AS text) AS order_json FROM logistics_orders "
     "WHERE order_id = ANY(CAST(:ids AS text[]))")
 # the shipments each order has (kind 'n'), the warehouses (kind 'w') and the products ('p')
-_COUNTS_AND_MASTER_DATA = sa.text(
+_COUNTS_AND_MASTER_DATA = Statement(
     "SELECT 'n' AS kind, order_id AS id, count(*) AS n, CAST(NULL AS text) AS name, "
     "CAST(NULL AS text) AS province, CAST(NULL AS text) AS city, "
     "CAST(NULL AS numeric) AS weight_kg FROM logistics_shipments "
@@ -231,7 +233,7 @@ _COUNTS_AND_MASTER_DATA = sa.text(
     "FROM logistics_warehouses WHERE warehouse_id = ANY(CAST(:warehouse_ids AS text[])) "
     "UNION ALL SELECT 'p', sku, NULL, name, NULL, NULL, weight_kg FROM logistics_products "
     "WHERE sku = ANY(CAST(:skus AS text[]))")
-_PARK_RESERVATIONS = sa.text(
+_PARK_RESERVATIONS = Statement(
     "UPDATE logistics_orders AS t SET parked_reservation = p.reserved, "
     "parked_event_id = p.event_id, updated_at = now() FROM unnest(CAST(:ids AS text[]), "
     "CAST(:reserved AS jsonb[]), CAST(:event_ids AS text[])) AS p(order_id, reserved, event_id) "
@@ -252,7 +254,7 @@ _NAMES = ", ".join(name for name, _ in _SHIPMENT_FIELDS)
 # a shipment no carrier can take has no tracking number (never a conflict); one whose number
 # collided is left out (RETURNING names those stored) and drawn again; an existing shipment id
 # (a replayed reservation) raises, as ``add_shipment``
-_ADD_SHIPMENTS = sa.text(
+_ADD_SHIPMENTS = Statement(
     f"INSERT INTO logistics_shipments ({_NAMES}) SELECT {_NAMES} FROM unnest("
     + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _SHIPMENT_FIELDS)
     + f") WITH ORDINALITY AS s({_NAMES}, n) ORDER BY n "
@@ -413,44 +415,42 @@ class LogisticsRepository:
         for order_id, order in reserved:
             first.setdefault(order_id, order)
         ids = sorted(first)
-        await self.session.execute(_ENSURE_ORDERS, {
+        await _ENSURE_ORDERS.run(self.session, {
             "ids": ids, "orders": [first[i].model_dump_json() for i in ids],
             "customer_ids": [first[i].customer.id for i in ids]})
-        rows = (await self.session.execute(_LOCK_ORDER_ROWS, {"ids": ids})).all()
-        return {r.order_id: OrderLock(r.order_id, r.status, r.kept_revision, r.pending_change_id)
-                for r in rows}
+        rows = await _LOCK_ORDER_ROWS.fetch(self.session, {"ids": ids})
+        return {r[0]: OrderLock(r[0], r[1], r[2], r[3]) for r in rows}
 
     async def kept_orders(self, order_ids: Iterable[str]) -> dict[str, CanonicalOrder]:
         """The orders' JSON as their records keep it (the caller holds their locks)."""
-        rows = (await self.session.execute(
-            _KEPT_ORDERS, {"ids": sorted(set(order_ids))})).all()
-        return {r.order_id: CanonicalOrder.model_validate(json.loads(r.order_json))
-                for r in rows}
+        rows = await _KEPT_ORDERS.fetch(self.session, {"ids": sorted(set(order_ids))})
+        return {order_id: CanonicalOrder.model_validate(json.loads(order_json))
+                for order_id, order_json in rows}
 
     async def counts_and_master_data(
             self, order_ids: Iterable[str], warehouse_ids: Iterable[str], skus: Iterable[str],
     ) -> tuple[dict[str, int], dict[str, WarehouseSite], dict[str, ProductInfo]]:
         """``shipment_count`` of each order (only those with any), ``warehouse_sites`` and
         ``product_infos``: one round trip."""
-        rows = (await self.session.execute(_COUNTS_AND_MASTER_DATA, {
+        rows = await _COUNTS_AND_MASTER_DATA.fetch(self.session, {
             "ids": sorted(set(order_ids)), "warehouse_ids": sorted(set(warehouse_ids)),
-            "skus": sorted(set(skus))})).all()
+            "skus": sorted(set(skus))})
         counts: dict[str, int] = {}
         sites: dict[str, WarehouseSite] = {}
         infos: dict[str, ProductInfo] = {}
-        for r in rows:
-            if r.kind == "n":
-                counts[r.id] = int(r.n)
-            elif r.kind == "w":
-                sites[r.id] = WarehouseSite(r.id, r.name, r.province, r.city)
+        for kind, key, n, name, province, city, weight_kg in rows:
+            if kind == "n":
+                counts[key] = int(n)
+            elif kind == "w":
+                sites[key] = WarehouseSite(key, name, province, city)
             else:
-                infos[r.id] = ProductInfo(r.id, r.name, r.weight_kg)
+                infos[key] = ProductInfo(key, name, weight_kg)
         return counts, sites, infos
 
     async def park_reservations(self, parked: Sequence[tuple[str, str, str]]) -> None:
         """``park_reservation`` for several orders, each once: (order id, the reservation's
         JSON, its event id)."""
-        await self.session.execute(_PARK_RESERVATIONS, {
+        await _PARK_RESERVATIONS.run(self.session, {
             "ids": [p[0] for p in parked], "reserved": [p[1] for p in parked],
             "event_ids": [p[2] for p in parked]})
 
@@ -468,9 +468,8 @@ class LogisticsRepository:
                     assert isinstance(choice, CarrierChoice)
                     stored[i] = replace(stored[i], tracking_number=new_tracking_number(
                         choice.option.carrier.tracking, self.randbelow))
-            inserted = set((await self.session.execute(
-                _ADD_SHIPMENTS, _shipment_arrays([stored[i] for i in pending], catalogue),
-            )).scalars())
+            inserted = {r[0] for r in await _ADD_SHIPMENTS.fetch(
+                self.session, _shipment_arrays([stored[i] for i in pending], catalogue))}
             pending = [i for i in pending if stored[i].plan.shipment_id not in inserted]
             if not pending:
                 return stored

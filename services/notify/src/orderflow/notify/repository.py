@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from orderflow.notify.domain import (
     normalise_channel,
     normalise_language,
 )
+from orderflow.runtime.db import Statement
 
 metadata = sa.MetaData()
 customers = sa.Table(
@@ -88,23 +89,24 @@ notifications = sa.Table(
 )
 
 
-# the handlers' statements, built once: SQLAlchemy then reuses their compiled form and cache key
-# instead of building, keying and looking up a new expression for every run; each takes a whole
-# run's values as arrays
-_CUSTOMERS = sa.select(customers).where(
-    customers.c.customer_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
-_PRODUCT_NAMES = sa.select(products.c.sku, products.c.name).where(
-    products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
+# the handlers' statements, built once and run on asyncpg directly (``Statement``); each takes a
+# whole run's values as arrays
+_CUSTOMERS = Statement(
+    "SELECT customer_id, name, email, phone, language, preferred_channel, opt_out_marketing "
+    "FROM notify_customers WHERE customer_id = ANY(CAST(:ids AS text[]))")
+_PRODUCT_NAMES = Statement(
+    "SELECT sku, name FROM notify_products WHERE sku = ANY(CAST(:skus AS text[]))")
 # the orders a run saves, created when missing (as the per-event upsert would), in id order
-_CREATE_ORDERS = sa.text(
+_CREATE_ORDERS = Statement(
     "INSERT INTO notify_orders (order_id) SELECT o FROM unnest(CAST(:ids AS text[])) AS o "
     "ORDER BY o ON CONFLICT (order_id) DO NOTHING RETURNING order_id")
 # every order of a run, locked in the order of its id (replicas cannot deadlock crosswise)
-_LOCK_ORDERS = (sa.select(orders)
-                .where(orders.c.order_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
-                .order_by(orders.c.order_id).with_for_update())
+_LOCK_ORDERS = Statement(
+    "SELECT order_id, channel, external_id, customer_id, customer_name, email, phone, facts, "
+    "shipments, review_notice_sent FROM notify_orders "
+    "WHERE order_id = ANY(CAST(:ids AS text[])) ORDER BY order_id FOR UPDATE")
 # the orders' state as the run's events left it (what the per-event upserts and updates would)
-_SAVE_ORDERS = sa.text(
+_SAVE_ORDERS = Statement(
     "UPDATE notify_orders o SET channel = u.channel, external_id = u.external_id, "
     "customer_id = u.customer_id, customer_name = u.customer_name, email = u.email, "
     "phone = u.phone, facts = CAST(u.facts AS jsonb), shipments = CAST(u.shipments AS jsonb), "
@@ -117,7 +119,7 @@ _SAVE_ORDERS = sa.text(
     "WHERE o.order_id = u.order_id")
 # a run's notifications in its order (ids follow it); a row whose wait a later dispatch of the
 # run released is due at now(), as the release would have set it; suppressed rows are finished
-_STAGE_ALL = sa.text(
+_STAGE_ALL = Statement(
     "INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
     "source_event_type, kind, order_id, channel, recipient, language, context, status, detail, "
     "attempts, next_attempt_at, coalesce_key, raw_value, raw_headers, finished_at) "
@@ -138,7 +140,7 @@ _STAGE_ALL = sa.text(
     "RETURNING source_event_id, channel")
 # the dispatches waiting under a run's (coalesce key, channel) pairs, locked in id order, and
 # the (event, channel) pairs the run's events already staged (a stored pair is not staged again)
-_WAITING_AND_STAGED = sa.text(
+_WAITING_AND_STAGED = Statement(
     "WITH waiting AS (SELECT n.id, n.coalesce_key, n.channel FROM notify_notifications n "
     "JOIN unnest(CAST(:keys AS text[]), CAST(:channels AS text[])) AS p(coalesce_key, channel) "
     "ON n.coalesce_key = p.coalesce_key AND n.channel = p.channel "
@@ -146,8 +148,8 @@ _WAITING_AND_STAGED = sa.text(
     "SELECT id, coalesce_key, channel, NULL::uuid AS source_event_id FROM waiting "
     "UNION ALL SELECT NULL, NULL, channel, source_event_id FROM notify_notifications "
     "WHERE source_event_id = ANY(CAST(:event_ids AS uuid[]))")
-_RELEASE = sa.text("UPDATE notify_notifications SET next_attempt_at = now() "
-                   "WHERE id = ANY(CAST(:ids AS bigint[]))")
+_RELEASE = Statement("UPDATE notify_notifications SET next_attempt_at = now() "
+                     "WHERE id = ANY(CAST(:ids AS bigint[]))")
 # the sender's claim, built once: due pending rows and rows whose lease ran out (a dead sender)
 _DUE = (
     sa.select(notifications.c.id)
@@ -181,14 +183,14 @@ _ABSORB = sa.text(
     "finished_at = now(), detail = 'told together with notification ' || t.carrier_nid, "
     "updated_at = now() FROM target t WHERE n.id = t.id RETURNING n.*, t.carrier")
 # claimed rows delivered, fenced by their attempt (as ``SenderRepository.finish``)
-_FINISH_DELIVERED = sa.text(
+_FINISH_DELIVERED = Statement(
     "UPDATE notify_notifications n SET status = u.status, detail = u.detail, last_error = NULL, "
     "lease_until = NULL, finished_at = now(), updated_at = now() "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]), "
     "CAST(:details AS text[])) AS u(id, attempts, status, detail) "
     "WHERE n.id = u.id AND n.status = 'sending' AND n.attempts = u.attempts RETURNING n.id")
 # seconds until the channel's next row is due (a pending row's time, a sending row's lease)
-_NEXT_DUE = sa.text(
+_NEXT_DUE = Statement(
     "SELECT EXTRACT(EPOCH FROM min(CASE WHEN status = 'pending' THEN next_attempt_at "
     "ELSE lease_until END) - now()) FROM notify_notifications "
     "WHERE channel = :n_channel AND status IN ('pending', 'sending')")
@@ -289,12 +291,14 @@ class NotifyRepository:
         wanted = sorted(set(customer_ids))
         if not wanted:
             return {}
-        rows = (await self.session.execute(_CUSTOMERS, {"ids": wanted})).all()
-        return {row.customer_id: CustomerProfile(
-            Preferences(channel=normalise_channel(row.preferred_channel),
-                        language=normalise_language(row.language, default_language),
-                        opt_out_marketing=row.opt_out_marketing),
-            Contact(name=row.name, email=row.email, phone=row.phone)) for row in rows}
+        rows = await _CUSTOMERS.fetch(self.session, {"ids": wanted})
+        return {customer_id: CustomerProfile(
+            Preferences(channel=normalise_channel(preferred_channel),
+                        language=normalise_language(language, default_language),
+                        opt_out_marketing=opt_out_marketing),
+            Contact(name=name, email=email, phone=phone))
+            for customer_id, name, email, phone, language, preferred_channel, opt_out_marketing
+            in rows}
 
     async def upsert_product(self, sku: str, name: str) -> None:
         stmt = pg_insert(products).values(sku=sku, name=name)
@@ -306,8 +310,8 @@ class NotifyRepository:
         wanted = sorted(set(skus))
         if not wanted:
             return {}
-        rows = (await self.session.execute(_PRODUCT_NAMES, {"skus": wanted})).all()
-        return {r.sku: r.name for r in rows}
+        return {sku: name for sku, name in await _PRODUCT_NAMES.fetch(self.session,
+                                                                      {"skus": wanted})}
 
     # -- orders ---------------------------------------------------------------------------------
     async def create_orders(self, order_ids: Iterable[str]) -> set[str]:
@@ -316,25 +320,25 @@ class NotifyRepository:
         wanted = sorted(set(order_ids))
         if not wanted:
             return set()
-        return set((await self.session.execute(_CREATE_ORDERS, {"ids": wanted})).scalars())
+        return {r[0] for r in await _CREATE_ORDERS.fetch(self.session, {"ids": wanted})}
 
     async def lock_orders(self, order_ids: Iterable[str]) -> dict[str, OrderRecord]:
         """The orders' rows, locked in the order of their ids."""
         wanted = sorted(set(order_ids))
         if not wanted:
             return {}
-        rows = (await self.session.execute(_LOCK_ORDERS, {"ids": wanted})).all()
-        return {row.order_id: OrderRecord(
-            row.order_id, row.channel, row.external_id, row.customer_id,
-            Contact(row.customer_name, row.email, row.phone),
-            dict(row.facts) if row.facts is not None else None,
-            dict(row.shipments), row.review_notice_sent) for row in rows}
+        rows = await _LOCK_ORDERS.fetch(self.session, {"ids": wanted})
+        return {order_id: OrderRecord(
+            order_id, channel, external_id, customer_id, Contact(customer_name, email, phone),
+            dict(facts) if facts is not None else None, dict(shipments), review_notice_sent)
+            for (order_id, channel, external_id, customer_id, customer_name, email, phone, facts,
+                 shipments, review_notice_sent) in rows}
 
     async def save_orders(self, records: Sequence[OrderRecord]) -> None:
         """Write the orders' state (rows locked by ``lock_orders`` in this transaction)."""
         if not records:
             return
-        await self.session.execute(_SAVE_ORDERS, {
+        await _SAVE_ORDERS.run(self.session, {
             "ids": [r.order_id for r in records],
             "channels": [r.channel for r in records],
             "external_ids": [r.external_id for r in records],
@@ -354,7 +358,7 @@ class NotifyRepository:
         event id, channel) pairs inserted: a pair that already has a row is skipped."""
         if not rows:
             return set()
-        result = await self.session.execute(_STAGE_ALL, {
+        inserted = await _STAGE_ALL.fetch(self.session, {
             "notification_ids": [uuid.UUID(r.notification_id) for r in rows],
             "source_event_ids": [uuid.UUID(r.source_event_id) for r in rows],
             "source_topics": [r.source_topic for r in rows],
@@ -374,7 +378,7 @@ class NotifyRepository:
             "raw_headers": [_json([[k, v.decode("utf-8", "replace")] for k, v in r.raw_headers])
                             for r in rows],
         })
-        return {(str(event_id), channel) for event_id, channel in result.all()}
+        return {(str(event_id), channel) for event_id, channel in inserted}
 
     async def waiting_and_staged(
             self, pairs: Sequence[tuple[str, str]], event_ids: Sequence[str],
@@ -382,21 +386,21 @@ class NotifyRepository:
         """The ids of the notifications waiting under each (coalesce key, channel) pair (locked:
         the counts stay right while this transaction lasts), and the (source event id, channel)
         pairs of these events that already have a row."""
-        rows = (await self.session.execute(_WAITING_AND_STAGED, {
+        rows = await _WAITING_AND_STAGED.fetch(self.session, {
             "keys": [key for key, _ in pairs], "channels": [channel for _, channel in pairs],
-            "event_ids": [uuid.UUID(e) for e in event_ids]})).all()
+            "event_ids": [uuid.UUID(e) for e in event_ids]})
         waiting: dict[tuple[str, str], list[int]] = {}
         staged: set[tuple[str, str]] = set()
-        for row in rows:
-            if row.id is not None:
-                waiting.setdefault((row.coalesce_key, row.channel), []).append(row.id)
+        for row_id, coalesce_key, channel, source_event_id in rows:
+            if row_id is not None:
+                waiting.setdefault((coalesce_key, channel), []).append(row_id)
             else:
-                staged.add((str(row.source_event_id), row.channel))
+                staged.add((str(source_event_id), channel))
         return waiting, staged
 
     async def release(self, notification_ids: Sequence[int]) -> None:
         """Let waiting notifications go now (every dispatch of their order is in)."""
-        await self.session.execute(_RELEASE, {"ids": list(notification_ids)})
+        await _RELEASE.run(self.session, {"ids": list(notification_ids)})
 
 
 def _json(value: Any) -> str:
@@ -419,7 +423,7 @@ class SenderRepository:
     async def next_due_s(self, channel: Channel) -> float | None:
         """Seconds until the next row of ``channel`` is due (negative: due already); ``None``
         when none is pending or sending."""
-        value = (await self.session.execute(_NEXT_DUE, {"n_channel": channel})).scalar()
+        ((value,),) = await _NEXT_DUE.fetch(self.session, {"n_channel": channel})
         return None if value is None else float(value)
 
     async def absorb_waiting(self, claimed: Sequence[NotificationRow],
@@ -469,12 +473,12 @@ class SenderRepository:
         it over after the lease ran out) is left alone, as ``finish`` would."""
         if not rows:
             return set()
-        result = await self.session.execute(_FINISH_DELIVERED, {
+        marked = await _FINISH_DELIVERED.fetch(self.session, {
             "ids": [row.id for row, _, _ in rows],
             "attempts": [row.attempts for row, _, _ in rows],
             "statuses": [status for _, status, _ in rows],
             "details": [detail[:1000] for _, _, detail in rows]})
-        return set(result.scalars())
+        return {r[0] for r in marked}
 
     async def retry_later(self, row: NotificationRow, *, delay_s: float, error: str) -> bool:
         result = await self.session.execute(

@@ -36,6 +36,7 @@ from orderflow.review.domain import (
     PromotionState,
 )
 from orderflow.review.policy import ReviewPolicy
+from orderflow.runtime.db import Statement
 
 metadata = sa.MetaData()
 MONEY = sa.Numeric(16, 2)
@@ -211,14 +212,15 @@ _SET_CHANGE_STATUS = (order_changes.update()
 
 
 # -- the statements of a run of orders (the batch handler), built once: one statement per table
-# whatever the run's size; every lock taken in sorted order (byte order: COLLATE "C" in SQL and
-# Python's sort agree), so replicas reviewing overlapping runs cannot deadlock crosswise
-_LOCK_ORDER_KEYS = sa.text(
+# whatever the run's size, run on asyncpg directly (``Statement``); every lock taken in sorted
+# order (byte order: COLLATE "C" in SQL and Python's sort agree), so replicas reviewing
+# overlapping runs cannot deadlock crosswise
+_LOCK_ORDER_KEYS = Statement(
     "SELECT count(pg_advisory_xact_lock(hashtextextended('review-order:' || k.id, 0))) "
     "FROM (SELECT id FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS u(id, n) "
     "ORDER BY n) AS k")
 # written only under the order's key lock (see ``order_contexts``)
-_ORDER_CONTEXTS = sa.text(
+_ORDER_CONTEXTS = Statement(
     "SELECT k.order_id, "
     "EXISTS (SELECT 1 FROM review_cancelled_orders c WHERE c.order_id = k.order_id) "
     "AS cancelled, "
@@ -228,7 +230,7 @@ _ORDER_CONTEXTS = sa.text(
     "LEFT JOIN LATERAL (SELECT ch.change_id, ch.revision, ch.received "
     "FROM review_order_changes ch WHERE ch.order_id = k.order_id AND ch.status = 'early' "
     "ORDER BY ch.revision DESC LIMIT 1) AS e ON true")
-_LOCK_ACCOUNTS = sa.text(
+_LOCK_ACCOUNTS = Statement(
     f"SELECT customer_id, {', '.join(_ACCOUNT_FIELDS)} FROM review_credit_accounts "
     "WHERE customer_id = ANY(CAST(:ids AS text[])) ORDER BY customer_id COLLATE \"C\" "
     "FOR UPDATE")
@@ -238,23 +240,23 @@ _ACCOUNT_ARRAYS = ("CAST(:customer_ids AS text[]), CAST(:known AS boolean[]), "
                    "CAST(:overdue_amount AS numeric[]), CAST(:overdue_days AS integer[]), "
                    "CAST(:blocked AS boolean[]), CAST(:approved_not_invoiced AS numeric[]), "
                    "CAST(:open_cod AS numeric[]), CAST(:approved_orders AS integer[])")
-_ADD_ACCOUNTS = sa.text(
+_ADD_ACCOUNTS = Statement(
     f"INSERT INTO review_credit_accounts (customer_id, {', '.join(_ACCOUNT_FIELDS)}) "
     f"SELECT customer_id, {', '.join(_ACCOUNT_FIELDS)} FROM unnest({_ACCOUNT_ARRAYS}) "
     f"WITH ORDINALITY AS a(customer_id, {', '.join(_ACCOUNT_FIELDS)}, n) ORDER BY n "
     "ON CONFLICT DO NOTHING")
-_UPSERT_PROMOTIONS = sa.text(
+_UPSERT_PROMOTIONS = Statement(
     "INSERT INTO review_promotions (code, valid_from, valid_to, usage_limit, used) "
     "SELECT code, valid_from, valid_to, usage_limit, 0 FROM unnest(CAST(:codes AS text[]), "
     "CAST(:valid_from AS date[]), CAST(:valid_to AS date[]), CAST(:usage_limit AS integer[])) "
     "WITH ORDINALITY AS p(code, valid_from, valid_to, usage_limit, n) ORDER BY n "
     "ON CONFLICT (code) DO UPDATE SET valid_from = excluded.valid_from, "
     "valid_to = excluded.valid_to, usage_limit = excluded.usage_limit")
-_LOCK_PROMOTIONS = sa.text(
+_LOCK_PROMOTIONS = Statement(
     "SELECT code, valid_from, valid_to, usage_limit, used FROM review_promotions "
     "WHERE code = ANY(CAST(:codes AS text[])) ORDER BY code COLLATE \"C\" FOR UPDATE")
 # the list prices of the run's SKUs (kind 'p') and each order's advance payments (kind 'a')
-_PRICES_AND_ADVANCES = sa.text(
+_PRICES_AND_ADVANCES = Statement(
     "SELECT 'p' AS kind, sku AS id, unit_price AS amount, currency, active "
     "FROM review_products WHERE sku = ANY(CAST(:skus AS text[])) "
     "UNION ALL "
@@ -265,7 +267,7 @@ _PRICES_AND_ADVANCES = sa.text(
 # comment, the decision's reasons, the order's rules), the accounts approvals moved (each once,
 # as the last approval left it), the early changes applied and the promotions' uses (a use is
 # counted only when it is new): one statement; the audit rows are numbered in the run's order
-_ADD_REVIEWED_RUN = sa.text(
+_ADD_REVIEWED_RUN = Statement(
     "WITH o AS (SELECT * FROM unnest(CAST(:order_ids AS text[]), CAST(:channels AS text[]), "
     "CAST(:external_ids AS text[]), CAST(:o_customer_ids AS text[]), "
     "CAST(:currencies AS text[]), CAST(:grand_totals AS numeric[]), "
@@ -397,16 +399,15 @@ class ReviewRepository:
 
     async def lock_order_keys(self, order_ids: Iterable[str]) -> None:
         """``lock_order_key`` for every order of a run, in sorted order: one round trip."""
-        await self.session.execute(_LOCK_ORDER_KEYS, {"ids": sorted(set(order_ids))})
+        await _LOCK_ORDER_KEYS.run(self.session, {"ids": sorted(set(order_ids))})
 
     async def order_contexts(self, order_ids: Iterable[str]) -> dict[str, OrderContext]:
         """``order_context`` of every order of a run (their key locks held): one round trip."""
-        rows = (await self.session.execute(
-            _ORDER_CONTEXTS, {"ids": sorted(set(order_ids))})).all()
-        return {r.order_id: OrderContext(
-            cancelled=bool(r.cancelled), reviewed=bool(r.reviewed),
-            early=None if r.change_id is None else EarlyChange(
-                r.change_id, r.revision, json.loads(r.received))) for r in rows}
+        rows = await _ORDER_CONTEXTS.fetch(self.session, {"ids": sorted(set(order_ids))})
+        return {r["order_id"]: OrderContext(
+            cancelled=bool(r["cancelled"]), reviewed=bool(r["reviewed"]),
+            early=None if r["change_id"] is None else EarlyChange(
+                r["change_id"], r["revision"], json.loads(r["received"]))) for r in rows}
 
     async def lock_accounts(self, customer_ids: Iterable[str],
                             policy: ReviewPolicy) -> dict[str, CreditAccount]:
@@ -419,20 +420,14 @@ class ReviewRepository:
         found = await self._lock_accounts(wanted)
         missing = [c for c in wanted if c not in found]
         if missing:
-            await self.session.execute(_ADD_ACCOUNTS, _accounts_params(
+            await _ADD_ACCOUNTS.run(self.session, _accounts_params(
                 [CreditAccount.unknown(c, policy) for c in missing]))
             found.update(await self._lock_accounts(missing))
         return found
 
     async def _lock_accounts(self, customer_ids: list[str]) -> dict[str, CreditAccount]:
-        rows = (await self.session.execute(_LOCK_ACCOUNTS, {"ids": customer_ids})).all()
-        return {r.customer_id: CreditAccount(
-            customer_id=r.customer_id, known=r.known, currency=r.currency,
-            credit_limit=r.credit_limit, payment_terms=r.payment_terms,
-            open_receivables=r.open_receivables, overdue_amount=r.overdue_amount,
-            overdue_days=r.overdue_days, blocked=r.blocked,
-            approved_not_invoiced=r.approved_not_invoiced, open_cod=r.open_cod,
-            approved_orders=r.approved_orders) for r in rows}
+        rows = await _LOCK_ACCOUNTS.fetch(self.session, {"ids": customer_ids})
+        return {r["customer_id"]: CreditAccount(**dict(r.items())) for r in rows}
 
     async def lock_promotions(self, codes: Iterable[str],
                               policy: ReviewPolicy) -> dict[str, PromotionState]:
@@ -442,28 +437,26 @@ class ReviewRepository:
                        .values(), key=lambda p: p.code)
         if not known:
             return {}
-        await self.session.execute(_UPSERT_PROMOTIONS, {
+        await _UPSERT_PROMOTIONS.run(self.session, {
             "codes": [p.code for p in known], "valid_from": [p.valid_from for p in known],
             "valid_to": [p.valid_to for p in known],
             "usage_limit": [p.usage_limit for p in known]})
-        rows = (await self.session.execute(
-            _LOCK_PROMOTIONS, {"codes": [p.code for p in known]})).all()
-        return {r.code: PromotionState(r.code, r.valid_from, r.valid_to, r.usage_limit, r.used)
-                for r in rows}
+        rows = await _LOCK_PROMOTIONS.fetch(self.session, {"codes": [p.code for p in known]})
+        return {r[0]: PromotionState(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     async def prices_and_advances(self, skus: Iterable[str], order_ids: Iterable[str],
                                   ) -> tuple[dict[str, ListPrice], dict[str, Decimal]]:
         """The list prices of ``skus`` and the advance payments of each of ``order_ids`` (only
         those with any): one round trip."""
-        rows = (await self.session.execute(_PRICES_AND_ADVANCES, {
-            "skus": sorted(set(skus)), "ids": sorted(set(order_ids))})).all()
+        rows = await _PRICES_AND_ADVANCES.fetch(self.session, {
+            "skus": sorted(set(skus)), "ids": sorted(set(order_ids))})
         prices: dict[str, ListPrice] = {}
         advances: dict[str, Decimal] = {}
-        for r in rows:
-            if r.kind == "p":
-                prices[r.id] = ListPrice(r.id, r.amount, r.currency, r.active)
+        for kind, key, amount, currency, active in rows:
+            if kind == "p":
+                prices[key] = ListPrice(key, amount, currency, active)
             else:
-                advances[r.id] = Decimal(r.amount)
+                advances[key] = Decimal(amount)
         return prices, advances
 
     async def add_reviewed_run(self, reviewed: Sequence[ReviewedRow],
@@ -502,7 +495,7 @@ class ReviewRepository:
         params["early_change_ids"] = list(early_change_ids)
         params["use_codes"] = [code for code, _ in promotion_uses]
         params["use_order_ids"] = [order_id for _, order_id in promotion_uses]
-        await self.session.execute(_ADD_REVIEWED_RUN, params)
+        await _ADD_REVIEWED_RUN.run(self.session, params)
 
     # -- credit accounts ---------------------------------------------------------------------------
 
