@@ -102,10 +102,10 @@ class Statement:
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
 
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
-        missing = [n for n in self.names if n not in params]
-        if missing:
-            raise KeyError(f"missing parameters {missing} for {self.text[:60]!r}")
-        return [params[n] for n in self.names]
+        try:
+            return [params[n] for n in self.names]
+        except KeyError as exc:
+            raise KeyError(f"missing parameter {exc.args[0]!r} for {self.text[:60]!r}") from None
 
     async def fetch(self, db: AsyncSession | AsyncConnection,
                     params: Mapping[str, Any] | None = None) -> list[Any]:
