@@ -113,6 +113,18 @@ def test_the_same_events_in_any_order_and_redelivered_give_the_same_view() -> No
         assert project(story.order_id, shuffled).model_dump() == expected
 
 
+def test_the_stored_view_is_the_view_without_its_timeline() -> None:
+    """The console stores ``timeline=False`` views and makes the timeline when an order is read:
+    every other fact must be the same as the full projection's."""
+    story = (OrderStory(lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received().notified()
+             .held().approved(by="rita").backordered().reserved(in_full=False, from_backorder=True)
+             .dispatched(shipment="S1", count=2).delivered(shipment="S1", whole=False))
+    full = project(story.order_id, story.entries)
+    stored = project(story.order_id, story.entries, timeline=False)
+    assert len(full.timeline) == len(story.entries) and stored.timeline == []
+    assert stored.model_dump() == {**full.model_dump(), "timeline": []}
+
+
 def test_no_personal_data_is_stored() -> None:
     story = OrderStory().submitted().received()
     stored = repr([e.payload for e in story.entries])

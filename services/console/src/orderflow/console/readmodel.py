@@ -536,18 +536,24 @@ def _details(e: TimelineEntry) -> dict[str, Any]:
     return {k: v for k, v in e.payload.items() if k not in {"order", "order_id", "totals"}}
 
 
-def project(order_id: str, entries: Iterable[TimelineEntry]) -> OrderView:
-    """The view of one order from all its entries, whatever order they were consumed in."""
+def project(order_id: str, entries: Iterable[TimelineEntry], *,
+            timeline: bool = True) -> OrderView:
+    """The view of one order from all its entries, whatever order they were consumed in; with
+    ``timeline=False`` without its timeline (an item per entry, two thirds of the view's JSON):
+    the view as the console stores it, the timeline being made again from the stored entries
+    when one order is read."""
     unique = {e.event_id: e for e in entries if e.order_id == order_id}
     ordered = sorted(unique.values(), key=TimelineEntry.sort_key)
     projector = _Projector(order_id)
-    timeline = []
+    items = []
     for e in ordered:
         summary = projector.apply(e)
-        timeline.append(TimelineItem(at=e.occurred_at, service=e.producer, event_type=e.event_type,
-                                     topic=e.topic, summary=summary, details=_details(e)))
+        if timeline:
+            items.append(TimelineItem(at=e.occurred_at, service=e.producer,
+                                      event_type=e.event_type, topic=e.topic, summary=summary,
+                                      details=_details(e)))
     view = projector.finish(ordered)
-    view.timeline = timeline
+    view.timeline = items
     return view
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.console.exception_queue import order_exceptions
-from orderflow.console.readmodel import OrderView, TimelineEntry
+from orderflow.console.readmodel import OrderView, TimelineEntry, project
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
 from orderflow.runtime.db import Statement
 
@@ -206,9 +206,16 @@ class ConsoleRepository:
         return int(total), [dict(r) for r in rows]
 
     async def view(self, order_id: str) -> OrderView | None:
+        """The order's stored view with its timeline, made from its stored entries (the views
+        are stored without it; the other readers of views do not show it)."""
         raw = (await self.session.execute(
             sa.select(orders.c.view).where(orders.c.order_id == order_id))).scalar_one_or_none()
-        return OrderView.model_validate(raw) if raw is not None else None
+        if raw is None:
+            return None
+        view = OrderView.model_validate(raw)
+        entries = (await self.entries_of([order_id]))[order_id]
+        view.timeline = project(order_id, entries).timeline
+        return view
 
     async def views_with_exceptions(self) -> list[OrderView]:
         rows = (await self.session.execute(
