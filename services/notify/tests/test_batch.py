@@ -38,7 +38,7 @@ from orderflow.notify import app
 from orderflow.notify.channels import Delivered
 from orderflow.notify.channels.email import RecordingEmailDriver
 from orderflow.notify.handlers import Notifier
-from orderflow.notify.repository import SenderRepository
+from orderflow.notify.repository import _ABSORB, SenderRepository
 from orderflow.notify.sender import ChannelSender
 from orderflow.notify.settings import NotifySettings
 from orderflow.runtime.consumer import BatchProcessor, Subscription, decode
@@ -385,6 +385,33 @@ async def test_deliveries_are_marked_together_and_a_row_taken_over_is_left_alone
     # each answers the event that caused it
     assert {h["causation_id"] for _, h in recorded} == {mine[0].source_event_id,
                                                         mine[2].source_event_id}
+
+
+async def test_the_fold_reads_only_the_claims_keys_and_rows(notify: Notify) -> None:
+    """The fold runs on every claim: its rows are the waiting ones of the claim's coalesce keys
+    or the claimed ones, and it must read only those, however many others wait (thousands under
+    load: each dispatch waits out its coalescing window). The old form (``status = 'pending' OR
+    id = ANY(...)``) could use no index on the keys (the waiting rows' index does not cover the
+    claimed ones): it read every waiting row of the channel, or the whole table, on every claim."""
+    async with notify.engine.connect() as conn:
+        await conn.begin()  # rolled back: the waiting rows are for this plan only
+        await conn.execute(sa.text(
+            "INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
+            "source_event_type, kind, order_id, channel, recipient, language, context, status, "
+            "detail, attempts, next_attempt_at, coalesce_key, raw_value, raw_headers) "
+            "SELECT gen_random_uuid(), gen_random_uuid(), 'shipment.dispatched', "
+            "'ShipmentDispatched', 'shipment_dispatched', 'o' || i, 'email', 'r@example.com', "
+            "'en', '{}', 'pending', '', 0, now() + interval '1 minute', 'key-' || i, '\\x00', '[]' "
+            "FROM generate_series(1, 5000) AS i"))
+        await conn.execute(sa.text("ANALYZE notify_notifications"))
+        plan = "\n".join(r[0] for r in await conn.execute(
+            sa.text(f"EXPLAIN {_ABSORB.text}"),
+            {"ids": [1], "keys": ["key-3"], "notification_ids": ["n1"], "channel": "email",
+             "claimed": [1, 2]}))
+        await conn.rollback()
+    assert "Seq Scan on notify_notifications" not in plan, plan
+    # the waiting rows found by their keys (the waiting rows' index on coalesce key and channel)
+    assert "Index Scan on notify_notifications_waiting" in plan, plan
 
 
 async def test_one_claim_folds_each_orders_dispatches_into_its_first(notify: Notify) -> None:

@@ -171,13 +171,17 @@ _CLAIM = (
     .returning(*notifications.c)
 )
 # the rows told together with each carrying row (``SenderRepository.absorb_waiting``): of its
-# key and channel, waiting or claimed in the same transaction, locked in id order
+# key and channel, waiting or claimed in the same transaction, locked in id order. The waiting
+# arm repeats the join's key and channel so that each arm of the OR has an index (the waiting
+# rows' partial index, the primary key): with ``status = 'pending' OR id = ANY(...)`` alone,
+# PostgreSQL read the whole table on every claim, every notification ever sent included
 _ABSORB = sa.text(
     "WITH target AS (SELECT n.id, c.id AS carrier, c.notification_id AS carrier_nid "
     "FROM notify_notifications n JOIN unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[]), "
     "CAST(:notification_ids AS text[])) AS c(id, coalesce_key, notification_id) "
     "ON n.coalesce_key = c.coalesce_key AND n.channel = :channel AND n.id <> c.id "
-    "WHERE n.status = 'pending' OR n.id = ANY(CAST(:claimed AS bigint[])) "
+    "WHERE (n.status = 'pending' AND n.coalesce_key = ANY(CAST(:keys AS text[])) "
+    "AND n.channel = :channel) OR n.id = ANY(CAST(:claimed AS bigint[])) "
     "ORDER BY n.id FOR UPDATE OF n) "
     "UPDATE notify_notifications n SET status = 'coalesced', coalesced_into = t.carrier, "
     "finished_at = now(), detail = 'told together with notification ' || t.carrier_nid, "
