@@ -34,7 +34,7 @@ down: install
 
 lint: install
 	$(BIN)/ruff check shared services tests bench
-	$(BIN)/mypy shared/src services/*/src
+	$(BIN)/mypy shared/src services/*/src bench
 	$(BIN)/python -m orderflow.devstack.audit
 
 # Debian's Chromium for the console's browser test (skipped, with its reason, when unavailable)

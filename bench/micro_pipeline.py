@@ -35,7 +35,6 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from bench.micro_handlers import Rec
 from bench.workload import make_orders, master_data_events
 from orderflow.contracts.events import Event, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
@@ -49,6 +48,7 @@ from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.service import tune_gc
 from orderflow.runtime.settings import DatabaseSettings, ServiceSettings
 from orderflow.runtime.unit_of_work import UnitOfWorkFactory
+from orderflow.testing.records import Rec
 
 SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
 

@@ -62,6 +62,7 @@ SPLITS = tuple(f"  {t} to the broker" for t in HOPS[1:]) + tuple(
 TRACKED = ("order.received", "order.rejected", "order.held", "order.approved", "stock.backordered",
            "stock.reserved", "shipment.dispatched", "notification.recorded")
 IDLE_WINDOW_S = 10.0
+DRIVER = "bench driver"  # the benchmark's own process, beside the ones it measures
 TARGETS = {"throughput_orders_per_s": 1000, "p99_push_to_dispatched_ms_at_300": 500,
            "ceiling_ratio_pct": 50, "peak_rss_mb": 150}
 
@@ -391,16 +392,23 @@ def monitor_for(stack: Stack) -> ResourceMonitor:
         monitor.add("postgres (all backends)", stack.postgres.proc.pid, include_children=True)
     if stack.broker is not None and stack.broker.proc is not None:
         monitor.add("tansu broker", stack.broker.proc.pid)
-    monitor.add("bench driver", os.getpid())
+    monitor.add(DRIVER, os.getpid())
     return monitor
 
 
 def cpu_window(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, Any]:
+    """Each process's CPU over a window: seconds, per order, and its share of what the pipeline's
+    processes (every one but the benchmark driver) used together. This machine's speed moves by
+    a third from run to run and every process's CPU per order moves with it; the shares do not,
+    so an A/B compares them."""
+    used = {label: max(0.0, end - before.get(label, 0.0)) for label, end in after.items()}
+    pipeline = sum(v for label, v in used.items() if label != DRIVER)
     out: dict[str, Any] = {}
-    for label, end in after.items():
-        used = max(0.0, end - before.get(label, 0.0))
-        out[label] = {"cpu_s": round(used, 2),
-                      "cpu_ms_per_order": round(1000.0 * used / orders, 2) if orders else None}
+    for label, seconds in used.items():
+        out[label] = {"cpu_s": round(seconds, 2),
+                      "cpu_ms_per_order": round(1000.0 * seconds / orders, 2) if orders else None,
+                      "share_pct": (round(100.0 * seconds / pipeline, 1)
+                                    if pipeline and label != DRIVER else None)}
     return out
 
 
@@ -650,12 +658,13 @@ def table(results: dict[str, Any]) -> str:
         cpu = (sat or {}).get("cpu", {})
         if res:
             idle = ph.get("idle_cpu_pct", {})
-            lines.append(f"  {'process':<26}{'CPU s (sat.)':>13}{'CPU ms/order':>14}{'idle CPU %':>12}"
-                         f"{'peak RSS MB':>13}")
+            lines.append(f"  {'process':<26}{'CPU s (sat.)':>13}{'CPU ms/order':>14}{'share %':>9}"
+                         f"{'idle CPU %':>12}{'peak RSS MB':>13}")
             for label, r in res.items():
                 c = cpu.get(label, {})
                 lines.append(f"  {label:<26}{_fmt(c.get('cpu_s')):>13}{_fmt(c.get('cpu_ms_per_order')):>14}"
-                             f"{_fmt(idle.get(label)):>12}{_fmt(r['peak_rss_mb']):>13}")
+                             f"{_fmt(c.get('share_pct')):>9}{_fmt(idle.get(label)):>12}"
+                             f"{_fmt(r['peak_rss_mb']):>13}")
         acc = ph.get("accounting")
         if acc:
             lines.append(f"orders: {acc['orders']} states {acc['states']}; lost {acc['lost']}, "
@@ -701,7 +710,7 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
     out["ceiling_ratio_pct"] = {"measured": ratio, "target": f">= {TARGETS['ceiling_ratio_pct']}",
                                 "met": bool(ratio and ratio >= TARGETS["ceiling_ratio_pct"])}
     rss = [r["peak_rss_mb"] for ph in phases.values() for label, r in ph.get("resources", {}).items()
-           if label not in ("postgres (all backends)", "tansu broker", "bench driver")]
+           if label not in ("postgres (all backends)", "tansu broker", DRIVER)]
     peak = max(rss) if rss else None
     out["peak_rss_mb"] = {"measured": peak, "target": f"< {TARGETS['peak_rss_mb']}",
                           "met": bool(peak is not None and peak < TARGETS["peak_rss_mb"])}
