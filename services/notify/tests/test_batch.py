@@ -411,7 +411,7 @@ async def test_the_fold_reads_only_the_claims_keys_and_rows(notify: Notify) -> N
         await conn.rollback()
     assert "Seq Scan on notify_notifications" not in plan, plan
     # the waiting rows found by their keys (the waiting rows' index on coalesce key and channel)
-    assert "Index Scan on notify_notifications_waiting" in plan, plan
+    assert "notify_notifications_waiting" in plan, plan
 
 
 async def test_one_claim_folds_each_orders_dispatches_into_its_first(notify: Notify) -> None:

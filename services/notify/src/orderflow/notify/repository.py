@@ -174,7 +174,8 @@ _CLAIM = (
 # key and channel, waiting or claimed in the same transaction, locked in id order. The waiting
 # arm repeats the join's key and channel so that each arm of the OR has an index (the waiting
 # rows' partial index, the primary key): with ``status = 'pending' OR id = ANY(...)`` alone,
-# PostgreSQL read the whole table on every claim, every notification ever sent included
+# PostgreSQL read every waiting row of the channel, or the whole table (every notification ever
+# sent), on every claim
 _ABSORB = sa.text(
     "WITH target AS (SELECT n.id, c.id AS carrier, c.notification_id AS carrier_nid "
     "FROM notify_notifications n JOIN unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[]), "
