@@ -109,13 +109,14 @@ class Statement:
 
     async def fetch(self, db: AsyncSession | AsyncConnection,
                     params: Mapping[str, Any] | None = None) -> list[Any]:
-        """Every row the statement returns."""
-        return list(await (await driver(db)).fetch(self.sql, *self._args(params or {})))
+        """Every row the statement returns (asyncpg's list of records)."""
+        rows: list[Any] = await (await driver(db)).fetch(self.sql, *self._args(params or {}))
+        return rows
 
     async def run(self, db: AsyncSession | AsyncConnection,
                   params: Mapping[str, Any] | None = None) -> None:
         """Run it for its effect (what it returns, if anything, is read and dropped)."""
-        await (await driver(db)).fetch(self.sql, *self._args(params or {}))
+        await self.fetch(db, params)
 
     def __repr__(self) -> str:
         return f"Statement({self.text!r})"
