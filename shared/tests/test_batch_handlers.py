@@ -5,6 +5,7 @@ savepoint and dead-lettered with its reason while the others apply."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 import structlog
@@ -269,6 +271,33 @@ async def test_a_statement_passes_and_returns_the_values_sqlalchemy_does(engine:
     assert direct[0][1:] == ({"a": [1, "x"]}, {"b": None}, Decimal("12.30"), values["at"],
                              ["p", "q"], True)
     assert str(direct[0][0]) == str(values["id"])
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_not_retried_forever(
+        engine: AsyncEngine, infra: Infra) -> None:
+    """A database restart closes the connections resting in the pool. The batch's first
+    statement goes to asyncpg directly (the inbox claim), where SQLAlchemy never sees the error:
+    the dead connection went back to the pool and every retry took it again, for ever. Now it
+    is invalidated and the retry gets a new one."""
+    recorder = Recorder()
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
+    await processor.process([stock(1, "A")], None)  # a connection now rests in the pool
+    async with engine.connect() as conn:
+        name = (await conn.execute(sa.text("SELECT current_setting('application_name')"))).scalar()
+    admin = await asyncpg.connect(infra.database_url.replace("+asyncpg", ""))
+    try:  # what a restart does to them: the server ends every one of this engine's sessions
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = $1 AND pid <> pg_backend_pid()", name)
+        deadline = asyncio.get_running_loop().time() + 10
+        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                   "WHERE application_name = $1", name):
+            assert asyncio.get_running_loop().time() < deadline, "the sessions did not end"
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+    await asyncio.wait_for(processor.process([stock(2, "B")], None), timeout=30)
+    assert await _applied(engine) == ["A", "B"]
 
 
 class FakeProducer:

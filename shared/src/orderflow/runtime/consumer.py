@@ -19,12 +19,13 @@ in its own savepoint, so the failing event is dead-lettered alone and the others
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -35,7 +36,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry.trace import Span, StatusCode
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
@@ -267,7 +268,7 @@ class BatchProcessor:
     async def _transaction(self, decoded: list[IncomingEvent[Any]], poison: list[Poison], *,
                            careful: bool) -> dict[tuple[str, str], int]:
         outcome: dict[tuple[str, str], int] = defaultdict(int)
-        async with self.sessions() as session, session.begin():
+        async with self._session() as session:
             uow = UnitOfWork(session, self.service)
             fresh = await self._claim(session, decoded)
             fresh_ids = {f.headers.event_id for f in fresh}
@@ -356,6 +357,21 @@ class BatchProcessor:
                 outcome[(p.record.topic, "dead_lettered")] += 1
             await uow.flush()
         return outcome
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """The batch's session inside its transaction. After a transient fault its connection is
+        invalidated, not returned to the pool: a connection the server closed, or whose protocol
+        a dropped session left mid-operation, would otherwise be taken again by the retry (the
+        runtime's statements go to asyncpg directly, where SQLAlchemy never sees their errors)."""
+        async with self.sessions() as session, session.begin():
+            try:
+                yield session
+            except Exception as exc:
+                if is_transient(exc):  # while the session still holds the connection
+                    with contextlib.suppress(Exception):
+                        await session.invalidate()
+                raise
 
     def _start_span(self, incoming: IncomingEvent[Any]) -> Span:
         """The consumer span of one event of a batch handler's run (ended after the run)."""

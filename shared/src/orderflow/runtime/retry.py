@@ -42,7 +42,9 @@ def is_transient(exc: BaseException) -> bool:
                                           or sqlstate.startswith("08")):
             return True
         name = type(current).__name__
-        if name in {"ConnectionDoesNotExistError", "CannotConnectNowError",
+        # asyncpg's InternalClientError: the connection's protocol was left mid-operation
+        # (the server ended the session under it); the connection is unusable, a new one works
+        if name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "InternalClientError",
                     "InterfaceError", "ConnectionFailureError", "KafkaConnectionError",
                     "NodeNotReadyError", "RequestTimedOutError", "KafkaTimeoutError"}:
             return True
