@@ -202,6 +202,27 @@ def test_transient_faults_are_told_from_permanent_ones() -> None:
     assert not is_transient(KeyError("k"))
 
 
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("sqlstate", "transient"), [
+    ("40001", True), ("40P01", True), ("57P01", True), ("08006", True),  # the usual ones
+    ("53100", True), ("53200", True), ("53300", True),  # disk full, out of memory, connections
+    ("58030", True), ("25006", True), ("55P03", True),  # I/O, read-only standby, lock timeout
+    ("22021", False), ("22P05", False), ("23505", False), ("42P01", False), ("P0001", False),
+])
+def test_the_databases_own_faults_are_retried_and_the_messages_are_not(sqlstate: str,
+                                                                       transient: bool) -> None:
+    """Retried: what says nothing about the message (the server is short of something, a standby,
+    a lock). Not retried: bad data, a constraint, a missing table, an exception a trigger raised:
+    those are dead-lettered with their reason."""
+    assert is_transient(sa_exc.DBAPIError("INSERT ...", {}, _DriverError(sqlstate))) is transient
+    assert is_transient(_DriverError(sqlstate)) is transient  # asyncpg's own, straight from a Statement
+
+
 # --- the dependency audit (make lint) ------------------------------------------------------------
 
 def _report(*deps: dict[str, object]) -> str:

@@ -135,7 +135,8 @@ def _headers_schemas() -> dict[str, Any]:
         "type": "object",
         "description": "The original message's headers plus why it was dead-lettered.",
         "properties": {
-            hd.DLQ_REASON: {**text, "description": "e.g. bad_headers, invalid_payload, handler_error"},
+            hd.DLQ_REASON: {**text, "description": ("e.g. bad_headers, invalid_payload, "
+                                                    "handler_error, unprocessable")},
             hd.DLQ_ERROR: {**text, "description": "The error, without input values"},
             hd.DLQ_SOURCE: {**text, "description": "<topic>/<partition>/<offset> of the original"},
             hd.DLQ_SERVICE: {**text, "description": "The service that dead-lettered it"},

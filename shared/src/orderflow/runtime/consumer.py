@@ -10,6 +10,13 @@ For each batch the broker hands a subscriber:
    event, so the others still apply), a transient error (database away) is retried with backoff;
 3. only then are the batch's offsets committed, explicitly, per partition.
 
+A batch that fails outside its handlers with an error that is not transient (writing its outbox
+or its dead letters, or the runtime itself) is applied again one record at a time, each in its own
+transaction; a record that still fails alone is dead-lettered with reason ``unprocessable``, so
+one bad record neither blocks its partition nor takes the others with it. If even that cannot be
+written, ``consume`` (the consumer's entry point) logs the error, rewinds the consumer to the
+batch's first offsets and backs off: the batch is delivered again, never skipped.
+
 A subscription gives either ``handler`` (called once per new event) or ``batch_handler``
 (set-based: called once per run of consecutive new events in the batch that share that batch
 handler, so it can read and write with one statement per table for the whole run). When a batch is
@@ -19,6 +26,7 @@ in its own savepoint, so the failing event is dead-lettered alone and the others
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
@@ -42,7 +50,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
 from orderflow.runtime.db import driver
-from orderflow.runtime.retry import is_transient, retry_transient
+from orderflow.runtime.retry import Stopping, backoff_delays, is_transient, retry_transient
 from orderflow.runtime.tracing import current, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
@@ -78,6 +86,12 @@ class Record(Protocol):
 
 class OffsetCommitter(Protocol):
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+class Consumer(OffsetCommitter, Protocol):
+    """What ``BatchProcessor.consume`` needs of aiokafka's consumer."""
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -212,28 +226,77 @@ class BatchProcessor:
         self.after_commit = after_commit
         self.stopping = stopping
         self.topic = ",".join(self.subscriptions)
+        self.failures = 0  # consecutive batches that failed and were rewound
+        self.pauses = backoff_delays(0.5, 30.0)
+
+    async def consume(self, records: Sequence[Record], consumer: Consumer | None) -> None:
+        """The consumer's entry point; never raises. A batch that cannot be applied (nor its
+        failing record dead-lettered) is logged, the consumer is rewound to the batch's first
+        offset on each partition, and consumption pauses with a growing backoff before the batch
+        comes again: the partition stalls, visibly, rather than skipping the batch (with manual
+        acknowledgement the broker's loop would go on to the next batch, whose commit would
+        pass over this one)."""
+        try:
+            await self.process(records, consumer)
+        except Stopping:  # shutting down mid-retry: delivered again after the restart
+            self._rewind(records, consumer)
+        except Exception as exc:
+            self.failures += 1
+            self._rewind(records, consumer)
+            pause = self.pauses[min(self.failures - 1, len(self.pauses) - 1)]
+            metrics.BATCH_FAILURES.labels(self.service, self.topic).inc()
+            log.error("batch failed; the consumer is rewound to deliver it again",
+                      topic=self.topic, records=len(records), failures=self.failures,
+                      pause_s=pause, error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
+            await self._pause(pause)
+        else:
+            self.failures = 0
+
+    def _rewind(self, records: Sequence[Record], consumer: Consumer | None) -> None:
+        if consumer is None:
+            return
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            # no longer assigned: its new owner starts at the last commit, before this batch
+            with contextlib.suppress(IllegalStateError):
+                consumer.seek(tp, offset)
+
+    async def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        # ``stopping`` is a predicate (the service's event's ``is_set``): looked at every 250 ms
+        while not self.stopping() and (left := deadline - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(left, 0.25))
 
     async def process(self, records: Sequence[Record], committer: OffsetCommitter | None) -> None:
+        """Apply ``records`` and commit their offsets; raises what could not be applied."""
         if not records:
             return
         started = time.perf_counter()
-        decoded: list[IncomingEvent[Any]] = []
-        poison: list[Poison] = []
-        for record in records:
-            subscription = self.subscriptions.get(record.topic)
-            if subscription is None:  # pragma: no cover - the consumer only subscribes to these
-                poison.append(Poison(record, "unexpected_topic", f"not subscribed to {record.topic}"))
-                continue
-            item = decode(record, subscription, self.max_bytes)
-            if isinstance(item, Poison):
-                poison.append(item)
+        items = [self._decode(record) for record in records]
+        try:
+            outcome = await self._apply_with_retry(items)
+        except Stopping:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not transient: each record on its own
+            if len(items) == 1:
+                outcome = await self._dead_letter_alone(records[0], exc)
             else:
-                decoded.append(item)
-        outcome: dict[tuple[str, str], int] = await retry_transient(
-            lambda: self._apply(decoded, poison, careful=False),
-            what=f"apply batch from {self.topic}",
-            stopping=self.stopping,
-        )
+                log.warning("batch failed outside its handlers; applying its records one at a time",
+                            topic=self.topic, records=len(items),
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+                outcome = defaultdict(int)
+                for record, item in zip(records, items, strict=True):
+                    try:
+                        part = await self._apply_with_retry([item])
+                    except Stopping:
+                        raise
+                    except Exception as alone:  # noqa: BLE001 - dead-lettered with its reason
+                        part = await self._dead_letter_alone(record, alone)
+                    for k, v in part.items():
+                        outcome[k] += v
         self.after_commit()
         if committer is not None:
             await self._commit_offsets(records, committer)
@@ -241,6 +304,35 @@ class BatchProcessor:
             if count:
                 metrics.MESSAGES_CONSUMED.labels(self.service, topic, name).inc(count)
         metrics.BATCH_SECONDS.labels(self.service, self.topic).observe(time.perf_counter() - started)
+
+    def _decode(self, record: Record) -> IncomingEvent[Any] | Poison:
+        subscription = self.subscriptions.get(record.topic)
+        if subscription is None:  # pragma: no cover - the consumer only subscribes to these
+            return Poison(record, "unexpected_topic", f"not subscribed to {record.topic}")
+        return decode(record, subscription, self.max_bytes)
+
+    async def _apply_with_retry(self, items: Sequence[IncomingEvent[Any] | Poison]
+                                ) -> dict[tuple[str, str], int]:
+        decoded = [i for i in items if not isinstance(i, Poison)]
+        poison = [i for i in items if isinstance(i, Poison)]
+        return await retry_transient(
+            lambda: self._apply(decoded, poison, careful=False),
+            what=f"apply batch from {self.topic}",
+            stopping=self.stopping,
+        )
+
+    async def _dead_letter_alone(self, record: Record, error: Exception
+                                 ) -> dict[tuple[str, str], int]:
+        """A record that fails even alone, outside its handler: dead-lettered as it came, with
+        reason ``unprocessable``, in a transaction of its own; claimed by its physical identity so
+        a redelivery does not dead-letter it twice. Raises if even this cannot be written."""
+        reason = f"{type(error).__name__}: {error}"
+        log.error("record failed on its own outside its handler; dead-lettering it", topic=record.topic,
+                  partition=record.partition, offset=record.offset, reason="unprocessable",
+                  error=reason[:500])
+        return await retry_transient(
+            lambda: self._apply([], [Poison(record, "unprocessable", reason)], careful=False),
+            what=f"dead-letter a record from {self.topic}", stopping=self.stopping)
 
     async def _commit_offsets(self, records: Sequence[Record], committer: OffsetCommitter) -> None:
         offsets: dict[TopicPartition, int] = {}

@@ -24,6 +24,12 @@ OUTBOX_BACKLOG = Gauge(
 DEAD_LETTERS = Counter(
     "orderflow_dead_letters_total", "Messages sent to a DLQ, by reason", ["service", "topic", "reason"]
 )
+BATCH_FAILURES = Counter(
+    "orderflow_batch_failures_total",
+    "Consumed batches that could not be applied and were rewound to be delivered again (the "
+    "partition stalls until they apply: alert on any increase)",
+    ["service", "topic"],
+)
 TRANSIENT_RETRIES = Counter(
     "orderflow_transient_retries_total", "Transient faults retried", ["service", "what"]
 )

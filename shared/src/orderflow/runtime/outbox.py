@@ -38,8 +38,10 @@ class OutgoingMessage:
     headers: Sequence[tuple[str, bytes]]
 
     def headers_text(self) -> list[list[str]]:
-        """The headers as the outbox keeps them (JSON: a list of [name, text] pairs)."""
-        return [[k, v.decode("utf-8", "replace")] for k, v in self.headers]
+        """The headers as the outbox keeps them (JSON: a list of [name, text] pairs). Bytes that
+        are not UTF-8, and NUL characters (PostgreSQL's JSONB refuses ``\\u0000``), become U+FFFD."""
+        return [[k.replace("\x00", "\ufffd"), v.decode("utf-8", "replace").replace("\x00", "\ufffd")]
+                for k, v in self.headers]
 
     def row(self) -> dict[str, Any]:
         return {"topic": self.topic, "key": self.key, "value": self.value,

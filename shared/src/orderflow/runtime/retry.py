@@ -15,8 +15,12 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 # serialization failure, deadlock, admin shutdown, crash shutdown, cannot connect now,
-# too many connections, query cancelled by statement timeout
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "53300", "57014"}
+# query cancelled by statement timeout, lock not available, read-only transaction (a standby
+# after a failover); and whole classes: 08 connection exception, 53 insufficient resources (too
+# many connections, disk full, out of memory), 58 system error (I/O). None of these says anything
+# about the message at hand: retried, never dead-lettered.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "57014", "55P03", "25006"}
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "58")
 
 
 class Stopping(Exception):
@@ -39,7 +43,7 @@ def is_transient(exc: BaseException) -> bool:
             return True
         sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
         if isinstance(sqlstate, str) and (sqlstate in _TRANSIENT_SQLSTATES
-                                          or sqlstate.startswith("08")):
+                                          or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)):
             return True
         name = type(current).__name__
         # asyncpg's InternalClientError: the connection's protocol was left mid-operation

@@ -140,7 +140,7 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
 
     @subscriber
     async def on_batch(body: Any, message: KafkaMessage) -> None:
-        await processor.process(message.raw_message, subscriber.consumer)  # type: ignore[attr-defined]
+        await processor.consume(message.raw_message, subscriber.consumer)  # type: ignore[attr-defined]
 
     return broker
 
