@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -338,6 +339,63 @@ async def test_the_relay_publishes_the_outbox_in_order_and_marks_it_published(
         pending = (await conn.execute(sa.text(
             "SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar()
     assert pending == 0
+
+
+async def test_the_relay_purges_the_inbox_past_its_retention_and_a_recent_redelivery_is_still_skipped(
+        engine: AsyncEngine) -> None:
+    from orderflow.runtime.outbox import OutboxRelay
+
+    recorder = Recorder()
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
+    recent, old = [stock(1, "A"), stock(2, "B")], [stock(3, "OLD-1"), stock(4, "OLD-2"), stock(5, "OLD-3")]
+    await processor.process(recent + old, None)
+    async with engine.begin() as conn:  # the old ones were applied 46 and 60 days ago
+        await conn.execute(sa.text(
+            "UPDATE inbox SET applied_at = now() - make_interval(days => :d) "
+            "WHERE event_id = ANY(CAST(:ids AS uuid[]))"), {"d": 46, "ids": [event_id(r) for r in old[:2]]})
+        await conn.execute(sa.text(
+            "UPDATE inbox SET applied_at = now() - interval '60 days' WHERE event_id = :id"),
+            {"id": event_id(old[2])})
+        # the purge's index is there (runtime_tables_ddl, which migrate also runs on every start)
+        assert (await conn.execute(sa.text(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'inbox' AND indexname = 'inbox_applied_at' "
+            "AND schemaname = current_schema()"))).scalar() is not None
+    relay = OutboxRelay(engine, FakeProducer(), service="t",  # type: ignore[arg-type]
+                        inbox_retention_s=45 * 86400)
+    async with engine.connect() as conn:
+        assert await relay.purge(conn, chunk=2) == 3  # two chunks
+        assert await relay.purge(conn) == 0
+        kept = set((await conn.execute(sa.text("SELECT event_id::text FROM inbox"))).scalars())
+    assert kept == {event_id(r) for r in recent}
+    await processor.process(recent, None)  # within the retention: still skipped
+    assert await _applied(engine) == ["A", "B", "OLD-1", "OLD-2", "OLD-3"]
+
+
+_OLD_FIRST_REVISION = '''
+from alembic import op
+
+revision = "old_0001"
+down_revision = None
+
+
+def upgrade() -> None:  # the runtime's tables as a first revision made them before the purge
+    op.execute("CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, key BYTEA, "
+               "value BYTEA NOT NULL, headers JSONB NOT NULL, "
+               "created_at TIMESTAMPTZ NOT NULL DEFAULT now(), published_at TIMESTAMPTZ)")
+    op.execute("CREATE TABLE inbox (event_id UUID PRIMARY KEY, topic TEXT NOT NULL, "
+               "event_type TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+'''
+
+
+async def test_migrate_gives_a_schema_made_by_an_older_runtime_the_inbox_purges_index(
+        infra: Infra, tmp_path: Path) -> None:
+    (tmp_path / "old_0001.py").write_text(_OLD_FIRST_REVISION)
+    async with migrated_schema(infra.database_url, "older", tmp_path) as engine, engine.connect() as conn:
+        indexes = set((await conn.execute(sa.text(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'inbox' "
+            "AND schemaname = current_schema()"))).scalars())
+    assert "inbox_applied_at" in indexes
 
 
 async def test_an_event_id_in_another_spelling_of_its_uuid_is_applied_once_not_skipped(

@@ -53,7 +53,9 @@ def _alembic_config(connection: sa.Connection, schema: str, versions: Path) -> C
 
 
 async def migrate(engine: AsyncEngine, schema: str, versions: Path) -> None:
-    """Create the service's schema if needed and upgrade it to the newest revision.
+    """Create the service's schema if needed and upgrade it to the newest revision; then the
+    runtime's own tables (outbox, inbox) get what a newer runtime added to them (every statement
+    of ``runtime_tables_ddl`` is idempotent; each service's first revision ran them first).
 
     Safe with several replicas starting at once: a transaction-scoped advisory lock serialises
     them, and the second finds nothing left to do."""
@@ -63,6 +65,8 @@ async def migrate(engine: AsyncEngine, schema: str, versions: Path) -> None:
         await conn.execute(sa.text(f'SET LOCAL search_path TO "{schema}"'))
         await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync, schema, versions),
                                                          "head"))
+        for ddl in runtime_tables_ddl():  # idempotent: what a newer runtime adds to its tables
+            await conn.execute(sa.text(ddl))
 
 
 async def driver(db: AsyncSession | AsyncConnection, *, in_transaction: bool = True) -> Any:
@@ -149,4 +153,7 @@ def runtime_tables_ddl() -> list[str]:
             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )
         """,
+        # the retention purge's (OutboxRelay): rows come in applied_at order, so a block range
+        # index finds the old ones at almost no cost to the claim's inserts
+        "CREATE INDEX IF NOT EXISTS inbox_applied_at ON inbox USING brin (applied_at)",
     ]

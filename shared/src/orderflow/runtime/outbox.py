@@ -56,6 +56,10 @@ _STAGE_SQL = (
 )
 _PENDING_SQL = ("SELECT id, topic, key, value, headers FROM outbox "
                 "WHERE published_at IS NULL ORDER BY id LIMIT $1")
+_PURGE_OUTBOX = sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)")
+_PURGE_INBOX = sa.text(
+    "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox "
+    "WHERE applied_at < now() - make_interval(secs => :s) LIMIT :n))")
 _PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
@@ -95,6 +99,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval_s: float = 0.5,
         retention_s: float = 3600.0,
+        inbox_retention_s: float = 45 * 86400.0,
     ) -> None:
         self.engine = engine
         self.producer = producer
@@ -102,6 +107,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retention_s = retention_s
+        self.inbox_retention_s = inbox_retention_s
         self._wake = asyncio.Event()
         self._stopping = False
         self.published = 0
@@ -161,13 +167,27 @@ class OutboxRelay:
             if self._stopping:
                 return
             if loop.time() - last_purge > 60:
-                await conn.execute(
-                    sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)"),
-                    {"s": self.retention_s},
-                )
-                await conn.commit()
+                await self.purge(conn)
                 last_purge = loop.time()
             await self._sleep(self.poll_interval_s)
+
+    async def purge(self, conn: AsyncConnection, *, chunk: int = 10_000) -> int:
+        """Delete the outbox rows published longer than ``retention_s`` ago, and the inbox rows
+        applied longer than ``inbox_retention_s`` ago (in chunks, each its own transaction, so
+        a first purge of a large inbox holds no long lock). Returns the inbox rows deleted."""
+        await conn.execute(_PURGE_OUTBOX, {"s": self.retention_s})
+        await conn.commit()
+        deleted = 0
+        while True:
+            n = (await conn.execute(_PURGE_INBOX, {"s": self.inbox_retention_s, "n": chunk})).rowcount
+            await conn.commit()
+            deleted += n
+            if n < chunk:
+                break
+        if deleted:
+            log.info("inbox purged", service=self.service, rows=deleted,
+                     older_than_days=round(self.inbox_retention_s / 86400, 1))
+        return deleted
 
     async def publish_batch(self, conn: AsyncConnection) -> int:
         # straight to asyncpg, each statement its own transaction (no BEGIN/COMMIT round trips):

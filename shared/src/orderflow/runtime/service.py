@@ -164,7 +164,8 @@ async def run_service(definition: ServiceDefinition) -> None:
     await retry_transient(producer.start, what="connect producer", stopping=stopping.is_set)
     relay = OutboxRelay(engine, producer, service=definition.name,
                         batch_size=settings.relay_batch_size,
-                        poll_interval_s=settings.relay_poll_interval_s)
+                        poll_interval_s=settings.relay_poll_interval_s,
+                        inbox_retention_s=settings.inbox_retention_days * 86400.0)
     units = UnitOfWorkFactory(engine, definition.name, on_commit=relay.wake)
     ctx = ServiceContext(definition.name, settings, kafka, engine, relay, units, stopping)
 

@@ -147,6 +147,10 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
     relay_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    # how long the inbox remembers an event it applied (a redelivery within it is skipped): longer
+    # than anything can come again, the topics' retention (7 days), a DLQ's (30 days) for a
+    # replay, and a group's committed offsets' expiry (then it re-reads from the earliest)
+    inbox_retention_days: int = Field(default=45, ge=1, le=3650)
     # the cyclic garbage collector (see runtime/service.py tune_gc): what the process holds once
     # started is frozen out of it, and a young generation this many allocations long
     gc_freeze: bool = True
