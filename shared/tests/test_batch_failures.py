@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer, TopicPartition
+from pydantic import field_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.contracts import topics
@@ -62,7 +63,7 @@ async def echo(uow: UnitOfWork, incoming: IncomingEvent[StockReceived]) -> None:
     """Records the SKU, and emits the event again (its payload goes through the outbox)."""
     await uow.session.execute(sa.text("INSERT INTO applied (ref) VALUES (:r)"),
                               {"r": incoming.event.sku})
-    uow.emit(incoming.event)
+    uow.emit(incoming.event, topic=topics.STOCK_RECEIVED)
 
 
 def stock(offset: int, sku: str, *, topic: str = topics.STOCK_RECEIVED.name) -> Rec:
@@ -119,6 +120,29 @@ async def test_a_nul_character_in_a_poison_messages_headers_does_not_take_the_ba
     assert [t for t, _, _ in staged] == ["stock.received", "stock.received.dlq"]
     assert staged[1][1]["x-note\ufffd"] == "a\ufffdb"
     assert staged[1][1]["dlq_reason"] == "bad_headers"
+
+
+class Touchy(StockReceived):
+    """A contract whose validator raises what pydantic does not turn into a ValidationError."""
+
+    @field_validator("sku")
+    @classmethod
+    def _touchy(cls, value: str) -> str:
+        if value == "TOUCHY":
+            raise TypeError("the validator itself broke")
+        return value
+
+
+async def test_a_record_that_breaks_the_decoder_is_dead_lettered_and_the_others_apply(
+        engine: AsyncEngine) -> None:
+    topic = Topic(topics.STOCK_RECEIVED.name, Touchy, 1, "sku", "a touchy contract")
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000,
+                               subscriptions=[Subscription(topic, echo)])
+    await processor.process([stock(1, "A"), stock(2, "TOUCHY"), stock(3, "C")], None)
+    assert await _applied(engine) == ["A", "C"]
+    dead = [h for t, h, _ in await _outbox(engine) if t.endswith(".dlq")]
+    assert [(h["dlq_reason"], h["dlq_error"]) for h in dead] == [
+        ("undecodable", "TypeError: the validator itself broke")]
 
 
 class Offsets:

@@ -309,7 +309,11 @@ class BatchProcessor:
         subscription = self.subscriptions.get(record.topic)
         if subscription is None:  # pragma: no cover - the consumer only subscribes to these
             return Poison(record, "unexpected_topic", f"not subscribed to {record.topic}")
-        return decode(record, subscription, self.max_bytes)
+        try:
+            return decode(record, subscription, self.max_bytes)
+        except Exception as exc:  # noqa: BLE001 - a record that breaks the decoder is poison too
+            # (a model's validator raising other than ValueError, which pydantic passes through)
+            return Poison(record, "undecodable", f"{type(exc).__name__}: {exc}")
 
     async def _apply_with_retry(self, items: Sequence[IncomingEvent[Any] | Poison]
                                 ) -> dict[tuple[str, str], int]:
