@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived, WarehouseUpdated
 from orderflow.contracts.headers import EventHeaders
+from orderflow.runtime import consumer as consumer_module
 from orderflow.runtime import tracing
 from orderflow.runtime.consumer import BatchProcessor, Subscription
 from orderflow.runtime.db import Statement
@@ -191,6 +192,33 @@ async def test_each_event_of_a_run_has_its_consumer_span_and_what_it_emits_names
         assert current == headers["traceparent"] == format_traceparent(span)  # type: ignore[arg-type]
         assert context["event_id"] == event_id(rec) and context["offset"] == rec.offset
         assert headers["causation_id"] == event_id(rec)
+
+
+async def test_with_the_no_op_tracer_no_span_is_made_and_what_is_emitted_continues_the_trace(
+        engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_tracer", lambda tracer: tracer or trace.NoOpTracer())
+    assert not tracing.spans_recorded()
+
+    def no_span(*_: Any, **__: Any) -> None:
+        raise AssertionError("a span was made for the no-op tracer")
+
+    monkeypatch.setattr(consumer_module, "start_consumer_span", no_span)
+
+    async def one(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+        uow.emit(WarehouseUpdated(warehouse_id=f"out-{incoming.event.warehouse_id}", name="n",
+                                  province="p", city="c"))
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=Recorder().on_batch),
+        Subscription(topics.WAREHOUSE_UPDATED, one)])
+    batch = [stock(1, "A"), warehouse(1, "W")]
+    await processor.process(batch, None)
+    staged = await _outbox(engine)
+    assert [h["causation_id"] for _, h in staged] == [event_id(r) for r in batch]
+    for rec, (_, headers) in zip(batch, staged, strict=True):
+        incoming = EventHeaders.from_kafka(rec.headers).traceparent.split("-")
+        outgoing = headers["traceparent"].split("-")
+        assert outgoing[1] == incoming[1] and outgoing[2] != incoming[2]  # same trace, a new span
 
 
 async def test_a_transient_failure_rolls_the_claim_and_the_outbox_back_and_the_batch_applies_once(

@@ -51,7 +51,7 @@ from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
 from orderflow.runtime.db import driver
 from orderflow.runtime.retry import Stopping, backoff_delays, is_transient, retry_transient
-from orderflow.runtime.tracing import current, start_consumer_span
+from orderflow.runtime.tracing import current, spans_recorded, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -364,6 +364,7 @@ class BatchProcessor:
     async def _transaction(self, decoded: list[IncomingEvent[Any]], poison: list[Poison], *,
                            careful: bool) -> dict[tuple[str, str], int]:
         outcome: dict[tuple[str, str], int] = defaultdict(int)
+        traced = spans_recorded()
         async with self._session() as session:
             uow = UnitOfWork(session, self.service)
             fresh = await self._claim(session, decoded)
@@ -384,7 +385,8 @@ class BatchProcessor:
                         run_end += 1
                     uow.current = None  # a batch handler names the cause: emit(..., cause=event)
                     run = fresh[index:run_end]
-                    uow.spans = {e.headers.event_id: self._start_span(e) for e in run}
+                    uow.spans = ({e.headers.event_id: self._start_span(e) for e in run}
+                                 if traced else {})
                     try:
                         await batch_handler(uow, run)
                     except Exception as exc:
@@ -410,7 +412,7 @@ class BatchProcessor:
                 try:
                     if not careful:
                         try:
-                            with self._span(incoming):
+                            with self._span(incoming, traced):
                                 await handler(uow, incoming)
                         except Exception as exc:
                             if is_transient(exc):
@@ -421,7 +423,7 @@ class BatchProcessor:
                     mark = uow.mark()
                     try:
                         async with session.begin_nested():
-                            with self._span(incoming):
+                            with self._span(incoming, traced):
                                 await handler(uow, incoming)
                         outcome[(incoming.topic, "applied")] += 1
                     except Exception as exc:
@@ -476,9 +478,10 @@ class BatchProcessor:
                                    event_id=incoming.headers.event_id, order_id=incoming.key,
                                    partition=incoming.partition, offset=incoming.offset)
 
-    def _span(self, incoming: IncomingEvent[Any]) -> AbstractContextManager[Any]:
-        """A consumer span, child of the event's traceparent, current around its handler."""
-        return current(self._start_span(incoming))
+    def _span(self, incoming: IncomingEvent[Any], traced: bool) -> AbstractContextManager[Any]:
+        """A consumer span, child of the event's traceparent, current around its handler (none
+        when ``traced`` is false: see ``tracing.spans_recorded``)."""
+        return current(self._start_span(incoming)) if traced else contextlib.nullcontext()
 
     def _dead_letter(self, uow: UnitOfWork, topic: str, key: str | None, value: bytes,
                      headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:

@@ -93,6 +93,18 @@ def _tracer(tracer: Tracer | None) -> Tracer:
     return tracer or trace.get_tracer(INSTRUMENTATION_NAME)
 
 
+def spans_recorded() -> bool:
+    """Whether a consumer span would be recorded: an SDK provider is installed (or a test's
+    tracer). With the API's no-op tracer a span records nothing and changes no traceparent (an
+    emitted event continues its cause's trace either way, ``headers.child_traceparent``), so the
+    consumer does not make one: about 16 us an event."""
+    tracer = _tracer(None)
+    if isinstance(tracer, trace.ProxyTracer):  # no provider of our own: the global one decides
+        return not isinstance(trace.get_tracer_provider(),
+                              trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    return not isinstance(tracer, trace.NoOpTracer)
+
+
 def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
     """The OpenTelemetry context whose remote parent is ``traceparent`` (an empty context when
     the value is missing or malformed: the span then starts a new trace)."""
