@@ -468,3 +468,38 @@ async def test_one_claim_folds_each_orders_dispatches_into_its_first(notify: Not
     assert sorted((e["source_event_id"], e["status"]) for e, _ in recorded) == sorted(
         [(str(rows[x2["id"]]["source_event_id"]), "suppressed"),
          (str(rows[y2["id"]]["source_event_id"]), "suppressed")])
+
+
+async def test_finished_notifications_past_the_retention_are_purged_and_the_rest_kept(
+        notify: Notify) -> None:
+    """Finished rows created before the retention go, a chunk at a time, a row folded into
+    another before it; unfinished old rows, recent ones, and an old row a recent one was folded
+    into stay."""
+    async def add(tag_: str, status: str, days_ago: int, into: int | None = None) -> int:
+        async with notify.engine.begin() as conn:
+            return int((await conn.execute(sa.text(
+                "INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
+                "source_event_type, kind, order_id, channel, recipient, language, context, status, "
+                "coalesced_into, raw_value, raw_headers, created_at) "
+                "VALUES (gen_random_uuid(), gen_random_uuid(), 'shipment.dispatched', "
+                "'ShipmentDispatched', 'shipment_dispatched', :o, 'email', 'r@example.com', 'en', "
+                "'{}', :status, :into, '\\x00', '[]', now() - make_interval(days => :days)) "
+                "RETURNING id"), {"o": tag_, "status": status, "into": into, "days": days_ago}))
+                .scalar())
+
+    await add("old-sent", "sent", 100)
+    carrier = await add("old-carrier", "recorded", 95)
+    await add("old-folded", "coalesced", 95, into=carrier)
+    await add("old-failed", "failed", 120)
+    await add("old-suppressed", "suppressed", 91)
+    await add("old-pending", "pending", 100)
+    await add("recent-sent", "sent", 10)
+    kept_carrier = await add("old-kept-carrier", "sent", 100)
+    await add("recent-folded", "coalesced", 1, into=kept_carrier)
+    units = UnitOfWorkFactory(notify.engine, "notify")
+
+    deleted = await app.purge_round(units, 90 * 86_400, chunk=2)
+    assert deleted == 5  # sent, carrier, folded, failed, suppressed
+    left = {r["order_id"] for r in await notify.rows("SELECT order_id FROM notify_notifications")}
+    assert left == {"old-pending", "recent-sent", "old-kept-carrier", "recent-folded"}
+    assert await app.purge_round(units, 90 * 86_400) == 0

@@ -1,10 +1,15 @@
 """Notify's composition root: the subscriptions (every customer-facing event, customer
-preferences, product names) and one sender loop per channel."""
+preferences, product names), one sender loop per channel and the retention purge."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from orderflow.contracts import topics
 from orderflow.notify.channels import ChannelDriver
@@ -12,11 +17,16 @@ from orderflow.notify.channels.email import RecordingEmailDriver, SmtpEmailDrive
 from orderflow.notify.channels.sms import LoggingSmsProvider, SmsDriver
 from orderflow.notify.channels.webhook import WebhookDriver
 from orderflow.notify.handlers import Notifier
+from orderflow.notify.repository import purge_finished
 from orderflow.notify.sender import ChannelSender
 from orderflow.notify.settings import NotifySettings
 from orderflow.notify.templates import Renderer
 from orderflow.runtime.consumer import Subscription
+from orderflow.runtime.retry import is_transient
 from orderflow.runtime.service import ServiceContext, ServiceDefinition
+from orderflow.runtime.unit_of_work import UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
 
 
 def make_senders(settings: NotifySettings) -> list[ChannelSender]:
@@ -42,6 +52,45 @@ async def _send_all(senders: list[ChannelSender], notifier: Notifier, ctx: Servi
 
     ctx.commit_listeners.append(committed)
     await asyncio.gather(*(sender.run(ctx) for sender in senders))
+
+
+def purge_finished_notifications(settings: NotifySettings
+                                 ) -> Callable[[ServiceContext], Coroutine[Any, Any, None]]:
+    """Every ``purge_interval_s`` (the first shortly after start): delete the finished
+    notifications past ``retention_days``, a chunk per transaction, until none is left."""
+
+    async def purge(ctx: ServiceContext) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ctx.stopping.wait(), min(60.0, settings.purge_interval_s))
+        while not ctx.stopping.is_set():
+            try:
+                deleted = await purge_round(ctx.units, settings.retention_days * 86_400.0,
+                                            stopping=ctx.stopping.is_set)
+                if deleted:
+                    log.info("finished notifications purged", rows=deleted,
+                             older_than_days=settings.retention_days)
+            except Exception as exc:  # noqa: BLE001 - the job must outlive one bad round
+                log.warning("notification purge round failed", transient=is_transient(exc),
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ctx.stopping.wait(), settings.purge_interval_s)
+
+    return purge
+
+
+async def purge_round(units: UnitOfWorkFactory, older_than_s: float, *, chunk: int = 5_000,
+                      stopping: Callable[[], bool] = lambda: False) -> int:
+    """Delete the finished notifications created more than ``older_than_s`` ago, a chunk per
+    transaction, until one finds none (a row folded into another goes first, that one in the next
+    chunk); returns how many."""
+    deleted = 0
+    while not stopping():
+        async with units() as uow:
+            n = await purge_finished(uow.session, older_than_s=older_than_s, chunk=chunk)
+        deleted += n
+        if n == 0:
+            break
+    return deleted
 
 
 def create_service() -> ServiceDefinition:
@@ -93,5 +142,6 @@ def create_service() -> ServiceDefinition:
             Subscription(topics.PRODUCT_UPDATED, notifier.on_product_updated,
                          description="Product names shown in messages"),
         ],
-        background=[lambda ctx: _send_all(make_senders(settings), notifier, ctx)],
+        background=[lambda ctx: _send_all(make_senders(settings), notifier, ctx),
+                    purge_finished_notifications(settings)],
     )

@@ -412,6 +412,25 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+# finished notifications past the retention, a chunk at a time; a row another still points at
+# (``coalesced_into``) waits for that one to go first, in this round or the next
+_PURGE_FINISHED = sa.text(
+    "DELETE FROM notify_notifications WHERE id = ANY(ARRAY("
+    "SELECT n.id FROM notify_notifications n "
+    "WHERE n.created_at < now() - make_interval(secs => :older_than_s) "
+    "AND n.status IN ('sent', 'recorded', 'failed', 'suppressed', 'coalesced') "
+    "AND NOT EXISTS (SELECT 1 FROM notify_notifications r WHERE r.coalesced_into = n.id) "
+    "LIMIT :chunk))")
+
+
+async def purge_finished(session: AsyncSession, *, older_than_s: float, chunk: int) -> int:
+    """Delete up to ``chunk`` finished notifications created more than ``older_than_s`` ago;
+    returns how many."""
+    result = await session.execute(_PURGE_FINISHED,
+                                   {"older_than_s": float(older_than_s), "chunk": chunk})
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 class SenderRepository:
     """What the sender reads and writes, each step in its own short transaction."""
 

@@ -55,6 +55,11 @@ class NotifySettings(BaseSettings):
         description="longest wait of a channel's sender with nothing due: it is woken by the "
                     "commits of this process, this bounds how late it sees another replica's rows")
     concurrency: int = Field(default=4, ge=1, le=100, description="sends in flight per channel")
+    retention_days: int = Field(
+        default=90, ge=1, le=3650,
+        description="finished notifications (sent, recorded, failed, suppressed, coalesced) "
+                    "created longer ago than this are deleted; unfinished ones are kept")
+    purge_interval_s: float = Field(default=3600.0, gt=0, le=86_400)
     record_only_concurrency: int = Field(
         default=100, ge=1, le=1000,
         description="sends in flight per channel whose driver only records (no SMTP host, the "
