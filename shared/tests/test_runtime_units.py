@@ -267,3 +267,32 @@ def test_a_started_service_freezes_its_heap_and_lengthens_the_young_generation(
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_a_background_job_outlives_a_failed_round_and_stops_with_the_service() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from structlog.testing import capture_logs
+
+    from orderflow.runtime.jobs import every
+
+    stopping = asyncio.Event()
+    rounds: list[int] = []
+
+    async def round_(_ctx: Any) -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise ValueError("a bad round")
+        if len(rounds) == 2:
+            raise ConnectionError("the database went away")
+        stopping.set()
+
+    job = every(0.01, "test job", round_)
+    with capture_logs() as logs:
+        await asyncio.wait_for(job(SimpleNamespace(stopping=stopping)), 10)  # type: ignore[arg-type]
+    assert rounds == [0, 1, 2]  # it went on after both failures, and returned once stopping
+    failed = [(e["log_level"], e["error"]) for e in logs
+              if e["event"] == "test job round failed; the next round retries"]
+    assert failed == [("error", "ValueError: a bad round"),
+                      ("warning", "ConnectionError: the database went away")]

@@ -50,5 +50,5 @@ def create_service(settings: LogisticsSettings | None = None,
                          description="Product names and weights, for shipment weights"),
         ],
         routers=lambda ctx: [create_router(ctx, settings, watcher)],
-        background=[watcher.run_forever],
+        background=[watcher.job()],
     )

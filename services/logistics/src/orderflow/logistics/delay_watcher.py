@@ -5,8 +5,6 @@ clock, and one round can be run on demand (``POST /api/delay-watch/run``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,7 +15,7 @@ from orderflow.logistics import domain
 from orderflow.logistics.handlers import Clock, flag_delays, utc_now
 from orderflow.logistics.repository import LogisticsRepository
 from orderflow.logistics.settings import LogisticsSettings
-from orderflow.runtime.retry import is_transient
+from orderflow.runtime.jobs import Job, every
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 
@@ -71,19 +69,12 @@ class DelayWatcher:
             after = page[-1].shipment_id
         return flagged
 
-    async def run_forever(self, ctx: ServiceContext) -> None:
-        """The background loop; stops when the service stops."""
-        interval = self.settings.delay_watch_interval_s
-        log.info("delay watcher started", interval_s=interval)
-        while not ctx.stopping.is_set():
-            try:
-                flagged = await self.run_once(ctx.units)
-                if flagged:
-                    log.info("delay watch round", flagged=len(flagged))
-            except Exception as exc:  # noqa: BLE001 - the next round retries
-                level = log.warning if is_transient(exc) else log.error
-                level("delay watch round failed; retrying next round",
-                      error=f"{type(exc).__name__}: {exc}"[:300])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.stopping.wait(), interval)
-        log.info("delay watcher stopped")
+    async def run_round(self, ctx: ServiceContext) -> None:
+        """One round of the background job (``job``)."""
+        flagged = await self.run_once(ctx.units)
+        if flagged:
+            log.info("delay watch round", flagged=len(flagged))
+
+    def job(self) -> Job:
+        """The background job: a round every ``delay_watch_interval_s`` until the service stops."""
+        return every(self.settings.delay_watch_interval_s, "delay watch", self.run_round)

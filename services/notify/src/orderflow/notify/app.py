@@ -4,10 +4,8 @@ preferences, product names), one sender loop per channel and the retention purge
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -22,7 +20,7 @@ from orderflow.notify.sender import ChannelSender
 from orderflow.notify.settings import NotifySettings
 from orderflow.notify.templates import Renderer
 from orderflow.runtime.consumer import Subscription
-from orderflow.runtime.retry import is_transient
+from orderflow.runtime.jobs import Job, every
 from orderflow.runtime.service import ServiceContext, ServiceDefinition
 from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 
@@ -54,28 +52,19 @@ async def _send_all(senders: list[ChannelSender], notifier: Notifier, ctx: Servi
     await asyncio.gather(*(sender.run(ctx) for sender in senders))
 
 
-def purge_finished_notifications(settings: NotifySettings
-                                 ) -> Callable[[ServiceContext], Coroutine[Any, Any, None]]:
-    """Every ``purge_interval_s`` (the first shortly after start): delete the finished
-    notifications past ``retention_days``, a chunk per transaction, until none is left."""
+def purge_finished_notifications(settings: NotifySettings) -> Job:
+    """Every ``purge_interval_s`` (the first a minute after start, or sooner): delete the
+    finished notifications past ``retention_days``."""
 
     async def purge(ctx: ServiceContext) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(ctx.stopping.wait(), min(60.0, settings.purge_interval_s))
-        while not ctx.stopping.is_set():
-            try:
-                deleted = await purge_round(ctx.units, settings.retention_days * 86_400.0,
-                                            stopping=ctx.stopping.is_set)
-                if deleted:
-                    log.info("finished notifications purged", rows=deleted,
-                             older_than_days=settings.retention_days)
-            except Exception as exc:  # noqa: BLE001 - the job must outlive one bad round
-                log.warning("notification purge round failed", transient=is_transient(exc),
-                            error=f"{type(exc).__name__}: {exc}"[:300])
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ctx.stopping.wait(), settings.purge_interval_s)
+        deleted = await purge_round(ctx.units, settings.retention_days * 86_400.0,
+                                    stopping=ctx.stopping.is_set)
+        if deleted:
+            log.info("finished notifications purged", rows=deleted,
+                     older_than_days=settings.retention_days)
 
-    return purge
+    return every(settings.purge_interval_s, "notification purge", purge,
+                 first_after_s=min(60.0, settings.purge_interval_s))
 
 
 async def purge_round(units: UnitOfWorkFactory, older_than_s: float, *, chunk: int = 5_000,
