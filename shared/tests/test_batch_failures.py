@@ -122,6 +122,15 @@ async def test_a_nul_character_in_a_poison_messages_headers_does_not_take_the_ba
     assert staged[1][1]["dlq_reason"] == "bad_headers"
 
 
+async def test_header_bytes_that_are_not_utf8_are_kept_as_replacement_characters(
+        engine: AsyncEngine) -> None:
+    processor = _processor(engine)
+    poison = Rec(topics.STOCK_RECEIVED.name, 0, 2, b"k", b"{", [("x-raw", b"a\xff\xfeb")])
+    await processor.process([poison], None)
+    [(topic, headers, _)] = await _outbox(engine)
+    assert topic == "stock.received.dlq" and headers["x-raw"] == "a\ufffd\ufffdb"
+
+
 class Touchy(StockReceived):
     """A contract whose validator raises what pydantic does not turn into a ValidationError."""
 

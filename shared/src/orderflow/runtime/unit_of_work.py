@@ -116,9 +116,9 @@ class UnitOfWork:
             (DLQ_SOURCE, topic.encode()),
             (DLQ_SERVICE, self.service.encode()),
         ]
-        # header values must decode as text in the outbox; replace what does not
-        safe = [(k, v.decode("utf-8", "replace").encode()) for k, v in kept]
-        self.outgoing.append(outbox.OutgoingMessage(f"{topic}.dlq", key, value, safe))
+        # the outbox keeps header values as text (``OutgoingMessage.headers_text`` replaces what
+        # is not UTF-8, and NUL)
+        self.outgoing.append(outbox.OutgoingMessage(f"{topic}.dlq", key, value, kept))
 
     def mark(self) -> tuple[int, int]:
         return len(self.outgoing), len(self.emitted)
