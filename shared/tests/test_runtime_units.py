@@ -16,6 +16,8 @@ from sqlalchemy import exc as sa_exc
 from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived
 from orderflow.contracts.headers import EventHeaders
+from orderflow.devstack.embedded import EmbeddedBroker
+from orderflow.devstack.stack import EMBEDDED_FETCH_MAX_WAIT_MS, ServiceProcess, Stack
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.db import Statement
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
@@ -146,7 +148,8 @@ def test_the_consumer_prefetches_within_the_fetch_limits(monkeypatch: pytest.Mon
     """aiokafka's defaults (50 MB a fetch, 1 MB a partition) let a lagging service hold tens of
     MB of records it cannot handle yet; the runtime's consumer takes the smaller limits, and the
     environment can change them."""
-    for name in ("ORDERFLOW_KAFKA_FETCH_MAX_BYTES", "ORDERFLOW_KAFKA_MAX_PARTITION_FETCH_BYTES"):
+    for name in ("ORDERFLOW_KAFKA_FETCH_MAX_BYTES", "ORDERFLOW_KAFKA_MAX_PARTITION_FETCH_BYTES",
+                 "ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS"):
         monkeypatch.delenv(name, raising=False)
     definition = ServiceDefinition(name="console", migrations=Path("."), subscriptions=[
         Subscription(topics.ORDER_RECEIVED, batch_handler=lambda uow, run: None)])  # type: ignore[arg-type,return-value]
@@ -158,8 +161,28 @@ def test_the_consumer_prefetches_within_the_fetch_limits(monkeypatch: pytest.Mon
 
     args = consumer_args(KafkaSettings())
     assert (args["fetch_max_bytes"], args["max_partition_fetch_bytes"]) == (2_097_152, 131_072)
+    assert args["fetch_max_wait_ms"] == 500  # aiokafka's: Apache Kafka answers when records come
     monkeypatch.setenv("ORDERFLOW_KAFKA_MAX_PARTITION_FETCH_BYTES", "65536")
-    assert consumer_args(KafkaSettings())["max_partition_fetch_bytes"] == 65_536
+    monkeypatch.setenv("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", "100")
+    changed = consumer_args(KafkaSettings())
+    assert (changed["max_partition_fetch_bytes"], changed["fetch_max_wait_ms"]) == (65_536, 100)
+
+
+def test_the_dev_stack_shortens_the_fetch_wait_on_the_embedded_broker_only(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The embedded broker answers a waiting fetch only when the wait runs out: the dev stack
+    gives its services a short one; with an external broker, and when the environment says
+    otherwise, the services keep what they are given."""
+    monkeypatch.delenv("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", raising=False)
+    process = ServiceProcess("review", 0, 8102)
+    embedded = Stack(tmp_path, services=["review"], broker=EmbeddedBroker(tmp_path))
+    assert embedded.service_env(process)["ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS"] == str(
+        EMBEDDED_FETCH_MAX_WAIT_MS)
+    assert KafkaSettings().fetch_max_wait_ms > EMBEDDED_FETCH_MAX_WAIT_MS
+    external = Stack(tmp_path, services=["review"], bootstrap="kafka:9092")
+    assert "ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS" not in external.service_env(process)
+    monkeypatch.setenv("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", "250")
+    assert embedded.service_env(process)["ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS"] == "250"
 
 
 def test_a_statement_is_compiled_once_to_asyncpgs_positional_parameters() -> None:

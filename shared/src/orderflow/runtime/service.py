@@ -130,6 +130,7 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         fetch_max_bytes=kafka.fetch_max_bytes,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
         parser=parse,
         decoder=decode_nothing,

@@ -45,6 +45,11 @@ class KafkaSettings(BaseSettings):
                                  description="most bytes one fetch brings, all partitions")
     max_partition_fetch_bytes: int = Field(default=131_072, ge=16_384,
                                            description="most bytes one fetch brings per partition")
+    # how long the broker may hold a consumer's fetch when it has no records for it: Apache
+    # Kafka answers as soon as records arrive, so the wait costs no latency there; the embedded
+    # broker answers only when it runs out (the dev stack sets 100 ms, devstack.stack)
+    fetch_max_wait_ms: int = Field(default=500, ge=1, le=30_000,
+                                   description="longest the broker holds a consumer's fetch")
     allow_sasl_plaintext: bool = Field(
         default=False,
         description="SASL credentials over an unencrypted connection; only for a local broker",
