@@ -400,6 +400,58 @@ async def test_the_relay_purges_the_inbox_past_its_retention_and_a_recent_redeli
     assert await _applied(engine) == ["A", "B", "OLD-1", "OLD-2", "OLD-3"]
 
 
+async def test_the_relay_purges_the_outbox_by_the_ids_it_had_published_a_retention_ago(
+        engine: AsyncEngine) -> None:
+    """The first purge finds rows published more than the retention ago by a scan; after it,
+    each purge deletes through the primary key the rows at or below the highest id published a
+    retention ago, and keeps a row below it that is not published yet until it is."""
+    from orderflow.runtime.outbox import OutboxRelay
+
+    recorder = Recorder()
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=recorder.on_batch)])
+    now = [1000.0]
+    relay = OutboxRelay(engine, FakeProducer(), service="t", retention_s=3600,  # type: ignore[arg-type]
+                        clock=lambda: now[0])
+
+    async def ids() -> list[int]:
+        async with engine.connect() as c:
+            return list((await c.execute(sa.text("SELECT id FROM outbox ORDER BY id"))).scalars())
+
+    await processor.process([stock(1, "A"), stock(2, "B")], None)
+    async with engine.connect() as conn:
+        assert await relay.publish_batch(conn) == 2
+        first = await ids()
+        # published two hours ago, by a process before this one: only a scan finds it
+        await conn.execute(sa.text("UPDATE outbox SET published_at = now() - interval '2 hours' "
+                                   "WHERE id = :id"), {"id": first[0]})
+        await conn.commit()
+        await relay.purge(conn, chunk=2)  # the scan; then the mark (1000 s, first[1])
+        assert await ids() == first[1:]
+    await processor.process([stock(3, "C"), stock(4, "D"), stock(5, "E")], None)
+    async with engine.connect() as conn:
+        assert await relay.publish_batch(conn) == 3
+        second = (await ids())[1:]
+        now[0] = 1060.0
+        await relay.purge(conn, chunk=2)  # nothing a retention old yet; mark (1060 s, second[-1])
+        assert await ids() == first[1:] + second
+        # a row below the next mark that its relay has not published yet (committed late)
+        await conn.execute(sa.text("UPDATE outbox SET published_at = NULL WHERE id = :id"),
+                           {"id": second[0]})
+        await conn.commit()
+        now[0] = 1000.0 + 3600 + 61  # both marks a retention old: everything up to second[-1]
+        await relay.purge(conn, chunk=2)
+        assert await ids() == [second[0]]  # kept until published
+        assert await relay.publish_batch(conn) == 1
+        await processor.process([stock(6, "F")], None)
+        assert await relay.publish_batch(conn) == 1
+        now[0] += 3600 + 60
+        await relay.purge(conn, chunk=2)  # marks the newest
+        now[0] += 3600 + 60
+        await relay.purge(conn, chunk=2)
+        assert await ids() == []
+
+
 _OLD_FIRST_REVISION = '''
 from alembic import op
 

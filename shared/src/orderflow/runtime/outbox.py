@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,13 @@ _STAGE_SQL = (
 )
 _PENDING_SQL = ("SELECT id, topic, key, value, headers FROM outbox "
                 "WHERE published_at IS NULL ORDER BY id LIMIT $1")
+# the first purge of a leadership: the rows published before it, found by a scan of the table
 _PURGE_OUTBOX = sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)")
+# then: rows at or below an id every row of which (but stragglers, kept until published) had been
+# published a retention ago, through the primary key, a chunk per transaction
+_PURGE_OUTBOX_UPTO = sa.text(
+    "DELETE FROM outbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM outbox "
+    "WHERE id <= :upto AND published_at IS NOT NULL LIMIT :n))")
 _PURGE_INBOX = sa.text(
     "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox "
     "WHERE applied_at < now() - make_interval(secs => :s) LIMIT :n))")
@@ -100,6 +107,7 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         retention_s: float = 3600.0,
         inbox_retention_s: float = 45 * 86400.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.producer = producer
@@ -111,6 +119,12 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self.published = 0
+        self._clock = clock
+        # (when, the highest outbox id published by then), one per purge round: what the purge
+        # may delete once ``retention_s`` has passed, without scanning the table for it
+        self._published_marks: deque[tuple[float, int]] = deque()
+        self._highest_published = 0
+        self._scanned = False  # this process's one purge by a scan of the table is done
 
     def wake(self) -> None:
         """Tell the relay there is something new (called after a commit in this process)."""
@@ -174,9 +188,14 @@ class OutboxRelay:
     async def purge(self, conn: AsyncConnection, *, chunk: int = 10_000) -> int:
         """Delete the outbox rows published longer than ``retention_s`` ago, and the inbox rows
         applied longer than ``inbox_retention_s`` ago (in chunks, each its own transaction, so
-        a first purge of a large inbox holds no long lock). Returns the inbox rows deleted."""
-        await conn.execute(_PURGE_OUTBOX, {"s": self.retention_s})
-        await conn.commit()
+        a first purge of a large inbox holds no long lock). Returns the inbox rows deleted.
+
+        The outbox has no index on ``published_at`` (each row would pay for it when marked): the
+        first purge of a process finds the old rows by scanning the table, and each purge after
+        it deletes, through the primary key, the rows at or below the highest id that had been
+        published ``retention_s`` ago (an hour's outbox under load is millions of rows; scanning
+        it every minute cost more than the publishing)."""
+        await self._purge_outbox(conn, chunk)
         deleted = 0
         while True:
             n = (await conn.execute(_PURGE_INBOX, {"s": self.inbox_retention_s, "n": chunk})).rowcount
@@ -188,6 +207,24 @@ class OutboxRelay:
             log.info("inbox purged", service=self.service, rows=deleted,
                      older_than_days=round(self.inbox_retention_s / 86400, 1))
         return deleted
+
+    async def _purge_outbox(self, conn: AsyncConnection, chunk: int) -> None:
+        now = self._clock()
+        if not self._scanned:
+            await conn.execute(_PURGE_OUTBOX, {"s": self.retention_s})
+            await conn.commit()
+            self._scanned = True
+        else:
+            upto = 0
+            while self._published_marks and self._published_marks[0][0] <= now - self.retention_s:
+                upto = self._published_marks.popleft()[1]
+            while upto and (await conn.execute(_PURGE_OUTBOX_UPTO, {"upto": upto, "n": chunk})
+                            ).rowcount == chunk:
+                await conn.commit()
+            await conn.commit()
+        if self._highest_published and (not self._published_marks
+                                        or self._published_marks[-1][1] < self._highest_published):
+            self._published_marks.append((now, self._highest_published))
 
     async def publish_batch(self, conn: AsyncConnection) -> int:
         # straight to asyncpg, each statement its own transaction (no BEGIN/COMMIT round trips):
@@ -207,6 +244,7 @@ class OutboxRelay:
             )
         await asyncio.gather(*futures)
         await raw.execute(_PUBLISHED_SQL, [row[0] for row in rows])
+        self._highest_published = max(self._highest_published, rows[-1][0])
         for topic, count in Counter(row[1] for row in rows).items():
             metrics.EVENTS_PUBLISHED.labels(self.service, topic).inc(count)
         self.published += len(rows)
