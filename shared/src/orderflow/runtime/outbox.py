@@ -57,7 +57,7 @@ _STAGE_SQL = (
 )
 _PENDING_SQL = ("SELECT id, topic, key, value, headers FROM outbox "
                 "WHERE published_at IS NULL ORDER BY id LIMIT $1")
-# the first purge of a leadership: the rows published before it, found by a scan of the table
+# a process's first purge: the rows published before it, found by a scan of the table
 _PURGE_OUTBOX = sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)")
 # then: rows at or below an id every row of which (but stragglers, kept until published) had been
 # published a retention ago, through the primary key, a chunk per transaction
