@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from console_factories import T0, OrderStory
 
-from orderflow.console.readmodel import project
+from orderflow.console.readmodel import OrderView, _Draft, project
 from orderflow.contracts.order import OrderState
 
 pytestmark = pytest.mark.unit
@@ -123,6 +123,23 @@ def test_the_stored_view_is_the_view_without_its_timeline() -> None:
     stored = project(story.order_id, story.entries, timeline=False)
     assert len(full.timeline) == len(story.entries) and stored.timeline == []
     assert stored.model_dump() == {**full.model_dump(), "timeline": []}
+
+
+def test_the_projected_view_holds_what_validating_it_would() -> None:
+    """The projection builds its view without validating it (as setting the fields of an
+    ``OrderView`` did): each value must already be of its field's type, so validating the view's
+    own values changes nothing, and a stored view read back is the same view."""
+    story = (OrderStory(lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received().notified()
+             .held().approved(by="rita").backordered().reserved(in_full=False, from_backorder=True)
+             .dispatched(shipment="S1", count=2).delivered(shipment="S1", whole=False))
+    assert vars(_Draft("SO-1")) == dict(OrderView(order_id="SO-1"))  # starts as the view does
+    assert _Draft("SO-1").lines is not _Draft("SO-2").lines
+    for timeline in (True, False):
+        view = project(story.order_id, story.entries, timeline=timeline)
+        assert type(view) is OrderView
+        assert OrderView.model_validate(dict(view)) == view
+        assert OrderView.model_validate(view.model_dump(mode="python")).model_dump() == view.model_dump()
+        assert OrderView.model_validate_json(view.model_dump_json()) == view
 
 
 def test_no_personal_data_is_stored() -> None:
