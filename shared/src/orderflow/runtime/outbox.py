@@ -70,6 +70,19 @@ _PURGE_INBOX = sa.text(
 _PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
+async def _delete_in_chunks(conn: AsyncConnection, statement: sa.TextClause,
+                            params: dict[str, Any], chunk: int) -> int:
+    """Run a ``DELETE ... LIMIT :n`` statement, each chunk its own transaction, until a chunk
+    comes back short; returns the rows deleted."""
+    deleted = 0
+    while True:
+        n = (await conn.execute(statement, {**params, "n": chunk})).rowcount
+        await conn.commit()
+        deleted += n
+        if n < chunk:
+            return deleted
+
+
 async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
     """Write messages to the outbox within the caller's transaction."""
     if messages:
@@ -196,13 +209,7 @@ class OutboxRelay:
         published ``retention_s`` ago (an hour's outbox under load is millions of rows; scanning
         it every minute cost more than the publishing)."""
         await self._purge_outbox(conn, chunk)
-        deleted = 0
-        while True:
-            n = (await conn.execute(_PURGE_INBOX, {"s": self.inbox_retention_s, "n": chunk})).rowcount
-            await conn.commit()
-            deleted += n
-            if n < chunk:
-                break
+        deleted = await _delete_in_chunks(conn, _PURGE_INBOX, {"s": self.inbox_retention_s}, chunk)
         if deleted:
             log.info("inbox purged", service=self.service, rows=deleted,
                      older_than_days=round(self.inbox_retention_s / 86400, 1))
@@ -218,10 +225,8 @@ class OutboxRelay:
             upto = 0
             while self._published_marks and self._published_marks[0][0] <= now - self.retention_s:
                 upto = self._published_marks.popleft()[1]
-            while upto and (await conn.execute(_PURGE_OUTBOX_UPTO, {"upto": upto, "n": chunk})
-                            ).rowcount == chunk:
-                await conn.commit()
-            await conn.commit()
+            if upto:
+                await _delete_in_chunks(conn, _PURGE_OUTBOX_UPTO, {"upto": upto}, chunk)
         if self._highest_published and (not self._published_marks
                                         or self._published_marks[-1][1] < self._highest_published):
             self._published_marks.append((now, self._highest_published))
