@@ -319,3 +319,30 @@ async def test_a_background_job_outlives_a_failed_round_and_stops_with_the_servi
               if e["event"] == "test job round failed; the next round retries"]
     assert failed == [("error", "ValueError: a bad round"),
                       ("warning", "ConnectionError: the database went away")]
+
+
+async def test_the_batch_subscriber_hands_over_the_raw_records_without_a_worker_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler takes the batch's records as aiokafka gave them (undecoded: a poison message
+    must reach the processor), with no dependency injection: FastStream's resolved the handler's
+    ``message`` argument in a worker thread for every batch."""
+    import anyio.to_thread
+    from faststream.kafka import TestKafkaBroker
+
+    async def no_worker_threads(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a batch went through a worker thread")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_worker_threads)
+    batches: list[list[tuple[str, bytes]]] = []
+
+    class Processor:
+        async def consume(self, records: Any, consumer: Any) -> None:
+            batches.append([(r.topic, r.value) for r in records])
+
+    definition = ServiceDefinition(name="console", migrations=Path("."), subscriptions=[
+        Subscription(topics.ORDER_RECEIVED, batch_handler=lambda uow, run: None)])  # type: ignore[arg-type,return-value]
+    broker = build_broker(definition, KafkaSettings(), service_settings(definition), Processor())  # type: ignore[arg-type]
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(b"{not json", b'{"a": 1}', topic=topics.ORDER_RECEIVED.name)
+    assert batches == [[(topics.ORDER_RECEIVED.name, b"{not json"),
+                        (topics.ORDER_RECEIVED.name, b'{"a": 1}')]]

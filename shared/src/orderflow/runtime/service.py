@@ -109,13 +109,17 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         enable_idempotence=False,
         description=definition.description,
         logger=None,
+        # the handler below takes the batch's records and nothing else: without FastStream's
+        # dependency injection (fast_depends), which resolved its ``message`` argument in a worker
+        # thread for every batch (a thread hop and ~10 % of a service's CPU at 100 orders/s)
+        apply_types=False,
     )
     async def parse(records: Any) -> KafkaMessage:
         # never decode here: a poison message must reach our handler to be dead-lettered
         return KafkaMessage(raw_message=records, body=b"", headers={}, consumer=None)  # type: ignore[arg-type]
 
-    async def decode_nothing(_msg: Any) -> None:
-        return None
+    async def records_of(message: Any) -> Any:
+        return message.raw_message  # the batch's records as aiokafka gave them
 
     # one consumer (one group join, one group to watch for lag) for all the service's topics
     subscriber = broker.subscriber(
@@ -133,15 +137,15 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
         parser=parse,
-        decoder=decode_nothing,
+        decoder=records_of,
         description="; ".join(f"{s.topic.name}: {s.description or s.topic.description}"
                               for s in definition.subscriptions),
         title=f"{definition.name}",
     )
 
     @subscriber
-    async def on_batch(body: Any, message: KafkaMessage) -> None:
-        await processor.consume(message.raw_message, subscriber.consumer)  # type: ignore[attr-defined]
+    async def on_batch(records: Any) -> None:
+        await processor.consume(records, subscriber.consumer)  # type: ignore[attr-defined]
 
     return broker
 
