@@ -324,8 +324,8 @@ async def test_a_background_job_outlives_a_failed_round_and_stops_with_the_servi
 async def test_the_batch_subscriber_hands_over_the_raw_records_without_a_worker_thread(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The handler takes the batch's records as aiokafka gave them (undecoded: a poison message
-    must reach the processor), with no dependency injection: FastStream's resolved the handler's
-    ``message`` argument in a worker thread for every batch."""
+    must reach the processor), with no dependency injection: FastStream's injection resolved the
+    handler's ``message`` argument in a worker thread for every batch."""
     import anyio.to_thread
     from faststream.kafka import TestKafkaBroker
 
