@@ -3,18 +3,21 @@ with KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL set, nothing embedded is started."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
 
+from orderflow.devstack.embedded import EmbeddedBroker
 from orderflow.devstack.processes import wait_until
-from orderflow.testing.infra import Infra
+from orderflow.testing.infra import Infra, create_database
 
 pytestmark = pytest.mark.e2e
 
@@ -57,17 +60,28 @@ def test_ctrl_c_on_dev_up_leaves_no_process_behind(tmp_path: Path) -> None:
     assert not (tmp_path / "var" / "dev" / "stack.json").exists()
 
 
-def test_with_external_urls_nothing_embedded_is_started(tmp_path: Path, infra: Infra) -> None:
-    proc, state = _start(tmp_path / "var", {"DATABASE_URL": infra.database_url,
-                                            "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap})
+async def test_with_external_urls_nothing_embedded_is_started(tmp_path: Path, infra: Infra) -> None:
+    """The stack's services on servers it did not start. Not the test session's own broker and
+    database: its services would join the running pipeline's consumer groups (a rebalance in every
+    group, partitions held by a member that is about to leave) and publish its demo master data
+    into the pipeline's topics. A broker of the test's own and a new database on the test server."""
+    broker = EmbeddedBroker(tmp_path / "broker")
+    broker.start()
     try:
-        assert state["embedded"] == {"postgres": False, "broker": False}
-        assert state["database_url"] == infra.database_url
-        assert state["kafka_bootstrap_servers"] == infra.bootstrap
-        names = {p.name() for p in _descendants(proc.pid)}
-        assert "postgres" not in names
-        assert not any("tansu" in n for n in names)
-        assert not (tmp_path / "var" / "dev" / "postgres").exists()
+        database_url = await create_database(infra.database_url,
+                                             f"devstack_external_{uuid.uuid4().hex[:8]}")
+        proc, state = await asyncio.to_thread(_start, tmp_path / "var", {
+            "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
+        try:
+            assert state["embedded"] == {"postgres": False, "broker": False}
+            assert state["database_url"] == database_url
+            assert state["kafka_bootstrap_servers"] == broker.bootstrap
+            names = {p.name() for p in _descendants(proc.pid)}
+            assert "postgres" not in names
+            assert not any("tansu" in n for n in names)
+            assert not (tmp_path / "var" / "dev" / "postgres").exists()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await asyncio.to_thread(proc.wait, 120)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(120)
+        broker.stop()

@@ -17,10 +17,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from sqlalchemy.engine import make_url
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
@@ -48,7 +46,7 @@ from orderflow.devstack.stack import project_root, subscriptions_of
 from orderflow.notify.channels.webhook import verify
 from orderflow.runtime.lag import wait_consumed
 from orderflow.testing.events import EventLog, SeenEvent
-from orderflow.testing.infra import Infra
+from orderflow.testing.infra import Infra, create_database
 from orderflow.testing.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -104,22 +102,12 @@ class NotifyUnderTest:
         return [r for r in found if all(getattr(r, k) == v for k, v in match.items())]
 
 
-async def _create_database(url: str, name: str) -> str:
-    parsed = make_url(url)
-    conn = await asyncpg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return parsed.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 async def notify(infra: Infra, smtp_sink: SmtpSink,
                  http_receiver: HttpReceiver) -> AsyncIterator[NotifyUnderTest]:
     tag = uuid.uuid4().hex[:8]
     prefix = f"notifytest{tag}"
-    database_url = await _create_database(infra.database_url, f"notify_test_{tag}")
+    database_url = await create_database(infra.database_url, f"notify_test_{tag}")
     env = {
         "DATABASE_URL": database_url,
         "ORDERFLOW_CONSUMER_GROUP_PREFIX": prefix,

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
+
 
 @dataclass(frozen=True)
 class Infra:
@@ -37,6 +40,17 @@ class Infra:
         if self.postgres is None:
             raise RuntimeError("only the embedded database can be started by the tests")
         self.postgres.start(self.postgres.port, exact=True)
+
+
+async def create_database(url: str, name: str) -> str:
+    """A new, empty database ``name`` on the server of ``url``; its URL (same credentials)."""
+    parsed = make_url(url)
+    conn = await asyncpg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return parsed.set(database=name).render_as_string(hide_password=False)
 
 
 def docker_available() -> bool:
