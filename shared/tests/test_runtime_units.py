@@ -17,7 +17,12 @@ from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived
 from orderflow.contracts.headers import EventHeaders
 from orderflow.devstack.embedded import EmbeddedBroker
-from orderflow.devstack.stack import EMBEDDED_FETCH_MAX_WAIT_MS, ServiceProcess, Stack
+from orderflow.devstack.stack import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    SIDE_CONSUMER_NICE,
+    ServiceProcess,
+    Stack,
+)
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.db import Statement
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
@@ -183,6 +188,26 @@ def test_the_dev_stack_shortens_the_fetch_wait_on_the_embedded_broker_only(
     assert "ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS" not in external.service_env(process)
     monkeypatch.setenv("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", "250")
     assert embedded.service_env(process)["ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS"] == "250"
+
+
+def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On the dev stack's one machine the order flow's services get the cores first: notify and
+    the console (off its path) are started at niceness 10, the others unchanged; the environment
+    still wins, and the service applies what its settings say (``nice``, per service too)."""
+    for name in ("ORDERFLOW_NICE", "ORDERFLOW_NOTIFY_NICE"):
+        monkeypatch.delenv(name, raising=False)
+    assert ServiceSettings().nice == 0  # elsewhere (one service a machine, containers): unchanged
+    stack = Stack(tmp_path, services=["intake", "notify", "console"], broker=EmbeddedBroker(tmp_path))
+    nices = {name: stack.service_env(ServiceProcess(name, 0, 8100)).get("ORDERFLOW_NICE")
+             for name in ("intake", "review", "inventory", "logistics", "notify", "console")}
+    assert nices == {"intake": None, "review": None, "inventory": None, "logistics": None,
+                     "notify": str(SIDE_CONSUMER_NICE), "console": str(SIDE_CONSUMER_NICE)}
+    monkeypatch.setenv("ORDERFLOW_NICE", "3")
+    assert stack.service_env(ServiceProcess("console", 0, 8100))["ORDERFLOW_NICE"] == "3"
+    monkeypatch.setenv("ORDERFLOW_NOTIFY_NICE", "0")  # the service's own prefix wins
+    assert load_settings(ServiceSettings, "notify").nice == 0
+    assert load_settings(ServiceSettings, "console").nice == 3
 
 
 def test_a_statement_is_compiled_once_to_asyncpgs_positional_parameters() -> None:

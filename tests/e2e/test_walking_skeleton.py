@@ -6,12 +6,14 @@ from __future__ import annotations
 import itertools
 import uuid
 
+import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order
+from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS
 from orderflow.devstack.tracking import Tracker
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
@@ -140,3 +142,13 @@ async def test_a_service_killed_with_sigkill_and_restarted_loses_nothing(
     relevant = Tracker()
     relevant.feed(e for e in events.events if e.key in set(oids))
     assert relevant.duplicates() == {}
+
+
+def test_notify_and_the_console_run_at_a_lower_priority_than_the_order_flow(pipeline: Pipeline) -> None:
+    """On the dev stack's one machine the services of the order flow get the cores first:
+    notify and the console (off its path) run at niceness 10, as their settings say."""
+    running = {sp.name: sp.proc.pid for sp in pipeline.stack.processes
+               if sp.replica == 0 and sp.proc is not None and sp.proc.poll() is None}
+    assert {"intake", "notify"} <= set(running), running
+    nices = {name: psutil.Process(pid).nice() for name, pid in running.items()}
+    assert nices == {name: SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0 for name in running}

@@ -60,6 +60,11 @@ def project_root() -> Path:
 # the consumers' fetch wait on the embedded broker (bench/README.md, tenth round: p99
 # push->dispatched at 300 orders/s 1.3 s with 500 ms, 0.8 s with 100 ms, for 7 % of a core)
 EMBEDDED_FETCH_MAX_WAIT_MS = 100
+# the consumers off the order flow's path (push -> dispatched) and their niceness on the dev
+# stack's one machine (bench/README.md, twelfth round: p99 push->dispatched at 300 orders/s
+# 0.83-1.02 s with every process equal, 0.46-0.48 s with these two at 10)
+SIDE_CONSUMERS = ("notify", "console")
+SIDE_CONSUMER_NICE = 10
 
 
 @dataclass
@@ -138,6 +143,9 @@ class Stack:
             # Tansu answers a waiting fetch when its wait runs out, not when records arrive (Apache
             # Kafka answers at once): aiokafka's 500 ms would add up to that much to every hop
             env.setdefault("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
+        if sp.name in SIDE_CONSUMERS:
+            # on one machine the order flow's services take the cores first; these catch up
+            env.setdefault("ORDERFLOW_NICE", str(SIDE_CONSUMER_NICE))
         if sp.name == "console":
             ports = {p.name: p.port for p in self.processes if p.replica == 0}
             env.setdefault("ORDERFLOW_CONSOLE_TOKEN_FILE", str(self.root / "console-token"))

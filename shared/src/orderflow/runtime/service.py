@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
 
 async def run_service(definition: ServiceDefinition) -> None:
     settings = service_settings(definition)
+    if settings.nice:
+        os.nice(settings.nice)
     kafka = load_settings(KafkaSettings, definition.name)
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
@@ -205,7 +208,7 @@ async def run_service(definition: ServiceDefinition) -> None:
         tasks.append(asyncio.create_task(job(ctx), name=getattr(job, "__name__", "background")))
     tune_gc(settings)
     log.info("service started", topics=[s.topic.name for s in definition.subscriptions],
-             http_port=settings.http_port)
+             http_port=settings.http_port, nice=os.nice(0))
     await stopping.wait()
 
     log.info("stopping: no new messages, finishing in-flight batches")
