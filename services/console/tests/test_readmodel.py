@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from console_factories import T0, OrderStory
 
-from orderflow.console.readmodel import OrderView, _Draft, project
+from orderflow.console.readmodel import OrderView, TimelineEntry, _Draft, advance, project
 from orderflow.contracts.order import OrderState
 
 pytestmark = pytest.mark.unit
@@ -140,6 +140,69 @@ def test_the_projected_view_holds_what_validating_it_would() -> None:
         assert OrderView.model_validate(dict(view)) == view
         assert OrderView.model_validate(view.model_dump(mode="python")).model_dump() == view.model_dump()
         assert OrderView.model_validate_json(view.model_dump_json()) == view
+
+
+def _stories() -> list[OrderStory]:
+    from orderflow.contracts import events as ev
+
+    rich = (OrderStory("SO-RICH", lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received()
+            .notified().held().approved(by="rita").backordered()
+            .reserved(in_full=False, from_backorder=True).dispatched(shipment="S1", count=2)
+            .dispatched(minutes=11, shipment="S2", count=2).delayed().carrier_exception()
+            .delivered(shipment="S1", whole=False).delivered(minutes=120, shipment="S2"))
+    # delivered (on time), then cancelled: a state past DELIVERED, where the full projection
+    # leaves ``on_time`` unset; a view that moves on must not keep the one it had
+    rich.add(ev.OrderCancelled(order_id=rich.order_id, reason="test", requested_by="rita"),
+             130, "logistics")
+    rejected = OrderStory("SO-REJ").submitted().received().notified().held().rejected(minutes=5)
+    return [OrderStory("SO-HAPPY").happy(), rich, rejected]
+
+
+def _stored(view: OrderView) -> OrderView:
+    return OrderView.model_validate_json(view.model_dump_json())  # as the console reads it back
+
+
+def test_a_stored_view_moved_on_by_later_entries_is_the_view_of_all_of_them() -> None:
+    """``advance`` is what the console runs on nearly every event: for every split of an order's
+    entries into those a stored view was made from and the later ones (one or several at once,
+    some redelivered), it gives what projecting all of them gives."""
+    rnd = random.Random(7)
+    for story in _stories():
+        expected = project(story.order_id, story.entries, timeline=False).model_dump_json()
+        for cut in range(1, len(story.entries)):
+            before, after = story.entries[:cut], story.entries[cut:]
+            later = after + rnd.sample(after, min(2, len(after)))
+            rnd.shuffle(later)
+            stored = _stored(project(story.order_id, before, timeline=False))
+            moved = advance(stored, later)
+            assert moved is not None, (story.order_id, cut)
+            assert moved.model_dump_json() == expected, (story.order_id, cut)
+            # one entry at a time, each through the database's round trip, as events arrive
+            view = _stored(project(story.order_id, before, timeline=False))
+            for entry in after:
+                step = advance(view, [entry])
+                assert step is not None
+                view = _stored(step)
+            assert view.model_dump_json() == expected, (story.order_id, cut)
+
+
+def test_a_view_does_not_move_on_by_an_entry_no_later_than_its_last() -> None:
+    """An entry consumed out of order (or stamped at the same instant as the view's last) could
+    change what the view's earlier entries decided: only projecting everything again is right."""
+    story = OrderStory().happy()
+    entries = story.entries
+    without_notified = [e for e in entries if e.event_type != "NotificationRecorded"]
+    notified = next(e for e in entries if e.event_type == "NotificationRecorded")
+    stored = _stored(project(story.order_id, without_notified, timeline=False))
+    assert advance(stored, [notified]) is None
+    assert advance(_stored(stored), [entries[-1], notified]) is None
+    same_instant = TimelineEntry(**{**dict(entries[-1]), "event_id": "other",
+                                    "event_type": "TrackingUpdated",
+                                    "payload": {"shipment_id": "S1", "status": "in_transit"}})
+    assert advance(_stored(stored), [same_instant]) is None
+    assert advance(_stored(stored), []) == stored  # nothing new: the view as it is
+    other_order = TimelineEntry(**{**dict(entries[-1]), "order_id": "someone-else"})
+    assert advance(_stored(stored), [other_order]) == stored
 
 
 def test_no_personal_data_is_stored() -> None:

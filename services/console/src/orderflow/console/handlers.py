@@ -1,6 +1,7 @@
 """The console's handler: every event of every topic into the read model, set-based. The events
 of a run (consecutive events of a batch) are stored once each (their event ids) with one
-statement, then each order that got a new event is re-projected once from all its events."""
+statement, then the view of each order that got a new event moves on by its new events (or, when
+they came out of order, is projected again from all its events)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,32 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
     if not entries:
         return
     await repo.lock_orders([e.order_id for e in entries])
-    changed = sorted(await repo.add_entries(entries))
-    # re-projected a slice of orders at a time: every event of an order is loaded to project it,
-    # and a whole batch's orders at once would cost the process tens of MB more at its peak. The
-    # views are stored without their timelines (made from the stored entries when an order is
-    # read): written on every event of an order, the timeline was most of each write
+    stored_now = await repo.add_entries(entries)
+    new: dict[str, list[readmodel.TimelineEntry]] = {}
+    for e in entries:
+        if e.event_id in stored_now:
+            new.setdefault(e.order_id, []).append(e)
+    changed = sorted(new)
+    # a slice of orders at a time (a whole batch's views and entries at once would cost the
+    # process tens of MB more at its peak). An order's stored view moves on by its new entries
+    # when they follow what it was made from (``readmodel.advance``); the others are projected
+    # again from every stored entry. The views are stored without their timelines (made from the
+    # stored entries when an order is read): written on every event of an order, the timeline
+    # was most of each write
     for start in range(0, len(changed), PROJECT_AT_ONCE):
         chunk = changed[start:start + PROJECT_AT_ONCE]
-        stored = await repo.entries_of(chunk)
-        await repo.save_views([readmodel.project(order_id, stored[order_id], timeline=False)
-                               for order_id in chunk])
+        views = await repo.stored_views(chunk)
+        moved: list[readmodel.OrderView] = []
+        again: list[str] = []
+        for order_id in chunk:
+            view = views.get(order_id)
+            advanced = readmodel.advance(view, new[order_id]) if view is not None else None
+            if advanced is None:
+                again.append(order_id)
+            else:
+                moved.append(advanced)
+        if again:
+            stored = await repo.entries_of(again)
+            moved += [readmodel.project(order_id, stored[order_id], timeline=False)
+                      for order_id in again]
+        await repo.save_views(moved)

@@ -292,6 +292,18 @@ class _Projector:
         self.shipments: dict[str, ShipmentView] = {}
         self.first_attempt_seen = False
 
+    @classmethod
+    def resume(cls, view: OrderView) -> _Projector:
+        """The projector as it was when it finished ``view`` (taken over, not copied): its own
+        state is in the view (the shipments; a first attempt seen is the milestone it set), and
+        what ``finish`` derives is derived again."""
+        projector = cls(view.order_id)
+        projector.view.__dict__.update(view.__dict__)
+        projector.view.on_time, projector.view.timeline = None, []
+        projector.shipments = {s.shipment_id: s for s in view.shipments}
+        projector.first_attempt_seen = any(m in view.milestones for m in ("backordered", "reserved"))
+        return projector
+
     def advance(self, state: OrderState, at: datetime) -> None:
         current = self.view.state
         if current is None or STATE_RANK[state] > STATE_RANK[current]:
@@ -514,15 +526,15 @@ class _Projector:
             return f"payment {p.get('payment_id')} received: {p.get('amount')} {p.get('currency')}"
         return t
 
-    def finish(self, entries: list[TimelineEntry]) -> OrderView:
+    def finish(self, first_seen_at: datetime | None, last_event_at: datetime | None,
+               event_count: int) -> OrderView:
         v = self.view
         v.shipments = sorted(self.shipments.values(), key=lambda s: s.shipment_id)
         delivered = [s for s in v.shipments if s.status == "delivered"]
         if v.state == OrderState.DELIVERED and delivered:
             v.on_time = all(bool(s.on_time) for s in delivered)
-        if entries:
-            v.first_seen_at, v.last_event_at = entries[0].occurred_at, entries[-1].occurred_at
-        v.event_count = len(entries)
+        v.first_seen_at, v.last_event_at = first_seen_at, last_event_at
+        v.event_count = event_count
         v.stage_times = stage_times(v.milestones)
         # the values are the projection's own (as when they were set on an OrderView, unvalidated)
         return OrderView.model_construct(**vars(v))
@@ -575,9 +587,29 @@ def project(order_id: str, entries: Iterable[TimelineEntry], *,
             items.append(TimelineItem(at=e.occurred_at, service=e.producer,
                                       event_type=e.event_type, topic=e.topic, summary=summary,
                                       details=_details(e)))
-    view = projector.finish(ordered)
+    view = projector.finish(ordered[0].occurred_at if ordered else None,
+                            ordered[-1].occurred_at if ordered else None, len(ordered))
     view.timeline = items
     return view
+
+
+def advance(view: OrderView, entries: Iterable[TimelineEntry]) -> OrderView | None:
+    """A stored view (``project(..., timeline=False)`` of the order's entries so far; taken over)
+    moved on by new entries without reading the old ones again: the view ``project`` would give
+    for all of them, when every new entry happened after the last the view was made from (the
+    usual case: an order's events follow each other). None when one did not (consumed out of
+    order, or at the very same instant): then only projecting all of them gives the view."""
+    unique = {e.event_id: e for e in entries if e.order_id == view.order_id}
+    ordered = sorted(unique.values(), key=TimelineEntry.sort_key)
+    if not ordered:
+        return view
+    if view.last_event_at is None or ordered[0].occurred_at <= view.last_event_at:
+        return None
+    projector = _Projector.resume(view)
+    for e in ordered:
+        projector.apply(e)
+    return projector.finish(view.first_seen_at, ordered[-1].occurred_at,
+                            view.event_count + len(ordered))
 
 
 def state_label(state: OrderState | None) -> str:

@@ -127,7 +127,7 @@ class ConsoleRepository:
             await _LOCK_ORDERS.run(self.session, {"ids": sorted(set(order_ids))})
 
     async def add_entries(self, entries: list[TimelineEntry]) -> set[str]:
-        """Store the entries not stored before; return the orders that got at least one."""
+        """Store the entries not stored before; return their event ids."""
         if not entries:
             return set()
         rows = await _ADD_ENTRIES.fetch(self.session, {
@@ -150,6 +150,13 @@ class ConsoleRepository:
                 event_id=event_id, order_id=order_id, topic=topic, event_type=event_type,
                 producer=producer, occurred_at=occurred_at, payload=_parse_json(payload)))
         return found
+
+    async def stored_views(self, order_ids: list[str]) -> dict[str, OrderView]:
+        """These orders' stored views (without timelines), of those that have one."""
+        if not order_ids:
+            return {}
+        rows = await _STORED_VIEWS.fetch(self.session, {"ids": list(order_ids)})
+        return {order_id: OrderView.model_validate_json(text) for order_id, text in rows}
 
     async def save_views(self, views: list[OrderView]) -> None:
         """Insert or replace these orders' views (one statement for all of them; the orders are
@@ -321,10 +328,13 @@ _ADD_ENTRIES = Statement(
     "payload) SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:orders AS text[]), "
     "CAST(:topics AS text[]), CAST(:types AS text[]), CAST(:producers AS text[]), "
     "CAST(:ats AS timestamptz[]), CAST(:payloads AS json[])) "
-    "ON CONFLICT DO NOTHING RETURNING order_id")
+    "ON CONFLICT DO NOTHING RETURNING event_id")
 _ENTRIES_OF = Statement(
     "SELECT event_id, order_id, topic, event_type, producer, occurred_at, CAST(payload AS text) "
     "FROM console_events WHERE order_id = ANY(CAST(:ids AS text[]))")
+_STORED_VIEWS = Statement(
+    "SELECT order_id, CAST(view AS text) FROM console_orders "
+    "WHERE order_id = ANY(CAST(:ids AS text[]))")
 # (parameter, SQL type) of each column of a view's row, in ``_view_values`` order; the text
 # arrays travel as JSON arrays (arrays of arrays cannot be unnested row by row)
 _SAVE_VIEWS_COLUMNS = (
