@@ -119,6 +119,41 @@ async def test_a_run_is_one_call_in_batch_order_and_a_redelivery_is_skipped(engi
     assert len(await _outbox(engine)) == 4
 
 
+async def test_prepare_sees_every_new_event_of_a_batch_once_before_its_first_handler(
+        engine: AsyncEngine) -> None:
+    """``prepare`` (a service's ``prepare_batch``): once per transaction, in its transaction,
+    with the batch's new events (not those the inbox already has), before any handler."""
+    calls: list[tuple[str, list[str]]] = []
+    recorder = Recorder()
+
+    async def prepare(uow: UnitOfWork, events: list[IncomingEvent[Any]]) -> None:
+        calls.append(("prepare", [getattr(i.event, "sku", None) or i.event.warehouse_id
+                                  for i in events]))
+        await uow.session.execute(sa.text("INSERT INTO applied (ref) VALUES ('prepared')"))
+
+    async def one(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+        calls.append(("one", [incoming.event.warehouse_id]))
+
+    async def on_batch(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+        await recorder.on_batch(uow, run)
+        calls.append(("run", recorder.calls[-1]))
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, prepare=prepare,
+                               subscriptions=[
+                                   Subscription(topics.STOCK_RECEIVED, batch_handler=on_batch),
+                                   Subscription(topics.WAREHOUSE_UPDATED, one)])
+    first = [stock(1, "A"), warehouse(2, "W1"), stock(3, "B")]
+    await processor.process(first, None)
+    assert calls == [("prepare", ["A", "W1", "B"]), ("run", ["A"]), ("one", ["W1"]), ("run", ["B"])]
+    calls.clear()
+    await processor.process([*first, stock(4, "C")], None)  # redelivered, and one new event
+    assert calls == [("prepare", ["C"]), ("run", ["C"])]
+    calls.clear()
+    await processor.process(first, None)  # nothing new: nothing to prepare
+    assert calls == []
+    assert await _applied(engine) == ["prepared", "A", "B", "prepared", "C"]
+
+
 async def test_one_batch_handler_for_several_topics_gets_one_run(engine: AsyncEngine) -> None:
     recorder = Recorder()
     processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[

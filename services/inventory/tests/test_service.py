@@ -8,6 +8,8 @@ conservation invariant is checked after each."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -769,6 +771,86 @@ async def test_concurrent_runs_of_approvals_never_oversell_nor_deadlock(
     assert known == 40
     assert await available(inventory_db, a) == {"WH-BJ": 0, "WH-CD": 0}
     assert await available(inventory_db, b) == {"WH-CD": 0, "WH-SH": 0}
+    await assert_invariants(inventory_db)
+
+
+@pytest.mark.solo_inventory
+async def test_two_replicas_batches_locking_in_crosswise_order_do_not_deadlock(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    """Two replicas' batches at once: one reserves SKU a then ships SKU b, the other ships b then
+    reserves a, each run locking its own rows, and each replica going on only when both have
+    done their first run (or 3 s passed). Without the batch's locks taken up front
+    (``prepare_batch``) both first runs finish, then each waits for the other's rows: PostgreSQL
+    detects the deadlock and one batch is retried. With them, the second waits for the first
+    before its first run, and nothing fails."""
+    needs_no_logistics(pipeline)  # the held orders' stock.reserved must not be dispatched too
+    a, b = new_sku("CROSSA"), new_sku("CROSSB")
+    await pipeline.publish_and_wait([product(a), product(b), receipt("WH-SH", a, 10),
+                                     receipt("WH-SH", b, 10)])
+    holding = [approved([(b, 1)]) for _ in range(2)]
+    for order in holding:
+        await on_its_own(inventory_db, order)
+
+    def shipment(order: OrderApproved) -> ShipmentDispatched:
+        placed = order.order.placed_at
+        return ShipmentDispatched(
+            order_id=order.order_id, shipment_id=f"SH-{uuid.uuid4().hex[:8]}", warehouse_id="WH-SH",
+            carrier="SF", service="standard", tracking_number="SF1",
+            lines=(ReservedLine(warehouse_id="WH-SH", sku=b, quantity=1),), weight_kg=Decimal("1"),
+            dispatched_at=placed, promised_date=placed.date())
+
+    new = [approved([(a, 1)]) for _ in range(2)]
+    batches = [[new[0], shipment(holding[0])], [shipment(holding[1]), new[1]]]
+    first_run_done = [asyncio.Event(), asyncio.Event()]
+    failures: list[str] = []
+    service = create_service()
+
+    def replica(me: int) -> BatchProcessor:
+        other = first_run_done[1 - me]
+
+        def watched(handler: Any) -> Any:
+            async def run(uow: Any, events: Any) -> None:
+                try:
+                    await handler(uow, events)
+                except Exception as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}"[:200])
+                    raise
+            return run
+
+        def gated(handler: Any) -> Any:
+            async def run(uow: Any, events: Any) -> None:
+                await watched(handler)(uow, events)
+                if not first_run_done[me].is_set():
+                    first_run_done[me].set()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(other.wait(), 3)
+            return run
+
+        subscriptions = [dataclasses.replace(s, batch_handler=gated(s.batch_handler))
+                         if s.batch_handler is not None else s for s in service.subscriptions]
+        assert service.prepare_batch is not None
+        return BatchProcessor(service="inventory", subscriptions=subscriptions,
+                              engine=inventory_db, max_bytes=1 << 20,
+                              prepare=watched(service.prepare_batch))
+
+    async def consume(me: int) -> None:
+        records = []
+        for offset, event in enumerate(batches[me]):
+            incoming = delivered(event, offset)
+            records.append(Rec(incoming.topic, me, offset, event.key().encode(),
+                               incoming.raw_value, list(incoming.raw_headers)))
+        await replica(me).process(records, None)
+
+    await asyncio.gather(consume(0), consume(1))
+    assert failures == []
+    assert await available(inventory_db, a) == {"WH-SH": 8}
+    figures = await stock_figures(inventory_db, [o.order_id for o in holding + new], [a, b])
+    assert [row[1] for row in figures["orders"]] == [True, True, True, True]  # reserved or shipped
+    async with AsyncSession(inventory_db) as session:
+        on_hand = (await session.execute(sa.text(
+            "SELECT on_hand, reserved FROM inventory_stock WHERE warehouse_id = 'WH-SH' AND sku = :b"),
+            {"b": b})).one()
+    assert tuple(on_hand) == (8, 0)  # both shipments took their held unit
     await assert_invariants(inventory_db)
 
 

@@ -72,6 +72,9 @@ _CLAIM = ("INSERT INTO inbox (event_id, topic, event_type) "
 Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
 # set-based: the consecutive new events of a batch that share this handler, in batch order
 BatchHandler = Callable[[UnitOfWork, list[IncomingEvent[Any]]], Awaitable[None]]
+# called once per batch transaction, before its first handler, with every new event of the batch
+# (``ServiceDefinition.prepare_batch``)
+BatchHook = Callable[[UnitOfWork, list[IncomingEvent[Any]]], Awaitable[None]]
 _INBOUND_NAMESPACE = uuid.UUID("5f0c2a4e-7d1b-4b8e-9a57-0f1e2d3c4b5a")
 
 
@@ -218,8 +221,10 @@ class BatchProcessor:
         max_bytes: int,
         after_commit: Callable[[], None] = lambda: None,
         stopping: Callable[[], bool] = lambda: False,
+        prepare: BatchHook | None = None,
     ) -> None:
         self.service = service
+        self.prepare = prepare
         self.subscriptions = {sub.topic.name: sub for sub in subscriptions}
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.max_bytes = max_bytes
@@ -372,6 +377,10 @@ class BatchProcessor:
             for d in decoded:
                 if d.headers.event_id not in fresh_ids:
                     outcome[(d.topic, "duplicate")] += 1
+            if fresh and self.prepare is not None:
+                # failing otherwise than transiently: as a batch failing outside its handlers
+                # (its records one at a time, one failing alone dead-lettered)
+                await self.prepare(uow, fresh)
             run_end = 0
             for index, incoming in enumerate(fresh):
                 if index < run_end:  # applied with its run by a batch handler

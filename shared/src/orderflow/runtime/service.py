@@ -24,7 +24,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orderflow.runtime.consumer import BatchProcessor, Subscription
+from orderflow.runtime.consumer import BatchHook, BatchProcessor, Subscription
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.http import create_http_app
 from orderflow.runtime.logging import configure_logging
@@ -88,6 +88,10 @@ class ServiceDefinition:
     # the service's own default for ``batch_max_records`` (the environment still wins): a
     # service whose batches cost memory per record takes smaller ones
     batch_max_records: int | None = None
+    # called once per batch transaction before its first handler, with the batch's new events:
+    # a service whose runs lock the same rows takes them all here, in one sorted order, so two
+    # replicas' batches cannot lock them crosswise (``BatchProcessor``'s ``prepare``)
+    prepare_batch: BatchHook | None = None
 
 
 def service_settings(definition: ServiceDefinition) -> ServiceSettings:
@@ -180,6 +184,7 @@ async def run_service(definition: ServiceDefinition) -> None:
     processor = BatchProcessor(
         service=definition.name, subscriptions=definition.subscriptions, engine=engine,
         max_bytes=settings.max_message_bytes, after_commit=ctx.committed, stopping=stopping.is_set,
+        prepare=definition.prepare_batch,
     )
     broker = build_broker(definition, kafka, settings, processor)
 

@@ -42,6 +42,7 @@ def create_service() -> ServiceDefinition:
             Subscription(topics.WAREHOUSE_UPDATED, on.on_warehouse_updated,
                          description="Warehouse locations for choosing the nearest"),
         ],
+        prepare_batch=on.lock_stock,
         routers=lambda ctx: [inventory_router(ctx, policy)],
         background=[reservation_expiry(policy)],
     )

@@ -3,6 +3,8 @@ events."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from orderflow.contracts.events import (
@@ -27,6 +29,32 @@ class InventoryHandlers:
 
     def __init__(self, policy: InventoryPolicy) -> None:
         self.policy = policy
+
+    async def lock_stock(self, uow: UnitOfWork, events: list[IncomingEvent[Any]]) -> None:
+        """Before a batch's first run (``prepare_batch``): the stock rows its events reserve,
+        ship, receive, adjust, take back or release, in every warehouse of their SKUs (where an
+        approval's units come from is decided later), locked at once in one sorted order. Each
+        run locks its own rows sorted too, but a batch holds several runs (approvals, shipments,
+        approvals...): without this, two replicas' batches took them crosswise and deadlocked.
+        Not covered: the other SKUs of backordered orders a receipt or a release fills."""
+        skus: set[str] = set()
+        holders: set[str] = set()
+        for incoming in events:
+            event = incoming.event
+            if isinstance(event, OrderApproved):
+                skus.update(line.sku for line in event.order.lines)
+            elif isinstance(event, ShipmentDispatched):
+                skus.update(line.sku for line in event.lines)
+            elif isinstance(event, StockReceived | StockAdjusted):
+                skus.add(event.sku)
+            elif isinstance(event, ReturnReceived):
+                skus.update(u.sku for u in event.inspections)
+            elif isinstance(event, OrderChangeApproved):
+                skus.update(line.sku for line in event.order.lines)
+                holders.add(event.order_id)
+            elif isinstance(event, OrderCancelled):
+                holders.add(event.order_id)
+        await InventoryRepository(uow.session).lock_stock_ahead(skus, holders)
 
     async def on_orders_approved(self, uow: UnitOfWork,
                                  run: list[IncomingEvent[OrderApproved]]) -> None:

@@ -296,6 +296,13 @@ JOIN unnest(CAST(:w_ids AS text[]), CAST(:skus AS text[])) AS v(warehouse_id, sk
   ON v.warehouse_id = s.warehouse_id AND v.sku = s.sku
 ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C" FOR UPDATE OF s
 """)
+_LOCK_STOCK_AHEAD = Statement("""
+SELECT 1 FROM inventory_stock AS s
+WHERE s.sku = ANY(CAST(:skus AS text[]))
+   OR s.sku IN (SELECT r.sku FROM inventory_reservations AS r
+                WHERE r.order_id = ANY(CAST(:o_ids AS text[])))
+ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C" FOR UPDATE OF s
+""")
 # what a run's shipped lines move, summed per stock row and per hold, the orders that shipped in
 # full, and a ledger line per shipped line in the run's order
 _WRITE_SHIPMENTS = Statement("""
@@ -693,6 +700,14 @@ class InventoryRepository:
         row = (await self.session.execute(_APPROVAL_CONTEXT, {"o_id": order_id})).one()
         return bool(row.cancelled), (CanonicalOrder.model_validate(row.early)
                                      if row.early is not None else None)
+
+    async def lock_stock_ahead(self, skus: Iterable[str], holds_of: Iterable[str]) -> None:
+        """Lock, in the one sorted order every statement here takes them, the stock rows of these
+        SKUs in every warehouse and those the orders ``holds_of`` hold: all a batch's runs may
+        touch, taken before the first, so two batches cannot lock them crosswise."""
+        skus, holders = sorted(set(skus)), sorted(set(holds_of))
+        if skus or holders:
+            await _LOCK_STOCK_AHEAD.run(self.session, {"skus": skus, "o_ids": holders})
 
     async def lock_order_keys(self, order_ids: Iterable[str]) -> None:
         """lock_order_key for several orders at once, in one sorted order."""
