@@ -36,7 +36,9 @@ class InventoryHandlers:
         approval's units come from is decided later), locked at once in one sorted order. Each
         run locks its own rows sorted too, but a batch holds several runs (approvals, shipments,
         approvals...): without this, two replicas' batches took them crosswise and deadlocked.
-        Not covered: the other SKUs of backordered orders a receipt or a release fills."""
+        Not covered (their runs still lock sorted; a deadlock there is retried as transient):
+        the other SKUs of backordered orders a receipt or a release fills, and the lines of a
+        change that arrived before its order's approval (reserved instead of the approved ones)."""
         skus: set[str] = set()
         holders: set[str] = set()
         for incoming in events:
