@@ -31,32 +31,9 @@ class InventoryHandlers:
         self.policy = policy
 
     async def lock_stock(self, uow: UnitOfWork, events: list[IncomingEvent[Any]]) -> None:
-        """Before a batch's first run (``prepare_batch``): the stock rows its events reserve,
-        ship, receive, adjust, take back or release, in every warehouse of their SKUs (where an
-        approval's units come from is decided later), locked at once in one sorted order. Each
-        run locks its own rows sorted too, but a batch holds several runs (approvals, shipments,
-        approvals...): without this, two replicas' batches took them crosswise and deadlocked.
-        Not covered (their runs still lock sorted; a deadlock there is retried as transient):
-        the other SKUs of backordered orders a receipt or a release fills, and the lines of a
-        change that arrived before its order's approval (reserved instead of the approved ones)."""
-        skus: set[str] = set()
-        holders: set[str] = set()
-        for incoming in events:
-            event = incoming.event
-            if isinstance(event, OrderApproved):
-                skus.update(line.sku for line in event.order.lines)
-            elif isinstance(event, ShipmentDispatched):
-                skus.update(line.sku for line in event.lines)
-            elif isinstance(event, StockReceived | StockAdjusted):
-                skus.add(event.sku)
-            elif isinstance(event, ReturnReceived):
-                skus.update(u.sku for u in event.inspections)
-            elif isinstance(event, OrderChangeApproved):
-                skus.update(line.sku for line in event.order.lines)
-                holders.add(event.order_id)
-            elif isinstance(event, OrderCancelled):
-                holders.add(event.order_id)
-        await InventoryRepository(uow.session).lock_stock_ahead(skus, holders)
+        """``prepare_batch``: the stock rows the batch's runs may touch, locked before the first
+        (see Stockroom.lock_stock_ahead)."""
+        await Stockroom(uow, self.policy).lock_stock_ahead(incoming.event for incoming in events)
 
     async def on_orders_approved(self, uow: UnitOfWork,
                                  run: list[IncomingEvent[OrderApproved]]) -> None:

@@ -14,16 +14,21 @@ from typing import Any
 import structlog
 
 from orderflow.contracts.events import (
+    Event,
     OrderApproved,
+    OrderCancelled,
     OrderChangeApproved,
     OrderChangeRejected,
     OrderChangeReserved,
     Reason,
     ReservedLine,
+    ReturnReceived,
     ShipmentDispatched,
     ShortLine,
+    StockAdjusted,
     StockBackordered,
     StockLow,
+    StockReceived,
     StockReleased,
     StockReserved,
     StockStatus,
@@ -130,6 +135,33 @@ class Stockroom:
         self.uow = uow
         self.policy = policy
         self.repo = InventoryRepository(uow.session)
+
+    async def lock_stock_ahead(self, events: Iterable[Event]) -> None:
+        """Before a batch's first run: the stock rows its events reserve, ship, receive, adjust,
+        take back or release, in every warehouse of their SKUs (where an approval's units come
+        from is decided later), locked at once in one sorted order. Each run locks its own rows
+        sorted too, but a batch holds several runs (approvals, shipments, approvals...): without
+        this, two replicas' batches took them crosswise and deadlocked. Not covered (their runs
+        still lock sorted; a deadlock there is retried as transient): the other SKUs of
+        backordered orders a receipt or a release fills, and the lines of a change that arrived
+        before its order's approval (reserved instead of the approved ones)."""
+        skus: set[str] = set()
+        holders: set[str] = set()
+        for event in events:
+            if isinstance(event, OrderApproved):
+                skus.update(line.sku for line in event.order.lines)
+            elif isinstance(event, ShipmentDispatched):
+                skus.update(line.sku for line in event.lines)
+            elif isinstance(event, StockReceived | StockAdjusted):
+                skus.add(event.sku)
+            elif isinstance(event, ReturnReceived):
+                skus.update(u.sku for u in event.inspections)
+            elif isinstance(event, OrderChangeApproved):
+                skus.update(line.sku for line in event.order.lines)
+                holders.add(event.order_id)
+            elif isinstance(event, OrderCancelled):
+                holders.add(event.order_id)
+        await self.repo.lock_stock_ahead(skus, holders)
 
     # -- orders -------------------------------------------------------------------------------
     async def reserve_order(self, order_id: str, order: CanonicalOrder) -> None:
