@@ -115,3 +115,19 @@ class OrderStory:
     def happy(self) -> OrderStory:
         return (self.submitted().received().notified().approved().reserved().dispatched()
                 .delivered())
+
+
+def projection_stories() -> list[OrderStory]:
+    """Orders whose histories exercise most of the projection: the happy path; a split order
+    held, backordered, reserved, dispatched in two shipments, delayed, hit by a carrier exception,
+    delivered, then cancelled (a state past DELIVERED, where the projection leaves ``on_time``
+    unset); an order held then rejected."""
+    rich = (OrderStory("SO-RICH", lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received()
+            .notified().held().approved(by="rita").backordered()
+            .reserved(in_full=False, from_backorder=True).dispatched(shipment="S1", count=2)
+            .dispatched(minutes=11, shipment="S2", count=2).delayed().carrier_exception()
+            .delivered(shipment="S1", whole=False).delivered(minutes=120, shipment="S2"))
+    rich.add(ev.OrderCancelled(order_id=rich.order_id, reason="test", requested_by="rita"),
+             130, "logistics")
+    rejected = OrderStory("SO-REJ").submitted().received().notified().held().rejected(minutes=5)
+    return [OrderStory("SO-HAPPY").happy(), rich, rejected]

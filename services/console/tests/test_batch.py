@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from console_factories import OrderStory
+from console_factories import OrderStory, projection_stories
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.console import app, readmodel
@@ -42,16 +42,6 @@ def projections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(readmodel, "project", spy)
     return seen
-
-
-def stories() -> list[OrderStory]:
-    rich = (OrderStory("SO-B1", lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received()
-            .notified().held().approved(by="rita").backordered()
-            .reserved(in_full=False, from_backorder=True).dispatched(shipment="S1", count=2)
-            .dispatched(minutes=11, shipment="S2", count=2).delayed().delivered(shipment="S1", whole=False)
-            .delivered(minutes=120, shipment="S2"))
-    return [OrderStory("SO-B0").happy(), rich,
-            OrderStory("SO-B2").submitted().received().held().rejected(minutes=5)]
 
 
 def as_records(story: OrderStory, first_offset: int) -> list[Rec]:
@@ -98,7 +88,7 @@ def by_step(all_stories: list[OrderStory], *, reverse: bool = False) -> list[lis
 
 async def test_events_in_order_move_the_stored_views_on(
         engine: AsyncEngine, projections: list[str]) -> None:
-    all_stories = stories()
+    all_stories = projection_stories()
     await process(engine, by_step(all_stories))
     assert await stored_views(engine) == expected(all_stories)
     # each order projected from its stored entries once: at its first event (no view yet)
@@ -107,7 +97,7 @@ async def test_events_in_order_move_the_stored_views_on(
 
 async def test_events_out_of_order_and_redelivered_give_the_same_views(
         engine: AsyncEngine, projections: list[str]) -> None:
-    all_stories = stories()
+    all_stories = projection_stories()
     batches = by_step(all_stories, reverse=True)
     await process(engine, batches + batches[:3])  # the last steps first, then some again
     assert await stored_views(engine) == expected(all_stories)
@@ -117,7 +107,7 @@ async def test_events_out_of_order_and_redelivered_give_the_same_views(
 
 async def test_a_batch_with_an_order_from_its_start_to_its_end(
         engine: AsyncEngine, projections: list[str]) -> None:
-    all_stories = stories()
+    all_stories = projection_stories()
     recs = [r for i, s in enumerate(all_stories) for r in as_records(s, 100 * i)]
     await process(engine, [recs[:5], recs[5:], recs[3:9]])
     assert await stored_views(engine) == expected(all_stories)

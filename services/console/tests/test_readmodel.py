@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from console_factories import T0, OrderStory
+from console_factories import T0, OrderStory, projection_stories
 
 from orderflow.console.readmodel import OrderView, TimelineEntry, _Draft, advance, project
 from orderflow.contracts.order import OrderState
@@ -142,22 +142,6 @@ def test_the_projected_view_holds_what_validating_it_would() -> None:
         assert OrderView.model_validate_json(view.model_dump_json()) == view
 
 
-def _stories() -> list[OrderStory]:
-    from orderflow.contracts import events as ev
-
-    rich = (OrderStory("SO-RICH", lines=[("TEA-001", 3), ("FAN-030", 1)]).submitted().received()
-            .notified().held().approved(by="rita").backordered()
-            .reserved(in_full=False, from_backorder=True).dispatched(shipment="S1", count=2)
-            .dispatched(minutes=11, shipment="S2", count=2).delayed().carrier_exception()
-            .delivered(shipment="S1", whole=False).delivered(minutes=120, shipment="S2"))
-    # delivered (on time), then cancelled: a state past DELIVERED, where the full projection
-    # leaves ``on_time`` unset; a view that moves on must not keep the one it had
-    rich.add(ev.OrderCancelled(order_id=rich.order_id, reason="test", requested_by="rita"),
-             130, "logistics")
-    rejected = OrderStory("SO-REJ").submitted().received().notified().held().rejected(minutes=5)
-    return [OrderStory("SO-HAPPY").happy(), rich, rejected]
-
-
 def _stored(view: OrderView) -> OrderView:
     return OrderView.model_validate_json(view.model_dump_json())  # as the console reads it back
 
@@ -167,7 +151,7 @@ def test_a_stored_view_moved_on_by_later_entries_is_the_view_of_all_of_them() ->
     entries into those a stored view was made from and the later ones (one or several at once,
     some redelivered), it gives what projecting all of them gives."""
     rnd = random.Random(7)
-    for story in _stories():
+    for story in projection_stories():
         expected = project(story.order_id, story.entries, timeline=False).model_dump_json()
         for cut in range(1, len(story.entries)):
             before, after = story.entries[:cut], story.entries[cut:]

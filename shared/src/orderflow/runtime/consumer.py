@@ -73,8 +73,8 @@ Handler = Callable[[UnitOfWork, IncomingEvent[Any]], Awaitable[None]]
 # set-based: the consecutive new events of a batch that share this handler, in batch order
 BatchHandler = Callable[[UnitOfWork, list[IncomingEvent[Any]]], Awaitable[None]]
 # called once per batch transaction, before its first handler, with every new event of the batch
-# (``ServiceDefinition.prepare_batch``)
-BatchHook = Callable[[UnitOfWork, list[IncomingEvent[Any]]], Awaitable[None]]
+# (``ServiceDefinition.prepare_batch``): a batch handler's shape
+BatchHook = BatchHandler
 _INBOUND_NAMESPACE = uuid.UUID("5f0c2a4e-7d1b-4b8e-9a57-0f1e2d3c4b5a")
 
 
