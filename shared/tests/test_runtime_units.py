@@ -29,7 +29,7 @@ from orderflow.runtime.logging import configure_logging, mask_personal_data, mas
 from orderflow.runtime.retry import is_transient
 from orderflow.runtime.service import ServiceDefinition, build_broker, service_settings, tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
-from orderflow.runtime.unit_of_work import IncomingEvent
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 pytestmark = pytest.mark.unit
 
@@ -101,6 +101,41 @@ def test_validation_errors_do_not_carry_input_values() -> None:
                   SUB, 10_000)
     assert isinstance(item, Poison)
     assert "13800138000" not in item.error
+
+
+def test_handling_an_event_binds_its_log_context_and_restores_what_was_there() -> None:
+    uow = UnitOfWork(None, "t")  # type: ignore[arg-type]  # no database needed here
+    first = decode(Rec(GOOD.model_dump_json().encode(), headers(), offset=7), SUB, 10_000)
+    second = decode(Rec(GOOD.model_dump_json().encode(), headers(), offset=8, key=b"SKU-2"),
+                    SUB, 10_000)
+    assert isinstance(first, IncomingEvent) and isinstance(second, IncomingEvent)
+    saved = structlog.contextvars.get_contextvars()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(order_id="outer", service="t")
+    try:
+        with uow.handling(first):
+            assert uow.current is first
+            assert structlog.contextvars.get_contextvars() == {
+                "service": "t", "event_id": first.headers.event_id, "order_id": "SKU-1",
+                "topic": "stock.received", "partition": 0, "offset": 7}
+            structlog.contextvars.bind_contextvars(order_id="bound-inside")
+            with uow.handling(second):  # nested: the inner event's context, then the outer's
+                assert uow.current is second
+                assert structlog.contextvars.get_contextvars()["offset"] == 8
+                assert structlog.contextvars.get_contextvars()["order_id"] == "SKU-2"
+            assert uow.current is first
+            assert structlog.contextvars.get_contextvars()["order_id"] == "bound-inside"
+            assert structlog.contextvars.get_contextvars()["offset"] == 7
+        # what was bound before comes back; what handling bound, or was bound inside, goes
+        assert uow.current is None
+        assert structlog.contextvars.get_contextvars() == {"service": "t", "order_id": "outer"}
+        with pytest.raises(RuntimeError, match="boom"), uow.handling(first):
+            raise RuntimeError("boom")
+        assert uow.current is None
+        assert structlog.contextvars.get_contextvars() == {"service": "t", "order_id": "outer"}
+    finally:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**saved)
 
 
 def test_sasl_without_tls_must_be_asked_for() -> None:

@@ -3,8 +3,9 @@ writes them to the outbox in that same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -42,6 +43,54 @@ class IncomingEvent(Generic[E]):
     event: E
     raw_value: bytes
     raw_headers: tuple[tuple[str, bytes], ...] = ()
+
+
+# the structlog context variables of an event's log context, set directly by ``handling``
+# (``bound_contextvars`` reads the whole context to save what it replaces: 4 µs; this: 1 µs,
+# and batch handlers enter it once or twice for every event)
+_EVENT_LOG_KEYS = ("event_id", "order_id", "topic", "partition", "offset")
+_EVENT_LOG_VARS: tuple[ContextVar[Any], ...] = tuple(
+    token.var for token in
+    structlog.contextvars.bind_contextvars(**dict.fromkeys(_EVENT_LOG_KEYS, ...)).values())
+structlog.contextvars.unbind_contextvars(*_EVENT_LOG_KEYS)
+
+
+class _Handling:
+    """``UnitOfWork.handling``'s context manager (a class: no generator per event)."""
+
+    __slots__ = ("incoming", "previous", "span_cm", "tokens", "uow")
+
+    def __init__(self, uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+        self.uow = uow
+        self.incoming = incoming
+        self.span_cm: AbstractContextManager[Any] | None = None
+
+    def __enter__(self) -> None:
+        incoming, uow = self.incoming, self.uow
+        self.previous, uow.current = uow.current, incoming
+        self.tokens = [var.set(value) for var, value in zip(
+            _EVENT_LOG_VARS, (incoming.headers.event_id, incoming.key, incoming.topic,
+                              incoming.partition, incoming.offset), strict=True)]
+        span = uow.spans.get(incoming.headers.event_id) if uow.spans else None
+        if span is not None:
+            self.span_cm = trace.use_span(span, end_on_exit=False)
+            try:
+                self.span_cm.__enter__()
+            except BaseException:
+                self._restore()
+                raise
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self.span_cm is not None:
+                self.span_cm.__exit__(*exc)
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        for var, token in zip(_EVENT_LOG_VARS, self.tokens, strict=True):
+            var.reset(token)
+        self.uow.current = self.previous
 
 
 class UnitOfWork:
@@ -86,24 +135,12 @@ class UnitOfWork:
         self.emitted.append((headers, event))
         return headers
 
-    @contextmanager
-    def handling(self, incoming: IncomingEvent[Any]) -> Iterator[None]:
+    def handling(self, incoming: IncomingEvent[Any]) -> _Handling:
         """Inside a batch handler, what the consumer sets up around a handler of one event: the
         event answered by what is emitted, its log context (``event_id``, ``order_id``,
-        ``topic``, ``partition``, ``offset``) and its consumer span made current."""
-        previous, self.current = self.current, incoming
-        span = self.spans.get(incoming.headers.event_id)
-        try:
-            with structlog.contextvars.bound_contextvars(
-                    event_id=incoming.headers.event_id, order_id=incoming.key,
-                    topic=incoming.topic, partition=incoming.partition, offset=incoming.offset):
-                if span is None:
-                    yield
-                else:
-                    with trace.use_span(span, end_on_exit=False):
-                        yield
-        finally:
-            self.current = previous
+        ``topic``, ``partition``, ``offset``) and its consumer span made current. Leaving it
+        restores what was there before (the log context as ``bound_contextvars`` would)."""
+        return _Handling(self, incoming)
 
     def dead_letter(self, *, topic: str, key: bytes | None, value: bytes,
                     headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:

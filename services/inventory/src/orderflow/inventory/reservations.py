@@ -266,9 +266,10 @@ class Stockroom:
             if ranking is None:
                 ranking = ranking_of[province] = domain.rank_warehouses(province, warehouses)
             # what availability(need) would read now: this order's SKUs with units, per warehouse
+            # (looked up by the order's few SKUs, not by every SKU of the run)
             view: dict[str, dict[str, int]] = {}
             for warehouse_id, in_warehouse in available.items():
-                mine = {sku: q for sku, q in in_warehouse.items() if q > 0 and sku in need}
+                mine = {sku: q for sku in need if (q := in_warehouse.get(sku, 0)) > 0}
                 if mine:
                     view[warehouse_id] = mine
             allocation = domain.allocate(need, view, ranking, rules)
