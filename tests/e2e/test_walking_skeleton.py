@@ -3,12 +3,15 @@ PostgreSQL, orders pushed as a connector pushes them."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 
+import asyncpg
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
+from sqlalchemy.engine import make_url
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
@@ -152,3 +155,26 @@ def test_notify_and_the_console_run_at_a_lower_priority_than_the_order_flow(pipe
     assert {"intake", "notify"} <= set(running), running
     nices = {name: psutil.Process(pid).nice() for name, pid in running.items()}
     assert nices == {name: SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0 for name in running}
+
+
+async def test_notify_and_the_consoles_database_backends_run_at_their_priority_too(
+        pipeline: Pipeline) -> None:
+    """The test database runs on this machine: the PostgreSQL backends of notify's and the
+    console's connections are reniced with them, those of the order flow's services are not."""
+    if pipeline.infra.kind != "embedded":
+        pytest.skip("the database runs elsewhere: its backends are not this machine's processes")
+    url = make_url(pipeline.infra.database_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        rows = await conn.fetch("SELECT pid, application_name FROM pg_stat_activity "
+                                "WHERE application_name LIKE 'orderflow-%'")
+    finally:
+        await conn.close()
+    nices: dict[str, set[int]] = {}
+    for row in rows:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a connection closed meanwhile
+            nices.setdefault(row["application_name"].removeprefix("orderflow-"), set()).add(
+                psutil.Process(row["pid"]).nice())
+    assert {"intake", "notify"} <= set(nices), nices
+    assert nices == {name: {SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0}
+                     for name in nices}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import TopicPartition
+from sqlalchemy.engine import make_url
 
 from orderflow.contracts.events import Event
 from orderflow.contracts.topics import all_topic_names
@@ -129,6 +130,14 @@ class Stack:
     def embedded(self) -> dict[str, bool]:
         return {"postgres": self.postgres is not None, "broker": self.broker is not None}
 
+    @property
+    def database_on_this_machine(self) -> bool:
+        """The embedded database, or one reached over the loopback or a Unix socket."""
+        if self.postgres is not None:
+            return True
+        host = make_url(self.database_url).host if self.database_url else None
+        return host in (None, "", "127.0.0.1", "localhost", "::1")
+
     # -- services -------------------------------------------------------------------------------
     def service_env(self, sp: ServiceProcess) -> dict[str, str]:
         env = dict(os.environ)
@@ -146,6 +155,8 @@ class Stack:
         if sp.name in SIDE_CONSUMERS:
             # on one machine the order flow's services take the cores first; these catch up
             env.setdefault("ORDERFLOW_NICE", str(SIDE_CONSUMER_NICE))
+            if self.database_on_this_machine:  # and so does their work in the database
+                env.setdefault("ORDERFLOW_DB_BACKEND_NICE", env["ORDERFLOW_NICE"])
         if sp.name == "console":
             ports = {p.name: p.port for p in self.processes if p.replica == 0}
             env.setdefault("ORDERFLOW_CONSOLE_TOKEN_FILE", str(self.root / "console-token"))

@@ -3,12 +3,14 @@ Alembic (each service keeps its revisions in ``orderflow/<service>/migrations``)
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
@@ -18,13 +20,14 @@ from orderflow.runtime.settings import DatabaseSettings
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
+log = structlog.get_logger(__name__)
 
 
 def make_engine(settings: DatabaseSettings, schema: str, *, application_name: str = "") -> AsyncEngine:
     """An engine whose connections use ``schema`` as their search path."""
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"bad schema name {schema!r}")
-    return create_async_engine(
+    engine = create_async_engine(
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
@@ -40,6 +43,32 @@ def make_engine(settings: DatabaseSettings, schema: str, *, application_name: st
             "command_timeout": 60,
         },
     )
+    if settings.backend_nice:
+        nice = settings.backend_nice
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _renice(dbapi_connection: Any, _record: Any) -> None:
+            pid = dbapi_connection.driver_connection.get_server_pid()
+            if not renice_backend(pid, nice):
+                log.warning("the database backend could not be reniced (not a PostgreSQL process "
+                            "on this machine, or not permitted); it keeps its priority",
+                            backend_pid=pid, backend_nice=nice)
+    return engine
+
+
+def renice_backend(pid: int, nice: int) -> bool:
+    """Give the PostgreSQL backend ``pid`` on this machine at least niceness ``nice`` (a lower
+    priority; never a higher one). False, and nothing changed, when ``pid`` is not a PostgreSQL
+    process here (the database on another host: its pid means nothing here) or when this process
+    may not renice it."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+            return False
+        if os.getpriority(os.PRIO_PROCESS, pid) < nice:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        return True
+    except OSError:
+        return False
 
 
 def _alembic_config(connection: sa.Connection, schema: str, versions: Path) -> Config:

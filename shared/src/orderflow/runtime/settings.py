@@ -126,6 +126,11 @@ class DatabaseSettings(BaseSettings):
     )
     pool_size: int = Field(default=5, ge=1, le=100)
     max_overflow: int = Field(default=5, ge=0, le=100)
+    # the niceness given to the PostgreSQL backends of this process's connections (0: unchanged).
+    # Only where the database runs on the same machine and its processes may be reniced: the dev
+    # stack sets it with ORDERFLOW_NICE for notify and the console, so that their database work
+    # yields to the order flow's too (runtime/db.py, renice_backend)
+    backend_nice: int = Field(default=0, ge=0, le=19)
 
     @model_validator(mode="after")
     def _async_driver(self) -> DatabaseSettings:
