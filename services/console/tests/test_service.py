@@ -29,6 +29,7 @@ from console_helpers import (
 from openpyxl import load_workbook
 
 from orderflow.connector import OrderPusher
+from orderflow.console.api import MAX_PAGE
 from orderflow.console.readmodel import STATE_RANK
 from orderflow.contracts.order import OrderState
 from orderflow.contracts.topics import CATALOGUE
@@ -145,6 +146,8 @@ async def test_orders_search_and_filters(pipeline: Pipeline, admin: httpx.AsyncC
     assert (await admin.get("/api/orders", params={"state": "lost"})).status_code == 422
     page = (await admin.get("/api/orders", params={"page": 1})).json()
     assert page["total"] >= 2 and page["page_size"] >= 1
+    assert await ids(page=MAX_PAGE) == set()  # far past the last page: nothing, not an error
+    assert (await admin.get("/api/orders", params={"page": MAX_PAGE + 1})).status_code == 422
     assert (await admin.get("/api/orders/no-such-order")).status_code == 404
     held = (await admin.get("/api/review-queue", params={"reason": "blocked_customer"})).json()
     assert b.order_id in {o["order_id"] for o in held["orders"]}

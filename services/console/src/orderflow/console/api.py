@@ -34,6 +34,9 @@ from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 
 log = structlog.get_logger(__name__)
+# the last page a search may ask for: its offset, (page - 1) x the page size (at most 500), stays
+# far inside PostgreSQL's bigint; past it, 422 instead of the database refusing the OFFSET
+MAX_PAGE = 1_000_000
 
 
 @dataclass
@@ -166,7 +169,7 @@ def api_router(console: Console) -> APIRouter:
         channel: str | None = None, customer: str | None = None,
         external_id: str | None = None,
         q: Annotated[str | None, Query(description="id, external id, customer, tracking no.")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     ) -> OrderPage:
         if state and state != "submitted" and state not in {s.value for s in OrderState}:
             raise HTTPException(422, f"unknown state {state!r}")
