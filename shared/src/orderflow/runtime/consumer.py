@@ -413,12 +413,9 @@ class BatchProcessor:
                         outcome[(applied.topic, "applied")] += 1
                     continue
                 handler = subscription.one_at_a_time()
-                uow.current = incoming
-                structlog.contextvars.bind_contextvars(
-                    event_id=incoming.headers.event_id, order_id=incoming.key,
-                    topic=incoming.topic, partition=incoming.partition, offset=incoming.offset,
-                )
-                try:
+                # the event answered by what is emitted, and its log context, as a batch
+                # handler's run sets them up (UnitOfWork.handling)
+                with uow.handling(incoming):
                     if not careful:
                         try:
                             with self._span(incoming, traced):
@@ -450,9 +447,6 @@ class BatchProcessor:
                         log.error("handler failed; event dead-lettered",
                                   error=f"{type(exc).__name__}: {exc}"[:500])
                         outcome[(incoming.topic, "dead_lettered")] += 1
-                finally:
-                    structlog.contextvars.unbind_contextvars(
-                        "event_id", "order_id", "topic", "partition", "offset")
             uow.current = None
             for p in await self._claim_poison(session, poison):
                 key = p.record.key.decode("utf-8", "replace") if p.record.key is not None else None
