@@ -178,3 +178,35 @@ async def test_notify_and_the_consoles_database_backends_run_at_their_priority_t
     assert {"intake", "notify"} <= set(nices), nices
     assert nices == {name: {SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0}
                      for name in nices}
+
+
+async def test_the_rows_services_write_and_read_back_at_once_are_stored_uncompressed(
+        pipeline: Pipeline, events: EventLog) -> None:
+    """Every service's outbox, review's orders and decisions, notify's notifications and the
+    console's events and views keep rows up to a page uncompressed (their migrations): an
+    approval in review's outbox (every rule's outcome, over 2 kB) is stored at its full length."""
+    eid = new_id()
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", good_order(eid))
+    oid = order_id_for("canonical", eid)
+    await events.wait_for_event("shipment.dispatched", oid, timeout=60)
+    url = make_url(pipeline.infra.database_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        options = {f"{r['nspname']}.{r['relname']}": r["reloptions"] for r in await conn.fetch(
+            "SELECT n.nspname, c.relname, c.reloptions FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'")}
+        approval = await conn.fetchrow(
+            "SELECT octet_length(value) AS length, pg_column_size(value) AS stored "
+            "FROM review.outbox WHERE topic = 'order.approved' AND key = $1", oid.encode())
+    finally:
+        await conn.close()
+    uncompressed = {"intake.outbox", "review.outbox", "review.review_orders",
+                    "review.review_decisions", "inventory.outbox", "logistics.outbox",
+                    "notify.outbox", "notify.notify_notifications", "console.outbox",
+                    "console.console_events", "console.console_orders"}
+    assert {t: options.get(t) for t in uncompressed} == {
+        t: ["toast_tuple_target=8160"] for t in uncompressed}
+    assert approval is not None
+    assert approval["length"] > 2_100  # past the length PostgreSQL starts compressing at
+    assert approval["stored"] >= approval["length"]
