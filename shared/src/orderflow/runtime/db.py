@@ -160,11 +160,12 @@ async def ping(conn: AsyncConnection) -> None:
 
 
 # PostgreSQL compresses a row's long values (pglz, the only codec of the embedded build) once the
-# row passes ~2 kB, and decompresses them on every read. A table whose rows are written and read
-# back at once (the outbox, a service's state of an order) pays that on its hot path for bytes it
-# keeps only days: measured, pglz_compress was the busiest function of PostgreSQL (11 % of its CPU)
-# in the benchmark. ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are;
-# longer ones are still compressed and moved out of line as before.
+# row passes ~2 kB, and decompresses them on every read. The outbox's rows are read back by the
+# relay at once and purged within days: compressing them is CPU spent for nothing (pglz_compress
+# was PostgreSQL's busiest function in the benchmark, review's approvals being 3.4 kB).
+# ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are; longer ones are still
+# compressed and moved out of line. Long-lived tables keep the compression: uncompressed, they
+# grew enough that autovacuum's passes over them cost more than it saved (bench/README.md).
 WHOLE_PAGE_ROW_TARGET = 8160
 
 

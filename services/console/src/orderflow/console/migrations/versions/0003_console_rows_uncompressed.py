@@ -1,9 +1,11 @@
-"""console: rows written and read back at once stay uncompressed
+"""console: the outbox's rows stay uncompressed
 
-PostgreSQL compresses a row's long values once the row passes ~2 kB (and decompresses them on
-each read): its outbox, the events it keeps and its views of the orders (3 kB).
-``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are
-(``orderflow.runtime.db.rows_uncompressed_ddl``); only rows written from now on.
+PostgreSQL compresses a row's long values once the row passes ~2 kB, and decompresses them on
+each read; an outbox row is read back by the relay at once and purged within days, so that is
+CPU spent for nothing. ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are
+(``orderflow.runtime.db.rows_uncompressed_ddl``); only rows written from now on. The long-lived
+tables keep PostgreSQL's compression: uncompressed, they grew enough that autovacuum's passes
+over them after a burst cost more than the compression saved (bench/README.md, fifteenth round).
 
 Revision ID: console_0003
 """
@@ -17,7 +19,7 @@ down_revision = "console_0002"
 branch_labels = None
 depends_on = None
 
-TABLES = ("outbox", "console_events", "console_orders")
+TABLES = ("outbox",)
 
 
 def upgrade() -> None:

@@ -1,8 +1,11 @@
-"""inventory: rows written and read back at once stay uncompressed
+"""inventory: the outbox's rows stay uncompressed
 
-PostgreSQL compresses a row's long values once the row passes ~2 kB (and decompresses them on
-each read): its outbox. ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are
-(``orderflow.runtime.db.rows_uncompressed_ddl``); only rows written from now on.
+PostgreSQL compresses a row's long values once the row passes ~2 kB, and decompresses them on
+each read; an outbox row is read back by the relay at once and purged within days, so that is
+CPU spent for nothing. ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are
+(``orderflow.runtime.db.rows_uncompressed_ddl``); only rows written from now on. The long-lived
+tables keep PostgreSQL's compression: uncompressed, they grew enough that autovacuum's passes
+over them after a burst cost more than the compression saved (bench/README.md, fifteenth round).
 
 Revision ID: inventory_0004
 """

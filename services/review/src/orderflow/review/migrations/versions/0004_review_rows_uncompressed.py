@@ -1,10 +1,12 @@
-"""review: rows written and read back at once stay uncompressed
+"""review: the outbox's rows stay uncompressed
 
-PostgreSQL compresses a row's long values once the row passes ~2 kB (and decompresses them on
-each read): its outbox (an approval carries every rule's outcome: 3.4 kB), its orders and
-decisions (the rules' outcomes, 2.6 kB). ``toast_tuple_target`` at a whole page keeps rows up to
-8 kB as they are (``orderflow.runtime.db.rows_uncompressed_ddl``); only rows written from now
-on.
+PostgreSQL compresses a row's long values once the row passes ~2 kB, and decompresses them on
+each read; an outbox row is read back by the relay at once and purged within days, so that is
+CPU spent for nothing (an approval carries every rule's outcome: 3.4 kB, compressed to 1.5 kB
+before). ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are
+(``orderflow.runtime.db.rows_uncompressed_ddl``); only rows written from now on. The long-lived
+tables keep PostgreSQL's compression: uncompressed, they grew enough that autovacuum's passes
+over them after a burst cost more than the compression saved (bench/README.md, fifteenth round).
 
 Revision ID: review_0004
 """
@@ -18,7 +20,7 @@ down_revision = "review_0003"
 branch_labels = None
 depends_on = None
 
-TABLES = ("outbox", "review_orders", "review_decisions")
+TABLES = ("outbox",)
 
 
 def upgrade() -> None:
