@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from alembic import command
+from alembic import command, op
 from alembic.config import Config
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
@@ -160,12 +160,8 @@ async def ping(conn: AsyncConnection) -> None:
 
 
 # PostgreSQL compresses a row's long values (pglz, the only codec of the embedded build) once the
-# row passes ~2 kB, and decompresses them on every read. The outbox's rows are read back by the
-# relay at once and purged within days: compressing them is CPU spent for nothing (pglz_compress
-# was PostgreSQL's busiest function in the benchmark, review's approvals being 3.4 kB).
-# ``toast_tuple_target`` at a whole page keeps rows up to 8 kB as they are; longer ones are still
-# compressed and moved out of line. Long-lived tables keep the compression: uncompressed, they
-# grew enough that autovacuum's passes over them cost more than it saved (bench/README.md).
+# row passes ~2 kB, and decompresses them on every read. ``toast_tuple_target`` at a whole page
+# keeps rows up to 8 kB as they are; longer ones are still compressed and moved out of line.
 WHOLE_PAGE_ROW_TARGET = 8160
 
 
@@ -178,6 +174,23 @@ def rows_uncompressed_ddl(*tables: str) -> list[str]:
 def rows_compressed_again_ddl(*tables: str) -> list[str]:
     """The downgrade of ``rows_uncompressed_ddl``: PostgreSQL's default again."""
     return [f"ALTER TABLE {table} RESET (toast_tuple_target)" for table in tables]
+
+
+def keep_outbox_rows_uncompressed() -> None:
+    """A migration's upgrade (every service has one): the outbox's rows are read back by the
+    relay at once and purged within days, so compressing them is CPU spent for nothing
+    (``pglz_compress`` was PostgreSQL's busiest function in the benchmark, review's approvals
+    being 3.4 kB). Only rows written from then on. The long-lived tables keep the compression:
+    uncompressed, they grew enough that autovacuum's passes over them after a burst cost more
+    than it saved (bench/README.md, fifteenth round)."""
+    for ddl in rows_uncompressed_ddl("outbox"):
+        op.execute(ddl)
+
+
+def compress_outbox_rows_again() -> None:
+    """The downgrade of ``keep_outbox_rows_uncompressed``."""
+    for ddl in rows_compressed_again_ddl("outbox"):
+        op.execute(ddl)
 
 
 def runtime_tables_ddl() -> list[str]:
