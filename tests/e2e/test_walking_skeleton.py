@@ -7,11 +7,9 @@ import contextlib
 import itertools
 import uuid
 
-import asyncpg
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy.engine import make_url
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
@@ -19,6 +17,7 @@ from orderflow.devstack.catalogue import canonical_order
 from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS
 from orderflow.devstack.tracking import Tracker
 from orderflow.testing.events import EventLog, SeenEvent
+from orderflow.testing.infra import connect
 from orderflow.testing.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -163,8 +162,7 @@ async def test_notify_and_the_consoles_database_backends_run_at_their_priority_t
     console's connections are reniced with them, those of the order flow's services are not."""
     if pipeline.infra.kind != "embedded":
         pytest.skip("the database runs elsewhere: its backends are not this machine's processes")
-    url = make_url(pipeline.infra.database_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    conn = await connect(pipeline.infra.database_url)
     try:
         rows = await conn.fetch("SELECT pid, application_name FROM pg_stat_activity "
                                 "WHERE application_name LIKE 'orderflow-%'")
@@ -190,8 +188,7 @@ async def test_the_outboxes_rows_are_stored_uncompressed(
         await pusher.push("canonical", good_order(eid))
     oid = order_id_for("canonical", eid)
     await events.wait_for_event("shipment.dispatched", oid, timeout=60)
-    url = make_url(pipeline.infra.database_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    conn = await connect(pipeline.infra.database_url)
     try:
         options = {f"{r['nspname']}.{r['relname']}": r["reloptions"] for r in await conn.fetch(
             "SELECT n.nspname, c.relname, c.reloptions FROM pg_class c "

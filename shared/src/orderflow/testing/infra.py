@@ -42,10 +42,17 @@ class Infra:
         self.postgres.start(self.postgres.port, exact=True)
 
 
+async def connect(url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection to the database of ``url`` (an SQLAlchemy URL), for a test's
+    own look at it; the caller closes it."""
+    return await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+
+
 async def create_database(url: str, name: str) -> str:
     """A new, empty database ``name`` on the server of ``url``; its URL (same credentials)."""
     parsed = make_url(url)
-    conn = await asyncpg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
+    conn = await connect(url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
