@@ -228,9 +228,10 @@ def test_the_dev_stack_shortens_the_fetch_wait_on_the_embedded_broker_only(
 def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """On the dev stack's one machine the order flow's services get the cores first: notify and
-    the console (off its path) are started at niceness 10, the others unchanged; the environment
-    still wins, and the setting is read per service (its own prefix first). That a service applies
-    it: tests/e2e/test_walking_skeleton.py, on the running pipeline's processes."""
+    the console (off its path) are started at the lowest priority (niceness 19), the others
+    unchanged; the environment still wins, and the setting is read per service (its own prefix
+    first). That a service applies it: tests/e2e/test_walking_skeleton.py, on the running
+    pipeline's processes."""
     for name in ("ORDERFLOW_NICE", "ORDERFLOW_NOTIFY_NICE"):
         monkeypatch.delenv(name, raising=False)
     assert ServiceSettings().nice == 0  # elsewhere (one service a machine, containers): unchanged

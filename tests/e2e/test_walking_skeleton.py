@@ -148,7 +148,7 @@ async def test_a_service_killed_with_sigkill_and_restarted_loses_nothing(
 
 def test_notify_and_the_console_run_at_a_lower_priority_than_the_order_flow(pipeline: Pipeline) -> None:
     """On the dev stack's one machine the services of the order flow get the cores first:
-    notify and the console (off its path) run at niceness 10, as their settings say."""
+    notify and the console (off its path) run at niceness 19, as their settings say."""
     running = {sp.name: sp.proc.pid for sp in pipeline.stack.processes
                if sp.replica == 0 and sp.proc is not None and sp.proc.poll() is None}
     assert {"intake", "notify"} <= set(running), running
