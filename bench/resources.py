@@ -54,7 +54,7 @@ class ResourceMonitor:
     """Call ``start`` at the beginning of a measured window and ``stop`` at its end."""
 
     interval_s: float = 0.25
-    tree_every: int = 8
+    tree_every: int = 40
     watched: list[Watched] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -77,9 +77,12 @@ class ResourceMonitor:
             w.peak_rss = max(w.peak_rss, w.rss())
 
     def _loop(self) -> None:
-        # a process tree's PSS (PostgreSQL: every backend's smaps, ~0.5 ms each) is read only
-        # every ``tree_every`` ticks: at every tick it cost the driver ~8 % of a core, taken
-        # from the services it measures; the services' RSS (the target) keeps every tick
+        # a process tree's PSS (PostgreSQL: every backend's smaps_rollup, a walk of its page
+        # tables by the kernel, more as the backends touch the shared buffers) is read only every
+        # ``tree_every`` ticks (10 s) and at the window's start and end: at every tick it cost
+        # the driver ~8 % of a core, and every 2 s still ~5 % at 300 orders/s (sixteenth round,
+        # py-spy), taken from the services it measures; the services' RSS (the target) keeps
+        # every tick
         tick = 0
         while not self._stop.wait(self.interval_s):
             tick += 1
