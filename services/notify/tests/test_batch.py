@@ -45,6 +45,7 @@ from orderflow.notify.settings import NotifySettings
 from orderflow.runtime.consumer import BatchProcessor, Subscription, decode
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork, UnitOfWorkFactory
 from orderflow.testing.infra import Infra
+from orderflow.testing.plans import plans_before_and_after_analyze
 from orderflow.testing.records import Rec, Records, event_id, migrated_schema
 
 pytestmark = pytest.mark.service
@@ -393,26 +394,16 @@ async def _plans_before_and_after_analyze(notify: Notify, statement: str,
     """The plan of ``statement`` on 5,000 waiting rows (due now, or in a minute) added after the
     table's last ANALYZE (a fresh database, a backlog: the statistics say the table is small),
     then again once analyzed. Rolled back."""
-    async with notify.engine.connect() as conn:
-        await conn.begin()
-        await conn.execute(sa.text("ANALYZE notify_notifications"))
-        await conn.execute(sa.text(
-            "INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
+    fill = ("INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
             "source_event_type, kind, order_id, channel, recipient, language, context, status, "
             "detail, attempts, next_attempt_at, coalesce_key, raw_value, raw_headers) "
             "SELECT gen_random_uuid(), gen_random_uuid(), 'shipment.dispatched', "
             "'ShipmentDispatched', 'shipment_dispatched', 'o' || i, 'email', 'r@example.com', "
             "'en', '{}', 'pending', '', 0, "
             f"now() {'-' if due else '+'} interval '1 minute' + i * interval '1 ms', "
-            "'key-' || i, '\\x00', '[]' FROM generate_series(1, 5000) AS i"))
-        plans = []
-        for analyze in (False, True):
-            if analyze:
-                await conn.execute(sa.text("ANALYZE notify_notifications"))
-            plans.append("\n".join(r[0] for r in await conn.execute(
-                sa.text(f"EXPLAIN {statement}"), params)))
-        await conn.rollback()
-    return plans
+            "'key-' || i, '\\x00', '[]' FROM generate_series(1, 5000) AS i")
+    return await plans_before_and_after_analyze(notify.engine, "notify_notifications", fill,
+                                                statement, params)
 
 
 async def test_the_fold_reads_only_the_claims_keys_and_rows(notify: Notify) -> None:
