@@ -64,7 +64,7 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 100
 # the consumers off the order flow's path (push -> dispatched) and their niceness on the dev
 # stack's one machine (bench/README.md, twelfth round: p99 push->dispatched at 300 orders/s
 # 0.83-1.12 s with every process equal, 0.46-0.49 s with these two at 10; sixteenth round, at
-# 19, the lowest: 0.38-0.50 s against 0.46-0.55 s at 10 in seven alternated pairs, the two
+# 19, the lowest: 0.38-0.50 s against 0.46-0.55 s at 10 in six alternated pairs, the two
 # finishing no later)
 SIDE_CONSUMERS = ("notify", "console")
 SIDE_CONSUMER_NICE = 19
