@@ -115,7 +115,6 @@ async def test_a_batch_with_an_order_from_its_start_to_its_end(
     assert await stored_views(engine) == expected(all_stories)
 
 
-
 async def test_an_orders_entries_are_read_through_the_order_index_whatever_the_statistics(
         engine: AsyncEngine) -> None:
     """The console reads the stored entries of the orders it projects from all of them (out of
