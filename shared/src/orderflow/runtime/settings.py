@@ -171,8 +171,9 @@ class ServiceSettings(BaseSettings):
     gc_young_threshold: int = Field(default=100_000, ge=100, le=10_000_000)
     consumer_group_prefix: str = "orderflow"
     # the process's scheduling priority (Unix niceness, added at start; 0: unchanged). Where every
-    # process shares one machine (the dev stack), notify and the console run at 10: the order
-    # flow's services get the cores first, the consumers off its path catch up when it idles
+    # process shares one machine (the dev stack), notify and the console run at 19
+    # (``devstack.stack.SIDE_CONSUMER_NICE``): the order flow's services get the cores first, the
+    # consumers off its path catch up when it idles
     nice: int = Field(default=0, ge=0, le=19)
 
 
