@@ -119,6 +119,30 @@ async def test_a_run_is_one_call_in_batch_order_and_a_redelivery_is_skipped(engi
     assert len(await _outbox(engine)) == 4
 
 
+async def test_an_ahead_topic_is_applied_first_and_every_partition_keeps_its_order(
+        engine: AsyncEngine) -> None:
+    recorder = Recorder()
+    order: list[str] = []
+
+    async def one(uow: UnitOfWork, incoming: IncomingEvent[Any]) -> None:
+        order.append(incoming.event.warehouse_id)
+
+    async def run(uow: UnitOfWork, events: list[IncomingEvent[Any]]) -> None:
+        order.extend(i.event.sku for i in events)
+        await recorder.on_batch(uow, events)
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=run),
+        Subscription(topics.WAREHOUSE_UPDATED, one, ahead=True)])
+    w3 = record(WarehouseUpdated(warehouse_id="W3", name="W", province="P", city="C"), offset=1,
+                producer="t", partition=1)
+    batch = [stock(1, "A"), stock(2, "B"), warehouse(1, "W1"), w3, stock(3, "C"), warehouse(2, "W2")]
+    await processor.process(batch, None)
+    assert order == ["W1", "W3", "W2", "A", "B", "C"]
+    assert recorder.calls == [["A", "B", "C"]]  # the run no longer split by the other topic
+    assert await _applied(engine) == ["A", "B", "C"]
+
+
 async def test_prepare_sees_every_new_event_of_a_batch_once_before_its_first_handler(
         engine: AsyncEngine) -> None:
     """``prepare`` (a service's ``prepare_batch``): once per transaction, in its transaction,

@@ -178,3 +178,33 @@ async def test_a_run_of_reservations_is_decided_one_after_another_and_as_one_bat
     await together.process(run, None)
     assert (await outbox(engine))[len(before_run):] == staged
     assert await tables(engine) == state
+
+
+async def test_requests_fetched_with_reservations_are_decided_before_them(schema: Schema) -> None:
+    """A cancel and a change request waiting in the broker when a batch is fetched with the
+    reservations of their orders are decided first, whatever order the partitions came in:
+    the cancel is honoured (nothing dispatched) and the changed order's reservation parked."""
+    feed = Records()
+    master = [feed.record(e) for kind in ("warehouses", "products")
+              for e in parse_file(kind, DEMO_DATA / f"{kind}.csv").events]
+    to_cancel = reservation([("WH-SH", "TEA-001", 1)])
+    to_change = reservation([("WH-SH", "TEA-002", 1)])
+    plain = reservation([("WH-SH", "TEA-001", 1)])
+    batch = [feed.record(to_cancel), feed.record(to_change), feed.record(plain),
+             feed.record(OrderCancelRequested(order_id=to_cancel.order_id, reason="no longer",
+                                              requested_by="tests")),
+             feed.record(change_request(to_change))]
+
+    engine = await schema()
+    together = processor(engine)
+    await together.process(master, None)
+    await together.process(batch, None)
+    staged = [(topic, key) for topic, key, _, _ in await outbox(engine)]
+    assert ("order.cancelled", to_cancel.order_id) in staged
+    assert ("order.change-admitted", to_change.order_id) in staged
+    assert staged.count(("shipment.dispatched", plain.order_id)) == 1
+    assert not [t for t, k in staged if k in (to_cancel.order_id, to_change.order_id)
+                and t in ("shipment.dispatched", "order.cancel-refused", "order.change-refused")]
+    orders = {o["order_id"]: o for o in (await tables(engine))["logistics_orders"]}
+    assert orders[to_cancel.order_id]["status"] == "cancelled"
+    assert orders[to_change.order_id]["parked_event_id"] == dict(batch[1].headers)["event_id"].decode()

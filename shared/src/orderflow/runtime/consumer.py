@@ -109,7 +109,13 @@ class Subscription:
     """One topic a service consumes and what applies its events: ``handler`` one event at a
     time, or ``batch_handler`` once per run of consecutive new events of the batch that share it
     (the same batch handler may serve several topics: its runs then mix them, in batch order).
-    A batch handler names the event each outgoing event answers: ``uow.emit(..., cause=event)``."""
+    A batch handler names the event each outgoing event answers: ``uow.emit(..., cause=event)``.
+
+    Kafka orders nothing across partitions, and a batch comes partition by partition in the
+    client's order. ``ahead`` puts this topic's records before the others of every batch (each
+    partition still in its order): for requests that must be decided before what was fetched
+    with them (logistics' cancel and change requests, waiting since before the reservations
+    of the same fetch, are decided before those are dispatched)."""
 
     topic: Topic
     handler: Handler | None = None
@@ -118,6 +124,7 @@ class Subscription:
     headerless: bool = False  # connectors' raw messages may come without our headers
     extra: dict[str, Any] = field(default_factory=dict)
     batch_handler: BatchHandler | None = None
+    ahead: bool = False
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.batch_handler is None):
@@ -226,6 +233,7 @@ class BatchProcessor:
         self.service = service
         self.prepare = prepare
         self.subscriptions = {sub.topic.name: sub for sub in subscriptions}
+        self.ahead = frozenset(sub.topic.name for sub in subscriptions if sub.ahead)
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.max_bytes = max_bytes
         self.after_commit = after_commit
@@ -280,6 +288,8 @@ class BatchProcessor:
         if not records:
             return
         started = time.perf_counter()
+        if self.ahead:  # a stable sort: each partition keeps its order
+            records = sorted(records, key=lambda r: r.topic not in self.ahead)
         items = [self._decode(record) for record in records]
         try:
             outcome = await self._apply_with_retry(items)

@@ -27,9 +27,11 @@ def create_service(settings: LogisticsSettings | None = None,
         subscriptions=[
             Subscription(topics.STOCK_RESERVED, batch_handler=handlers.on_stocks_reserved,
                          description="Reserved orders: one shipment per warehouse, dispatched"),
-            Subscription(topics.ORDER_CANCEL_REQUESTED, handlers.on_cancel_requested,
+            # decided before the reservations fetched with them: a request waiting in the
+            # broker when the batch was fetched comes before the dispatch it would stop
+            Subscription(topics.ORDER_CANCEL_REQUESTED, handlers.on_cancel_requested, ahead=True,
                          description="Cancel requests: honoured until dispatch, else refused"),
-            Subscription(topics.ORDER_CHANGE_REQUESTED, handlers.on_change_requested,
+            Subscription(topics.ORDER_CHANGE_REQUESTED, handlers.on_change_requested, ahead=True,
                          description="Change requests: admitted until dispatch (dispatch waits "
                                      "for them), else refused"),
             Subscription(topics.ORDER_CHANGE_RESERVED, handlers.on_change_reserved,
