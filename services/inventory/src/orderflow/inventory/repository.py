@@ -284,10 +284,18 @@ _LOCK_ORDER_STATUSES = Statement("""
 SELECT order_id, status FROM inventory_orders WHERE order_id = ANY(CAST(:o_ids AS text[]))
 ORDER BY order_id COLLATE "C" FOR UPDATE
 """)
+# an order's holds by the primary key, one lookup per order (LATERAL ... OFFSET 0), whatever the
+# statistics: ``order_id = ANY(...)`` was planned as a scan of the whole table while it had grown
+# since its last ANALYZE (a fresh database, a burst). The lock goes into each lookup: the orders
+# taken in sorted order and each one's holds sorted, the rows are locked in the sorted order of
+# every other path
 _LOCK_HOLDS_OF = Statement("""
-SELECT order_id, warehouse_id, sku, quantity FROM inventory_reservations
-WHERE order_id = ANY(CAST(:o_ids AS text[]))
-ORDER BY order_id COLLATE "C", warehouse_id COLLATE "C", sku COLLATE "C" FOR UPDATE
+SELECT r.order_id, r.warehouse_id, r.sku, r.quantity
+FROM (SELECT id FROM unnest(CAST(:o_ids AS text[])) AS u(id) GROUP BY id ORDER BY id COLLATE "C") AS k
+CROSS JOIN LATERAL (
+    SELECT * FROM inventory_reservations AS h WHERE h.order_id = k.id
+    ORDER BY h.warehouse_id COLLATE "C", h.sku COLLATE "C" OFFSET 0) AS r
+ORDER BY r.order_id COLLATE "C", r.warehouse_id COLLATE "C", r.sku COLLATE "C" FOR UPDATE OF r
 """)
 _LOCK_STOCK = Statement("""
 SELECT s.warehouse_id, s.sku, s.available
@@ -299,8 +307,9 @@ ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C" FOR UPDATE OF s
 _LOCK_STOCK_AHEAD = Statement("""
 SELECT 1 FROM inventory_stock AS s
 WHERE s.sku = ANY(CAST(:skus AS text[]))
-   OR s.sku IN (SELECT r.sku FROM inventory_reservations AS r
-                WHERE r.order_id = ANY(CAST(:o_ids AS text[])))
+   OR s.sku IN (SELECT r.sku FROM unnest(CAST(:o_ids AS text[])) AS k(id) CROSS JOIN LATERAL (
+                    SELECT h.sku FROM inventory_reservations AS h WHERE h.order_id = k.id
+                    OFFSET 0) AS r)  -- by the order index, as _LOCK_HOLDS_OF
 ORDER BY s.warehouse_id COLLATE "C", s.sku COLLATE "C" FOR UPDATE OF s
 """)
 # what a run's shipped lines move, summed per stock row and per hold, the orders that shipped in
