@@ -6,8 +6,9 @@ process.
     python -m bench.run --orders 5000 --rates 300 --seconds 15 --no-scaling --profile
 
 Measures (see bench/README.md): saturation throughput end to end and per service, latency per
-stage at fixed push rates, the saturation run again with two replicas of every service, the
-pass-through ceiling of the same topic hops, CPU seconds and peak RSS per process, and lost or
+stage at fixed push rates (each started once PostgreSQL's autovacuum has finished what the load
+before left it; ``--settle 0`` does not wait), the saturation run again with two replicas of every
+service, the pass-through ceiling of the same topic hops, CPU seconds and peak RSS per process, and lost or
 duplicated orders. Prints a table and writes one JSON file per run under ``bench/results/``.
 """
 
@@ -38,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import ceiling
+from bench.maintenance import MaintenanceSampler, maintenance_done
 from bench.profiles import Profiler
 from bench.resources import ResourceMonitor
 from bench.watch import MAIN_LINE, PRODUCED_BY, SIDE, Watcher
@@ -91,6 +93,7 @@ class Options:
     services: list[str]
     replicas: int
     note: str
+    settle_s: float = 240.0
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -116,6 +119,9 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--services", help="services to start (default: every one available)")
     p.add_argument("--replicas", type=int, default=2, help="replicas per service in the scaling run")
     p.add_argument("--note", default="", help="free text stored with the results")
+    p.add_argument("--settle", type=float, default=240.0, metavar="SECONDS",
+                   help="before each fixed rate, wait up to this long for PostgreSQL's autovacuum "
+                        "to finish what the previous load left it (0: do not wait)")
     a = p.parse_args(argv)
     quick = bool(a.quick)
     env = {}
@@ -133,7 +139,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile=bool(a.profile), channels=tuple(c for c in a.channels.split(",") if c),
         stall_s=a.stall, env=env,
         services=[s for s in a.services.split(",") if s] if a.services else available_services(),
-        replicas=a.replicas, note=a.note)
+        replicas=a.replicas, note=a.note, settle_s=a.settle)
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -497,7 +503,14 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                     batch = make_orders(count, prefix=f"B{run_id}-{label[:1]}R{rate}", seed=rate,
                                         channels=opts.channels)
                     all_orders += batch
+                    settled = None
+                    if stack.database_url and opts.settle_s > 0:
+                        say(f"[{label}] waiting for PostgreSQL's autovacuum to finish (at most "
+                            f"{opts.settle_s:.0f}s) ...")
+                        settled = await maintenance_done(stack.database_url, opts.settle_s)
                     say(f"[{label}] latency: {rate} orders/s for {opts.seconds:.0f}s ({count} orders)")
+                    sampler = (MaintenanceSampler(stack.database_url).start()
+                               if stack.database_url else None)
                     before = monitor.cpu_snapshot()
                     rate_started = time.time()
                     push_s = await push_at_rate(pusher, batch, rate)
@@ -509,6 +522,7 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                     cu = await caught_up(kafka, stack.services, dict(watcher.end_offsets),
                                          rate_started + push_s, timeout=120)
                     after = monitor.cpu_snapshot()
+                    maintenance = await sampler.stop() if sampler is not None else None
                     stages = stage_latencies(watcher, batch)
                     ends = [d.last() for o in batch if (d := watcher.dispatch.get(o.order_id))
                             and d.complete]
@@ -525,6 +539,8 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                         "caught_up_s_after_last_push": cu,
                         "stages_ms": stages,
                         "cpu": cpu_window(before, after, count),
+                        "settle": settled,
+                        "maintenance": maintenance,
                     }
                     if stack.database_url:
                         result["latency"][str(rate)]["batches"] = await batch_sizes(
@@ -615,6 +631,18 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def _maintenance_line(settle: dict[str, Any] | None, sampled: dict[str, Any] | None) -> str:
+    if settle is None:
+        before = "started without waiting for autovacuum"
+    elif settle["settled"]:
+        before = f"started once autovacuum had finished ({settle['waited_s']} s waited)"
+    else:
+        before = (f"autovacuum NOT finished after {settle['waited_s']} s "
+                  f"({len(settle['due'])} tables due, {len(settle['workers'])} workers)")
+    busy = _fmt((sampled or {}).get("autovacuum_busy_pct"), " %")
+    return f"  {before}; an autovacuum worker busy in {busy} of the phase's samples"
+
+
 def table(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -667,6 +695,7 @@ def table(results: dict[str, Any]) -> str:
                              + ", ".join(f"{k} {_fmt(v)}" for k, v in cu.items()))
             if lat.get("batches"):
                 lines.append(_batches_line(lat["batches"]))
+            lines.append(_maintenance_line(lat.get("settle"), lat.get("maintenance")))
             lines.append(_stage_block(None, lat["stages_ms"]))
         ce = ph.get("ceiling")
         if ce:
