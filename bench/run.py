@@ -223,8 +223,11 @@ async def wait_settled(w: Watcher, orders: list[BenchOrder], *, stall_s: float, 
     last_progress = last_report = time.monotonic()
     total = len(pending)
     records = w.records
+    pending -= w.settled_ids  # settled before the wait began
+    seen = len(w.settled_log)  # then only what settled since the last look
     while pending:
-        done = {oid for oid in pending if w.settled(oid)}
+        done = pending.intersection(w.settled_log[seen:])
+        seen = len(w.settled_log)
         now = time.monotonic()
         if done or w.records != records:  # an order settled, or anything moved on any topic
             pending -= done

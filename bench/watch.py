@@ -30,6 +30,8 @@ PRODUCED_BY = {"order.inbound": "connector (bench)", "order.received": "intake",
                "shipment.dispatched": "logistics", "notification.recorded": "notify",
                "order.rejected": "intake/review", "order.held": "review",
                "stock.backordered": "inventory", "shipment.exception": "logistics"}
+# an order stopped on a side path is settled too (it will not be dispatched)
+STOPPED_ON = frozenset({"order.rejected", "order.held", "stock.backordered", "shipment.exception"})
 
 
 @dataclass
@@ -67,6 +69,11 @@ class Watcher:
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.dispatch: dict[str, OrderDispatch] = defaultdict(OrderDispatch)
         self.records = 0
+        # the orders settled so far, and the same in the order they settled: a waiter reads only
+        # what settled since it last looked (going over every pending order at each change took
+        # about 40 % of the driver's CPU during a 20,000-order burst, beside the services)
+        self.settled_ids: set[str] = set()
+        self.settled_log: list[str] = []
         self.end_offsets: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -112,6 +119,10 @@ class Watcher:
                         d = self.dispatch[key]
                         d.shipment_count = int(body.get("shipment_count", 1))
                         d.shipments.setdefault(str(body.get("shipment_id")), seen)
+                        if d.complete:
+                            self._settle(key)
+                    elif topic in STOPPED_ON:
+                        self._settle(key)
                 if records:
                     self.end_offsets[tp] = max(self.end_offsets.get(tp, 0), records[-1].offset + 1)
                     self.records += len(records)
@@ -123,13 +134,15 @@ class Watcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
+    def _settle(self, order_id: str) -> None:
+        if order_id not in self.settled_ids:
+            self.settled_ids.add(order_id)
+            self.settled_log.append(order_id)
+
     def settled(self, order_id: str) -> bool:
-        """Dispatched in full, or stopped on a side path (rejected, held, backordered)."""
-        d = self.dispatch.get(order_id)
-        if d is not None and d.complete:
-            return True
-        return any(order_id in self.first.get(t, {}) for t in
-                   ("order.rejected", "order.held", "stock.backordered", "shipment.exception"))
+        """Dispatched in full, or stopped on a side path (rejected, held, backordered, no
+        carrier)."""
+        return order_id in self.settled_ids
 
     def dispatched(self, order_id: str) -> bool:
         d = self.dispatch.get(order_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from orderflow.contracts.events import CustomerUpdated, Event, StockReceived
@@ -35,8 +36,8 @@ class BenchOrder:
     external_id: str  # as the channel's payload carries it (what the connector keys by)
     payload: Any
 
-    @property
-    def order_id(self) -> str:
+    @cached_property
+    def order_id(self) -> str:  # a uuid5: computed once (the driver asks for it often)
         return order_id_for(self.channel, self.external_id)
 
     @property
