@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.inventory import app
 from orderflow.inventory.repository import _LOCK_HOLDS_OF, _LOCK_STOCK_AHEAD
+from orderflow.runtime.db import Statement
 from orderflow.testing.infra import Infra
 from orderflow.testing.plans import plans_before_and_after_analyze
 from orderflow.testing.records import migrated_schema
@@ -38,10 +39,10 @@ async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
 @pytest.mark.parametrize("statement", [_LOCK_HOLDS_OF, _LOCK_STOCK_AHEAD],
                          ids=["holds", "stock ahead"])
 async def test_holds_are_read_by_the_order_index_before_and_after_analyze(
-        engine: AsyncEngine, statement: object) -> None:
+        engine: AsyncEngine, statement: Statement) -> None:
     params = {"o_ids": IDS, "skus": ["SKU-1"]}
     for plan in await plans_before_and_after_analyze(
-            engine, "inventory_reservations", FILL, statement.text, params):  # type: ignore[attr-defined]
+            engine, "inventory_reservations", FILL, statement.text, params):
         assert "Seq Scan on inventory_reservations" not in plan, plan
         assert "inventory_reservations_pkey" in plan, plan
         if statement is _LOCK_HOLDS_OF:  # locked order by order, in the sorted order of every path
