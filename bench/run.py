@@ -93,7 +93,7 @@ class Options:
     services: list[str]
     replicas: int
     note: str
-    settle_s: float = 240.0
+    settle_s: float
 
 
 def parse_args(argv: list[str] | None) -> Options:
