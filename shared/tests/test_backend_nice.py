@@ -1,27 +1,37 @@
 """The database work of a service at a lower priority: where the database runs on the same
-machine (the dev stack), notify's and the console's PostgreSQL backends are reniced with them."""
+machine (the dev stack), notify's and the console's PostgreSQL backends are reniced with them,
+and where the scheduler weighs sessions (Linux's autogroups) their sessions too."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.stack import SIDE_CONSUMER_NICE, ServiceProcess, Stack
 from orderflow.runtime.db import make_engine, renice_backend
+from orderflow.runtime.priority import autogroup_nice, leads_own_session, lower_priority
 from orderflow.runtime.settings import DatabaseSettings
 from orderflow.testing.infra import Infra
 
+AUTOGROUPS = autogroup_nice(os.getpid()) is not None
 
-async def _backend_nice(infra: Infra, backend_nice: int) -> int:
+
+async def _backend_nice(infra: Infra, backend_nice: int) -> tuple[int, int | None]:
+    """The niceness of a new connection's backend, and its autogroup's."""
     engine = make_engine(DatabaseSettings(url=infra.database_url, backend_nice=backend_nice),
                          "public")
     try:
         async with engine.connect() as conn:
             pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
-            return os.getpriority(os.PRIO_PROCESS, pid)
+            assert leads_own_session(pid)  # PostgreSQL's backends start sessions of their own
+            return os.getpriority(os.PRIO_PROCESS, pid), autogroup_nice(pid)
     finally:
         await engine.dispose()
 
@@ -29,8 +39,60 @@ async def _backend_nice(infra: Infra, backend_nice: int) -> int:
 async def test_an_engines_connections_get_backends_at_its_backend_niceness(infra: Infra) -> None:
     if infra.kind != "embedded":
         pytest.skip("the database runs elsewhere: its backends are not this machine's processes")
-    assert await _backend_nice(infra, 7) == 7
-    assert await _backend_nice(infra, 0) == 0  # by default a backend keeps its priority
+    assert await _backend_nice(infra, 7) == (7, 7 if AUTOGROUPS else None)
+    # by default a backend keeps its priority
+    assert await _backend_nice(infra, 0) == (0, 0 if AUTOGROUPS else None)
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A child in a session of its own, as the dev stack starts every process."""
+    proc = spawn([sys.executable, "-c", "import time; time.sleep(60)"],
+                 log_path=Path(os.devnull))
+    yield proc
+    stop(proc, timeout=5)
+
+
+def test_the_dev_stack_starts_each_process_in_a_session_of_its_own(
+        sleeper: subprocess.Popen[bytes]) -> None:
+    assert leads_own_session(sleeper.pid)
+    assert os.getsid(sleeper.pid) != os.getsid(0)
+
+
+def test_a_process_leading_its_session_is_lowered_with_its_session_never_raised(
+        sleeper: subprocess.Popen[bytes]) -> None:
+    assert lower_priority(sleeper.pid, 7) is True
+    assert os.getpriority(os.PRIO_PROCESS, sleeper.pid) == 7
+    assert autogroup_nice(sleeper.pid) == (7 if AUTOGROUPS else None)
+    assert lower_priority(sleeper.pid, 3) is True  # never to a higher priority
+    assert os.getpriority(os.PRIO_PROCESS, sleeper.pid) == 7
+    assert autogroup_nice(sleeper.pid) == (7 if AUTOGROUPS else None)
+
+
+def test_a_process_sharing_its_session_is_lowered_alone() -> None:
+    """A process in a session it did not start (a terminal's, this test's): only its own
+    niceness, never the session's, which holds other processes."""
+    mine = autogroup_nice(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not leads_own_session(child.pid)
+        assert lower_priority(child.pid, 5) is True
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 5
+        assert autogroup_nice(child.pid) == mine == autogroup_nice(os.getpid())
+    finally:
+        stop(child, timeout=5)
+
+
+def test_an_autogroups_niceness_is_read_from_proc(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "autogroup").write_text("/autogroup-123 nice 19\n")
+    (tmp_path / "43").mkdir()
+    (tmp_path / "43" / "autogroup").write_text("something else\n")
+    monkeypatch.setattr("orderflow.runtime.priority._PROC", tmp_path)
+    assert autogroup_nice(42) == 19
+    assert autogroup_nice(43) is None  # not the format it knows: as if there were none
+    assert autogroup_nice(44) is None  # no such process, or no autogroups
 
 
 def test_only_a_postgresql_process_is_reniced_and_never_to_a_higher_priority() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import uuid
 
 import psutil
@@ -16,6 +17,7 @@ from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS
 from orderflow.devstack.tracking import Tracker
+from orderflow.runtime.priority import autogroup_nice, leads_own_session
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import connect
 from orderflow.testing.pipeline import Pipeline
@@ -154,6 +156,13 @@ def test_notify_and_the_console_run_at_a_lower_priority_than_the_order_flow(pipe
     assert {"intake", "notify"} <= set(running), running
     nices = {name: psutil.Process(pid).nice() for name, pid in running.items()}
     assert nices == {name: SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0 for name in running}
+    # each in a session of its own, and where the scheduler weighs sessions (autogroups) the
+    # side consumers' sessions at their niceness too: otherwise theirs would do nothing
+    assert all(leads_own_session(pid) for pid in running.values()), running
+    if autogroup_nice(os.getpid()) is not None:
+        groups = {name: autogroup_nice(pid) for name, pid in running.items()}
+        assert groups == {name: SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0
+                          for name in running}
 
 
 async def test_notify_and_the_consoles_database_backends_run_at_their_priority_too(
@@ -169,13 +178,19 @@ async def test_notify_and_the_consoles_database_backends_run_at_their_priority_t
     finally:
         await conn.close()
     nices: dict[str, set[int]] = {}
+    groups: dict[str, set[int | None]] = {}
     for row in rows:
+        name = row["application_name"].removeprefix("orderflow-")
         with contextlib.suppress(psutil.NoSuchProcess):  # a connection closed meanwhile
-            nices.setdefault(row["application_name"].removeprefix("orderflow-"), set()).add(
-                psutil.Process(row["pid"]).nice())
+            nices.setdefault(name, set()).add(psutil.Process(row["pid"]).nice())
+            groups.setdefault(name, set()).add(autogroup_nice(row["pid"]))
     assert {"intake", "notify"} <= set(nices), nices
     assert nices == {name: {SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0}
                      for name in nices}
+    # a backend is a session of its own: where sessions are weighed, its session's niceness
+    if autogroup_nice(os.getpid()) is not None:
+        assert groups == {name: {SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0}
+                          for name in groups}
 
 
 async def test_the_outboxes_rows_are_stored_uncompressed(

@@ -21,7 +21,16 @@ def _die_with_parent() -> None:
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()  # Ctrl-C in the terminal reaches the supervisor only; it stops us in order
+    _own_session()
+
+
+def _own_session() -> None:
+    """Run in the child before exec: a session of its own. Ctrl-C in the terminal reaches the
+    supervisor only (it stops the children in order), and where the scheduler groups processes
+    by session (Linux's autogroups) each child is weighed as one, as every PostgreSQL backend is:
+    sharing the supervisor's session, the services together weighed as much as one backend, and
+    a niced one could not lower its session's share (``orderflow.runtime.priority``)."""
+    os.setsid()
 
 
 def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
@@ -34,7 +43,7 @@ def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None 
         return subprocess.Popen(
             list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None, cwd=cwd,
-            preexec_fn=_die_with_parent if tie_to_parent else os.setpgrp,
+            preexec_fn=_die_with_parent if tie_to_parent else _own_session,
             **kwargs,
         )
     finally:

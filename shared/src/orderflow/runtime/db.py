@@ -3,7 +3,6 @@ Alembic (each service keeps its revisions in ``orderflow/<service>/migrations``)
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
+from orderflow.runtime.priority import lower_priority
 from orderflow.runtime.settings import DatabaseSettings
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -58,17 +58,17 @@ def make_engine(settings: DatabaseSettings, schema: str, *, application_name: st
 
 def renice_backend(pid: int, nice: int) -> bool:
     """Give the PostgreSQL backend ``pid`` on this machine at least niceness ``nice`` (a lower
-    priority; never a higher one). False, and nothing changed, when ``pid`` is not a PostgreSQL
-    process here (the database on another host: its pid means nothing here) or when this process
-    may not renice it."""
+    priority; never a higher one), and its session's autogroup the same (without it the niceness
+    does nothing against the other sessions: ``orderflow.runtime.priority``). False, and nothing
+    changed, when ``pid`` is not a PostgreSQL process here (the database on another host: its pid
+    means nothing here) or when this process may not renice it."""
     try:
         if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
             return False
-        if os.getpriority(os.PRIO_PROCESS, pid) < nice:
-            os.setpriority(os.PRIO_PROCESS, pid, nice)
-        return True
     except OSError:
         return False
+    # a backend starts a session of its own: its autogroup is lowered too (runtime.priority)
+    return lower_priority(pid, nice)
 
 
 def _alembic_config(connection: sa.Connection, schema: str, versions: Path) -> Config:
