@@ -232,7 +232,7 @@ def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(
     unchanged; the environment still wins, and the setting is read per service (its own prefix
     first). That a service applies it: tests/e2e/test_walking_skeleton.py, on the running
     pipeline's processes."""
-    for name in ("ORDERFLOW_NICE", "ORDERFLOW_NOTIFY_NICE"):
+    for name in ("ORDERFLOW_NICE", "ORDERFLOW_NOTIFY_NICE", "MALLOC_MMAP_THRESHOLD_"):
         monkeypatch.delenv(name, raising=False)
     assert ServiceSettings().nice == 0  # elsewhere (one service a machine, containers): unchanged
     stack = Stack(tmp_path, services=["intake", "notify", "console"], broker=EmbeddedBroker(tmp_path))
@@ -240,6 +240,10 @@ def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(
              for name in ("intake", "review", "inventory", "logistics", "notify", "console")}
     assert nices == {"intake": None, "review": None, "inventory": None, "logistics": None,
                      "notify": str(SIDE_CONSUMER_NICE), "console": str(SIDE_CONSUMER_NICE)}
+    # and glibc's mmap threshold fixed for their peak memory; not for the order flow's
+    mmap = {name: stack.service_env(ServiceProcess(name, 0, 8100)).get("MALLOC_MMAP_THRESHOLD_")
+            for name in ("intake", "review", "notify", "console")}
+    assert mmap == {"intake": None, "review": None, "notify": "131072", "console": "131072"}
     monkeypatch.setenv("ORDERFLOW_NICE", "3")
     assert stack.service_env(ServiceProcess("console", 0, 8100))["ORDERFLOW_NICE"] == "3"
     monkeypatch.setenv("ORDERFLOW_NOTIFY_NICE", "0")  # the service's own prefix wins

@@ -68,6 +68,12 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 100
 # finishing no later)
 SIDE_CONSUMERS = ("notify", "console")
 SIDE_CONSUMER_NICE = 19
+# glibc's mmap threshold for the side consumers, fixed (glibc otherwise raises it to the largest
+# block freed, and a batch's big buffers then come from the heap and fragment it): their peak
+# RSS, the closest to the 150 MB target, 4-5 MB lower, for about 5 % more CPU per event in the
+# processes it is given to (bench/README.md, eighteenth round); these two run at the lowest
+# priority, off the order flow's path
+SIDE_CONSUMER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 @dataclass
@@ -157,6 +163,8 @@ class Stack:
         if sp.name in SIDE_CONSUMERS:
             # on one machine the order flow's services take the cores first; these catch up
             env.setdefault("ORDERFLOW_NICE", str(SIDE_CONSUMER_NICE))
+            for name, value in SIDE_CONSUMER_MALLOC_ENV.items():
+                env.setdefault(name, value)
             if self.database_on_this_machine:  # and so does their work in the database
                 env.setdefault("ORDERFLOW_DB_BACKEND_NICE", env["ORDERFLOW_NICE"])
         if sp.name == "console":
