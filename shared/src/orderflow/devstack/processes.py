@@ -17,25 +17,21 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """Run in the child before exec: receive SIGTERM when the parent dies (even by SIGKILL)."""
+    """Run in the child before exec: receive SIGTERM when the parent dies (even by SIGKILL), in a
+    session of its own. Ctrl-C in the terminal reaches the supervisor only (it stops the children
+    in order), and where the scheduler groups processes by session (Linux's autogroups) each child
+    is weighed as one, as every PostgreSQL backend is: sharing the supervisor's session, the
+    services together weighed as much as one backend, and a niced one could not lower its
+    session's share (``orderflow.runtime.priority``)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    _own_session()
-
-
-def _own_session() -> None:
-    """Run in the child before exec: a session of its own. Ctrl-C in the terminal reaches the
-    supervisor only (it stops the children in order), and where the scheduler groups processes
-    by session (Linux's autogroups) each child is weighed as one, as every PostgreSQL backend is:
-    sharing the supervisor's session, the services together weighed as much as one backend, and
-    a niced one could not lower its session's share (``orderflow.runtime.priority``)."""
     os.setsid()
 
 
 def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
-          run_as: Mapping[str, object] | None = None, cwd: Path | None = None,
-          tie_to_parent: bool = True) -> subprocess.Popen[bytes]:
+          run_as: Mapping[str, object] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log: IO[Any] = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -43,7 +39,7 @@ def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None 
         return subprocess.Popen(
             list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None, cwd=cwd,
-            preexec_fn=_die_with_parent if tie_to_parent else _own_session,
+            preexec_fn=_die_with_parent,
             **kwargs,
         )
     finally:

@@ -59,11 +59,12 @@ def lower_priority(pid: int, nice: int) -> bool:
     if current is None or current >= nice:
         return True
     for attempt in range(_AUTOGROUP_TRIES):
+        if attempt:  # the kernel's limit for an unprivileged caller (EAGAIN)
+            time.sleep(_AUTOGROUP_PAUSE_S)
         try:
             (_PROC / str(pid) / "autogroup").write_text(str(nice))
             return True
         except OSError as exc:
-            if exc.errno != errno.EAGAIN or attempt == _AUTOGROUP_TRIES - 1:
+            if exc.errno != errno.EAGAIN:
                 return False
-            time.sleep(_AUTOGROUP_PAUSE_S)
-    return False  # pragma: no cover - the loop returns
+    return False
