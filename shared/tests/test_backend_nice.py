@@ -16,11 +16,16 @@ import sqlalchemy as sa
 from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.stack import SIDE_CONSUMER_NICE, ServiceProcess, Stack
 from orderflow.runtime.db import make_engine, renice_backend
-from orderflow.runtime.priority import autogroup_nice, leads_own_session, lower_priority
+from orderflow.runtime.priority import (
+    autogroup_nice,
+    kernel_has_autogroups,
+    leads_own_session,
+    lower_priority,
+)
 from orderflow.runtime.settings import DatabaseSettings
 from orderflow.testing.infra import Infra
 
-AUTOGROUPS = autogroup_nice(os.getpid()) is not None
+AUTOGROUPS = kernel_has_autogroups()  # every new session (a backend's, a child's) has one
 
 
 async def _backend_nice(infra: Infra, backend_nice: int) -> tuple[int, int | None]:
@@ -89,10 +94,17 @@ def test_an_autogroups_niceness_is_read_from_proc(tmp_path: Path,
     (tmp_path / "42" / "autogroup").write_text("/autogroup-123 nice 19\n")
     (tmp_path / "43").mkdir()
     (tmp_path / "43" / "autogroup").write_text("something else\n")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "autogroup").write_text("")  # init's session is in no autogroup
     monkeypatch.setattr("orderflow.runtime.priority._PROC", tmp_path)
     assert autogroup_nice(42) == 19
     assert autogroup_nice(43) is None  # not the format it knows: as if there were none
     assert autogroup_nice(44) is None  # no such process, or no autogroups
+    assert autogroup_nice(1) is None
+    # whether the kernel has them is not read off a process's own (CI may run in init's session)
+    assert kernel_has_autogroups() is False
+    (tmp_path / "self").symlink_to(tmp_path / "1")
+    assert kernel_has_autogroups() is True
 
 
 def test_only_a_postgresql_process_is_reniced_and_never_to_a_higher_priority() -> None:

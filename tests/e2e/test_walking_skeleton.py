@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import uuid
 
 import psutil
@@ -17,7 +16,7 @@ from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS
 from orderflow.devstack.tracking import Tracker
-from orderflow.runtime.priority import autogroup_nice, leads_own_session
+from orderflow.runtime.priority import autogroup_nice, kernel_has_autogroups, leads_own_session
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import connect
 from orderflow.testing.pipeline import Pipeline
@@ -159,7 +158,7 @@ def test_notify_and_the_console_run_at_a_lower_priority_than_the_order_flow(pipe
     # each in a session of its own, and where the scheduler weighs sessions (autogroups) the
     # side consumers' sessions at their niceness too: otherwise theirs would do nothing
     assert all(leads_own_session(pid) for pid in running.values()), running
-    if autogroup_nice(os.getpid()) is not None:
+    if kernel_has_autogroups():
         groups = {name: autogroup_nice(pid) for name, pid in running.items()}
         assert groups == {name: SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0
                           for name in running}
@@ -188,7 +187,7 @@ async def test_notify_and_the_consoles_database_backends_run_at_their_priority_t
     assert nices == {name: {SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0}
                      for name in nices}
     # a backend is a session of its own: where sessions are weighed, its session's niceness
-    if autogroup_nice(os.getpid()) is not None:
+    if kernel_has_autogroups():
         assert groups == {name: {SIDE_CONSUMER_NICE if name in SIDE_CONSUMERS else 0}
                           for name in groups}
 

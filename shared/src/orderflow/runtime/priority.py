@@ -25,8 +25,16 @@ _AUTOGROUP_TRIES = 4
 _AUTOGROUP_PAUSE_S = 0.11
 
 
+def kernel_has_autogroups() -> bool:
+    """Whether this kernel puts each new session in an autogroup of its own. A process's own
+    autogroup cannot tell: the processes of the first session (init's, where a container's or a
+    CI runner's commands may run) are in no autogroup, and their ``autogroup`` file is empty."""
+    return (_PROC / "self" / "autogroup").exists()
+
+
 def autogroup_nice(pid: int) -> int | None:
-    """The niceness of ``pid``'s autogroup, or None where there are no autogroups."""
+    """The niceness of ``pid``'s autogroup, or None where it is in none (no autogroups in the
+    kernel, or a process of init's session: the file is then empty)."""
     try:
         text = (_PROC / str(pid) / "autogroup").read_text()  # "/autogroup-123 nice 0"
     except OSError:
