@@ -514,18 +514,20 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                     say(f"[{label}] latency: {rate} orders/s for {opts.seconds:.0f}s ({count} orders)")
                     sampler = (MaintenanceSampler(stack.database_url).start()
                                if stack.database_url else None)
-                    before = monitor.cpu_snapshot()
-                    rate_started = time.time()
-                    push_s = await push_at_rate(pusher, batch, rate)
-                    pending = await wait_settled(watcher, batch, stall_s=opts.stall_s,
-                                                 what=f"{rate}/s")
-                    # every service, notify and the console included (off the measured path, and
-                    # on the dev stack at a lower priority), must have caught up: how long after
-                    # the last push, and the CPU window covers their work too
-                    cu = await caught_up(kafka, stack.services, dict(watcher.end_offsets),
-                                         rate_started + push_s, timeout=120)
-                    after = monitor.cpu_snapshot()
-                    maintenance = await sampler.stop() if sampler is not None else None
+                    try:  # the sampler's task and engine are stopped even if the phase fails
+                        before = monitor.cpu_snapshot()
+                        rate_started = time.time()
+                        push_s = await push_at_rate(pusher, batch, rate)
+                        pending = await wait_settled(watcher, batch, stall_s=opts.stall_s,
+                                                     what=f"{rate}/s")
+                        # every service, notify and the console included (off the measured path,
+                        # and on the dev stack at a lower priority), must have caught up: how
+                        # long after the last push, and the CPU window covers their work too
+                        cu = await caught_up(kafka, stack.services, dict(watcher.end_offsets),
+                                             rate_started + push_s, timeout=120)
+                        after = monitor.cpu_snapshot()
+                    finally:
+                        maintenance = await sampler.stop() if sampler is not None else None
                     stages = stage_latencies(watcher, batch)
                     ends = [d.last() for o in batch if (d := watcher.dispatch.get(o.order_id))
                             and d.complete]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,24 @@ def test_personal_data_is_masked_in_every_field() -> None:
     assert mask_text("a@b.cn") == "a***@b.cn"
 
 
+@pytest.fixture
+def process_logging() -> Iterator[None]:
+    """Logging configured by a test is put back as it was: its handler writes to the test's
+    captured stderr, which is closed after it (later records, such as aiosmtpd's from its own
+    thread in notify's tests, would then fail with "Logging error")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    structlog_config = structlog.get_config()
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**structlog_config)
+        structlog.contextvars.clear_contextvars()
+
+
+@pytest.mark.usefixtures("process_logging")
 def test_stdlib_logs_go_through_the_masking_json_renderer(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("t", fmt="json")
     logging.getLogger("some.library").warning("contact bob@example.org now")

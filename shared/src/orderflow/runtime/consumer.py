@@ -457,7 +457,6 @@ class BatchProcessor:
                         log.error("handler failed; event dead-lettered",
                                   error=f"{type(exc).__name__}: {exc}"[:500])
                         outcome[(incoming.topic, "dead_lettered")] += 1
-            uow.current = None
             for p in await self._claim_poison(session, poison):
                 key = p.record.key.decode("utf-8", "replace") if p.record.key is not None else None
                 self._dead_letter(uow, p.record.topic, key, p.record.value or b"",
