@@ -421,6 +421,30 @@ def cpu_window(before: dict[str, float], after: dict[str, float], orders: int) -
     return out
 
 
+INFRASTRUCTURE = ("postgres (all backends)", "tansu broker")
+
+
+def ceiling_budget(ceiling_per_s: float | None, cores: int | None,
+                   cpu: dict[str, dict[str, Any]], orders: int) -> dict[str, Any] | None:
+    """What the ceiling target asks of this machine: at the target's share of the ceiling's rate,
+    the CPU one order may cost every process of the pipeline together (``cores`` seconds of CPU
+    a second, shared by all), against what an order cost in the saturation run (to the last
+    dispatch, the driver's own CPU not counted), and the database's and the broker's part of it.
+    While the run's cores are busy, no handler code can bring the throughput past
+    ``cores / cost``."""
+    if not ceiling_per_s or not cores or not orders or not cpu:
+        return None
+    rate = ceiling_per_s * TARGETS["ceiling_ratio_pct"] / 100.0
+    used = {label: c["cpu_s"] for label, c in cpu.items() if label != DRIVER}
+    cost = 1000.0 * sum(used.values()) / orders
+    infra = 1000.0 * sum(used.get(label, 0.0) for label in INFRASTRUCTURE) / orders
+    return {"target_orders_per_s": round(rate, 1),
+            "budget_cpu_ms_per_order": round(1000.0 * cores / rate, 3),
+            "pipeline_cpu_ms_per_order": round(cost, 3),
+            "database_and_broker_cpu_ms_per_order": round(infra, 3),
+            "cpu_bound_orders_per_s": round(1000.0 * cores / cost, 1) if cost else None}
+
+
 async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, latency: bool,
                     with_ceiling: bool, profile: bool) -> dict[str, Any]:
     kafka = stack.kafka
@@ -710,6 +734,16 @@ def table(results: dict[str, Any]) -> str:
                 ratio = f"; pipeline = {pct:.1f} % of it"
             lines.append(f"ceiling (4 pass-through hops, no database): {ce['arrived']}/{ce['messages']} "
                          f"messages in {ce['elapsed_s']}s → {ce['orders_per_s']} orders/s{ratio}")
+            bud = ceiling_budget(ce.get("orders_per_s"), m.get("cores"), (sat or {}).get("cpu", {}),
+                                 (sat or {}).get("orders", 0))
+            if bud:
+                lines.append(
+                    f"  {TARGETS['ceiling_ratio_pct']} % of it ({_fmt(bud['target_orders_per_s'])} "
+                    f"orders/s) on {m['cores']} cores leaves {_fmt(bud['budget_cpu_ms_per_order'])} "
+                    f"ms of CPU per order for every process; an order cost "
+                    f"{_fmt(bud['pipeline_cpu_ms_per_order'])} ms (PostgreSQL and the broker "
+                    f"{_fmt(bud['database_and_broker_cpu_ms_per_order'])}): at most "
+                    f"{_fmt(bud['cpu_bound_orders_per_s'])} orders/s on these cores, the driver aside")
         res = ph.get("resources", {})
         cpu = (sat or {}).get("cpu", {})
         if res:
@@ -768,7 +802,10 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
     ce = first.get("ceiling") or {}
     ratio = round(100.0 * tput / ce["orders_per_s"], 1) if tput and ce.get("orders_per_s") else None
     out["ceiling_ratio_pct"] = {"measured": ratio, "target": f">= {TARGETS['ceiling_ratio_pct']}",
-                                "met": bool(ratio and ratio >= TARGETS["ceiling_ratio_pct"])}
+                                "met": bool(ratio and ratio >= TARGETS["ceiling_ratio_pct"]),
+                                "cpu_budget": ceiling_budget(
+                                    ce.get("orders_per_s"), results.get("machine", {}).get("cores"),
+                                    sat.get("cpu", {}), sat.get("orders", 0))}
     rss = [r["peak_rss_mb"] for ph in phases.values() for label, r in ph.get("resources", {}).items()
            if label not in ("postgres (all backends)", "tansu broker", DRIVER)]
     peak = max(rss) if rss else None
