@@ -501,6 +501,9 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
             profiles = profiler.stop() if profiler is not None else None
             sat = saturation_result(watcher, orders, push_s, pending)
             sat["cpu"] = cpu_window(cpu_before, cpu_after, len(orders))
+            if result.get("ceiling"):
+                result["ceiling"]["cpu_budget"] = ceiling_budget(
+                    result["ceiling"]["orders_per_s"], os.cpu_count(), sat["cpu"], len(orders))
             sat["caught_up_s_after_first_push"] = await caught_up(
                 kafka, stack.services, dict(watcher.end_offsets), started_wall, timeout=180)
             # "cpu" ends at the last dispatch (what the order flow cost, as in every earlier
@@ -734,8 +737,7 @@ def table(results: dict[str, Any]) -> str:
                 ratio = f"; pipeline = {pct:.1f} % of it"
             lines.append(f"ceiling (4 pass-through hops, no database): {ce['arrived']}/{ce['messages']} "
                          f"messages in {ce['elapsed_s']}s → {ce['orders_per_s']} orders/s{ratio}")
-            bud = ceiling_budget(ce.get("orders_per_s"), m.get("cores"), (sat or {}).get("cpu", {}),
-                                 (sat or {}).get("orders", 0))
+            bud = ce.get("cpu_budget")
             if bud:
                 lines.append(
                     f"  {TARGETS['ceiling_ratio_pct']} % of it ({_fmt(bud['target_orders_per_s'])} "
@@ -803,9 +805,7 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
     ratio = round(100.0 * tput / ce["orders_per_s"], 1) if tput and ce.get("orders_per_s") else None
     out["ceiling_ratio_pct"] = {"measured": ratio, "target": f">= {TARGETS['ceiling_ratio_pct']}",
                                 "met": bool(ratio and ratio >= TARGETS["ceiling_ratio_pct"]),
-                                "cpu_budget": ceiling_budget(
-                                    ce.get("orders_per_s"), results.get("machine", {}).get("cores"),
-                                    sat.get("cpu", {}), sat.get("orders", 0))}
+                                "cpu_budget": ce.get("cpu_budget")}
     rss = [r["peak_rss_mb"] for ph in phases.values() for label, r in ph.get("resources", {}).items()
            if label not in ("postgres (all backends)", "tansu broker", DRIVER)]
     peak = max(rss) if rss else None
