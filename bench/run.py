@@ -65,6 +65,8 @@ TRACKED = ("order.received", "order.rejected", "order.held", "order.approved", "
            "stock.reserved", "shipment.dispatched", "notification.recorded")
 IDLE_WINDOW_S = 10.0
 DRIVER = "bench driver"  # the benchmark's own process, beside the ones it measures
+POSTGRES, BROKER = "postgres (all backends)", "tansu broker"
+INFRASTRUCTURE = (POSTGRES, BROKER)  # beside the services, sharing their cores
 TARGETS = {"throughput_orders_per_s": 1000, "p99_push_to_dispatched_ms_at_300": 500,
            "ceiling_ratio_pct": 50, "peak_rss_mb": 150}
 
@@ -398,9 +400,9 @@ def monitor_for(stack: Stack) -> ResourceMonitor:
     for label, pid in service_targets(stack).items():
         monitor.add(label, pid)
     if stack.postgres is not None and stack.postgres.proc is not None:
-        monitor.add("postgres (all backends)", stack.postgres.proc.pid, include_children=True)
+        monitor.add(POSTGRES, stack.postgres.proc.pid, include_children=True)
     if stack.broker is not None and stack.broker.proc is not None:
-        monitor.add("tansu broker", stack.broker.proc.pid)
+        monitor.add(BROKER, stack.broker.proc.pid)
     monitor.add(DRIVER, os.getpid())
     return monitor
 
@@ -419,9 +421,6 @@ def cpu_window(before: dict[str, float], after: dict[str, float], orders: int) -
                       "share_pct": (round(100.0 * seconds / pipeline, 1)
                                     if pipeline and label != DRIVER else None)}
     return out
-
-
-INFRASTRUCTURE = ("postgres (all backends)", "tansu broker")
 
 
 def ceiling_budget(ceiling_per_s: float | None, cores: int | None,
@@ -807,7 +806,7 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
                                 "met": bool(ratio and ratio >= TARGETS["ceiling_ratio_pct"]),
                                 "cpu_budget": ce.get("cpu_budget")}
     rss = [r["peak_rss_mb"] for ph in phases.values() for label, r in ph.get("resources", {}).items()
-           if label not in ("postgres (all backends)", "tansu broker", DRIVER)]
+           if label not in (*INFRASTRUCTURE, DRIVER)]
     peak = max(rss) if rss else None
     out["peak_rss_mb"] = {"measured": peak, "target": f"< {TARGETS['peak_rss_mb']}",
                           "met": bool(peak is not None and peak < TARGETS["peak_rss_mb"])}
