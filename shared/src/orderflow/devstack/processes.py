@@ -16,7 +16,7 @@ from typing import IO, Any
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _own_session_tied_to_parent() -> None:
     """Run in the child before exec: receive SIGTERM when the parent dies (even by SIGKILL), in a
     session of its own. Ctrl-C in the terminal reaches the supervisor only (it stops the children
     in order), and where the scheduler groups processes by session (Linux's autogroups) each child
@@ -39,7 +39,7 @@ def spawn(args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None 
         return subprocess.Popen(
             list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None, cwd=cwd,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_own_session_tied_to_parent,
             **kwargs,
         )
     finally:
