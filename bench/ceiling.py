@@ -86,7 +86,7 @@ async def measure(kafka: KafkaSettings, root: Path, orders: list[BenchOrder], *,
         tps = [TopicPartition(names[-1], p) for p in range(BY_NAME[MAIN_LINE[-1]].partitions)]
         final.assign(tps)
         await final.seek_to_beginning(*tps)
-        producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=False,
+        producer = AIOKafkaProducer(**kafka.producer_kwargs(),
                                     linger_ms=5, max_batch_size=512 * 1024,
                                     max_request_size=4 * 1024 * 1024)
         await producer.start()

@@ -419,7 +419,7 @@ class Chaos:
                       and (e.key in self.order_ids or (e.key or "").split(":", 1)[-1].startswith("CHAOS")
                            or e.topic == "order.inbound")]
         chosen = self.rnd.sample(candidates, min(self.plan.duplicates, len(candidates)))
-        producer = AIOKafkaProducer(**self.kafka.client_kwargs(), enable_idempotence=False, acks="all")
+        producer = AIOKafkaProducer(**self.kafka.producer_kwargs())
         await producer.start()
         try:
             for e in chosen:
@@ -443,7 +443,7 @@ class Chaos:
         for service in self.stack.services:
             for topic in subscriptions_of(service):
                 consumers.setdefault(topic, []).append(service)
-        producer = AIOKafkaProducer(**self.kafka.client_kwargs(), enable_idempotence=False,
+        producer = AIOKafkaProducer(**self.kafka.producer_kwargs(),
                                     acks="all", max_request_size=4 * 1024 * 1024)
         await producer.start()
         sent = 0

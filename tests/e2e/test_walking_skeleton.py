@@ -70,7 +70,7 @@ async def test_the_same_inbound_message_twice_yields_one_order(
 
 
 async def _redeliver(pipeline: Pipeline, seen: SeenEvent) -> None:
-    producer = AIOKafkaProducer(**pipeline.kafka.client_kwargs(), enable_idempotence=False)
+    producer = AIOKafkaProducer(**pipeline.kafka.producer_kwargs())
     await producer.start()
     try:
         await producer.send_and_wait(seen.topic, seen.value, key=(seen.key or "").encode(),
@@ -103,7 +103,7 @@ async def test_a_malformed_message_goes_to_the_dlq_and_the_next_goes_through(
         pipeline: Pipeline, events: EventLog, topic: str) -> None:
     eid = new_id()
     oid = order_id_for("canonical", eid)
-    producer = AIOKafkaProducer(**pipeline.kafka.client_kwargs(), enable_idempotence=False)
+    producer = AIOKafkaProducer(**pipeline.kafka.producer_kwargs())
     await producer.start()
     try:  # keyed like the order that follows, so it sits first in the same partition
         await producer.send_and_wait(topic, b'{"order_id": 42', key=oid.encode(),

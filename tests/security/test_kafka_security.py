@@ -91,7 +91,7 @@ async def test_the_services_faststream_broker_uses_sasl_over_tls(sasl_env: str) 
 @pytest.mark.parametrize("sasl_env", MECHANISMS, indirect=True)
 async def test_the_outbox_relay_producer_uses_sasl_over_tls(sasl_env: str) -> None:
     kafka = load_settings(KafkaSettings, "inventory")
-    producer = make_producer(kafka.client_kwargs(), client_id="orderflow-inventory-relay")
+    producer = make_producer(kafka, client_id="orderflow-inventory-relay")
     assert_sasl_ssl(client_security(producer), sasl_env)
 
 
@@ -205,7 +205,7 @@ def test_faststream_security_is_told_to_use_tls(mechanism: str) -> None:
 async def test_tls_without_sasl_and_client_certificates_reach_the_clients(tmp_path: Path) -> None:
     kafka = KafkaSettings(security_protocol="SSL")
     assert kafka.faststream_security().use_ssl is True
-    producer = make_producer(kafka.client_kwargs(), client_id="x")
+    producer = make_producer(kafka, client_id="x")
     assert client_security(producer)["security_protocol"] == "SSL"
     assert isinstance(client_security(producer)["ssl_context"], ssl.SSLContext)
     with pytest.raises(FileNotFoundError):  # a named certificate that is missing fails at once

@@ -131,7 +131,7 @@ async def test_every_client_connects_with_the_right_credentials_and_is_refused_w
         assert any(r.key == f"canonical:{eid}".encode() for r in got.get(tp, []))
     finally:
         await consumer.stop()
-    relay = make_producer(kafka.client_kwargs(), client_id="orderflow-sasl-relay")
+    relay = make_producer(kafka, client_id="orderflow-sasl-relay")
     await relay.start()
     await relay.send_and_wait(topic, b"{}", key=b"sasl-relay-check")
     await relay.stop()
@@ -146,7 +146,7 @@ async def test_every_client_connects_with_the_right_credentials_and_is_refused_w
         await broker.stop()
 
     wrong = _wrong(kafka)
-    refused = make_producer(wrong.client_kwargs(), client_id="orderflow-wrong-credentials")
+    refused = make_producer(wrong, client_id="orderflow-wrong-credentials")
     with pytest.raises(KafkaError):
         await refused.start()
     await refused.stop()

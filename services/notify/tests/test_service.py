@@ -75,8 +75,7 @@ class NotifyUnderTest:
         key = event.key()
         headers = EventHeaders.new(event_type=event.EVENT_TYPE, schema_version=event.SCHEMA_VERSION,
                                    producer="tests", correlation_id=key).to_kafka()
-        producer = AIOKafkaProducer(**self.pipeline.kafka.client_kwargs(), acks="all",
-                                    enable_idempotence=False)
+        producer = AIOKafkaProducer(**self.pipeline.kafka.producer_kwargs())
         await producer.start()
         try:
             topic = TOPIC_OF_EVENT[type(event)].name

@@ -54,8 +54,7 @@ class OrderPusher:
         self.kafka = kafka or KafkaSettings()
         self.producer_name = producer_name
         self._producer = AIOKafkaProducer(
-            **self.kafka.client_kwargs(), client_id=client_id, acks="all",
-            enable_idempotence=False, linger_ms=5, max_batch_size=512 * 1024,
+            **self.kafka.producer_kwargs(), client_id=client_id, linger_ms=5, max_batch_size=512 * 1024,
             max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
         )
 

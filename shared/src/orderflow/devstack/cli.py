@@ -37,7 +37,8 @@ def _kafka_from_state() -> KafkaSettings:
         state = _state_path()
         if state.exists():
             data = json.loads(state.read_text())
-            return KafkaSettings(bootstrap_servers=data["kafka_bootstrap_servers"])
+            return KafkaSettings(bootstrap_servers=data["kafka_bootstrap_servers"],
+                                 broker=data.get("broker", "kafka"))
     return KafkaSettings()
 
 
@@ -50,7 +51,7 @@ def _parse_replicas(items: list[str]) -> dict[str, int]:
 
 
 def cmd_dev_up(args: argparse.Namespace) -> int:
-    from orderflow.devstack.stack import Stack, var_dir
+    from orderflow.devstack.stack import Stack, broker_choice, var_dir
     from orderflow.runtime.logging import mask_text
 
     state = _state_path()
@@ -67,6 +68,8 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         log = var_dir() / "dev" / "supervisor.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "orderflow.devstack.cli", "dev", "up", "--quiet"]
+        if args.broker:
+            cmd += ["--broker", args.broker]
         for r in args.replicas:
             cmd += ["--replicas", r]
         with open(log, "ab") as out:
@@ -85,7 +88,8 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         print("the stack did not become ready in time", file=sys.stderr)
         return 1
 
-    stack = Stack(root=var_dir() / "dev", replicas=_parse_replicas(args.replicas))
+    stack = Stack(root=var_dir() / "dev", replicas=_parse_replicas(args.replicas),
+                  broker_kind=broker_choice(args.broker))
     stopping = False
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -100,7 +104,8 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         embedded = [k for k, v in stack.embedded.items() if v]
         print(f"  database  {mask_text(stack.database_url)}"
               f"{' (embedded)' if stack.postgres else ' (external)'}")
-        print(f"  broker    {stack.bootstrap}{' (embedded Tansu)' if stack.broker else ' (external)'}")
+        kind = {"kafka": "Apache Kafka, KRaft", "tansu": "embedded Tansu"}[stack.broker_kind]
+        print(f"  broker    {stack.bootstrap} ({kind if stack.broker else 'external'})")
         print(f"starting services: {', '.join(stack.services)} ...", flush=True)
         stack.start_services()
         stack.write_state(state)
@@ -219,7 +224,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from orderflow.devstack.demo import run_demo
 
-    summary = run_demo(orders=args.orders, seed=args.seed, timeout_s=args.timeout)
+    summary = run_demo(orders=args.orders, seed=args.seed, timeout_s=args.timeout,
+                       broker=args.broker)
     print(json.dumps(summary, sort_keys=False))
     ok = summary["lost"] == 0 and summary["duplicates"] == 0
     return 0 if ok and not summary.get("invariant_violations") else 1
@@ -247,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="run in the background")
     up.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N")
+    up.add_argument("--broker", choices=["kafka", "tansu"], default=None,
+                    help="Apache Kafka (KRaft, one node) or the embedded Tansu broker; "
+                         "default ORDERFLOW_BROKER, else tansu")
     up.set_defaults(func=cmd_dev_up)
     dev.add_parser("down", help="stop a detached stack").set_defaults(func=cmd_dev_down)
     dev.add_parser("status", help="show the running stack").set_defaults(func=cmd_dev_status)
@@ -265,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--orders", type=int, default=300)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--timeout", type=float, default=240.0)
+    demo.add_argument("--broker", choices=["kafka", "tansu"], default=None,
+                      help="Apache Kafka (KRaft, one node) or the embedded Tansu broker; "
+                           "default ORDERFLOW_BROKER, else tansu")
     demo.set_defaults(func=cmd_demo)
 
     dlq = sub.add_parser("dlq", help="inspect or replay a dead-letter topic")

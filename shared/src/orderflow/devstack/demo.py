@@ -22,7 +22,7 @@ from orderflow.contracts.order import order_id_for
 from orderflow.devstack.eventlog import EventLog
 from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.simulator import generate_orders
-from orderflow.devstack.stack import Stack, var_dir
+from orderflow.devstack.stack import Stack, broker_choice, var_dir
 from orderflow.devstack.tracking import Tracker
 from orderflow.runtime.lag import wait_consumed
 
@@ -140,14 +140,16 @@ def start_carrier_simulator(stack: Stack, seed: int) -> subprocess.Popen[bytes] 
     and publishes tracking updates (some late, some with exceptions)."""
     if importlib.util.find_spec("orderflow.logistics.carrier_simulator") is None:
         return None
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+           "ORDERFLOW_KAFKA_BROKER": stack.broker_kind, "PYTHONUNBUFFERED": "1"}
     return spawn([sys.executable, "-m", "orderflow.logistics.carrier_simulator", "--seed",
                   str(seed)], log_path=stack.root / "logs" / "carrier-simulator.log", env=env)
 
 
-def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0) -> dict[str, Any]:
+def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0,
+             broker: str | None = None) -> dict[str, Any]:
     root = var_dir() / "demo"
-    stack = Stack(root=root, fixed_ports=False, fresh=True)
+    stack = Stack(root=root, fixed_ports=False, fresh=True, broker_kind=broker_choice(broker))
     started = time.monotonic()
     carriers: subprocess.Popen[bytes] | None = None
 
@@ -156,7 +158,8 @@ def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0) -> d
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        _say("starting the embedded stack (PostgreSQL, Tansu broker) and every service ...")
+        kind = {"kafka": "Apache Kafka", "tansu": "the Tansu broker"}[stack.broker_kind]
+        _say(f"starting the embedded stack (PostgreSQL, {kind}) and every service ...")
         stack.start_infrastructure()
         stack.start_services()
         stack.wait_healthy(timeout=300)

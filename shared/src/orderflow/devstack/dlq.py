@@ -60,7 +60,7 @@ async def replay_dlq(kafka: KafkaSettings, topic: str) -> int:
     group = f"orderflow.dlq-replay.{topic}"
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=group, enable_auto_commit=False)
     # a dead letter may be an oversized poison message: as large as the connectors may send
-    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=False,
+    producer = AIOKafkaProducer(**kafka.producer_kwargs(),
                                 max_request_size=4 * 1024 * 1024)
     await consumer.start()
     await producer.start()

@@ -14,6 +14,7 @@ import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from aiokafka import TopicPartition
 from sqlalchemy.engine import make_url
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 from orderflow.contracts.events import Event
 from orderflow.contracts.topics import all_topic_names
 from orderflow.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
+from orderflow.devstack.kafka import KafkaCluster
 from orderflow.devstack.processes import spawn, stop, wait_until
 from orderflow.runtime.lag import wait_consumed
 from orderflow.runtime.retry import retry_transient
@@ -58,9 +60,18 @@ def project_root() -> Path:
     return here
 
 
-# the consumers' fetch wait on the embedded broker (bench/README.md, tenth round: p99
-# push->dispatched at 300 orders/s 1.3 s with 500 ms, 0.8 s with 100 ms, for 7 % of a core)
-EMBEDDED_FETCH_MAX_WAIT_MS = 100
+BrokerChoice = Literal["kafka", "tansu"]
+BROKER_CHOICES: tuple[BrokerChoice, ...] = ("kafka", "tansu")
+
+
+def broker_choice(explicit: str | None = None) -> BrokerChoice:
+    """The broker the stack starts: ``explicit`` (``--broker``), else ``ORDERFLOW_BROKER``, else
+    Tansu, the Python-only default."""
+    chosen = (explicit or os.environ.get("ORDERFLOW_BROKER") or "tansu").strip().lower()
+    if chosen not in BROKER_CHOICES:
+        raise ValueError(f"ORDERFLOW_BROKER / --broker is {chosen!r}: choose kafka or tansu")
+    return chosen  # type: ignore[return-value]
+
 # the consumers off the order flow's path (push -> dispatched) and their niceness on the dev
 # stack's one machine (bench/README.md, twelfth round: p99 push->dispatched at 300 orders/s
 # 0.83-1.12 s with every process equal, 0.46-0.49 s with these two at 10; sixteenth round, at
@@ -98,8 +109,12 @@ class Stack:
     fixed_ports: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     fresh: bool = False
+    broker_kind: BrokerChoice = field(default_factory=broker_choice)
+    kafka_nodes: int = 1
+    # the topics' replication factor on a broker the stack did not start (None: 1)
+    topic_replication: int | None = None
     postgres: EmbeddedPostgres | None = None
-    broker: EmbeddedBroker | None = None
+    broker: EmbeddedBroker | KafkaCluster | None = None
     database_url: str = ""
     bootstrap: str = ""
     processes: list[ServiceProcess] = field(default_factory=list)
@@ -122,16 +137,28 @@ class Stack:
             self.database_url = self.postgres.url
         if external_kafka:
             self.bootstrap = external_kafka
+        elif self.broker_kind == "kafka":
+            # its log survives a restart of the stack unless ``fresh``
+            if self.fresh:
+                import shutil
+
+                shutil.rmtree(self.root / "kafka", ignore_errors=True)
+            cluster = KafkaCluster(self.root / "kafka", size=self.kafka_nodes)
+            self.broker = cluster
+            cluster.start(19092 if self.fixed_ports else 0)
+            self.bootstrap = cluster.bootstrap
         else:
-            self.broker = EmbeddedBroker(self.root)
-            self.broker.start(19092 if self.fixed_ports else 0)
-            self.bootstrap = self.broker.bootstrap
+            tansu = EmbeddedBroker(self.root)
+            self.broker = tansu
+            tansu.start(19092 if self.fixed_ports else 0)
+            self.bootstrap = tansu.bootstrap
         if create_topics:
             asyncio.run(self.create_topics())
 
     async def create_topics(self) -> None:
-        kafka = KafkaSettings(bootstrap_servers=self.bootstrap)
-        await retry_transient(lambda: create_topics(kafka, all_topic_names()),
+        replication = (self.broker.replication_factor if isinstance(self.broker, KafkaCluster)
+                       else self.topic_replication or 1)
+        await retry_transient(lambda: create_topics(self.kafka, all_topic_names(), replication),
                               what="create topics", max_attempts=20)
 
     @property
@@ -156,10 +183,8 @@ class Stack:
             "ORDERFLOW_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         })
-        if self.broker is not None:
-            # Tansu answers a waiting fetch when its wait runs out, not when records arrive (Apache
-            # Kafka answers at once): aiokafka's 500 ms would add up to that much to every hop
-            env.setdefault("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
+        # the broker's kind chooses the clients' defaults (orderflow.runtime.broker_profile)
+        env["ORDERFLOW_KAFKA_BROKER"] = self.broker_kind
         if sp.name in SIDE_CONSUMERS:
             # on one machine the order flow's services take the cores first; these catch up
             env.setdefault("ORDERFLOW_NICE", str(SIDE_CONSUMER_NICE))
@@ -233,7 +258,7 @@ class Stack:
     # -- feeding the stack ------------------------------------------------------------------------
     @property
     def kafka(self) -> KafkaSettings:
-        return KafkaSettings(bootstrap_servers=self.bootstrap)
+        return KafkaSettings(bootstrap_servers=self.bootstrap, broker=self.broker_kind)
 
     async def publish_and_wait(self, events: list[Event], timeout: float = 120.0) -> None:
         """Publish events and wait until every running service that consumes their topics has
@@ -267,6 +292,7 @@ class Stack:
             "supervisor_pid": os.getpid(),
             "database_url": self.database_url,
             "kafka_bootstrap_servers": self.bootstrap,
+            "broker": self.broker_kind,
             "embedded": self.embedded,
             "services": {sp.label: {"pid": sp.proc.pid if sp.proc else None, "port": sp.port}
                          for sp in self.processes},

@@ -50,6 +50,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
 from orderflow.runtime.db import driver
+from orderflow.runtime.positions import PositionGuard
 from orderflow.runtime.retry import Stopping, backoff_delays, is_transient, retry_transient
 from orderflow.runtime.tracing import current, spans_recorded, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
@@ -175,9 +176,12 @@ def decode(record: Record, subscription: Subscription, max_bytes: int) -> Incomi
     except ValueError as exc:
         if not subscription.headerless:
             return Poison(record, "bad_headers", str(exc))
+        # where it lies and what it holds: an offset reused after the broker lost its data never
+        # makes a new message look like one already handled
+        digest = hashlib.sha256(value).hexdigest()[:32]
         headers = EventHeaders(
             event_id=str(uuid.uuid5(_INBOUND_NAMESPACE,
-                                    f"{record.topic}/{record.partition}/{record.offset}")),
+                                    f"{record.topic}/{record.partition}/{record.offset}/{digest}")),
             event_type=model.EVENT_TYPE,
             schema_version=model.SCHEMA_VERSION,
             occurred_at=datetime.now(UTC),
@@ -229,8 +233,10 @@ class BatchProcessor:
         after_commit: Callable[[], None] = lambda: None,
         stopping: Callable[[], bool] = lambda: False,
         prepare: BatchHook | None = None,
+        positions: PositionGuard | None = None,
     ) -> None:
         self.service = service
+        self.positions = positions
         self.prepare = prepare
         self.subscriptions = {sub.topic.name: sub for sub in subscriptions}
         self.ahead = frozenset(sub.topic.name for sub in subscriptions if sub.ahead)
@@ -288,6 +294,7 @@ class BatchProcessor:
         if not records:
             return
         started = time.perf_counter()
+        fetched_at = time.monotonic()
         if self.ahead:  # a stable sort: each partition keeps its order
             records = sorted(records, key=lambda r: r.topic not in self.ahead)
         items = [self._decode(record) for record in records]
@@ -314,7 +321,7 @@ class BatchProcessor:
                         outcome[k] += v
         self.after_commit()
         if committer is not None:
-            await self._commit_offsets(records, committer)
+            await self._commit_offsets(records, committer, fetched_at)
         for (topic, name), count in outcome.items():
             if count:
                 metrics.MESSAGES_CONSUMED.labels(self.service, topic, name).inc(count)
@@ -353,11 +360,17 @@ class BatchProcessor:
             lambda: self._apply([], [Poison(record, "unprocessable", reason)], careful=False),
             what=f"dead-letter a record from {self.topic}", stopping=self.stopping)
 
-    async def _commit_offsets(self, records: Sequence[Record], committer: OffsetCommitter) -> None:
+    async def _commit_offsets(self, records: Sequence[Record], committer: OffsetCommitter,
+                              fetched_at: float) -> None:
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        if self.positions is not None:  # a partition read again from its start since the fetch
+            offsets = {tp: o for tp, o in offsets.items()
+                       if self.positions.may_commit(tp, fetched_at)}
+            if not offsets:
+                return
         try:
             await committer.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from orderflow.runtime import metrics
 from orderflow.runtime.db import driver
 from orderflow.runtime.retry import is_transient
+from orderflow.runtime.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
@@ -92,14 +93,13 @@ async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[Outg
             [orjson.dumps(m.headers_text()).decode() for m in messages])
 
 
-def make_producer(client_kwargs: dict[str, Any], *, client_id: str) -> AIOKafkaProducer:
-    # enable_idempotence stays off: the embedded broker's InitProducerId fails (DESIGN.md);
-    # ordering holds because aiokafka sends one batch per partition at a time.
+def make_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
+    """The relay's producer: ``acks=all``, idempotent where the broker supports it (its
+    profile); order within a partition holds either way, as aiokafka sends one batch per
+    partition at a time."""
     return AIOKafkaProducer(
-        **client_kwargs,
+        **kafka.producer_kwargs(),
         client_id=client_id,
-        acks="all",
-        enable_idempotence=False,
         linger_ms=2,
         max_batch_size=256 * 1024,
         max_request_size=2 * 1024 * 1024,

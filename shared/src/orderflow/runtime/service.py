@@ -29,6 +29,7 @@ from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.http import create_http_app
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.outbox import OutboxRelay, make_producer
+from orderflow.runtime.positions import PositionGuard
 from orderflow.runtime.priority import lower_priority
 from orderflow.runtime.retry import retry_transient
 from orderflow.runtime.settings import (
@@ -112,7 +113,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         security=kafka.faststream_security(),
         client_id=f"orderflow-{definition.name}",
         graceful_timeout=settings.graceful_timeout_s,
-        enable_idempotence=False,
+        enable_idempotence=kafka.idempotent_producer,
+        acks="all",
         description=definition.description,
         logger=None,
         # the handler below takes the batch's records and nothing else: without FastStream's
@@ -127,6 +129,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
     async def records_of(message: Any) -> Any:
         return message.raw_message  # the batch's records as aiokafka gave them
 
+    # positions beyond a partition's end (its broker lost the data) read again from the start
+    guard = PositionGuard(lambda: getattr(subscriber, "consumer", None), service=definition.name)
     # one consumer (one group join, one group to watch for lag) for all the service's topics
     subscriber = broker.subscriber(
         *[sub.topic.name for sub in definition.subscriptions],
@@ -144,10 +148,13 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
         parser=parse,
         decoder=records_of,
+        listener=guard,
         description="; ".join(f"{s.topic.name}: {s.description or s.topic.description}"
                               for s in definition.subscriptions),
         title=f"{definition.name}",
     )
+
+    processor.positions = guard
 
     @subscriber
     async def on_batch(records: Any) -> None:
@@ -175,7 +182,7 @@ async def run_service(definition: ServiceDefinition) -> None:
     engine = make_engine(database, definition.name, application_name=f"orderflow-{definition.name}")
     await retry_transient(lambda: migrate(engine, definition.name, definition.migrations),
                           what="migrate", stopping=stopping.is_set)
-    producer = make_producer(kafka.client_kwargs(), client_id=f"orderflow-{definition.name}-relay")
+    producer = make_producer(kafka, client_id=f"orderflow-{definition.name}-relay")
     await retry_transient(producer.start, what="connect producer", stopping=stopping.is_set)
     relay = OutboxRelay(engine, producer, service=definition.name,
                         batch_size=settings.relay_batch_size,
@@ -202,6 +209,9 @@ async def run_service(definition: ServiceDefinition) -> None:
         return checks
 
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(relay.run(), name="outbox-relay")]
+    if processor.positions is not None:
+        tasks.append(asyncio.create_task(processor.positions.run(stopping.is_set),
+                                         name="position-guard"))
     server: _QuietServer | None = None
     if settings.http_port:
         app = create_http_app(definition.name, health, definition.routers(ctx),
@@ -256,15 +266,16 @@ def main(definition: ServiceDefinition) -> None:
         asyncio.run(run_service(definition))
 
 
-async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]]) -> list[str]:
-    """Create missing topics (the embedded broker does not auto-create); returns those created."""
+async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]],
+                        replication: int = 1) -> list[str]:
+    """Create missing topics (neither broker auto-creates them); returns those created."""
     from aiokafka.admin import NewTopic
 
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())  # type: ignore[arg-type]
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, parts, 1) for name, parts in topics if name not in existing]
+        missing = [NewTopic(name, parts, replication) for name, parts in topics if name not in existing]
         if missing:
             await admin.create_topics(missing)
         return [t.name for t in missing]

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+BrokerKind = Literal["kafka", "tansu"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 _S = TypeVar("_S", bound=BaseSettings)
 
@@ -35,8 +36,12 @@ class KafkaSettings(BaseSettings):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    session_timeout_ms: int = Field(default=6000, ge=1000, description="consumer group session")
-    heartbeat_interval_ms: int = Field(default=1500, ge=100)
+    # what kind of broker this is: every default that differs between the two comes from its
+    # profile (``orderflow.runtime.broker_profile``), decided there and nowhere else
+    broker: BrokerKind = Field(default="kafka", description="kafka (Apache Kafka) or tansu")
+    # 0: the broker profile's value
+    session_timeout_ms: int = Field(default=0, ge=0, description="consumer group session")
+    heartbeat_interval_ms: int = Field(default=0, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
     # what a consumer prefetches and holds while it works through a backlog: aiokafka's defaults
     # (50 MB per fetch, 1 MB per partition) let a service reading many topics (notify 16, the
@@ -45,15 +50,34 @@ class KafkaSettings(BaseSettings):
                                  description="most bytes one fetch brings, all partitions")
     max_partition_fetch_bytes: int = Field(default=131_072, ge=16_384,
                                            description="most bytes one fetch brings per partition")
-    # how long the broker may hold a consumer's fetch when it has no records for it: Apache
-    # Kafka answers as soon as records arrive, so the wait costs no latency there; the embedded
-    # broker answers only when it runs out (the dev stack sets 100 ms, devstack.stack)
-    fetch_max_wait_ms: int = Field(default=500, ge=1, le=30_000,
+    # how long the broker may hold a consumer's fetch when it has no records for it (0: the
+    # broker profile's value)
+    fetch_max_wait_ms: int = Field(default=0, ge=0, le=30_000,
                                    description="longest the broker holds a consumer's fetch")
     allow_sasl_plaintext: bool = Field(
         default=False,
         description="SASL credentials over an unencrypted connection; only for a local broker",
     )
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> KafkaSettings:
+        from orderflow.runtime.broker_profile import profile_of
+
+        profile = profile_of(self.broker)
+        self.session_timeout_ms = self.session_timeout_ms or profile.session_timeout_ms
+        self.heartbeat_interval_ms = self.heartbeat_interval_ms or profile.heartbeat_interval_ms
+        self.fetch_max_wait_ms = self.fetch_max_wait_ms or profile.fetch_max_wait_ms
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("ORDERFLOW_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of "
+                             "ORDERFLOW_KAFKA_SESSION_TIMEOUT_MS")
+        return self
+
+    @property
+    def idempotent_producer(self) -> bool:
+        """Whether producers are idempotent (``acks=all`` either way): the broker's profile."""
+        from orderflow.runtime.broker_profile import profile_of
+
+        return profile_of(self.broker).idempotent_producer
 
     @model_validator(mode="after")
     def _check_security(self) -> KafkaSettings:
@@ -83,6 +107,12 @@ class KafkaSettings(BaseSettings):
         if self.ssl_certfile:
             ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
         return ctx
+
+    def producer_kwargs(self) -> dict[str, object]:
+        """``client_kwargs`` plus what every OrderFlow producer sends with: every in-sync
+        replica's acknowledgement, and idempotence where the broker supports it."""
+        return {**self.client_kwargs(), "acks": "all",
+                "enable_idempotence": self.idempotent_producer}
 
     def faststream_security(self) -> Any:
         """The FastStream security object. FastStream's SASL classes fall back to plaintext unless

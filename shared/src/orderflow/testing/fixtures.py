@@ -30,7 +30,7 @@ def infra() -> Iterator[Infra]:
 
 @pytest.fixture(scope="session")
 def kafka(infra: Infra) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=infra.bootstrap)
+    return infra.kafka
 
 
 @pytest.fixture(scope="session")

