@@ -61,13 +61,16 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
-# two sessions: the isolated suites (notify's delivery tests) must not share topics with a
-# running main-line pipeline that would react to the events they publish
-test: install lint browser
+# Apache Kafka (KRaft, from its own jars) carries the end-to-end, fault and security tiers; the
+# isolated suites (notify's delivery tests, saga steps alone) must not share topics with a running
+# main-line pipeline that would react to the events they publish. Then the Python-only default:
+# the demo and an end-to-end smoke test on the embedded Tansu broker.
+test: install kafka lint browser
 	$(BIN)/pytest -m "not isolated and not partial and not solo_inventory"
 	ORDERFLOW_TEST_SERVICES=notify $(BIN)/pytest -m isolated
 	ORDERFLOW_TEST_SERVICES=intake,review,logistics $(BIN)/pytest -m partial
 	ORDERFLOW_TEST_SERVICES=inventory $(BIN)/pytest -m solo_inventory
+	ORDERFLOW_TEST_BROKER=tansu $(BIN)/pytest tests/e2e/test_demo.py tests/e2e/test_walking_skeleton.py
 
 test-unit: install
 	$(BIN)/pytest -m unit
@@ -82,6 +85,7 @@ docs: install
 	$(BIN)/python -m orderflow.contracts.schemas docs/schemas
 	$(BIN)/python -m orderflow.devstack.asyncapi docs/asyncapi
 	$(BIN)/python -m orderflow.devstack.k8s_topics
+	$(BIN)/python -m orderflow.devstack.k8s_users
 	$(BIN)/python deploy/docker/render.py
 
 fmt: install

@@ -67,6 +67,7 @@ async def measure(kafka: KafkaSettings, root: Path, orders: list[BenchOrder], *,
     try:
         for i, (source, target) in enumerate(itertools.pairwise(names)):
             proc = spawn([sys.executable, "-m", "bench.passthrough", "--bootstrap", bootstrap,
+                          "--broker", kafka.broker,
                           "--source", source, "--target", target,
                           "--group", f"bench.ceiling.{run}.hop{i}", "--ready-file", str(ready[i])],
                          log_path=root / "logs" / f"ceiling-hop{i}.log", cwd=REPO)

@@ -3,7 +3,8 @@
 the broker's acknowledgements, then commit the batch's offsets explicitly. No decoding, no
 database, no outbox: what is left is the cost of the broker and the Kafka client.
 
-    python -m bench.passthrough --bootstrap HOST:PORT --source A --target B --group G
+    python -m bench.passthrough --bootstrap HOST:PORT --broker kafka|tansu --source A --target B \
+        --group G
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orderflow.runtime.settings import KafkaSettings
 
-async def run(bootstrap: str, source: str, target: str, group: str, ready_file: Path | None,
-              max_records: int) -> None:
+
+async def run(kafka: KafkaSettings, source: str, target: str, group: str,
+              ready_file: Path | None, max_records: int) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    # the same client settings as the services' consumers and outbox producers
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
+    # the same client settings as the services' consumers and outbox producers (the group's
+    # session, acks=all and idempotence from the broker's profile)
+    consumer = AIOKafkaConsumer(source, **kafka.client_kwargs(), group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                session_timeout_ms=6000, heartbeat_interval_ms=1500)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
-                                linger_ms=2, max_batch_size=256 * 1024,
+                                session_timeout_ms=kafka.session_timeout_ms,
+                                heartbeat_interval_ms=kafka.heartbeat_interval_ms)
+    producer = AIOKafkaProducer(**kafka.producer_kwargs(), linger_ms=2, max_batch_size=256 * 1024,
                                 max_request_size=2 * 1024 * 1024)
     await producer.start()
     await consumer.start()
@@ -56,13 +60,15 @@ async def run(bootstrap: str, source: str, target: str, group: str, ready_file: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--broker", choices=("kafka", "tansu"), required=True)
     parser.add_argument("--source", required=True)
     parser.add_argument("--target", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--max-records", type=int, default=500)
     args = parser.parse_args()
-    asyncio.run(run(args.bootstrap, args.source, args.target, args.group, args.ready_file,
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, broker=args.broker)
+    asyncio.run(run(kafka, args.source, args.target, args.group, args.ready_file,
                     args.max_records))
 
 

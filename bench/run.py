@@ -1,15 +1,17 @@
-"""``make bench``: the whole pipeline under load, on the embedded stack, every service its own
-process.
+"""``make bench``: the whole pipeline under load, on the dev stack (PostgreSQL and the broker on
+this machine: Apache Kafka, one node, or Tansu), every service its own process.
 
     python -m bench.run                 # 20,000 orders, rates 100/300/600, scaling, ceiling
     python -m bench.run --quick         # 2,000 orders, one rate, no scaling: a fast check
+    python -m bench.run --broker kafka  # on Apache Kafka (default: ORDERFLOW_BROKER, else tansu)
     python -m bench.run --orders 5000 --rates 300 --seconds 15 --no-scaling --profile
 
 Measures (see bench/README.md): saturation throughput end to end and per service, latency per
 stage at fixed push rates (each started once PostgreSQL's autovacuum has finished what the load
 before left it; ``--settle 0`` does not wait), the saturation run again with two replicas of every
 service, the pass-through ceiling of the same topic hops, CPU seconds and peak RSS per process, and lost or
-duplicated orders. Prints a table and writes one JSON file per run under ``bench/results/``.
+duplicated orders. Prints a table (the broker in its header) and writes one JSON file per run
+under ``bench/results/`` (``broker``, and ``kafka_version`` on Apache Kafka).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import ceiling
@@ -46,8 +48,17 @@ from bench.watch import MAIN_LINE, PRODUCED_BY, SIDE, Watcher
 from bench.workload import BenchOrder, make_orders, master_data_events
 from orderflow.connector import OrderPusher
 from orderflow.devstack.eventlog import EventLog
-from orderflow.devstack.stack import Stack, available_services, project_root, subscriptions_of
+from orderflow.devstack.kafka import KafkaCluster, kafka_version
+from orderflow.devstack.stack import (
+    BrokerChoice,
+    Stack,
+    available_services,
+    broker_choice,
+    project_root,
+    subscriptions_of,
+)
 from orderflow.devstack.tracking import Tracker
+from orderflow.runtime.lag import group_reader
 from orderflow.runtime.service import tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings
 
@@ -65,8 +76,9 @@ TRACKED = ("order.received", "order.rejected", "order.held", "order.approved", "
            "stock.reserved", "shipment.dispatched", "notification.recorded")
 IDLE_WINDOW_S = 10.0
 DRIVER = "bench driver"  # the benchmark's own process, beside the ones it measures
-POSTGRES, BROKER = "postgres (all backends)", "tansu broker"
-INFRASTRUCTURE = (POSTGRES, BROKER)  # beside the services, sharing their cores
+POSTGRES = "postgres (all backends)"
+BROKERS: dict[str, str] = {"tansu": "tansu broker", "kafka": "kafka broker"}  # by broker kind
+INFRASTRUCTURE = (POSTGRES, *BROKERS.values())  # beside the services, sharing their cores
 TARGETS = {"throughput_orders_per_s": 1000, "p99_push_to_dispatched_ms_at_300": 500,
            "ceiling_ratio_pct": 50, "peak_rss_mb": 150}
 
@@ -96,6 +108,7 @@ class Options:
     replicas: int
     note: str
     settle_s: float
+    broker: BrokerChoice
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -121,6 +134,9 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--services", help="services to start (default: every one available)")
     p.add_argument("--replicas", type=int, default=2, help="replicas per service in the scaling run")
     p.add_argument("--note", default="", help="free text stored with the results")
+    p.add_argument("--broker", choices=("kafka", "tansu"),
+                   help="the broker the stack starts: kafka (Apache Kafka, one node) or tansu "
+                        "(default: ORDERFLOW_BROKER, else tansu)")
     p.add_argument("--settle", type=float, default=240.0, metavar="SECONDS",
                    help="before each fixed rate, wait up to this long for PostgreSQL's autovacuum "
                         "to finish what the previous load left it (0: do not wait)")
@@ -141,7 +157,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile=bool(a.profile), channels=tuple(c for c in a.channels.split(",") if c),
         stall_s=a.stall, env=env,
         services=[s for s in a.services.split(",") if s] if a.services else available_services(),
-        replicas=a.replicas, note=a.note, settle_s=a.settle)
+        replicas=a.replicas, note=a.note, settle_s=a.settle, broker=broker_choice(a.broker))
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -276,36 +292,24 @@ async def push_at_rate(pusher: OrderPusher, orders: list[BenchOrder], rate: floa
 async def caught_up(kafka: KafkaSettings, services: list[str], targets: dict[TopicPartition, int],
                     started: float, timeout: float) -> dict[str, float | None]:
     """Seconds after ``started`` (epoch) at which each service's consumer group had committed
-    past every record the watcher saw on the topics it subscribes to (polled every 0.5 s)."""
+    past every record the watcher saw on the topics it subscribes to (polled every 0.5 s; on
+    Apache Kafka every group in one request)."""
     wanted: dict[str, dict[TopicPartition, int]] = {}
     for service in services:
         topics = set(subscriptions_of(service))
-        wanted[service] = {tp: off for tp, off in targets.items() if tp.topic in topics}
-    consumers: dict[str, AIOKafkaConsumer] = {}
+        wanted[f"orderflow.{service}"] = {tp: off for tp, off in targets.items()
+                                          if tp.topic in topics}
     done: dict[str, float | None] = {s: None for s in services}
-    try:
-        for service in services:
-            c = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=f"orderflow.{service}",
-                                 enable_auto_commit=False)
-            await c.start()
-            consumers[service] = c
+    async with group_reader(kafka, client_id="bench-lag") as reader:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(v is None for v in done.values()):
-            for service, c in consumers.items():
-                if done[service] is not None:
-                    continue
-                behind = False
-                for tp, off in wanted[service].items():
-                    if ((await c.committed(tp)) or 0) < off:
-                        behind = True
-                        break
-                if not behind:
-                    done[service] = round(time.time() - started, 2)
+            behind = {f"orderflow.{s}": list(wanted[f"orderflow.{s}"])
+                      for s, v in done.items() if v is None}
+            committed, _failed = await reader.committed(behind)  # a failed group: next time
+            for group, offsets in committed.items():
+                if all((offsets.get(tp) or 0) >= off for tp, off in wanted[group].items()):
+                    done[group.removeprefix("orderflow.")] = round(time.time() - started, 2)
             await asyncio.sleep(0.5)
-    finally:
-        for c in consumers.values():
-            with contextlib.suppress(Exception):
-                await c.stop()
     return done
 
 
@@ -401,8 +405,13 @@ def monitor_for(stack: Stack) -> ResourceMonitor:
         monitor.add(label, pid)
     if stack.postgres is not None and stack.postgres.proc is not None:
         monitor.add(POSTGRES, stack.postgres.proc.pid, include_children=True)
-    if stack.broker is not None and stack.broker.proc is not None:
-        monitor.add(BROKER, stack.broker.proc.pid)
+    label = BROKERS[stack.broker_kind]
+    if isinstance(stack.broker, KafkaCluster):  # one process per node
+        pids = {n.node_id: n.proc.pid for n in stack.broker.nodes if n.proc is not None}
+        for node_id, pid in pids.items():
+            monitor.add(label if len(pids) == 1 else f"{label} {node_id}", pid)
+    elif stack.broker is not None and stack.broker.proc is not None:
+        monitor.add(label, stack.broker.proc.pid)
     monitor.add(DRIVER, os.getpid())
     return monitor
 
@@ -676,9 +685,11 @@ def _maintenance_line(settle: dict[str, Any] | None, sampled: dict[str, Any] | N
 
 def table(results: dict[str, Any]) -> str:
     m = results["machine"]
+    broker = results.get("broker", "tansu")
     lines = [
         f"OrderFlow benchmark {results['run_id']}  {results['started_at']}"
         f"{'  (quick)' if results['options']['quick'] else ''}",
+        f"broker: {broker_line(broker, results.get('kafka_version'))}",
         f"machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
         f"load average at start {m['load_average_at_start']}, commit {m['git_commit']}"
         f"{' + uncommitted changes' if m['git_dirty'] else ''}",
@@ -777,6 +788,12 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def broker_line(broker: str, version: str | None = None) -> str:
+    if broker == "kafka":
+        return f"Apache Kafka {version or '?'} (KRaft, one node, acks=all, idempotent producers)"
+    return "Tansu (embedded, in memory, acks=all)"
+
+
 def _stage_block(title: str | None, stages: dict[str, dict[str, Any]]) -> str:
     rows = [title] if title else []
     rows.append(f"  {'stage':<38}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
@@ -822,7 +839,7 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
 def start_stack(root: Path, opts: Options, replicas: int) -> Stack:
     stack = Stack(root=root, services=list(opts.services), fixed_ports=False, fresh=True,
                   replicas={s: replicas for s in opts.services} if replicas > 1 else {},
-                  extra_env=dict(opts.env))
+                  extra_env=dict(opts.env), broker_kind=opts.broker)
     return stack
 
 
@@ -840,7 +857,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"run_id": run_id,
                                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": machine(), "options": opts.__dict__ | {"rates": opts.rates},
-                               "phases": {}}
+                               "broker": opts.broker, "phases": {}}
+    if opts.broker == "kafka":
+        results["kafka_version"] = kafka_version()
     short = uuid.uuid4().hex[:6]
     root = project_root() / "var" / "bench"
     stack: Stack | None = None
@@ -855,7 +874,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for label, replicas, latency, with_ceiling, profile in plan:
             stack = start_stack(root, opts, replicas)
-            say(f"[{label}] starting the embedded stack (PostgreSQL, Tansu) and "
+            broker = broker_line(opts.broker, results.get("kafka_version"))
+            say(f"[{label}] starting the stack (PostgreSQL, {broker}) and "
                 f"{len(opts.services) * replicas} service processes ...")
             bring_up(stack)
             results["phases"][label] = asyncio.run(run_phase(

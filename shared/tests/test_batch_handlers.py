@@ -428,6 +428,62 @@ async def test_the_relay_publishes_the_outbox_in_order_and_marks_it_published(
     assert pending == 0
 
 
+class RefusingProducer(FakeProducer):
+    """Refuses the keys in ``at_send`` when sending (as aiokafka does for a topic the principal
+    may not describe) and fails the delivery of those in ``at_delivery``."""
+
+    def __init__(self, at_send: tuple[bytes, ...] = (), at_delivery: tuple[bytes, ...] = ()) -> None:
+        super().__init__()
+        self.at_send, self.at_delivery = at_send, at_delivery
+
+    async def send(self, topic: str, *, value: bytes, key: bytes | None,
+                   headers: list[tuple[str, bytes]]) -> Any:
+        from aiokafka.errors import TopicAuthorizationFailedError
+
+        if key in self.at_send:
+            raise TopicAuthorizationFailedError(topic)
+        if key in self.at_delivery:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(TopicAuthorizationFailedError(topic))
+            return failed
+        return await super().send(topic, value=value, key=key, headers=headers)
+
+
+async def test_a_refused_event_stays_in_the_outbox_is_counted_and_those_before_it_are_marked(
+        engine: AsyncEngine) -> None:
+    from orderflow.runtime import metrics
+    from orderflow.runtime.outbox import OutboxRelay, PublishRefused
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=Recorder().on_batch)])
+    await processor.process([stock(1, "A"), stock(2, "B"), stock(3, "C"), stock(4, "D")], None)
+    counter = metrics.PUBLISH_REFUSED.labels("t", topics.WAREHOUSE_UPDATED.name,
+                                             "TopicAuthorizationFailedError")
+    before = counter._value.get()
+
+    async def pending() -> list[bytes]:
+        async with engine.connect() as c:
+            return list((await c.execute(sa.text(
+                "SELECT key FROM outbox WHERE published_at IS NULL ORDER BY id"))).scalars())
+
+    async with engine.connect() as conn:
+        refusing = RefusingProducer(at_send=(b"out-C",))
+        relay = OutboxRelay(engine, refusing, service="t")  # type: ignore[arg-type]
+        with pytest.raises(PublishRefused) as refused:
+            await relay.publish_batch(conn)
+        assert refused.value.topic == topics.WAREHOUSE_UPDATED.name
+        assert type(refused.value.error).__name__ == "TopicAuthorizationFailedError"
+        assert await pending() == [b"out-C", b"out-D"]  # A and B were acknowledged
+        assert counter._value.get() == before + 1
+        relay.producer = RefusingProducer(at_delivery=(b"out-D",))  # type: ignore[assignment]
+        with pytest.raises(PublishRefused):
+            await relay.publish_batch(conn)
+        assert await pending() == [b"out-D"]
+        assert counter._value.get() == before + 2
+        relay.producer = FakeProducer()  # type: ignore[assignment]
+        assert await relay.publish_batch(conn) == 1 and await pending() == []
+
+
 async def test_the_relay_purges_the_inbox_past_its_retention_and_a_recent_redelivery_is_still_skipped(
         engine: AsyncEngine) -> None:
     from orderflow.runtime.outbox import OutboxRelay

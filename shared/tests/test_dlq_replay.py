@@ -1,6 +1,6 @@
 """``orderflow dlq replay`` republishes what it finds, however large: a dead letter may be an
-oversized poison message (up to what the connectors may send), larger than a producer's default
-request size."""
+oversized poison message, as large as a topic takes (over the consumers' own limit, so it was
+dead-lettered with reason ``payload_too_large``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from orderflow.testing.pipeline import Pipeline
 pytestmark = pytest.mark.service
 
 
-async def test_a_two_megabyte_dead_letter_is_replayed(pipeline: Pipeline) -> None:
+async def test_a_dead_letter_as_large_as_a_topic_takes_is_replayed(pipeline: Pipeline) -> None:
     topic = f"test.replay-{uuid.uuid4().hex[:8]}"  # nobody consumes it: only the replay writes
     await create_topics(pipeline.kafka, [(topic, 1), (f"{topic}.dlq", 1)])
-    big = b"\x00" * 2_000_000
+    big = b"\x00" * 1_040_000  # over the consumers' 1,000,000 bytes, under the topics' 1 MiB
     producer = AIOKafkaProducer(**pipeline.kafka.client_kwargs(), acks="all",
                                 max_request_size=4 * 1024 * 1024)
     await producer.start()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
 from orderflow.contracts import topics
@@ -19,7 +20,6 @@ from orderflow.contracts.events import StockReceived
 from orderflow.contracts.headers import EventHeaders
 from orderflow.devstack.embedded import EmbeddedBroker
 from orderflow.devstack.stack import (
-    EMBEDDED_FETCH_MAX_WAIT_MS,
     SIDE_CONSUMER_NICE,
     ServiceProcess,
     Stack,
@@ -209,21 +209,55 @@ def test_the_consumer_prefetches_within_the_fetch_limits(monkeypatch: pytest.Mon
     assert (changed["max_partition_fetch_bytes"], changed["fetch_max_wait_ms"]) == (65_536, 100)
 
 
-def test_the_dev_stack_shortens_the_fetch_wait_on_the_embedded_broker_only(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The embedded broker answers a waiting fetch only when the wait runs out: the dev stack
-    gives its services a short one; with an external broker, and when the environment says
-    otherwise, the services keep what they are given."""
-    monkeypatch.delenv("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", raising=False)
-    process = ServiceProcess("review", 0, 8102)
-    embedded = Stack(tmp_path, services=["review"], broker=EmbeddedBroker(tmp_path))
-    assert embedded.service_env(process)["ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS"] == str(
-        EMBEDDED_FETCH_MAX_WAIT_MS)
-    assert KafkaSettings().fetch_max_wait_ms > EMBEDDED_FETCH_MAX_WAIT_MS
-    external = Stack(tmp_path, services=["review"], bootstrap="kafka:9092")
-    assert "ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS" not in external.service_env(process)
+def test_the_broker_kind_decides_the_clients_defaults_in_one_place(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Apache Kafka producers are idempotent with acks=all and the group session suits a real
+    cluster; on Tansu idempotence is off (its InitProducerId fails) and the fetch wait is short
+    (it answers a waiting fetch only when the wait runs out). A value the environment sets wins."""
+    for name in ("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", "ORDERFLOW_KAFKA_SESSION_TIMEOUT_MS",
+                 "ORDERFLOW_KAFKA_HEARTBEAT_INTERVAL_MS", "ORDERFLOW_KAFKA_BROKER"):
+        monkeypatch.delenv(name, raising=False)
+    kafka, tansu = KafkaSettings(), KafkaSettings(broker="tansu")
+    assert kafka.broker == "kafka"
+    assert kafka.producer_kwargs()["enable_idempotence"] is True
+    assert kafka.producer_kwargs()["acks"] == tansu.producer_kwargs()["acks"] == "all"
+    assert tansu.producer_kwargs()["enable_idempotence"] is False
+    assert (kafka.session_timeout_ms, kafka.heartbeat_interval_ms) == (15_000, 3_000)
+    assert (tansu.session_timeout_ms, tansu.heartbeat_interval_ms) == (6_000, 1_500)
+    assert (kafka.fetch_max_wait_ms, tansu.fetch_max_wait_ms) == (500, 100)
+    monkeypatch.setenv("ORDERFLOW_KAFKA_BROKER", "tansu")
     monkeypatch.setenv("ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS", "250")
-    assert embedded.service_env(process)["ORDERFLOW_KAFKA_FETCH_MAX_WAIT_MS"] == "250"
+    assert (KafkaSettings().broker, KafkaSettings().fetch_max_wait_ms) == ("tansu", 250)
+    with pytest.raises(ValidationError, match="a third"):
+        KafkaSettings(session_timeout_ms=3000, heartbeat_interval_ms=2000)
+
+
+async def test_the_services_producers_are_idempotent_on_kafka() -> None:
+    """The outbox relay's producer and the services' FastStream producer, as built from the
+    settings: idempotence on for Apache Kafka, off for Tansu, acks=all for both."""
+    from orderflow.runtime.outbox import make_producer
+
+    for kind, idempotent in (("kafka", True), ("tansu", False)):
+        relay = make_producer(KafkaSettings(broker=kind), client_id="relay")  # type: ignore[arg-type]
+        # aiokafka keeps a transaction manager exactly when the producer is idempotent
+        assert (relay._txn_manager is not None) is idempotent
+        assert relay._sender._acks == -1  # all in-sync replicas
+        await relay.stop()
+        definition = ServiceDefinition(name="review", migrations=Path("."), subscriptions=[
+            Subscription(topics.ORDER_RECEIVED, batch_handler=lambda uow, run: None)])  # type: ignore[arg-type,return-value]
+        broker = build_broker(definition, KafkaSettings(broker=kind),  # type: ignore[arg-type]
+                              service_settings(definition), None)  # type: ignore[arg-type]
+        options = broker._connection_kwargs  # type: ignore[attr-defined]
+        assert options["enable_idempotence"] is idempotent
+        assert options["acks"] == "all"
+
+
+def test_the_dev_stack_tells_its_services_which_broker_they_talk_to(tmp_path: Path) -> None:
+    process = ServiceProcess("review", 0, 8102)
+    for kind in ("kafka", "tansu"):
+        stack = Stack(tmp_path, services=["review"], broker_kind=kind)  # type: ignore[arg-type]
+        assert stack.service_env(process)["ORDERFLOW_KAFKA_BROKER"] == kind
+        assert stack.kafka.broker == kind
 
 
 def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(

@@ -20,13 +20,15 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from orderflow.runtime.service_auth import ServiceAuthSettings
 from orderflow.runtime.settings import DatabaseSettings, KafkaSettings, ServiceSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
 CONSUMERS = ("intake", "review", "inventory", "logistics", "notify")  # scaled on lag
 HTTP_PORT = 8080
-COMMON_SETTINGS: tuple[type[BaseSettings], ...] = (KafkaSettings, DatabaseSettings, ServiceSettings)
+COMMON_SETTINGS: tuple[type[BaseSettings], ...] = (KafkaSettings, DatabaseSettings, ServiceSettings,
+                                                   ServiceAuthSettings)
 
 
 # --- Dockerfiles -------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def known_env_vars(service: str) -> set[str]:
     names: set[str] = set()
     own = f"ORDERFLOW_{service.upper()}_"
     override_prefixes = {KafkaSettings: ("", "KAFKA_"), DatabaseSettings: ("", "DB_", "DATABASE_"),
-                         ServiceSettings: ("",)}
+                         ServiceSettings: ("",), ServiceAuthSettings: ("",)}
     for cls in COMMON_SETTINGS:
         names |= env_names(cls)
         for field in cls.model_fields:

@@ -74,7 +74,7 @@ def test_service_is_scalable(compose: dict[str, Any], service: str) -> None:
     spec = compose["services"][service]
     assert "container_name" not in spec
     if service == "console":
-        assert spec["ports"] == [f"8080:{HTTP_PORT}"]
+        assert spec["ports"] == [f"127.0.0.1:8080:{HTTP_PORT}"]
     else:
         assert "ports" not in spec, "a worker with a host port cannot be scaled"
     assert spec["restart"] == "unless-stopped"
@@ -142,9 +142,28 @@ def test_topics_job_runs_code_that_exists(compose: dict[str, Any]) -> None:
 
 
 def test_published_ports_do_not_clash(compose: dict[str, Any]) -> None:
-    host_ports = [p.split(":")[0] for s in compose["services"].values() for p in s.get("ports", [])]
+    host_ports = [p.split(":")[-2] for s in compose["services"].values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports)), host_ports
     assert {"8080", "8090", "9090", "3000"} <= set(host_ports)
+
+
+def test_published_ports_are_bound_to_the_loopback(compose: dict[str, Any]) -> None:
+    """Development credentials and UIs without sign-in: never on the host's other interfaces."""
+    for name, spec in compose["services"].items():
+        for port in spec.get("ports", []):
+            assert port.startswith("127.0.0.1:") and port.count(":") == 2, (name, port)
+
+
+def test_credentials_come_from_the_environment_not_the_file(compose: dict[str, Any]) -> None:
+    """The service key and the console's users are passed through, never written here; the
+    console gets no development users."""
+    for service in SERVICES:
+        env = _env(compose["services"][service])
+        holds_key = service in {"review", "inventory", "logistics", "console"}
+        assert (env.get("ORDERFLOW_SERVICE_KEY") == "${ORDERFLOW_SERVICE_KEY:-}") == holds_key, service
+        assert "ORDERFLOW_CONSOLE_DEV_USERS" not in env, service
+    console = _env(compose["services"]["console"])
+    assert console["ORDERFLOW_CONSOLE_USERS"] == "${ORDERFLOW_CONSOLE_USERS:-}"
 
 
 def test_docker_compose_config_when_the_plugin_is_installed() -> None:

@@ -38,7 +38,10 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
 TARGETS = ("base", "overlays/local", "overlays/production")
 # Secrets created out of band (README, Deployment): never in the repository
-EXTERNAL_SECRETS = {"orderflow-database", "orderflow-kafka", "orderflow-kafka-ca"}
+EXTERNAL_SECRETS = {"orderflow-database", "orderflow-kafka", "orderflow-kafka-ca",
+                    "orderflow-service-key", "orderflow-console"}
+# who gets the key of service credentials: the console signs, the others verify
+SERVICE_KEY_HOLDERS = {"review", "inventory", "logistics", "console"}
 HTTP_SERVICES = {"intake", "review", "console"}
 
 
@@ -87,7 +90,7 @@ def _production_resources() -> tuple[dict[str, Any], ...]:
     if _kubectl() is not None:
         return _render("overlays/production")
     docs = list(_base_files())
-    for component in ("keda", "strimzi-topics"):
+    for component in ("keda", "strimzi-topics", "strimzi-users"):
         folder = K8S / "components" / component
         for name in load_yaml(folder / "kustomization.yaml")["resources"]:
             docs += [d for d in yaml.safe_load_all((folder / name).read_text(encoding="utf-8")) if d]
@@ -114,6 +117,15 @@ def _check_custom_resource(doc: dict[str, Any]) -> None:
         assert isinstance(spec["partitions"], int) and spec["partitions"] >= 1
         assert isinstance(spec["replicas"], int) and spec["replicas"] >= 1
         assert spec["topicName"]
+    elif kind == "KafkaUser":
+        assert doc["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert doc["metadata"]["labels"]["strimzi.io/cluster"], name
+        assert spec["authentication"]["type"] in {"scram-sha-512", "tls"}, name
+        assert spec["authorization"]["type"] == "simple", name
+        for acl in spec["authorization"]["acls"]:
+            assert acl["resource"]["type"] in {"topic", "group", "cluster", "transactionalId"}
+            assert acl["resource"]["type"] == "cluster" or acl["resource"]["name"], name
+            assert acl["operations"], name
     else:
         raise AssertionError(f"no schema and no check for {doc['apiVersion']} {kind}")
 
@@ -123,7 +135,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(target: str) -> None:
     docs = _render(target)
     assert docs
     for doc in docs:
-        if doc["kind"] in {"ScaledObject", "TriggerAuthentication", "KafkaTopic"}:
+        if doc["kind"] in {"ScaledObject", "TriggerAuthentication", "KafkaTopic", "KafkaUser"}:
             _check_custom_resource(doc)
             continue
         try:
@@ -165,7 +177,9 @@ def test_deployment_per_service(service: str) -> None:
     configs = [e["configMapRef"]["name"] for e in env_from if "configMapRef" in e]
     assert configs == ["orderflow-config"] + (["orderflow-console-config"] if service == "console" else [])
     secrets = {e["secretRef"]["name"] for e in env_from if "secretRef" in e}
-    assert secrets == {"orderflow-database", "orderflow-kafka"}
+    assert secrets == {"orderflow-database", "orderflow-kafka"} \
+        | ({"orderflow-service-key"} if service in SERVICE_KEY_HOLDERS else set()) \
+        | ({"orderflow-console"} if service == "console" else set())
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["kafka-ca"]["secret"]["secretName"] == "orderflow-kafka-ca"
@@ -189,6 +203,10 @@ def test_http_services_have_a_service() -> None:
 DUMMY_SECRETS = {
     "orderflow-database": {"DATABASE_URL": "postgresql://orderflow:x@db:5432/orderflow"},
     "orderflow-kafka": {"ORDERFLOW_KAFKA_SASL_USERNAME": "orderflow", "ORDERFLOW_KAFKA_SASL_PASSWORD": "x"},
+    "orderflow-service-key": {"ORDERFLOW_SERVICE_KEY": "x" * 43},
+    "orderflow-console": {"ORDERFLOW_CONSOLE_USERS": '{"ops": {"role": "admin", "password_hash": '
+                                                     '"scrypt$16384$8$1$c2FsdA$aGFzaA"}}',
+                          "ORDERFLOW_CONSOLE_ADMIN_TOKEN": "x" * 43},
 }
 
 
@@ -260,7 +278,7 @@ def test_every_secret_and_config_reference_resolves(target: str) -> None:
 
 def test_custom_resources_carry_their_required_fields() -> None:
     docs = [d for d in _production_resources()
-            if d["kind"] in {"ScaledObject", "TriggerAuthentication", "KafkaTopic"}]
+            if d["kind"] in {"ScaledObject", "TriggerAuthentication", "KafkaTopic", "KafkaUser"}]
     assert docs
     for doc in docs:
         _check_custom_resource(doc)

@@ -24,6 +24,7 @@ from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import ADDRESSES, canonical_order
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.service_auth import operator
 
 from . import sagas
 from .sagas import new_id
@@ -298,8 +299,9 @@ async def test_a_new_address_on_a_held_order_ships_there_once_approved(
     assert done.event.changes == ("shipping_address",)
     assert done.event.review_status == "held" and done.event.stock_status == "not_allocated"
     await told(events, oid, "OrderChanged")
-    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10) as api:
-        response = await api.post(f"/api/orders/{oid}/approve", json={"reviewer": "li.na"})
+    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10,
+                                 auth=operator(pipeline, "review", "li.na", "reviewer")) as api:
+        response = await api.post(f"/api/orders/{oid}/approve", json={})
         assert response.status_code == 200, response.text
     approved = await events.wait_for_event("order.approved", oid, timeout=T)
     assert approved.event.order.shipping_address.province == "北京"

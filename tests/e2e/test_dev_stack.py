@@ -1,9 +1,12 @@
-"""`orderflow dev up` as a developer runs it: everything up, Ctrl-C leaves no process behind;
-with KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL set, nothing embedded is started."""
+"""`orderflow dev up` as a developer runs it, on either broker: everything up, Ctrl-C leaves no
+process behind (the broker's JVM included); on Apache Kafka, the stack stopped mid-flow and started
+again loses and strands no order; with KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL set, nothing
+embedded is started."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,17 +18,26 @@ from pathlib import Path
 import psutil
 import pytest
 
+from orderflow.connector import OrderPusher
+from orderflow.contracts.order import order_id_for
 from orderflow.devstack.embedded import EmbeddedBroker
+from orderflow.devstack.eventlog import EventLog
+from orderflow.devstack.masterdata import load_demo_data
 from orderflow.devstack.processes import wait_until
+from orderflow.devstack.simulator import generate_orders
+from orderflow.devstack.tracking import Tracker
+from orderflow.runtime.settings import KafkaSettings
 from orderflow.testing.infra import Infra, create_database
 
 pytestmark = pytest.mark.e2e
 
 
-def _start(var: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+def _start(var: Path, env_extra: dict[str, str],
+           broker: str = "tansu") -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     env = {**os.environ, "ORDERFLOW_VAR_DIR": str(var), **env_extra}
     env.pop("ORDERFLOW_TEST_SERVICES", None)
-    proc = subprocess.Popen([sys.executable, "-m", "orderflow.devstack.cli", "dev", "up", "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "orderflow.devstack.cli", "dev", "up", "--quiet",
+                             "--broker", broker],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     state = var / "dev" / "stack.json"
 
@@ -43,16 +55,26 @@ def _descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def test_ctrl_c_on_dev_up_leaves_no_process_behind(tmp_path: Path) -> None:
-    proc, state = _start(tmp_path / "var", {})
+def _is_broker(process: psutil.Process, broker: str) -> bool:
+    with contextlib.suppress(psutil.Error):
+        if broker == "tansu":
+            return "tansu" in process.name()
+        return process.name() == "java" and "kafka.Kafka" in process.cmdline()
+    return False
+
+
+@pytest.mark.parametrize("broker", ["tansu", "kafka"])
+def test_ctrl_c_on_dev_up_leaves_no_process_behind(tmp_path: Path, broker: str) -> None:
+    proc, state = _start(tmp_path / "var", {}, broker)
     assert state["embedded"] == {"postgres": True, "broker": True}
+    assert state["broker"] == broker
     services = state["services"]
     assert isinstance(services, dict)
     assert {"intake", "review", "inventory", "logistics", "notify"} <= set(services)
     started = _descendants(proc.pid)
     names = {p.name() for p in started}
     assert "postgres" in names
-    assert any("tansu" in n for n in names)
+    assert any(_is_broker(p, broker) for p in started)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the foreground process
     assert proc.wait(120) == 0
     _, alive = psutil.wait_procs(started, timeout=10)
@@ -85,3 +107,46 @@ async def test_with_external_urls_nothing_embedded_is_started(tmp_path: Path, in
             await asyncio.to_thread(proc.wait, 120)
     finally:
         broker.stop()
+
+
+async def _settle(kafka: KafkaSettings, order_ids: set[str], timeout: float) -> Tracker:
+    """Follow every topic from its start until each order is settled (or the time is up)."""
+    tracker = Tracker()
+    async with EventLog(kafka) as log:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            tracker.feed_new(log.events)
+            if all(tracker.settled(oid) for oid in order_ids):
+                break
+            await asyncio.sleep(0.3)
+        tracker.feed_new(log.events)
+    return tracker
+
+
+async def test_dev_up_on_kafka_stopped_mid_flow_and_started_again_loses_and_strands_no_order(
+        tmp_path: Path) -> None:
+    """Orders pushed, the stack stopped (Ctrl-C) while they flow, started again: the broker's log,
+    the groups' positions and the database survived, and every order settles once, with no
+    operator action."""
+    var = tmp_path / "var"
+    proc, state = await asyncio.to_thread(_start, var, {}, "kafka")
+    kafka = KafkaSettings(bootstrap_servers=str(state["kafka_bootstrap_servers"]), broker="kafka")
+    orders = generate_orders(60, seed=11)
+    order_ids = {order_id_for(o.channel, o.external_id) for o in orders}
+    try:
+        await load_demo_data(kafka)
+        async with OrderPusher(kafka, producer_name="tests") as pusher:
+            await pusher.push_many([(o.channel, o.external_id, o.payload) for o in orders])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 120) == 0
+    proc, state = await asyncio.to_thread(_start, var, {}, "kafka")
+    try:
+        assert state["kafka_bootstrap_servers"] == str(kafka.bootstrap_servers)
+        tracker = await _settle(kafka, order_ids, timeout=180)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 120) == 0
+    unsettled = sorted(oid for oid in order_ids if not tracker.settled(oid))
+    assert unsettled == [], f"{len(unsettled)} of {len(order_ids)} orders stranded: {unsettled[:5]}"
+    assert tracker.duplicates() == {}

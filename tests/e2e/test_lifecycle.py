@@ -30,6 +30,7 @@ from orderflow.contracts.order import Customer, order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.service_auth import operator
 
 from . import sagas
 from .sagas import new_id
@@ -158,7 +159,8 @@ async def test_a_held_order_cancelled_before_approval_leaves_the_queue(
     await publish(pipeline, cancel_request(oid, customer))
     cancelled = await events.wait_for_event("order.cancelled", oid, timeout=60)
     assert cancelled.event.reason == "customer changed their mind"
-    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10) as api:
+    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10,
+                                 auth=operator(pipeline, "review", "li.na", "reviewer")) as api:
         async def review_status() -> str:
             return str((await api.get(f"/api/orders/{oid}")).json()["status"])
 
@@ -166,7 +168,7 @@ async def test_a_held_order_cancelled_before_approval_leaves_the_queue(
         while await review_status() != "cancelled":
             assert asyncio.get_running_loop().time() < deadline, "review never cancelled it"
             await asyncio.sleep(0.2)
-        approve = await api.post(f"/api/orders/{oid}/approve", json={"reviewer": "li.na"})
+        approve = await api.post(f"/api/orders/{oid}/approve", json={})
         assert approve.status_code == 409, approve.text
         queue = (await api.get("/api/review-queue")).json()
         assert oid not in str(queue)

@@ -45,7 +45,7 @@ async def test_an_order_pushed_at_inbound_comes_out_dispatched(
     assert dispatched.event.tracking_number
     for topic in ("order.received", "order.approved", "stock.reserved"):
         assert len(events.of(topic, oid)) == 1, topic
-    # every event of the order carries the headers of DESIGN.md, answering the one before
+    # every event of the order carries the standard headers, answering the one before
     chain = [events.of(t, oid)[0] for t in
              ("order.received", "order.approved", "stock.reserved", "shipment.dispatched")]
     for before, after in itertools.pairwise(chain):

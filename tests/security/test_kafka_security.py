@@ -161,6 +161,7 @@ async def test_the_lag_reader_dlq_tools_and_topic_admin_use_sasl_over_tls(
     monkeypatch.setattr(dlq, "AIOKafkaConsumer", RecordingConsumer)
     monkeypatch.setattr(dlq, "AIOKafkaProducer", RecordingProducer)
     monkeypatch.setattr(service, "AIOKafkaAdminClient", RecordingAdmin)
+    monkeypatch.setattr(lag, "AIOKafkaAdminClient", RecordingAdmin)  # group state on Kafka
     kafka = KafkaSettings()
     for call in (lambda: lag.committed_offsets(kafka, "orderflow.review", []),
                  lambda: lag.end_offsets(kafka, []),
@@ -169,12 +170,13 @@ async def test_the_lag_reader_dlq_tools_and_topic_admin_use_sasl_over_tls(
                  lambda: service.create_topics(kafka, [("t", 1)])):
         with pytest.raises(_Captured):
             await call()
-    assert len(built) >= 4 and len(admin_kwargs) == 1
+    assert len(built) >= 3 and len(admin_kwargs) == 2
     for client in built:
         assert_sasl_ssl(client_security(client), sasl_env)
-    assert admin_kwargs[0]["security_protocol"] == "SASL_SSL"
-    assert admin_kwargs[0]["sasl_mechanism"] == sasl_env
-    assert isinstance(admin_kwargs[0]["ssl_context"], ssl.SSLContext)
+    for kwargs in admin_kwargs:
+        assert kwargs["security_protocol"] == "SASL_SSL"
+        assert kwargs["sasl_mechanism"] == sasl_env
+        assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
 
 
 def test_sasl_without_tls_is_refused_unless_asked_for_by_name() -> None:

@@ -18,6 +18,7 @@ from console_helpers import console_url  # noqa: E402
 
 from orderflow.devstack.processes import free_port  # noqa: E402
 from orderflow.testing.pipeline import Pipeline, chosen_services  # noqa: E402
+from orderflow.testing.service_auth import service_key  # noqa: E402
 
 # when review is not started, the console forwards decisions to the stand-in (the stack sets
 # the variable itself when review runs); decided before the pipeline starts the console
@@ -39,5 +40,6 @@ async def review_standin(pipeline: Pipeline) -> AsyncIterator[object | None]:
         return
     from review_standin import ReviewStandIn
 
-    async with ReviewStandIn(pipeline.kafka, STANDIN_PORT).running() as standin:
+    async with ReviewStandIn(pipeline.kafka, STANDIN_PORT,
+                             service_key(pipeline)).running() as standin:
         yield standin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from orderflow.console import auth
-from orderflow.console.dashboard import Sample, group_lag, members_of, rates, true_ends
+from orderflow.console.dashboard import Sample, group_lag, rates, true_ends
 from orderflow.console.settings import ConsoleSettings, UserEntry
+from orderflow.runtime.lag import members_of
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +39,7 @@ def test_pbkdf2_hashes_verify() -> None:
 @pytest.mark.parametrize(("role", "may"), [
     ("viewer", {"view", "export"}),
     ("reviewer", {"view", "export", "decide"}),
-    ("admin", {"view", "export", "decide", "replay", "audit"}),
+    ("admin", {"view", "export", "decide", "replay", "audit", "release", "delay_watch"}),
     ("nobody", set()),
 ])
 def test_roles_include_the_ones_before(role: str, may: set[str]) -> None:
@@ -62,10 +64,78 @@ def test_accounts_authenticate_and_the_admin_token(tmp_path: Path) -> None:
 
 
 def test_a_configured_admin_token_is_used_and_no_file_is_written(tmp_path: Path) -> None:
-    settings = ConsoleSettings(admin_token="configured-token-of-some-length", token_file=tmp_path / "t")  # type: ignore[arg-type]
+    settings = ConsoleSettings(admin_token="configured-token-of-some-length", token_file=tmp_path / "t",  # type: ignore[arg-type]
+                               dev_users=True)
     accounts = auth.Accounts.from_settings(settings)
     assert accounts.bearer("configured-token-of-some-length") is not None
     assert not (tmp_path / "t").exists()
+
+
+def test_without_configured_users_the_console_refuses_to_start_naming_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ORDERFLOW_CONSOLE_USERS", "ORDERFLOW_CONSOLE_DEV_USERS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ConsoleSettings(token_file=tmp_path / "t")
+    with pytest.raises(auth.ConsoleConfigurationError, match="ORDERFLOW_CONSOLE_USERS is not set"):
+        auth.Accounts.from_settings(settings)
+    assert not (tmp_path / "t").exists(), "refused before anything is written"
+    # an empty variable (Compose's ${VAR:-}) is no configuration either
+    monkeypatch.setenv("ORDERFLOW_CONSOLE_USERS", "")
+    with pytest.raises(auth.ConsoleConfigurationError, match="ORDERFLOW_CONSOLE_USERS"):
+        auth.check_configuration(ConsoleSettings())
+
+
+def test_development_users_only_where_the_dev_stack_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERFLOW_CONSOLE_USERS", raising=False)
+    monkeypatch.setenv("ORDERFLOW_CONSOLE_DEV_USERS", "true")
+    accounts = auth.Accounts.from_settings(ConsoleSettings(token_file=tmp_path / "t"))
+    assert accounts.authenticate("admin", "admin-dev") is not None
+    # configured users replace them, even with the flag set
+    configured = ConsoleSettings(token_file=tmp_path / "t", users={
+        "rita": UserEntry(role="admin", password_hash=auth.hash_password("rita-pass-1"))})
+    accounts = auth.Accounts.from_settings(configured)
+    assert accounts.authenticate("admin", "admin-dev") is None
+    assert accounts.authenticate("rita", "rita-pass-1") is not None
+
+
+def test_the_dev_stack_marks_itself_and_gives_every_service_the_same_key(tmp_path: Path) -> None:
+    from orderflow.devstack.stack import ServiceProcess, Stack
+    from orderflow.runtime.service_auth import KEY_VARIABLE
+
+    stack = Stack(root=tmp_path, services=["review", "console"], fixed_ports=False)
+    console = stack.service_env(ServiceProcess("console", 0, 1))
+    review = stack.service_env(ServiceProcess("review", 0, 2))
+    assert console["ORDERFLOW_CONSOLE_DEV_USERS"] == "true"
+    # only the console is told; the others get what the environment had
+    assert review.get("ORDERFLOW_CONSOLE_DEV_USERS") == os.environ.get("ORDERFLOW_CONSOLE_DEV_USERS")
+    assert console[KEY_VARIABLE] == review[KEY_VARIABLE] and len(review[KEY_VARIABLE]) >= 32
+    assert stat.S_IMODE((tmp_path / "service-key").stat().st_mode) == 0o600
+    again = Stack(root=tmp_path, services=["review"], fixed_ports=False)
+    assert again.service_env(ServiceProcess("review", 0, 2))[KEY_VARIABLE] == review[KEY_VARIABLE]
+
+
+def test_the_console_process_refuses_to_start_without_users(tmp_path: Path) -> None:
+    """Before it connects to anything: exit status 2 and one line naming the variable."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"ORDERFLOW_CONSOLE_USERS", "ORDERFLOW_CONSOLE_DEV_USERS"}}
+    env |= {"DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "ORDERFLOW_HTTP_PORT": "0",
+            "ORDERFLOW_CONSOLE_TOKEN_FILE": str(tmp_path / "token")}
+    done = subprocess.run([sys.executable, "-m", "orderflow.console"], env=env, timeout=60,
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "ORDERFLOW_CONSOLE_USERS is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "token").exists()
+
+
+def test_a_short_admin_token_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ValidationError, match="ORDERFLOW_CONSOLE_ADMIN_TOKEN must be at least"):
+        ConsoleSettings(admin_token="short")  # type: ignore[arg-type]
 
 
 def test_bad_settings_fail_naming_the_problem() -> None:

@@ -73,7 +73,8 @@ async def test_malformed_message_goes_to_the_dlq_and_the_next_goes_through(
     async with OrderPusher(pipeline.kafka) as pusher:
         # same key, so the same partition: the bad one is first in line
         await pusher._producer.send_and_wait("order.inbound", b"{not json", key=key)
-        await pusher._producer.send_and_wait("order.inbound", b"\x00" * 2_000_000, key=key)
+        # over the consumers' limit (1,000,000 bytes), under the topic's (1 MiB)
+        await pusher._producer.send_and_wait("order.inbound", b"\x00" * 1_040_000, key=key)
         await pusher.push("canonical", canonical_order(eid))
     await events.wait_for_event("order.received", order_id_for("canonical", eid))
     # every group that consumes order.inbound dead-letters its own copy (the console too): intake's

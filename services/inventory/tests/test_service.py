@@ -49,6 +49,7 @@ from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import Infra
 from orderflow.testing.pipeline import Pipeline
 from orderflow.testing.records import Rec
+from orderflow.testing.service_auth import operator
 
 pytestmark = pytest.mark.service
 
@@ -237,7 +238,11 @@ async def test_a_cancelled_order_releases_its_stock_to_the_next_in_the_queue(
     await pipeline.publish_and_wait([waiting])
     await events.wait_for_event("stock.backordered", waiting.order_id)
 
-    async with httpx.AsyncClient(base_url=inventory_url(pipeline), timeout=30) as http:
+    async with httpx.AsyncClient(base_url=inventory_url(pipeline), timeout=30,
+                                 auth=operator(pipeline, "inventory", "ops.admin", "admin")) as http:
+        unsigned = await http.post(f"/inventory/orders/{holding.order_id}/release",
+                                   json={"reason": "cancelled"}, auth=None)
+        assert unsigned.status_code == 401, unsigned.text
         answer = await http.post(f"/inventory/orders/{holding.order_id}/release",
                                  json={"reason": "cancelled"})
         assert answer.status_code == 200, answer.text

@@ -37,6 +37,7 @@ from orderflow.logistics.carrier_simulator import (
 from orderflow.logistics.carriers import DEFAULT_CATALOGUE, is_valid_tracking_number
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.service_auth import operator
 
 pytestmark = pytest.mark.service
 
@@ -60,8 +61,10 @@ def reservation(eid: str, lines: Sequence[tuple[str, str, int]], **order: Any) -
 
 
 def api(pipeline: Pipeline) -> httpx.AsyncClient:
+    """Logistics' API; its writes signed as the console signs them, for an admin."""
     port = pipeline.stack.find("logistics").port
-    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                             auth=operator(pipeline, "logistics", "ops.admin", "admin"))
 
 
 async def dispatched(events: EventLog, order_id: str, count: int) -> list[ShipmentDispatched]:

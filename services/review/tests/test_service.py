@@ -38,6 +38,7 @@ from orderflow.runtime.settings import DatabaseSettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.service_auth import operator
 
 pytestmark = pytest.mark.service
 
@@ -92,8 +93,10 @@ async def decision(events: EventLog, order_id: str, timeout: float = 90) -> Seen
 
 @pytest.fixture
 async def api(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
+    """Review's API; its writes signed as the console signs them, for reviewer wang.li."""
     port = pipeline.stack.find("review").port
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                 auth=operator(pipeline, "review", "wang.li", "reviewer")) as client:
         yield client
 
 
@@ -276,7 +279,7 @@ async def test_a_reviewer_approves_a_held_order_and_a_second_decision_is_refused
     assert order_id in {o["order_id"] for o in queue["orders"]}
     assert queue["held_by_reason"]["manager_approval"] >= 1
 
-    body = {"reviewer": "wang.li", "comment": "long-standing customer, year-end stock-up"}
+    body = {"comment": "long-standing customer, year-end stock-up"}
     answer = await api.post(f"/api/orders/{order_id}/approve", json=body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "approved"
@@ -308,8 +311,9 @@ async def test_a_reviewer_rejects_a_held_order(
     customer = await new_customer(pipeline, overdue_days=90, overdue_amount="5000")
     (order_id,) = await push(pipeline, order_for(customer))
     assert (await decision(events, order_id)).topic == "order.held"
-    body = {"reviewer": "zhao.min", "comment": "overdue since August; ask for payment first"}
-    answer = await api.post(f"/api/orders/{order_id}/reject", json=body)
+    body = {"comment": "overdue since August; ask for payment first"}
+    answer = await api.post(f"/api/orders/{order_id}/reject", json=body,
+                            auth=operator(pipeline, "review", "zhao.min", "reviewer"))
     assert answer.status_code == 200, answer.text
     rejected = (await events.wait_for_event("order.rejected", order_id)).event
     assert rejected.stage == "review"
@@ -324,13 +328,20 @@ async def test_a_reviewer_rejects_a_held_order(
     assert not events.of("order.approved", order_id)
 
 
-async def test_the_api_refuses_what_it_cannot_do(api: httpx.AsyncClient) -> None:
-    body = {"reviewer": "wang.li", "comment": ""}
+async def test_the_api_refuses_what_it_cannot_do(
+        pipeline: Pipeline, api: httpx.AsyncClient) -> None:
+    body = {"comment": ""}
     missing = await api.post(f"/api/orders/{uuid.uuid4()}/approve", json=body)
     assert missing.status_code == 404
     assert "not known to review" in missing.json()["detail"]
+    # the reviewer is the credential's operator: a body naming one is refused
     assert (await api.post(f"/api/orders/{uuid.uuid4()}/approve",
-                           json={"comment": "no reviewer"})).status_code == 422
+                           json={"reviewer": "someone.else"})).status_code == 422
+    # no credential, or one of a role below reviewer: refused before anything is looked at
+    assert (await api.post(f"/api/orders/{uuid.uuid4()}/approve", json=body,
+                           auth=None)).status_code == 401
+    assert (await api.post(f"/api/orders/{uuid.uuid4()}/approve", json=body,
+                           auth=operator(pipeline, "review", "v", "viewer"))).status_code == 403
     bad_reason = await api.get("/api/review-queue", params={"reason": "sunspots"})
     assert bad_reason.status_code == 422
     assert "credit_limit" in bad_reason.json()["detail"]

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from orderflow.contracts.events import Event, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import ORDER_INBOUND, TOPIC_OF_EVENT
+from orderflow.runtime.broker_auth import check_broker_credentials
 from orderflow.runtime.retry import retry_transient
 from orderflow.runtime.settings import KafkaSettings
 
@@ -53,12 +54,17 @@ class OrderPusher:
                  producer_name: str = "connector") -> None:
         self.kafka = kafka or KafkaSettings()
         self.producer_name = producer_name
+        self._client_id = client_id
         self._producer = AIOKafkaProducer(
             **self.kafka.producer_kwargs(), client_id=client_id, linger_ms=5, max_batch_size=512 * 1024,
-            max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
+            # what a topic takes (contracts.topics): a larger order is refused here, at once
+            max_request_size=1024 * 1024, request_timeout_ms=30_000,
         )
 
     async def __aenter__(self) -> OrderPusher:
+        # credentials the broker refuses fail at once (BrokerAuthenticationFailed), not retried
+        await retry_transient(lambda: check_broker_credentials(self.kafka, client_id=self._client_id),
+                              what="authenticate to the broker", max_attempts=10)
         await retry_transient(self._producer.start, what="connect to the broker", max_attempts=10)
         return self
 

@@ -25,18 +25,34 @@ saves them in China.
 
 The payload of one order is ``{"order_number": ..., "source": <file name>, "rows": [{"row": <line
 number in the sheet>, <column>: <cell text>, ...}, ...]}``; every cell is text, exactly as typed.
+
+A sheet is read within limits (``orderflow.connector.limits``: 20 MiB, 50,000 rows, 256 columns by
+default; an XLSX file's archive is checked for a zip bomb before openpyxl opens it, read-only); a
+file over a limit, or not readable as what it claims to be, raises ``FileRefused`` with a one-line
+reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from orderflow.connector.limits import (
+    FileLimits,
+    FileRefused,
+    check_size,
+    check_zip,
+    limit_rows,
+    one_line,
+    read_bounded,
+)
 
 ORDER_COLUMNS: tuple[str, ...] = (
     "order_number", "order_date", "customer_id", "customer_name", "customer_email",
@@ -92,8 +108,9 @@ def cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _csv_rows(path: Path) -> Iterator[list[Any]]:
-    raw = path.read_bytes()
+def _csv_rows(path: Path, limits: FileLimits) -> Generator[list[Any], None, None]:
+    with path.open("rb") as fh:
+        raw = read_bounded(fh, path.name, limits)
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             content = raw.decode(encoding)
@@ -101,29 +118,61 @@ def _csv_rows(path: Path) -> Iterator[list[Any]]:
         except UnicodeDecodeError:
             continue
     else:  # pragma: no cover - gb18030 decodes any byte string
-        raise ValueError(f"{path.name}: not UTF-8 or GB18030 text")
+        raise FileRefused(path.name, "not UTF-8 or GB18030 text")
+    del raw
     sample = content[:4096]
     try:
         dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    yield from csv.reader(io.StringIO(content), dialect)
+    reader = csv.reader(io.StringIO(content), dialect)
+    try:
+        yield from reader
+    except csv.Error as exc:  # a field over csv's own limit, a NUL byte
+        raise FileRefused(path.name, f"line {reader.line_num}: not readable as CSV "
+                                     f"({one_line(exc)})") from None
 
 
-def _xlsx_rows(path: Path) -> Iterator[list[Any]]:
+def _xlsx_rows(path: Path, limits: FileLimits) -> Generator[tuple[Any, ...], None, None]:
+    """The order sheet's rows, read-only; the archive is checked before openpyxl opens it, and
+    anything openpyxl cannot read is refused (not a workbook, XML it refuses, ...)."""
     from openpyxl import load_workbook
 
-    workbook = load_workbook(path, read_only=True, data_only=True)
-    try:
-        names = [n for n in workbook.sheetnames if n.strip().lower() in {"orders", "订单"}]
-        sheet = workbook[names[0]] if names else workbook.worksheets[0]
-        for values in sheet.iter_rows(values_only=True):
-            yield list(values)
-    finally:
-        workbook.close()
+    with path.open("rb") as fh:
+        check_size(fh, path.name, limits)
+        check_zip(fh, path.name, limits)
+        fh.seek(0)
+        try:
+            workbook = load_workbook(fh, read_only=True, data_only=True)
+        except FileRefused:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever openpyxl makes of a bad file
+            raise FileRefused(path.name, f"not a readable XLSX workbook ({one_line(exc)})"
+                              ) from None
+        try:
+            names = [n for n in workbook.sheetnames if n.strip().lower() in {"orders", "订单"}]
+            sheet = workbook[names[0]] if names else workbook.worksheets[0]
+            declared = getattr(sheet, "max_column", None)  # the sheet's <dimension>, if any
+            if isinstance(declared, int) and declared > limits.max_columns:
+                raise FileRefused(path.name, f"sheet {sheet.title[:40]!r} spans {declared} "
+                                             f"columns, more than {limits.max_columns} "
+                                             "(ORDERFLOW_FILE_MAX_COLUMNS)")
+            # a sized sheet is read one column past the limit (that column tells a sheet that
+            # uses more from one that does not); an unsized one as wide as its rows, which
+            # limit_rows judges and cuts to the limit
+            width = limits.max_columns + 1 if declared else None
+            yield from sheet.iter_rows(values_only=True, max_col=width)
+        except FileRefused:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise FileRefused(path.name, f"not a readable XLSX workbook ({one_line(exc)})"
+                              ) from None
+        finally:
+            workbook.close()
 
 
-def group_order_rows(rows: Iterable[list[Any]], source: str) -> list[dict[str, Any]]:
+def group_order_rows(rows: Iterable[list[Any] | tuple[Any, ...]],
+                     source: str) -> list[dict[str, Any]]:
     """Rows (the first one the header) grouped into one payload per order number."""
     numbered = enumerate(rows, start=1)
     header: list[str] = []
@@ -158,12 +207,16 @@ def group_order_rows(rows: Iterable[list[Any]], source: str) -> list[dict[str, A
     return list(orders.values())
 
 
-def read_order_sheet(path: Path | str) -> list[dict[str, Any]]:
-    """One payload per order in a CSV or XLSX order sheet (see the module's template)."""
+def read_order_sheet(path: Path | str, limits: FileLimits | None = None) -> list[dict[str, Any]]:
+    """One payload per order in a CSV or XLSX order sheet (see the module's template), read
+    within ``limits`` (default: the ``ORDERFLOW_FILE_*`` settings); ``FileRefused`` if not."""
     path = Path(path)
-    if path.suffix.lower() in {".xlsx", ".xlsm"}:
-        return group_order_rows(_xlsx_rows(path), path.name)
-    return group_order_rows(_csv_rows(path), path.name)
+    limits = limits or FileLimits()
+    rows: Generator[Any, None, None] = _xlsx_rows(path, limits) \
+        if path.suffix.lower() in {".xlsx", ".xlsm"} else _csv_rows(path, limits)
+    with contextlib.closing(rows):  # the file and the workbook closed, refused or not
+        return group_order_rows(limit_rows(rows, path.name, limits), path.name)
 
 
-__all__ = ["LINE_COLUMNS", "ORDER_COLUMNS", "cell_text", "group_order_rows", "read_order_sheet"]
+__all__ = ["LINE_COLUMNS", "ORDER_COLUMNS", "FileLimits", "FileRefused", "cell_text",
+           "group_order_rows", "read_order_sheet"]

@@ -1,4 +1,5 @@
-"""The message headers every OrderFlow event carries (DESIGN.md, Messages)."""
+"""The message headers every OrderFlow event carries: its identity, type and version, when and by
+whom it was produced, the order it belongs to, the event it answers, and its trace context."""
 
 from __future__ import annotations
 

@@ -141,6 +141,20 @@ BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
 TOPIC_OF_EVENT: dict[type[ev.Event], Topic] = {t.model: t for t in CATALOGUE}
 
 
+# the largest message a topic takes. Apache Kafka's default (1 MiB) for the catalogue's topics,
+# above the consumers' own limit (ServiceSettings.max_message_bytes), so an oversized event
+# reaches its consumer and is dead-lettered with its reason instead of being refused at the
+# producer unseen; a DLQ takes 4 MiB, room for that payload and the headers that explain it
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def topic_config(name: str) -> dict[str, str]:
+    """The topic-level settings a topic is created with (beyond the broker's defaults)."""
+    if name.endswith(".dlq"):
+        return {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
+    return {}
+
+
 def all_topic_names() -> list[tuple[str, int]]:
     """Every topic to create, with its partitions: the catalogue and one DLQ per topic."""
     names = [(t.name, t.partitions) for t in CATALOGUE]

@@ -176,22 +176,41 @@ def cmd_dev_status(_args: argparse.Namespace) -> int:
 
 def read_orders(path: Path, channel: str) -> list[Any]:
     """One JSON file (an order or a list of them), a folder of JSON files, or JSON lines;
-    for the csv channel a CSV file grouped into orders by ``order_number``."""
+    for the csv channel a CSV file grouped into orders by ``order_number``. Every file is read
+    within the ``ORDERFLOW_FILE_*`` limits (``FileRefused`` beyond them)."""
+    from orderflow.connector.limits import FileLimits, FileRefused, one_line, read_bounded
+
     if path.is_dir():
         items: list[Any] = []
         for child in sorted(path.iterdir()):
             if child.suffix in {".json", ".jsonl", ".csv"}:
                 items += read_orders(child, channel)
         return items
+    limits = FileLimits()
     if path.suffix == ".csv" or channel in {"csv", "xlsx"}:
         from orderflow.connector.spreadsheet import read_order_sheet
 
-        return read_order_sheet(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    return data if isinstance(data, list) else [data]
+        return read_order_sheet(path, limits)
+    with path.open("rb") as fh:
+        raw = read_bounded(fh, path.name, limits)
+    try:
+        text = raw.decode("utf-8")
+        if path.suffix == ".jsonl":
+            lines = [line for line in text.splitlines() if line.strip()]
+            if len(lines) > limits.max_rows:
+                raise FileRefused(path.name, f"more than {limits.max_rows} orders "
+                                             "(ORDERFLOW_FILE_MAX_ROWS)")
+            return [json.loads(line) for line in lines]
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileRefused(path.name, f"not JSON ({one_line(exc)})") from None
+    except RecursionError:
+        raise FileRefused(path.name, "not JSON (nested too deeply)") from None
+    orders = data if isinstance(data, list) else [data]
+    if len(orders) > limits.max_rows:
+        raise FileRefused(path.name, f"more than {limits.max_rows} orders "
+                                     "(ORDERFLOW_FILE_MAX_ROWS)")
+    return orders
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -288,8 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from orderflow.connector.limits import FileRefused
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except FileRefused as exc:  # a file over a limit: its reason, not a traceback
+        print(f"orderflow {args.command}: refused {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

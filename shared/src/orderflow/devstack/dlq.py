@@ -4,6 +4,7 @@ replay entries not replayed before onto the topic they came from (the consumer g
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -15,16 +16,21 @@ from orderflow.runtime.settings import KafkaSettings
 _DLQ_HEADERS = {DLQ_REASON, DLQ_ERROR, DLQ_SOURCE, DLQ_SERVICE}
 
 
-async def _read_all(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int) -> list[Any]:
+async def _read_all(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
+                    *, patience_s: float = 30.0) -> list[Any]:
     end = (await consumer.end_offsets([tp]))[tp]
     consumer.seek(tp, start)
     records: list[Any] = []
+    deadline = time.monotonic() + patience_s
     # the embedded broker's high watermark may lag: keep reading until a poll returns nothing
+    # once the end is reached; before it, an empty poll is a slow first fetch (a loaded machine,
+    # a TLS handshake), waited for up to ``patience_s``
     while True:
         batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
         got = batch.get(tp, [])
         records += got
-        if not got and (not records or records[-1].offset + 1 >= end):
+        reached = records[-1].offset + 1 if records else start
+        if not got and (reached >= end or time.monotonic() > deadline):
             return records
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from orderflow.contracts.topics import CATALOGUE
+from orderflow.contracts.topics import CATALOGUE, topic_config
 
 STRIMZI_CLUSTER = "orderflow"  # the Kafka resource's name: bootstrap orderflow-kafka-bootstrap
 REPLICAS = 3
@@ -46,6 +46,7 @@ def kafka_topic(name: str, partitions: int, *, description: str, dlq: bool) -> d
                 "cleanup.policy": "delete",
                 "retention.ms": DLQ_RETENTION_MS if dlq else RETENTION_MS,
                 "min.insync.replicas": MIN_INSYNC_REPLICAS,
+                **{k: int(v) for k, v in topic_config(name).items()},
             },
         },
     }

@@ -35,6 +35,7 @@ from orderflow.runtime.settings import KafkaSettings
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 ACL_TOOL = "org.apache.kafka.tools.AclCommand"
+QUORUM_TOOL = "org.apache.kafka.tools.MetadataQuorumCommand"
 MIN_JAVA = 17
 ADMIN_USER = "admin"
 
@@ -52,12 +53,13 @@ def project_root() -> Path:
 
 
 def libs_dir() -> Path:
-    """Where the broker's jars are: ``ORDERFLOW_KAFKA_LIBS``, else ``var/kafka/libs``."""
+    """Where the broker's jars are: ``ORDERFLOW_KAFKA_LIBS``, else the checkout's
+    ``var/kafka/libs`` (where ``make kafka`` puts them, whatever ``ORDERFLOW_VAR_DIR`` says about
+    runtime state)."""
     override = os.environ.get("ORDERFLOW_KAFKA_LIBS")
     if override:
         return Path(override).resolve()
-    var = os.environ.get("ORDERFLOW_VAR_DIR")
-    return (Path(var).resolve() if var else project_root() / "var") / "kafka" / "libs"
+    return project_root() / "var" / "kafka" / "libs"
 
 
 def _java_version(java: str) -> int | None:
@@ -125,6 +127,23 @@ def run_tool(main_class: str, args: Sequence[str], *, timeout: float = 120) -> s
         raise RuntimeError(f"{main_class} {' '.join(args[:3])} ... failed: "
                            f"{(done.stderr or done.stdout).strip()[-1500:]}")
     return done.stdout
+
+
+def pkcs8_pem(key_pem: str) -> str:
+    """A private key as unencrypted PKCS#8 PEM (``BEGIN PRIVATE KEY``), the only form Kafka's PEM
+    key store loads; a traditional ``BEGIN EC/RSA PRIVATE KEY`` (what ``trustme`` and
+    ``openssl genrsa`` write) is converted."""
+    if "-----BEGIN PRIVATE KEY-----" in key_pem:
+        return key_pem
+    try:
+        from cryptography.hazmat.primitives import serialization
+    except ImportError as exc:
+        raise KafkaUnavailable(
+            "the brokers' private key is not PKCS#8 and the cryptography package is not installed "
+            "to convert it: convert it with `openssl pkcs8 -topk8 -nocrypt`") from exc
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
 
 
 @dataclass
@@ -290,12 +309,13 @@ class KafkaCluster:
         return path
 
     def _write_keystore(self) -> None:
-        """Kafka's PEM key store: the private key, then the certificate chain, in one file."""
+        """Kafka's PEM key store: the private key (PKCS#8, unencrypted: Kafka reads no other
+        form), then the certificate chain, in one file."""
         if self.security is None:
             return
         sec = self.security
         keystore = self.root / "broker-keystore.pem"
-        keystore.write_text(sec.key_file.read_text() + sec.cert_file.read_text())
+        keystore.write_text(pkcs8_pem(sec.key_file.read_text()) + sec.cert_file.read_text())
         keystore.chmod(0o600)
 
     def _format(self, node: KafkaNode, config: Path) -> None:
@@ -440,6 +460,21 @@ class KafkaCluster:
         for node in self.nodes:
             self._launch(node, java, cp)
         self.wait_ready(timeout=timeout)
+
+    def active_controller(self, *, timeout: float = 60) -> int:
+        """The node id of the KRaft quorum's leader, the active controller, as the running nodes'
+        controllers report it (``kafka-metadata-quorum describe --status``). The
+        ``controller_id`` of a Metadata or DescribeCluster response is not it: a KRaft broker
+        answers there with a random live broker."""
+        controllers = ",".join(f"127.0.0.1:{n.controller_port}" for n in self.nodes if n.running)
+        if not controllers:
+            raise RuntimeError(f"no Kafka node of {self.root} is running")
+        out = run_tool(QUORUM_TOOL, ["--bootstrap-controller", controllers, "describe", "--status"],
+                       timeout=timeout)
+        found = re.search(r"^LeaderId:\s*(-?\d+)", out, re.MULTILINE)
+        if found is None or int(found.group(1)) < 0:
+            raise RuntimeError(f"the controller quorum has no leader: {out.strip()[-500:]}")
+        return int(found.group(1))
 
     # -- access control ---------------------------------------------------------------------------
     def grant(self, principal: str, *, read_topics: Iterable[str] = (),

@@ -1,11 +1,14 @@
 """Master data from CSV files: products, customers, warehouses and stock receipts, published as
 ``product.updated``, ``customer.updated``, ``warehouse.updated`` and ``stock.received`` events.
 
-A bad row is reported with its line number and reason; the good rows still load."""
+A bad row is reported with its line number and reason; the good rows still load. A file over the
+limits of ``orderflow.connector.limits`` (size, rows), or not UTF-8 CSV, is refused as a whole
+with ``FileRefused`` (a one-line reason)."""
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -14,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orderflow.connector.limits import FileLimits, FileRefused, one_line, read_bounded
 from orderflow.contracts.events import (
     CustomerUpdated,
     Event,
@@ -102,27 +106,49 @@ class LoadReport:
     published: int = 0
 
 
-def parse_rows(kind: str, lines: Iterable[str]) -> LoadReport:
+def parse_rows(kind: str, lines: Iterable[str], *, max_rows: int | None = None,
+               source: str | None = None) -> LoadReport:
+    """The events of a CSV file's rows; more than ``max_rows`` rows (the header aside), or text
+    csv cannot read, refuse the whole file (``FileRefused``)."""
+    source = source or f"{kind}.csv"
     report = LoadReport()
     reader = csv.DictReader(lines)
-    missing = [c for c in COLUMNS[kind] if c not in (reader.fieldnames or [])]
-    if missing:
-        report.problems.append(f"1: missing column(s): {', '.join(missing)}")
-        return report
-    for row in reader:
-        line = reader.line_num
-        try:
-            report.events.append(PARSERS[kind]({k: (v or "") for k, v in row.items() if k}))
-        except ValidationError as exc:
-            report.problems.append(f"{line}: {format_validation_error(exc)}")
-        except (ValueError, KeyError) as exc:
-            report.problems.append(f"{line}: {exc}")
+    try:
+        missing = [c for c in COLUMNS[kind] if c not in (reader.fieldnames or [])]
+        if missing:
+            report.problems.append(f"1: missing column(s): {', '.join(missing)}")
+            return report
+        for count, row in enumerate(reader, start=1):
+            if max_rows is not None and count > max_rows:
+                raise FileRefused(source, f"more than {max_rows} rows (ORDERFLOW_FILE_MAX_ROWS)")
+            _parse_row(kind, reader.line_num, row, report)
+    except csv.Error as exc:  # a field over csv's own limit, a NUL byte
+        raise FileRefused(source, f"line {reader.line_num}: not readable as CSV "
+                                  f"({one_line(exc)})") from None
     return report
 
 
-def parse_file(kind: str, path: Path) -> LoadReport:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        return parse_rows(kind, f)
+def _parse_row(kind: str, line: int, row: dict[str, Any], report: LoadReport) -> None:
+    try:
+        report.events.append(PARSERS[kind]({k: (v or "") for k, v in row.items() if k}))
+    except ValidationError as exc:
+        report.problems.append(f"{line}: {format_validation_error(exc)}")
+    except (ValueError, KeyError) as exc:
+        report.problems.append(f"{line}: {exc}")
+
+
+def parse_file(kind: str, path: Path, limits: FileLimits | None = None) -> LoadReport:
+    """A master-data CSV file (UTF-8), read within ``limits`` (default: the ``ORDERFLOW_FILE_*``
+    settings)."""
+    limits = limits or FileLimits()
+    with path.open("rb") as fh:
+        raw = read_bounded(fh, path.name, limits)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileRefused(path.name, f"not UTF-8 text (byte {exc.start})") from None
+    return parse_rows(kind, io.StringIO(text, newline=""), max_rows=limits.max_rows,
+                      source=path.name)
 
 
 async def publish(events: list[Event], kafka: KafkaSettings) -> int:

@@ -117,6 +117,9 @@ class Stack:
     broker: EmbeddedBroker | KafkaCluster | None = None
     database_url: str = ""
     bootstrap: str = ""
+    # how the stack's own clients (topic admin, publisher, lag reader) reach a broker that
+    # requires authentication: a super user's settings (None: ``bootstrap``, no security)
+    admin_kafka: KafkaSettings | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
 
     # -- infrastructure -------------------------------------------------------------------------
@@ -185,6 +188,12 @@ class Stack:
         })
         # the broker's kind chooses the clients' defaults (orderflow.runtime.broker_profile)
         env["ORDERFLOW_KAFKA_BROKER"] = self.broker_kind
+        # service credentials (orderflow.runtime.service_auth): the console signs its calls to
+        # the services with this stack's own key, generated once into its folder (mode 0600);
+        # ``extra_env`` may give another. orderflow.testing.service_auth reads the same key.
+        from orderflow.runtime.service_auth import KEY_VARIABLE, secret_file
+
+        env[KEY_VARIABLE] = secret_file(self.root / "service-key")
         if sp.name in SIDE_CONSUMERS:
             # on one machine the order flow's services take the cores first; these catch up
             env.setdefault("ORDERFLOW_NICE", str(SIDE_CONSUMER_NICE))
@@ -195,6 +204,8 @@ class Stack:
         if sp.name == "console":
             ports = {p.name: p.port for p in self.processes if p.replica == 0}
             env.setdefault("ORDERFLOW_CONSOLE_TOKEN_FILE", str(self.root / "console-token"))
+            # the documented development users: here, and only where a dev stack says so
+            env.setdefault("ORDERFLOW_CONSOLE_DEV_USERS", "true")
             if "review" in ports:
                 env["ORDERFLOW_CONSOLE_REVIEW_URL"] = f"http://127.0.0.1:{ports['review']}"
             env["ORDERFLOW_CONSOLE_SERVICE_URLS"] = json.dumps(
@@ -258,14 +269,18 @@ class Stack:
     # -- feeding the stack ------------------------------------------------------------------------
     @property
     def kafka(self) -> KafkaSettings:
+        if self.admin_kafka is not None:
+            return self.admin_kafka
         return KafkaSettings(bootstrap_servers=self.bootstrap, broker=self.broker_kind)
 
-    async def publish_and_wait(self, events: list[Event], timeout: float = 120.0) -> None:
-        """Publish events and wait until every running service that consumes their topics has
-        committed past them (targets from the producer's delivery reports)."""
+    async def publish_and_wait(self, events: list[Event], timeout: float = 120.0, *,
+                               publisher: KafkaSettings | None = None) -> None:
+        """Publish events (as ``publisher``, else as the stack's own client) and wait until
+        every running service that consumes their topics has committed past them (targets from
+        the producer's delivery reports)."""
         from orderflow.connector import OrderPusher
 
-        async with OrderPusher(self.kafka, producer_name="devstack") as pusher:
+        async with OrderPusher(publisher or self.kafka, producer_name="devstack") as pusher:
             metadata = await pusher.publish(events)
         targets: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
         for md in metadata:
@@ -277,13 +292,13 @@ class Stack:
             if wanted:
                 await wait_consumed(self.kafka, f"orderflow.{service}", wanted, timeout=timeout)
 
-    async def load_demo_master_data(self) -> int:
+    async def load_demo_master_data(self, *, publisher: KafkaSettings | None = None) -> int:
         from orderflow.devstack.masterdata import DEMO_DATA, parse_file
 
         events: list[Event] = []
         for kind in ("products", "customers", "warehouses", "stock"):
             events += parse_file(kind, DEMO_DATA / f"{kind}.csv").events
-        await self.publish_and_wait(events)
+        await self.publish_and_wait(events, publisher=publisher)
         return len(events)
 
     # -- state and shutdown ---------------------------------------------------------------------

@@ -12,9 +12,13 @@ protocol; its profile holds the workarounds it needs, and code elsewhere asks th
 - fetch max wait: 500 ms for Kafka, which answers a waiting fetch as soon as records arrive;
   100 ms for Tansu, which answers only when the wait runs out (it would add that much to every
   hop);
-- group state: on Kafka every group's members in one DescribeGroups request and the offsets
-  through the admin API; on Tansu one group per request through the consumer API, as it garbles
-  DescribeGroups after the first group and breaks the connection on the admin OffsetFetch.
+- end offsets: exact on Kafka (the high watermark); on Tansu the first offset of the last record
+  batch plus one, so there only an end that went down shows the broker lost a partition's log
+  (``orderflow.runtime.positions``);
+- group state: on Kafka every group's members in one DescribeGroups request and every group's
+  committed offsets in one OffsetFetch (``orderflow.runtime.lag``); on Tansu one group per request
+  through the consumer API, the path proven on it (aiokafka's own DescribeGroups v3 reply parser
+  garbles every group after the first, which the admin path works around on Kafka).
 
 The session timeout is how long a consumer that stopped answering keeps its partitions: a
 replica that crashed holds its orders that long before the group hands them to another. 15 s
@@ -39,14 +43,18 @@ class BrokerProfile:
     # consumer groups' members and committed offsets read through the admin API for every group
     # in one request; otherwise one group per request through the consumer API
     group_state_from_admin: bool
+    # whether a partition's end offset is exact (the high watermark). Tansu reports the first
+    # offset of the partition's last record batch plus one, so a position up to a batch beyond
+    # it is normal there, and only an end that went down (the log was lost) says data is gone
+    exact_end_offsets: bool
 
 
 KAFKA = BrokerProfile("kafka", idempotent_producer=True, session_timeout_ms=15_000,
                       heartbeat_interval_ms=3_000, fetch_max_wait_ms=500,
-                      group_state_from_admin=True)
+                      group_state_from_admin=True, exact_end_offsets=True)
 TANSU = BrokerProfile("tansu", idempotent_producer=False, session_timeout_ms=6_000,
                       heartbeat_interval_ms=1_500, fetch_max_wait_ms=100,
-                      group_state_from_admin=False)
+                      group_state_from_admin=False, exact_end_offsets=False)
 
 _PROFILES = {p.kind: p for p in (KAFKA, TANSU)}
 

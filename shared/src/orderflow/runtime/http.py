@@ -1,6 +1,10 @@
 """Each service's HTTP side: ``/healthz`` (database and broker reachable: readiness), ``/livez``
 (the process answers: liveness) and ``/metrics``
-(Prometheus), plus whatever routers the service adds (review's decision API, the console)."""
+(Prometheus), plus whatever routers the service adds (review's decision API, the console).
+
+Every state-changing route a service adds requires a service credential
+(``orderflow.runtime.service_auth``): the app carries the service's verifier, loaded here from
+``ORDERFLOW_SERVICE_KEY`` (a key too short fails the start, naming the variable)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orderflow.runtime import service_auth
 
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -102,5 +108,6 @@ def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] 
 
     for router in routers or []:
         app.include_router(router)
+    service_auth.install(app, service)
     app.add_middleware(RejectNulCharacters)
     return app

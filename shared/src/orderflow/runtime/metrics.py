@@ -30,6 +30,13 @@ BATCH_FAILURES = Counter(
     "partition stalls until they apply: alert on any increase)",
     ["service", "topic"],
 )
+PUBLISH_REFUSED = Counter(
+    "orderflow_outbox_publish_refused_total",
+    "Outbox rows the broker refused to take for good (e.g. TopicAuthorizationFailedError: the "
+    "service may not write the topic); the row stays unpublished and the relay stops behind it "
+    "until it is fixed: alert on any increase",
+    ["service", "topic", "error"],
+)
 TRANSIENT_RETRIES = Counter(
     "orderflow_transient_retries_total", "Transient faults retried", ["service", "what"]
 )

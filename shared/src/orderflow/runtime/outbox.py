@@ -32,6 +32,19 @@ from orderflow.runtime.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
+
+class PublishRefused(Exception):
+    """The broker refused an outbox row for good (not a transient fault): logged and counted
+    where it happened; the row stays unpublished and the relay tries it again after a pause."""
+
+    def __init__(self, topic: str, outbox_id: int, error: BaseException) -> None:
+        super().__init__(f"the broker refused outbox row {outbox_id} for {topic}: "
+                         f"{type(error).__name__}: {error}")
+        self.topic = topic
+        self.outbox_id = outbox_id
+        self.error = error
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     topic: str
@@ -138,6 +151,7 @@ class OutboxRelay:
         self._published_marks: deque[tuple[float, int]] = deque()
         self._highest_published = 0
         self._scanned = False  # this process's one purge by a scan of the table is done
+        self.refusals = 0  # rows refused in a row (PublishRefused): the pause grows with them
 
     def wake(self) -> None:
         """Tell the relay there is something new (called after a commit in this process)."""
@@ -169,6 +183,9 @@ class OutboxRelay:
                             await conn.commit()
             except asyncio.CancelledError:
                 raise
+            except PublishRefused:  # logged and counted where it happened
+                self.refusals += 1
+                await self._pause(min(30.0, float(2 ** min(self.refusals, 5))))
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("outbox relay failed; restarting it", service=self.service)
@@ -182,6 +199,13 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` whatever commits wake the relay meanwhile; ``stop`` ends it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self._stopping and (left := deadline - loop.time()) > 0:
+            await self._sleep(left)
 
     async def _lead(self, conn: AsyncConnection) -> None:
         last_purge = 0.0
@@ -240,17 +264,39 @@ class OutboxRelay:
         if not rows:
             return 0
         futures = []
-        for _id, topic, key, value, headers in rows:
+        # the first row that failed (its index, the error): it and the rows after it stay
+        # unpublished; those before it, acknowledged, are marked
+        failed: tuple[int, BaseException] | None = None
+        for i, (_id, topic, key, value, headers) in enumerate(rows):
             if not isinstance(headers, list):
                 headers = orjson.loads(headers)
-            futures.append(
-                await self.producer.send(topic, value=value, key=key,
-                                         headers=[(k, v.encode()) for k, v in headers])
-            )
-        await asyncio.gather(*futures)
-        await raw.execute(_PUBLISHED_SQL, [row[0] for row in rows])
-        self._highest_published = max(self._highest_published, rows[-1][0])
-        for topic, count in Counter(row[1] for row in rows).items():
-            metrics.EVENTS_PUBLISHED.labels(self.service, topic).inc(count)
-        self.published += len(rows)
+            try:  # a topic it may not write is refused here already (its metadata)
+                futures.append(await self.producer.send(
+                    topic, value=value, key=key, headers=[(k, v.encode()) for k, v in headers]))
+            except Exception as exc:
+                if is_transient(exc):  # the broker is away: all of them again, later
+                    raise
+                failed = (i, exc)
+                break
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = next(((i, r) for i, r in enumerate(results) if isinstance(r, BaseException)),
+                      failed)
+        done = rows if failed is None else rows[:failed[0]]
+        if done:
+            await raw.execute(_PUBLISHED_SQL, [row[0] for row in done])
+            self._highest_published = max(self._highest_published, done[-1][0])
+            for topic, count in Counter(row[1] for row in done).items():
+                metrics.EVENTS_PUBLISHED.labels(self.service, topic).inc(count)
+            self.published += len(done)
+        if failed is not None:
+            index, error = failed
+            if isinstance(error, asyncio.CancelledError) or is_transient(error):
+                raise error
+            outbox_id, topic = rows[index][0], rows[index][1]
+            metrics.PUBLISH_REFUSED.labels(self.service, topic, type(error).__name__).inc()
+            log.error("outbox relay: the broker refused an event; it stays in the outbox and "
+                      "every event behind it waits", service=self.service, topic=topic,
+                      outbox_id=outbox_id, error=f"{type(error).__name__}: {error}"[:300])
+            raise PublishRefused(topic, outbox_id, error) from error
+        self.refusals = 0
         return len(rows)

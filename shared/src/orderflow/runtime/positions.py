@@ -16,6 +16,12 @@ orders written since are stranded.
 - a batch fetched before such a reset commits nothing on that partition (``may_commit``), so no
   commit lands beyond the high watermark.
 
+"Beyond its end" is exact where the broker's end offsets are (Apache Kafka's high watermark).
+Tansu reports the first offset of a partition's last record batch plus one, so a position up to a
+batch beyond that is normal there; on such a broker (its profile says so) a position counts as
+beyond the end only when the partition's end went down since the guard last saw it: the log was
+lost. The guard remembers the ends it saw for the life of the process.
+
 Reading a partition again is harmless: the inbox skips every event already applied.
 """
 
@@ -36,12 +42,22 @@ log = structlog.get_logger(__name__)
 
 class PositionGuard(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: Callable[[], Any], *, service: str,
-                 interval_s: float = 5.0) -> None:
+                 interval_s: float = 5.0, exact_end_offsets: bool = True) -> None:
         self._consumer = consumer
         self.service = service
         self.interval_s = interval_s
+        self.exact_end_offsets = exact_end_offsets
         self.reset_at: dict[TopicPartition, float] = {}
         self._last_seen: dict[TopicPartition, int] = {}
+        self._highest_end: dict[TopicPartition, int] = {}
+
+    def _beyond(self, tp: TopicPartition, position: int, end: int) -> bool:
+        """Whether ``position`` lies beyond the partition's end (see the module's docstring)."""
+        highest = self._highest_end.get(tp, end)
+        self._highest_end[tp] = max(highest, end)
+        if position <= end:
+            return False
+        return self.exact_end_offsets or end < highest
 
     # -- the rebalance listener -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
@@ -58,13 +74,14 @@ class PositionGuard(ConsumerRebalanceListener):  # type: ignore[misc]
             beyond = []
             for tp in partitions:
                 committed = await consumer.committed(tp)
-                if committed is not None and committed > ends.get(tp, committed):
-                    beyond.append((tp, committed, ends[tp]))
+                end = ends.get(tp)
+                if committed is not None and end is not None and self._beyond(tp, committed, end):
+                    beyond.append((tp, committed, end))
         except KafkaError as exc:  # the periodic check looks again
             log.warning("positions could not be checked on assignment", error=str(exc)[:300])
             return
         for tp, committed, end in beyond:
-            self._reset(consumer, tp, position=committed, end=end, why="committed position")
+            await self._reset(consumer, tp, position=committed, end=end, why="committed position")
 
     # -- the periodic check -----------------------------------------------------------------------
     async def check(self) -> int:
@@ -86,8 +103,8 @@ class PositionGuard(ConsumerRebalanceListener):  # type: ignore[misc]
             end = ends.get(tp)
             still = self._last_seen.get(tp) == position
             self._last_seen[tp] = position
-            if end is not None and position > end and still:
-                self._reset(consumer, tp, position=position, end=end, why="fetch position")
+            if end is not None and self._beyond(tp, position, end) and still:
+                await self._reset(consumer, tp, position=position, end=end, why="fetch position")
                 reset += 1
         return reset
 
@@ -97,12 +114,13 @@ class PositionGuard(ConsumerRebalanceListener):  # type: ignore[misc]
             with contextlib.suppress(KafkaError, IllegalStateError, asyncio.TimeoutError):
                 await self.check()
 
-    def _reset(self, consumer: Any, tp: TopicPartition, *, position: int, end: int,
-               why: str) -> None:
+    async def _reset(self, consumer: Any, tp: TopicPartition, *, position: int, end: int,
+                     why: str) -> None:
         with contextlib.suppress(IllegalStateError):  # no longer assigned: its owner checks
-            consumer.seek_to_beginning(tp)
+            await consumer.seek_to_beginning(tp)
             self.reset_at[tp] = time.monotonic()
             self._last_seen.pop(tp, None)
+            self._highest_end[tp] = end  # the partition's new log
             log.warning("the partition's position is beyond its end (the broker lost its data?): "
                         "reading it again from its start; the inbox skips what was applied",
                         service=self.service, topic=tp.topic, partition=tp.partition,

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orderflow.contracts.topics import topic_config
+from orderflow.runtime.broker_auth import BrokerAuthenticationFailed, check_broker_credentials
+from orderflow.runtime.broker_profile import profile_of
 from orderflow.runtime.consumer import BatchHook, BatchProcessor, Subscription
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.http import create_http_app
@@ -109,7 +113,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
     """A FastStream broker with one batch subscriber per subscription, manual acknowledgement
     and explicit per-partition offset commits after the database transaction."""
     broker = KafkaBroker(
-        kafka.bootstrap_servers,
+        # a list: FastStream takes a string as one address, "host1:9092,host2:9092" included
+        [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()],
         security=kafka.faststream_security(),
         client_id=f"orderflow-{definition.name}",
         graceful_timeout=settings.graceful_timeout_s,
@@ -130,7 +135,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         return message.raw_message  # the batch's records as aiokafka gave them
 
     # positions beyond a partition's end (its broker lost the data) read again from the start
-    guard = PositionGuard(lambda: getattr(subscriber, "consumer", None), service=definition.name)
+    guard = PositionGuard(lambda: getattr(subscriber, "consumer", None), service=definition.name,
+                          exact_end_offsets=profile_of(kafka.broker).exact_end_offsets)
     # one consumer (one group join, one group to watch for lag) for all the service's topics
     subscriber = broker.subscriber(
         *[sub.topic.name for sub in definition.subscriptions],
@@ -154,7 +160,8 @@ def build_broker(definition: ServiceDefinition, kafka: KafkaSettings, settings: 
         title=f"{definition.name}",
     )
 
-    processor.positions = guard
+    if processor is not None:  # a test may build the broker alone
+        processor.positions = guard
 
     @subscriber
     async def on_batch(records: Any) -> None:
@@ -182,6 +189,14 @@ async def run_service(definition: ServiceDefinition) -> None:
     engine = make_engine(database, definition.name, application_name=f"orderflow-{definition.name}")
     await retry_transient(lambda: migrate(engine, definition.name, definition.migrations),
                           what="migrate", stopping=stopping.is_set)
+    try:  # a refused password ends the process; a broker out of reach is waited for
+        await retry_transient(
+            lambda: check_broker_credentials(kafka, client_id=f"orderflow-{definition.name}"),
+            what="authenticate to the broker", stopping=stopping.is_set)
+    except BrokerAuthenticationFailed as exc:
+        log.error(str(exc), user=exc.user, mechanism=kafka.sasl_mechanism)
+        await engine.dispose()
+        raise
     producer = make_producer(kafka, client_id=f"orderflow-{definition.name}-relay")
     await retry_transient(producer.start, what="connect producer", stopping=stopping.is_set)
     relay = OutboxRelay(engine, producer, service=definition.name,
@@ -261,9 +276,16 @@ def tune_gc(settings: ServiceSettings) -> None:
     gc.set_threshold(settings.gc_young_threshold, middle, old)
 
 
+# the exit status of a service the broker refused to authenticate (a restart cannot help)
+EXIT_AUTHENTICATION_FAILED = 3
+
+
 def main(definition: ServiceDefinition) -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_service(definition))
+        try:
+            asyncio.run(run_service(definition))
+        except BrokerAuthenticationFailed:  # logged in one line by run_service
+            sys.exit(EXIT_AUTHENTICATION_FAILED)
 
 
 async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]],
@@ -275,7 +297,8 @@ async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]],
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, parts, replication) for name, parts in topics if name not in existing]
+        missing = [NewTopic(name, parts, replication, topic_configs=topic_config(name))
+                   for name, parts in topics if name not in existing]
         if missing:
             await admin.create_topics(missing)
         return [t.name for t in missing]

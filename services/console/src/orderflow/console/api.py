@@ -1,11 +1,17 @@
 """The console's HTTP API (JSON; OpenAPI at ``/openapi.json``). Every route needs a signed-in
-session or a bearer token; roles are checked per action and every action is audited."""
+session or a bearer token; roles are checked per action and every action is audited.
+
+Actions another service carries out (approve or reject a held order in review, release an
+order's stock in inventory, a delay-watch round in logistics) are forwarded to it with a service
+credential naming the operator and their role (``orderflow.runtime.service_auth``, signed with
+``ORDERFLOW_SERVICE_KEY``): the service records the operator the console verified."""
 
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -32,6 +38,7 @@ from orderflow.contracts.order import OrderState
 from orderflow.contracts.topics import BY_NAME
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.service_auth import AUTH_MARK, KEY_VARIABLE, ServiceCredentials
 
 log = structlog.get_logger(__name__)
 # the last page a search may ask for: its offset, (page - 1) x the page size (at most 500), stays
@@ -47,6 +54,10 @@ class Console:
     settings: ConsoleSettings
     accounts: Accounts
     sessions: async_sessionmaker[AsyncSession]
+    # the key the console signs its calls to the services with (None: it cannot act through them)
+    service_key: str | None = None
+    # how the console reaches the services (a test gives a transport to an app in the process)
+    transport: httpx.AsyncBaseTransport | None = None
 
     async def audit(self, op: Operator, action: str, target: str | None, outcome: str,
                     **detail: Any) -> None:
@@ -76,6 +87,54 @@ class Console:
         snap: dict[str, Any] | None = self.ctx.state.get("dashboard")
         return snap
 
+    def service_url(self, service: str) -> str:
+        if service == "review":
+            return self.settings.review_url.rstrip("/")
+        return self.settings.service_urls.get(service, "").rstrip("/")
+
+    def client(self, service: str, op: Operator) -> httpx.AsyncClient:
+        """A client for ``service`` whose every write carries ``op``'s signed identity."""
+        assert self.service_key is not None
+        return httpx.AsyncClient(
+            base_url=self.service_url(service), transport=self.transport,
+            timeout=self.settings.review_timeout_s,
+            auth=ServiceCredentials(self.service_key, actor=op.name, role=op.role,
+                                    audience=service))
+
+    async def forward(self, op: Operator, action: str, target: str | None, service: str, path: str,
+                      body: dict[str, Any], *, reply: dict[str, Any], **audited: Any) -> Response:
+        """POST ``body`` to ``service`` as ``op``; its answer is relayed (``reply``'s fields,
+        the status, a message, and the service's answer under its name), the outcome audited."""
+        if self.service_key is None or not self.service_url(service):
+            missing = KEY_VARIABLE if self.service_key is None else f"{service}'s URL"
+            await self.audit(op, action, target, "not_configured", **audited)
+            return JSONResponse({**reply, "status": 503, "message":
+                                 f"the console cannot act through {service}: {missing} is not "
+                                 "configured"}, status_code=503)
+        try:
+            async with self.client(service, op) as client:
+                r = await client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            await self.audit(op, action, target, f"{service}_unreachable", **audited,
+                             error=type(exc).__name__)
+            return JSONResponse({**reply, "status": 502, "message":
+                                 f"the {service} service is unreachable ({type(exc).__name__})"},
+                                status_code=502)
+        try:
+            answer = r.json()
+        except ValueError:
+            answer = {"detail": r.text[:500]}
+        message = (answer.get("detail") or answer.get("message") or "") \
+            if isinstance(answer, dict) else str(answer)
+        if not isinstance(message, str):
+            message = str(message)
+        outcome = "accepted" if r.is_success else f"refused_{r.status_code}"
+        await self.audit(op, action, target, outcome, **audited,
+                         **{f"{service}_status": r.status_code}, message=message[:500])
+        return JSONResponse({**reply, "status": r.status_code,
+                             "message": message or ("done" if r.is_success else "refused"),
+                             service: answer}, status_code=r.status_code)
+
 
 def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[Operator]]:
     """A dependency: the signed-in operator, allowed to do ``action``; a state-changing call made
@@ -96,11 +155,24 @@ def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[
             await console.audit(op, action, request.url.path, "forbidden")
             raise HTTPException(403, f"role {op.role} may not {action}")
         return op
+    setattr(dependency, AUTH_MARK, "console session or bearer token")
     return dependency
 
 
 class Decision(BaseModel):
     comment: BodyText = Field(default="", max_length=2000, description="Why; shown on the timeline")
+
+
+class ReleaseStock(BaseModel):
+    reason: BodyText = Field(default="released_by_operator", min_length=1, max_length=200,
+                             description="Why; the stock.released event carries it")
+
+
+class DelayWatch(BaseModel):
+    as_of: datetime | None = Field(default=None, description="Run as of this time (only where "
+                                   "logistics allows the clock override)")
+    order_ids: list[str] | None = Field(default=None, max_length=1000,
+                                        description="Only these orders' shipments")
 
 
 class OrderPage(BaseModel):
@@ -152,6 +224,8 @@ def api_router(console: Console) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["console"])
     viewer = Depends(requirement(console, "view"))
     decider = Depends(requirement(console, "decide"))
+    releaser = Depends(requirement(console, "release"))
+    watcher = Depends(requirement(console, "delay_watch"))
     exporter = Depends(requirement(console, "export"))
     admin_replay = Depends(requirement(console, "replay"))
     admin_audit = Depends(requirement(console, "audit"))
@@ -160,7 +234,8 @@ def api_router(console: Console) -> APIRouter:
     @router.get("/me")
     async def me(op: Annotated[Operator, viewer]) -> dict[str, Any]:
         return {"name": op.name, "role": op.role, "via": op.via,
-                "may": {a: op.may(a) for a in ("view", "decide", "replay", "audit")}}
+                "may": {a: op.may(a) for a in ("view", "decide", "replay", "audit", "release",
+                                               "delay_watch")}}
 
     @router.get("/orders", response_model=OrderPage)
     async def list_orders(
@@ -200,30 +275,11 @@ def api_router(console: Console) -> APIRouter:
         return {"orders": [i.model_dump(mode="json") for i in items], "count": len(items)}
 
     async def decide(order_id: str, decision: str, body: Decision, op: Operator) -> Response:
-        url = f"{settings.review_url.rstrip('/')}/api/orders/{order_id}/{decision}"
-        try:
-            async with httpx.AsyncClient(timeout=settings.review_timeout_s) as client:
-                r = await client.post(url, json={"reviewer": op.name, "comment": body.comment})
-        except httpx.HTTPError as exc:
-            await console.audit(op, decision, order_id, "review_unreachable",
-                                comment=body.comment, error=type(exc).__name__)
-            return JSONResponse({"order_id": order_id, "decision": decision, "status": 502,
-                                 "message": f"the review service is unreachable ({type(exc).__name__})"},
-                                status_code=502)
-        try:
-            answer = r.json()
-        except ValueError:
-            answer = {"detail": r.text[:500]}
-        message = (answer.get("detail") or answer.get("message") or "") if isinstance(answer, dict) \
-            else str(answer)
-        if not isinstance(message, str):
-            message = str(message)
-        outcome = "accepted" if r.is_success else f"refused_{r.status_code}"
-        await console.audit(op, decision, order_id, outcome, comment=body.comment,
-                            review_status=r.status_code, message=message[:500])
-        return JSONResponse({"order_id": order_id, "decision": decision, "status": r.status_code,
-                             "message": message or ("done" if r.is_success else "refused"),
-                             "review": answer}, status_code=r.status_code)
+        """Review records the decision in the name of ``op`` (the signed credential's actor)."""
+        return await console.forward(
+            op, decision, order_id, "review", f"/api/orders/{quote(order_id, safe='')}/{decision}",
+            {"comment": body.comment}, reply={"order_id": order_id, "decision": decision},
+            comment=body.comment)
 
     @router.post("/orders/{order_id}/approve")
     async def approve(order_id: str, op: Annotated[Operator, decider],
@@ -236,6 +292,25 @@ def api_router(console: Console) -> APIRouter:
     async def reject(order_id: str, op: Annotated[Operator, decider],
                      body: Annotated[Decision, Body()] = Decision()) -> Response:
         return await decide(order_id, "reject", body, op)
+
+    @router.post("/orders/{order_id}/release-stock")
+    async def release_stock(order_id: str, op: Annotated[Operator, releaser],
+                            body: Annotated[ReleaseStock, Body()] = ReleaseStock()) -> Response:
+        """Forward a manual release of the order's reservations and backorders to inventory;
+        its answer (e.g. 409 when the order holds nothing) is relayed."""
+        return await console.forward(
+            op, "release", order_id, "inventory",
+            f"/inventory/orders/{quote(order_id, safe='')}/release", {"reason": body.reason},
+            reply={"order_id": order_id, "action": "release"}, reason=body.reason)
+
+    @router.post("/delay-watch/run")
+    async def delay_watch(op: Annotated[Operator, watcher],
+                          body: Annotated[DelayWatch, Body()] = DelayWatch()) -> Response:
+        """Forward a delay-watch round (of these orders' shipments, or all) to logistics."""
+        request = body.model_dump(mode="json", exclude_none=True)
+        return await console.forward(op, "delay_watch", None, "logistics",
+                                     "/api/delay-watch/run", request,
+                                     reply={"action": "delay_watch"}, **request)
 
     class CancelRequest(BaseModel):
         reason: BodyText = Field(min_length=1, max_length=500, description="Why, in plain words")

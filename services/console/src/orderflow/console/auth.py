@@ -1,13 +1,20 @@
 """Operators, roles, passwords, tokens and CSRF.
 
 - Roles: ``viewer`` (reads everything), ``reviewer`` (also approves and rejects held orders),
-  ``admin`` (also replays dead letters and reads the audit log). Each role includes the one before.
+  ``admin`` (also replays dead letters, reads the audit log, releases an order's stock and runs
+  the delay watch). Each role includes the one before.
 - Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (hashlib.scrypt, 16-byte random
   salt) or ``pbkdf2_sha256$<iterations>$<salt>$<hash>``; ``python -m orderflow.console
   hash-password`` prints one.
-- Sessions are random tokens (only their SHA-256 is stored), expire after
+- Sessions are random tokens (only their SHA-256 is stored, in the console's database table,
+  so a sign-in holds on every replica and a sign-out ends it on all), expire after
   ``ORDERFLOW_CONSOLE_SESSION_TTL_MINUTES``, and carry a CSRF token that every form and every
   state-changing API call made with the session cookie must echo (bearer-token calls need none).
+- Operators come from ``ORDERFLOW_CONSOLE_USERS`` (a Secret). The documented development users
+  exist only where the dev stack says so (``ORDERFLOW_CONSOLE_DEV_USERS=true``); anywhere else
+  the console refuses to start without configured users, naming the variable.
+- The admin token comes from ``ORDERFLOW_CONSOLE_ADMIN_TOKEN`` (a Secret, the same on every
+  replica); without it one is generated into the token file, which only one replica sees.
 """
 
 from __future__ import annotations
@@ -33,12 +40,15 @@ CSRF_HEADER = "X-CSRF-Token"
 PERMISSIONS: dict[str, str] = {
     "view": "viewer",
     "export": "viewer",
-    "decide": "reviewer",  # approve / reject a held order
+    "decide": "reviewer",  # approve / reject a held order; ask for a cancel
     "replay": "admin",  # replay a dead-letter topic
     "audit": "admin",
+    "release": "admin",  # release an order's stock in inventory
+    "delay_watch": "admin",  # run a delay-watch round in logistics
 }
 
-# documented development users, used only when ORDERFLOW_CONSOLE_USERS is not set
+# documented development users, used only when ORDERFLOW_CONSOLE_USERS is not set and
+# ORDERFLOW_CONSOLE_DEV_USERS=true (the dev stack sets it; nothing else should)
 DEV_USERS: dict[str, tuple[str, str]] = {
     "viewer": ("viewer", "viewer-dev"),
     "reviewer": ("reviewer", "reviewer-dev"),
@@ -104,6 +114,24 @@ class Operator:
         return allowed(self.role, action)
 
 
+class ConsoleConfigurationError(ValueError):
+    """The console cannot start as configured (the message names the variable)."""
+
+
+NO_USERS_MESSAGE = (
+    "ORDERFLOW_CONSOLE_USERS is not set: the console has no operators and does not start. Set "
+    "ORDERFLOW_CONSOLE_USERS to JSON {\"name\": {\"role\": \"viewer|reviewer|admin\", "
+    "\"password_hash\": \"...\"}} (from a Secret; python -m orderflow.console hash-password "
+    "prints a hash). The development users are only for the dev stack "
+    "(ORDERFLOW_CONSOLE_DEV_USERS=true)")
+
+
+def check_configuration(settings: ConsoleSettings) -> None:
+    """Raise ``ConsoleConfigurationError`` when the console may not start as configured."""
+    if settings.users is None and not settings.dev_users:
+        raise ConsoleConfigurationError(NO_USERS_MESSAGE)
+
+
 class Accounts:
     """The operators the console knows, and the admin token."""
 
@@ -114,10 +142,11 @@ class Accounts:
 
     @classmethod
     def from_settings(cls, settings: ConsoleSettings) -> Accounts:
+        check_configuration(settings)
         users = settings.users
         if users is None:
-            log.warning("ORDERFLOW_CONSOLE_USERS is not set: using the development users "
-                        "(viewer, reviewer, admin; see the README); do not run this in production")
+            log.warning("ORDERFLOW_CONSOLE_DEV_USERS=true and ORDERFLOW_CONSOLE_USERS is not set: "
+                        "the development users (viewer, reviewer, admin; see the README) sign in")
             users = {name: UserEntry(role=role, password_hash=hash_password(password))
                      for name, (role, password) in DEV_USERS.items()}
         return cls(users, admin_token(settings))
@@ -144,6 +173,10 @@ def admin_token(settings: ConsoleSettings) -> str:
         if len(existing) >= 32:
             log.info("admin token read from the token file", path=str(path))
             return existing
+    if not settings.dev_users:
+        log.warning("ORDERFLOW_CONSOLE_ADMIN_TOKEN is not set: an admin token is generated into "
+                    "the token file, which other replicas do not see; give every replica the "
+                    "same token from a Secret", path=str(path))
     token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

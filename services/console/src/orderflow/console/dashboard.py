@@ -2,12 +2,13 @@
 last hour), for every consumer group its lag and how many replicas (members) it has, every DLQ's
 depth with its newest errors, and which services answer their health check.
 
-Offsets come from the consumer API only (end offsets from a plain consumer, committed offsets from
-a consumer carrying the group's id that never joins the group): the embedded broker's admin
-OffsetFetch breaks the connection. Members come from the admin client's DescribeGroups, one group
-per request (the embedded broker garbles every group after the first of a request). A background
-task samples every ``ORDERFLOW_CONSOLE_DASHBOARD_INTERVAL_S`` and keeps an hour of samples in
-memory."""
+End offsets come from a plain consumer. The groups' members and committed offsets come from the
+broker's reader (``orderflow.runtime.lag.group_reader``): on Apache Kafka every group in one
+DescribeGroups and one OffsetFetch through the admin API; on Tansu one group per request (committed
+offsets through a consumer carrying the group's id that never joins it). On Tansu the high
+watermark can trail a group's committed offset, so an end offset is raised to the highest commit
+(``true_ends``). A background task samples every ``ORDERFLOW_CONSOLE_DASHBOARD_INTERVAL_S`` and
+keeps an hour of samples in memory."""
 
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ from typing import Any
 import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from orderflow.console.exception_queue import DeadLetter
 from orderflow.console.settings import ConsoleSettings
 from orderflow.contracts.headers import DLQ_ERROR, DLQ_REASON, DLQ_SERVICE
 from orderflow.contracts.topics import CATALOGUE
+from orderflow.runtime.lag import GroupReader, Offsets, group_reader
 from orderflow.runtime.logging import mask_text
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.settings import KafkaSettings
@@ -90,33 +91,22 @@ def true_ends(ends: dict[TopicPartition, int],
     return out
 
 
-def members_of(responses: Iterable[Any]) -> dict[str, dict[str, Any]]:
-    """DescribeGroups answers as ``{group: {"replicas", "state", "members"}}``: one member per
-    consumer, so per service process. A group the broker does not know is left out."""
-    out: dict[str, dict[str, Any]] = {}
-    for response in responses:
-        for group in response.to_object().get("groups", []):
-            if group.get("error_code") != 0 or not group.get("group"):
-                continue
-            members = [m.get("client_host") or m.get("member_id", "")
-                       for m in group.get("members", [])]
-            out[group["group"]] = {"replicas": len(members), "state": group.get("state") or None,
-                                   "members": sorted(members)}
-    return out
-
-
 class TopicSampler:
-    def __init__(self, kafka: KafkaSettings, settings: ConsoleSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, settings: ConsoleSettings, *,
+                 partitions: list[TopicPartition] | None = None,
+                 dlq_partitions: list[TopicPartition] | None = None) -> None:
         self.kafka = kafka
         self.settings = settings
         self.samples: deque[Sample] = deque()
         self.history: dict[str, deque[float]] = {}
-        self.partitions = [TopicPartition(t.name, p) for t in CATALOGUE for p in range(t.partitions)]
-        self.dlq_partitions = [TopicPartition(t.dlq, 0) for t in CATALOGUE]
+        # every topic's partitions and every DLQ unless told otherwise (tests)
+        self.partitions = partitions if partitions is not None else [
+            TopicPartition(t.name, p) for t in CATALOGUE for p in range(t.partitions)]
+        self.dlq_partitions = dlq_partitions if dlq_partitions is not None else [
+            TopicPartition(t.dlq, 0) for t in CATALOGUE]
         self._plain: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
-        self._admin: AIOKafkaAdminClient | None = None
-        self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._groups: GroupReader | None = None
         self._dlq_cache: dict[str, tuple[int, list[DeadLetter]]] = {}
         self._dlq_read_at: dict[str, float] = {}
         self._http = httpx.AsyncClient(timeout=2.0)
@@ -128,49 +118,34 @@ class TopicSampler:
         self._reader = AIOKafkaConsumer(**self.kafka.client_kwargs(), enable_auto_commit=False,
                                         client_id="orderflow-console-dlq-reader")
         await self._reader.start()
-        self._admin = AIOKafkaAdminClient(**self.kafka.client_kwargs(),  # type: ignore[arg-type]
-                                          client_id="orderflow-console-groups")
-        await self._admin.start()
-
-    async def members(self, groups: list[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
-        """Each group's members, or why they could not be read (the page then says so)."""
-        if self._admin is None:
-            return {}, "not started"
-        # one group per request: the embedded broker answers only the first group of a
-        # DescribeGroups correctly (the next come back garbled, and enough of them break the
-        # connection); Apache Kafka answers either way
-        out: dict[str, dict[str, Any]] = {}
-        try:
-            for group in groups:
-                out.update(members_of(await self._admin.describe_consumer_groups([group])))
-        except Exception as exc:  # noqa: BLE001 - replicas are a detail: never blank the page
-            return out, f"{type(exc).__name__}: {exc}"[:200]
-        return out, None
+        self._groups = await group_reader(self.kafka, client_id="orderflow-console-groups").start()
 
     async def stop(self) -> None:
-        for consumer in [self._plain, self._reader, *self._groups.values()]:
+        for consumer in [self._plain, self._reader]:
             if consumer is not None:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
-        if self._admin is not None:
-            with contextlib.suppress(Exception):
-                await self._admin.close()
+        if self._groups is not None:
+            await self._groups.stop()
         await self._http.aclose()
 
-    async def _group_consumer(self, group: str) -> AIOKafkaConsumer:
-        if group not in self._groups:
-            consumer = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=group,
-                                        enable_auto_commit=False,
-                                        client_id="orderflow-console-lag")
-            await consumer.start()
-            self._groups[group] = consumer
-        return self._groups[group]
+    async def members(self, groups: list[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
+        """Each group's members, or why they could not be read (the page then says so)."""
+        if self._groups is None:
+            return {}, "not started"
+        try:
+            return await self._groups.members(groups), None
+        except Exception as exc:  # noqa: BLE001 - replicas are a detail: never blank the page
+            return {}, f"{type(exc).__name__}: {exc}"[:200]
 
-    async def committed(self, group: str) -> dict[TopicPartition, int | None]:
-        consumer = await self._group_consumer(group)
-        # one OffsetFetch for every partition (the public ``committed`` asks one at a time)
-        fetched = await consumer._coordinator.fetch_committed_offsets(self.partitions)
-        return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in fetched.items()}
+    async def committed(self, groups: list[str]) -> tuple[dict[str, Offsets], dict[str, str]]:
+        """Each group's committed offsets on every topic, and why a group's could not be read."""
+        if self._groups is None:
+            return {}, {g: "not started" for g in groups}
+        try:
+            return await self._groups.committed({g: self.partitions for g in groups})
+        except Exception as exc:  # noqa: BLE001 - the page shows the groups as unreadable
+            return {}, {g: f"{type(exc).__name__}: {exc}"[:200] for g in groups}
 
     async def dead_letters(self, tp: TopicPartition, end: int) -> tuple[int, list[DeadLetter]]:
         """The DLQ's depth and newest entries. The high watermark may lag (embedded broker), so
@@ -219,13 +194,7 @@ class TopicSampler:
         assert self._plain is not None
         ends_raw = await self._plain.end_offsets(self.partitions + self.dlq_partitions)
         ends: dict[TopicPartition, int] = {tp: int(off) for tp, off in ends_raw.items()}
-        committed: dict[str, dict[TopicPartition, int | None]] = {}
-        failures: dict[str, str] = {}
-        for group in self.settings.groups():
-            try:
-                committed[group] = await self.committed(group)
-            except Exception as exc:  # noqa: BLE001 - one group's failure must not blank the page
-                failures[group] = f"{type(exc).__name__}: {exc}"[:200]
+        committed, failures = await self.committed(self.settings.groups())
         ends = true_ends(ends, committed.values())
         per_topic: dict[str, int] = {}
         for tp in self.partitions:
@@ -260,7 +229,7 @@ class TopicSampler:
                 groups.append({"group": group, "lag": None, "topics": [], **who,
                                "error": failures[group]})
                 continue
-            lag = group_lag(topic_ends, committed[group])
+            lag = group_lag(topic_ends, committed.get(group, {}))
             groups.append({"group": group, "lag": sum(r["lag"] for r in lag.values()), **who,
                            "topics": [{"topic": k, **v} for k, v in sorted(lag.items())]})
 

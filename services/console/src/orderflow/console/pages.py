@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import jinja2
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -27,6 +27,7 @@ from orderflow.console.auth import (
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
 from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.service_auth import authenticates_itself, load_service_auth
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -96,9 +97,13 @@ def pages_router(console: Console) -> APIRouter:
     async def login_page(next: str | None = None) -> Response:
         return login_form(safe_next(next))
 
-    @router.post("/login")
-    async def login(request: Request, username: Annotated[str, Form()],
-                    password: Annotated[str, Form()], csrf_token: Annotated[str, Form()],
+    # the form's fields may be missing: a post without the form's CSRF cookie and token is
+    # refused (403) before anything else, a wrong password with 401
+    @router.post("/login", dependencies=[Depends(authenticates_itself(
+        "the sign-in form: its CSRF cookie and token, then the password"))])
+    async def login(request: Request, username: Annotated[str, Form()] = "",
+                    password: Annotated[str, Form()] = "",
+                    csrf_token: Annotated[str, Form()] = "",
                     next_url: Annotated[str, Form()] = "/") -> Response:
         target = safe_next(next_url)
         if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
@@ -121,22 +126,39 @@ def pages_router(console: Console) -> APIRouter:
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
         return response
 
-    @router.post("/logout")
-    async def logout(request: Request, csrf_token: Annotated[str, Form()]) -> Response:
+    @router.post("/logout", dependencies=[Depends(authenticates_itself(
+        "the session cookie and its CSRF token"))])
+    async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+        """End the session (its CSRF token echoed); without a session, or with a wrong token,
+        the sign-in form with 401 or 403 (and the cookie dropped either way)."""
         op = await console.operator(request)
-        if op is not None and op.via == "session" and same_secret(csrf_token, op.csrf_token):
+        if op is None or op.via != "session":
+            response = login_form("/", "You are not signed in.", 401)
+        elif not same_secret(csrf_token, op.csrf_token):
+            response = login_form("/", "The form expired; please sign in again.", 403)
+        else:
             async with console.sessions() as session, session.begin():
                 await ConsoleRepository(session).drop_session(op.session_digest or "")
             await console.audit(op, "logout", None, "signed_out")
-        response = RedirectResponse("/login", status_code=303)
+            response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
 
     return router
 
 
-def build_routers(ctx: ServiceContext) -> list[APIRouter]:
+def build_console(ctx: ServiceContext) -> Console:
+    """The console's shared state from the environment; refuses (``ConsoleConfigurationError``,
+    naming the variable) without operators outside the dev stack."""
     settings = ConsoleSettings()
-    console = Console(ctx=ctx, settings=settings, accounts=Accounts.from_settings(settings),
-                      sessions=async_sessionmaker(ctx.engine, expire_on_commit=False))
+    return Console(ctx=ctx, settings=settings, accounts=Accounts.from_settings(settings),
+                   sessions=async_sessionmaker(ctx.engine, expire_on_commit=False),
+                   service_key=load_service_auth("console").signing_key())
+
+
+def routers_of(console: Console) -> list[APIRouter]:
     return [api_router(console), openapi_router(console), pages_router(console)]
+
+
+def build_routers(ctx: ServiceContext) -> list[APIRouter]:
+    return routers_of(build_console(ctx))

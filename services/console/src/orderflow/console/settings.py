@@ -7,7 +7,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROLES = ("viewer", "reviewer", "admin")
+from orderflow.runtime.service_auth import ROLES
+
+__all__ = ["ROLES", "ConsoleSettings", "UserEntry"]
+MIN_ADMIN_TOKEN_LENGTH = 24
 
 DEFAULT_SERVICE_URLS: dict[str, str] = {
     "intake": "http://127.0.0.1:8081",
@@ -44,15 +47,22 @@ class UserEntry(BaseModel):
 
 
 class ConsoleSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_CONSOLE_", extra="ignore")
+    # an empty variable counts as unset (Compose passes ``${VAR:-}`` as an empty string)
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_CONSOLE_", extra="ignore",
+                                      env_ignore_empty=True)
 
     admin_token: SecretStr | None = Field(
-        default=None, description="A bearer token with the admin role; generated when unset")
+        default=None, description="A bearer token with the admin role (a Secret; the same on "
+                                  "every replica); generated into token_file when unset")
     token_file: Path = Field(
         default=Path("var/console-token"),
         description="Where the generated admin token is written (mode 0600) when none is set")
     users: dict[str, UserEntry] | None = Field(
-        default=None, description="JSON: name -> {role, password_hash}; unset = dev users")
+        default=None, description="JSON: name -> {role, password_hash} (a Secret); the console "
+                                  "refuses to start without it unless dev_users is true")
+    dev_users: bool = Field(
+        default=False, description="Sign in with the documented development users when "
+                                   "users is unset: set by the dev stack only, never elsewhere")
     review_url: str = Field(default="http://127.0.0.1:8082",
                             description="The review service's HTTP API (approve/reject)")
     service_urls: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SERVICE_URLS),
@@ -67,6 +77,14 @@ class ConsoleSettings(BaseSettings):
     dlq_newest: int = Field(default=5, ge=1, le=100)
     page_size: int = Field(default=50, ge=1, le=500)
     review_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(f"ORDERFLOW_CONSOLE_ADMIN_TOKEN must be at least "
+                             f"{MIN_ADMIN_TOKEN_LENGTH} characters")
+        return value
 
     @field_validator("sla_minutes")
     @classmethod

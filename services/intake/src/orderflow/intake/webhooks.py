@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from orderflow.connector import OrderPusher
 from orderflow.intake.settings import IntakeSettings
 from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.service_auth import authenticates_itself
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +143,9 @@ def webhook_router(ctx: ServiceContext, settings: IntakeSettings,
                    publisher: WebhookPublisher) -> APIRouter:
     router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-    @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook")
+    # a connector's route: authenticated by the shop's HMAC signature, not a service credential
+    @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook",
+                 dependencies=[Depends(authenticates_itself("the shop's X-Shopify-Hmac-Sha256"))])
     async def shopify_order(shop: str, request: Request) -> JSONResponse:
         try:
             body = await _read_body(request, settings.webhook_max_bytes)

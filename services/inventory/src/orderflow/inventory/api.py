@@ -1,11 +1,13 @@
 """Inventory's HTTP routes: stock and an order's reservations for operators and the console, a
-manual release, and the conservation invariant."""
+manual release, and the conservation invariant. The release needs a service credential with the
+admin role (``orderflow.runtime.service_auth``): operators release through the console."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+import structlog
+from fastapi import APIRouter, Body, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from orderflow.inventory.policy import InventoryPolicy
@@ -13,6 +15,11 @@ from orderflow.inventory.repository import InventoryRepository, check_invariants
 from orderflow.inventory.reservations import Stockroom
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.service_auth import Actor, require_actor
+
+log = structlog.get_logger(__name__)
+# the operator a verified service credential names, an admin
+Admin = Annotated[Actor, Depends(require_actor("admin"))]
 
 
 class ReleaseRequest(BaseModel):
@@ -38,11 +45,14 @@ def inventory_router(ctx: ServiceContext, policy: InventoryPolicy) -> APIRouter:
         return view
 
     @router.post("/orders/{order_id}/release")
-    async def release(order_id: str, request: ReleaseRequest) -> dict[str, Any]:
+    async def release(order_id: str, actor: Admin,
+                      request: Annotated[ReleaseRequest, Body()] = ReleaseRequest()) -> dict[str, Any]:
         async with ctx.units() as uow:
             event = await Stockroom(uow, policy).release(order_id, request.reason)
         if event is None:
             raise HTTPException(409, f"order {order_id} holds no reservation or backorder")
+        log.info("stock released by an operator", order_id=order_id, actor=actor.name,
+                 role=actor.role, reason=request.reason)
         return event.model_dump(mode="json")
 
     @router.get("/invariants")

@@ -1,14 +1,16 @@
 """Logistics' HTTP API: shipments as JSON, the printable packing slip, the carrier catalogue, and a
-delay-watch round on demand."""
+delay-watch round on demand (with a service credential of the admin role,
+``orderflow.runtime.service_auth``: operators run it through the console)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+import structlog
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +21,11 @@ from orderflow.logistics.delay_watcher import DelayWatcher
 from orderflow.logistics.repository import LogisticsRepository
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.service_auth import Actor, require_actor
+
+log = structlog.get_logger(__name__)
+# the operator a verified service credential names, an admin
+Admin = Annotated[Actor, Depends(require_actor("admin"))]
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -192,8 +199,12 @@ def create_router(ctx: ServiceContext, settings: LogisticsSettings,
         return settings.catalogue
 
     @router.post("/delay-watch/run", response_model=DelayWatchResult)
-    async def run_delay_watch(body: DelayWatchRun) -> DelayWatchResult:
+    async def run_delay_watch(
+            actor: Admin,
+            body: Annotated[DelayWatchRun, Body()] = DelayWatchRun()) -> DelayWatchResult:
         """Run one delay-watch round now; ``as_of`` only when the clock override is allowed."""
+        log.info("delay-watch round asked for", actor=actor.name, role=actor.role,
+                 as_of=body.as_of.isoformat() if body.as_of else None)
         if body.as_of is not None and not settings.allow_clock_override:
             raise HTTPException(403, "as_of needs ORDERFLOW_LOGISTICS_ALLOW_CLOCK_OVERRIDE=true")
         as_of = body.as_of or watcher.clock()

@@ -1,13 +1,17 @@
 """The manual review queue over HTTP: list held orders (filtered by reason), look at one order's
-review and audit trail, approve or reject a held order with a reviewer and a comment."""
+review and audit trail, approve or reject a held order with a comment.
+
+Approving and rejecting need a service credential (``orderflow.runtime.service_auth``) with the
+reviewer role at least: the console signs one for the operator it signed in, and the decision is
+recorded in that operator's name, never in a name the body gives."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.contracts.events import HoldCode
@@ -17,18 +21,22 @@ from orderflow.review.policy import ReviewPolicy
 from orderflow.review.repository import ReviewedOrder, ReviewRepository
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
+from orderflow.runtime.service_auth import Actor, require_actor
 
 HOLD_CODES: tuple[str, ...] = get_args(HoldCode)
+# the operator a verified service credential names, of the reviewer role at least (module level:
+# the annotations are strings, resolved in this module's globals)
+Reviewer = Annotated[Actor, Depends(require_actor("reviewer"))]
 
 
 class ReviewerDecision(BaseModel):
-    """The body of an approve or reject request."""
+    """The body of an approve or reject request. The reviewer is whoever the service credential
+    names: a body naming one is refused (422)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reviewer: BodyText = Field(min_length=1, max_length=100, description="The reviewer's user name")
     comment: BodyText | None = Field(default=None, max_length=2000,
-                                description="Why, in the reviewer's words")
+                                     description="Why, in the reviewer's words")
 
 
 def _queue_entry(o: ReviewedOrder, now: datetime) -> dict[str, Any]:
@@ -88,23 +96,26 @@ def create_router(ctx: ServiceContext, policy: ReviewPolicy) -> APIRouter:
                            "decided_at": d["decided_at"].isoformat()} for d in trail],
         }
 
-    async def decide(order_id: str, action: ManualAction, body: ReviewerDecision) -> dict[str, Any]:
+    async def decide(order_id: str, action: ManualAction, body: ReviewerDecision,
+                     actor: Actor) -> dict[str, Any]:
         try:
             async with ctx.units() as uow:
                 ledger = await handlers.decide_manually(uow, policy, order_id, action,
-                                                        body.reviewer, body.comment or None)
+                                                        actor.name, body.comment or None)
         except handlers.DecisionRefused as refused:
             raise HTTPException(refused.status, refused.message) from refused
-        return {"order_id": order_id, "status": ledger.status, "decided_by": body.reviewer,
+        return {"order_id": order_id, "status": ledger.status, "decided_by": actor.name,
                 "comment": body.comment or None}
 
     @router.post("/orders/{order_id}/approve", summary="Approve a held order")
-    async def approve(order_id: str, body: ReviewerDecision) -> dict[str, Any]:
-        return await decide(order_id, "approve", body)
+    async def approve(order_id: str, actor: Reviewer,
+                      body: Annotated[ReviewerDecision, Body()] = ReviewerDecision()) -> dict[str, Any]:
+        return await decide(order_id, "approve", body, actor)
 
     @router.post("/orders/{order_id}/reject", summary="Reject a held order")
-    async def reject(order_id: str, body: ReviewerDecision) -> dict[str, Any]:
-        return await decide(order_id, "reject", body)
+    async def reject(order_id: str, actor: Reviewer,
+                     body: Annotated[ReviewerDecision, Body()] = ReviewerDecision()) -> dict[str, Any]:
+        return await decide(order_id, "reject", body, actor)
 
     @router.get("/credit-accounts/{customer_id}",
                 summary="A customer's credit account: profile, exposure and review's running figures")

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from orderflow.connector.spreadsheet import LINE_COLUMNS, ORDER_COLUMNS
+from orderflow.contracts.order import CanonicalOrder
 from orderflow.intake.adapters.channel_order import ChannelOrder
 from orderflow.intake.adapters.errors import AdapterError
 from orderflow.intake.adapters.reading import mapping, object_list
@@ -21,6 +22,10 @@ _HAS_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 _RUSH = {"rush", "urgent", "加急", "紧急"}
 _ADDRESS_COLUMNS = ("recipient_name", "recipient_phone", "province", "city", "district",
                     "address", "postal_code")
+# one row per order line: an order of more rows than an order may have lines is refused before
+# its rows are read one by one
+MAX_ROWS = next(m.max_length for m in CanonicalOrder.model_fields["lines"].metadata
+                if hasattr(m, "max_length"))
 
 
 def to_canonical(payload: Any) -> ChannelOrder:
@@ -28,6 +33,9 @@ def to_canonical(payload: Any) -> ChannelOrder:
     rows = object_list(sheet_order.get("rows"), "rows")
     if not rows:
         raise AdapterError("an order sheet order needs at least one row", "rows")
+    if len(rows) > MAX_ROWS:
+        raise AdapterError(f"an order sheet order has {len(rows)} rows; an order has at most "
+                           f"{MAX_ROWS} lines", "rows", code="too_many")
     order = _order_cells(rows)
     if not order.get("order_number"):
         raise AdapterError("order_number is empty", "order_number")
