@@ -1,7 +1,7 @@
 """PostgreSQL's own maintenance around the latency phases: autovacuum's pass over what a burst
 wrote runs a minute or two after it, on the same two cores as the next load, and decided the
-full runs' p99 at 300/s (the sixteenth round sampled a worker busy through both latency phases
-after the 20,000-order burst). The benchmark therefore waits, before each fixed rate, until no
+full runs' p99 at 300/s (a worker was sampled busy through both latency phases after the
+20,000-order burst). The benchmark therefore waits, before each fixed rate, until no
 table is due for autovacuum or autoanalyze and no worker runs (bounded, recorded), and samples
 while each rate runs how often a worker was busy and on what, so that a phase's latency is read
 with its maintenance beside it."""

@@ -1,6 +1,6 @@
-"""Micro-measurements behind the first round's runtime changes (bench/README.md): what one
-consumed batch costs the runtime in the database, the first round's way and the set-based way
-the runtime took, on an embedded PostgreSQL.
+"""Micro-measurements behind the runtime's set-based statements (bench/README.md): what one
+consumed batch costs the runtime in the database, with per-row SQLAlchemy statements and with
+the set-based ``unnest`` statements the runtime uses, on an embedded PostgreSQL.
 
     python -m bench.micro [--batch 500] [--rounds 20]
 

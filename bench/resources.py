@@ -80,8 +80,8 @@ class ResourceMonitor:
         # a process tree's PSS (PostgreSQL: every backend's smaps_rollup, a walk of its page
         # tables by the kernel, more as the backends touch the shared buffers) is read only every
         # ``tree_every`` ticks (10 s) and at the window's start and end: at every tick it cost
-        # the driver ~8 % of a core, and every 2 s still ~5 % at 300 orders/s (sixteenth round,
-        # py-spy), taken from the services it measures; the services' RSS (the target) keeps
+        # the driver ~8 % of a core, and every 2 s still ~5 % at 300 orders/s (measured
+        # with py-spy), taken from the services it measures; the services' RSS (the target) keeps
         # every tick
         tick = 0
         while not self._stop.wait(self.interval_s):

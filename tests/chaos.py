@@ -88,7 +88,6 @@ from orderflow.contracts.events import Event, StockAdjusted, StockReceived
 from orderflow.contracts.headers import DLQ_REASON, DLQ_SERVICE, DLQ_SOURCE, EventHeaders
 from orderflow.contracts.order import order_id_for
 from orderflow.contracts.topics import BY_NAME, CATALOGUE
-from orderflow.devstack.dlq import replay_dlq
 from orderflow.devstack.eventlog import EventLog, SeenEvent
 from orderflow.devstack.kafka import KafkaCluster
 from orderflow.devstack.processes import free_port, port_open
@@ -103,6 +102,7 @@ from orderflow.devstack.stack import (
     var_dir,
 )
 from orderflow.devstack.tracking import Tracker
+from orderflow.runtime.dlq import replay_dlq
 from orderflow.runtime.lag import committed_offsets, end_offsets
 from orderflow.runtime.settings import KafkaSettings
 
@@ -464,14 +464,15 @@ class Chaos:
         await self.stack.publish_and_wait(events, timeout=600)
         return len(events)
 
-    async def push(self, orders: list[SimulatedOrder], seconds: float) -> None:
+    async def push(self, orders: list[SimulatedOrder], seconds: float, phase: str = "flow") -> None:
+        """Push ``orders`` evenly over ``seconds``, a chunk every half second."""
         chunks = max(1, int(seconds / 0.5))
         size = max(1, -(-len(orders) // chunks))
         async with Connector(self) as connector:
             for start in range(0, len(orders), size):
-                await connector.push(orders[start:start + size], "flow")
+                await connector.push(orders[start:start + size], phase)
                 await asyncio.sleep(seconds / chunks)
-        say(f"the flow's {len(orders)} messages pushed")
+        say(f"{len(orders)} messages of the {phase} phase pushed")
 
     def in_flight(self) -> int:
         """Orders pushed and not settled yet."""
@@ -1140,31 +1141,55 @@ class Chaos:
 
     # -- the broker stopped and started at the end, orders in flight ------------------------------
     async def final_restart(self) -> dict[str, Any]:
-        """Push a batch of orders, stop the broker once a third of them settled, start it again,
-        push another batch; then nothing more: every one of them must settle on its own, judged
-        with all the others. Kafka: every node stopped at once and started on its own log.
-        Tansu: its memory is its storage, so it comes back empty (the topics are created again)."""
-        assert self.observer is not None and self.stack.broker is not None
-        broker = self.stack.broker
-        cluster = self.cluster
+        """Push a batch of orders over several seconds, stop the broker once a third of them
+        settled (the rest in flight, some not pushed yet: the connector pushes again what fails
+        while the broker is away), start it again, push another batch; then nothing more: every
+        one of them must settle on its own, judged with all the others. Kafka: every node stopped
+        at once and started on its own log. Tansu: its memory is its storage, so it comes back
+        empty (the topics are created again)."""
         before = generate_orders(max(40, self.plan.orders // 5), seed=self.seed + 1,
                                  prefix=f"BROKER{self.run_id}A", mix=Mix(bad=0.05, duplicate=0.0))
         after = generate_orders(max(20, self.plan.orders // 10), seed=self.seed + 2,
                                 prefix=f"BROKER{self.run_id}B", mix=Mix(bad=0.05, duplicate=0.0))
         before_ids = {order_id_for(o.channel, o.external_id) for o in before}
         after_ids = {order_id_for(o.channel, o.external_id) for o in after}
+        pushing = asyncio.create_task(
+            self.push(before, max(10.0, self.plan.push_seconds / 12), "final"))
+        try:
+            report = await self.restart_broker(before_ids)
+            await pushing
+        finally:
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pushing
         async with Connector(self) as connector:
-            await connector.push(before, "final")
+            await connector.push(after, "final")
+        still = await self.wait_settled(before_ids | after_ids, self.plan.settle_timeout_s)
+        report.update({
+            "orders_pushed_after": len(after_ids),
+            "unsettled_of_those_before": len(set(still) & before_ids),
+            "unsettled_of_those_after": len(set(still) & after_ids),
+        })
+        return report
+
+    async def restart_broker(self, before_ids: set[str]) -> dict[str, Any]:
+        """Once a third of ``before_ids`` settled: every Kafka node stopped and started again, or
+        Tansu stopped and started empty."""
+        assert self.observer is not None and self.stack.broker is not None
+        broker = self.stack.broker
+        cluster = self.cluster
         observer = self.observer
 
         def a_third_settled() -> bool:
             observer.feed()
             return sum(1 for o in before_ids if observer.tracker.settled(o)) * 3 >= len(before_ids)
-        await self.wait(a_third_settled, timeout=60, what="a third of the orders settled", interval=0.2)
+        await self.wait(a_third_settled, timeout=120, what="a third of the orders settled",
+                        interval=0.1)
         observer.feed()
-        in_flight = [o for o in before_ids if not observer.tracker.settled(o)]
+        in_flight = [o for o in before_ids & self.order_ids if not observer.tracker.settled(o)]
         report: dict[str, Any] = {"orders_pushed_before": len(before_ids),
-                                  "orders_in_flight_at_stop": len(in_flight)}
+                                  "orders_in_flight_at_stop": len(in_flight),
+                                  "orders_not_pushed_yet_at_stop": len(before_ids - self.order_ids)}
         stopped_at = time.monotonic()
         if cluster is not None:
             fault = self.record("cluster_restart", f"kafka x{len(cluster.nodes)}",
@@ -1192,14 +1217,6 @@ class Chaos:
             fault.detail["down_s"] = round(time.monotonic() - stopped_at, 1)
             say("broker back (empty): topics created again; services reconnect on their own")
         report["down_s"] = fault.detail["down_s"]
-        async with Connector(self) as connector:
-            await connector.push(after, "final")
-        still = await self.wait_settled(before_ids | after_ids, self.plan.settle_timeout_s)
-        report.update({
-            "orders_pushed_after": len(after_ids),
-            "unsettled_of_those_before": len(set(still) & before_ids),
-            "unsettled_of_those_after": len(set(still) & after_ids),
-        })
         return report
 
 

@@ -430,27 +430,40 @@ async def test_the_relay_publishes_the_outbox_in_order_and_marks_it_published(
 
 class RefusingProducer(FakeProducer):
     """Refuses the keys in ``at_send`` when sending (as aiokafka does for a topic the principal
-    may not describe) and fails the delivery of those in ``at_delivery``."""
+    may not describe) and fails the delivery of those in ``at_delivery``, with ``error``."""
 
-    def __init__(self, at_send: tuple[bytes, ...] = (), at_delivery: tuple[bytes, ...] = ()) -> None:
+    def __init__(self, at_send: tuple[bytes, ...] = (), at_delivery: tuple[bytes, ...] = (),
+                 error: type[Exception] | None = None) -> None:
+        from aiokafka.errors import TopicAuthorizationFailedError
+
         super().__init__()
         self.at_send, self.at_delivery = at_send, at_delivery
+        self.error = error or TopicAuthorizationFailedError
 
     async def send(self, topic: str, *, value: bytes, key: bytes | None,
                    headers: list[tuple[str, bytes]]) -> Any:
-        from aiokafka.errors import TopicAuthorizationFailedError
-
         if key in self.at_send:
-            raise TopicAuthorizationFailedError(topic)
+            raise self.error(topic)
         if key in self.at_delivery:
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            failed.set_exception(TopicAuthorizationFailedError(topic))
+            failed.set_exception(self.error(topic))
             return failed
         return await super().send(topic, value=value, key=key, headers=headers)
 
 
+async def _pending(engine: AsyncEngine) -> list[bytes]:
+    async with engine.connect() as c:
+        return list((await c.execute(sa.text(
+            "SELECT key FROM outbox WHERE published_at IS NULL AND quarantined_at IS NULL "
+            "ORDER BY id"))).scalars())
+
+
 async def test_a_refused_event_stays_in_the_outbox_is_counted_and_those_before_it_are_marked(
         engine: AsyncEngine) -> None:
+    """A refusal that does not quarantine the row (not one of QUARANTINED_ERRORS): it and the
+    rows behind it wait."""
+    from aiokafka.errors import CorruptRecordException
+
     from orderflow.runtime import metrics
     from orderflow.runtime.outbox import OutboxRelay, PublishRefused
 
@@ -458,30 +471,56 @@ async def test_a_refused_event_stays_in_the_outbox_is_counted_and_those_before_i
         Subscription(topics.STOCK_RECEIVED, batch_handler=Recorder().on_batch)])
     await processor.process([stock(1, "A"), stock(2, "B"), stock(3, "C"), stock(4, "D")], None)
     counter = metrics.PUBLISH_REFUSED.labels("t", topics.WAREHOUSE_UPDATED.name,
-                                             "TopicAuthorizationFailedError")
+                                             "CorruptRecordException")
     before = counter._value.get()
 
-    async def pending() -> list[bytes]:
-        async with engine.connect() as c:
-            return list((await c.execute(sa.text(
-                "SELECT key FROM outbox WHERE published_at IS NULL ORDER BY id"))).scalars())
-
     async with engine.connect() as conn:
-        refusing = RefusingProducer(at_send=(b"out-C",))
+        refusing = RefusingProducer(at_send=(b"out-C",), error=CorruptRecordException)
         relay = OutboxRelay(engine, refusing, service="t")  # type: ignore[arg-type]
         with pytest.raises(PublishRefused) as refused:
             await relay.publish_batch(conn)
         assert refused.value.topic == topics.WAREHOUSE_UPDATED.name
-        assert type(refused.value.error).__name__ == "TopicAuthorizationFailedError"
-        assert await pending() == [b"out-C", b"out-D"]  # A and B were acknowledged
+        assert type(refused.value.error).__name__ == "CorruptRecordException"
+        assert await _pending(engine) == [b"out-C", b"out-D"]  # A and B were acknowledged
         assert counter._value.get() == before + 1
-        relay.producer = RefusingProducer(at_delivery=(b"out-D",))  # type: ignore[assignment]
+        relay.producer = RefusingProducer(  # type: ignore[assignment]
+            at_delivery=(b"out-D",), error=CorruptRecordException)
         with pytest.raises(PublishRefused):
             await relay.publish_batch(conn)
-        assert await pending() == [b"out-D"]
+        assert await _pending(engine) == [b"out-D"]
         assert counter._value.get() == before + 2
         relay.producer = FakeProducer()  # type: ignore[assignment]
-        assert await relay.publish_batch(conn) == 1 and await pending() == []
+        assert await relay.publish_batch(conn) == 1 and await _pending(engine) == []
+        assert relay.quarantined == 0
+
+
+async def test_an_event_refused_for_good_is_quarantined_and_those_behind_it_are_published(
+        engine: AsyncEngine) -> None:
+    """TopicAuthorizationFailedError (at send or at delivery) quarantines the row: it stays,
+    unpublished, with the broker's reason; the others are published, and a later batch skips
+    it. The relay has no producer factory here: nothing to renew."""
+    from orderflow.runtime import metrics
+    from orderflow.runtime.outbox import OutboxRelay, quarantined_rows
+
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.STOCK_RECEIVED, batch_handler=Recorder().on_batch)])
+    await processor.process([stock(1, "A"), stock(2, "B"), stock(3, "C"), stock(4, "D")], None)
+    counter = metrics.OUTBOX_QUARANTINED.labels("t", topics.WAREHOUSE_UPDATED.name,
+                                                "TopicAuthorizationFailedError")
+    before = counter._value.get()
+    refusing = RefusingProducer(at_send=(b"out-B",), at_delivery=(b"out-C",))
+    relay = OutboxRelay(engine, refusing, service="t")  # type: ignore[arg-type]
+    async with engine.connect() as conn:
+        assert await relay.publish_batch(conn) == 4
+        assert await _pending(engine) == []
+        assert [key for _, key, _, _ in refusing.sent] == [b"out-A", b"out-D"]
+        assert counter._value.get() == before + 2 and relay.quarantined == 2
+        listed = await quarantined_rows(conn)
+        assert [r["key"] for r in listed] == ["out-B", "out-C"]
+        assert all(r["reason"].startswith("TopicAuthorizationFailedError") for r in listed)
+        assert await relay.count_quarantined(conn) == 2
+        assert await relay.publish_batch(conn) == 0  # skipped from then on
+        assert len(refusing.sent) == 2
 
 
 async def test_the_relay_purges_the_inbox_past_its_retention_and_a_recent_redelivery_is_still_skipped(

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from orderflow.devstack.dlq import replay_dlq
+from orderflow.runtime.dlq import replay_dlq
 from orderflow.runtime.service import create_topics
 from orderflow.testing.pipeline import Pipeline
 

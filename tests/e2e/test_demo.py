@@ -1,6 +1,8 @@
 """`orderflow demo` as a newcomer runs it: the stack comes up on the broker the tier names
 (``ORDERFLOW_TEST_BROKER``: Apache Kafka, or the embedded Tansu broker of the Python-only
 default), orders flow from every channel, and the summary says nothing was lost or applied twice;
+every order comes to the outcome the simulator meant (rejected or held for the seeded reason, else
+fulfilled), every customer-facing event has its notification recorded, no dead letter appears;
 the command exits 0 and leaves no process behind."""
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def test_the_demo_settles_every_order_once(tmp_path: Path) -> None:
     assert summary["duplicates"] == 0, context
     assert summary["invariant_violations"] == 0, context
     assert summary["settled"] == summary["orders_pushed"], context
+    assert summary["wrong_outcome"] == 0, context
+    assert summary["unnotified"] == 0, context
+    assert summary["unexpected_dead_letters"] == 0, context
     assert run.returncode == 0, context
     left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     assert left == [], f"left running: {[(p.pid, p.name()) for p in left]}"

@@ -37,7 +37,8 @@ KNOWN_WRITES = {
     "notify": set(),
     "console": {"POST /api/orders/{order_id}/approve", "POST /api/orders/{order_id}/reject",
                 "POST /api/orders/{order_id}/cancel", "POST /api/orders/{order_id}/release-stock",
-                "POST /api/delay-watch/run", "POST /api/dlq/{topic}/replay", "POST /login",
+                "POST /api/delay-watch/run", "POST /api/dlq/{topic}/replay",
+                "POST /api/dlq/{topic}/{partition}/{offset}/replay", "POST /login",
                 "POST /logout"},
 }
 

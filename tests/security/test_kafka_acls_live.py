@@ -199,7 +199,9 @@ async def test_a_poison_message_is_dead_lettered_and_the_console_reads_and_repla
     async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{secured_stack.find('console').port}",
             headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-        replayed = await client.post(f"/api/dlq/{ORDER_INBOUND.name}/replay")
+        path = f"/api/dlq/{ORDER_INBOUND.name}/replay"
+        expected = (await client.get(path)).json()["pending"]  # what the operator confirms
+        replayed = await client.post(path, json={"expected": expected})
     assert replayed.status_code == 200, replayed.text
     assert replayed.json()["replayed"] >= 1
     copies = await events.wait_for(lambda: len(events.of(ORDER_INBOUND.name, key)) >= 2 and

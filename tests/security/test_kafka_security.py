@@ -127,8 +127,7 @@ async def test_the_lag_reader_dlq_tools_and_topic_admin_use_sasl_over_tls(
     before it connects."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from orderflow.devstack import dlq
-    from orderflow.runtime import service
+    from orderflow.runtime import dlq, service
 
     built: list[AIOKafkaConsumer | AIOKafkaProducer] = []
     admin_kwargs: list[dict[str, Any]] = []

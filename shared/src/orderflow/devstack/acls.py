@@ -13,7 +13,7 @@ What each principal gets (every ACL literal, host ``*``, Allow):
 - the console, besides: its dashboard shows every DLQ's newest dead letters and every
   service group's lag and members (Read and Describe on every DLQ, Describe on every
   ``orderflow.<service>`` group), and its DLQ replay (``POST /api/dlq/<topic>/replay``,
-  ``orderflow.devstack.dlq.replay_dlq``) republishes a DLQ's entries onto the topic they came
+  ``orderflow.runtime.dlq``) republishes a DLQ's entries onto the topic they came
   from and remembers how far it went in the group ``orderflow.dlq-replay.<topic>`` (Write and
   Describe on every topic of the catalogue, Read and Describe on those groups);
 - the connectors ``orderflow-connector``: Write on ``order.inbound`` and on the master-data
@@ -74,7 +74,7 @@ def group_of(service: str) -> str:
 
 
 def replay_group_of(topic: str) -> str:
-    """The group in which a DLQ replay remembers how far it went (``devstack.dlq``)."""
+    """The group in which a DLQ replay remembers how far it went (``runtime.dlq``)."""
     return f"{GROUP_PREFIX}.dlq-replay.{topic}"
 
 

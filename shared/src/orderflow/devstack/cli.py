@@ -246,12 +246,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(orders=args.orders, seed=args.seed, timeout_s=args.timeout,
                        broker=args.broker)
     print(json.dumps(summary, sort_keys=False))
-    ok = summary["lost"] == 0 and summary["duplicates"] == 0
-    return 0 if ok and not summary.get("invariant_violations") else 1
+    failed = [name for name in ("lost", "duplicates", "invariant_violations", "wrong_outcome",
+                                "unnotified", "unexpected_dead_letters") if summary.get(name)]
+    if failed:
+        print(f"orderflow demo: not right: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from orderflow.devstack.dlq import list_dlq, replay_dlq
+    from orderflow.runtime.dlq import list_dlq, replay_dlq
 
     kafka = _kafka_from_state()
     if args.action == "list":

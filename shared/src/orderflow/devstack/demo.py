@@ -23,7 +23,7 @@ from orderflow.devstack.eventlog import EventLog
 from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.simulator import generate_orders
 from orderflow.devstack.stack import Stack, broker_choice, var_dir
-from orderflow.devstack.tracking import Tracker
+from orderflow.devstack.tracking import Tracker, unnotified_events, wrong_outcomes
 from orderflow.runtime.lag import wait_consumed
 
 
@@ -36,7 +36,9 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
     loaded = await stack.load_demo_master_data()
     _say(f"loaded {loaded} master-data records (products, customers, warehouses, stock)")
     simulated = generate_orders(orders, seed=seed)
+    # the latest push of an order says what it should come to (a re-push repeats it)
     distinct = {order_id_for(o.channel, o.external_id): o for o in simulated}
+    expected = {oid: o.expected for oid, o in distinct.items()}
     channels = Counter(o.channel for o in distinct.values())
     tracker = Tracker()
     async with EventLog(stack.kafka) as log:
@@ -76,7 +78,20 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
             await asyncio.sleep(0.5)
             if len(log.events) != seen:
                 seen, quiet_since = len(log.events), time.monotonic()
+        # every customer-facing event must have its notification recorded: notify's senders
+        # may still be at it (the dispatch coalescing window, a retry); wait while they progress
+        unnotified = unnotified_events(log.events)
+        notify_deadline, progress_at = time.monotonic() + 120, time.monotonic()
+        while unnotified and time.monotonic() < notify_deadline \
+                and time.monotonic() - progress_at < 20:
+            await asyncio.sleep(1.0)
+            still = unnotified_events(log.events)
+            if len(still) < len(unnotified):
+                progress_at = time.monotonic()
+            unnotified = still
         tracker.feed_new(log.events)
+        wrong = wrong_outcomes(expected, tracker, log.events)
+        dlq_messages = [e for t, v in log.by_topic.items() if t.endswith(".dlq") for e in v]
         delayed = {e.key for e in log.of("shipment.delayed")} & set(distinct)
         exceptions = {e.key for e in log.of("shipment.exception")} & set(distinct)
         final = {oid: tracker.state_of(oid) for oid in distinct}
@@ -113,6 +128,14 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
         "carrier_exceptions": len(exceptions),
         "notifications": dict(sorted(notifications.items())),
         "dlq": dlq,
+        "expected": dict(sorted(Counter(str(x) for x in expected.values()).items())),
+        "wrong_outcome": len(wrong),
+        "wrong_outcome_examples": wrong[:5],
+        "unnotified": len(unnotified),
+        "unnotified_by_topic": dict(Counter(u["topic"] for u in unnotified).most_common()),
+        "unnotified_examples": unnotified[:5],
+        # the demo seeds no dead letters (its bad orders are rejected by intake, not poison)
+        "unexpected_dead_letters": len(dlq_messages),
         "settle_s": round(settle_time, 2),
         "elapsed_s": round(time.monotonic() - started, 2),
     }

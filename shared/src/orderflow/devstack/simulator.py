@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Literal
 
 from orderflow.devstack.catalogue import (
     ADDRESSES,
@@ -25,13 +25,32 @@ from orderflow.devstack.catalogue import (
     stock_totals,
 )
 
+Outcome = Literal["rejected", "held", "fulfilled"]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the simulator meant an order to come to: ``rejected`` by intake with ``code`` among
+    its reasons, ``held`` by review with ``code`` among its hold reasons, or ``fulfilled``
+    (approved, then reserved and dispatched, or backordered as stock allows)."""
+
+    outcome: Outcome
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.outcome}:{self.code}" if self.code else self.outcome
+
+
+FULFILLED = Expected("fulfilled")
+
 
 @dataclass(frozen=True)
 class SimulatedOrder:
     channel: str
     external_id: str
     payload: Any
-    kind: str  # valid | bad | duplicate | rush | large
+    kind: str  # valid | bad | held | duplicate | rush | large
+    expected: Expected = field(default=FULFILLED)
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class Mix:
     duplicate: float = 0.03
     rush: float = 0.10
     large: float = 0.05
+    held: float = 0.05  # seeded holds: blocked, overdue, over the credit limit, prepayment due
 
 
 def _to_canonical(order: dict[str, Any]) -> dict[str, Any]:
@@ -222,15 +242,100 @@ def _plentiful_skus() -> list[str]:
             if p.active and totals.get(sku, 0) >= 500 and not sku.startswith("SERV")]
 
 
+# intake's rejection code for each way the simulator breaks an order, per channel where the
+# channel's adapter reads the breakage differently (intake/domain.py, intake/adapters/)
+BREAKAGES = ("negative_quantity", "unknown_sku", "total", "missing_address")
+_REJECTION_CODES: dict[str, str] = {
+    "negative_quantity": "quantity_not_positive", "unknown_sku": "unknown_sku",
+    "total": "total_mismatch", "missing_address": "missing_field",
+}
+_REJECTION_CODES_BY_CHANNEL: dict[tuple[str, str], str] = {}
+
+# review's rules (review/domain.py) and review's policy defaults the seeded holds rely on
+MANAGER_APPROVAL_ABOVE = Decimal("10000")  # rule_order_value
+NEW_CUSTOMER_FIRST_ORDER_ABOVE = Decimal("5000")  # rule_new_customer
+OVERDUE_TOLERANCE_DAYS = 30  # rule_overdue (with any overdue amount)
+_MARGIN = Decimal("0.95")  # tax and rounding of the channels' formats stay below the thresholds
+# the holds a seeded order can be made to trigger, and the channels where it triggers: douyin
+# orders are paid on the platform (prepaid, paid), so neither the credit limit nor an unpaid
+# prepayment can hold them; a shopify prepaid order is paid at checkout
+HOLDS: dict[str, tuple[str, ...]] = {
+    "blocked_customer": ("canonical", "shopify", "douyin", "csv"),
+    "overdue": ("canonical", "shopify", "douyin", "csv"),
+    "credit_limit": ("canonical", "shopify", "csv"),
+    "prepayment_due": ("canonical", "csv"),
+}
+
+
+def rejection_code(channel: str, breakage: str) -> str:
+    """The code intake rejects an order broken this way with, on this channel."""
+    return _REJECTION_CODES_BY_CHANNEL.get((channel, breakage), _REJECTION_CODES[breakage])
+
+
+def _hold_customers() -> dict[str, list[str]]:
+    """Customers whose every order review holds for the code, whatever else it decided before."""
+    out: dict[str, list[str]] = {code: [] for code in HOLDS}
+    for c in customers().values():
+        if c.blocked:
+            out["blocked_customer"].append(c.customer_id)
+        elif c.overdue_days > OVERDUE_TOLERANCE_DAYS:
+            out["overdue"].append(c.customer_id)
+        elif c.payment_terms.startswith("net") and c.open_receivables >= c.credit_limit:
+            out["credit_limit"].append(c.customer_id)  # exposure only grows while the demo runs
+        elif c.payment_terms == "prepaid":
+            out["prepayment_due"].append(c.customer_id)
+    return {code: sorted(ids) for code, ids in out.items()}
+
+
+def _good_customers() -> list[str]:
+    """Customers whose orders review approves while their credit lasts: known, not blocked,
+    nothing overdue beyond the tolerance, on credit terms (no COD limit, no prepayment)."""
+    return sorted(c.customer_id for c in customers().values()
+                  if not c.blocked and c.overdue_days <= OVERDUE_TOLERANCE_DAYS
+                  and c.payment_terms.startswith("net")
+                  and c.credit_limit - c.open_receivables >= Decimal("1000"))
+
+
+def _total(lines: list[tuple[str, int]]) -> Decimal:
+    cat = products()
+    return stated_total([(sku, qty, cat[sku].unit_price, Decimal(0)) for sku, qty in lines],
+                        Decimal("10.00"))
+
+
+def _approvable(lines: list[tuple[str, int]], cap: Decimal) -> list[tuple[str, int]]:
+    """The lines made small enough that the order stays under ``cap``: quantities lowered,
+    then lines dropped (the cheapest line alone is far below every cap)."""
+    lines = list(lines)
+    while _total(lines) > cap:
+        sku, qty = max(lines, key=lambda ln: ln[1])
+        if qty > 1:
+            lines[lines.index((sku, qty))] = (sku, qty - 1)
+        elif len(lines) > 1:
+            lines.remove(max(lines, key=lambda ln: products()[ln[0]].unit_price))
+        else:
+            break
+    return lines
+
+
 def generate_orders(count: int, *, seed: int = 7, mix: Mix = Mix(),
                     channels: tuple[str, ...] | None = None,
                     prefix: str = "SIM") -> list[SimulatedOrder]:
-    """``count`` distinct orders (duplicates are extra re-pushes of earlier ones)."""
+    """``count`` distinct orders (duplicates are extra re-pushes of earlier ones), each with the
+    outcome it is meant to come to (``expected``): a bad order rejected for its breakage, a
+    seeded hold held for its reason, a large order (above the manager-approval threshold) held
+    for ``manager_approval``, every other order fulfilled. Orders meant to be fulfilled go to
+    customers in good standing, within their credit: the sum of every such order of a customer
+    stays within its headroom, whatever order review sees them in."""
     rnd = random.Random(seed)
     chosen_channels = channels or tuple(CHANNEL_FORMATS)
     skus = _plentiful_skus()
     all_skus = [sku for sku, p in products().items() if p.active]
-    customer_ids = sorted(customers())
+    catalogue_customers = customers()
+    customer_ids = sorted(catalogue_customers)
+    good = _good_customers()
+    holds = _hold_customers()
+    headroom = {cid: (catalogue_customers[cid].credit_limit
+                      - catalogue_customers[cid].open_receivables) * _MARGIN for cid in good}
     out: list[SimulatedOrder] = []
     for i in range(count):
         channel = chosen_channels[i % len(chosen_channels)]
@@ -245,15 +350,42 @@ def generate_orders(count: int, *, seed: int = 7, mix: Mix = Mix(),
             kind = "rush"
         pool = all_skus if rnd.random() < 0.1 else skus
         lines = [(sku, rnd.randint(1, qty_max)) for sku in rnd.sample(pool, n_lines)]
+        bad = rnd.random() < mix.bad
+        hold = not bad and rnd.random() < mix.held
+        customer_id = rnd.choice(customer_ids)
+        expected = FULFILLED
+        if bad:
+            pass  # intake rejects it before anyone looks at the customer
+        elif hold:
+            kind = "held"
+            code = rnd.choice(sorted(c for c, where in HOLDS.items()
+                                     if channel in where and holds[c]))
+            customer_id = rnd.choice(holds[code])
+            expected = Expected("held", code)
+        elif kind == "large" and _total(lines) > MANAGER_APPROVAL_ABOVE / _MARGIN:
+            customer_id = rnd.choice(good)
+            expected = Expected("held", "manager_approval")
+        else:
+            customer_id = rnd.choice(good)
+            account = catalogue_customers[customer_id]
+            new = account.open_receivables == 0  # its first approved order is "new customer"
+            cap = min(NEW_CUSTOMER_FIRST_ORDER_ABOVE if new else MANAGER_APPROVAL_ABOVE,
+                      headroom[customer_id] / _MARGIN) * _MARGIN
+            lines = _approvable(lines, cap)
+            if _total(lines) > cap:  # this customer's credit is used up: the roomiest one
+                customer_id = max(good, key=lambda c: (headroom[c], c))
+                lines = _approvable(lines, min(MANAGER_APPROVAL_ABOVE, headroom[customer_id])
+                                    * _MARGIN)
+            headroom[customer_id] -= _total(lines)
         order = canonical_order(
-            external_id, customer_id=rnd.choice(customer_ids), lines=lines,
+            external_id, customer_id=customer_id, lines=lines,
             priority="rush" if kind == "rush" else "normal",
             address_index=rnd.randrange(len(ADDRESSES)),
             requested_delivery_date=None if rnd.random() < 0.5 else "2026-12-20",
         )
-        if rnd.random() < mix.bad:
+        if bad:
             kind = "bad"
-            breakage = rnd.choice(["negative_quantity", "unknown_sku", "total", "missing_address"])
+            breakage = rnd.choice(BREAKAGES)
             if breakage == "negative_quantity":
                 order["lines"][0]["quantity"] = -1  # type: ignore[index]
             elif breakage == "unknown_sku":
@@ -262,9 +394,11 @@ def generate_orders(count: int, *, seed: int = 7, mix: Mix = Mix(),
                 order["stated_total"] = "1.00"
             else:
                 del order["shipping_address"]
+            expected = Expected("rejected", rejection_code(channel, breakage))
         payload = CHANNEL_FORMATS[channel](order)
-        out.append(SimulatedOrder(channel, external_id_in(channel, payload, external_id), payload, kind))
-    duplicates = [SimulatedOrder(o.channel, o.external_id, o.payload, "duplicate")
+        out.append(SimulatedOrder(channel, external_id_in(channel, payload, external_id), payload,
+                                  kind, expected))
+    duplicates = [SimulatedOrder(o.channel, o.external_id, o.payload, "duplicate", o.expected)
                   for o in rnd.sample(out, int(count * mix.duplicate))] if out else []
     for dup in duplicates:
         out.insert(rnd.randrange(len(out) + 1), dup)

@@ -73,16 +73,16 @@ def broker_choice(explicit: str | None = None) -> BrokerChoice:
     return chosen  # type: ignore[return-value]
 
 # the consumers off the order flow's path (push -> dispatched) and their niceness on the dev
-# stack's one machine (bench/README.md, twelfth round: p99 push->dispatched at 300 orders/s
-# 0.83-1.12 s with every process equal, 0.46-0.49 s with these two at 10; sixteenth round, at
-# 19, the lowest: 0.38-0.50 s against 0.46-0.55 s at 10 in six alternated pairs, the two
+# stack's one machine (docs/decisions/0004-side-consumers-niced.md: p99 push->dispatched at
+# 300 orders/s 0.83-1.12 s with every process equal, 0.46-0.49 s with these two at 10; at 19,
+# the lowest: 0.38-0.50 s against 0.46-0.55 s at 10 in six alternated pairs, the two
 # finishing no later)
 SIDE_CONSUMERS = ("notify", "console")
 SIDE_CONSUMER_NICE = 19
 # glibc's mmap threshold for the side consumers, fixed (glibc otherwise raises it to the largest
 # block freed, and a batch's big buffers then come from the heap and fragment it): their peak
 # RSS, the closest to the 150 MB target, 4-5 MB lower, for about 5 % more CPU per event in the
-# processes it is given to (bench/README.md, eighteenth round); these two run at the lowest
+# processes it is given to (docs/decisions/0004-side-consumers-niced.md); these two run at the lowest
 # priority, off the order flow's path
 SIDE_CONSUMER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 

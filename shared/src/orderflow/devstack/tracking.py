@@ -5,12 +5,14 @@ fault suite."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orderflow.contracts import topics
 from orderflow.contracts.order import SETTLED_STATES, OrderState
 from orderflow.devstack.eventlog import SeenEvent
+from orderflow.devstack.simulator import Expected
 
 # the furthest state an event proves; the highest rank wins (events of one order are causal)
 _RANK = {
@@ -113,3 +115,75 @@ class Tracker:
             if len(ids) > 1:
                 out[str(key[0])] += len(ids) - 1
         return dict(out)
+
+
+# --- what each order was meant to come to, and whether every customer was told ------------------
+
+# the customer-facing events: the topics notify consumes to tell the customer (notify/app.py);
+# each gets a ``notification.recorded`` naming it (``source_event_id``) per channel it used
+CUSTOMER_FACING: frozenset[str] = frozenset(t.name for t in (
+    topics.ORDER_RECEIVED, topics.ORDER_REJECTED, topics.ORDER_HELD, topics.ORDER_APPROVED,
+    topics.STOCK_BACKORDERED, topics.SHIPMENT_DISPATCHED, topics.SHIPMENT_DELAYED,
+    topics.SHIPMENT_DELIVERED, topics.SHIPMENT_EXCEPTION, topics.ORDER_CANCELLED,
+    topics.ORDER_CANCEL_REFUSED, topics.ORDER_CHANGED, topics.ORDER_CHANGE_REJECTED,
+    topics.RETURN_APPROVED, topics.RETURN_REFUSED, topics.REFUND_ISSUED))
+# a recorded outcome that tells (or decides, with a stated reason, not to tell) the customer;
+# ``failed`` (retries given up) leaves the customer untold
+NOTIFIED_STATUSES: frozenset[str] = frozenset({"sent", "recorded", "suppressed"})
+FULFILLED_STATES: frozenset[OrderState] = frozenset(
+    {OrderState.BACKORDERED, OrderState.DISPATCHED, OrderState.DELIVERED})
+
+
+def _last_reason_codes(events: Iterable[SeenEvent], topic: str) -> dict[str, set[str]]:
+    """The reason codes of each order's latest event on ``topic`` (events in log order)."""
+    out: dict[str, set[str]] = {}
+    for e in events:
+        if e.topic == topic and e.event is not None:
+            out[e.event.order_id] = {r.code for r in e.event.reasons}
+    return out
+
+
+def wrong_outcomes(expected: Mapping[str, Expected], tracker: Tracker,
+                   events: Iterable[SeenEvent]) -> list[dict[str, Any]]:
+    """Orders whose final state (and reasons) is not the one meant: a rejection must be in state
+    rejected with the code among the latest ``order.rejected`` 's reasons, a hold in state held
+    with the code among the latest ``order.held`` 's, a fulfilled order backordered, dispatched
+    or delivered. One entry per wrong order: its id, what was expected and what it got."""
+    seen = list(events)
+    held = _last_reason_codes(seen, topics.ORDER_HELD.name)
+    rejected = _last_reason_codes(seen, topics.ORDER_REJECTED.name)
+    wrong = []
+    for order_id, want in expected.items():
+        state = tracker.state_of(order_id)
+        if state == OrderState.HELD:
+            codes = held.get(order_id, set())
+        elif state == OrderState.REJECTED:
+            codes = rejected.get(order_id, set())
+        else:
+            codes = set()
+        if want.outcome == "fulfilled":
+            right = state in FULFILLED_STATES
+        elif want.outcome == "held":
+            right = state == OrderState.HELD and want.code in codes
+        else:
+            right = state == OrderState.REJECTED and want.code in codes
+        if not right:
+            wrong.append({"order_id": order_id, "expected": str(want),
+                          "got": str(state or "unseen") + (f":{','.join(sorted(codes))}"
+                                                           if codes else "")})
+    return wrong
+
+
+def unnotified_events(events: Iterable[SeenEvent]) -> list[dict[str, str]]:
+    """Customer-facing events with no notification recorded (sent, recorded, or suppressed for
+    a stated reason) for their event id: the customer was never told, nor was it decided not to."""
+    seen = list(events)
+    notified = {e.event.source_event_id for e in seen
+                if e.topic == topics.NOTIFICATION_RECORDED.name and e.event is not None
+                and e.event.status in NOTIFIED_STATUSES}
+    out: dict[str, dict[str, str]] = {}
+    for e in seen:
+        if e.topic in CUSTOMER_FACING and e.event is not None and e.event_id not in notified:
+            out[e.event_id] = {"event_id": e.event_id, "topic": e.topic,
+                               "order_id": str(getattr(e.event, "order_id", e.key))}
+    return list(out.values())

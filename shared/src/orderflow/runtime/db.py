@@ -182,7 +182,7 @@ def keep_outbox_rows_uncompressed() -> None:
     (``pglz_compress`` was PostgreSQL's busiest function in the benchmark, review's approvals
     being 3.4 kB). Only rows written from then on. The long-lived tables keep the compression:
     uncompressed, they grew enough that autovacuum's passes over them after a burst cost more
-    than it saved (bench/README.md, fifteenth round)."""
+    than it saved (docs/decisions/0008-outbox-rows-uncompressed.md)."""
     for ddl in rows_uncompressed_ddl("outbox"):
         op.execute(ddl)
 
@@ -208,6 +208,11 @@ def runtime_tables_ddl() -> list[str]:
         )
         """,
         "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL",
+        # a row the broker refused for good: kept, skipped by the relay (orderflow.runtime.outbox)
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS quarantined_at TIMESTAMPTZ",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS quarantine_reason TEXT",
+        "CREATE INDEX IF NOT EXISTS outbox_quarantined ON outbox (id) "
+        "WHERE quarantined_at IS NOT NULL AND published_at IS NULL",
         """
         CREATE TABLE IF NOT EXISTS inbox (
             event_id UUID PRIMARY KEY,

@@ -9,7 +9,7 @@ Every state-changing route a service adds requires a service credential
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from orderflow.runtime import service_auth
 
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
+# the outbox rows the relay quarantined (``orderflow.runtime.outbox.quarantined_rows``)
+QuarantineList = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 # PostgreSQL cannot store these in text or JSONB: "character not in repertoire" (a NUL byte in
 # text), "untranslatable character" (\u0000 in JSONB)
@@ -66,9 +68,14 @@ class RejectNulCharacters:
 
 
 def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] | None = None,
-                    *, title: str | None = None, public_openapi: bool = True) -> FastAPI:
+                    *, title: str | None = None, public_openapi: bool = True,
+                    quarantine: QuarantineList | None = None) -> FastAPI:
     """``public_openapi=False``: no unauthenticated ``/openapi.json``, ``/docs`` or ``/redoc``
-    (``app.openapi()`` still builds the document for a route that checks who asks)."""
+    (``app.openapi()`` still builds the document for a route that checks who asks).
+
+    ``quarantine``: ``GET /outbox/quarantine`` lists the outbox rows the broker refused for good
+    (id, topic, key, reason, when, size: never the event itself), for the console's exception
+    queue."""
     public = {} if public_openapi else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(title=title or f"OrderFlow {service}", version="0.1.0", **public)  # type: ignore[arg-type]
 
@@ -105,6 +112,13 @@ def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] 
     @app.get("/metrics", tags=["operations"])
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    if quarantine is not None:
+        listing = quarantine
+
+        @app.get("/outbox/quarantine", tags=["operations"])
+        async def outbox_quarantine() -> dict[str, object]:
+            return {"service": service, "rows": await listing()}
 
     for router in routers or []:
         app.include_router(router)

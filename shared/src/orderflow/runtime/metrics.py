@@ -32,10 +32,22 @@ BATCH_FAILURES = Counter(
 )
 PUBLISH_REFUSED = Counter(
     "orderflow_outbox_publish_refused_total",
-    "Outbox rows the broker refused to take for good (e.g. TopicAuthorizationFailedError: the "
-    "service may not write the topic); the row stays unpublished and the relay stops behind it "
-    "until it is fixed: alert on any increase",
+    "Outbox rows the broker refused to take (e.g. TopicAuthorizationFailedError: the service may "
+    "not write the topic); the row stays unpublished: quarantined if the refusal is for good "
+    "(orderflow_outbox_quarantined_total), else the relay stops behind it until it is fixed: "
+    "alert on any increase",
     ["service", "topic", "error"],
+)
+OUTBOX_QUARANTINED = Counter(
+    "orderflow_outbox_quarantined",
+    "Outbox rows the broker refused for good (too large, invalid topic, not authorised), by the "
+    "broker's error: kept in the outbox unpublished, shown in the console's exception queue; "
+    "the rows behind them flow on",
+    ["service", "topic", "reason"],
+)
+OUTBOX_QUARANTINE = Gauge(
+    "orderflow_outbox_quarantine_rows",
+    "Outbox rows quarantined and not released (at the relay's last count)", ["service"]
 )
 TRANSIENT_RETRIES = Counter(
     "orderflow_transient_retries_total", "Transient faults retried", ["service", "what"]

@@ -7,6 +7,24 @@ publishes again, which consumers' inboxes absorb (same ``event_id``).
 
 Only one relay per service publishes at a time (a PostgreSQL advisory lock), so events of one key
 keep their order even with several replicas.
+
+A row the broker refuses for good (``QUARANTINED_ERRORS``: larger than the broker takes, a topic
+name it calls invalid, a topic this service may not write) is quarantined: it stays in the table,
+unpublished, with ``quarantined_at`` and the broker's reason in ``quarantine_reason``; the relay
+skips it from then on, counts it (``orderflow_outbox_quarantined_total``), lists it on the
+service's ``GET /outbox/quarantine`` (the console's exception queue shows it), and the rows behind
+it flow on. Ordering: only the quarantined row is held back. A later row of the same key (a later
+event of the same order) is published without it, so consumers may see it before the quarantined
+one, or never see that one at all; holding back every later row of the key would stop that
+order's flow for good and is not done. Once the cause is fixed (the broker's or the topic's
+``max.message.bytes`` raised, the ACL granted), ``release_quarantined`` (or ``UPDATE outbox SET
+quarantined_at = NULL, quarantine_reason = NULL WHERE id = ...``) gives the row back to the relay,
+which publishes it then, after the rows that overtook it.
+
+A refusal by the broker itself (not by the producer before sending) leaves a gap in an idempotent
+producer's sequence numbers for that partition: every later batch to it would be refused as
+``OutOfOrderSequenceNumber``. Given a ``producer_factory`` the relay then replaces its producer
+(a new producer id, sequences from zero) and sends the rows behind again at once.
 """
 
 from __future__ import annotations
@@ -23,6 +41,14 @@ import orjson
 import sqlalchemy as sa
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from orderflow.runtime import metrics
@@ -33,9 +59,23 @@ from orderflow.runtime.settings import KafkaSettings
 log = structlog.get_logger(__name__)
 
 
+# refusals that concern the row itself and will not change by trying again: the row is quarantined
+# and the rows behind it flow on. (UnknownTopicOrPartition is not one: a topic not created yet is
+# waited for, aiokafka retries it; anything else the broker refuses pauses the relay, as before.)
+QUARANTINED_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
+    TopicAuthorizationFailedError)
+
+
+def quarantines(error: BaseException) -> bool:
+    """Whether the broker's refusal ``error`` quarantines the row (``QUARANTINED_ERRORS``)."""
+    return isinstance(error, QUARANTINED_ERRORS)
+
+
 class PublishRefused(Exception):
-    """The broker refused an outbox row for good (not a transient fault): logged and counted
-    where it happened; the row stays unpublished and the relay tries it again after a pause."""
+    """The broker refused an outbox row (not a transient fault, and not one that quarantines the
+    row, ``QUARANTINED_ERRORS``): logged and counted where it happened; the row stays unpublished
+    and the relay tries it again after a pause."""
 
     def __init__(self, topic: str, outbox_id: int, error: BaseException) -> None:
         super().__init__(f"the broker refused outbox row {outbox_id} for {topic}: "
@@ -70,7 +110,19 @@ _STAGE_SQL = (
     "$4::jsonb[]) WITH ORDINALITY AS m(topic, key, value, headers, n) ORDER BY n"
 )
 _PENDING_SQL = ("SELECT id, topic, key, value, headers FROM outbox "
-                "WHERE published_at IS NULL ORDER BY id LIMIT $1")
+                "WHERE published_at IS NULL AND quarantined_at IS NULL ORDER BY id LIMIT $1")
+_QUARANTINE_SQL = ("UPDATE outbox SET quarantined_at = now(), quarantine_reason = $2 "
+                   "WHERE id = $1 AND published_at IS NULL")
+_QUARANTINED_COUNT = sa.text(
+    "SELECT count(*) FROM outbox WHERE quarantined_at IS NOT NULL AND published_at IS NULL")
+_QUARANTINED_ROWS = sa.text(
+    "SELECT id, topic, key, quarantine_reason, created_at, quarantined_at, "
+    "octet_length(value) AS size FROM outbox "
+    "WHERE quarantined_at IS NOT NULL AND published_at IS NULL ORDER BY id LIMIT :n")
+_RELEASE = sa.text(
+    "UPDATE outbox SET quarantined_at = NULL, quarantine_reason = NULL "
+    "WHERE quarantined_at IS NOT NULL AND published_at IS NULL "
+    "AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(CAST(:ids AS bigint[])))")
 # a process's first purge: the rows published before it, found by a scan of the table
 _PURGE_OUTBOX = sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)")
 # then: rows at or below an id every row of which (but stragglers, kept until published) had been
@@ -95,6 +147,22 @@ async def _delete_in_chunks(conn: AsyncConnection, statement: sa.TextClause,
         deleted += n
         if n < chunk:
             return deleted
+
+
+async def quarantined_rows(conn: AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The quarantined rows, the oldest first: no value and no headers (personal data)."""
+    rows = (await conn.execute(_QUARANTINED_ROWS, {"n": limit})).mappings().all()
+    return [{"id": r["id"], "topic": r["topic"],
+             "key": bytes(r["key"]).decode("utf-8", "replace") if r["key"] is not None else None,
+             "reason": r["quarantine_reason"], "staged_at": r["created_at"].isoformat(),
+             "quarantined_at": r["quarantined_at"].isoformat(), "size": r["size"]}
+            for r in rows]
+
+
+async def release_quarantined(conn: AsyncConnection, ids: Sequence[int] | None = None) -> int:
+    """Give quarantined rows (``ids``, or all of them) back to the relay, once their cause is
+    fixed; returns how many. The caller commits."""
+    return (await conn.execute(_RELEASE, {"ids": list(ids) if ids is not None else None})).rowcount
 
 
 async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
@@ -134,9 +202,13 @@ class OutboxRelay:
         retention_s: float = 3600.0,
         inbox_retention_s: float = 45 * 86400.0,
         clock: Callable[[], float] = time.monotonic,
+        producer_factory: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:
         self.engine = engine
         self.producer = producer
+        # a new producer (not started) for the one a refusal by the broker left unusable; the
+        # relay starts it, and stops the old one
+        self.producer_factory = producer_factory
         self.service = service
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
@@ -152,6 +224,7 @@ class OutboxRelay:
         self._highest_published = 0
         self._scanned = False  # this process's one purge by a scan of the table is done
         self.refusals = 0  # rows refused in a row (PublishRefused): the pause grows with them
+        self.quarantined = 0  # rows this relay quarantined
 
     def wake(self) -> None:
         """Tell the relay there is something new (called after a commit in this process)."""
@@ -210,6 +283,7 @@ class OutboxRelay:
     async def _lead(self, conn: AsyncConnection) -> None:
         last_purge = 0.0
         loop = asyncio.get_running_loop()
+        await self.count_quarantined(conn)
         while True:
             self._wake.clear()
             sent = await self.publish_batch(conn)
@@ -219,8 +293,16 @@ class OutboxRelay:
                 return
             if loop.time() - last_purge > 60:
                 await self.purge(conn)
+                await self.count_quarantined(conn)
                 last_purge = loop.time()
             await self._sleep(self.poll_interval_s)
+
+    async def count_quarantined(self, conn: AsyncConnection) -> int:
+        """Set the gauge of quarantined rows (released ones leave it) and return it."""
+        held = int((await conn.execute(_QUARANTINED_COUNT)).scalar() or 0)
+        await conn.commit()
+        metrics.OUTBOX_QUARANTINE.labels(self.service).set(held)
+        return held
 
     async def purge(self, conn: AsyncConnection, *, chunk: int = 10_000) -> int:
         """Delete the outbox rows published longer than ``retention_s`` ago, and the inbox rows
@@ -263,25 +345,44 @@ class OutboxRelay:
         metrics.OUTBOX_BACKLOG.labels(self.service).set(len(rows))
         if not rows:
             return 0
-        futures = []
-        # the first row that failed (its index, the error): it and the rows after it stay
-        # unpublished; those before it, acknowledged, are marked
-        failed: tuple[int, BaseException] | None = None
-        for i, (_id, topic, key, value, headers) in enumerate(rows):
+        # each row sent, in order, with its delivery; a row the producer refused at once (a topic
+        # it may not write is refused by its metadata, a row past max_request_size by its size)
+        # has its error in place of the delivery
+        outcomes: list[Any] = []
+        sent: set[int] = set()  # the rows the producer took (refused later, by the broker)
+        for _id, topic, key, value, headers in rows:
             if not isinstance(headers, list):
                 headers = orjson.loads(headers)
-            try:  # a topic it may not write is refused here already (its metadata)
-                futures.append(await self.producer.send(
+            try:
+                outcomes.append(await self.producer.send(
                     topic, value=value, key=key, headers=[(k, v.encode()) for k, v in headers]))
+                sent.add(len(outcomes) - 1)
             except Exception as exc:
                 if is_transient(exc):  # the broker is away: all of them again, later
                     raise
-                failed = (i, exc)
+                outcomes.append(exc)
+                if not quarantines(exc):
+                    break  # refused, but not for this row alone: it and those behind it wait
+        futures = [o for o in outcomes if not isinstance(o, BaseException)]
+        delivered = iter(await asyncio.gather(*futures, return_exceptions=True))
+        results = [o if isinstance(o, BaseException) else next(delivered) for o in outcomes]
+        # in order: acknowledged rows are marked, refused-for-good ones quarantined, up to the
+        # first row that failed otherwise: it and the rows after it stay unpublished
+        done: list[Any] = []
+        quarantine: list[tuple[int, BaseException]] = []
+        failed: tuple[int, BaseException] | None = None
+        for i, result in enumerate(results):
+            if not isinstance(result, BaseException):
+                done.append(rows[i])
+            elif quarantines(result):
+                quarantine.append((i, result))
+            else:
+                failed = (i, result)
                 break
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failed = next(((i, r) for i, r in enumerate(results) if isinstance(r, BaseException)),
-                      failed)
-        done = rows if failed is None else rows[:failed[0]]
+        for i, error in quarantine:
+            await self._quarantine(raw, rows[i][0], rows[i][1], error)
+        # the broker refused a batch it was sent: that partition's sequence has a gap now
+        gap = any(i in sent for i, _ in quarantine)
         if done:
             await raw.execute(_PUBLISHED_SQL, [row[0] for row in done])
             self._highest_published = max(self._highest_published, done[-1][0])
@@ -292,11 +393,41 @@ class OutboxRelay:
             index, error = failed
             if isinstance(error, asyncio.CancelledError) or is_transient(error):
                 raise error
+            # the gap was ours, just now: a new producer, and the rows behind go again at once
+            if isinstance(error, OutOfOrderSequenceNumber) and await self._renew_producer() \
+                    and gap:
+                return len(done) + len(quarantine)
             outbox_id, topic = rows[index][0], rows[index][1]
             metrics.PUBLISH_REFUSED.labels(self.service, topic, type(error).__name__).inc()
             log.error("outbox relay: the broker refused an event; it stays in the outbox and "
                       "every event behind it waits", service=self.service, topic=topic,
                       outbox_id=outbox_id, error=f"{type(error).__name__}: {error}"[:300])
             raise PublishRefused(topic, outbox_id, error) from error
+        if gap:
+            await self._renew_producer()
         self.refusals = 0
         return len(rows)
+
+    async def _renew_producer(self) -> bool:
+        """Replace the producer by a new one (``producer_factory``); False without a factory."""
+        if self.producer_factory is None:
+            return False
+        fresh = self.producer_factory()
+        await fresh.start()
+        old, self.producer = self.producer, fresh
+        with contextlib.suppress(Exception):
+            await old.stop()
+        log.info("outbox relay: a new producer replaces the one the broker's refusal left with "
+                 "a gap in its sequence numbers", service=self.service)
+        return True
+
+    async def _quarantine(self, raw: Any, outbox_id: int, topic: str, error: BaseException) -> None:
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        await raw.execute(_QUARANTINE_SQL, outbox_id, reason)
+        self.quarantined += 1
+        metrics.PUBLISH_REFUSED.labels(self.service, topic, type(error).__name__).inc()
+        metrics.OUTBOX_QUARANTINED.labels(self.service, topic, type(error).__name__).inc()
+        metrics.OUTBOX_QUARANTINE.labels(self.service).inc()
+        log.error("outbox relay: the broker refused an event for good; it is quarantined in the "
+                  "outbox and the events behind it go on", service=self.service, topic=topic,
+                  outbox_id=outbox_id, error=reason[:300])

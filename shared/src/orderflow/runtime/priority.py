@@ -8,7 +8,7 @@ own, and the dev stack starts each service in a session of its own (``devstack.p
 so a process's niceness alone changes nothing against the others: a niced process that leads its
 own session must also give its session (its autogroup) that niceness. Where there are no
 autogroups (a container's processes are in a cgroup of their own; the setting off; no ``/proc``)
-the session's part is skipped and the niceness does what it always did.
+the session's part is skipped and the niceness alone sets the priority.
 """
 
 from __future__ import annotations

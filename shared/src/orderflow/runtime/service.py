@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter
 from faststream import AckPolicy
@@ -32,7 +33,7 @@ from orderflow.runtime.consumer import BatchHook, BatchProcessor, Subscription
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.http import create_http_app
 from orderflow.runtime.logging import configure_logging
-from orderflow.runtime.outbox import OutboxRelay, make_producer
+from orderflow.runtime.outbox import OutboxRelay, make_producer, quarantined_rows
 from orderflow.runtime.positions import PositionGuard
 from orderflow.runtime.priority import lower_priority
 from orderflow.runtime.retry import retry_transient
@@ -197,9 +198,12 @@ async def run_service(definition: ServiceDefinition) -> None:
         log.error(str(exc), user=exc.user, mechanism=kafka.sasl_mechanism)
         await engine.dispose()
         raise
-    producer = make_producer(kafka, client_id=f"orderflow-{definition.name}-relay")
+    def relay_producer() -> AIOKafkaProducer:
+        return make_producer(kafka, client_id=f"orderflow-{definition.name}-relay")
+
+    producer = relay_producer()
     await retry_transient(producer.start, what="connect producer", stopping=stopping.is_set)
-    relay = OutboxRelay(engine, producer, service=definition.name,
+    relay = OutboxRelay(engine, producer, service=definition.name, producer_factory=relay_producer,
                         batch_size=settings.relay_batch_size,
                         poll_interval_s=settings.relay_poll_interval_s,
                         inbox_retention_s=settings.inbox_retention_days * 86400.0)
@@ -229,8 +233,12 @@ async def run_service(definition: ServiceDefinition) -> None:
                                          name="position-guard"))
     server: _QuietServer | None = None
     if settings.http_port:
+        async def quarantine() -> list[dict[str, Any]]:
+            async with engine.connect() as conn:
+                return await quarantined_rows(conn)
+
         app = create_http_app(definition.name, health, definition.routers(ctx),
-                              public_openapi=definition.public_openapi)
+                              public_openapi=definition.public_openapi, quarantine=quarantine)
         server = _QuietServer(uvicorn.Config(app, host=settings.http_host,
                                                port=settings.http_port, log_config=None,
                                                access_log=False, lifespan="off"))
@@ -255,7 +263,7 @@ async def run_service(definition: ServiceDefinition) -> None:
         if task.get_name() != "http":
             task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await producer.stop()
+    await relay.producer.stop()  # the relay may have replaced it
     await engine.dispose()
     shutdown_tracing()
     log.info("service stopped")
@@ -267,7 +275,7 @@ def tune_gc(settings: ServiceSettings) -> None:
     collector, and the young generation is made longer. With CPython's defaults the collector
     took a quarter to a half of every service's CPU under load: a batch keeps thousands of
     objects alive for its duration, so collections came every few hundred allocations and every
-    full one walked the whole heap again (bench/README.md, fifth round). Reference counting still
+    full one walked the whole heap again (docs/decisions/0003-gc-freeze.md). Reference counting still
     frees almost everything at once; only cycles wait for a collection."""
     gc.collect()
     if settings.gc_freeze:

@@ -196,7 +196,7 @@ class ServiceSettings(BaseSettings):
     # that a batch of a few hundred records (tens of thousands of objects alive while it runs,
     # freed by reference counting when it ends) seldom triggers a collection that walks them all
     # (10,000 → 100,000: 5-10 % less CPU in review and inventory, 2-4 MB more peak RSS; 400,000
-    # bought little more for 10 MB; bench/README.md, fifteenth round)
+    # bought little more for 10 MB; docs/decisions/0003-gc-freeze.md)
     gc_freeze: bool = True
     gc_young_threshold: int = Field(default=100_000, ge=100, le=10_000_000)
     consumer_group_prefix: str = "orderflow"

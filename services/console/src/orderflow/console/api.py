@@ -29,13 +29,12 @@ from orderflow.console.auth import (
     same_secret,
     token_digest,
 )
-from orderflow.console.dashboard import dead_letters_of
+from orderflow.console.dashboard import dead_letters_of, quarantined_of
 from orderflow.console.readmodel import OrderView
 from orderflow.console.repository import ConsoleRepository, OrderFilter
 from orderflow.console.settings import ConsoleSettings
 from orderflow.contracts.events import OrderCancelRequested
 from orderflow.contracts.order import OrderState
-from orderflow.contracts.topics import BY_NAME
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.service_auth import AUTH_MARK, KEY_VARIABLE, ServiceCredentials
@@ -227,7 +226,6 @@ def api_router(console: Console) -> APIRouter:
     releaser = Depends(requirement(console, "release"))
     watcher = Depends(requirement(console, "delay_watch"))
     exporter = Depends(requirement(console, "export"))
-    admin_replay = Depends(requirement(console, "replay"))
     admin_audit = Depends(requirement(console, "audit"))
     settings = console.settings
 
@@ -343,24 +341,15 @@ def api_router(console: Console) -> APIRouter:
                          reason: str | None = None) -> dict[str, Any]:
         async with console.sessions() as session:
             views = await ConsoleRepository(session).views_with_exceptions()
-        items = exception_queue.queue(views, dead_letters_of(console.snapshot()),
+        snap = console.snapshot()
+        items = exception_queue.queue(views, dead_letters_of(snap),
                                       datetime.now(UTC), settings.sla_minutes, kind=kind,
-                                      reason=reason)
+                                      reason=reason, quarantined=quarantined_of(snap))
         everything = items if not (kind or reason) else exception_queue.queue(
-            views, dead_letters_of(console.snapshot()), datetime.now(UTC), settings.sla_minutes)
+            views, dead_letters_of(snap), datetime.now(UTC), settings.sla_minutes,
+            quarantined=quarantined_of(snap))
         return {"items": [i.model_dump(mode="json") for i in items],
                 "counts": exception_queue.counts(everything), "sla_minutes": settings.sla_minutes}
-
-    @router.post("/dlq/{topic}/replay")
-    async def replay(topic: str, op: Annotated[Operator, admin_replay]) -> dict[str, Any]:
-        """Republish the DLQ entries of ``topic`` not replayed before onto ``topic``."""
-        if topic not in BY_NAME:
-            raise HTTPException(404, f"no topic {topic}")
-        from orderflow.devstack.dlq import replay_dlq
-
-        count = await replay_dlq(console.ctx.kafka, topic)
-        await console.audit(op, "replay", topic, "done", replayed=count)
-        return {"topic": topic, "replayed": count}
 
     @router.get("/dashboard")
     async def dashboard(_op: Annotated[Operator, viewer]) -> dict[str, Any]:
@@ -371,7 +360,8 @@ def api_router(console: Console) -> APIRouter:
             per_minute = await repo.received_per_minute(now - timedelta(hours=1))
             views = await repo.views_with_exceptions()
         items = exception_queue.queue(views, dead_letters_of(console.snapshot()), now,
-                                      settings.sla_minutes)
+                                      settings.sla_minutes,
+                                      quarantined=quarantined_of(console.snapshot()))
         snap = console.snapshot() or {}
         return {
             "at": now.isoformat(),

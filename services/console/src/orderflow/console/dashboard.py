@@ -26,7 +26,7 @@ import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from orderflow.console.exception_queue import DeadLetter
+from orderflow.console.exception_queue import DeadLetter, QuarantinedEvent
 from orderflow.console.settings import ConsoleSettings
 from orderflow.contracts.headers import DLQ_ERROR, DLQ_REASON, DLQ_SERVICE
 from orderflow.contracts.topics import CATALOGUE
@@ -190,6 +190,19 @@ class TopicSampler:
         except (httpx.HTTPError, ValueError) as exc:
             return {"service": name, "url": url, "up": False, "error": type(exc).__name__}
 
+    async def quarantine(self, name: str, url: str) -> list[dict[str, Any]]:
+        """The outbox rows ``name``'s relay quarantined (its ``GET /outbox/quarantine``); none
+        when it does not answer (its health says so)."""
+        try:
+            r = await self._http.get(f"{url.rstrip('/')}/outbox/quarantine")
+            if r.status_code != 200:
+                return []
+            return [QuarantinedEvent.model_validate({**row, "service": name}).model_dump(mode="json")
+                    for row in r.json().get("rows", [])]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.debug("outbox quarantine unreadable", service=name, error=type(exc).__name__)
+            return []
+
     async def sample(self) -> dict[str, Any]:
         assert self._plain is not None
         ends_raw = await self._plain.end_offsets(self.partitions + self.dlq_partitions)
@@ -243,14 +256,23 @@ class TopicSampler:
                                           in sorted(self.settings.service_urls.items())))
         if "console" not in self.settings.service_urls:  # this process answers, so it is up
             services = [{"service": "console", "url": "", "up": True, "checks": {}}, *services]
+        held = await asyncio.gather(*(self.quarantine(name, url) for name, url
+                                      in sorted(self.settings.service_urls.items())))
         return {"at": datetime.now(UTC).isoformat(), "interval_s": self.settings.dashboard_interval_s,
-                "topics": topics, "groups": groups, "dlq": dlqs, "services": list(services)}
+                "topics": topics, "groups": groups, "dlq": dlqs, "services": list(services),
+                "outbox_quarantine": [row for rows in held for row in rows]}
 
 
 def dead_letters_of(snapshot: dict[str, Any] | None) -> list[DeadLetter]:
     if not snapshot:
         return []
     return [DeadLetter.model_validate(d) for q in snapshot.get("dlq", []) for d in q["newest"]]
+
+
+def quarantined_of(snapshot: dict[str, Any] | None) -> list[QuarantinedEvent]:
+    if not snapshot:
+        return []
+    return [QuarantinedEvent.model_validate(d) for d in snapshot.get("outbox_quarantine", [])]
 
 
 async def run_sampler(ctx: ServiceContext) -> None:

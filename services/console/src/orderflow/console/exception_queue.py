@@ -3,7 +3,9 @@ its age and whether it breached its kind's SLA.
 
 Kinds: ``held`` (review holds, by reason), ``backordered`` (waiting for stock), ``delayed``
 (shipments that will miss or missed their promised date), ``carrier_exception`` (damaged, lost,
-refused...), ``dlq`` (messages a service could never apply)."""
+refused...), ``dlq`` (messages a service could never apply), ``outbox`` (events a service could
+never publish: the broker refused them for good and the service's relay quarantined them,
+``orderflow.runtime.outbox``; read from each service's ``GET /outbox/quarantine``)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pydantic import BaseModel, Field
 from orderflow.console.readmodel import OrderView
 from orderflow.contracts.order import OrderState
 
-KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq")
+KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq", "outbox")
 
 
 class ExceptionItem(BaseModel):
@@ -103,14 +105,43 @@ def dlq_exceptions(entries: Iterable[DeadLetter], now: datetime,
             for e in entries]
 
 
+class QuarantinedEvent(BaseModel):
+    """One outbox row a service's relay quarantined (its ``GET /outbox/quarantine``): no event
+    body, only where it was going and why the broker refused it."""
+
+    service: str
+    id: int
+    topic: str
+    key: str | None
+    reason: str | None
+    staged_at: datetime
+    quarantined_at: datetime | None = None
+    size: int | None = None
+
+
+def outbox_exceptions(entries: Iterable[QuarantinedEvent], now: datetime,
+                      sla_minutes: Mapping[str, float]) -> list[ExceptionItem]:
+    items = []
+    for e in entries:
+        error = (e.reason or "refused").split(":", 1)[0]
+        items.append(_item(
+            "outbox", None, f"{e.service} could not publish to {e.topic}: {e.reason or 'refused'}",
+            [error], e.quarantined_at or e.staged_at, now, sla_minutes, [],
+            {"service": e.service, "outbox_id": e.id, "topic": e.topic, "key": e.key,
+             "size": e.size, "staged_at": e.staged_at.isoformat()}))
+    return items
+
+
 def queue(views: Iterable[OrderView], dead: Iterable[DeadLetter], now: datetime,
           sla_minutes: Mapping[str, float], *, kind: str | None = None,
-          reason: str | None = None) -> list[ExceptionItem]:
+          reason: str | None = None,
+          quarantined: Iterable[QuarantinedEvent] = ()) -> list[ExceptionItem]:
     """Every open exception, the oldest first, optionally of one kind or with one reason code."""
     items: list[ExceptionItem] = []
     for view in views:
         items += order_exceptions(view, now, sla_minutes)
     items += dlq_exceptions(dead, now, sla_minutes)
+    items += outbox_exceptions(quarantined, now, sla_minutes)
     if kind:
         items = [i for i in items if i.kind == kind]
     if reason:

@@ -24,6 +24,7 @@ from orderflow.console.auth import (
     same_secret,
     token_digest,
 )
+from orderflow.console.dead_letters import dlq_router
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
 from orderflow.runtime.service import ServiceContext
@@ -73,6 +74,12 @@ def pages_router(console: Console) -> APIRouter:
     @router.get("/exceptions")
     async def exceptions(request: Request) -> Response:
         return await page(request, "exceptions")
+
+    @router.get("/dead-letters/{topic}/{partition}/{offset}")
+    async def dead_letter(request: Request, topic: str, partition: int, offset: int) -> Response:
+        """One dead letter (filled from ``GET /api/dlq/{topic}/{partition}/{offset}``)."""
+        return await page(request, "dead_letter", dlq_topic=topic, dlq_partition=partition,
+                          dlq_offset=offset)
 
     @router.get("/reports")
     async def reports_page(request: Request) -> Response:
@@ -157,7 +164,8 @@ def build_console(ctx: ServiceContext) -> Console:
 
 
 def routers_of(console: Console) -> list[APIRouter]:
-    return [api_router(console), openapi_router(console), pages_router(console)]
+    return [api_router(console), dlq_router(console), openapi_router(console),
+            pages_router(console)]
 
 
 def build_routers(ctx: ServiceContext) -> list[APIRouter]:

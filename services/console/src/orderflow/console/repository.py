@@ -333,7 +333,7 @@ _ADD_ENTRIES = Statement(
 # lookup a subquery of its own): ``order_id = ANY(:ids)`` read the whole table while its
 # statistics were older than its rows (PostgreSQL guesses 0.5 % of the rows per id without them),
 # as in the minutes after a backlog began: 75 million rows read while the console caught up
-# after the benchmark's 20,000 orders (sixteenth round)
+# after the benchmark's 20,000 orders (docs/decisions/0007-lookups-by-key.md)
 _ENTRIES_OF = Statement(
     "SELECT e.event_id, e.order_id, e.topic, e.event_type, e.producer, e.occurred_at, "
     "CAST(e.payload AS text) "
@@ -385,7 +385,8 @@ _UPSERT_PRODUCTS = Statement(
     "updated_at = now()")
 
 
-_NO_SLA = {"held": 0.0, "backordered": 0.0, "delayed": 0.0, "carrier_exception": 0.0, "dlq": 0.0}
+_NO_SLA = {"held": 0.0, "backordered": 0.0, "delayed": 0.0, "carrier_exception": 0.0, "dlq": 0.0,
+           "outbox": 0.0}
 
 
 def _like(text: str) -> str:

@@ -27,6 +27,7 @@ DEFAULT_SLA_MINUTES: dict[str, float] = {
     "delayed": 120,
     "carrier_exception": 60,
     "dlq": 30,
+    "outbox": 30,
 }
 
 

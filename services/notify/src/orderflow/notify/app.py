@@ -91,7 +91,7 @@ def create_service() -> ServiceDefinition:
         migrations=Path(__file__).parent / "migrations" / "versions",
         # a batch of 500 holds 500 decoded events (most carry a whole order) beside the senders'
         # work: its peak RSS under a 4,000-order backlog was 150.5-152.3 MB (target < 150),
-        # with 250 134.8-136.5 MB, its CPU per order 4-10 % higher (alternated, seventh round)
+        # with 250 134.8-136.5 MB, its CPU per order 4-10 % higher (alternated runs)
         batch_max_records=250,
         subscriptions=[
             Subscription(topics.ORDER_RECEIVED, batch_handler=notifier.on_events,

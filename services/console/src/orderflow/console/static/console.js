@@ -264,10 +264,14 @@ async function refreshExceptions() {
     if (i.actions.includes("cancel") && MAY_DECIDE) {
       actions += ' <button type="button" data-act="cancel" data-order="' + esc(i.order_id) + '">Cancel order</button>';
     }
+    if (i.kind === "dlq") {
+      actions += '<a href="' + deadLetterPath("/dead-letters/", i.details) + '">Inspect</a> ';
+    }
     if (i.actions.includes("replay") && MAY_REPLAY) {
       actions += '<button type="button" data-act="replay" data-topic="' + esc(i.details.topic) + '">Replay DLQ</button>';
     }
     const target = i.order_id ? orderLink(i.order_id, (i.external_id || i.order_id.slice(0, 8))) :
+      i.kind === "outbox" ? esc(i.details.service + " outbox #" + i.details.outbox_id + " → " + i.details.topic + (i.details.key ? " (" + i.details.key + ")" : "")) :
       esc(i.details.topic + " @" + i.details.offset);
     return '<tr class="' + (i.breached ? "breached" : "") + '" data-kind="' + esc(i.kind) + '" data-order-id="' + esc(i.order_id || "") + '">' +
       "<td>" + esc(i.kind) + "</td><td>" + target + "</td><td>" + esc(i.customer_id || "") + "</td><td>" + esc(i.reason) +
@@ -289,14 +293,65 @@ function initExceptions() {
                           {method: "POST", body: JSON.stringify({reason: reason})});
       toast(r.ok ? "cancel requested; logistics decides" : "cancel failed: " + r.status, !r.ok);
     } else if (button.dataset.act === "replay") {
-      const r = await api("/api/dlq/" + encodeURIComponent(button.dataset.topic) + "/replay", {method: "POST", body: "{}"});
-      toast(r.ok ? "replayed " + r.body.replayed + " message(s)" : "replay failed: " + r.status, !r.ok);
+      await replayWholeDlq(button.dataset.topic);
     } else {
       await decide(button.dataset.order, button.dataset.act, document.getElementById("x-comment").value);
     }
     refreshExceptions();
   });
   poll(refreshExceptions);
+}
+
+/* ---------------------------------------------------------------- dead letters */
+function deadLetterPath(prefix, d) {
+  return prefix + encodeURIComponent(d.topic) + "/" + encodeURIComponent(d.partition || 0) + "/" + encodeURIComponent(d.offset);
+}
+
+/* a whole DLQ: ask how many it would replay, confirm that number, send it (the API refuses
+   when the DLQ holds another number by then: a stale confirmation replays nothing) */
+async function replayWholeDlq(topic) {
+  const path = "/api/dlq/" + encodeURIComponent(topic) + "/replay";
+  const preview = await api(path);
+  if (!preview.ok) { toast("replay: " + ((preview.body && preview.body.detail) || preview.status), true); return; }
+  const n = preview.body.pending;
+  if (n === 0) { toast("nothing to replay in " + topic + ".dlq", false); return; }
+  if (!window.confirm("Replay " + n + " dead letter" + (n === 1 ? "" : "s") + " onto " + topic + "?")) return;
+  const r = await api(path, {method: "POST", body: JSON.stringify({expected: n})});
+  toast(r.ok ? "replayed " + r.body.replayed + " message(s) onto " + topic :
+        "replay refused: " + ((r.body && r.body.detail) || r.status), !r.ok);
+}
+
+async function refreshDeadLetter() {
+  const el = document.getElementById("dl");
+  const d = el.dataset;
+  const r = await api(deadLetterPath("/api/dlq/", d));
+  if (!r.ok) {
+    document.getElementById("dl-facts").innerHTML = "<dt>error</dt><dd>" + esc((r.body && r.body.detail) || r.status) + "</dd>";
+    return;
+  }
+  const x = r.body;
+  const facts = [["reason", x.reason], ["error", x.error], ["service", x.service], ["event type", x.event_type],
+                 ["event id", x.event_id], ["key", x.key], ["dead-lettered at", when(x.at)]];
+  document.getElementById("dl-facts").innerHTML = facts.map(([k, v]) => "<dt>" + esc(k) + "</dt><dd>" + esc(v || "–") + "</dd>").join("");
+  document.getElementById("dl-headers").innerHTML = table(["header", "value"],
+    Object.entries(x.headers).map(([k, v]) => [esc(k), '<span class="mono">' + esc(v) + "</span>"]));
+  document.getElementById("dl-size").textContent = "(" + x.size + " bytes" + (x.payload_truncated ? ", shown truncated" : "") + ")";
+  document.getElementById("dl-payload").textContent = x.payload;
+  document.getElementById("dl-actions").hidden = !MAY_REPLAY;
+  document.getElementById("dl-replayed").textContent = x.replayed ?
+    "Replayed by " + x.replayed.by + " at " + when(x.replayed.at) + "." : "Not replayed by the console yet.";
+  document.getElementById("dl-replay").disabled = !!x.replayed;
+}
+
+function initDeadLetter() {
+  const d = document.getElementById("dl").dataset;
+  document.getElementById("dl-replay").addEventListener("click", async () => {
+    if (!window.confirm("Replay this dead letter onto " + d.topic + "?")) return;
+    const r = await api(deadLetterPath("/api/dlq/", d) + "/replay", {method: "POST", body: "{}"});
+    toast(r.ok ? "replayed onto " + d.topic : "replay refused: " + ((r.body && r.body.detail) || r.status), !r.ok);
+    refreshDeadLetter();
+  });
+  refreshDeadLetter();
 }
 
 /* ---------------------------------------------------------------- reports */
@@ -347,3 +402,4 @@ else if (PAGE === "orders") initOrders();
 else if (PAGE === "order") initOrder();
 else if (PAGE === "exceptions") initExceptions();
 else if (PAGE === "reports") initReports();
+else if (PAGE === "dead_letter") initDeadLetter();
