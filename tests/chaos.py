@@ -464,9 +464,10 @@ class Chaos:
         await self.stack.publish_and_wait(events, timeout=600)
         return len(events)
 
-    async def push(self, orders: list[SimulatedOrder], seconds: float, phase: str = "flow") -> None:
-        """Push ``orders`` evenly over ``seconds``, a chunk every half second."""
-        chunks = max(1, int(seconds / 0.5))
+    async def push(self, orders: list[SimulatedOrder], seconds: float, phase: str = "flow",
+                   chunks: int = 0) -> None:
+        """Push ``orders`` evenly over ``seconds`` in ``chunks`` (0: a chunk every half second)."""
+        chunks = chunks or max(1, int(seconds / 0.5))
         size = max(1, -(-len(orders) // chunks))
         async with Connector(self) as connector:
             for start in range(0, len(orders), size):
@@ -769,9 +770,10 @@ class Chaos:
         await asyncio.to_thread(cluster.kill_node, node_id)
         fault = self.record(kind, f"kafka-{node_id}", leaderships=view.led_by(node_id),
                             partitions=len(view.partitions), in_flight_orders=in_flight, **detail)
-        if kind == "controller_sigkill":
+        moved = asyncio.create_task(self.wait_moved(node_id, killed_at, 120))
+        if kind == "controller_sigkill":  # measured while the leaderships move
             fault.detail.update(await self.new_controller(node_id, killed_at))
-        fault.detail["leaderships_moved_after_s"] = await self.wait_moved(node_id, killed_at, 120)
+        fault.detail["leaderships_moved_after_s"] = await moved
         await asyncio.sleep(self.plan.broker_down_s)
         await asyncio.to_thread(cluster.start_node, node_id)
         fault.detail["down_s"] = round(time.monotonic() - killed_at, 1)
@@ -810,7 +812,7 @@ class Chaos:
 
         async def elected() -> bool:
             try:
-                leader = await asyncio.to_thread(cluster.active_controller, timeout=30)
+                leader = await asyncio.to_thread(cluster.active_controller, timeout=15)
             except Exception:  # an election in progress
                 return False
             found[:] = [leader]
@@ -1153,8 +1155,9 @@ class Chaos:
                                 prefix=f"BROKER{self.run_id}B", mix=Mix(bad=0.05, duplicate=0.0))
         before_ids = {order_id_for(o.channel, o.external_id) for o in before}
         after_ids = {order_id_for(o.channel, o.external_id) for o in after}
+        # a few big chunks: the stop comes while one is on its way through the pipeline
         pushing = asyncio.create_task(
-            self.push(before, max(10.0, self.plan.push_seconds / 12), "final"))
+            self.push(before, max(10.0, self.plan.push_seconds / 12), "final", chunks=4))
         try:
             report = await self.restart_broker(before_ids)
             await pushing
@@ -1173,18 +1176,20 @@ class Chaos:
         return report
 
     async def restart_broker(self, before_ids: set[str]) -> dict[str, Any]:
-        """Once a third of ``before_ids`` settled: every Kafka node stopped and started again, or
-        Tansu stopped and started empty."""
+        """Once a third of ``before_ids`` settled while others are in flight: every Kafka node
+        stopped and started again, or Tansu stopped and started empty."""
         assert self.observer is not None and self.stack.broker is not None
         broker = self.stack.broker
         cluster = self.cluster
         observer = self.observer
 
-        def a_third_settled() -> bool:
+        def a_third_settled_more_in_flight() -> bool:
             observer.feed()
-            return sum(1 for o in before_ids if observer.tracker.settled(o)) * 3 >= len(before_ids)
-        await self.wait(a_third_settled, timeout=120, what="a third of the orders settled",
-                        interval=0.1)
+            pushed = before_ids & self.order_ids
+            settled = sum(1 for o in pushed if observer.tracker.settled(o))
+            return settled * 3 >= len(before_ids) and settled < len(pushed)
+        await self.wait(a_third_settled_more_in_flight, timeout=120, interval=0.05,
+                        what="a third of the orders settled and more in flight")
         observer.feed()
         in_flight = [o for o in before_ids & self.order_ids if not observer.tracker.settled(o)]
         report: dict[str, Any] = {"orders_pushed_before": len(before_ids),
