@@ -16,9 +16,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from orderflow.contracts import topics
 from orderflow.devstack.embedded import EmbeddedBroker
 from orderflow.runtime.consumer import Subscription, decode
+from orderflow.runtime.lag import PartitionEnds
+from orderflow.runtime.outbox import OutboxRelay, OutgoingMessage, make_producer, stage
 from orderflow.runtime.positions import PositionGuard
 from orderflow.runtime.service import create_topics
 from orderflow.runtime.settings import KafkaSettings
+from orderflow.testing.infra import Infra
+from orderflow.testing.records import migrated_schema
 
 
 @dataclass
@@ -173,3 +177,56 @@ async def test_after_the_broker_lost_its_data_the_consumer_reads_the_partition_f
             assert got == []
     finally:
         await consumer.stop()
+
+
+@pytest.mark.service
+async def test_after_the_broker_lost_a_topics_log_the_relay_publishes_the_kept_rows_again(
+        tansu: EmbeddedBroker, infra: Infra) -> None:
+    """Events the broker acknowledged and lost with its log (Tansu restarted) are not lost: the
+    relay sees the partition's end go down and publishes the rows it still keeps again, in
+    order; consumers skip those they had applied (the inbox)."""
+    kafka = KafkaSettings(bootstrap_servers=tansu.bootstrap, broker="tansu")
+    topic = "relay.lost-log"
+    await create_topics(kafka, [(topic, 1)])
+    async with migrated_schema(infra.database_url, "lostlog") as engine:
+        async with engine.begin() as conn:
+            await stage(conn, [OutgoingMessage(topic, f"k{i}".encode(), b'{"n": %d}' % i,
+                                               [("event_type", b"N")]) for i in range(4)])
+        producer = make_producer(kafka, client_id="tests-relay")
+        ends = PartitionEnds(kafka, client_id="tests-relay-ends")
+        await producer.start()
+        relay = OutboxRelay(engine, producer, service="lostlog", end_offsets=ends.read)
+        try:
+            async with engine.connect() as conn:
+                assert await relay.publish_batch(conn) == 4
+                assert await relay.republish_lost(conn) == 0  # sees the ends; nothing lost
+                port = tansu.port
+                tansu.stop()
+                tansu.start(port)  # the same address, an empty broker
+                await create_topics(kafka, [(topic, 1)])
+                republished = 0
+                deadline = time.monotonic() + 30
+                while not republished and time.monotonic() < deadline:
+                    republished = await relay.republish_lost(conn)  # the end went down: 4 → 0
+                    await asyncio.sleep(0.2)
+                assert republished == 4
+                assert await relay.republish_lost(conn) == 0  # once
+                assert await relay.publish_batch(conn) == 4
+        finally:
+            await producer.stop()
+            await ends.stop()
+    reader = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        reader.assign([tp])
+        await reader.seek_to_beginning(tp)
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 4 and time.monotonic() < deadline:
+            batch = await reader.getmany(tp, timeout_ms=300)
+            got += [r.key or b"" for r in batch.get(tp, [])]
+    finally:
+        await reader.stop()
+    assert got == [b"k0", b"k1", b"k2", b"k3"]

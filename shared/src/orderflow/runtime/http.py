@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orderflow.runtime import service_auth
+from orderflow.runtime.retry import is_transient
 
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 # the outbox rows the relay quarantined (``orderflow.runtime.outbox.quarantined_rows``)
@@ -117,8 +119,15 @@ def create_http_app(service: str, health: HealthCheck, routers: list[APIRouter] 
         listing = quarantine
 
         @app.get("/outbox/quarantine", tags=["operations"])
-        async def outbox_quarantine() -> dict[str, object]:
-            return {"service": service, "rows": await listing()}
+        async def outbox_quarantine() -> Response:
+            try:
+                rows = await listing()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                return JSONResponse({"service": service, "error": "database unavailable"},
+                                    status_code=503)
+            return JSONResponse(jsonable_encoder({"service": service, "rows": rows}))
 
     for router in routers or []:
         app.include_router(router)

@@ -395,3 +395,26 @@ def offsets_of(response: Any) -> tuple[dict[str, Offsets], dict[str, str]]:
                      (p["committed_offset"] if p["committed_offset"] >= 0 else None)
                      for t in group["topics"] for p in t["partitions"]}
     return out, failures
+
+
+class PartitionEnds:
+    """Partitions' end offsets through one consumer (no group), started at the first read and
+    kept: the outbox relay looks every few seconds whether the broker lost a topic's log."""
+
+    def __init__(self, kafka: KafkaSettings, *, client_id: str) -> None:
+        self.kafka = kafka
+        self.client_id = client_id
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(**self.kafka.client_kwargs(), client_id=self.client_id,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            self._consumer = consumer
+        return dict(await self._consumer.end_offsets(partitions))
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()

@@ -38,6 +38,12 @@ PUBLISH_REFUSED = Counter(
     "alert on any increase",
     ["service", "topic", "error"],
 )
+OUTBOX_REPUBLISHED = Counter(
+    "orderflow_outbox_republished",
+    "Outbox rows published again because the broker lost the log of their topic (a partition's "
+    "end went down); consumers skip the events they had applied",
+    ["service"],
+)
 OUTBOX_QUARANTINED = Counter(
     "orderflow_outbox_quarantined",
     "Outbox rows the broker refused for good (too large, invalid topic, not authorised), by the "

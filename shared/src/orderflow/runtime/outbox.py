@@ -33,14 +33,14 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     InvalidTopicError,
     MessageSizeTooLargeError,
@@ -134,6 +134,11 @@ _PURGE_INBOX = sa.text(
     "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox "
     "WHERE applied_at < now() - make_interval(secs => :s) LIMIT :n))")
 _PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# the rows still kept (published within ``retention_s``) of topics whose log the broker lost:
+# pending again, to go out in their order
+_REPUBLISH = sa.text("UPDATE outbox SET published_at = NULL "
+                     "WHERE published_at IS NOT NULL AND topic = ANY(:topics)")
+EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 
 
 async def _delete_in_chunks(conn: AsyncConnection, statement: sa.TextClause,
@@ -203,8 +208,17 @@ class OutboxRelay:
         inbox_retention_s: float = 45 * 86400.0,
         clock: Callable[[], float] = time.monotonic,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+        end_offsets: EndOffsets | None = None,
+        log_check_interval_s: float = 5.0,
     ) -> None:
         self.engine = engine
+        # the partitions' ends, to notice a broker that lost the log of a topic this relay wrote
+        # to (an end that went down): its rows still kept are published again (None: no check)
+        self.end_offsets = end_offsets
+        self.log_check_interval_s = log_check_interval_s
+        self._written: set[TopicPartition] = set()
+        self._highest_end: dict[TopicPartition, int] = {}
+        self.republished = 0
         self.producer = producer
         # a new producer (not started) for the one a refusal by the broker left unusable; the
         # relay starts it, and stops the old one
@@ -281,7 +295,7 @@ class OutboxRelay:
             await self._sleep(left)
 
     async def _lead(self, conn: AsyncConnection) -> None:
-        last_purge = 0.0
+        last_purge = last_check = 0.0
         loop = asyncio.get_running_loop()
         await self.count_quarantined(conn)
         while True:
@@ -291,11 +305,42 @@ class OutboxRelay:
                 continue
             if self._stopping:
                 return
+            if self.end_offsets is not None and loop.time() - last_check > self.log_check_interval_s:
+                last_check = loop.time()
+                if await self.republish_lost(conn):
+                    continue
             if loop.time() - last_purge > 60:
                 await self.purge(conn)
                 await self.count_quarantined(conn)
                 last_purge = loop.time()
             await self._sleep(self.poll_interval_s)
+
+    async def republish_lost(self, conn: AsyncConnection) -> int:
+        """If the broker lost the log of a topic this relay wrote to (a partition's end went
+        down: Tansu restarted, a topic re-created, a cluster rebuilt), make the rows of that
+        topic still kept (published within ``retention_s``) pending again, so the events its
+        consumers had not read yet are not lost with the log; consumers skip the ones they had
+        applied (the inbox). Returns the rows made pending again."""
+        if self.end_offsets is None or not self._written:
+            return 0
+        ends = await self.end_offsets(sorted(self._written))
+        lost: set[str] = set()
+        for tp, end in ends.items():
+            highest = self._highest_end.get(tp, end)
+            if end < highest:
+                lost.add(tp.topic)
+            self._highest_end[tp] = end if end < highest else max(highest, end)
+        if not lost:
+            return 0
+        result = await conn.execute(_REPUBLISH, {"topics": sorted(lost)})
+        await conn.commit()
+        count = int(getattr(result, "rowcount", 0) or 0)
+        self.republished += count
+        metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(count)
+        log.warning("the broker lost the log of topics this service wrote to: the events still "
+                    "kept are published again; consumers skip what they had applied",
+                    service=self.service, topics=sorted(lost), rows=count)
+        return count
 
     async def count_quarantined(self, conn: AsyncConnection) -> int:
         """Set the gauge of quarantined rows (released ones leave it) and return it."""
@@ -374,6 +419,8 @@ class OutboxRelay:
         for i, result in enumerate(results):
             if not isinstance(result, BaseException):
                 done.append(rows[i])
+                if hasattr(result, "topic"):  # the broker's delivery report
+                    self._written.add(TopicPartition(result.topic, result.partition))
             elif quarantines(result):
                 quarantine.append((i, result))
             else:

@@ -32,6 +32,7 @@ from orderflow.runtime.broker_profile import profile_of
 from orderflow.runtime.consumer import BatchHook, BatchProcessor, Subscription
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.http import create_http_app
+from orderflow.runtime.lag import PartitionEnds
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.outbox import OutboxRelay, make_producer, quarantined_rows
 from orderflow.runtime.positions import PositionGuard
@@ -203,7 +204,9 @@ async def run_service(definition: ServiceDefinition) -> None:
 
     producer = relay_producer()
     await retry_transient(producer.start, what="connect producer", stopping=stopping.is_set)
+    ends = PartitionEnds(kafka, client_id=f"orderflow-{definition.name}-relay-ends")
     relay = OutboxRelay(engine, producer, service=definition.name, producer_factory=relay_producer,
+                        end_offsets=ends.read,
                         batch_size=settings.relay_batch_size,
                         poll_interval_s=settings.relay_poll_interval_s,
                         inbox_retention_s=settings.inbox_retention_days * 86400.0)
@@ -264,6 +267,7 @@ async def run_service(definition: ServiceDefinition) -> None:
             task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await relay.producer.stop()  # the relay may have replaced it
+    await ends.stop()
     await engine.dispose()
     shutdown_tracing()
     log.info("service stopped")
