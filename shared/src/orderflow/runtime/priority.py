@@ -27,7 +27,7 @@ _AUTOGROUP_PAUSE_S = 0.11
 
 def kernel_has_autogroups() -> bool:
     """Whether this kernel puts each new session in an autogroup of its own. A process's own
-    autogroup cannot tell: the processes of the first session (init's, where a container's or a
+    autogroup cannot tell: the processes of init's own session (where a container's or a
     CI runner's commands may run) are in no autogroup, and their ``autogroup`` file is empty."""
     return (_PROC / "self" / "autogroup").exists()
 
