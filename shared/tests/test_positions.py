@@ -230,3 +230,19 @@ async def test_after_the_broker_lost_a_topics_log_the_relay_publishes_the_kept_r
     finally:
         await reader.stop()
     assert got == [b"k0", b"k1", b"k2", b"k3"]
+
+
+@pytest.mark.unit
+async def test_a_look_at_the_ends_that_cannot_be_had_never_holds_the_relay() -> None:
+    """The broker away, or a partition without a leader: the look gives up within its timeout
+    and publishing goes on; the next look tries again."""
+    async def never(_partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        await asyncio.sleep(3600)
+        return {}
+
+    relay = OutboxRelay(None, None, service="tests", end_offsets=never,  # type: ignore[arg-type]
+                        log_check_timeout_s=0.2)
+    relay._written.add(TopicPartition("t", 0))
+    started = time.monotonic()
+    assert await relay.republish_lost(None) == 0  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2

@@ -210,12 +210,14 @@ class OutboxRelay:
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
         end_offsets: EndOffsets | None = None,
         log_check_interval_s: float = 5.0,
+        log_check_timeout_s: float = 3.0,
     ) -> None:
         self.engine = engine
         # the partitions' ends, to notice a broker that lost the log of a topic this relay wrote
         # to (an end that went down): its rows still kept are published again (None: no check)
         self.end_offsets = end_offsets
         self.log_check_interval_s = log_check_interval_s
+        self.log_check_timeout_s = log_check_timeout_s
         self._written: set[TopicPartition] = set()
         self._highest_end: dict[TopicPartition, int] = {}
         self.republished = 0
@@ -323,7 +325,13 @@ class OutboxRelay:
         applied (the inbox). Returns the rows made pending again."""
         if self.end_offsets is None or not self._written:
             return 0
-        ends = await self.end_offsets(sorted(self._written))
+        try:  # a look that cannot be had now is had at the next one: it never holds the relay
+            ends = await asyncio.wait_for(self.end_offsets(sorted(self._written)),
+                                          self.log_check_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the broker away or a partition without leader
+            log.debug("the partitions' ends could not be read", service=self.service,
+                      error=f"{type(exc).__name__}: {exc}"[:200])
+            return 0
         lost: set[str] = set()
         for tp, end in ends.items():
             highest = self._highest_end.get(tp, end)
