@@ -1230,11 +1230,12 @@ BROKER_EXPLANATION = (
     "DLQ entry and committed offset. Its topics are created again and the services reconnect on "
     "their own; their consumers find their committed positions beyond the new partitions' ends "
     "and read them from the start (the inboxes skip what was applied). An event published but "
-    "not yet consumed when the broker stopped is gone with it: the order it belongs to stays "
-    "unsettled unless something publishes that event again, and nothing in this run does (no "
-    "connector re-push, no outbox re-publication). Such orders count in 'unsettled' and 'lost' "
-    "like any other; the DLQs are judged before the stop. Apache Kafka, replicated and on disk, "
-    "keeps all of it across the same restart."
+    "not yet consumed when the broker stopped is gone with it; each service's outbox relay sees "
+    "the ends of the partitions it wrote to go down and publishes again the rows it still keeps "
+    "(the last hour). A connector's push the broker acknowledged and lost is not re-pushed by "
+    "this run: such orders count in 'unsettled' and 'lost' like any other; the DLQs are judged "
+    "before the stop. Apache Kafka, replicated and on disk, keeps all of it across the same "
+    "restart."
 )
 
 
