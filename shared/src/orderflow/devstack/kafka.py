@@ -10,7 +10,8 @@ With three nodes every topic is replicated three times with ``min.insync.replica
 
 A ``KafkaSecurity`` adds a ``SASL_SSL`` listener (SCRAM-SHA-512, a certificate signed by a CA
 made for the run) with the brokers' own traffic on it too, and the standard authorizer: only the
-users it names exist, and only the ACLs granted afterwards (``grant``) let them do anything.
+users it names exist, and only the ACLs granted afterwards (``orderflow.devstack.acls``) let
+them do anything.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,6 @@ from orderflow.runtime.settings import KafkaSettings
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-ACL_TOOL = "org.apache.kafka.tools.AclCommand"
 QUORUM_TOOL = "org.apache.kafka.tools.MetadataQuorumCommand"
 MIN_JAVA = 17
 ADMIN_USER = "admin"
@@ -152,7 +152,7 @@ class KafkaSecurity:
 
     ``ca_file`` is the CA clients trust; ``cert_file``/``key_file`` the brokers' certificate and
     its private key (PEM, the key unencrypted). ``admin_password`` is the super user's, which the
-    brokers use among themselves and the ACL tool uses; every other user can do only what an ACL
+    brokers use among themselves and ACLs are applied with; every other user can do only what an ACL
     grants it."""
 
     ca_file: Path
@@ -475,45 +475,6 @@ class KafkaCluster:
         if found is None or int(found.group(1)) < 0:
             raise RuntimeError(f"the controller quorum has no leader: {out.strip()[-500:]}")
         return int(found.group(1))
-
-    # -- access control ---------------------------------------------------------------------------
-    def grant(self, principal: str, *, read_topics: Iterable[str] = (),
-              write_topics: Iterable[str] = (), groups: Iterable[str] = (),
-              describe_cluster: bool = False) -> None:
-        """Allow ``User:principal`` these operations (literal resource names), with Kafka's own
-        ACL tool, authenticated as the super user."""
-        if self.security is None:
-            raise RuntimeError("ACLs need a secured cluster (KafkaSecurity)")
-        config = self.root / "admin-client.properties"
-        sec = self.security
-        config.write_text(
-            "security.protocol=SASL_SSL\n"
-            f"sasl.mechanism={sec.mechanism}\n"
-            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{ADMIN_USER}" password="{sec.admin_password}";\n'
-            "ssl.truststore.type=PEM\n"
-            f"ssl.truststore.location={sec.ca_file}\n")
-        config.chmod(0o600)
-        base = ["--bootstrap-server", self.nodes[0].bootstrap, "--command-config", str(config),
-                "--add", "--force", "--allow-principal", f"User:{principal}"]
-
-        def each(flag: str, names: Iterable[str]) -> list[str]:
-            out: list[str] = []
-            for name in sorted(set(names)):
-                out += [flag, name]
-            return out
-
-        reads, writes, group_args = each("--topic", read_topics), each("--topic", write_topics), \
-            each("--group", groups)
-        if reads:
-            run_tool(ACL_TOOL, [*base, "--operation", "Read", "--operation", "Describe", *reads])
-        if writes:
-            run_tool(ACL_TOOL, [*base, "--operation", "Write", "--operation", "Describe", *writes])
-        if group_args:
-            run_tool(ACL_TOOL, [*base, "--operation", "Read", "--operation", "Describe",
-                                *group_args])
-        if describe_cluster:
-            run_tool(ACL_TOOL, [*base, "--operation", "Describe", "--cluster"])
 
 
 def main(argv: list[str] | None = None) -> int:
