@@ -34,8 +34,8 @@ def encoded(orders: list[BenchOrder]) -> list[tuple[bytes, bytes, list[tuple[str
     now = datetime.now(UTC)
     out = []
     for o in orders:
-        env = OrderSubmitted(channel=o.channel, external_id=o.external_id, received_at=now,
-                             payload=o.payload)
+        env = OrderSubmitted(channel=o.channel, external_id=o.external_id, store=o.store,
+                             received_at=now, payload=o.payload)
         headers = EventHeaders.new(event_type=env.EVENT_TYPE, schema_version=env.SCHEMA_VERSION,
                                    producer="bench", correlation_id=env.key())
         out.append((env.key().encode(), env.model_dump_json().encode(), headers.to_kafka()))

@@ -180,8 +180,8 @@ async def run(url: str, orders: int, batch: int, services: list[str], profile: s
         bus.add_event(event, "bench")
     master = len(bus.records)
     for order in make_orders(orders, prefix=f"MP{uuid.uuid4().hex[:6]}"):
-        channel, external_id, payload = order.triple()
-        bus.add_event(OrderSubmitted(channel=channel, external_id=external_id,
+        channel, external_id, payload, store = order.submission()
+        bus.add_event(OrderSubmitted(channel=channel, external_id=external_id, store=store,
                                      received_at=datetime.now(UTC), payload=payload), "connector")
     stages = [await make_stage(s, url, s == profile) for s in services]
     for stage in stages:  # master data first, not measured

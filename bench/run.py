@@ -267,7 +267,7 @@ async def push_all(pusher: OrderPusher, orders: list[BenchOrder], chunk: int = 1
     """As fast as the connector kit can: chunks of confirmed pushes, back to back."""
     started = time.monotonic()
     for i in range(0, len(orders), chunk):
-        await pusher.push_many([o.triple() for o in orders[i:i + chunk]])
+        await pusher.push_many([o.submission() for o in orders[i:i + chunk]])
     return time.monotonic() - started
 
 
@@ -281,7 +281,7 @@ async def push_at_rate(pusher: OrderPusher, orders: list[BenchOrder], rate: floa
     while sent < len(orders):
         due = min(len(orders), int((loop.time() - started) * rate) + 1)
         if due > sent:
-            batch = [o.triple() for o in orders[sent:due]]
+            batch = [o.submission() for o in orders[sent:due]]
             in_flight.append(asyncio.create_task(pusher.push_many(batch)))
             sent = due
         await asyncio.sleep(0.01)

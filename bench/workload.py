@@ -19,7 +19,7 @@ from orderflow.devstack.catalogue import (
     stated_total,
     stock_totals,
 )
-from orderflow.devstack.simulator import CHANNEL_FORMATS, external_id_in
+from orderflow.devstack.simulator import CHANNEL_FORMATS, STORES, external_id_in
 
 # review holds orders above 10,000 for a manager and a new customer's first order above 5,000:
 # the benchmark's orders stay well under both
@@ -35,17 +35,19 @@ class BenchOrder:
     channel: str
     external_id: str  # as the channel's payload carries it (what the connector keys by)
     payload: Any
+    store: str | None = None  # the marketplace channels' store (the simulator's ``STORES``)
 
     @cached_property
     def order_id(self) -> str:  # a uuid5: computed once (the driver asks for it often)
-        return order_id_for(self.channel, self.external_id)
+        return order_id_for(self.channel, self.external_id, self.store)
 
     @property
     def inbound_key(self) -> str:
         return f"{self.channel}:{self.external_id}"
 
-    def triple(self) -> tuple[str, str, Any]:
-        return self.channel, self.external_id, self.payload
+    def submission(self) -> tuple[str, str, Any, str | None]:
+        """What ``OrderPusher.push_many`` takes."""
+        return self.channel, self.external_id, self.payload, self.store
 
 
 def credit_customers() -> list[str]:
@@ -102,5 +104,5 @@ def make_orders(count: int, *, prefix: str, seed: int = 11,
             address_index=rnd.randrange(len(ADDRESSES)))
         payload = CHANNEL_FORMATS[channel](order)
         out.append(BenchOrder(channel, external_id_in(channel, payload, f"{prefix}-{i:06d}"),
-                              payload))
+                              payload, STORES.get(channel)))
     return out

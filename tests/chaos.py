@@ -8,7 +8,11 @@ generated orders flow in from every channel, this injects, one after another at 
 
 - SIGKILL of every service process in turn (each replica too), restarted after a short pause;
   a second inventory replica killed and left down long enough for its group to rebalance;
-- PostgreSQL stopped for several seconds and started again on the same port;
+- SIGSTOP of an inventory replica for longer than its consumer's session timeout, then SIGCONT:
+  its late commits must not move the group's committed offsets back (sampled throughout);
+- PostgreSQL stopped for several seconds and started again on the same port; its postmaster
+  killed (SIGKILL, a crash: it recovers from its WAL; the run's PostgreSQL is durable, ``fsync``
+  and ``synchronous_commit`` on); and stopped for 30 s the moment a notification reaches a sink;
 - duplicate delivery: consumed events re-sent with the same headers (same ``event_id``);
 - offsets rewound: a service stopped, its group's committed offsets moved back, started again;
 - poison messages on every consumed topic: undecodable bytes, valid JSON of the wrong shape, an
@@ -36,17 +40,27 @@ and comes back empty, its topics created again (``broker_outage``). Nothing is r
 re-published afterwards: the orders in flight must settle on their own (the script's connector
 pushes again only a push that failed, as a connector does: ``push_repeats``).
 
+Notify delivers for real: e-mail to an SMTP server and webhooks to an HTTP server run by this
+script, which count what arrives per delivery id.
+
 Then it judges, once everything has settled: every pushed order reached exactly one settled state
 (``unsettled`` counts the orders that never did, ``lost`` those and the orders with two settled
 states that exclude each other), every order the broker acknowledged is on ``order.inbound``
 (``acknowledged_missing``), no effect was applied twice, the stock conservation invariant and the
 credit exposure figures hold, and the DLQs hold exactly the poison messages, each with its reason
-(on Tansu they are judged before its restart, which takes them with it). The last line on stdout
-is one JSON object; the exit status is 0 only if ``lost``, ``unsettled``,
-``acknowledged_missing``, ``duplicated_effects`` and ``invariant_violations`` are 0, ``dlq_found``
-equals ``dlq_expected`` (entry for entry) and every broker fault left the cluster fully in sync
-again (``cluster_not_recovered`` 0). ``faults_by_kind`` counts the faults, ``broker_faults``
-holds what was measured of each broker fault (leaderships moved, new controller, back in sync).
+(on Tansu they are judged before its restart, which takes them with it), and every notification
+notify marked sent reached its sink (at least once; none sent around the database's stop after a
+send arrived twice). The last line on stdout is one JSON object; the exit status is 0 only if
+``lost``, ``unsettled``, ``acknowledged_missing``, ``duplicated_effects``,
+``invariant_violations`` and ``offset_regressions`` are 0, ``dlq_found`` equals ``dlq_expected``
+(entry for entry), every broker fault left the cluster fully in sync again
+(``cluster_not_recovered`` 0), no service exited unasked (``unexpected_service_exits``), every
+fault did what it is for (``ineffective_faults``: a rewind that moved no offset back, say), the
+notifications add up, and the broker's restart at the end happened with all its orders settled.
+``faults_injected`` and ``faults_by_kind`` count faults (kills, stops, pauses, outages, rewinds,
+one duplicate delivery, one poisoning); the messages re-sent and the poison messages are counted
+on their own lines (``messages_resent``, ``poison_messages``). ``broker_faults`` holds what was
+measured of each broker fault (leaderships moved, new controller, back in sync).
 
     python -m tests.chaos --broker kafka          # the full run (~1,400 orders, ~15 minutes)
     python -m tests.chaos --short --broker kafka  # fewer orders and faults, run by make test
@@ -86,12 +100,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from orderflow.connector import OrderPusher
 from orderflow.contracts.events import Event, StockAdjusted, StockReceived
 from orderflow.contracts.headers import DLQ_REASON, DLQ_SERVICE, DLQ_SOURCE, EventHeaders
-from orderflow.contracts.order import order_id_for
 from orderflow.contracts.topics import BY_NAME, CATALOGUE
 from orderflow.devstack.eventlog import EventLog, SeenEvent
 from orderflow.devstack.kafka import KafkaCluster
 from orderflow.devstack.processes import free_port, port_open
-from orderflow.devstack.simulator import Mix, SimulatedOrder, generate_orders
+from orderflow.devstack.simulator import CHANNEL_FORMATS, Mix, SimulatedOrder, generate_orders
 from orderflow.devstack.stack import (
     BROKER_CHOICES,
     BrokerChoice,
@@ -102,9 +115,11 @@ from orderflow.devstack.stack import (
     var_dir,
 )
 from orderflow.devstack.tracking import Tracker
+from orderflow.runtime.broker_profile import profile_of
 from orderflow.runtime.dlq import replay_dlq
 from orderflow.runtime.lag import committed_offsets, end_offsets
 from orderflow.runtime.settings import KafkaSettings
+from orderflow.testing.sinks import HttpReceiver, SmtpSink
 
 POISON_KINDS: dict[str, str] = {  # kind -> the reason the consumers must give
     "undecodable": "malformed_json",
@@ -144,6 +159,8 @@ class Plan:
     burst: int = 0  # orders pushed just before each broker fault
     broker_down_s: float = 0.0  # a killed broker stays down this long after its leaderships moved
     broker_pause_s: float = 0.0  # SIGSTOP to SIGCONT: longer than the brokers' session timeout
+    db_kills: int = 1  # SIGKILL of PostgreSQL's postmaster (a crash: recovery from the WAL)
+    db_after_send_s: float = 30.0  # PostgreSQL stopped this long right after a delivery
 
 
 SHORT = Plan(orders=100, push_seconds=40, kill_rounds=1, db_outages=1, db_down_s=4, rewinds=1,
@@ -234,7 +251,7 @@ class Connector:
                     pusher = OrderPusher(self.chaos.kafka, producer_name="chaos")
                     await pusher.__aenter__()
                     self.pusher = pusher
-                await self.pusher.push_many([(o.channel, o.external_id, o.payload) for o in orders])
+                await self.pusher.push_many([o.submission() for o in orders])
                 break
             except Exception as exc:  # a connector keeps its orders and tries again
                 attempt += 1
@@ -247,7 +264,7 @@ class Connector:
                 await asyncio.sleep(2.0)
         self.chaos.pushed += orders
         for o in orders:
-            oid = order_id_for(o.channel, o.external_id)
+            oid = o.order_id
             self.chaos.order_ids.add(oid)
             self.chaos.phase_of.setdefault(oid, phase)
 
@@ -312,9 +329,15 @@ class Chaos:
         self.rnd = random.Random(seed)
         self.cluster_rnd = random.Random(seed + 3)  # the broker faults' own, run alongside
         self.run_id = uuid.uuid4().hex[:6].upper()
+        # PostgreSQL durable (fsync, synchronous_commit): its SIGKILL must lose nothing committed
         self.stack = Stack(root=root, replicas={"inventory": 2}, fixed_ports=False, fresh=True,
                            extra_env={"ORDERFLOW_LOG_LEVEL": "INFO"}, broker_kind=broker,
-                           kafka_nodes=3 if broker == "kafka" else 1)
+                           kafka_nodes=3 if broker == "kafka" else 1, durable_db=True)
+        # notify delivers for real: e-mail to an SMTP server, webhooks to an HTTP server, each
+        # counting what arrives per delivery id
+        self.smtp = SmtpSink()
+        self.webhooks = HttpReceiver()
+        self.outages_after_send: list[tuple[float, float]] = []  # (monotonic from, to)
         self.started = time.monotonic()
         self.faults: list[Fault] = []
         self.expected_dlq: list[DeadLetter] = []
@@ -335,6 +358,12 @@ class Chaos:
         self.cluster_calm = asyncio.Lock()
         self.cluster_not_recovered: list[str] = []
         self.bursts = 0
+        self.messages_resent = 0
+        self.poison_messages = 0
+        # faults that did not do what they are for (a rewind that moved no offset back)
+        self.ineffective_faults: list[str] = []
+        # a group's committed offset seen going down while a consumer was paused and resumed
+        self.offset_regressions: list[str] = []
 
     # -- helpers --------------------------------------------------------------------------------
     @property
@@ -410,6 +439,15 @@ class Chaos:
             f"{', '.join(self.stack.services)} (inventory x2) in {self.stack.root}")
         await asyncio.to_thread(self.stack.start_infrastructure, create_topics=False)
         await self.stack.create_topics()
+        self.smtp.start()
+        await self.webhooks.start()
+        self.stack.extra_env.update({
+            "ORDERFLOW_NOTIFY_SMTP_HOST": "127.0.0.1",
+            "ORDERFLOW_NOTIFY_SMTP_PORT": str(self.smtp.port),
+            "ORDERFLOW_NOTIFY_WEBHOOK_URLS": json.dumps(
+                {channel: self.webhooks.url(f"/ok/{channel}") for channel in CHANNEL_FORMATS}),
+            "ORDERFLOW_NOTIFY_WEBHOOK_SECRET": f"chaos-{self.run_id}",
+        })
         await asyncio.to_thread(self.stack.start_services)
         supervisor = asyncio.create_task(self.supervise())
         self.engine = create_async_engine(self.stack.database_url, pool_pre_ping=True,
@@ -451,6 +489,8 @@ class Chaos:
                     await task
             await self.observer.stop()
             await self.engine.dispose()
+            await self.webhooks.stop()
+            self.smtp.stop()
         return figures
 
     async def load_master_data(self) -> int:
@@ -488,8 +528,11 @@ class Chaos:
             shuffled = labels[:]
             self.rnd.shuffle(shuffled)
             steps += [functools.partial(self.kill_and_restart, label) for label in shuffled]
-        extras: list[Callable[[], Awaitable[None]]] = [self.replica_down]
+        extras: list[Callable[[], Awaitable[None]]] = [self.replica_down, self.consumer_paused]
         extras += [self.database_outage] * self.plan.db_outages
+        extras += [self.database_killed] * self.plan.db_kills
+        if self.plan.db_after_send_s > 0:
+            extras.append(self.database_stopped_after_send)
         rewindable = [s for s in ("review", "logistics", "notify", "intake") if s in self.stack.services]
         # the script's own producers and group tools wait for a broker fault to be over
         calm: list[Callable[[], Awaitable[None]]] = [
@@ -556,23 +599,144 @@ class Chaos:
         await asyncio.to_thread(start_again)
         say(f"database back after {time.monotonic() - down_at:.1f}s")
 
+    async def database_killed(self) -> None:
+        """SIGKILL of PostgreSQL's postmaster (its backends exit after it): a crash, nothing
+        flushed or rolled back; started again on the same port, it recovers from its WAL. With
+        ``synchronous_commit=on`` every commit a service saw returned is in that WAL."""
+        pg = self.stack.postgres
+        if pg is None:
+            self.notes.append("database kill skipped: the database is not the embedded one")
+            return
+        port = pg.port
+        await asyncio.to_thread(pg.kill)
+        down = round(self.rnd.uniform(1.0, 4.0), 1)
+        self.record("database_sigkill", "postgres", down_s=down)
+        await asyncio.sleep(down)
+
+        def start_again() -> None:
+            pg.start(port, exact=True)
+        started = time.monotonic()
+        await asyncio.to_thread(start_again)
+        say(f"database recovered and accepting connections {time.monotonic() - started:.1f}s "
+            "after its start")
+
+    def deliveries(self) -> list[tuple[str, float]]:
+        """Every notification delivered to the sinks so far: (delivery id, arrival)."""
+        got = [(str(m.message.get("X-OrderFlow-Notification", "")), m.at)
+               for m in list(self.smtp.received)]
+        got += [(r.headers.get("x-orderflow-delivery", ""), r.at) for r in list(self.webhooks.requests)]
+        return got
+
+    async def database_stopped_after_send(self) -> None:
+        """The moment a notification reaches a sink, PostgreSQL stops, for
+        ``db_after_send_s`` (longer than the sender's lease): the send's mark waits for the
+        database, and the notification must not be sent again when it is back."""
+        pg = self.stack.postgres
+        if pg is None:
+            self.notes.append("database stop after a send skipped: not the embedded database")
+            return
+        since = time.monotonic()
+
+        def arrived() -> list[tuple[str, float]]:
+            return sorted((d for d in self.deliveries() if d[1] >= since), key=lambda d: d[1])
+        if not await self.wait(lambda: bool(arrived()), timeout=120, interval=0.005,
+                               what="a notification delivered"):
+            self.ineffective_faults.append("no notification was delivered to stop the database "
+                                           "after")
+            return
+        port = pg.port
+        stopped_at = time.monotonic()
+        await asyncio.to_thread(pg.stop)
+        delivery_id = arrived()[0][0]
+        fault = self.record("database_stopped_after_send", "postgres",
+                            down_s=self.plan.db_after_send_s, delivery_id=delivery_id)
+        await asyncio.sleep(self.plan.db_after_send_s)
+
+        def start_again() -> None:
+            pg.start(port, exact=True)
+        await asyncio.to_thread(start_again)
+        # the deliveries that arrived from just before the stop until the database was back:
+        # each was sent while its mark could not be written
+        self.outages_after_send.append((stopped_at - 2.0, time.monotonic()))
+        fault.detail["actual_down_s"] = round(time.monotonic() - stopped_at, 1)
+        say(f"database back after {fault.detail['actual_down_s']}s")
+
+    async def consumer_paused(self) -> None:
+        """SIGSTOP of an inventory replica for longer than its consumer's session timeout: the
+        group moves its partitions to the other replica; SIGCONT, and whatever the paused one
+        commits late (an old generation) must not move the group's committed offsets back,
+        sampled every half second until the group settled again. A commit that moved them
+        forward past what was processed would strand orders (``unsettled``)."""
+        if "inventory-1" not in {sp.label for sp in self.stack.processes}:
+            return
+        sp = self.stack.find("inventory-1")
+        await self.wait(lambda: self.healthy(sp), timeout=60, what="inventory-1 healthy")
+        assert sp.proc is not None
+        group = "orderflow.inventory"
+        tps = [TopicPartition(t, p) for t in subscriptions_of("inventory")
+               for p in range(BY_NAME[t].partitions)]
+        highest: dict[TopicPartition, int] = {}
+        sampling = [True]
+
+        async def sample() -> None:
+            while sampling[0]:
+                try:
+                    now = await committed_offsets(self.kafka, group, tps)
+                except Exception:  # a broker fault may be under way: next sample
+                    now = {}
+                for tp, off in now.items():
+                    if off < highest.get(tp, 0):
+                        self.offset_regressions.append(
+                            f"{group} {tp.topic}[{tp.partition}] went back from "
+                            f"{highest[tp]} to {off} at {self.elapsed()}s")
+                    highest[tp] = max(off, highest.get(tp, 0))
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
+        paused_s = profile_of(self.stack.broker_kind).session_timeout_ms / 1000 + 5
+        try:
+            await asyncio.sleep(1.0)
+            self.deliberately_down.add(sp.label)
+            sp.proc.send_signal(signal.SIGSTOP)
+            self.record("consumer_paused", sp.label, paused_s=paused_s,
+                        session_timeout_s=paused_s - 5)
+            await asyncio.sleep(paused_s)
+            sp.proc.send_signal(signal.SIGCONT)
+            self.deliberately_down.discard(sp.label)
+            await self.wait(lambda: self.healthy(sp), timeout=90, what="inventory-1 healthy again")
+            await asyncio.sleep(10.0)  # its late commits, the group's rebalance after it
+        finally:
+            sampling[0] = False
+            with contextlib.suppress(Exception):
+                await sampler
+
     async def rewind_offsets(self, service: str) -> None:
         """Stop a service, move its group's committed offsets back, start it again: it sees
         everything after the new position a second time; its inbox must skip all of it."""
         sp = self.stack.find(service)
+        group = f"orderflow.{service}"
+        tps = [TopicPartition(t, p) for t in subscriptions_of(service)
+               for p in range(BY_NAME[t].partitions)]
+
+        async def committed_something() -> bool:
+            try:
+                return sum((await committed_offsets(self.kafka, group, tps)).values()) > 0
+            except Exception:  # the broker may be busy with a fault: ask again
+                return False
+        await self.wait(committed_something, timeout=120, interval=1.0,
+                        what=f"{group} to commit something to rewind")
         self.deliberately_down.add(service)
         assert sp.proc is not None
         sp.proc.terminate()
         await asyncio.to_thread(sp.proc.wait, 40)
-        group = f"orderflow.{service}"
-        tps = [TopicPartition(t, p) for t in subscriptions_of(service)
-               for p in range(BY_NAME[t].partitions)]
         rewound = 0
         try:
             rewound = await asyncio.wait_for(self._commit_earlier(group, tps), 90)
         except Exception as exc:  # reported, and the run goes on
             self.notes.append(f"rewind of {group} failed: {type(exc).__name__}: {str(exc)[:200]}")
         self.record("offsets_rewound", group, messages_redelivered=rewound)
+        if rewound == 0:
+            self.ineffective_faults.append(f"the rewind of {group} moved no offset back")
         self.stack.launch(sp)
         self.deliberately_down.discard(service)
 
@@ -615,8 +779,7 @@ class Chaos:
             await producer.stop()
         self.record("duplicate_delivery", ",".join(sorted({e.topic for e in chosen})),
                     messages=len(chosen))
-        for _ in chosen[1:]:  # one fault per message re-sent
-            self.faults.append(Fault("duplicate_delivery", "", self.elapsed()))
+        self.messages_resent += len(chosen)
 
     async def fix_replay_then_poison(self) -> None:
         """The DLQ replay runs before the poison lands: a replay republishes every entry not
@@ -654,8 +817,7 @@ class Chaos:
             await producer.stop()
         self.record("poison", f"{len(consumers)} topics", messages=sent,
                     dead_letters_expected=sum(len(s) for s in consumers.values()) * len(POISON_KINDS))
-        for _ in range(sent - 1):
-            self.faults.append(Fault("poison", "", self.elapsed()))
+        self.poison_messages += sent
 
     # -- the brokers' faults (Kafka) ----------------------------------------------------------------
     async def cluster_faults(self) -> None:
@@ -1074,10 +1236,10 @@ class Chaos:
         """Orders the broker acknowledged (the pusher returned) that never showed on
         ``order.inbound``."""
         assert self.observer is not None
-        seen = {(e.event.channel, e.event.external_id) for e in self.observer.events()
-                if e.topic == "order.inbound" and e.event is not None}
-        return sorted({f"{o.channel}:{o.external_id}" for o in self.pushed
-                       if (o.channel, o.external_id) not in seen})
+        seen = {(e.event.channel, e.event.store, e.event.external_id)
+                for e in self.observer.events() if e.topic == "order.inbound" and e.event is not None}
+        return sorted({f"{o.channel}:{o.store or ''}:{o.external_id}" for o in self.pushed
+                       if (o.channel, o.store, o.external_id) not in seen})
 
     async def judge(self, dlq: dict[str, Any] | None) -> dict[str, Any]:
         say("faults done; waiting for every order to settle and the pipeline to drain ...")
@@ -1102,6 +1264,7 @@ class Chaos:
             violations.append(f"the replayed write-off was not applied exactly once: {self.replay_report}")
         if dlq is None:
             dlq = await self.judge_dlq()
+        notifications = await self.judge_notifications()
         missing_inbound = self.acknowledged_missing()
         states = Counter(str(self.observer.tracker.state_of(o) or "unseen") for o in self.order_ids)
         kinds = Counter(f.kind for f in self.faults)
@@ -1119,6 +1282,8 @@ class Chaos:
             "messages_pushed": len(self.pushed),
             "push_repeats": self.push_repeats,
             "faults_injected": len(self.faults),
+            "messages_resent": self.messages_resent,
+            "poison_messages": self.poison_messages,
             "lost": len(unsettled) + len(conflicting),
             "unsettled": len(unsettled),
             "unsettled_by_phase": dict(sorted(Counter(self.phase_of[o] for o in unsettled).items())),
@@ -1139,6 +1304,64 @@ class Chaos:
             "duplicates_by_effect": duplicates,
             "violations": violations[:10],
             "unexpected_service_exits": self.unexpected_exits,
+            "ineffective_faults": self.ineffective_faults,
+            "offset_regressions": len(self.offset_regressions),
+            "offset_regression_details": self.offset_regressions[:10],
+            **notifications,
+        }
+
+    async def judge_notifications(self) -> dict[str, Any]:
+        """Notify's e-mail and webhook notifications against what reached the sinks, per
+        delivery id: every one notify marked sent arrived at least once, nothing arrived that
+        notify does not know, none is left unfinished, and none sent around a database outage
+        after a send arrived twice (the sender holds its rows until their marks commit). A copy
+        elsewhere is what the README allows (a sender killed between a send and its mark) and is
+        counted in ``notifications_delivered_twice``."""
+        assert self.engine is not None
+        query = sa.text("SELECT notification_id::text, status FROM notify.notify_notifications "
+                        "WHERE channel IN ('email', 'webhook')")
+
+        async def rows() -> dict[str, str]:
+            async with self.engine.connect() as conn:  # type: ignore[union-attr]
+                return {nid: status for nid, status in (await conn.execute(query)).all()}
+
+        async def finished() -> bool:
+            try:
+                return not any(s in ("pending", "sending") for s in (await rows()).values())
+            except Exception:  # the database may be coming back
+                return False
+        await self.wait(finished, timeout=180, interval=1.0, what="every notification finished")
+        status = await rows()
+        arrivals = self.deliveries()
+        count = Counter(nid for nid, _ in arrivals)
+        sent = {nid for nid, st in status.items() if st == "sent"}
+        around_outage = {nid for nid, at in arrivals
+                         if any(start <= at <= end for start, end in self.outages_after_send)}
+        # each copy's cause, as far as timing tells: the last fault before it arrived
+        second: dict[str, float] = {}
+        seen_once: set[str] = set()
+        for nid, at in sorted(arrivals, key=lambda a: a[1]):
+            if nid in seen_once and nid not in second:
+                second[nid] = at - self.started
+            seen_once.add(nid)
+        def last_fault_before(at_s: float) -> str:
+            before = [f for f in self.faults if f.at_s <= at_s]
+            return f"{before[-1].kind}:{before[-1].target}" if before else "none"
+        after_fault = Counter(last_fault_before(at) for at in second.values())
+        return {
+            "notifications_sent": len(sent),
+            "notifications_delivered": len(count),
+            "notification_deliveries": sum(count.values()),
+            "notifications_sent_not_delivered": len(sent - set(count)),
+            "notifications_delivered_unknown": len(set(count) - set(status)),
+            "notifications_unfinished": sum(1 for st in status.values()
+                                            if st in ("pending", "sending")),
+            "notifications_delivered_twice": sum(1 for n in count.values() if n > 1),
+            "notifications_delivered_twice_after": dict(sorted(after_fault.items())),
+            "notifications_around_outage": len(around_outage),
+            "notifications_repeated_after_outage": sorted(
+                nid for nid in around_outage if count[nid] > 1)[:10],
+            "notification_delivery_counts": dict(sorted(Counter(count.values()).items())),
         }
 
     # -- the broker stopped and started at the end, orders in flight ------------------------------
@@ -1153,8 +1376,8 @@ class Chaos:
                                  prefix=f"BROKER{self.run_id}A", mix=Mix(bad=0.05, duplicate=0.0))
         after = generate_orders(max(20, self.plan.orders // 10), seed=self.seed + 2,
                                 prefix=f"BROKER{self.run_id}B", mix=Mix(bad=0.05, duplicate=0.0))
-        before_ids = {order_id_for(o.channel, o.external_id) for o in before}
-        after_ids = {order_id_for(o.channel, o.external_id) for o in after}
+        before_ids = {o.order_id for o in before}
+        after_ids = {o.order_id for o in after}
         # a few big chunks: the stop comes while one is on its way through the pipeline
         pushing = asyncio.create_task(
             self.push(before, max(10.0, self.plan.push_seconds / 12), "final", chunks=4))
@@ -1252,6 +1475,13 @@ def _clean_old_runs(base: Path) -> None:
                 pass
 
 
+def restart_judged(figures: dict[str, Any]) -> bool:
+    """The broker's restart with orders in flight happened, and its orders all settled."""
+    final = figures.get("final_restart")
+    return final is not None and final.get("unsettled_of_those_before") == 0 \
+        and final.get("unsettled_of_those_after") == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.split("\n")[0])
     parser.add_argument("--short", action="store_true", help="fewer orders and faults")
@@ -1327,7 +1557,15 @@ def main(argv: list[str] | None = None) -> int:
           and figures["invariant_violations"] == 0
           and figures["dlq_found"] == figures["dlq_expected"]
           and figures.get("dlq_missing", 1) == 0 and figures.get("dlq_unexpected", 1) == 0
-          and figures.get("cluster_not_recovered", 0) == 0)
+          and figures.get("cluster_not_recovered", 0) == 0
+          and not figures.get("unexpected_service_exits")
+          and not figures.get("ineffective_faults")
+          and figures.get("offset_regressions") == 0
+          and figures.get("notifications_sent_not_delivered") == 0
+          and figures.get("notifications_delivered_unknown") == 0
+          and figures.get("notifications_unfinished") == 0
+          and not figures.get("notifications_repeated_after_outage")
+          and (not plan.broker_outage or restart_judged(figures)))
     figures["passed"] = ok
     line = json.dumps(figures, default=str, ensure_ascii=False)
     with contextlib.suppress(OSError):

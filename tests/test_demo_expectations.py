@@ -24,7 +24,6 @@ from orderflow.contracts.events import (
     OrderSubmitted,
     Reason,
 )
-from orderflow.contracts.order import order_id_for
 from orderflow.devstack import catalogue
 from orderflow.devstack.eventlog import SeenEvent
 from orderflow.devstack.masterdata import DEMO_DATA
@@ -115,7 +114,7 @@ def test_a_re_pushed_order_keeps_its_expectation() -> None:
     orders = generate_orders(200, seed=5, mix=Mix(duplicate=0.1))
     first = {}
     for o in orders:
-        oid = order_id_for(o.channel, o.external_id)
+        oid = o.order_id
         first.setdefault(oid, o.expected)
         assert o.expected == first[oid]
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from orderflow.contracts.events import ALL_EVENTS, OrderReceived
+from orderflow.contracts.events import ALL_EVENTS, OrderReceived, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.money import Money
-from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
+from orderflow.contracts.order import (
+    MARKETPLACE_CHANNELS,
+    CanonicalOrder,
+    OrderTotals,
+    order_id_for,
+)
 from orderflow.contracts.schemas import documents
 from orderflow.contracts.topics import CATALOGUE, all_topic_names
 from orderflow.devstack.catalogue import canonical_order
@@ -58,6 +65,33 @@ def test_every_event_has_a_topic_and_every_topic_a_dlq() -> None:
 def test_order_ids_are_stable_per_channel_and_external_id() -> None:
     assert order_id_for("shopify", "1001") == order_id_for("shopify", "1001")
     assert order_id_for("shopify", "1001") != order_id_for("douyin", "1001")
+
+
+def test_the_store_is_part_of_an_order_id_and_without_one_ids_are_as_before() -> None:
+    namespace = uuid.UUID("0b6c1f7e-3a52-4f0e-8d2c-6e9a4b1d7c30")
+    # without a store: the id every order had before stores counted (canonical, sheets, ...)
+    assert order_id_for("canonical", "SO-1") == str(uuid.uuid5(namespace, "canonical:SO-1"))
+    assert order_id_for("canonical", "SO-1", None) == order_id_for("canonical", "SO-1")
+    # with one: uuid5 of <channel>:<store>:<external id>, one order per store
+    assert order_id_for("shopify", "1001", "shop-a") == str(
+        uuid.uuid5(namespace, "shopify:shop-a:1001"))
+    ids = {order_id_for("shopify", "1001", "shop-a"), order_id_for("shopify", "1001", "shop-b"),
+           order_id_for("shopify", "1001"), order_id_for("douyin", "1001", "shop-a"),
+           order_id_for("shopify", "1001", "")}
+    assert len(ids) == 5
+    assert order_id_for("shopify", "1001", "shop-a") == order_id_for("shopify", "1001", "shop-a")
+    assert {"shopify", "douyin"} == MARKETPLACE_CHANNELS
+
+
+def test_a_submission_without_a_store_still_parses_and_a_store_is_checked() -> None:
+    old = {"channel": "shopify", "external_id": "1001", "received_at": "2026-11-20T10:00:00Z",
+           "payload": {"id": 1001}}
+    assert OrderSubmitted.model_validate_json(json.dumps(old)).store is None
+    assert OrderSubmitted.model_validate({**old, "store": "shop-a"}).store == "shop-a"
+    for bad in ("", "shop:a", "shop a", "x" * 129):
+        with pytest.raises(ValidationError):
+            OrderSubmitted.model_validate({**old, "store": bad})
+    assert OrderSubmitted.model_validate({**old, "store": "shop-a"}).key() == "shopify:1001"
 
 
 def test_committed_schemas_match_the_models() -> None:

@@ -19,7 +19,6 @@ import psutil
 import pytest
 
 from orderflow.connector import OrderPusher
-from orderflow.contracts.order import order_id_for
 from orderflow.devstack.embedded import EmbeddedBroker
 from orderflow.devstack.eventlog import EventLog
 from orderflow.devstack.masterdata import load_demo_data
@@ -132,11 +131,11 @@ async def test_dev_up_on_kafka_stopped_mid_flow_and_started_again_loses_and_stra
     proc, state = await asyncio.to_thread(_start, var, {}, "kafka")
     kafka = KafkaSettings(bootstrap_servers=str(state["kafka_bootstrap_servers"]), broker="kafka")
     orders = generate_orders(60, seed=11)
-    order_ids = {order_id_for(o.channel, o.external_id) for o in orders}
+    order_ids = {o.order_id for o in orders}
     try:
         await load_demo_data(kafka)
         async with OrderPusher(kafka, producer_name="tests") as pusher:
-            await pusher.push_many([(o.channel, o.external_id, o.payload) for o in orders])
+            await pusher.push_many([o.submission() for o in orders])
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.to_thread(proc.wait, 120) == 0

@@ -102,7 +102,7 @@ def test_a_huge_webhook_gets_413_signed_or_not(pipeline: Pipeline, size: int) ->
 async def test_every_accepted_webhook_ends_as_an_order_or_a_rejection(
         pipeline: Pipeline, events: EventLog, order: dict[str, Any]) -> None:
     url = webhook_url(pipeline)
-    _, secret = shopify_shop()
+    shop, secret = shopify_shop()
     body = json.dumps(order).encode()
     async with httpx.AsyncClient(timeout=30) as client:
         r = await client.post(url, content=body, headers={
@@ -110,7 +110,7 @@ async def test_every_accepted_webhook_ends_as_an_order_or_a_rejection(
             "X-Shopify-Hmac-Sha256": shopify_signature(secret, body)})
     assert r.status_code == 200, r.text
     assert r.json()["key"] == f"shopify:{order['id']}"
-    oid = order_id_for("shopify", str(order["id"]))
+    oid = order_id_for("shopify", str(order["id"]), shop)  # the URL's shop is the store
     outcome = await events.wait_for(
         lambda: (events.of("order.received", oid) + events.of("order.rejected", oid))[:1],
         timeout=60, what=f"intake's answer to webhook order {order['id']}")

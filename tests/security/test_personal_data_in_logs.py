@@ -10,7 +10,6 @@ import uuid
 import pytest
 
 from orderflow.connector import OrderPusher
-from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import customers
 from orderflow.devstack.simulator import Mix, generate_orders
 from orderflow.devstack.tracking import Tracker
@@ -35,9 +34,9 @@ async def test_no_log_line_of_a_full_run_holds_an_email_or_a_phone(
         pipeline: Pipeline, events: EventLog) -> None:
     orders = generate_orders(40, seed=uuid.uuid4().int % 10_000, prefix=f"PII{uuid.uuid4().hex[:6]}",
                              mix=Mix(bad=0.25, duplicate=0.1, rush=0.2, large=0.1))
-    ids = {order_id_for(o.channel, o.external_id) for o in orders}
+    ids = {o.order_id for o in orders}
     async with OrderPusher(pipeline.kafka) as pusher:
-        await pusher.push_many([(o.channel, o.external_id, o.payload) for o in orders])
+        await pusher.push_many([o.submission() for o in orders])
     tracker = Tracker()
 
     def settled() -> bool:

@@ -80,12 +80,14 @@ async def test_a_replayed_webhook_creates_no_second_order(pipeline: Pipeline, ev
     again = await post(pipeline, body, webhook_id=webhook_id)  # captured and sent again
     assert first.status_code == 200, first.text
     assert again.status_code in {200, 401, 409}, again.text
-    oid = order_id_for("shopify", number)
+    shop, _ = shopify_shop()  # the shop of the webhook URL: the order's store
+    oid = order_id_for("shopify", number, shop)
     await events.wait_for_event("order.received", oid, timeout=60)
     # a marker pushed after both proves intake has consumed the replay too
     marker, marker_number = shopify_order()
     assert (await post(pipeline, json.dumps(marker).encode())).status_code == 200
-    await events.wait_for_event("order.received", order_id_for("shopify", marker_number), timeout=60)
+    await events.wait_for_event("order.received", order_id_for("shopify", marker_number, shop),
+                                timeout=60)
     assert len(events.of("order.received", oid)) == 1
     assert not events.of("order.rejected", oid)
 

@@ -9,8 +9,16 @@ from decimal import Decimal
 import pytest
 from console_factories import T0, OrderStory, projection_stories
 
-from orderflow.console.readmodel import OrderView, TimelineEntry, _Draft, advance, project
-from orderflow.contracts.order import OrderState
+from orderflow.console.readmodel import (
+    OrderView,
+    TimelineEntry,
+    _Draft,
+    advance,
+    order_of,
+    project,
+)
+from orderflow.contracts import events as ev
+from orderflow.contracts.order import OrderState, order_id_for
 
 pytestmark = pytest.mark.unit
 
@@ -244,3 +252,20 @@ def test_a_change_shows_in_the_timeline_and_the_order_takes_its_new_content() ->
     assert "change to revision 2 requested by customer" in summaries
     assert "changed to revision 2: quantity_increased" in summaries
     assert "change to revision 3 refused by logistics: already_dispatched" in summaries
+
+
+def test_a_push_is_filed_under_the_id_intake_gives_its_store() -> None:
+    def submitted(channel: str, payload: object, store: str | None = None) -> ev.OrderSubmitted:
+        return ev.OrderSubmitted(channel=channel, external_id="1001", store=store, received_at=T0,
+                                 payload=payload)
+
+    assert order_of(submitted("shopify", {"id": 1001}, "shop-a")) == order_id_for(
+        "shopify", "1001", "shop-a")
+    # a Douyin order's store is its payload's shop_id when the push names none
+    assert order_of(submitted("douyin", {"data": {"order_id": "1001", "shop_id": 77977}})) == \
+        order_id_for("douyin", "1001", "77977")
+    # refused for its store: under the store it named, else the empty one, as intake rejects it
+    assert order_of(submitted("shopify", {"id": 1001})) == order_id_for("shopify", "1001", "")
+    assert order_of(submitted("douyin", {"shop_id": 77977}, "4463798")) == order_id_for(
+        "douyin", "1001", "4463798")
+    assert order_of(submitted("canonical", {})) == order_id_for("canonical", "1001")

@@ -38,8 +38,8 @@ class Feed(Records):
     def __init__(self) -> None:
         super().__init__(producer="connector")
 
-    def push(self, channel: str, external_id: str, payload: Any) -> Rec:
-        return self.record(OrderSubmitted(channel=channel, external_id=external_id,
+    def push(self, channel: str, external_id: str, payload: Any, store: str | None = None) -> Rec:
+        return self.record(OrderSubmitted(channel=channel, external_id=external_id, store=store,
                                           received_at=datetime.now(UTC), payload=payload))
 
     def products(self) -> list[Rec]:
@@ -70,7 +70,7 @@ async def state(engine: AsyncEngine) -> dict[str, Any]:
     event with the position of the push it answers."""
     async with engine.connect() as conn:
         orders = (await conn.execute(sa.text(
-            "SELECT order_id, channel, external_id, revision, status, payload_sha256, "
+            "SELECT order_id, channel, external_id, store, revision, status, payload_sha256, "
             "updated_at IS NOT NULL FROM intake_orders ORDER BY order_id"))).all()
         revisions = (await conn.execute(sa.text(
             "SELECT order_id, revision, payload_sha256, status, reasons FROM intake_revisions "
@@ -206,7 +206,7 @@ async def test_a_new_order_a_concurrent_push_recorded_first_goes_one_at_a_time(
         await other.commit()
     await applying
     got = await state(engine)
-    assert {r[0]: r[4] for r in got["orders"]} == {
+    assert {r[0]: r[5] for r in got["orders"]} == {
         order_id_for("canonical", a): "received", contested: "received"}
     assert [event_type for *_, event_type in got["outbox"]] == ["OrderReceived"]
     assert orjson.loads(got["outbox"][0][2])["order_id"] == order_id_for("canonical", a)

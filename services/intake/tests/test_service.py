@@ -109,13 +109,17 @@ async def test_each_platforms_sample_is_received_as_its_canonical_order(
     sheet["order_number"] = new_id()
     for row in sheet["rows"]:
         row["order_number"] = sheet["order_number"]
-    pushed = [("shopify", str(shopify["id"]), shopify, "shopify_orders_create"),
-              ("douyin", douyin["order_id"], douyin, "douyin_order_detail"),
-              ("csv", sheet["order_number"], sheet, "order_sheet_csv")]
+    # the Shopify shop named by the connector, the 抖店 shop by its payload's shop_id
+    pushed = [("shopify", str(shopify["id"]), shopify, "shop-a", "shopify_orders_create"),
+              ("douyin", douyin["order_id"], douyin, None, "douyin_order_detail"),
+              ("csv", sheet["order_number"], sheet, None, "order_sheet_csv")]
+    stores = {"shopify": "shop-a", "douyin": str(douyin["shop_id"]), "csv": None}
     async with OrderPusher(pipeline.kafka) as pusher:
-        await pusher.push_many([(channel, eid, payload) for channel, eid, payload, _ in pushed])
-    for channel, eid, _, name in pushed:
-        received = await events.wait_for_event("order.received", order_id_for(channel, eid))
+        await pusher.push_many([(channel, eid, payload, store)
+                                for channel, eid, payload, store, _ in pushed])
+    for channel, eid, _, _, name in pushed:
+        received = await events.wait_for_event("order.received",
+                                               order_id_for(channel, eid, stores[channel]))
         want = expected(name)
         want = want[0] if isinstance(want, list) else want
         got = received.event.order.model_dump(mode="json")
@@ -158,9 +162,9 @@ async def test_a_shopify_order_updated_later_is_a_revision(pipeline: Pipeline, e
     updated["line_items"][0]["current_quantity"] = 1  # the buyer edited the order down
     updated["current_total_price"] = "705.00"
     async with OrderPusher(pipeline.kafka) as pusher:
-        await pusher.push("shopify", order, external_id=eid)
-        await pusher.push("shopify", updated, external_id=eid)
-    order_id = order_id_for("shopify", eid)
+        await pusher.push("shopify", order, external_id=eid, store="shop-a")
+        await pusher.push("shopify", updated, external_id=eid, store="shop-a")
+    order_id = order_id_for("shopify", eid, "shop-a")
     revised = await events.wait_for_event("order.revision-received", order_id)
     assert revised.event.revision - revised.event.previous_revision == 46 * 60 + 16
     assert revised.event.order.lines[0].quantity == 1
@@ -177,7 +181,7 @@ async def test_a_douyin_order_pushed_before_payment_is_received_once_paid(
         await pusher.push("douyin", order, external_id=eid)
         later = {**order, "update_time": order["update_time"] + 600, "buyer_words": "改送公司"}
         await pusher.push("douyin", later, external_id=eid)
-    order_id = order_id_for("douyin", eid)
+    order_id = order_id_for("douyin", eid, str(order["shop_id"]))  # the store: its shop_id
     rejected = await events.wait_for_event("order.rejected", order_id)
     assert [r.code for r in rejected.event.reasons] == ["order_not_paid"]
     received = await events.wait_for_event("order.received", order_id)

@@ -430,7 +430,7 @@ async def test_the_claim_reads_the_due_rows_in_its_order_and_stops_at_the_first_
     not yet due, with or without statistics, however many rows wait out their coalescing window
     (5,000 here). Before, PostgreSQL read and sorted every waiting row of the channel on each
     claim that found fewer due rows than its limit: 11 ms a claim in the benchmark."""
-    claim = _DUE.params(n_channel="email", n_limit=100).compile(
+    claim = _DUE.params(n_channel="email", n_limit=100, held=[7]).compile(
         dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
     for due in (False, True):
         for plan in await _plans_before_and_after_analyze(notify, str(claim), {}, due=due):
@@ -529,3 +529,28 @@ async def test_finished_notifications_past_the_retention_are_purged_and_the_rest
     left = {r["order_id"] for r in await notify.rows("SELECT order_id FROM notify_notifications")}
     assert left == {"old-pending", "recent-sent", "old-kept-carrier", "recent-folded"}
     assert await app.purge_round(units, 90 * 86_400) == 0
+
+
+async def test_a_row_the_sender_still_holds_is_not_claimed_again_when_its_lease_ran_out(
+        notify: Notify) -> None:
+    """A row sent and waiting for its mark while the database was away longer than its lease:
+    the claims of the process holding it skip it (sent once); any other claim takes it over (a
+    dead sender's row)."""
+    records = Records()
+    customer = f"H{tag()}"
+    await notify.process(records(customer_updated(customer, language="en")))
+    order = an_order(f"H-{tag()}", customer)
+    await notify.process(records(received("shopify", order)))
+    units = UnitOfWorkFactory(notify.engine, "notify")
+    order_id = order_id_for("shopify", order.external_id)
+
+    async def claim(held: set[int]) -> list[int]:
+        async with units() as uow:
+            claimed = await SenderRepository(uow.session).claim_due("email", 100, lease_s=0.0,
+                                                                    held=held)
+        return [r.id for r in claimed if r.order_id == order_id]
+
+    first = await claim(set())
+    assert len(first) == 1  # claimed with a lease that has already run out
+    assert await claim(set(first)) == []  # its holder does not take it again
+    assert await claim(set()) == first  # another sender takes it over

@@ -24,7 +24,7 @@ from orderflow.notify.settings import NotifySettings
 from orderflow.notify.templates import RenderedMessage
 
 if TYPE_CHECKING:
-    from conftest import HttpReceiver, SmtpSink
+    from orderflow.testing.sinks import HttpReceiver, SmtpSink
 
 pytestmark = pytest.mark.unit
 

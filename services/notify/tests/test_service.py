@@ -50,7 +50,7 @@ from orderflow.testing.infra import Infra, create_database
 from orderflow.testing.pipeline import Pipeline
 
 if TYPE_CHECKING:
-    from conftest import HttpReceiver, ReceivedEmail, SmtpSink
+    from orderflow.testing.sinks import HttpReceiver, ReceivedEmail, SmtpSink
 
 pytestmark = [pytest.mark.service, pytest.mark.isolated]
 

@@ -1,6 +1,7 @@
 """Push orders onto ``order.inbound`` as a connector: keyed ``<channel>:<external id>``, wrapped in
-the ``OrderSubmitted`` envelope with OrderFlow's headers, batched, and confirmed by the broker
-(``acks=all``) before ``push`` returns; transient broker faults are retried with backoff."""
+the ``OrderSubmitted`` envelope (with the order's store: ``store_of``) with OrderFlow's headers,
+batched, and confirmed by the broker (``acks=all``) before ``push`` returns; transient broker
+faults are retried with backoff."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from orderflow.contracts.events import Event, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.order import MARKETPLACE_CHANNELS, valid_store
 from orderflow.contracts.topics import ORDER_INBOUND, TOPIC_OF_EVENT
 from orderflow.runtime.broker_auth import check_broker_credentials
 from orderflow.runtime.retry import retry_transient
@@ -29,8 +31,28 @@ EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# where a channel's format may wrap the order: Douyin's order-detail response keeps it in
+# ``data.shop_order_detail`` (what intake's douyin adapter unwraps the same way)
+ORDER_WRAPPERS: Mapping[str, tuple[str, ...]] = {
+    "douyin": ("data", "shop_order_detail"),
+}
+# where a channel's format names the order's store, if it does (a Shopify webhook does not: its
+# shop is the webhook's URL)
+STORE_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "douyin": ("shop_id",),
+}
+
+
+def _unwrapped(channel: str, payload: Any) -> Any:
+    for name in ORDER_WRAPPERS.get(channel, ()):
+        if isinstance(payload, Mapping) and isinstance(payload.get(name), Mapping):
+            payload = payload[name]
+    return payload
+
+
 def external_id_of(channel: str, payload: Any) -> str:
     """The order's id in its channel, read where that channel's format keeps it."""
+    payload = _unwrapped(channel, payload)
     if isinstance(payload, Mapping):
         for name in EXTERNAL_ID_FIELDS.get(channel, ("external_id", "id", "order_id")):
             value = payload.get(name)
@@ -41,12 +63,64 @@ def external_id_of(channel: str, payload: Any) -> str:
     raise ValueError(f"cannot find the external id of a {channel} order")
 
 
+class StoreRefused(ValueError):
+    """A push whose store cannot be told: ``code`` is ``store_missing`` (a marketplace order
+    without one) or ``store_mismatch`` (the push and its payload name different stores)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def store_in(channel: str, payload: Any) -> str | None:
+    """The store a channel's payload names, if its format has one (Douyin's ``shop_id``)."""
+    payload = _unwrapped(channel, payload)
+    if not isinstance(payload, Mapping):
+        return None
+    for name in STORE_FIELDS.get(channel, ()):
+        value = payload.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            continue
+        text = str(value).strip()
+        if text:
+            return text
+    return None
+
+
+def store_of(channel: str, payload: Any, store: str | None = None) -> str | None:
+    """The store of a push of ``payload``: ``store`` (the connector's, the webhook's shop) or,
+    without one, the one the payload names (Douyin's ``shop_id``); both given, they must agree
+    (``store_mismatch``). A marketplace channel's push without either is ``store_missing``;
+    any other channel's is None (its orders have no store). Raises ``StoreRefused``."""
+    named = store_in(channel, payload)
+    if store is not None and named is not None and named != store:
+        raise StoreRefused("store_mismatch", f"the push names store {store!r}, its {channel} "
+                                             f"order store {named!r}")
+    found = store if store is not None else named
+    if found is None:
+        if channel in MARKETPLACE_CHANNELS:
+            where = f" (nor does its payload's {'/'.join(STORE_FIELDS[channel])})" \
+                if channel in STORE_FIELDS else ""
+            raise StoreRefused("store_missing", f"a {channel} order is only known by its store, "
+                                                f"and the push names none{where}")
+        return None
+    if not valid_store(found):
+        raise StoreRefused("store_invalid", f"{found[:140]!r} cannot name a store (1 to 128 "
+                                            "characters, no colon, no blanks)")
+    return found
+
+
 @dataclass(frozen=True)
 class PushResult:
     channel: str
     external_id: str
     partition: int
     offset: int
+    store: str | None = None
+
+
+# a push: (channel, external id, payload), or with the order's store as a fourth item
+Submission = tuple[str, str, Any] | tuple[str, str, Any, str | None]
 
 
 class OrderPusher:
@@ -96,18 +170,28 @@ class OrderPusher:
         batch = list(events)
         return await retry_transient(lambda: attempt(batch), what="publish", max_attempts=8)
 
-    async def push_many(self, orders: Iterable[tuple[str, str, Any]]) -> list[PushResult]:
-        """Push ``(channel, external_id, payload)`` triples; returns once all are confirmed."""
+    async def push_many(self, orders: Iterable[Submission]) -> list[PushResult]:
+        """Push ``(channel, external_id, payload)`` or ``(channel, external_id, payload, store)``
+        tuples; returns once all are confirmed. Every order's store is told first (``store_of``):
+        a marketplace order without one raises ``StoreRefused`` and nothing is pushed."""
         now = datetime.now(UTC)
-        envelopes = [OrderSubmitted(channel=c, external_id=e, received_at=now, payload=p)
-                     for c, e, p in orders]
+        envelopes = []
+        for order in orders:
+            channel, external_id, payload = order[0], order[1], order[2]
+            store = store_of(channel, payload, order[3] if len(order) == 4 else None)
+            envelopes.append(OrderSubmitted(channel=channel, external_id=external_id,
+                                            store=store, received_at=now, payload=payload))
         metadata = await self.publish(envelopes)
-        return [PushResult(env.channel, env.external_id, md.partition, md.offset)
+        return [PushResult(env.channel, env.external_id, md.partition, md.offset, env.store)
                 for env, md in zip(envelopes, metadata, strict=True)]
 
-    async def push(self, channel: str, payload: Any, external_id: str | None = None) -> PushResult:
+    async def push(self, channel: str, payload: Any, external_id: str | None = None, *,
+                   store: str | None = None) -> PushResult:
+        """Push one order; ``store`` is the shop it came from (required for the marketplace
+        channels unless the payload names it: ``store_of``)."""
         eid = external_id or external_id_of(channel, payload)
-        return (await self.push_many([(channel, eid, payload)]))[0]
+        return (await self.push_many([(channel, eid, payload, store)]))[0]
 
 
-__all__ = ["ORDER_INBOUND", "OrderPusher", "PushResult", "external_id_of"]
+__all__ = ["ORDER_INBOUND", "OrderPusher", "PushResult", "StoreRefused", "Submission",
+           "external_id_of", "store_in", "store_of"]

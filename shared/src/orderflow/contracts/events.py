@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.contracts.money import Amount
-from orderflow.contracts.order import CanonicalOrder, Customer, OrderTotals
+from orderflow.contracts.order import STORE_PATTERN, CanonicalOrder, Customer, OrderTotals
 
 
 class Event(BaseModel):
@@ -57,12 +57,21 @@ class RuleOutcome(BaseModel):
 
 
 class OrderSubmitted(Event):
-    """A connector's raw order on ``order.inbound``, in its platform's own format."""
+    """A connector's raw order on ``order.inbound``, in its platform's own format, keyed
+    ``<channel>:<external id>`` (the store is not part of the key: every push of an order lands
+    on one partition whatever its store)."""
 
     EVENT_TYPE: ClassVar[str] = "OrderSubmitted"
 
     channel: str = Field(min_length=1, max_length=32, description="canonical, shopify, douyin, csv")
     external_id: str = Field(min_length=1, max_length=128)
+    store: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=STORE_PATTERN,
+        description="The store (shop) of the channel the order belongs to: part of the order's "
+                    "identity (its id is the uuid5 of <channel>:<store>:<external id>). Required "
+                    "for the marketplace channels (shopify: the shop of the webhook URL; douyin: "
+                    "when absent, the payload's shop_id, which must not differ from it); absent "
+                    "for channels without stores")
     received_at: datetime
     payload: Any = Field(description="The platform's order exactly as it arrived")
 

@@ -142,6 +142,23 @@ class OrderTotals(_Frozen):
 _ORDER_NAMESPACE = uuid.UUID("0b6c1f7e-3a52-4f0e-8d2c-6e9a4b1d7c30")
 
 
-def order_id_for(channel: str, external_id: str) -> str:
-    """The order id: the same (channel, external id) always names the same order."""
-    return str(uuid.uuid5(_ORDER_NAMESPACE, f"{channel}:{external_id}"))
+# channels whose order numbers are only unique within one store (a Shopify shop, a 抖店 shop):
+# a push of theirs must name its store, and the store is part of the order's identity
+MARKETPLACE_CHANNELS: frozenset[str] = frozenset({"shopify", "douyin"})
+# a store: no colon (it is joined into the identity with colons), no blanks
+STORE_PATTERN = r"^[^:\s]+$"
+_STORE = re.compile(STORE_PATTERN)
+
+
+def valid_store(store: str) -> bool:
+    """Whether ``store`` can name a store (``STORE_PATTERN``, at most 128 characters)."""
+    return 0 < len(store) <= 128 and _STORE.match(store) is not None
+
+
+def order_id_for(channel: str, external_id: str, store: str | None = None) -> str:
+    """The order id: the same (channel, store, external id) always names the same order, a uuid5
+    of ``<channel>:<store>:<external id>``; without a store (channels that have none, and orders
+    intake received before stores were part of the identity), of ``<channel>:<external id>``."""
+    if store is None:
+        return str(uuid.uuid5(_ORDER_NAMESPACE, f"{channel}:{external_id}"))
+    return str(uuid.uuid5(_ORDER_NAMESPACE, f"{channel}:{store}:{external_id}"))

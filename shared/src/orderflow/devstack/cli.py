@@ -3,7 +3,7 @@
     orderflow dev up [--detach] [--replicas intake=2 ...]   start the stack (foreground, Ctrl-C stops)
     orderflow dev down                                      stop a detached stack
     orderflow dev status                                    what runs, where
-    orderflow push --channel CHANNEL PATH                   push orders as a connector would
+    orderflow push --channel CHANNEL [--store STORE] PATH   push orders as a connector would
     orderflow load products|customers|warehouses|stock FILE publish master data from a CSV file
     orderflow demo [--orders N]                             the whole pipeline, end to end
     orderflow dlq list|replay TOPIC                         inspect or replay a dead-letter topic
@@ -214,19 +214,28 @@ def read_orders(path: Path, channel: str) -> list[Any]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from orderflow.connector import OrderPusher, external_id_of
+    from orderflow.connector import OrderPusher, StoreRefused, Submission, external_id_of, store_of
 
     payloads = read_orders(Path(args.path), args.channel)
-    triples = [(args.channel, external_id_of(args.channel, p), p) for p in payloads]
+    orders: list[Submission] = []
+    try:
+        for p in payloads:  # every order's store told before anything is pushed
+            orders.append((args.channel, external_id_of(args.channel, p), p,
+                           store_of(args.channel, p, args.store)))
+    except StoreRefused as exc:
+        hint = " (--store STORE)" if exc.code == "store_missing" else ""
+        print(f"orderflow push: refused, {exc.code}: {exc}{hint}; nothing pushed", file=sys.stderr)
+        return 2
 
     async def run() -> int:
         async with OrderPusher(_kafka_from_state()) as pusher:
-            results = await pusher.push_many(triples)
+            results = await pusher.push_many(orders)
         return len(results)
 
     count = asyncio.run(run())
+    store = f", store {args.store}" if args.store else ""
     print(f"pushed {count} order{'s' if count != 1 else ''} onto order.inbound "
-          f"(channel {args.channel})")
+          f"(channel {args.channel}{store})")
     return 0
 
 
@@ -284,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     push = sub.add_parser("push", help="push orders onto order.inbound as a connector would")
     push.add_argument("--channel", required=True)
+    push.add_argument("--store", default=None,
+                      help="the store (shop) the orders belong to: required for shopify; for "
+                           "douyin the payload's shop_id unless given")
     push.add_argument("path")
     push.set_defaults(func=cmd_push)
 

@@ -18,7 +18,6 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from orderflow.connector import OrderPusher
-from orderflow.contracts.order import order_id_for
 from orderflow.devstack.eventlog import EventLog
 from orderflow.devstack.processes import spawn, stop
 from orderflow.devstack.simulator import generate_orders
@@ -37,14 +36,14 @@ async def drive(stack: Stack, *, orders: int, seed: int, timeout_s: float) -> di
     _say(f"loaded {loaded} master-data records (products, customers, warehouses, stock)")
     simulated = generate_orders(orders, seed=seed)
     # the latest push of an order says what it should come to (a re-push repeats it)
-    distinct = {order_id_for(o.channel, o.external_id): o for o in simulated}
+    distinct = {o.order_id: o for o in simulated}
     expected = {oid: o.expected for oid, o in distinct.items()}
     channels = Counter(o.channel for o in distinct.values())
     tracker = Tracker()
     async with EventLog(stack.kafka) as log:
         push_started = time.monotonic()
         async with OrderPusher(stack.kafka, producer_name="demo") as pusher:
-            await pusher.push_many([(o.channel, o.external_id, o.payload) for o in simulated])
+            await pusher.push_many([o.submission() for o in simulated])
         _say(f"pushed {len(simulated)} messages ({len(distinct)} orders, "
              f"{len(simulated) - len(distinct)} re-pushed duplicates) from "
              f"{', '.join(f'{c} {n}' for c, n in sorted(channels.items()))}")

@@ -3,6 +3,7 @@ each started as a child process listening on loopback TCP, with its state under 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -61,6 +62,9 @@ class EmbeddedPostgres:
     root: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # durable: every commit flushed to disk before it returns, as in production (a crash loses
+    # nothing committed); otherwise durability is traded for speed (a development database)
+    durable: bool = False
 
     @property
     def url(self) -> str:
@@ -89,8 +93,7 @@ class EmbeddedPostgres:
         self.proc = spawn(
             [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port),
              "-k", str(self.root),
-             # a development database: durability traded for speed (never in production)
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             *self._durability(),
              "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
             log_path=self.root / "postgres.log", run_as=_as_user(user),
         )
@@ -102,6 +105,11 @@ class EmbeddedPostgres:
         if not exists:
             subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
                             "-U", "postgres", "orderflow"], check=True, capture_output=True)
+
+    def _durability(self) -> list[str]:
+        value = "on" if self.durable else "off"
+        return [arg for name in ("fsync", "synchronous_commit", "full_page_writes")
+                for arg in ("-c", f"{name}={value}")]
 
     def _ready(self, bin_dir: Path) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -117,12 +125,42 @@ class EmbeddedPostgres:
         stop(self.proc, timeout=30, sig=signal.SIGINT)
         self.proc = None
 
+    def kill(self, *, timeout: float = 20.0) -> None:
+        """A crash: SIGKILL of the postmaster, nothing flushed or rolled back. Its backends notice
+        their postmaster is gone and exit on their own (they share its process group); those
+        still there after ``timeout`` are killed too, so the next start finds no one attached to
+        the old shared memory and recovers from the WAL."""
+        import signal
+
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        group = proc.pid  # spawn() gives the postmaster a session (and group) of its own
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+        def group_gone() -> bool:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return True
+            return False
+        try:
+            wait_until(group_gone, timeout=timeout, what="PostgreSQL's backends to exit")
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            wait_until(group_gone, timeout=10, what="PostgreSQL's backends to be killed")
+
 
 @dataclass
 class EmbeddedBroker:
     root: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # durable: every commit flushed to disk before it returns, as in production (a crash loses
+    # nothing committed); otherwise durability is traded for speed (a development database)
+    durable: bool = False
 
     @property
     def bootstrap(self) -> str:

@@ -4,18 +4,21 @@ of bad, duplicate, rush and large orders (used by the demo and the benchmark).
 Each channel's orders are produced in that platform's own format (see ``CHANNEL_FORMATS``):
 ``shopify`` as the ``orders/create`` webhook payload (prices without tax, ``taxes_included``
 false), ``douyin`` as the 抖店 order-detail ``shop_order_detail`` (amounts in fen, including VAT),
-``csv`` as an order sheet's rows grouped by order number. Bad orders stay bad in every format."""
+``csv`` as an order sheet's rows grouped by order number. Bad orders stay bad in every format.
+The marketplace channels' orders belong to one store each (``STORES``), pushed with it."""
 
 from __future__ import annotations
 
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from typing import Any, Literal
 
+from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import (
     ADDRESSES,
     canonical_order,
@@ -51,6 +54,16 @@ class SimulatedOrder:
     payload: Any
     kind: str  # valid | bad | held | duplicate | rush | large
     expected: Expected = field(default=FULFILLED)
+    store: str | None = None  # the marketplace channels' store (``STORES``)
+
+    @cached_property
+    def order_id(self) -> str:
+        """The id intake gives the order (computed once)."""
+        return order_id_for(self.channel, self.external_id, self.store)
+
+    def submission(self) -> tuple[str, str, Any, str | None]:
+        """What ``OrderPusher.push_many`` takes."""
+        return self.channel, self.external_id, self.payload, self.store
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,12 @@ class Mix:
     rush: float = 0.10
     large: float = 0.05
     held: float = 0.05  # seeded holds: blocked, overdue, over the credit limit, prepayment due
+
+
+# the store (shop) of each marketplace channel's simulated orders: the Shopify shop of the
+# webhook URL, the 抖店 shop_id the douyin payloads carry
+DOUYIN_SHOP_ID = 77977
+STORES: dict[str, str] = {"shopify": "orderflow-demo", "douyin": str(DOUYIN_SHOP_ID)}
 
 
 def _to_canonical(order: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +184,7 @@ def _to_douyin(order: dict[str, Any]) -> dict[str, Any]:
     broken_total = stated is not None and Decimal(str(stated)) != stated_total(
         priced, Decimal(str(order.get("shipping_fee", "0"))))
     payload: dict[str, Any] = {
-        "shop_id": 77977, "shop_name": "OrderFlow 旗舰店", "order_id": shop_order_id,
+        "shop_id": DOUYIN_SHOP_ID, "shop_name": "OrderFlow 旗舰店", "order_id": shop_order_id,
         "order_level": 2, "order_status": 2, "order_status_desc": "备货中", "main_status": 2,
         "create_time": created, "pay_time": created + 30, "update_time": created + 60,
         "pay_type": 0 if order.get("payment_terms") == "cod" else 1,
@@ -397,8 +416,8 @@ def generate_orders(count: int, *, seed: int = 7, mix: Mix = Mix(),
             expected = Expected("rejected", rejection_code(channel, breakage))
         payload = CHANNEL_FORMATS[channel](order)
         out.append(SimulatedOrder(channel, external_id_in(channel, payload, external_id), payload,
-                                  kind, expected))
-    duplicates = [SimulatedOrder(o.channel, o.external_id, o.payload, "duplicate", o.expected)
+                                  kind, expected, STORES.get(channel)))
+    duplicates = [replace(o, kind="duplicate")
                   for o in rnd.sample(out, int(count * mix.duplicate))] if out else []
     for dup in duplicates:
         out.insert(rnd.randrange(len(out) + 1), dup)

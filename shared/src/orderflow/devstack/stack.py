@@ -111,6 +111,9 @@ class Stack:
     fresh: bool = False
     broker_kind: BrokerChoice = field(default_factory=broker_choice)
     kafka_nodes: int = 1
+    # the embedded PostgreSQL flushes every commit (fsync, synchronous_commit): for faults that
+    # crash it; the development default trades durability for speed
+    durable_db: bool = False
     # the topics' replication factor on a broker the stack did not start (None: 1)
     topic_replication: int | None = None
     postgres: EmbeddedPostgres | None = None
@@ -135,7 +138,7 @@ class Stack:
                 import shutil
 
                 shutil.rmtree(self.root / "postgres", ignore_errors=True)
-            self.postgres = EmbeddedPostgres(self.root / "postgres")
+            self.postgres = EmbeddedPostgres(self.root / "postgres", durable=self.durable_db)
             self.postgres.start(55432 if self.fixed_ports else 0)
             self.database_url = self.postgres.url
         if external_kafka:

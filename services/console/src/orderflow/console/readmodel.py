@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orderflow.connector import StoreRefused, store_of
 from orderflow.contracts import events as ev
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import OrderState, order_id_for
@@ -233,9 +234,16 @@ def stored_payload(event: ev.Event) -> dict[str, Any]:
 
 
 def order_of(event: ev.Event) -> str | None:
-    """The order an event belongs to, if any (connectors' raw orders are keyed by channel)."""
+    """The order an event belongs to, if any (connectors' raw orders are keyed by channel): a
+    push's is its channel, store and external id's, as intake names it (a push refused for its
+    store, under the store it named, else the empty one). A later push of an order intake
+    received before stores counted, which keeps its earlier id, is filed under its store's id."""
     if isinstance(event, ev.OrderSubmitted):
-        return order_id_for(event.channel, event.external_id)
+        try:
+            store = store_of(event.channel, event.payload, event.store)
+        except StoreRefused:
+            store = event.store or ""
+        return order_id_for(event.channel, event.external_id, store)
     order_id = getattr(event, "order_id", None)
     return str(order_id) if order_id else None
 

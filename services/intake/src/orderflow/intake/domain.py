@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from orderflow.contracts.events import Reason
 from orderflow.contracts.money import round_money
-from orderflow.contracts.order import CanonicalOrder, OrderTotals
+from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
 
 ISO_CURRENCIES = frozenset({"CNY", "USD", "EUR", "HKD", "JPY", "GBP", "SGD", "KRW", "AUD", "CAD"})
 
@@ -229,6 +229,90 @@ class KnownOrder:
     revision: int
     status: str
     payload_sha256: str
+    store: str = ""  # '' for an order without a store (or one received before stores counted)
+
+
+LEGACY_STORES_VARIABLE = "ORDERFLOW_INTAKE_LEGACY_STORES"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The order a push names: ``order_id`` under its store (``order_id_for(channel,
+    external_id, store)``), and ``legacy_id``, the id the same order number had before the store
+    was part of an order's identity (``order_id_for(channel, external_id)``); the same id for a
+    push without a store."""
+
+    channel: str
+    external_id: str
+    store: str  # '' without one
+    order_id: str
+    legacy_id: str
+
+    @classmethod
+    def of(cls, channel: str, external_id: str, store: str | None) -> Identity:
+        legacy = order_id_for(channel, external_id)
+        own = legacy if store is None else order_id_for(channel, external_id, store)
+        return cls(channel, external_id, store or "", own, legacy)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The ids to look up (and lock) for this push."""
+        return (self.order_id,) if self.order_id == self.legacy_id else (self.order_id,
+                                                                          self.legacy_id)
+
+
+def refused_id(channel: str, external_id: str, store: str | None) -> str:
+    """The id a push refused for its store is rejected under: its store's id (when no order has
+    it), or, without one, that of the empty store (an id no order has: nobody's order is
+    touched)."""
+    return order_id_for(channel, external_id, store or "")
+
+
+@dataclass(frozen=True)
+class StoreRefusal:
+    """A push refused for its store: rejected under ``order_id`` (an id no order has), nothing
+    recorded."""
+
+    order_id: str
+    refused: Refused
+
+
+def find_order(identity: Identity, known: Mapping[str, KnownOrder | None]) -> (
+        tuple[str, KnownOrder | None] | StoreRefusal):
+    """Which order a push is, among the rows of ``identity.ids`` (``known``): the order under
+    its store's id; else the order of its number intake received before stores counted, if that
+    order was assigned this store (it keeps its id); else a new order under its store's id, unless
+    that earlier order was assigned no store yet (``store_unassigned``: no store may take it
+    over, so it is refused until the operator names its store). A push without a store never
+    reaches an order of a store."""
+    mine = known.get(identity.order_id)
+    if mine is not None:
+        if mine.store == identity.store:
+            return identity.order_id, mine
+        # another store's order under this id (a push without a store, an order of a store
+        # assigned by the operator; or a number holding a colon): never that order
+        return StoreRefusal(refused_id(identity.channel, identity.external_id, None), Refused((
+            Reason(code="store_missing" if not identity.store else "store_mismatch",
+                   field="store",
+                   message=(f"{identity.channel} order {identity.external_id} is store "
+                            f"{mine.store or '(none)'}'s; the push names "
+                            f"{identity.store or 'no store'}")),)))
+    if identity.order_id == identity.legacy_id:
+        return identity.order_id, None
+    legacy = known.get(identity.legacy_id)
+    if legacy is None or legacy.store not in ("", identity.store):
+        return identity.order_id, None
+    if legacy.store == identity.store:
+        return identity.legacy_id, legacy
+    return StoreRefusal(identity.order_id, Refused((Reason(
+        code="store_unassigned", field="store",
+        message=(f"{identity.channel} order {identity.external_id} was received before stores "
+                 f"were part of an order's identity, and no store was assigned to it, so no "
+                 f"store's push may change it: assign its store with {LEGACY_STORES_VARIABLE}="
+                 f'\'{{"{identity.channel}": "<store>"}}\' when intake\'s migration 0004 runs '
+                 f"(every earlier {identity.channel} order gets that store), or afterwards "
+                 f"UPDATE intake_orders SET store = '<store>' WHERE channel = "
+                 f"'{identity.channel}' AND store = ''")),)))
 
 
 Repush = Literal["new", "duplicate", "revision", "retry"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from orderflow.connector import StoreRefused, store_of
 from orderflow.contracts.events import (
     OrderChangeRequested,
     OrderReceived,
@@ -18,7 +19,7 @@ from orderflow.contracts.events import (
     ProductUpdated,
     Reason,
 )
-from orderflow.contracts.order import CanonicalOrder, Customer, order_id_for
+from orderflow.contracts.order import CanonicalOrder, Customer
 from orderflow.intake import domain
 from orderflow.intake.adapters import ADAPTERS, AdapterError, adapt
 from orderflow.intake.repository import IntakeRepository, OrderRow, RevisionRow
@@ -63,18 +64,55 @@ def normalise(submitted: OrderSubmitted) -> Normalised | domain.Refused:
     return Normalised(parsed, adapted.prices_include_tax)
 
 
+def identify(submitted: OrderSubmitted) -> domain.Identity | domain.StoreRefusal:
+    """The order a push names: its channel, its store (``orderflow.connector.store_of``: the
+    envelope's, or Douyin's ``shop_id`` in the payload) and its external id; or, when its store
+    cannot be told, its refusal (no order looked at)."""
+    try:
+        store = store_of(submitted.channel, submitted.payload, submitted.store)
+    except StoreRefused as exc:
+        return domain.StoreRefusal(
+            domain.refused_id(submitted.channel, submitted.external_id, submitted.store),
+            domain.Refused((Reason(code=exc.code, field="store", message=str(exc)),)))
+    return domain.Identity.of(submitted.channel, submitted.external_id, store)
+
+
+def _store_refused(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
+                   refusal: domain.StoreRefusal) -> None:
+    """The event and log line of a push refused for its store: nothing is recorded (a corrected
+    push is checked afresh), no order is touched, and nobody is notified (no customer)."""
+    submitted = incoming.event
+    reasons = refusal.refused.reasons
+    log.warning("push refused for its store", store=submitted.store,
+                reasons=[r.code for r in reasons])
+    uow.emit(OrderRejected(order_id=refusal.order_id, channel=submitted.channel,
+                           external_id=submitted.external_id, stage="intake", reasons=reasons),
+             cause=incoming)
+
+
 async def on_order_submitted(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted]) -> None:
     """One push, one statement at a time: the slow path of ``on_orders_submitted`` (and what it
     does set-based)."""
     submitted = incoming.event
-    order_id = order_id_for(submitted.channel, submitted.external_id)
-    structlog.contextvars.bind_contextvars(order_id=order_id, channel=submitted.channel)
+    identity = identify(submitted)
+    if isinstance(identity, domain.StoreRefusal):
+        structlog.contextvars.bind_contextvars(order_id=identity.order_id,
+                                               channel=submitted.channel)
+        _store_refused(uow, incoming, identity)
+        return
     repo = IntakeRepository(uow.session)
     fingerprint = domain.payload_fingerprint(submitted.payload)
     normalised = normalise(submitted)
     revision = normalised.order.revision if isinstance(normalised, Normalised) else 1
 
-    known = await repo.lock_known(order_id)
+    found = domain.find_order(identity, await repo.lock_known(identity.order_id,
+                                                              identity.legacy_id))
+    if isinstance(found, domain.StoreRefusal):
+        structlog.contextvars.bind_contextvars(order_id=found.order_id, channel=submitted.channel)
+        _store_refused(uow, incoming, found)
+        return
+    order_id, known = found
+    structlog.contextvars.bind_contextvars(order_id=order_id, channel=submitted.channel)
     kind = domain.classify_repush(known, revision, fingerprint)
     if kind == "duplicate":
         log.info("duplicate push ignored", revision=revision)
@@ -104,8 +142,9 @@ async def on_order_submitted(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmi
         await repo.retry(order_id=order_id, revision=revision, status=status,
                          fingerprint=fingerprint, reasons=reasons)
     elif not await repo.add(order_id=order_id, channel=submitted.channel,
-                            external_id=submitted.external_id, revision=revision, status=status,
-                            fingerprint=fingerprint, reasons=reasons):
+                            external_id=submitted.external_id, store=identity.store,
+                            revision=revision, status=status, fingerprint=fingerprint,
+                            reasons=reasons):
         return
     _order_outcome(uow, incoming, order_id, revision, kind, normalised, result)
 
@@ -170,6 +209,7 @@ class _Decided:
     known: domain.KnownOrder | None
     normalised: Normalised | domain.Refused
     result: domain.Accepted | domain.Refused | None  # None: a duplicate
+    store_refused: domain.StoreRefusal | None = None  # refused for its store
 
 
 _RUNTIME_CONTEXT = ("event_id", "order_id", "topic", "partition", "offset")
@@ -193,11 +233,14 @@ async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubm
     for incoming in run:
         submitted = incoming.event
         normalised = normalise(submitted)
-        prepared.append((incoming, order_id_for(submitted.channel, submitted.external_id),
+        prepared.append((incoming, identify(submitted),
                          domain.payload_fingerprint(submitted.payload), normalised,
                          normalised.order.revision if isinstance(normalised, Normalised) else 1))
-    state: dict[str, domain.KnownOrder | None] = dict(
-        await repo.lock_known_many(order_id for _, order_id, _, _, _ in prepared))
+    # every push's order under its store's id and under its number's id from before stores
+    # counted, in one statement
+    state: dict[str, domain.KnownOrder | None] = dict(await repo.lock_known_many(
+        order_id for _, identity, _, _, _ in prepared if isinstance(identity, domain.Identity)
+        for order_id in identity.ids))
     skus = {line.sku for *_, normalised, _ in prepared if isinstance(normalised, Normalised)
             for line in normalised.order.lines}
     catalogue = await repo.catalogue(skus) if skus else {}
@@ -206,9 +249,18 @@ async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubm
     added: dict[str, OrderRow] = {}
     updated: dict[str, OrderRow] = {}
     recorded: dict[tuple[str, int], RevisionRow] = {}  # the first record of a revision stays
-    for incoming, order_id, fingerprint, normalised, revision in prepared:
+    for incoming, identity, fingerprint, normalised, revision in prepared:
         submitted = incoming.event
-        known = state.get(order_id)
+        if isinstance(identity, domain.StoreRefusal):
+            decided.append(_Decided(incoming, identity.order_id, revision, "new", None,
+                                    normalised, None, identity))
+            continue
+        found = domain.find_order(identity, state)
+        if isinstance(found, domain.StoreRefusal):
+            decided.append(_Decided(incoming, found.order_id, revision, "new", None,
+                                    normalised, None, found))
+            continue
+        order_id, known = found
         kind = domain.classify_repush(known, revision, fingerprint)
         if kind == "duplicate":
             decided.append(_Decided(incoming, order_id, revision, kind, known, normalised, None))
@@ -224,18 +276,20 @@ async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubm
             recorded.setdefault((order_id, revision),
                                 RevisionRow(order_id, revision, fingerprint, status, reasons))
             if status == "change":
-                state[order_id] = domain.KnownOrder(order_id, revision, known.status, fingerprint)
+                state[order_id] = domain.KnownOrder(order_id, revision, known.status, fingerprint,
+                                                    known.store)
                 updated[order_id] = OrderRow(order_id, submitted.channel, submitted.external_id,
-                                             revision, known.status, fingerprint)
+                                             known.store, revision, known.status, fingerprint)
             continue
         status = "received" if isinstance(result, domain.Accepted) else "rejected"
-        row = OrderRow(order_id, submitted.channel, submitted.external_id, revision, status,
-                       fingerprint)
+        row = OrderRow(order_id, submitted.channel, submitted.external_id, identity.store,
+                       revision, status, fingerprint)
         if kind == "retry":
             updated[order_id] = row
         else:
             added[order_id] = row
-        state[order_id] = domain.KnownOrder(order_id, revision, status, fingerprint)
+        state[order_id] = domain.KnownOrder(order_id, revision, status, fingerprint,
+                                            identity.store)
         recorded.setdefault((order_id, revision),
                             RevisionRow(order_id, revision, fingerprint, status, reasons))
 
@@ -250,7 +304,9 @@ async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubm
     previous = structlog.contextvars.get_contextvars()
     for d in decided:
         _bind(d.incoming, d.order_id)
-        if d.result is None:
+        if d.store_refused is not None:
+            _store_refused(uow, d.incoming, d.store_refused)
+        elif d.result is None:
             log.info("duplicate push ignored", revision=d.revision)
         elif d.kind == "revision":
             assert d.known is not None

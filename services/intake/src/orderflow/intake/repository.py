@@ -21,6 +21,7 @@ orders = sa.Table(
     sa.Column("order_id", sa.Text, primary_key=True),
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("store", sa.Text, nullable=False),  # '' without one
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("payload_sha256", sa.Text, nullable=False),
@@ -45,10 +46,12 @@ products = sa.Table(
 )
 
 
-# the statements of every order's path, built once
+# the statements of every order's path, built once; a push looks up (and locks) its order
+# under its store's id and under the id its number had before stores counted, in one statement
 _LOCK_KNOWN = (sa.select(orders.c.order_id, orders.c.revision, orders.c.status,
-                         orders.c.payload_sha256)
-               .where(orders.c.order_id == sa.bindparam("o_id")).with_for_update())
+                         orders.c.payload_sha256, orders.c.store)
+               .where(orders.c.order_id.in_([sa.bindparam("o_id"), sa.bindparam("legacy_id")]))
+               .order_by(orders.c.order_id).with_for_update())
 _ADD = pg_insert(orders).on_conflict_do_nothing().returning(orders.c.order_id)
 _RECORD = pg_insert(revisions).on_conflict_do_nothing()
 
@@ -58,13 +61,14 @@ _CATALOGUE = Statement(
     "SELECT sku, unit_price, tax_rate, weight_kg, active FROM intake_products "
     "WHERE sku = ANY(CAST(:skus AS text[]))")
 _LOCK_KNOWN_MANY = Statement(
-    "SELECT order_id, revision, status, payload_sha256 FROM intake_orders "
+    "SELECT order_id, revision, status, payload_sha256, store FROM intake_orders "
     "WHERE order_id = ANY(CAST(:ids AS text[])) ORDER BY order_id FOR UPDATE")
 _ADD_MANY = Statement(
-    "INSERT INTO intake_orders (order_id, channel, external_id, revision, status, payload_sha256) "
+    "INSERT INTO intake_orders (order_id, channel, external_id, store, revision, status, "
+    "payload_sha256) "
     "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]), "
-    "CAST(:external_ids AS text[]), CAST(:revisions AS bigint[]), CAST(:statuses AS text[]), "
-    "CAST(:fingerprints AS text[])) "
+    "CAST(:external_ids AS text[]), CAST(:stores AS text[]), CAST(:revisions AS bigint[]), "
+    "CAST(:statuses AS text[]), CAST(:fingerprints AS text[])) "
     "ON CONFLICT DO NOTHING RETURNING order_id")
 _UNADD_MANY = Statement("DELETE FROM intake_orders WHERE order_id = ANY(CAST(:ids AS text[]))")
 _UPDATE_MANY = Statement(
@@ -87,6 +91,7 @@ class OrderRow:
     order_id: str
     channel: str
     external_id: str
+    store: str  # '' without one
     revision: int
     status: str
     fingerprint: str
@@ -105,9 +110,13 @@ class IntakeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_known(self, order_id: str) -> KnownOrder | None:
-        row = (await self.session.execute(_LOCK_KNOWN, {"o_id": order_id})).first()
-        return KnownOrder(row.order_id, row.revision, row.status, row.payload_sha256) if row else None
+    async def lock_known(self, order_id: str, legacy_id: str | None = None) -> dict[str, KnownOrder]:
+        """The rows of ``order_id`` and ``legacy_id`` (``domain.Identity.ids``) that exist,
+        locked, by id."""
+        rows = (await self.session.execute(
+            _LOCK_KNOWN, {"o_id": order_id, "legacy_id": legacy_id or order_id})).all()
+        return {r.order_id: KnownOrder(r.order_id, r.revision, r.status, r.payload_sha256, r.store)
+                for r in rows}
 
     async def lock_known_many(self, order_ids: Iterable[str]) -> dict[str, KnownOrder]:
         """``lock_known`` for many orders at once, their rows locked in order id order (two
@@ -116,7 +125,7 @@ class IntakeRepository:
         if not ids:
             return {}
         rows = await _LOCK_KNOWN_MANY.fetch(self.session, {"ids": ids})
-        return {r[0]: KnownOrder(r[0], r[1], r[2], r[3]) for r in rows}
+        return {r[0]: KnownOrder(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     async def add_many(self, rows: Sequence[OrderRow]) -> set[str]:
         """Insert these orders (distinct ids, in id order); return those inserted (one a
@@ -126,7 +135,8 @@ class IntakeRepository:
         rows = sorted(rows, key=lambda r: r.order_id)
         added = await _ADD_MANY.fetch(self.session, {
             "ids": [r.order_id for r in rows], "channels": [r.channel for r in rows],
-            "external_ids": [r.external_id for r in rows], "revisions": [r.revision for r in rows],
+            "external_ids": [r.external_id for r in rows], "stores": [r.store for r in rows],
+            "revisions": [r.revision for r in rows],
             "statuses": [r.status for r in rows], "fingerprints": [r.fingerprint for r in rows]})
         return {r[0] for r in added}
 
@@ -157,11 +167,13 @@ class IntakeRepository:
             "reasons": [orjson.dumps([x.model_dump(mode="json") for x in r.reasons]).decode()
                         for r in rows]})
 
-    async def add(self, *, order_id: str, channel: str, external_id: str, revision: int,
-                  status: str, fingerprint: str, reasons: tuple[Reason, ...] = ()) -> bool:
-        """Record an order; False if a concurrent push recorded it first."""
+    async def add(self, *, order_id: str, channel: str, external_id: str, store: str,
+                  revision: int, status: str, fingerprint: str,
+                  reasons: tuple[Reason, ...] = ()) -> bool:
+        """Record an order (``store`` '' without one); False if a concurrent push recorded it
+        first."""
         result = await self.session.execute(_ADD, {
-            "order_id": order_id, "channel": channel, "external_id": external_id,
+            "order_id": order_id, "channel": channel, "external_id": external_id, "store": store,
             "revision": revision, "status": status, "payload_sha256": fingerprint})
         if result.first() is None:
             return False

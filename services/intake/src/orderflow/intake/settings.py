@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow.contracts.order import valid_store
+
 
 class IntakeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERFLOW_INTAKE_", extra="ignore",
@@ -13,7 +15,8 @@ class IntakeSettings(BaseSettings):
     shopify_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description='Per-shop webhook signing secrets as JSON, {"shop-name": "secret"}: the shop '
-                    "name is the last part of the webhook URL /webhooks/shopify/{shop}",
+                    "name is the last part of the webhook URL /webhooks/shopify/{shop}, and the "
+                    "store of the orders it pushes",
     )
     webhook_max_bytes: int = Field(
         default=512 * 1024, ge=1024, le=900_000,
@@ -38,4 +41,8 @@ class IntakeSettings(BaseSettings):
         empty = [shop for shop, secret in secrets.items() if not secret.get_secret_value()]
         if empty:
             raise ValueError(f"ORDERFLOW_INTAKE_SHOPIFY_SECRETS: empty secret for {', '.join(empty)}")
+        unusable = [shop for shop in secrets if not valid_store(shop)]
+        if unusable:
+            raise ValueError("ORDERFLOW_INTAKE_SHOPIFY_SECRETS: a shop name is a store: 1 to 128 "
+                             f"characters, no colon, no blanks ({', '.join(map(repr, unusable))})")
         return secrets

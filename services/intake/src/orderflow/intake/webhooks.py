@@ -1,8 +1,10 @@
 """The webhook receiver for platforms that push orders: ``POST /webhooks/shopify/{shop}``.
 
-A request is published to ``order.inbound`` (channel ``shopify``, key ``shopify:<order id>``) only
-when its ``X-Shopify-Hmac-Sha256`` header is the base64 HMAC-SHA256 of the raw body under the
-shop's secret (compared in constant time), and answered 200 only once the broker confirmed it.
+A request is published to ``order.inbound`` (channel ``shopify``, store ``{shop}``, key
+``shopify:<order id>``) only when its ``X-Shopify-Hmac-Sha256`` header is the base64 HMAC-SHA256
+of the raw body under the shop's secret (compared in constant time), and answered 200 only once
+the broker confirmed it. The shop is the order's store, part of its identity: a shop's signature
+reaches that shop's orders only, never another shop's order of the same number.
 
     401  missing or wrong signature, a shop without a configured secret, or an
          ``X-Shopify-Triggered-At`` older than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_AGE_S`` (a replay of
@@ -160,8 +162,9 @@ def webhook_router(ctx: ServiceContext, settings: IntakeSettings,
             return JSONResponse({"error": str(refused)}, status_code=refused.status)
         try:
             pusher = await publisher.pusher()
-            result = await asyncio.wait_for(pusher.push("shopify", order, external_id=external_id),
-                                            settings.webhook_publish_timeout_s)
+            result = await asyncio.wait_for(
+                pusher.push("shopify", order, external_id=external_id, store=shop),
+                settings.webhook_publish_timeout_s)
         except Exception as exc:  # noqa: BLE001 - any broker trouble: ask the platform to retry
             log.warning("webhook not confirmed by the broker", shop=shop, error=type(exc).__name__)
             return JSONResponse({"error": "the order could not be stored yet; retry"},

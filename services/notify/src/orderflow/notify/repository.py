@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -162,7 +162,10 @@ _DUE = (
            notifications.c.next_attempt_at <= sa.func.now(),
            sa.or_(notifications.c.status == "pending",
                   sa.and_(notifications.c.status == "sending",
-                          notifications.c.lease_until < sa.func.now())))
+                          notifications.c.lease_until < sa.func.now())),
+           # not a row this process still holds: sent and waiting for its mark (the database
+           # may have been away for longer than the lease), or still being sent
+           notifications.c.id != sa.all_(sa.bindparam("held", type_=ARRAY(sa.BigInteger))))
     .order_by(notifications.c.next_attempt_at, notifications.c.id)
     .limit(sa.bindparam("n_limit", type_=sa.Integer))
     .with_for_update(skip_locked=True)
@@ -447,11 +450,14 @@ class SenderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_due(self, channel: Channel, limit: int, lease_s: float) -> list[NotificationRow]:
+    async def claim_due(self, channel: Channel, limit: int, lease_s: float,
+                        held: Collection[int] = ()) -> list[NotificationRow]:
         """Take up to ``limit`` due notifications of ``channel``: pending ones whose time came,
-        and ones left ``sending`` by a process that died (their lease ran out)."""
+        and ones left ``sending`` by a process that died (their lease ran out), except ``held``
+        (the rows the calling process is sending or marking)."""
         rows = (await self.session.execute(
-            _CLAIM, {"n_channel": channel, "n_limit": limit, "lease_s": float(lease_s)})).all()
+            _CLAIM, {"n_channel": channel, "n_limit": limit, "lease_s": float(lease_s),
+                     "held": list(held)})).all()
         return sorted((_row(r) for r in rows), key=lambda r: r.id)
 
     async def next_due_s(self, channel: Channel) -> float | None:

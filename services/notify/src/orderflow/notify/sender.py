@@ -15,9 +15,14 @@ failing channel never holds up the others. For one notification:
    while that transaction runs are marked together in the next one (one commit for many).
 
 The mark is fenced by ``attempts``: an attempt whose lease ran out and was taken over cannot
-mark the row. The one window left: a crash after the server accepted a message and before the
-mark commits (milliseconds) leaves the row ``sending``; when its lease runs out it is sent again,
-with the same Message-ID / ``X-OrderFlow-Delivery`` id, so the receiver can drop the copy.
+mark the row. A row stays the process's own from its claim until its mark commits, however long
+the database is away: its claims skip the rows it holds, so an outage after a send (the mark
+waiting for the database to come back, the lease running out meanwhile) never sends it again.
+
+Delivery is at least once: a message is sent again when the process dies after the server
+accepted it and before its mark committed, or when another replica takes over the sending while
+the mark waits for the database (the row's lease ran out). A copy carries the same Message-ID /
+``X-OrderFlow-Delivery`` id as the first, so the receiver can drop it.
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ class ChannelSender:
         self._to_mark: list[tuple[NotificationRow, Delivered | DeliveryFailed,
                                   asyncio.Future[None]]] = []
         self._marker: asyncio.Task[None] | None = None
+        # the rows this process claimed and has not marked yet: its claims leave them alone
+        self._held: set[int] = set()
 
     def wake(self) -> None:
         """Something was staged for this channel and committed in this process: claim now
@@ -159,6 +166,7 @@ class ChannelSender:
                 if free > 0:
                     claimed, next_due_s = await self._claim(ctx, free)
                     for row in claimed:
+                        self._held.add(row.id)
                         task = asyncio.create_task(self._deliver(ctx, row),
                                                    name=f"notify-{self.channel}-{row.id}")
                         in_flight.add(task)
@@ -183,7 +191,7 @@ class ChannelSender:
         async def claim() -> tuple[list[NotificationRow], float | None]:
             async with ctx.units() as uow:
                 repo = SenderRepository(uow.session)
-                rows = await repo.claim_due(self.channel, limit, self.lease_s)
+                rows = await repo.claim_due(self.channel, limit, self.lease_s, self._held)
                 # oldest first: the first of a coalesce key carries the others
                 folded = await repo.absorb_waiting(rows)
                 folded_ids = {f.id for group in folded.values() for f in group}
@@ -239,6 +247,7 @@ class ChannelSender:
             log.warning("stopping before the notification was marked; it will be retried after "
                         "its lease", attempts=row.attempts)
         finally:
+            self._held.discard(row.id)
             structlog.contextvars.unbind_contextvars("order_id", "channel", "notification_id")
 
     async def _marked(self, ctx: ServiceContext, row: NotificationRow,
