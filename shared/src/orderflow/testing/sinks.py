@@ -1,6 +1,7 @@
-"""Real receivers of notifications: an SMTP server (aiosmtpd, in its own thread) and an HTTP
-server (``asyncio.start_server``) that record what they were sent. Notify's tests use them, and
-``make chaos`` counts the deliveries per delivery id with them."""
+"""Real receivers of notifications that record what they were sent: an SMTP server (aiosmtpd, in
+its own thread), an HTTP server on the caller's event loop that can also fail or hang (notify's
+tests), and one in threads of its own (``make chaos`` counts the deliveries per delivery id with
+it and the SMTP server)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -124,3 +126,52 @@ class HttpReceiver:
             self.server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2)
+
+
+class WebhookSink:
+    """An HTTP server in threads of its own (``ThreadingHTTPServer``) that answers every POST 200
+    and keeps it: its answers do not wait for the caller's event loop, however busy that is."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # the name http.server calls
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                received = ReceivedRequest("POST", self.path,
+                                           {k.lower(): v for k, v in self.headers.items()},
+                                           body, time.monotonic())
+                with sink._lock:
+                    sink.requests.append(received)
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="webhook-sink",
+                                        daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self) -> list[ReceivedRequest]:
+        with self._lock:
+            return list(self.requests)
+
+    def start(self) -> WebhookSink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

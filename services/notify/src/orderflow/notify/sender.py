@@ -20,8 +20,9 @@ the database is away: its claims skip the rows it holds, so an outage after a se
 waiting for the database to come back, the lease running out meanwhile) never sends it again.
 
 Delivery is at least once: a message is sent again when the process dies after the server
-accepted it and before its mark committed, or when another replica takes over the sending while
-the mark waits for the database (the row's lease ran out). A copy carries the same Message-ID /
+accepted it and before its mark committed, when the server took it but answered after the send's
+timeout (a failure, retried), or when another replica takes over the sending while the mark waits
+for the database (the row's lease ran out). A copy carries the same Message-ID /
 ``X-OrderFlow-Delivery`` id as the first, so the receiver can drop it.
 """
 
