@@ -23,8 +23,9 @@ $(BIN)/python:
 $(UV): $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 
-$(STAMP): $(UV) pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
-	$(UV) sync --frozen --all-packages --extra devstack
+$(STAMP): $(UV) pyproject.toml uv.lock shared/pyproject.toml devtools/pyproject.toml \
+  $(wildcard services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,8 +52,8 @@ down: install
 	$(BIN)/orderflow dev down
 
 lint: install
-	$(BIN)/ruff check shared services tests bench
-	$(BIN)/mypy shared/src services/*/src bench
+	$(BIN)/ruff check shared devtools services tests bench
+	$(BIN)/mypy shared/src devtools/src services/*/src bench
 	$(BIN)/python -m orderflow.devstack.audit
 
 # Debian's Chromium for the console's browser test (skipped, with its reason, when unavailable)
@@ -86,11 +87,10 @@ docs: install
 	$(BIN)/python -m orderflow.devstack.asyncapi docs/asyncapi
 	$(BIN)/python -m orderflow.devstack.k8s_topics
 	$(BIN)/python -m orderflow.devstack.k8s_users
-	$(BIN)/python deploy/docker/render.py
 
 fmt: install
-	$(BIN)/ruff check --fix shared services tests bench
-	$(BIN)/ruff format shared services tests bench
+	$(BIN)/ruff check --fix shared devtools services tests bench
+	$(BIN)/ruff format shared devtools services tests bench
 
 clean:
 	rm -rf $(VENV) var

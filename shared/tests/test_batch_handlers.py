@@ -30,7 +30,7 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime import consumer as consumer_module
 from orderflow.runtime import tracing
 from orderflow.runtime.consumer import BatchProcessor, Subscription
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 from orderflow.runtime.tracing import format_traceparent
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra

@@ -19,17 +19,18 @@ from orderflow.contracts import topics
 from orderflow.contracts.events import StockReceived
 from orderflow.contracts.headers import EventHeaders
 from orderflow.devstack.embedded import EmbeddedBroker
+from orderflow.devstack.priority import PrioritySettings
 from orderflow.devstack.stack import (
     SIDE_CONSUMER_NICE,
     ServiceProcess,
     Stack,
 )
 from orderflow.runtime.consumer import Poison, Subscription, decode
-from orderflow.runtime.db import Statement
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
 from orderflow.runtime.retry import is_transient
 from orderflow.runtime.service import ServiceDefinition, build_broker, service_settings, tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
+from orderflow.runtime.sqlalchemy_bridge import Statement
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 pytestmark = pytest.mark.unit
@@ -269,7 +270,7 @@ def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(
     pipeline's processes."""
     for name in ("ORDERFLOW_NICE", "ORDERFLOW_NOTIFY_NICE", "MALLOC_MMAP_THRESHOLD_"):
         monkeypatch.delenv(name, raising=False)
-    assert ServiceSettings().nice == 0  # elsewhere (one service a machine, containers): unchanged
+    assert PrioritySettings().nice == 0  # elsewhere (one service a machine, containers): unchanged
     stack = Stack(tmp_path, services=["intake", "notify", "console"], broker=EmbeddedBroker(tmp_path))
     nices = {name: stack.service_env(ServiceProcess(name, 0, 8100)).get("ORDERFLOW_NICE")
              for name in ("intake", "review", "inventory", "logistics", "notify", "console")}
@@ -282,8 +283,8 @@ def test_the_dev_stack_runs_notify_and_the_console_at_a_lower_priority(
     monkeypatch.setenv("ORDERFLOW_NICE", "3")
     assert stack.service_env(ServiceProcess("console", 0, 8100))["ORDERFLOW_NICE"] == "3"
     monkeypatch.setenv("ORDERFLOW_NOTIFY_NICE", "0")  # the service's own prefix wins
-    assert load_settings(ServiceSettings, "notify").nice == 0
-    assert load_settings(ServiceSettings, "console").nice == 3
+    assert load_settings(PrioritySettings, "notify").nice == 0
+    assert load_settings(PrioritySettings, "console").nice == 3
 
 
 def test_a_statement_is_compiled_once_to_asyncpgs_positional_parameters() -> None:

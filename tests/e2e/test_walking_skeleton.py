@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order
+from orderflow.devstack.priority import autogroup_nice, kernel_has_autogroups, leads_own_session
 from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS
 from orderflow.devstack.tracking import Tracker
-from orderflow.runtime.priority import autogroup_nice, kernel_has_autogroups, leads_own_session
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import connect
 from orderflow.testing.pipeline import Pipeline

@@ -49,9 +49,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.topics import Topic
 from orderflow.runtime import metrics
-from orderflow.runtime.db import driver
 from orderflow.runtime.positions import PositionGuard
 from orderflow.runtime.retry import Stopping, backoff_delays, is_transient, retry_transient
+from orderflow.runtime.sqlalchemy_bridge import driver
 from orderflow.runtime.tracing import current, spans_recorded, start_consumer_span
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 

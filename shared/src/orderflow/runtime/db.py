@@ -4,23 +4,24 @@ Alembic (each service keeps its revisions in ``orderflow/<service>/migrations``)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from alembic import command, op
 from alembic.config import Config
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from orderflow.runtime.priority import lower_priority
 from orderflow.runtime.settings import DatabaseSettings
+from orderflow.runtime.sqlalchemy_bridge import backend_pid
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
-log = structlog.get_logger(__name__)
+# What a launcher adds to the engines this process makes: each is called with the process id of
+# every new connection's PostgreSQL backend. The dev stack's (``orderflow.devstack.priority``)
+# renices the backends of the services it runs at a lower priority; a service alone adds none.
+BACKEND_HOOKS: list[Callable[[int], None]] = []
 
 
 def make_engine(settings: DatabaseSettings, schema: str, *, application_name: str = "") -> AsyncEngine:
@@ -43,32 +44,15 @@ def make_engine(settings: DatabaseSettings, schema: str, *, application_name: st
             "command_timeout": 60,
         },
     )
-    if settings.backend_nice:
-        nice = settings.backend_nice
+    if BACKEND_HOOKS:
+        hooks = tuple(BACKEND_HOOKS)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
-        def _renice(dbapi_connection: Any, _record: Any) -> None:
-            pid = dbapi_connection.driver_connection.get_server_pid()
-            if not renice_backend(pid, nice):
-                log.warning("the database backend could not be reniced (not a PostgreSQL process "
-                            "on this machine, or not permitted); it keeps its priority",
-                            backend_pid=pid, backend_nice=nice)
+        def _backend_started(dbapi_connection: Any, _record: Any) -> None:
+            pid = backend_pid(dbapi_connection)
+            for hook in hooks:
+                hook(pid)
     return engine
-
-
-def renice_backend(pid: int, nice: int) -> bool:
-    """Give the PostgreSQL backend ``pid`` on this machine at least niceness ``nice`` (a lower
-    priority; never a higher one), and its session's autogroup the same (without it the niceness
-    does nothing against the other sessions: ``orderflow.runtime.priority``). False, and nothing
-    changed, when ``pid`` is not a PostgreSQL process here (the database on another host: its pid
-    means nothing here) or when this process may not renice it."""
-    try:
-        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
-            return False
-    except OSError:
-        return False
-    # a backend starts a session of its own: its autogroup is lowered too (runtime.priority)
-    return lower_priority(pid, nice)
 
 
 def _alembic_config(connection: sa.Connection, schema: str, versions: Path) -> Config:
@@ -96,63 +80,6 @@ async def migrate(engine: AsyncEngine, schema: str, versions: Path) -> None:
                                                          "head"))
         for ddl in runtime_tables_ddl():  # idempotent: what a newer runtime adds to its tables
             await conn.execute(sa.text(ddl))
-
-
-async def driver(db: AsyncSession | AsyncConnection, *, in_transaction: bool = True) -> Any:
-    """The asyncpg connection under ``db``, for the runtime's fixed statements of every batch
-    (the inbox claim, the outbox, the relay): asyncpg called directly costs about a third of the
-    CPU of the same statement through SQLAlchemy, and a batch of one event pays them all.
-
-    With ``in_transaction`` the transaction SQLAlchemy commits or rolls back has begun on it
-    first: SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first statement, so a
-    statement sent here first would otherwise run outside the transaction. (Private attributes of
-    the adapter; the version is pinned in uv.lock and a test proves the claim rolls back.)"""
-    conn = await db.connection() if isinstance(db, AsyncSession) else db
-    adapted: Any = (await conn.get_raw_connection()).dbapi_connection  # SQLAlchemy's adapter
-    if in_transaction and adapted._transaction is None and adapted.isolation_level != "autocommit":
-        await adapted._start_transaction()
-    return adapted._connection
-
-
-_ASYNCPG_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
-
-
-class Statement:
-    """A constant statement of a handler's hot path, written with named parameters
-    (``:name``, as ``sa.text``) and run on asyncpg directly (``driver``) inside the session's
-    transaction: compiled once to asyncpg's positional form, so each call costs asyncpg's work
-    and not SQLAlchemy's (about a third of the client CPU; a batch of one event pays every
-    statement of its handler). Values go to asyncpg as they are, exactly as SQLAlchemy passes
-    them for an untyped ``sa.text`` parameter; rows come back as asyncpg records (by position
-    or by column name, ``record["name"]``)."""
-
-    __slots__ = ("names", "sql", "text")
-
-    def __init__(self, text: str) -> None:
-        compiled = sa.text(text).compile(dialect=_ASYNCPG_DIALECT)
-        self.text = text
-        self.sql = str(compiled)
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-
-    def _args(self, params: Mapping[str, Any]) -> list[Any]:
-        try:
-            return [params[n] for n in self.names]
-        except KeyError as exc:
-            raise KeyError(f"missing parameter {exc.args[0]!r} for {self.text[:60]!r}") from None
-
-    async def fetch(self, db: AsyncSession | AsyncConnection,
-                    params: Mapping[str, Any] | None = None) -> list[Any]:
-        """Every row the statement returns (asyncpg's list of records)."""
-        rows: list[Any] = await (await driver(db)).fetch(self.sql, *self._args(params or {}))
-        return rows
-
-    async def run(self, db: AsyncSession | AsyncConnection,
-                  params: Mapping[str, Any] | None = None) -> None:
-        """Run it for its effect (what it returns, if anything, is read and dropped)."""
-        await self.fetch(db, params)
-
-    def __repr__(self) -> str:
-        return f"Statement({self.text!r})"
 
 
 async def ping(conn: AsyncConnection) -> None:

@@ -52,9 +52,9 @@ from aiokafka.errors import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from orderflow.runtime import metrics
-from orderflow.runtime.db import driver
 from orderflow.runtime.retry import is_transient
 from orderflow.runtime.settings import KafkaSettings
+from orderflow.runtime.sqlalchemy_bridge import driver
 
 log = structlog.get_logger(__name__)
 

@@ -36,7 +36,6 @@ from orderflow.runtime.lag import PartitionEnds
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.outbox import OutboxRelay, make_producer, quarantined_rows
 from orderflow.runtime.positions import PositionGuard
-from orderflow.runtime.priority import lower_priority
 from orderflow.runtime.retry import retry_transient
 from orderflow.runtime.settings import (
     DatabaseSettings,
@@ -177,10 +176,6 @@ async def run_service(definition: ServiceDefinition) -> None:
     kafka = load_settings(KafkaSettings, definition.name)
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
-    if settings.nice:  # added to the niceness it started with; its session's too if its own
-        nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + settings.nice)
-        if not lower_priority(0, nice):
-            log.warning("this process's priority could not be lowered", nice=nice)
     if exporter_configured():  # otherwise the no-op tracer: traceparents still propagate
         configure_tracing(definition.name)
     stopping = asyncio.Event()

@@ -156,11 +156,6 @@ class DatabaseSettings(BaseSettings):
     )
     pool_size: int = Field(default=5, ge=1, le=100)
     max_overflow: int = Field(default=5, ge=0, le=100)
-    # the niceness given to the PostgreSQL backends of this process's connections (0: unchanged).
-    # Only where the database runs on the same machine and its processes may be reniced: the dev
-    # stack sets it with ORDERFLOW_NICE for notify and the console, so that their database work
-    # yields to the order flow's too (runtime/db.py, renice_backend)
-    backend_nice: int = Field(default=0, ge=0, le=19)
 
     @model_validator(mode="after")
     def _async_driver(self) -> DatabaseSettings:
@@ -200,11 +195,6 @@ class ServiceSettings(BaseSettings):
     gc_freeze: bool = True
     gc_young_threshold: int = Field(default=100_000, ge=100, le=10_000_000)
     consumer_group_prefix: str = "orderflow"
-    # the process's scheduling priority (Unix niceness, added at start; 0: unchanged). Where every
-    # process shares one machine (the dev stack), notify and the console run at 19
-    # (``devstack.stack.SIDE_CONSUMER_NICE``): the order flow's services get the cores first, the
-    # consumers off its path catch up when it idles
-    nice: int = Field(default=0, ge=0, le=19)
 
 
 def service_env_prefix(service: str) -> str:

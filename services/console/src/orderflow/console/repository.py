@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderflow.console.exception_queue import order_exceptions
 from orderflow.console.readmodel import OrderView, TimelineEntry, project
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
 events = sa.Table(

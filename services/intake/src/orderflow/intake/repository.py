@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import ProductUpdated, Reason
 from orderflow.intake.domain import KnownOrder, Product
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
 orders = sa.Table(

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderflow.contracts.events import WarehouseUpdated
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.inventory.domain import Pick, WaitingOrder, Warehouse, merge_picks
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
 warehouses = sa.Table(

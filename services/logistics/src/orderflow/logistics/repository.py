@@ -28,7 +28,7 @@ from orderflow.logistics.domain import (
     TrackingState,
     WarehouseSite,
 )
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
 

@@ -26,7 +26,7 @@ from orderflow.notify.domain import (
     normalise_channel,
     normalise_language,
 )
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
 customers = sa.Table(

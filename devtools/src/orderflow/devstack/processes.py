@@ -22,7 +22,7 @@ def _own_session_tied_to_parent() -> None:
     in order), and where the scheduler groups processes by session (Linux's autogroups) each child
     is weighed as one, as every PostgreSQL backend is: sharing the supervisor's session, the
     services together weighed as much as one backend, and a niced one could not lower its
-    session's share (``orderflow.runtime.priority``)."""
+    session's share (``orderflow.devstack.priority``)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
