@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from orderflow.intake.settings import IntakeSettings
-from orderflow.intake.webhooks import Refusal, WebhookPublisher, shopify_order
+from orderflow.intake.webhooks import Refusal, WebhookPublisher, read_shopify_order
 from orderflow.runtime.service_auth import authenticates_itself
 
 log = structlog.get_logger(__name__)
@@ -24,8 +24,8 @@ def create_router(settings: IntakeSettings, publisher: WebhookPublisher) -> APIR
     # a connector's route: authenticated by the shop's HMAC signature, not a service credential
     @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook",
                  dependencies=[Depends(authenticates_itself("the shop's X-Shopify-Hmac-Sha256"))])
-    async def receive_shopify_order(shop: str, request: Request) -> JSONResponse:
-        received = await shopify_order(request, shop, settings)
+    async def shopify_order(shop: str, request: Request) -> JSONResponse:
+        received = await read_shopify_order(request, shop, settings)
         if isinstance(received, Refusal):
             log.info("webhook refused", shop=shop, status=received.status, reason=received.reason)
             return JSONResponse({"error": received.reason}, status_code=received.status)

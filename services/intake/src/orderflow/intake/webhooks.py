@@ -149,8 +149,8 @@ class Refusal:
     reason: str
 
 
-async def shopify_order(request: Request, shop: str,
-                        settings: IntakeSettings) -> tuple[dict[str, Any], str] | Refusal:
+async def read_shopify_order(request: Request, shop: str,
+                             settings: IntakeSettings) -> tuple[dict[str, Any], str] | Refusal:
     """The order a Shopify webhook request carries and its id, once its size, the shop's
     signature, its age and its body pass; else why not (nothing is published)."""
     try:
