@@ -155,3 +155,50 @@ def test_net_of_tax_adds_up_to_what_the_channel_charged_whatever_the_figures() -
             assert after.discount.as_tuple().exponent >= -2
         if all(catalogue[s].tax_rate == 0 for s in skus):
             assert net == gross
+
+
+# --- a run of pushes ---------------------------------------------------------------------------
+
+
+def push(external_id: str, revision: int = 1, store: str | None = None, **changes: object,
+         ) -> domain.Push:
+    data = canonical_order(external_id)
+    data.update(revision=revision, **changes)
+    parsed = domain.parse_canonical(data)
+    read = domain.Normalised(parsed, False) if isinstance(parsed, CanonicalOrder) else parsed
+    return domain.Push(domain.Identity.of("canonical", external_id, store),
+                       domain.payload_fingerprint(data), read)
+
+
+def test_a_run_is_decided_push_after_push_against_what_the_earlier_ones_left() -> None:
+    good = {"lines": [{"sku": "TEA-001", "quantity": 1, "unit_price": "100.00"}],
+            "stated_total": None}
+    bad = {"lines": [{"sku": "NO-SUCH", "quantity": 1, "unit_price": "1.00"}]}
+    run = [push("A", **good), push("A", **good),              # new, then the same: duplicate
+           push("B", **bad), push("B", 2, **good),            # rejected, then retried
+           push("C", 2, **good), push("C", 3, **bad),         # a change, then a refused one
+           push("C", 3, **bad)]                               # refused again, recorded once
+    a, b, c = (domain.Identity.of("canonical", e, None).order_id for e in "ABC")
+    decision = domain.decide_pushes(run, {c: domain.KnownOrder(c, 1, "received", "f1")},
+                                    CATALOGUE)
+    assert [(o.kind, type(o.result).__name__) for o in decision.outcomes] == [
+        ("new", "Accepted"), ("duplicate", "NoneType"), ("new", "Refused"),
+        ("retry", "Accepted"), ("revision", "Accepted"), ("revision", "Refused"),
+        ("revision", "Refused")]
+    assert {(r.order_id, r.status, r.revision) for r in decision.added} == {
+        (a, "received", 1), (b, "rejected", 1)}
+    # B's retry and C's change update their rows; C's refused revision leaves it at 2
+    assert {(r.order_id, r.status, r.revision) for r in decision.updated} == {
+        (b, "received", 2), (c, "received", 2)}
+    assert [(r.order_id, r.revision, r.status) for r in decision.recorded] == [
+        (a, 1, "received"), (b, 1, "rejected"), (b, 2, "received"), (c, 2, "change"),
+        (c, 3, "refused")]
+
+
+def test_a_push_refused_for_its_store_touches_no_order() -> None:
+    refusal = domain.StoreRefusal("X", domain.Refused(()))
+    refused = domain.Push(refusal, "f", domain.Refused(()))
+    decision = domain.decide_pushes([refused], {}, CATALOGUE)
+    (outcome,) = decision.outcomes
+    assert outcome.store_refused is refusal and outcome.result is None
+    assert decision.added == decision.updated == decision.recorded == ()

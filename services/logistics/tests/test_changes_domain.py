@@ -51,3 +51,15 @@ def test_what_is_dispatched_when_a_change_is_settled() -> None:
     for status in ("backordered", "not_allocated"):
         assert domain.dispatch_after_change(parked_revision=None, change_revision=2,
                                             stock_status=status) == "none"
+
+
+def test_a_change_settled_after_a_cancel_is_refused_and_a_refusal_releases_the_parked_one(
+        ) -> None:
+    def settle(order_status: str) -> domain.Settlement:
+        return domain.settle_change(order_status=order_status, parked_revision=2,
+                                    change_revision=2, stock_status="reserved")
+    assert settle("cancelled") == "refused"
+    assert settle("open") == "parked"
+    assert domain.release_parked(order_status="open", parked=True)
+    assert not domain.release_parked(order_status="cancelled", parked=True)
+    assert not domain.release_parked(order_status="open", parked=False)

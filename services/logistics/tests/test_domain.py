@@ -105,6 +105,57 @@ def test_a_shipment_no_carrier_can_take_says_why() -> None:
     assert not shipment.misses_requested_date
 
 
+
+
+def request(order_id: str, event_id: str, *lines: tuple[str, str, int],
+            o: CanonicalOrder | None = None) -> domain.DispatchRequest:
+    return domain.DispatchRequest(order_id, o or order(), tuple(
+        ReservedLine(sku=sku, warehouse_id=wh, quantity=q) for wh, sku, q in lines), event_id)
+
+
+def test_reservations_are_dispatched_once_per_order_one_after_another() -> None:
+    planned = domain.plan_dispatches(
+        [request("o1", "e1", ("WH-SH", "TEA-001", 1), ("WH-BJ", "TEA-001", 1)),
+         request("o2", "e2", ("WH-SH", "TEA-001", 1)),
+         request("o1", "e3", ("WH-SH", "TEA-001", 1)),  # o1 planned by e1 just before
+         request("o3", "e4", ("WH-SH", "TEA-001", 1))],  # o3 has a shipment already
+        shipped={"o3": 1}, warehouses=SITES, products=PRODUCTS, catalogue=DEFAULT_CATALOGUE,
+        dispatched_at=AT, tz=TZ)
+    assert [None if p is None else [(s.order_id, s.warehouse_id) for s in p] for p in planned] == [
+        [("o1", "WH-SH"), ("o1", "WH-BJ")], [("o2", "WH-SH")], None, None]
+    first = planned[0]
+    assert first is not None and first[0].shipment_id == domain.shipment_id_for("e1", "WH-SH")
+
+
+def test_a_reservation_is_not_dispatched_once_cancelled_and_parked_while_a_change_is_pending(
+        ) -> None:
+    assert domain.reservation_fate(order_status="open", pending_change_id=None) == "dispatch"
+    assert domain.reservation_fate(order_status="open", pending_change_id="c1") == "parked"
+    assert domain.reservation_fate(order_status="cancelled", pending_change_id="c1") == "cancelled"
+
+
+def test_a_settled_changes_newer_content_is_what_ships() -> None:
+    reserved, changed = order(), order(address_index=2).model_copy(update={"revision": 2})
+    assert domain.content_to_ship(changed, reserved) is changed
+    assert domain.content_to_ship(reserved.model_copy(update={"revision": 1}), changed) is changed
+    assert domain.content_to_ship(None, reserved) is reserved
+    assert domain.kept_is_newer(2, 1) and not domain.kept_is_newer(None, 1)
+    assert not domain.kept_is_newer(1, 1)
+
+
+def test_what_an_orders_shipments_say_about_cancelling_and_returning() -> None:
+    sent, delivered = AT, AT + timedelta(days=2)
+    shipments = [
+        domain.OrderShipment("S2", "WH-BJ", "delivered", "SF2", (("TEA-001", 1),), sent, delivered),
+        domain.OrderShipment("S1", "WH-SH", "in_transit", "SF1",
+                             (("TEA-001", 2), ("RICE-002", 1)), sent + timedelta(hours=1), None),
+        domain.OrderShipment("S3", "WH-GZ", "no_carrier", None, (("TEA-001", 5),), sent, None)]
+    assert domain.dispatched_shipment_ids(shipments) == ["S1", "S2"]
+    assert domain.shipped_units(shipments) == {"TEA-001": {"WH-BJ": 1, "WH-SH": 2},
+                                               "RICE-002": {"WH-SH": 1}}
+    assert domain.return_window_start(shipments) == delivered
+    assert domain.return_window_start(shipments[2:]) is None
+
 # --- tracking ----------------------------------------------------------------------------------------
 
 
@@ -255,6 +306,33 @@ def test_delays_use_the_company_day_whatever_the_clocks_zone() -> None:
         ("not_out_for_delivery_on_promised_day", date(2026, 11, 23))]
 
 
+
+def test_a_tracking_step_says_on_time_the_exception_code_and_the_delays_it_reveals() -> None:
+    state = TrackingState("in_transit", local(21, 9))
+    delivered = domain.track(state, status="delivered", occurred_at=local(22, 10), detail="",
+                             pickup_date=PICKUP, promised_date=PROMISED, policy=POLICY)
+    assert delivered.decision.outcome == "delivered" and delivered.on_time
+    broken = domain.track(state, status="exception", occurred_at=local(21, 10),
+                          detail="damaged: 破损", pickup_date=PICKUP, promised_date=PROMISED,
+                          policy=POLICY)
+    assert broken.exception_code == "damaged" and broken.on_time is None
+    repeated = domain.track(state, status="in_transit", occurred_at=local(22, 14), detail="",
+                            pickup_date=PICKUP, promised_date=PROMISED, policy=POLICY)
+    assert repeated.decision.outcome == "repeated"
+    assert [f.reason for f in repeated.findings] == ["not_out_for_delivery_on_promised_day"]
+    stale = domain.track(state, status="picked_up", occurred_at=local(22, 14), detail="",
+                         pickup_date=PICKUP, promised_date=PROMISED, policy=POLICY)
+    assert stale.decision.outcome == "stale" and stale.findings == ()
+
+
+def test_the_watch_list_is_what_the_delay_rules_might_flag() -> None:
+    watch = domain.watch_list(date(2026, 11, 22))
+    assert "delivered" not in watch.statuses and "no_carrier" not in watch.statuses
+    assert (watch.promised_by, watch.collection_before) == (date(2026, 11, 22),
+                                                            date(2026, 11, 22))
+    assert watch.final_reason == "promised_date_missed"
+
+
 # --- cancellation and returns -------------------------------------------------------------------
 
 
@@ -331,3 +409,45 @@ def test_return_tracking_numbers_and_exchange_ids_are_derived_and_stable() -> No
     assert number.startswith("SFR") and len(number) == 15
     assert number != domain.return_tracking_number("RMA-2", "SF")
     assert domain.exchange_external_id("SO-1", "RMA-1") == "SO-1-X-RMA-1"
+
+
+
+def test_earlier_returns_count_once_approved() -> None:
+    line = domain.ReturnedLine("TEA-1", 2, "WH-SH", Decimal("10"))
+    stored = [domain.ReturnRecord(f"R{i}", "o1", status, "refund", (line,), "CNY")
+              for i, status in enumerate(("approved", "received", "refused"))]
+    assert domain.already_returned(stored) == {"TEA-1": 4}
+
+
+def test_a_receipt_settles_only_an_approved_return_of_its_order() -> None:
+    def stored(status: str, order_id: str = "o1") -> domain.ReturnRecord:
+        return domain.ReturnRecord("R1", order_id, status, "refund", (), "CNY")
+    assert domain.check_receipt(None, "o1") == "never_requested"
+    assert domain.check_receipt(stored("refused"), "o1") == "refused"
+    assert domain.check_receipt(stored("approved", "o2"), "o1") == "other_order"
+    assert domain.check_receipt(stored("received"), "o1") == "received"
+    assert domain.check_receipt(stored("approved"), "o1") == "open"
+
+
+def test_a_receipt_refunds_the_received_units_share_and_refuses_more_than_approved() -> None:
+    approved = [domain.ReturnedLine("TEA-1", 2, "WH-SH", Decimal("100.01")),
+                domain.ReturnedLine("TEA-1", 1, "WH-GZ", Decimal("50.00")),
+                domain.ReturnedLine("RICE-2", 1, "WH-SH", Decimal("20.00"))]
+    decision = domain.decide_receipt(approved, [("TEA-1", 1), ("TEA-1", 1)], "WH-GZ")
+    assert [(x.sku, x.warehouse_id, x.quantity, x.refund) for x in decision.lines] == [
+        ("TEA-1", "WH-GZ", 2, Decimal("100.01"))]  # 150.01 x 2 / 3, half up
+    assert decision.refund_amount == Decimal("100.01") and not decision.over
+    too_many = domain.decide_receipt(approved, [("RICE-2", 2)], "WH-SH")
+    assert too_many.over == {"RICE-2": 2} and not too_many.lines
+
+
+def test_an_exchange_is_a_new_order_of_the_received_units_at_their_prices() -> None:
+    original = CanonicalOrder.model_validate(canonical_order(
+        "SO-9", lines=[("TEA-002", 3), ("TEA-001", 1)], discount="5.00"))
+    exchange = domain.exchange_order(original, {"TEA-002": 1, "GONE": 1}, "RMA-1", AT)
+    assert exchange.external_id == domain.exchange_external_id("SO-9", "RMA-1")
+    (line,) = exchange.lines
+    assert (line.sku, line.quantity, line.discount) == ("TEA-002", 1, Decimal("0.00"))
+    assert line.unit_price == original.lines[0].unit_price
+    assert (exchange.revision, exchange.placed_at, exchange.shipping_fee, exchange.amount_paid) == (
+        1, AT, Decimal("0.00"), Decimal("0.00"))

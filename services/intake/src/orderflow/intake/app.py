@@ -8,8 +8,9 @@ from fastapi import APIRouter
 
 from orderflow.contracts import topics
 from orderflow.intake import handlers
+from orderflow.intake.api import create_router
 from orderflow.intake.settings import IntakeSettings
-from orderflow.intake.webhooks import WebhookPublisher, webhook_router
+from orderflow.intake.webhooks import WebhookPublisher
 from orderflow.runtime.consumer import Subscription
 from orderflow.runtime.service import ServiceContext, ServiceDefinition
 
@@ -19,7 +20,7 @@ def create_service() -> ServiceDefinition:
         settings = IntakeSettings()  # fails fast, naming the variable, on a bad value
         publisher = WebhookPublisher(ctx)
         ctx.state["webhook_publisher"] = publisher
-        return [webhook_router(ctx, settings, publisher)]
+        return [create_router(settings, publisher)]
 
     async def close_webhook_publisher(ctx: ServiceContext) -> None:
         publisher = ctx.state.get("webhook_publisher")

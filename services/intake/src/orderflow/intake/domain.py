@@ -4,7 +4,7 @@ totals, or into a list of machine-readable reasons. No I/O, no framework."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -331,3 +331,140 @@ def classify_repush(known: KnownOrder | None, revision: int, fingerprint: str) -
     if revision > known.revision and fingerprint != known.payload_sha256:
         return "retry" if known.status == "rejected" else "revision"
     return "duplicate"
+
+
+# --- a run of pushes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """A push's order as its channel's adapter and the canonical schema read it."""
+
+    order: CanonicalOrder
+    prices_include_tax: bool
+
+
+@dataclass(frozen=True)
+class Push:
+    """One push as read before any order is looked at: the order it names (or its refusal for
+    its store), its payload's fingerprint, and its order (or why it cannot be read)."""
+
+    identity: Identity | StoreRefusal
+    fingerprint: str
+    read: Normalised | Refused
+
+    @property
+    def revision(self) -> int:
+        """The revision it pushes; 1 when its order cannot be read."""
+        return self.read.order.revision if isinstance(self.read, Normalised) else 1
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """An order's row in ``intake_orders`` as a run of pushes leaves it."""
+
+    order_id: str
+    channel: str
+    external_id: str
+    store: str  # '' without one
+    revision: int
+    status: str  # received | rejected
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    """A revision's row in ``intake_revisions``: received, rejected, change or refused."""
+
+    order_id: str
+    revision: int
+    fingerprint: str
+    status: str
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one push of a run comes to, decided against the orders as the pushes before it in
+    the run left them."""
+
+    order_id: str
+    revision: int
+    kind: Repush
+    known: KnownOrder | None
+    result: Accepted | Refused | None  # None: a duplicate, or refused for its store
+    store_refused: StoreRefusal | None = None
+
+
+@dataclass(frozen=True)
+class RunDecision:
+    """A run of pushes decided: each push's outcome, in the run's order, and the rows to write
+    (each order and each revision once)."""
+
+    outcomes: tuple[Outcome, ...]
+    added: tuple[OrderRow, ...]  # orders intake had not seen
+    updated: tuple[OrderRow, ...]  # orders whose revision, status or fingerprint change
+    recorded: tuple[RevisionRow, ...]  # revisions not recorded before (the first record stays)
+
+
+def decide_pushes(pushes: Sequence[Push], known: Mapping[str, KnownOrder],
+                  catalogue: Mapping[str, Product],
+                  policy: IntakePolicy = IntakePolicy()) -> RunDecision:
+    """A run of pushes, with the outcome of pushing them one after another: each push is found
+    among the orders (``find_order``), classified (``classify_repush``) and checked
+    (``check_order``) against the orders as the pushes before it in the run left them, so the
+    same order pushed twice in the run is a duplicate the second time. ``known``: the rows of
+    every push's ``Identity.ids`` that exist.
+
+    A new order is recorded ``received`` or ``rejected``; a newer revision of a rejected order
+    (``retry``) is checked afresh and recorded the same way; a newer revision of a received order
+    is a ``change`` (it becomes the order's current revision) or ``refused`` (the order stays as
+    it was)."""
+    state: dict[str, KnownOrder] = dict(known)
+    outcomes: list[Outcome] = []
+    added: dict[str, OrderRow] = {}
+    updated: dict[str, OrderRow] = {}
+    recorded: dict[tuple[str, int], RevisionRow] = {}
+    for push in pushes:
+        revision = push.revision
+        found = push.identity if isinstance(push.identity, StoreRefusal) else \
+            find_order(push.identity, state)
+        if isinstance(found, StoreRefusal):
+            outcomes.append(Outcome(found.order_id, revision, "new", None, None, found))
+            continue
+        assert isinstance(push.identity, Identity)
+        order_id, order = found
+        kind = classify_repush(order, revision, push.fingerprint)
+        if kind == "duplicate":
+            outcomes.append(Outcome(order_id, revision, kind, order, None))
+            continue
+        read = push.read
+        result = read if isinstance(read, Refused) else check_order(
+            read.order, catalogue, policy, prices_include_tax=read.prices_include_tax)
+        outcomes.append(Outcome(order_id, revision, kind, order, result))
+        reasons = result.reasons if isinstance(result, Refused) else ()
+        if kind == "revision":
+            assert order is not None
+            status = "refused" if isinstance(result, Refused) else "change"
+            recorded.setdefault((order_id, revision), RevisionRow(
+                order_id, revision, push.fingerprint, status, reasons))
+            if status == "change":
+                state[order_id] = KnownOrder(order_id, revision, order.status, push.fingerprint,
+                                             order.store)
+                updated[order_id] = OrderRow(order_id, push.identity.channel,
+                                             push.identity.external_id, order.store, revision,
+                                             order.status, push.fingerprint)
+            continue
+        status = "received" if isinstance(result, Accepted) else "rejected"
+        row = OrderRow(order_id, push.identity.channel, push.identity.external_id,
+                       push.identity.store, revision, status, push.fingerprint)
+        if kind == "retry":
+            updated[order_id] = row
+        else:
+            added[order_id] = row
+        state[order_id] = KnownOrder(order_id, revision, status, push.fingerprint,
+                                     push.identity.store)
+        recorded.setdefault((order_id, revision), RevisionRow(
+            order_id, revision, push.fingerprint, status, reasons))
+    return RunDecision(tuple(outcomes), tuple(added.values()), tuple(updated.values()),
+                       tuple(recorded.values()))

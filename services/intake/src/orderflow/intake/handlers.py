@@ -1,9 +1,8 @@
-"""Intake's handlers: decode, open the unit of work, call the domain, stage the events."""
+"""Intake's handlers: read the pushes, call the domain, store, stage the events."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -19,10 +18,11 @@ from orderflow.contracts.events import (
     ProductUpdated,
     Reason,
 )
-from orderflow.contracts.order import CanonicalOrder, Customer
+from orderflow.contracts.order import Customer
 from orderflow.intake import domain
 from orderflow.intake.adapters import ADAPTERS, AdapterError, adapt
-from orderflow.intake.repository import IntakeRepository, OrderRow, RevisionRow
+from orderflow.intake.domain import Normalised
+from orderflow.intake.repository import IntakeRepository
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -33,12 +33,6 @@ _CHANGE_NAMESPACE = uuid.UUID("2d4f8a61-7c3e-4b9a-9e15-0f6b3c8d2a74")
 def change_id_for(order_id: str, revision: int) -> str:
     """A revision's change id: the same re-push always names the same change."""
     return str(uuid.uuid5(_CHANGE_NAMESPACE, f"{order_id}:{revision}"))
-
-
-@dataclass(frozen=True)
-class Normalised:
-    order: CanonicalOrder
-    prices_include_tax: bool
 
 
 def normalise(submitted: OrderSubmitted) -> Normalised | domain.Refused:
@@ -77,10 +71,74 @@ def identify(submitted: OrderSubmitted) -> domain.Identity | domain.StoreRefusal
     return domain.Identity.of(submitted.channel, submitted.external_id, store)
 
 
+def read_push(submitted: OrderSubmitted) -> domain.Push:
+    """A push as the domain decides it: the order it names, its fingerprint, its order."""
+    return domain.Push(identify(submitted), domain.payload_fingerprint(submitted.payload),
+                       normalise(submitted))
+
+
+async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]]) -> None:
+    """A run of pushes (a single push is a run of one), with the outcome of pushing them one
+    after another (``domain.decide_pushes``): the orders they name locked with one statement, the
+    catalogue read once, then one statement per table, then each push's events in its log
+    context."""
+    repo = IntakeRepository(uow.session)
+    pushes = [read_push(incoming.event) for incoming in run]
+    ids = {order_id for push in pushes if isinstance(push.identity, domain.Identity)
+           for order_id in push.identity.ids}
+    known = await repo.lock_known(ids)
+    skus = {line.sku for push in pushes if isinstance(push.read, Normalised)
+            for line in push.read.order.lines}
+    catalogue = await repo.catalogue(skus) if skus else {}
+    # a new order a concurrent push recorded first (the insert waits for its commit, then skips
+    # it): the run's own inserts are taken back and the run decided again with that order known;
+    # each time round one more of the run's orders is known, so this ends
+    for _ in range(len(ids) + 1):
+        decision = domain.decide_pushes(pushes, known, catalogue)
+        inserted = await repo.add_orders(decision.added)
+        if len(inserted) == len(decision.added):
+            break
+        await repo.remove_orders(inserted)
+        known = await repo.lock_known(ids)
+    else:  # pragma: no cover - every lap knows one more order
+        raise RuntimeError("intake's orders kept changing under a run of pushes")
+    await repo.update_orders(decision.updated)
+    await repo.record_revisions(decision.recorded)
+    _announce(uow, run, pushes, decision.outcomes)
+
+
+_RUNTIME_CONTEXT = ("event_id", "order_id", "topic", "partition", "offset")
+
+
+def _announce(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]],
+              pushes: list[domain.Push], outcomes: tuple[domain.Outcome, ...]) -> None:
+    """Each push's events and log line, in the run's order, in its log context (its event and
+    the order it came to); the consumer's context is restored afterwards (``channel`` stays
+    bound); after a failure it stays as the failing push bound it."""
+    previous = structlog.contextvars.get_contextvars()
+    for incoming, push, outcome in zip(run, pushes, outcomes, strict=True):
+        structlog.contextvars.bind_contextvars(
+            event_id=incoming.headers.event_id, order_id=outcome.order_id, topic=incoming.topic,
+            partition=incoming.partition, offset=incoming.offset, channel=incoming.event.channel)
+        if outcome.store_refused is not None:
+            _store_refused(uow, incoming, outcome.store_refused)
+        elif outcome.result is None:
+            log.info("duplicate push ignored", revision=outcome.revision)
+        elif outcome.kind == "revision":
+            _revision_outcome(uow, incoming, outcome, outcome.result)
+        else:
+            _order_outcome(uow, incoming, push, outcome, outcome.result)
+    for key in _RUNTIME_CONTEXT:
+        if key in previous:
+            structlog.contextvars.bind_contextvars(**{key: previous[key]})
+        else:
+            structlog.contextvars.unbind_contextvars(key)
+
+
 def _store_refused(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
                    refusal: domain.StoreRefusal) -> None:
-    """The event and log line of a push refused for its store: nothing is recorded (a corrected
-    push is checked afresh), no order is touched, and nobody is notified (no customer)."""
+    """A push refused for its store: nothing is recorded (a corrected push is checked afresh),
+    no order is touched, and nobody is notified (no customer)."""
     submitted = incoming.event
     reasons = refusal.refused.reasons
     log.warning("push refused for its store", store=submitted.store,
@@ -90,70 +148,10 @@ def _store_refused(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
              cause=incoming)
 
 
-async def on_order_submitted(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted]) -> None:
-    """One push, one statement at a time: the slow path of ``on_orders_submitted`` (and what it
-    does set-based)."""
-    submitted = incoming.event
-    identity = identify(submitted)
-    if isinstance(identity, domain.StoreRefusal):
-        structlog.contextvars.bind_contextvars(order_id=identity.order_id,
-                                               channel=submitted.channel)
-        _store_refused(uow, incoming, identity)
-        return
-    repo = IntakeRepository(uow.session)
-    fingerprint = domain.payload_fingerprint(submitted.payload)
-    normalised = normalise(submitted)
-    revision = normalised.order.revision if isinstance(normalised, Normalised) else 1
-
-    found = domain.find_order(identity, await repo.lock_known(identity.order_id,
-                                                              identity.legacy_id))
-    if isinstance(found, domain.StoreRefusal):
-        structlog.contextvars.bind_contextvars(order_id=found.order_id, channel=submitted.channel)
-        _store_refused(uow, incoming, found)
-        return
-    order_id, known = found
-    structlog.contextvars.bind_contextvars(order_id=order_id, channel=submitted.channel)
-    kind = domain.classify_repush(known, revision, fingerprint)
-    if kind == "duplicate":
-        log.info("duplicate push ignored", revision=revision)
-        return
-
-    result: domain.Accepted | domain.Refused
-    if isinstance(normalised, domain.Refused):
-        result = normalised
-    else:
-        catalogue = await repo.catalogue(line.sku for line in normalised.order.lines)
-        result = domain.check_order(normalised.order, catalogue,
-                                    prices_include_tax=normalised.prices_include_tax)
-
-    if kind == "revision":
-        assert known is not None
-        if isinstance(result, domain.Refused):
-            await repo.record_revision(order_id, revision, fingerprint, status="refused",
-                                       reasons=result.reasons)
-        else:
-            await repo.record_revision(order_id, revision, fingerprint, status="change")
-        _revision_outcome(uow, incoming, order_id, revision, known, result)
-        return
-
-    status = "received" if isinstance(result, domain.Accepted) else "rejected"
-    reasons = result.reasons if isinstance(result, domain.Refused) else ()
-    if kind == "retry":
-        await repo.retry(order_id=order_id, revision=revision, status=status,
-                         fingerprint=fingerprint, reasons=reasons)
-    elif not await repo.add(order_id=order_id, channel=submitted.channel,
-                            external_id=submitted.external_id, store=identity.store,
-                            revision=revision, status=status, fingerprint=fingerprint,
-                            reasons=reasons):
-        return
-    _order_outcome(uow, incoming, order_id, revision, kind, normalised, result)
-
-
-def _revision_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted], order_id: str,
-                      revision: int, known: domain.KnownOrder,
-                      result: domain.Accepted | domain.Refused) -> None:
-    """The events and log line of a newer revision of a received order, once recorded."""
-    submitted = incoming.event
+def _revision_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
+                      outcome: domain.Outcome, result: domain.Accepted | domain.Refused) -> None:
+    """A newer revision of a received order: refused, or a change of the order."""
+    submitted, order_id, revision = incoming.event, outcome.order_id, outcome.revision
     if isinstance(result, domain.Refused):
         log.warning("newer revision refused; the order stands as received",
                     revision=revision, reasons=[r.code for r in result.reasons])
@@ -161,177 +159,42 @@ def _revision_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted], 
                                        external_id=submitted.external_id, revision=revision,
                                        reasons=result.reasons), cause=incoming)
         return
+    assert outcome.known is not None
+    previous = outcome.known.revision
     uow.emit(OrderRevisionReceived(order_id=order_id, channel=submitted.channel,
                                    external_id=submitted.external_id,
-                                   previous_revision=known.revision, revision=revision,
+                                   previous_revision=previous, revision=revision,
                                    order=result.order), cause=incoming)
     # the revision becomes a change of the order: logistics admits it first (the order must
     # not be dispatched yet), then review, inventory, and logistics settles it
     uow.emit(OrderChangeRequested(
         order_id=order_id, change_id=change_id_for(order_id, revision),
         channel=submitted.channel, external_id=submitted.external_id,
-        previous_revision=known.revision, order=result.order, totals=result.totals,
+        previous_revision=previous, order=result.order, totals=result.totals,
         requested_by=f"connector:{submitted.channel}",
         reason=f"revision {revision} pushed by the channel"), cause=incoming)
     log.info("newer revision recorded as a change", revision=revision,
-             previous_revision=known.revision)
+             previous_revision=previous)
 
 
-def _order_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted], order_id: str,
-                   revision: int, kind: domain.Repush, normalised: Normalised | domain.Refused,
-                   result: domain.Accepted | domain.Refused) -> None:
-    """The event and log line of a new order (or a retried rejected one), once recorded."""
-    submitted = incoming.event
+def _order_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted], push: domain.Push,
+                   outcome: domain.Outcome, result: domain.Accepted | domain.Refused) -> None:
+    """A new order (or a retried rejected one): received or rejected."""
+    submitted, order_id, revision = incoming.event, outcome.order_id, outcome.revision
     if isinstance(result, domain.Accepted):
         uow.emit(OrderReceived(order_id=order_id, channel=submitted.channel,
                                external_id=submitted.external_id, order=result.order,
                                totals=result.totals), cause=incoming)
         log.debug("order received", lines=len(result.order.lines), revision=revision,
-                  grand_total=str(result.totals.grand_total), after_rejection=kind == "retry")
-    else:
-        customer = normalised.order.customer if isinstance(normalised, Normalised) \
-            else _customer_of(submitted.payload)
-        uow.emit(OrderRejected(order_id=order_id, channel=submitted.channel,
-                               external_id=submitted.external_id, stage="intake",
-                               reasons=result.reasons, customer=customer), cause=incoming)
-        log.info("order rejected", reasons=[r.code for r in result.reasons], revision=revision)
-
-
-@dataclass(frozen=True)
-class _Decided:
-    """What one push of a run comes to, decided against the orders as the pushes before it in
-    the run left them."""
-
-    incoming: IncomingEvent[OrderSubmitted]
-    order_id: str
-    revision: int
-    kind: domain.Repush
-    known: domain.KnownOrder | None
-    normalised: Normalised | domain.Refused
-    result: domain.Accepted | domain.Refused | None  # None: a duplicate
-    store_refused: domain.StoreRefusal | None = None  # refused for its store
-
-
-_RUNTIME_CONTEXT = ("event_id", "order_id", "topic", "partition", "offset")
-
-
-def _bind(incoming: IncomingEvent[OrderSubmitted], order_id: str) -> None:
-    """The log context of one push, as the consumer and ``on_order_submitted`` bind it."""
-    structlog.contextvars.bind_contextvars(
-        event_id=incoming.headers.event_id, order_id=order_id, topic=incoming.topic,
-        partition=incoming.partition, offset=incoming.offset, channel=incoming.event.channel)
-
-
-async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]]) -> None:
-    """A run of pushes, set-based, with the outcome of pushing them one after another: the known
-    orders locked with one statement, the catalogue read once, each push decided in turn against
-    the orders as the pushes before it left them (the same order pushed twice in the run is a
-    duplicate the second time), then one statement per table. A new order a concurrent push
-    recorded first sends the whole run down the one-at-a-time path."""
-    repo = IntakeRepository(uow.session)
-    prepared = []
-    for incoming in run:
-        submitted = incoming.event
-        normalised = normalise(submitted)
-        prepared.append((incoming, identify(submitted),
-                         domain.payload_fingerprint(submitted.payload), normalised,
-                         normalised.order.revision if isinstance(normalised, Normalised) else 1))
-    # every push's order under its store's id and under its number's id from before stores
-    # counted, in one statement
-    state: dict[str, domain.KnownOrder | None] = dict(await repo.lock_known_many(
-        order_id for _, identity, _, _, _ in prepared if isinstance(identity, domain.Identity)
-        for order_id in identity.ids))
-    skus = {line.sku for *_, normalised, _ in prepared if isinstance(normalised, Normalised)
-            for line in normalised.order.lines}
-    catalogue = await repo.catalogue(skus) if skus else {}
-
-    decided: list[_Decided] = []
-    added: dict[str, OrderRow] = {}
-    updated: dict[str, OrderRow] = {}
-    recorded: dict[tuple[str, int], RevisionRow] = {}  # the first record of a revision stays
-    for incoming, identity, fingerprint, normalised, revision in prepared:
-        submitted = incoming.event
-        if isinstance(identity, domain.StoreRefusal):
-            decided.append(_Decided(incoming, identity.order_id, revision, "new", None,
-                                    normalised, None, identity))
-            continue
-        found = domain.find_order(identity, state)
-        if isinstance(found, domain.StoreRefusal):
-            decided.append(_Decided(incoming, found.order_id, revision, "new", None,
-                                    normalised, None, found))
-            continue
-        order_id, known = found
-        kind = domain.classify_repush(known, revision, fingerprint)
-        if kind == "duplicate":
-            decided.append(_Decided(incoming, order_id, revision, kind, known, normalised, None))
-            continue
-        result: domain.Accepted | domain.Refused = normalised \
-            if isinstance(normalised, domain.Refused) else domain.check_order(
-                normalised.order, catalogue, prices_include_tax=normalised.prices_include_tax)
-        decided.append(_Decided(incoming, order_id, revision, kind, known, normalised, result))
-        reasons = result.reasons if isinstance(result, domain.Refused) else ()
-        if kind == "revision":
-            assert known is not None
-            status = "refused" if isinstance(result, domain.Refused) else "change"
-            recorded.setdefault((order_id, revision),
-                                RevisionRow(order_id, revision, fingerprint, status, reasons))
-            if status == "change":
-                state[order_id] = domain.KnownOrder(order_id, revision, known.status, fingerprint,
-                                                    known.store)
-                updated[order_id] = OrderRow(order_id, submitted.channel, submitted.external_id,
-                                             known.store, revision, known.status, fingerprint)
-            continue
-        status = "received" if isinstance(result, domain.Accepted) else "rejected"
-        row = OrderRow(order_id, submitted.channel, submitted.external_id, identity.store,
-                       revision, status, fingerprint)
-        if kind == "retry":
-            updated[order_id] = row
-        else:
-            added[order_id] = row
-        state[order_id] = domain.KnownOrder(order_id, revision, status, fingerprint,
-                                            identity.store)
-        recorded.setdefault((order_id, revision),
-                            RevisionRow(order_id, revision, fingerprint, status, reasons))
-
-    inserted = await repo.add_many(list(added.values()))
-    if len(inserted) < len(added):  # a concurrent push recorded one first: as one by one
-        await repo.unadd_many(inserted)
-        await _one_at_a_time(uow, run)
+                  grand_total=str(result.totals.grand_total),
+                  after_rejection=outcome.kind == "retry")
         return
-    await repo.update_many(list(updated.values()))
-    await repo.record_many(list(recorded.values()))
-
-    previous = structlog.contextvars.get_contextvars()
-    for d in decided:
-        _bind(d.incoming, d.order_id)
-        if d.store_refused is not None:
-            _store_refused(uow, d.incoming, d.store_refused)
-        elif d.result is None:
-            log.info("duplicate push ignored", revision=d.revision)
-        elif d.kind == "revision":
-            assert d.known is not None
-            _revision_outcome(uow, d.incoming, d.order_id, d.revision, d.known, d.result)
-        else:
-            _order_outcome(uow, d.incoming, d.order_id, d.revision, d.kind, d.normalised, d.result)
-    _restore(previous)
-
-
-def _restore(previous: dict[str, Any]) -> None:
-    """The consumer's log context as it was before the run (``channel`` stays bound, as
-    ``on_order_submitted`` leaves it); after a failure it stays as the failing push bound it,
-    as it would one push at a time."""
-    for key in _RUNTIME_CONTEXT:
-        if key in previous:
-            structlog.contextvars.bind_contextvars(**{key: previous[key]})
-        else:
-            structlog.contextvars.unbind_contextvars(key)
-
-
-async def _one_at_a_time(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]]) -> None:
-    """The slow path: each push of the run by ``on_order_submitted``, in its log context."""
-    for incoming in run:
-        with uow.handling(incoming):
-            await on_order_submitted(uow, incoming)
+    customer = push.read.order.customer if isinstance(push.read, Normalised) \
+        else _customer_of(submitted.payload)
+    uow.emit(OrderRejected(order_id=order_id, channel=submitted.channel,
+                           external_id=submitted.external_id, stage="intake",
+                           reasons=result.reasons, customer=customer), cause=incoming)
+    log.info("order rejected", reasons=[r.code for r in result.reasons], revision=revision)
 
 
 def _customer_of(payload: Any) -> Customer | None:

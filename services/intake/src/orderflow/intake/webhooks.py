@@ -1,4 +1,5 @@
-"""The webhook receiver for platforms that push orders: ``POST /webhooks/shopify/{shop}``.
+"""What the webhook receiver for platforms that push orders (``POST /webhooks/shopify/{shop}``,
+its route in ``api.py``) checks, and the producer it publishes with.
 
 A request is published to ``order.inbound`` (channel ``shopify``, store ``{shop}``, key
 ``shopify:<order id>``) only when its ``X-Shopify-Hmac-Sha256`` header is the base64 HMAC-SHA256
@@ -21,18 +22,17 @@ import base64
 import contextlib
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import Request
 
 from orderflow.connector import OrderPusher
 from orderflow.intake.settings import IntakeSettings
 from orderflow.runtime.service import ServiceContext
-from orderflow.runtime.service_auth import authenticates_itself
 
 log = structlog.get_logger(__name__)
 
@@ -141,37 +141,25 @@ def _order_of(body: bytes, topic: str | None) -> tuple[dict[str, Any], str]:
     return order, str(order_id).strip()
 
 
-def webhook_router(ctx: ServiceContext, settings: IntakeSettings,
-                   publisher: WebhookPublisher) -> APIRouter:
-    router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+@dataclass(frozen=True)
+class Refusal:
+    """A webhook request refused: the HTTP status it is answered with, and why."""
 
-    # a connector's route: authenticated by the shop's HMAC signature, not a service credential
-    @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook",
-                 dependencies=[Depends(authenticates_itself("the shop's X-Shopify-Hmac-Sha256"))])
-    async def shopify_order(shop: str, request: Request) -> JSONResponse:
-        try:
-            body = await _read_body(request, settings.webhook_max_bytes)
-            secret = settings.shopify_secrets.get(shop)
-            if secret is None or not signature_matches(
-                    secret.get_secret_value(), body, request.headers.get("x-shopify-hmac-sha256")):
-                raise _Refused(401, "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
-            check_fresh(request.headers.get("x-shopify-triggered-at"), settings.webhook_max_age_s)
-            order, external_id = _order_of(body, request.headers.get("x-shopify-topic"))
-        except _Refused as refused:
-            log.info("webhook refused", shop=shop, status=refused.status, reason=str(refused))
-            return JSONResponse({"error": str(refused)}, status_code=refused.status)
-        try:
-            pusher = await publisher.pusher()
-            result = await asyncio.wait_for(
-                pusher.push("shopify", order, external_id=external_id, store=shop),
-                settings.webhook_publish_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - any broker trouble: ask the platform to retry
-            log.warning("webhook not confirmed by the broker", shop=shop, error=type(exc).__name__)
-            return JSONResponse({"error": "the order could not be stored yet; retry"},
-                                status_code=503)
-        log.info("webhook accepted", shop=shop, key=f"shopify:{external_id}",
-                 partition=result.partition, offset=result.offset)
-        return JSONResponse({"accepted": True, "key": f"shopify:{external_id}",
-                             "partition": result.partition, "offset": result.offset})
+    status: int
+    reason: str
 
-    return router
+
+async def read_shopify_order(request: Request, shop: str,
+                             settings: IntakeSettings) -> tuple[dict[str, Any], str] | Refusal:
+    """The order a Shopify webhook request carries and its id, once its size, the shop's
+    signature, its age and its body pass; else why not (nothing is published)."""
+    try:
+        body = await _read_body(request, settings.webhook_max_bytes)
+        secret = settings.shopify_secrets.get(shop)
+        if secret is None or not signature_matches(
+                secret.get_secret_value(), body, request.headers.get("x-shopify-hmac-sha256")):
+            raise _Refused(401, "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
+        check_fresh(request.headers.get("x-shopify-triggered-at"), settings.webhook_max_age_s)
+        return _order_of(body, request.headers.get("x-shopify-topic"))
+    except _Refused as refused:
+        return Refusal(refused.status, str(refused))

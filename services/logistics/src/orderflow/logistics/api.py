@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orderflow.logistics.carriers import CarrierCatalogue
 from orderflow.logistics.delay_watcher import DelayWatcher
-from orderflow.logistics.repository import LogisticsRepository
+from orderflow.logistics.repository import MasterData, Shipments
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.service_auth import Actor, require_actor
@@ -146,8 +146,8 @@ def create_router(ctx: ServiceContext, settings: LogisticsSettings,
                              limit: int = Query(default=100, ge=1, le=1000)) -> list[ShipmentView]:
         """An order's shipments (or the latest ones), with their tracking history and delays."""
         async with sessions() as session:
-            repo = LogisticsRepository(session)
-            rows = await repo.shipment_rows(order_id=order_id, status=status, limit=limit)
+            repo = Shipments(session)
+            rows = await repo.rows(order_id=order_id, status=status, limit=limit)
             ids = [r.shipment_id for r in rows]
             history = await repo.tracking_history(ids)
             delays = await repo.delays_of(ids)
@@ -157,8 +157,8 @@ def create_router(ctx: ServiceContext, settings: LogisticsSettings,
     @router.get("/shipments/{shipment_id}", response_model=ShipmentView)
     async def get_shipment(shipment_id: str) -> ShipmentView:
         async with sessions() as session:
-            repo = LogisticsRepository(session)
-            rows = await repo.shipment_rows(shipment_id=shipment_id, limit=1)
+            repo = Shipments(session)
+            rows = await repo.rows(shipment_id=shipment_id, limit=1)
             if not rows:
                 raise HTTPException(404, f"no shipment {shipment_id}")
             history = await repo.tracking_history([shipment_id])
@@ -169,13 +169,13 @@ def create_router(ctx: ServiceContext, settings: LogisticsSettings,
     async def packing_slip(shipment_id: str) -> HTMLResponse:
         """The printable packing slip and pick list a warehouse packs the shipment by."""
         async with sessions() as session:
-            repo = LogisticsRepository(session)
-            rows = await repo.shipment_rows(shipment_id=shipment_id, limit=1)
+            repo = Shipments(session)
+            rows = await repo.rows(shipment_id=shipment_id, limit=1)
             if not rows:
                 raise HTTPException(404, f"no shipment {shipment_id}")
             s = rows[0]
-            siblings = await repo.shipment_rows(order_id=s.order_id, limit=1000)
-            warehouse = await repo.warehouse_row(s.warehouse_id)
+            siblings = await repo.rows(order_id=s.order_id, limit=1000)
+            warehouse = await MasterData(session).warehouse_row(s.warehouse_id)
         ordered = sorted(siblings, key=lambda r: (r.dispatched_at, r.shipment_id))
         position = next(i for i, r in enumerate(ordered, 1) if r.shipment_id == shipment_id)
         lines = []

@@ -13,7 +13,7 @@ import structlog
 
 from orderflow.logistics import domain
 from orderflow.logistics.handlers import Clock, flag_delays, utc_now
-from orderflow.logistics.repository import LogisticsRepository
+from orderflow.logistics.repository import Shipments
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.jobs import Job, every
 from orderflow.runtime.service import ServiceContext
@@ -43,15 +43,15 @@ class DelayWatcher:
         shipment and reason even with several replicas watching."""
         moment = now or self.clock()
         policy = self.settings.delay_policy
-        today = moment.astimezone(policy.tz).date()
+        watch = domain.watch_list(moment.astimezone(policy.tz).date())
         flagged: list[FlaggedDelay] = []
         after = ""
         while True:
             async with units() as uow:
-                repo = LogisticsRepository(uow.session)
-                page = await repo.watch_candidates(today=today, after=after,
-                                                   limit=self.settings.delay_watch_page,
-                                                   order_ids=order_ids)
+                shipments = Shipments(uow.session)
+                page = await shipments.watched(watch, after=after,
+                                               limit=self.settings.delay_watch_page,
+                                               order_ids=order_ids)
                 for shipment in page:
                     findings = domain.assess_delays(
                         status=shipment.status, pickup_date=shipment.pickup_date,
@@ -59,8 +59,8 @@ class DelayWatcher:
                         now=moment, policy=policy)
                     if not findings:
                         continue
-                    new = await flag_delays(uow, repo, shipment, findings, observed_at=moment,
-                                            source="watcher")
+                    new = await flag_delays(uow, shipments, shipment, findings,
+                                            observed_at=moment, source="watcher")
                     assert shipment.promised_date is not None
                     flagged += [FlaggedDelay(shipment.order_id, shipment.shipment_id, f.reason,
                                              shipment.promised_date, f.expected_date) for f in new]

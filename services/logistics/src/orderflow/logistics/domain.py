@@ -135,6 +135,106 @@ def plan_shipments(*, order_id: str, source_event_id: str, order: CanonicalOrder
     return planned
 
 
+@dataclass(frozen=True)
+class DispatchRequest:
+    """A reservation to dispatch: the order's content that ships, its reserved lines, and the
+    reservation event its shipments are named after (``shipment_id_for``)."""
+
+    order_id: str
+    order: CanonicalOrder
+    reservations: tuple[ReservedLine, ...]
+    source_event_id: str
+
+
+ReservationFate = Literal["cancelled", "parked", "dispatch"]
+
+
+def reservation_fate(*, order_status: str, pending_change_id: str | None) -> ReservationFate:
+    """What becomes of a reservation when logistics handles it: nothing once the order is
+    cancelled (dispatch is the point of no return, and the cancel came first); parked while a
+    change of the order is pending (the change's settlement dispatches it); else dispatched."""
+    if order_status == "cancelled":
+        return "cancelled"
+    if pending_change_id is not None:
+        return "parked"
+    return "dispatch"
+
+
+def kept_is_newer(kept_revision: int | None, revision: int) -> bool:
+    """Whether the order as logistics keeps it (a settled change's content) is newer than the
+    revision a reservation brings."""
+    return (kept_revision or 0) > revision
+
+
+def content_to_ship(kept: CanonicalOrder | None, reserved: CanonicalOrder) -> CanonicalOrder:
+    """What a reservation ships: the order logistics keeps when a settled change made it newer
+    than the reservation's (its address, its requested date), else the reservation's."""
+    if kept is not None and kept_is_newer(kept.revision, reserved.revision):
+        return kept
+    return reserved
+
+
+def plan_dispatches(requests: Sequence[DispatchRequest], *, shipped: Mapping[str, int],
+                    warehouses: Mapping[str, WarehouseSite], products: Mapping[str, ProductInfo],
+                    catalogue: CarrierCatalogue, dispatched_at: datetime,
+                    tz: ZoneInfo) -> list[list[PlannedShipment] | None]:
+    """Each request in turn, as one after another: None when its order has shipments already
+    (``shipped``: each order's shipments so far; or an earlier request of the list planned them):
+    an order is dispatched once; else its shipments (``plan_shipments``)."""
+    counts = dict(shipped)
+    planned: list[list[PlannedShipment] | None] = []
+    for request in requests:
+        if counts.get(request.order_id, 0):
+            planned.append(None)
+            continue
+        plans = plan_shipments(
+            order_id=request.order_id, source_event_id=request.source_event_id,
+            order=request.order, reservations=request.reservations, warehouses=warehouses,
+            products=products, catalogue=catalogue, dispatched_at=dispatched_at, tz=tz)
+        counts[request.order_id] = len(plans)
+        planned.append(plans)
+    return planned
+
+
+@dataclass(frozen=True)
+class OrderShipment:
+    """One of an order's shipments as the cancel, change, delivery and return rules see it."""
+
+    shipment_id: str
+    warehouse_id: str
+    status: str
+    tracking_number: str | None  # None: no carrier took it
+    lines: tuple[tuple[str, int], ...]  # (sku, units)
+    dispatched_at: datetime
+    delivered_at: datetime | None
+
+
+def dispatched_shipment_ids(shipments: Iterable[OrderShipment]) -> list[str]:
+    """The shipments that left with a carrier (a tracking number), by id: what makes an order
+    too late to cancel or change."""
+    return sorted(s.shipment_id for s in shipments if s.tracking_number is not None)
+
+
+def shipped_units(shipments: Iterable[OrderShipment]) -> dict[str, dict[str, int]]:
+    """{sku: {warehouse: units}} of the shipments that left with a carrier."""
+    units: dict[str, dict[str, int]] = {}
+    for s in shipments:
+        if s.tracking_number is None:
+            continue
+        for sku, quantity in s.lines:
+            per = units.setdefault(sku, {})
+            per[s.warehouse_id] = per.get(s.warehouse_id, 0) + quantity
+    return units
+
+
+def return_window_start(shipments: Iterable[OrderShipment]) -> datetime | None:
+    """When the order's return window opens: its last delivery, else its last dispatch, of the
+    shipments that left with a carrier; None when none did."""
+    starts = [s.delivered_at or s.dispatched_at for s in shipments
+              if s.tracking_number is not None]
+    return max(starts) if starts else None
+
+
 # --- tracking ------------------------------------------------------------------------------------
 
 ShipmentStatus = Literal["no_carrier", "dispatched", "picked_up", "in_transit", "out_for_delivery",
@@ -235,6 +335,14 @@ def order_delivered(statuses: Iterable[str]) -> bool:
     return bool(seen) and all(s == "delivered" for s in seen)
 
 
+def same_parcel(*, order_id: str, carrier: str | None, tracking_number: str | None,
+                update_order_id: str, update_carrier: str, update_tracking_number: str) -> bool:
+    """Whether a carrier's update names the shipment's order, carrier and tracking number (an
+    update that disagrees is refused: it is for some other parcel)."""
+    return (order_id, carrier, tracking_number) == (update_order_id, update_carrier,
+                                                    update_tracking_number)
+
+
 # --- delays --------------------------------------------------------------------------------------
 
 DelayReason = Literal["not_picked_up", "carrier_exception", "not_out_for_delivery_on_promised_day",
@@ -286,6 +394,62 @@ def assess_delays(*, status: str, pickup_date: date | None, promised_date: date 
         findings.append(DelayFinding("not_out_for_delivery_on_promised_day",
                                      promised_date + timedelta(days=1)))
     return findings
+
+
+@dataclass(frozen=True)
+class TrackingStep:
+    """What a carrier's update does to a shipment: how it moves it (``apply_tracking``), whether
+    a delivery is on time, an exception's code, and the delays the scan itself reveals."""
+
+    decision: TrackingDecision
+    on_time: bool | None = None  # a delivery: on or before the promised day
+    exception_code: str | None = None  # an exception: its code (``exception_code``)
+    findings: tuple[DelayFinding, ...] = ()
+
+
+def track(state: TrackingState, *, status: TrackingStatus, occurred_at: datetime, detail: str,
+          pickup_date: date | None, promised_date: date | None,
+          policy: DelayPolicy) -> TrackingStep:
+    """A carrier's update of a shipment. A delivery is on time or not; an update that changes
+    nothing and is not a repeat of the current step (stale, or after delivery) says nothing
+    about the shipment now; any other is checked against the delay rules as of the scan's own
+    time: a scan on the promised afternoon that is not "out for delivery" (a repeated "in
+    transit" included) says the shipment will be late, before the watcher looks."""
+    decision = apply_tracking(state, status, occurred_at)
+    if decision.outcome == "delivered":
+        assert promised_date is not None  # a shipment a carrier took has a promised date
+        return TrackingStep(decision, on_time=delivered_on_time(occurred_at, promised_date,
+                                                                policy.tz))
+    if not decision.changed and decision.outcome != "repeated":
+        return TrackingStep(decision)
+    code = exception_code(detail) if decision.outcome == "exception" else None
+    findings = assess_delays(status=decision.state.status, pickup_date=pickup_date,
+                             promised_date=promised_date, status_at=decision.state.status_at,
+                             now=occurred_at, policy=policy)
+    return TrackingStep(decision, exception_code=code, findings=tuple(findings))
+
+
+UNDELIVERED: tuple[ShipmentStatus, ...] = ("dispatched", "picked_up", "in_transit",
+                                           "out_for_delivery", "exception")
+
+
+@dataclass(frozen=True)
+class WatchList:
+    """The shipments the delay rules might flag as of a day, as a filter the repository applies
+    (``assess_delays`` decides): undelivered ones promised by that day, whose collection day is
+    past, or in an exception whatever the dates; none already flagged with ``final_reason`` (no
+    other reason follows it)."""
+
+    statuses: tuple[ShipmentStatus, ...]
+    promised_by: date
+    collection_before: date
+    any_date: tuple[ShipmentStatus, ...]
+    final_reason: DelayReason
+
+
+def watch_list(today: date) -> WatchList:
+    return WatchList(UNDELIVERED, promised_by=today, collection_before=today,
+                     any_date=("exception",), final_reason="promised_date_missed")
 
 
 # --- cancellation: logistics is the arbiter of the point of no return ----------------------------
@@ -364,6 +528,27 @@ def dispatch_after_change(*, parked_revision: int | None, change_revision: int,
     if stock_status == "reserved":
         return "change"
     return "none"
+
+
+Settlement = Literal["refused", "parked", "change", "none"]
+
+
+def settle_change(*, order_status: str, parked_revision: int | None, change_revision: int,
+                  stock_status: str) -> Settlement:
+    """A change every service applied, settled by logistics: refused when the order was
+    cancelled while the change was under way (the cancellation wins: review undoes its part,
+    inventory released everything on the cancel); else applied, and what it dispatches
+    (``dispatch_after_change``)."""
+    if order_status == "cancelled":
+        return "refused"
+    return dispatch_after_change(parked_revision=parked_revision,
+                                 change_revision=change_revision, stock_status=stock_status)
+
+
+def release_parked(*, order_status: str, parked: bool) -> bool:
+    """A change refused downstream: the order goes on as it was, so a reservation parked while
+    the change was pending is dispatched, unless the order was cancelled meanwhile."""
+    return parked and order_status != "cancelled"
 
 
 # --- returns (RMA) -----------------------------------------------------------------------------
@@ -473,3 +658,103 @@ def return_tracking_number(rma_id: str, carrier: str) -> str:
 def exchange_external_id(external_id: str, rma_id: str) -> str:
     """The linked order an exchange creates: derived from the original and the RMA."""
     return f"{external_id}-X-{rma_id}"[:128]
+
+
+@dataclass(frozen=True)
+class ReturnedLine:
+    """A line of a stored return: approved (with its warehouse and refund) or as requested."""
+
+    sku: str
+    quantity: int
+    warehouse_id: str | None = None
+    refund: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ReturnRecord:
+    """A return (RMA) as stored: ``approved``, ``refused`` or ``received``."""
+
+    rma_id: str
+    order_id: str
+    status: str
+    resolution: str
+    lines: tuple[ReturnedLine, ...]
+    currency: str | None
+
+
+def already_returned(returns: Iterable[ReturnRecord]) -> dict[str, int]:
+    """The units per SKU earlier returns of the order take back (approved or received; a refused
+    one takes nothing)."""
+    total: dict[str, int] = {}
+    for r in returns:
+        if r.status in ("approved", "received"):
+            for line in r.lines:
+                total[line.sku] = total.get(line.sku, 0) + line.quantity
+    return total
+
+
+ReceiptCheck = Literal["never_requested", "refused", "other_order", "received", "open"]
+
+
+def check_receipt(stored: ReturnRecord | None, order_id: str) -> ReceiptCheck:
+    """Whether a receipt can settle its RMA: only an approved one of the same order (``open``);
+    one already received is settled (the receipt says nothing new)."""
+    if stored is None:
+        return "never_requested"
+    if stored.status == "refused":
+        return "refused"
+    if stored.order_id != order_id:
+        return "other_order"
+    return "received" if stored.status == "received" else "open"
+
+
+@dataclass(frozen=True)
+class ReceiptDecision:
+    """What a receipt refunds: per SKU received, its share of the approved lines' refund; or the
+    SKUs received beyond what was approved (``over``: the receipt is refused)."""
+
+    lines: tuple[ReturnPlanLine, ...]
+    received: dict[str, int]
+    approved: dict[str, int]
+    over: dict[str, int]
+
+    @property
+    def refund_amount(self) -> Decimal:
+        return sum((line.refund for line in self.lines), Decimal("0.00"))
+
+
+def decide_receipt(approved_lines: Iterable[ReturnedLine], inspections: Iterable[tuple[str, int]],
+                   warehouse_id: str) -> ReceiptDecision:
+    """The received units (``inspections``: (sku, units), restocked or scrapped alike) refund
+    their share of the approved lines' refund, rounded half up per SKU."""
+    approved: dict[str, int] = {}
+    refund_of: dict[str, Decimal] = {}
+    for line in approved_lines:
+        approved[line.sku] = approved.get(line.sku, 0) + line.quantity
+        refund_of[line.sku] = refund_of.get(line.sku, Decimal("0")) + (line.refund or Decimal(0))
+    received: dict[str, int] = {}
+    for sku, units in inspections:
+        received[sku] = received.get(sku, 0) + units
+    over = {sku: q for sku, q in received.items() if q > approved.get(sku, 0)}
+    if over:
+        return ReceiptDecision((), received, approved, over)
+    lines = tuple(ReturnPlanLine(sku, warehouse_id, q,
+                                 (refund_of[sku] * q / approved[sku]).quantize(_CENT,
+                                                                               "ROUND_HALF_UP"))
+                  for sku, q in sorted(received.items()))
+    return ReceiptDecision(lines, received, approved, {})
+
+
+def exchange_order(order: CanonicalOrder, received: Mapping[str, int], rma_id: str,
+                   placed_at: datetime) -> CanonicalOrder:
+    """The order an exchange creates (``exchange_external_id``): the received units of each SKU
+    the order has, at the original unit price, with no discount, no shipping fee and nothing paid
+    (finance nets it against the refund)."""
+    prices = {line.sku: line for line in order.lines}
+    lines = tuple(prices[sku].model_copy(update={"quantity": q, "discount": Decimal("0.00")})
+                  for sku, q in sorted(received.items()) if sku in prices)
+    return order.model_copy(update={
+        "external_id": exchange_external_id(order.external_id, rma_id), "placed_at": placed_at,
+        "revision": 1, "lines": lines, "promo_code": None, "shipping_fee": Decimal("0.00"),
+        "stated_total": None, "amount_paid": Decimal("0.00"),
+        "notes": f"exchange for order {order.external_id}, return {rma_id}"})

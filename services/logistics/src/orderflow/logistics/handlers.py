@@ -1,6 +1,7 @@
-"""Logistics' handlers: decode, call the rules, store, stage the events. Outcomes (a shipment no
-carrier can take, a carrier exception, a delay) are events; only an impossible event (tracking for
-a shipment logistics never made) raises, and is dead-lettered with the reason."""
+"""Logistics' handlers: decode, lock the order's record, call the rules (``domain``), store, stage
+the events. Outcomes (a shipment no carrier can take, a carrier exception, a delay) are events;
+only an impossible event (tracking for a shipment logistics never made) raises, and is
+dead-lettered with the reason."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -26,7 +26,6 @@ from orderflow.contracts.events import (
     ProductUpdated,
     Reason,
     RefundIssued,
-    ReservedLine,
     ReturnApproved,
     ReturnLine,
     ReturnReceived,
@@ -40,16 +39,25 @@ from orderflow.contracts.events import (
     TrackingUpdated,
     WarehouseUpdated,
 )
-from orderflow.contracts.order import CanonicalOrder, OrderLine
 from orderflow.logistics import domain
 from orderflow.logistics.carriers import CarrierChoice
-from orderflow.logistics.repository import LogisticsRepository, NewShipment, ShipmentRecord
+from orderflow.logistics.repository import (
+    MasterData,
+    NewShipment,
+    OrderLock,
+    OrderRecords,
+    Returns,
+    ShipmentRecord,
+    Shipments,
+)
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+# a log line to write once the run is stored, in its event's log context
+Said = tuple[Callable[..., Any], str, dict[str, Any]]
 
 
 def utc_now() -> datetime:
@@ -75,13 +83,13 @@ class ReturnMismatch(ValueError):
 _REFUND_NAMESPACE = uuid.UUID("5f7c2b8e-9d14-4c3a-a6e1-2b9f0d4c8e17")
 
 
-async def flag_delays(uow: UnitOfWork, repo: LogisticsRepository, shipment: ShipmentRecord,
-                      findings: list[domain.DelayFinding], *, observed_at: datetime,
+async def flag_delays(uow: UnitOfWork, shipments: Shipments, shipment: ShipmentRecord,
+                      findings: Sequence[domain.DelayFinding], *, observed_at: datetime,
                       source: str) -> list[domain.DelayFinding]:
     """Record each finding once per shipment and reason, and publish the new ones."""
     flagged = []
     for finding in findings:
-        if await repo.flag_delay(shipment, finding, observed_at=observed_at, source=source):
+        if await shipments.flag_delay(shipment, finding, observed_at=observed_at, source=source):
             assert shipment.promised_date is not None
             uow.emit(ShipmentDelayed(order_id=shipment.order_id, shipment_id=shipment.shipment_id,
                                      reason=finding.reason, promised_date=shipment.promised_date,
@@ -94,6 +102,15 @@ async def flag_delays(uow: UnitOfWork, repo: LogisticsRepository, shipment: Ship
     return flagged
 
 
+async def _lock(orders: OrderRecords, order_id: str) -> OrderLock:
+    """The record of an event's one order, locked (``OrderRecords.lock``)."""
+    return (await orders.lock([(order_id, None)]))[order_id]
+
+
+def _say(lines: Sequence[Said]) -> None:
+    for say, message, fields in lines:
+        say(message, **fields)
+
 
 class LogisticsHandlers:
     """The subscriptions' handlers, with the settings, clock and randomness they use."""
@@ -104,161 +121,108 @@ class LogisticsHandlers:
         self.clock = clock
         self.randbelow = randbelow
 
+    # -- dispatch -----------------------------------------------------------------------------
     async def on_stocks_reserved(self, uow: UnitOfWork,
                                  run: list[IncomingEvent[StockReserved]]) -> None:
-        """A run of reservations, set-based: the orders' records created and locked in sorted
-        order, their shipments counted and the warehouses and products read with one statement;
-        then each reservation decided in the run's order as one at a time would (cancelled: not
-        dispatched; a change pending: parked; dispatched already, by an earlier reservation of
-        the run too: ignored; else planned by the domain); then the shipments stored with one
-        statement and the parked reservations with one. The log lines of each reservation are
-        written after that, in order, with its event's context."""
-        repo = LogisticsRepository(uow.session, self.randbelow)
+        """A run of reservations (a single one is a run of one), with the outcome of handling
+        them one after another: the orders' records created and locked in sorted order, each
+        reservation's fate decided (``domain.reservation_fate``: cancelled, parked, dispatched;
+        the last parked reservation of an order stays parked), the parked ones stored with one
+        statement and the others dispatched together (``_dispatch``). The log lines of each
+        reservation are written after that, in order, in its event's log context."""
+        orders = OrderRecords(uow.session)
         # the point of no return: a cancel request of these orders waits for these locks, or
         # this run waits for the cancel's and then finds the order cancelled
-        locks = await repo.lock_orders([(i.event.order_id, i.event.order) for i in run])
-        to_dispatch = [i for i in run if locks[i.event.order_id].status != "cancelled"
-                       and locks[i.event.order_id].pending_change_id is None]
-        newer = {i.event.order_id for i in to_dispatch
-                 if (locks[i.event.order_id].kept_revision or 0) > i.event.order.revision}
-        # a settled change may have brought newer content (address, date) than a reservation
-        kept = await repo.kept_orders(newer) if newer else {}
-        counts, sites, infos = await repo.counts_and_master_data(
-            (i.event.order_id for i in to_dispatch),
-            (r.warehouse_id for i in to_dispatch for r in i.event.reservations),
-            (r.sku for i in to_dispatch for r in i.event.reservations),
-        ) if to_dispatch else ({}, {}, {})
-        catalogue = self.settings.catalogue
-        said: dict[str, list[tuple[Callable[..., Any], str, dict[str, Any]]]] = {}
-        parked: dict[str, tuple[str, str, str]] = {}  # the last reservation of an order wins
-        shipments: list[NewShipment] = []
-        dispatching: set[str] = set()  # the reservations planned (with shipments or none)
+        locks = await orders.lock([(i.event.order_id, i.event.order) for i in run])
+        said: dict[str, list[Said]] = {i.headers.event_id: [] for i in run}
+        parked: dict[str, tuple[str, str, str]] = {}
+        dispatching: list[IncomingEvent[StockReserved]] = []
         for incoming in run:
-            reserved = incoming.event
-            lines = said.setdefault(incoming.headers.event_id, [])
+            reserved, lines = incoming.event, said[incoming.headers.event_id]
             lock = locks[reserved.order_id]
-            if lock.status == "cancelled":
+            fate = domain.reservation_fate(order_status=lock.status,
+                                           pending_change_id=lock.pending_change_id)
+            if fate == "cancelled":
                 lines.append((log.info, "order cancelled before dispatch; reservation not "
                               "dispatched", {"order_id": reserved.order_id}))
-                continue
-            if lock.pending_change_id is not None:
-                # a change is being applied: dispatch waits until it is settled
+            elif fate == "parked":
                 parked.pop(reserved.order_id, None)
                 parked[reserved.order_id] = (reserved.order_id, reserved.model_dump_json(),
                                              incoming.headers.event_id)
                 lines.append((log.info, "change pending; reservation parked",
                               {"order_id": reserved.order_id,
                                "change_id": lock.pending_change_id}))
-                continue
-            if counts.get(reserved.order_id, 0):
-                # the order was already dispatched from a settled change's reservations (or
-                # by an earlier reservation of this run)
-                lines.append((log.info, "order already dispatched; reservation ignored",
-                              {"order_id": reserved.order_id}))
-                continue
-            order = kept.get(reserved.order_id, reserved.order)
-            plans = domain.plan_shipments(
-                order_id=reserved.order_id, source_event_id=incoming.headers.event_id,
-                order=order, reservations=reserved.reservations, warehouses=sites,
-                products=infos, catalogue=catalogue, dispatched_at=self.clock(),
-                tz=self.settings.tz)
-            counts[reserved.order_id] = len(plans)
-            dispatching.add(incoming.headers.event_id)
-            for plan in plans:
-                choice = plan.choice
-                shipments.append(NewShipment(
-                    plan, external_id=order.external_id, customer_id=order.customer.id,
-                    priority=order.priority, ship_to=order.shipping_address,
-                    source_event_id=incoming.headers.event_id,
-                    tracking_number=repo.tracking_number(choice)
-                    if isinstance(choice, CarrierChoice) else None))
-        if parked:
-            await repo.park_reservations(list(parked.values()))
-        if shipments:
-            shipments = await repo.add_shipments(shipments, catalogue=catalogue)
-        by_event: dict[str, list[NewShipment]] = {}
-        for shipment in shipments:
-            by_event.setdefault(shipment.source_event_id, []).append(shipment)
+            else:
+                dispatching.append(incoming)
+        await orders.park(list(parked.values()))
+        # a settled change may have brought newer content (address, date) than a reservation
+        newer = {i.event.order_id for i in dispatching
+                 if domain.kept_is_newer(locks[i.event.order_id].kept_revision,
+                                         i.event.order.revision)}
+        kept = await orders.contents(newer) if newer else {}
+        requests = [(i, domain.DispatchRequest(
+            i.event.order_id,
+            domain.content_to_ship(kept[i.event.order_id].order if i.event.order_id in kept
+                                   else None, i.event.order),
+            i.event.reservations, i.headers.event_id)) for i in dispatching]
+        for (incoming, _), lines in zip(requests, await self._dispatch(uow, requests),
+                                        strict=True):
+            said[incoming.headers.event_id] += lines
         for incoming in run:
-            event_id = incoming.headers.event_id
-            lines = said[event_id]
-            if event_id in dispatching:
-                self._dispatched(uow, incoming, by_event.get(event_id, []), lines)
             with uow.handling(incoming):
-                for say, message, fields in lines:
-                    say(message, **fields)
+                _say(said[incoming.headers.event_id])
 
-    @staticmethod
-    def _dispatched(uow: UnitOfWork, incoming: IncomingEvent[StockReserved],
-                    stored: list[NewShipment],
-                    lines: list[tuple[Callable[..., Any], str, dict[str, Any]]]) -> None:
-        """The events of a reservation's stored shipments (in its plans' order), as ``_dispatch``
-        emits them, and its log lines."""
-        order_id = incoming.event.order_id
-        plans = [s.plan for s in stored]
-        count = len(plans)  # no shipment before: a reservation of an order with any is ignored
-        for shipment in stored:
-            plan = shipment.plan
-            if plan.warehouse is None:
-                lines.append((log.warning, "warehouse location unknown; zone taken as national",
-                              {"warehouse_id": plan.warehouse_id}))
-            event = _shipment_event(order_id, plan, shipment.tracking_number, count)
-            uow.emit(event, cause=incoming)
-            if isinstance(event, ShipmentException):
-                lines.append((log.warning, "no carrier can take the shipment", {
-                    "shipment_id": plan.shipment_id, "warehouse_id": plan.warehouse_id,
-                    "reason": event.detail}))
-        lines.append((log.debug, "order dispatched", {
-            "shipments": len(plans), "shipment_count": count,
-            "carriers": [p.choice.option.label if isinstance(p.choice, CarrierChoice)
-                         else "none" for p in plans],
-            "rules": sorted({p.choice.rule for p in plans
-                             if isinstance(p.choice, CarrierChoice)})}))
-
-    async def _dispatch(self, uow: UnitOfWork, repo: LogisticsRepository, order_id: str,
-                        order: CanonicalOrder, reservations: Sequence[ReservedLine],
-                        source_event_id: str, *, shipped_before: int | None = None) -> None:
-        """``shipped_before``: the order's shipments so far, when the caller just counted them."""
+    async def _dispatch(self, uow: UnitOfWork,
+                        requests: Sequence[tuple[IncomingEvent[Any], domain.DispatchRequest]],
+                        ) -> list[list[Said]]:
+        """Dispatch reservations (each with the event its events answer), as one after another
+        (``domain.plan_dispatches``: an order with shipments already is not dispatched again):
+        the orders' shipments counted and the warehouses and products read with one statement,
+        a tracking number drawn per shipment a carrier takes, the shipments stored with one
+        statement, then each one's ``shipment.dispatched`` (or ``shipment.exception`` when no
+        carrier takes it). Returns each request's log lines."""
+        if not requests:
+            return []
+        shipments = Shipments(uow.session, self.randbelow)
+        wanted = [request for _, request in requests]
+        counts, sites, infos = await shipments.dispatch_data(
+            (r.order_id for r in wanted),
+            (line.warehouse_id for r in wanted for line in r.reservations),
+            (line.sku for r in wanted for line in r.reservations))
         catalogue = self.settings.catalogue
-        sites = await repo.warehouse_sites(r.warehouse_id for r in reservations)
-        infos = await repo.product_infos(r.sku for r in reservations)
-        plans = domain.plan_shipments(
-            order_id=order_id, source_event_id=source_event_id, order=order,
-            reservations=reservations, warehouses=sites, products=infos,
-            catalogue=catalogue, dispatched_at=self.clock(), tz=self.settings.tz)
-        if shipped_before is None:
-            shipped_before = await repo.shipment_count(order_id)
-        count = shipped_before + len(plans)
-        for plan in plans:
-            if plan.warehouse is None:
-                log.warning("warehouse location unknown; zone taken as national",
-                            warehouse_id=plan.warehouse_id)
-            number = await repo.add_shipment(
-                plan, external_id=order.external_id, customer_id=order.customer.id,
-                priority=order.priority, ship_to=order.shipping_address, catalogue=catalogue,
-                source_event_id=source_event_id)
-            event = _shipment_event(order_id, plan, number, count)
-            uow.emit(event)
-            if isinstance(event, ShipmentException):
-                log.warning("no carrier can take the shipment", shipment_id=plan.shipment_id,
-                            warehouse_id=plan.warehouse_id, reason=event.detail)
-        log.debug("order dispatched", shipments=len(plans), shipment_count=count,
-                  carriers=[p.choice.option.label if isinstance(p.choice, CarrierChoice)
-                            else "none" for p in plans],
-                  rules=sorted({p.choice.rule for p in plans if isinstance(p.choice, CarrierChoice)}))
+        planned = domain.plan_dispatches(wanted, shipped=counts, warehouses=sites, products=infos,
+                                         catalogue=catalogue, dispatched_at=self.clock(),
+                                         tz=self.settings.tz)
+        new = [NewShipment(plan, external_id=request.order.external_id,
+                           customer_id=request.order.customer.id,
+                           priority=request.order.priority,
+                           ship_to=request.order.shipping_address,
+                           source_event_id=request.source_event_id,
+                           tracking_number=shipments.tracking_number(plan.choice)
+                           if isinstance(plan.choice, CarrierChoice) else None)
+               for request, plans in zip(wanted, planned, strict=True) for plan in plans or ()]
+        stored = iter(await shipments.add(new, catalogue=catalogue) if new else [])
+        said: list[list[Said]] = []
+        for (cause, request), plans in zip(requests, planned, strict=True):
+            if plans is None:
+                said.append([(log.info, "order already dispatched; reservation ignored",
+                              {"order_id": request.order_id})])
+            else:
+                said.append(_dispatched(uow, cause, request.order_id,
+                                        [next(stored) for _ in plans]))
+        return said
 
     # -- changes: logistics admits them first and settles them last ------------------------------
     async def on_change_requested(self, uow: UnitOfWork,
                                   incoming: IncomingEvent[OrderChangeRequested]) -> None:
         change = incoming.event
-        repo = LogisticsRepository(uow.session)
+        orders = OrderRecords(uow.session)
         # the same row lock as dispatch and cancel: a change racing a dispatch has one outcome
-        record = await repo.lock_order(change.order_id)
-        known = record.order.revision if record.order is not None else record.revision
+        lock = await _lock(orders, change.order_id)
+        shipped = await Shipments(uow.session).of_order(change.order_id)
         decision = domain.decide_change(
-            order_status=record.status,
-            dispatched_shipment_ids=await repo.dispatched_shipment_ids(change.order_id),
-            pending_change_id=record.pending_change_id, known_revision=known,
+            order_status=lock.status, dispatched_shipment_ids=domain.dispatched_shipment_ids(shipped),
+            pending_change_id=lock.pending_change_id, known_revision=lock.known_revision,
             change_id=change.change_id, revision=change.order.revision)
         if decision.code == "duplicate":
             log.info("change already pending; request ignored", change_id=change.change_id)
@@ -271,24 +235,29 @@ class LogisticsHandlers:
                 requested_by=change.requested_by, customer=change.order.customer))
             log.info("change refused", change_id=change.change_id, reason=decision.code)
             return
-        await repo.mark_change_pending(change.order_id, change.change_id, change.order.revision)
+        await orders.mark_change_pending(change.order_id, change.change_id, change.order.revision)
         uow.emit(OrderChangeAdmitted(**change.model_dump()))
         log.info("change admitted; dispatch waits for it", change_id=change.change_id,
                  revision=change.order.revision)
 
     async def on_change_reserved(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[OrderChangeReserved]) -> None:
+        """A change every service applied, settled (``domain.settle_change``): refused if the
+        order was cancelled meanwhile, else ``order.changed`` and the dispatch it brings."""
         step = incoming.event
-        repo = LogisticsRepository(uow.session, self.randbelow)
-        record = await repo.lock_order(step.order_id)
-        if record.pending_change_id != step.change_id:
+        orders = OrderRecords(uow.session)
+        lock = await _lock(orders, step.order_id)
+        if lock.pending_change_id != step.change_id:
             log.info("change not pending here; step ignored", change_id=step.change_id,
-                     pending=record.pending_change_id)
+                     pending=lock.pending_change_id)
             return
-        if record.status == "cancelled":
-            # cancelled while the change was under way: the cancellation wins, the change is
-            # refused (review undoes its part; inventory released everything on the cancel)
-            await repo.settle_change(step.order_id, None)
+        parked = (await orders.contents([step.order_id]))[step.order_id].parked \
+            if lock.parked else None
+        settlement = domain.settle_change(
+            order_status=lock.status, parked_revision=parked.order.revision if parked else None,
+            change_revision=step.order.revision, stock_status=step.stock_status)
+        if settlement == "refused":
+            await orders.settle_change(step.order_id, None)
             uow.emit(OrderChangeRejected(
                 order_id=step.order_id, change_id=step.change_id, revision=step.order.revision,
                 stage="logistics", reasons=(Reason(code="order_cancelled",
@@ -296,12 +265,7 @@ class LogisticsHandlers:
                 requested_by=step.requested_by, customer=step.order.customer))
             log.info("change refused: order cancelled meanwhile", change_id=step.change_id)
             return
-        parked = StockReserved.model_validate(record.parked_reservation) \
-            if record.parked_reservation else None
-        source = domain.dispatch_after_change(
-            parked_revision=parked.order.revision if parked else None,
-            change_revision=step.order.revision, stock_status=step.stock_status)
-        await repo.settle_change(step.order_id, step.order)
+        await orders.settle_change(step.order_id, step.order)
         uow.emit(OrderChanged(
             order_id=step.order_id, change_id=step.change_id, channel=step.channel,
             external_id=step.external_id, revision=step.order.revision,
@@ -310,108 +274,53 @@ class LogisticsHandlers:
             review_status=step.review_status, stock_status=step.stock_status,
             requested_by=step.requested_by, customer=step.order.customer))
         log.info("order changed", change_id=step.change_id, revision=step.order.revision,
-                 changes=list(step.changes), dispatch=source)
-        if source == "none" or await repo.shipment_count(step.order_id):
-            return
-        if source == "parked":
-            assert parked is not None and record.parked_event_id is not None
-            await self._dispatch(uow, repo, step.order_id, step.order, parked.reservations,
-                                 record.parked_event_id)
+                 changes=list(step.changes), dispatch=settlement)
+        if settlement == "parked":
+            assert parked is not None and lock.parked_event_id is not None
+            request = domain.DispatchRequest(step.order_id, step.order, parked.reservations,
+                                             lock.parked_event_id)
+        elif settlement == "change":
+            request = domain.DispatchRequest(step.order_id, step.order, step.reservations,
+                                             incoming.headers.event_id)
         else:
-            await self._dispatch(uow, repo, step.order_id, step.order, step.reservations,
-                                 incoming.headers.event_id)
+            return
+        for lines in await self._dispatch(uow, [(incoming, request)]):
+            _say(lines)
 
     async def on_change_rejected(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[OrderChangeRejected]) -> None:
         """A later step refused the change: the order goes on as it was, and a reservation
-        parked meanwhile is dispatched now."""
+        parked meanwhile is dispatched now (``domain.release_parked``)."""
         refused = incoming.event
-        repo = LogisticsRepository(uow.session, self.randbelow)
-        record = await repo.lock_order(refused.order_id)
-        if record.pending_change_id != refused.change_id:
+        orders = OrderRecords(uow.session)
+        lock = await _lock(orders, refused.order_id)
+        if lock.pending_change_id != refused.change_id:
             return  # refused here (never pending), or already settled
-        await repo.settle_change(refused.order_id, None)
+        content = (await orders.contents([refused.order_id]))[refused.order_id] \
+            if lock.parked else None
+        await orders.settle_change(refused.order_id, None)
         log.info("change refused downstream; pending mark cleared", change_id=refused.change_id,
                  stage=refused.stage, reasons=[r.code for r in refused.reasons])
-        if record.parked_reservation is None or record.status == "cancelled" \
-                or await repo.shipment_count(refused.order_id):
+        if content is None or content.parked is None or \
+                not domain.release_parked(order_status=lock.status, parked=lock.parked):
             return
-        parked = StockReserved.model_validate(record.parked_reservation)
-        order = record.order if record.order is not None and \
-            record.order.revision > parked.order.revision else parked.order
-        assert record.parked_event_id is not None
-        await self._dispatch(uow, repo, refused.order_id, order, parked.reservations,
-                             record.parked_event_id)
+        parked = content.parked
+        assert lock.parked_event_id is not None
+        request = domain.DispatchRequest(refused.order_id,
+                                         domain.content_to_ship(content.order, parked.order),
+                                         parked.reservations, lock.parked_event_id)
+        for lines in await self._dispatch(uow, [(incoming, request)]):
+            _say(lines)
 
-    async def on_tracking_updated(self, uow: UnitOfWork,
-                                  incoming: IncomingEvent[TrackingUpdated]) -> None:
-        update = incoming.event
-        repo = LogisticsRepository(uow.session)
-        shipment = await repo.lock_shipment(update.shipment_id)
-        if shipment is None:
-            raise UnknownShipment(f"no shipment {update.shipment_id} (tracking {update.tracking_number})")
-        if (shipment.order_id, shipment.carrier, shipment.tracking_number) != (
-                update.order_id, update.carrier, update.tracking_number):
-            raise TrackingMismatch(
-                f"update for shipment {update.shipment_id} says order {update.order_id}, "
-                f"{update.carrier} {update.tracking_number}; the shipment is order "
-                f"{shipment.order_id}, {shipment.carrier} {shipment.tracking_number}")
-        tz = self.settings.tz
-        occurred_at = domain.as_aware(update.occurred_at, tz)
-        update_id = await repo.record_tracking(shipment.shipment_id, update, occurred_at)
-        if update_id is None:
-            log.info("duplicate tracking update ignored", shipment_id=shipment.shipment_id,
-                     status=update.status)
-            return
-        decision = domain.apply_tracking(shipment.tracking, update.status, occurred_at)
-        await repo.set_tracking_outcome(update_id, decision.outcome)
-        if not decision.changed:
-            log.info("tracking update kept in the history only", shipment_id=shipment.shipment_id,
-                     status=update.status, outcome=decision.outcome, current=shipment.status)
-            if decision.outcome != "repeated":
-                return  # stale, or after delivery: says nothing about the shipment now
-        if decision.outcome == "delivered":
-            assert shipment.promised_date is not None
-            on_time = domain.delivered_on_time(occurred_at, shipment.promised_date, tz)
-            await repo.move(shipment.shipment_id, decision.state, delivered_at=occurred_at,
-                            on_time=on_time)
-            all_delivered = domain.order_delivered(await repo.statuses_of_order(shipment.order_id))
-            uow.emit(ShipmentDelivered(order_id=shipment.order_id, shipment_id=shipment.shipment_id,
-                                       delivered_at=occurred_at, on_time=on_time,
-                                       order_delivered=all_delivered))
-            log.info("shipment delivered", shipment_id=shipment.shipment_id, on_time=on_time,
-                     order_delivered=all_delivered)
-            return
-        if decision.outcome == "exception":
-            code = domain.exception_code(update.detail)
-            await repo.move(shipment.shipment_id, decision.state, exception_code=code,
-                            exception_detail=update.detail[:500])
-            uow.emit(ShipmentException(order_id=shipment.order_id,
-                                       shipment_id=shipment.shipment_id,
-                                       tracking_number=update.tracking_number,
-                                       carrier=update.carrier, code=code,
-                                       detail=update.detail[:500]))
-            log.info("carrier exception", shipment_id=shipment.shipment_id, code=code)
-        elif decision.changed:
-            await repo.move(shipment.shipment_id, decision.state)
-            log.info("shipment moved on", shipment_id=shipment.shipment_id,
-                     status=decision.state.status, outcome=decision.outcome)
-        # the carrier's own clock is evidence too: a scan on the promised afternoon that is not
-        # "out for delivery" (a repeated "in transit" included) says the shipment will be late,
-        # before the watcher's next round
-        findings = domain.assess_delays(
-            status=decision.state.status, pickup_date=shipment.pickup_date,
-            promised_date=shipment.promised_date, status_at=decision.state.status_at,
-            now=occurred_at, policy=self.settings.delay_policy)
-        await flag_delays(uow, repo, shipment, findings, observed_at=occurred_at, source="tracking")
-
+    # -- cancellation ---------------------------------------------------------------------------
     async def on_cancel_requested(self, uow: UnitOfWork,
                                   incoming: IncomingEvent[OrderCancelRequested]) -> None:
         request = incoming.event
-        repo = LogisticsRepository(uow.session)
-        record = await repo.lock_order(request.order_id)
-        dispatched = await repo.dispatched_shipment_ids(request.order_id)
-        decision = domain.decide_cancel(order_status=record.status,
+        orders = OrderRecords(uow.session)
+        lock = await _lock(orders, request.order_id)
+        dispatched = domain.dispatched_shipment_ids(
+            await Shipments(uow.session).of_order(request.order_id))
+        decision = domain.decide_cancel(order_status=lock.status,
                                         dispatched_shipment_ids=dispatched)
         if not decision.honoured:
             uow.emit(OrderCancelRefused(
@@ -423,36 +332,39 @@ class LogisticsHandlers:
         if decision.code == "already_cancelled":
             log.info("order already cancelled; request ignored", order_id=request.order_id)
             return
-        await repo.mark_cancelled(request.order_id, request.reason, request.requested_by)
+        await orders.mark_cancelled(request.order_id, request.reason, request.requested_by)
+        kept = (await orders.contents([request.order_id]))[request.order_id].order \
+            if lock.kept_revision is not None else None
         uow.emit(OrderCancelled(order_id=request.order_id, reason=request.reason,
                                 requested_by=request.requested_by,
-                                customer=record.order.customer if record.order
-                                else request.customer))
-        log.info("order cancelled", order_id=request.order_id,
-                 reserved_before=record.order is not None)
+                                customer=kept.customer if kept else request.customer))
+        log.info("order cancelled", order_id=request.order_id, reserved_before=kept is not None)
 
+    # -- returns ------------------------------------------------------------------------------
     async def on_return_requested(self, uow: UnitOfWork,
                                   incoming: IncomingEvent[ReturnRequested]) -> None:
         request = incoming.event
-        repo = LogisticsRepository(uow.session)
-        record = await repo.lock_order(request.order_id)
-        if await repo.lock_return(request.rma_id) is not None:
+        orders, returns = OrderRecords(uow.session), Returns(uow.session)
+        lock = await _lock(orders, request.order_id)
+        if await returns.lock(request.rma_id) is not None:
             log.info("return already decided; request ignored", rma_id=request.rma_id)
             return
-        shipped, window_start = await repo.shipped_units(request.order_id)
-        order = record.order
-        refunds = domain.unit_refunds(
-            order, await repo.tax_rates(line.sku for line in order.lines)) if order else {}
+        shipped = await Shipments(uow.session).of_order(request.order_id)
+        order = (await orders.contents([request.order_id]))[request.order_id].order \
+            if lock.kept_revision is not None else None
+        refunds = domain.unit_refunds(order, await MasterData(uow.session).tax_rates(
+            line.sku for line in order.lines)) if order else {}
         decision = domain.decide_return(
             requested=[domain.RequestedReturn(r.sku, r.quantity, r.condition) for r in request.lines],
-            shipped=shipped, already_returned=await repo.returned_units(request.order_id),
-            delivered_or_dispatched_at=window_start,
+            shipped=domain.shipped_units(shipped),
+            already_returned=domain.already_returned(await returns.of_order(request.order_id)),
+            delivered_or_dispatched_at=domain.return_window_start(shipped),
             requested_at=domain.as_aware(request.requested_at, self.settings.tz),
             policy=self.settings.return_policy, refunds=refunds)
         customer = order.customer if order else None
         if not decision.approved or order is None:
             reasons = tuple(Reason(code=c, field=f, message=m) for c, f, m in decision.reasons)
-            await repo.add_return(
+            await returns.add(
                 rma_id=request.rma_id, order_id=request.order_id, status="refused",
                 resolution=request.resolution, reasons=[r.model_dump() for r in reasons],
                 lines=[r.model_dump() for r in request.lines], carrier=None, tracking_number=None,
@@ -465,7 +377,7 @@ class LogisticsHandlers:
                                  refund=x.refund) for x in decision.lines)
         carrier = self.settings.return_carrier
         number = domain.return_tracking_number(request.rma_id, carrier)
-        await repo.add_return(
+        await returns.add(
             rma_id=request.rma_id, order_id=request.order_id, status="approved",
             resolution=request.resolution, reasons=[],
             lines=[x.model_dump(mode="json") for x in lines], carrier=carrier,
@@ -480,69 +392,148 @@ class LogisticsHandlers:
 
     async def on_return_received(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ReturnReceived]) -> None:
+        """The refund of the received units (``domain.decide_receipt``) and, for an exchange,
+        the new order (``domain.exchange_order``) pushed to intake."""
         receipt = incoming.event
-        repo = LogisticsRepository(uow.session)
-        record = await repo.lock_order(receipt.order_id)
-        row = await repo.lock_return(receipt.rma_id)
-        if row is None or row.status == "refused":
+        orders, returns = OrderRecords(uow.session), Returns(uow.session)
+        await _lock(orders, receipt.order_id)
+        stored = await returns.lock(receipt.rma_id)
+        check = domain.check_receipt(stored, receipt.order_id)
+        if check in ("never_requested", "refused"):
             raise UnknownReturn(f"return {receipt.rma_id} of order {receipt.order_id} was "
-                                f"{'never requested' if row is None else 'refused'}")
-        if row.order_id != receipt.order_id:
-            raise ReturnMismatch(f"return {receipt.rma_id} belongs to order {row.order_id}")
-        if row.status == "received":
+                                f"{check.replace('_', ' ')}")
+        assert stored is not None
+        if check == "other_order":
+            raise ReturnMismatch(f"return {receipt.rma_id} belongs to order {stored.order_id}")
+        if check == "received":
             log.info("return already received; receipt ignored", rma_id=receipt.rma_id)
             return
-        approved: dict[str, int] = {}
-        refund_of: dict[str, Decimal] = {}
-        for line in row.lines:
-            approved[line["sku"]] = approved.get(line["sku"], 0) + int(line["quantity"])
-            refund_of[line["sku"]] = refund_of.get(line["sku"], Decimal("0")) + Decimal(line["refund"])
-        received: dict[str, int] = {}
-        for unit in receipt.inspections:
-            received[unit.sku] = received.get(unit.sku, 0) + unit.quantity
-        over = {sku: q for sku, q in received.items() if q > approved.get(sku, 0)}
-        if over:
-            raise ReturnMismatch(f"return {receipt.rma_id} received {over}, approved {approved}")
-        # what the received units refund: their share of the approved lines' refund
-        lines = tuple(ReturnLine(
-            sku=sku, warehouse_id=receipt.warehouse_id, quantity=q,
-            refund=(refund_of[sku] * q / approved[sku]).quantize(Decimal("0.01"), "ROUND_HALF_UP"))
-            for sku, q in sorted(received.items()))
-        amount = sum((x.refund for x in lines), Decimal("0.00"))
+        decision = domain.decide_receipt(stored.lines,
+                                         ((u.sku, u.quantity) for u in receipt.inspections),
+                                         receipt.warehouse_id)
+        if decision.over:
+            raise ReturnMismatch(f"return {receipt.rma_id} received {decision.over}, approved "
+                                 f"{decision.approved}")
+        lines = tuple(ReturnLine(sku=x.sku, warehouse_id=x.warehouse_id, quantity=x.quantity,
+                                 refund=x.refund) for x in decision.lines)
         refund_id = str(uuid.uuid5(_REFUND_NAMESPACE, receipt.rma_id))
-        order = record.order
+        order = (await orders.contents([receipt.order_id]))[receipt.order_id].order
         assert order is not None  # an approved return's order was reserved here
         exchange_id = None
-        if row.resolution == "exchange":
-            exchange_id = domain.exchange_external_id(order.external_id, receipt.rma_id)
-            replacement = order.model_copy(update={
-                "external_id": exchange_id, "placed_at": self.clock(), "revision": 1,
-                "lines": tuple(line.model_copy(update={"discount": Decimal("0.00")})
-                               for line in _replacement_lines(order, received)),
-                "promo_code": None, "shipping_fee": Decimal("0.00"), "stated_total": None,
-                "amount_paid": Decimal("0.00"),
-                "notes": f"exchange for order {order.external_id}, return {receipt.rma_id}"})
-            uow.emit(OrderSubmitted(channel="canonical", external_id=exchange_id,
-                                    received_at=self.clock(),
+        if stored.resolution == "exchange":
+            now = self.clock()
+            replacement = domain.exchange_order(order, decision.received, receipt.rma_id, now)
+            exchange_id = replacement.external_id
+            uow.emit(OrderSubmitted(channel="canonical", external_id=exchange_id, received_at=now,
                                     payload=replacement.model_dump(mode="json")),
                      correlation_id=receipt.order_id)
-        await repo.mark_return_received(
+        await returns.mark_received(
             receipt.rma_id, received_at=receipt.received_at,
             inspections=[u.model_dump() for u in receipt.inspections], refund_id=refund_id)
         uow.emit(RefundIssued(refund_id=refund_id, order_id=receipt.order_id,
-                              rma_id=receipt.rma_id, customer_id=order.customer.id, amount=amount,
-                              currency=str(row.currency), lines=lines,
-                              exchange_order_external_id=exchange_id))
-        log.info("return received; refund issued", rma_id=receipt.rma_id, amount=str(amount),
-                 exchange=exchange_id is not None)
+                              rma_id=receipt.rma_id, customer_id=order.customer.id,
+                              amount=decision.refund_amount, currency=str(stored.currency),
+                              lines=lines, exchange_order_external_id=exchange_id))
+        log.info("return received; refund issued", rma_id=receipt.rma_id,
+                 amount=str(decision.refund_amount), exchange=exchange_id is not None)
 
+    # -- tracking -----------------------------------------------------------------------------
+    async def on_tracking_updated(self, uow: UnitOfWork,
+                                  incoming: IncomingEvent[TrackingUpdated]) -> None:
+        """A carrier's update moves its shipment on (``domain.track``), kept in its history
+        with its outcome; a delivery, an exception and the delays the scan reveals are
+        published."""
+        update = incoming.event
+        shipments = Shipments(uow.session)
+        shipment = await shipments.lock(update.shipment_id)
+        if shipment is None:
+            raise UnknownShipment(f"no shipment {update.shipment_id} (tracking {update.tracking_number})")
+        if not domain.same_parcel(
+                order_id=shipment.order_id, carrier=shipment.carrier,
+                tracking_number=shipment.tracking_number, update_order_id=update.order_id,
+                update_carrier=update.carrier, update_tracking_number=update.tracking_number):
+            raise TrackingMismatch(
+                f"update for shipment {update.shipment_id} says order {update.order_id}, "
+                f"{update.carrier} {update.tracking_number}; the shipment is order "
+                f"{shipment.order_id}, {shipment.carrier} {shipment.tracking_number}")
+        occurred_at = domain.as_aware(update.occurred_at, self.settings.tz)
+        update_id = await shipments.record_tracking(shipment.shipment_id, update, occurred_at)
+        if update_id is None:
+            log.info("duplicate tracking update ignored", shipment_id=shipment.shipment_id,
+                     status=update.status)
+            return
+        step = domain.track(shipment.tracking, status=update.status, occurred_at=occurred_at,
+                            detail=update.detail, pickup_date=shipment.pickup_date,
+                            promised_date=shipment.promised_date,
+                            policy=self.settings.delay_policy)
+        decision = step.decision
+        await shipments.set_tracking_outcome(update_id, decision.outcome)
+        if step.on_time is not None:  # delivered
+            await shipments.move(shipment.shipment_id, decision.state, delivered_at=occurred_at,
+                                 on_time=step.on_time)
+            all_delivered = domain.order_delivered(
+                s.status for s in await shipments.of_order(shipment.order_id))
+            uow.emit(ShipmentDelivered(order_id=shipment.order_id, shipment_id=shipment.shipment_id,
+                                       delivered_at=occurred_at, on_time=step.on_time,
+                                       order_delivered=all_delivered))
+            log.info("shipment delivered", shipment_id=shipment.shipment_id, on_time=step.on_time,
+                     order_delivered=all_delivered)
+            return
+        if not decision.changed:  # stale, after delivery, or a repeat of the current step
+            log.info("tracking update kept in the history only", shipment_id=shipment.shipment_id,
+                     status=update.status, outcome=decision.outcome, current=shipment.status)
+        elif step.exception_code is not None:
+            detail = update.detail[:500]
+            await shipments.move(shipment.shipment_id, decision.state,
+                                 exception_code=step.exception_code, exception_detail=detail)
+            uow.emit(ShipmentException(order_id=shipment.order_id,
+                                       shipment_id=shipment.shipment_id,
+                                       tracking_number=update.tracking_number,
+                                       carrier=update.carrier, code=step.exception_code,
+                                       detail=detail))
+            log.info("carrier exception", shipment_id=shipment.shipment_id,
+                     code=step.exception_code)
+        else:
+            await shipments.move(shipment.shipment_id, decision.state)
+            log.info("shipment moved on", shipment_id=shipment.shipment_id,
+                     status=decision.state.status, outcome=decision.outcome)
+        await flag_delays(uow, shipments, shipment, step.findings, observed_at=occurred_at,
+                          source="tracking")
+
+    # -- master data ----------------------------------------------------------------------------
     async def on_warehouse_updated(self, uow: UnitOfWork,
                                    incoming: IncomingEvent[WarehouseUpdated]) -> None:
-        await LogisticsRepository(uow.session).upsert_warehouse(incoming.event)
+        await MasterData(uow.session).upsert_warehouse(incoming.event)
 
     async def on_product_updated(self, uow: UnitOfWork,
                                  incoming: IncomingEvent[ProductUpdated]) -> None:
-        await LogisticsRepository(uow.session).upsert_product(incoming.event)
+        await MasterData(uow.session).upsert_product(incoming.event)
+
+
+def _dispatched(uow: UnitOfWork, cause: IncomingEvent[Any], order_id: str,
+                stored: list[NewShipment]) -> list[Said]:
+    """The events of a reservation's stored shipments, in its plans' order, answering ``cause``,
+    and its log lines."""
+    plans = [s.plan for s in stored]
+    count = len(plans)  # an order is dispatched once: these are all its shipments
+    said: list[Said] = []
+    for shipment in stored:
+        plan = shipment.plan
+        if plan.warehouse is None:
+            said.append((log.warning, "warehouse location unknown; zone taken as national",
+                         {"warehouse_id": plan.warehouse_id}))
+        event = _shipment_event(order_id, plan, shipment.tracking_number, count)
+        uow.emit(event, cause=cause)
+        if isinstance(event, ShipmentException):
+            said.append((log.warning, "no carrier can take the shipment", {
+                "shipment_id": plan.shipment_id, "warehouse_id": plan.warehouse_id,
+                "reason": event.detail}))
+    said.append((log.debug, "order dispatched", {
+        "shipments": len(plans), "shipment_count": count,
+        "carriers": [p.choice.option.label if isinstance(p.choice, CarrierChoice)
+                     else "none" for p in plans],
+        "rules": sorted({p.choice.rule for p in plans if isinstance(p.choice, CarrierChoice)})}))
+    return said
 
 
 def _shipment_event(order_id: str, plan: domain.PlannedShipment, number: str | None,
@@ -563,10 +554,3 @@ def _shipment_event(order_id: str, plan: domain.PlannedShipment, number: str | N
         promised_date=option.promised_date, requested_date=plan.requested_date,
         misses_requested_date=choice.misses_requested_date, rule=choice.rule,
         shipment_count=count)
-
-
-def _replacement_lines(order: CanonicalOrder, received: dict[str, int]) -> list[OrderLine]:
-    """The exchange order's lines: the received units of each SKU, at the original unit price."""
-    prices = {line.sku: line for line in order.lines}
-    return [prices[sku].model_copy(update={"quantity": q}) for sku, q in sorted(received.items())
-            if sku in prices]

@@ -1,0 +1,58 @@
+"""Returns (``logistics_returns``): one row per RMA, approved, refused or received."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.logistics.domain import ReturnedLine, ReturnRecord
+from orderflow.logistics.repository.tables import returns
+
+
+def _return(row: Any) -> ReturnRecord:
+    return ReturnRecord(
+        row.rma_id, row.order_id, row.status, row.resolution,
+        tuple(ReturnedLine(line["sku"], int(line["quantity"]), line.get("warehouse_id"),
+                           Decimal(line["refund"]) if line.get("refund") is not None else None)
+              for line in row.lines),
+        row.currency)
+
+
+class Returns:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *, rma_id: str, order_id: str, status: str, resolution: str,
+                  reasons: list[dict[str, Any]], lines: list[dict[str, Any]],
+                  carrier: str | None, tracking_number: str | None,
+                  refund_amount: Decimal | None, currency: str | None,
+                  requested_at: datetime) -> bool:
+        """Record an RMA's decision; False when the RMA id is already known."""
+        row = (await self.session.execute(pg_insert(returns).values(
+            rma_id=rma_id, order_id=order_id, status=status, resolution=resolution,
+            reasons=reasons, lines=lines, carrier=carrier, tracking_number=tracking_number,
+            refund_amount=refund_amount, currency=currency, requested_at=requested_at,
+        ).on_conflict_do_nothing().returning(returns.c.rma_id))).first()
+        return row is not None
+
+    async def lock(self, rma_id: str) -> ReturnRecord | None:
+        row = (await self.session.execute(
+            sa.select(returns).where(returns.c.rma_id == rma_id).with_for_update())).first()
+        return _return(row) if row else None
+
+    async def of_order(self, order_id: str) -> list[ReturnRecord]:
+        rows = (await self.session.execute(
+            sa.select(returns).where(returns.c.order_id == order_id)
+            .order_by(returns.c.requested_at))).all()
+        return [_return(r) for r in rows]
+
+    async def mark_received(self, rma_id: str, *, received_at: datetime,
+                            inspections: list[dict[str, Any]], refund_id: str) -> None:
+        await self.session.execute(returns.update().where(returns.c.rma_id == rma_id).values(
+            status="received", received_at=received_at, inspections=inspections,
+            refund_id=refund_id, updated_at=sa.func.now()))
