@@ -139,7 +139,7 @@ async def test_an_ahead_topic_is_applied_first_and_every_partition_keeps_its_ord
     batch = [stock(1, "A"), stock(2, "B"), warehouse(1, "W1"), w3, stock(3, "C"), warehouse(2, "W2")]
     await processor.process(batch, None)
     assert order == ["W1", "W3", "W2", "A", "B", "C"]
-    assert recorder.calls == [["A", "B", "C"]]  # the run no longer split by the other topic
+    assert recorder.calls == [["A", "B", "C"]]  # one run: not split by the other topic
     assert await _applied(engine) == ["A", "B", "C"]
 
 
