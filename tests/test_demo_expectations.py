@@ -32,8 +32,13 @@ from orderflow.devstack.tracking import Tracker, unnotified_events, wrong_outcom
 from orderflow.intake import domain as intake
 from orderflow.intake.handlers import Normalised, normalise
 from orderflow.review import domain as review
-from orderflow.review.domain import CreditAccount, ListPrice, OrderLedger, OrderUnderReview
-from orderflow.review.policy import ReviewPolicy
+from orderflow.review.domain import (
+    CreditAccount,
+    ListPrice,
+    OrderLedger,
+    OrderUnderReview,
+    ReviewPolicy,
+)
 
 pytestmark = pytest.mark.unit
 POLICY = ReviewPolicy()

@@ -196,23 +196,19 @@ async def test_a_captured_assertion_cannot_be_replayed_on_another_order_or_decis
 
 
 async def test_inventory_and_logistics_writes_need_an_admin(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orderflow.inventory import api as inventory_api
+    from orderflow.inventory import handlers as inventory_handlers
     from orderflow.logistics.delay_watcher import DelayWatcher
 
     released: list[tuple[str, str]] = []
 
-    class Stockroom:
-        def __init__(self, _uow: Any, _policy: Any) -> None:
-            pass
-
-        async def release(self, order_id: str, reason: str) -> Any:
-            released.append((order_id, reason))
-            return Decided(status="released")
+    async def release(_uow: Any, _policy: Any, order_id: str, reason: str) -> Any:
+        released.append((order_id, reason))
+        return Decided(status="released")
 
     async def run_once(_self: Any, _units: Any, *, now: Any, order_ids: Any = None) -> list[Any]:
         return []
 
-    monkeypatch.setattr(inventory_api, "Stockroom", Stockroom)
+    monkeypatch.setattr(inventory_handlers, "release", release)
     monkeypatch.setattr(DelayWatcher, "run_once", run_once)
     deployment_env(monkeypatch)
     for service, path, body in (("inventory", "/inventory/orders/o-1/release", {"reason": "x"}),

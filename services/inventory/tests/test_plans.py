@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.inventory import app
-from orderflow.inventory.repository import _LOCK_HOLDS_OF, _LOCK_STOCK_AHEAD
+from orderflow.inventory.repository.stock import _LOCK_HOLDS_OF, _LOCK_STOCK_AHEAD
 from orderflow.runtime.sqlalchemy_bridge import Statement
 from orderflow.testing.infra import Infra
 from orderflow.testing.plans import plans_before_and_after_analyze

@@ -38,9 +38,9 @@ from orderflow.contracts.order import CanonicalOrder, OrderLine, OrderTotals, or
 from orderflow.contracts.topics import TOPIC_OF_EVENT
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.inventory.app import create_service
-from orderflow.inventory.policy import InventoryPolicy
+from orderflow.inventory.handlers import InventoryHandlers
 from orderflow.inventory.repository import InventoryRepository, check_invariants
-from orderflow.inventory.reservations import Stockroom
+from orderflow.inventory.settings import InventoryPolicy
 from orderflow.runtime.consumer import BatchProcessor
 from orderflow.runtime.db import make_engine
 from orderflow.runtime.settings import DatabaseSettings
@@ -422,13 +422,13 @@ async def test_concurrent_reservations_from_many_sessions_never_oversell(
                                      receipt("WH-CD", sku, 6)])
     orders = [approved([(sku, 1 + i % 3)], address_index=i % 6) for i in range(40)]
     units = UnitOfWorkFactory(inventory_db, "inventory")
-    policy = InventoryPolicy()
+    handlers = InventoryHandlers(InventoryPolicy())
     start = asyncio.Event()
 
     async def reserve(order: OrderApproved) -> None:
         await start.wait()
         async with units() as uow:
-            await Stockroom(uow, policy).reserve_order(order.order_id, order.order)
+            await handlers.on_orders_approved(uow, [delivered(order)])
 
     tasks = [asyncio.create_task(reserve(o)) for o in orders]
     await asyncio.sleep(0)
@@ -547,36 +547,34 @@ def delivered(event: Event, offset: int = 0) -> IncomingEvent[Any]:
 
 async def reserve_run(engine: AsyncEngine, run: list[IncomingEvent[Any]]) -> list[
         tuple[EventHeaders, Event]]:
-    """The run through the batch handler's path in one transaction; what it emitted."""
+    """The run through the handler in one transaction; what it emitted."""
     async with UnitOfWorkFactory(engine, "inventory")() as uow:
-        await Stockroom(uow, InventoryPolicy()).reserve_orders(run)
+        await InventoryHandlers(InventoryPolicy()).on_orders_approved(uow, run)
     return uow.emitted
 
 
 async def reserve_one_by_one(engine: AsyncEngine, run: list[IncomingEvent[Any]]) -> list[
         tuple[EventHeaders, Event]]:
-    """The run through the per-event path in one transaction, as the runtime calls a handler of
-    one event (the event being handled is the cause of what is emitted)."""
+    """The run's approvals one at a time in one transaction, each a run of one (as the runtime
+    calls the handler when it applies a batch one event at a time)."""
     async with UnitOfWorkFactory(engine, "inventory")() as uow:
+        handlers = InventoryHandlers(InventoryPolicy())
         for incoming in run:
-            uow.current = incoming
-            await Stockroom(uow, InventoryPolicy()).reserve_order(incoming.event.order_id,
-                                                                   incoming.event.order)
-        uow.current = None
+            await handlers.on_orders_approved(uow, [incoming])
     return uow.emitted
 
 
 async def on_its_own(engine: AsyncEngine, event: Event) -> None:
     """A cancellation, a change or an approval applied in a transaction of its own."""
     async with UnitOfWorkFactory(engine, "inventory")() as uow:
-        stockroom = Stockroom(uow, InventoryPolicy())
+        handlers = InventoryHandlers(InventoryPolicy())
         if isinstance(event, OrderApproved):
-            await stockroom.reserve_order(event.order_id, event.order)
+            await handlers.on_orders_approved(uow, [delivered(event)])
         elif isinstance(event, OrderCancelled):
-            await stockroom.cancel_order(event.order_id, event.reason)
+            await handlers.on_order_cancelled(uow, delivered(event))
         else:
             assert isinstance(event, OrderChangeApproved)
-            await stockroom.apply_change(event)
+            await handlers.on_change_approved(uow, delivered(event))
 
 
 async def stock_figures(engine: AsyncEngine, order_ids: list[str], skus: list[str]) -> dict[
@@ -610,8 +608,8 @@ async def stock_figures(engine: AsyncEngine, order_ids: list[str], skus: list[st
 
 async def test_a_run_of_approvals_is_reserved_exactly_as_one_approval_at_a_time(
         pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
-    """The same mixed run on two copies of the same stock: through the set-based path and through
-    the per-event path. Orders compete for a scarce SKU in the run's order (nearest warehouse,
+    """The same mixed run on two copies of the same stock: as one run and as runs of one, one
+    approval at a time. Orders compete for a scarce SKU in the run's order (nearest warehouse,
     split, partial, nothing left), one was cancelled before its approval, one changed before it
     (the newer revision is reserved), one is approved twice in the run, one was approved before;
     the scarce SKU crosses its reorder point once. Same events, same content, same causes, same
@@ -719,11 +717,11 @@ async def test_a_redelivered_batch_of_approvals_applies_nothing_twice(
     await assert_invariants(inventory_db)
 
 
-async def test_a_run_whose_stock_a_concurrent_writer_took_is_reserved_one_by_one(
+async def test_a_run_whose_stock_a_concurrent_writer_took_is_planned_again_on_what_is_there(
         pipeline: Pipeline, inventory_db: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Between the run's read of the stock and its take, another transaction writes off units
-    the run chose: the take changes nothing, and the run is reserved one approval at a time
-    against what is there (no oversell, the same outcome as the per-event path)."""
+    the run chose: the take changes nothing, and the run is planned again on the stock rows,
+    locked, as they are (no oversell, the outcome of one approval after another)."""
     sku = new_sku("LATE")
     await pipeline.publish_and_wait([product(sku), receipt("WH-SH", sku, 3)])
     read = InventoryRepository.stock_rows
@@ -731,7 +729,7 @@ async def test_a_run_whose_stock_a_concurrent_writer_took_is_reserved_one_by_one
     async def read_then_write_off(self: InventoryRepository, skus: Any) -> Any:
         rows = await read(self, skus)
         async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
-            await Stockroom(uow, InventoryPolicy()).adjust("WH-SH", sku, -2, "broken")
+            assert await InventoryRepository(uow.session).adjust("WH-SH", sku, -2, "broken") == 1
         return rows
 
     monkeypatch.setattr(InventoryRepository, "stock_rows", read_then_write_off)
@@ -747,7 +745,7 @@ async def test_a_run_whose_stock_a_concurrent_writer_took_is_reserved_one_by_one
 async def test_concurrent_runs_of_approvals_never_oversell_nor_deadlock(
         pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
     """Eight transactions, each a run of five approvals of two scarce SKUs, at the same moment
-    (the takes lock the same rows; those that lose fall back to one approval at a time)."""
+    (the takes lock the same rows; those that lose plan again on the rows, locked)."""
     a, b = new_sku("CRUNA"), new_sku("CRUNB")
     await pipeline.publish_and_wait([product(a), product(b), receipt("WH-BJ", a, 7),
                                      receipt("WH-CD", a, 6), receipt("WH-SH", b, 5),
@@ -862,8 +860,8 @@ async def test_two_replicas_batches_locking_in_crosswise_order_do_not_deadlock(
 @pytest.mark.solo_inventory
 async def test_a_run_of_shipments_moves_the_stock_exactly_as_one_shipment_at_a_time(
         pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
-    """The same run of shipments on two copies of the same orders and stock, through the
-    set-based path and the per-event path: a split order's two shipments (shipped in full after
+    """The same run of shipments on two copies of the same orders and stock, as one run and as
+    runs of one: a split order's two shipments (shipped in full after
     the second), a shipment of part of a hold, one without any hold (free stock, a warning) that
     crosses a reorder point, two shipments of the same SKU and warehouse. Same rows, same events."""
     needs_no_logistics(pipeline)
@@ -916,13 +914,13 @@ async def test_a_run_of_shipments_moves_the_stock_exactly_as_one_shipment_at_a_t
 
     skus_one, orders_one, run_one = await scenario("SHIPSET")
     skus_two, orders_two, run_two = await scenario("SHIPONE")
+    handlers = InventoryHandlers(InventoryPolicy())
     async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
-        await Stockroom(uow, InventoryPolicy()).dispatch_all(run_one)
+        await handlers.on_shipments_dispatched(uow, run_one)
     emitted_one = uow.emitted
     async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
         for incoming in run_two:
-            uow.current = incoming
-            await Stockroom(uow, InventoryPolicy()).dispatch(incoming.event)
+            await handlers.on_shipments_dispatched(uow, [incoming])
     emitted_two = uow.emitted
 
     def normal(emitted: list[tuple[EventHeaders, Event]], skus: list[str],

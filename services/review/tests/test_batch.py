@@ -28,8 +28,8 @@ from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
 from orderflow.devstack.catalogue import canonical_order, products, stated_total
 from orderflow.devstack.masterdata import DEMO_DATA, parse_file
 from orderflow.review.app import create_service
+from orderflow.review.domain import Promotion, ReviewPolicy
 from orderflow.review.handlers import ReviewHandlers
-from orderflow.review.policy import Promotion, ReviewPolicy
 from orderflow.runtime.consumer import BatchProcessor
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra

@@ -11,8 +11,7 @@ import pytest
 from orderflow.contracts.order import CanonicalOrder, OrderTotals
 from orderflow.devstack import catalogue
 from orderflow.review import domain
-from orderflow.review.domain import CreditAccount, OrderLedger, OrderUnderReview
-from orderflow.review.policy import ReviewPolicy
+from orderflow.review.domain import CreditAccount, OrderLedger, OrderUnderReview, ReviewPolicy
 
 pytestmark = pytest.mark.unit
 

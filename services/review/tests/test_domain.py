@@ -24,8 +24,9 @@ from orderflow.review.domain import (
     OrderLedger,
     OrderUnderReview,
     PromotionState,
+    ReviewPolicy,
 )
-from orderflow.review.policy import PolicyError, ReviewPolicy, load_policy
+from orderflow.review.settings import PolicyError, load_policy
 
 pytestmark = pytest.mark.unit
 

@@ -31,8 +31,8 @@ from orderflow.contracts.order import CanonicalOrder, OrderLine, OrderTotals, or
 from orderflow.devstack.catalogue import canonical_order, products, stated_total
 from orderflow.devstack.processes import free_port, stop, wait_until
 from orderflow.devstack.stack import ServiceProcess
+from orderflow.review.domain import ReviewPolicy
 from orderflow.review.handlers import ReviewHandlers
-from orderflow.review.policy import ReviewPolicy
 from orderflow.runtime.db import make_engine
 from orderflow.runtime.settings import DatabaseSettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
@@ -429,7 +429,7 @@ async def test_concurrent_transactions_on_one_credit_account_serialise(
             session = AsyncSession(bind=conn)
             uow = UnitOfWork(session, "review")
             uow.current = incoming  # type: ignore[assignment]
-            await handlers.on_order_received(uow, incoming)
+            await handlers.on_orders_received(uow, [incoming])
             await session.flush()
             assert uow.outgoing  # staged, never written to the outbox
 

@@ -10,9 +10,9 @@ import structlog
 from fastapi import APIRouter, Body, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from orderflow.inventory.policy import InventoryPolicy
+from orderflow.inventory import handlers
 from orderflow.inventory.repository import InventoryRepository, check_invariants
-from orderflow.inventory.reservations import Stockroom
+from orderflow.inventory.settings import InventoryPolicy
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.service_auth import Actor, require_actor
@@ -48,7 +48,7 @@ def inventory_router(ctx: ServiceContext, policy: InventoryPolicy) -> APIRouter:
     async def release(order_id: str, actor: Admin,
                       request: Annotated[ReleaseRequest, Body()] = ReleaseRequest()) -> dict[str, Any]:
         async with ctx.units() as uow:
-            event = await Stockroom(uow, policy).release(order_id, request.reason)
+            event = await handlers.release(uow, policy, order_id, request.reason)
         if event is None:
             raise HTTPException(409, f"order {order_id} holds no reservation or backorder")
         log.info("stock released by an operator", order_id=order_id, actor=actor.name,

@@ -8,7 +8,7 @@ from orderflow.contracts import topics
 from orderflow.inventory.api import inventory_router
 from orderflow.inventory.handlers import InventoryHandlers
 from orderflow.inventory.jobs import reservation_expiry
-from orderflow.inventory.policy import load_policy
+from orderflow.inventory.settings import load_policy
 from orderflow.runtime.consumer import Subscription
 from orderflow.runtime.service import ServiceDefinition
 

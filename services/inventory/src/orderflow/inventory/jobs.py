@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import structlog
 
-from orderflow.inventory.policy import InventoryPolicy
-from orderflow.inventory.reservations import Stockroom
+from orderflow.inventory import handlers
+from orderflow.inventory.settings import InventoryPolicy
 from orderflow.runtime.jobs import Job, every
 from orderflow.runtime.service import ServiceContext
 
@@ -19,7 +19,7 @@ def reservation_expiry(policy: InventoryPolicy) -> Job:
     async def expire_stalled_reservations(ctx: ServiceContext) -> None:
         while not ctx.stopping.is_set():
             async with ctx.units() as uow:
-                expired = await Stockroom(uow, policy).expire_stalled()
+                expired = await handlers.expire_stalled(uow, policy)
             if expired:
                 log.info("stalled reservations expired", orders=len(expired))
             if len(expired) < policy.expiry_batch_size:

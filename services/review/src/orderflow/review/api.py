@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.contracts.events import HoldCode
 from orderflow.review import handlers
-from orderflow.review.domain import ManualAction
-from orderflow.review.policy import ReviewPolicy
-from orderflow.review.repository import ReviewedOrder, ReviewRepository
+from orderflow.review.domain import ManualAction, ReviewedOrder, ReviewPolicy
+from orderflow.review.repository import ReviewRepository
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.service_auth import Actor, require_actor

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from orderflow.contracts import topics
 from orderflow.review.api import create_router
+from orderflow.review.domain import ReviewPolicy
 from orderflow.review.handlers import ReviewHandlers
-from orderflow.review.policy import ReviewPolicy, policy_from_environment
+from orderflow.review.settings import policy_from_environment
 from orderflow.runtime.consumer import Subscription
 from orderflow.runtime.service import ServiceDefinition
 

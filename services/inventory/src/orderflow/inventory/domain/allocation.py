@@ -1,21 +1,14 @@
-"""Inventory's rules, without a broker or a database.
-
-- which warehouse ships an order: the nearest one that can fill all of it, measured by the
-  great-circle distance between provincial capitals (``PROVINCE_CAPITALS``); else a split across
-  warehouses or a backorder, as the policy says (``allocate``);
-- the backorder queue's order: rush first, then the oldest (``queue_order``);
-- when a reservation has stalled (``expires_at``, ``is_expired``);
-- when a SKU crossed its reorder point (``low_stock_change``).
-"""
+"""Which warehouse ships an order: the nearest one that can fill all of it, measured by the
+great-circle distance between provincial capitals (``PROVINCE_CAPITALS``); else a split across
+warehouses or a backorder, as the policy says (``allocate``); and a sequence of orders planned
+one after another on the stock the earlier ones left (``plan_reservations``). Pure."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 # --- where the warehouses are -------------------------------------------------------------------
 
@@ -192,126 +185,75 @@ def allocate(need: Mapping[str, int], available: Availability, ranking: Sequence
     return Allocation(tuple(sorted(picks)), short)
 
 
-# --- the backorder queue ------------------------------------------------------------------------
-
-PRIORITY_RANK: dict[str, int] = {"rush": 0, "normal": 1}
+# --- a sequence of reservations -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class WaitingOrder:
-    """An order in the backorder queue."""
+class StockRow:
+    """One warehouse's figures for a SKU, with the SKU's reorder point and low-stock flag."""
+
+    warehouse_id: str
+    sku: str
+    available: int
+    reorder_point: int
+    low_flagged: bool
+
+
+@dataclass(frozen=True)
+class Want:
+    """What an order still needs reserved (units per SKU), and its warehouses, nearest first."""
 
     order_id: str
-    priority: str
-    backordered_at: datetime
-    sequence: int  # arrival order, breaks ties between orders backordered at the same instant
-    short: Mapping[str, int] = field(default_factory=dict)
-
-
-def queue_rank(priority: str) -> int:
-    return PRIORITY_RANK.get(priority, len(PRIORITY_RANK))
-
-
-def queue_order(waiting: Iterable[WaitingOrder]) -> list[WaitingOrder]:
-    """The order in which waiting orders are served: rush first, then the oldest."""
-    return sorted(waiting, key=lambda w: (queue_rank(w.priority), w.backordered_at, w.sequence))
-
-
-# --- expiry ---------------------------------------------------------------------------------
-
-
-def expires_at(reserved_at: datetime, ttl: timedelta) -> datetime:
-    return reserved_at + ttl
-
-
-def is_expired(expiry: datetime | None, now: datetime) -> bool:
-    return expiry is not None and expiry <= now
-
-
-# --- low stock ------------------------------------------------------------------------------
-
-LowStockChange = Literal["fell_below", "recovered"]
-
-
-def low_stock_change(available: int, reorder_point: int, flagged: bool, *,
-                     decreased: bool) -> LowStockChange | None:
-    """Once per crossing: a SKU not yet flagged whose available units just went down (``decreased``:
-    a reservation, a negative adjustment, a higher reorder point) under its reorder point fell
-    below; a flagged one back at or above it recovered, and may be reported again next time.
-
-    A receipt never reports a fall: stock that is still low after goods arrived is not news."""
-    if flagged and (reorder_point <= 0 or available >= reorder_point):
-        return "recovered"
-    if not flagged and decreased and reorder_point > 0 and available < reorder_point:
-        return "fell_below"
-    return None
-
-
-# --- what a backorder says --------------------------------------------------------------------
+    need: Mapping[str, int]
+    ranking: Sequence[str]
 
 
 @dataclass(frozen=True)
-class Shortage:
-    sku: str
-    ordered: int
-    reserved: int
-    short: int
+class Reservations:
+    """Where each want's units are reserved (None: not tried, see ``plan_reservations``)."""
+
+    wants: tuple[Want, ...]
+    allocations: tuple[Allocation | None, ...]
+
+    @property
+    def units(self) -> dict[tuple[str, str], int]:
+        """The units taken from each (warehouse, SKU): what the stock gives up, all or none."""
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        for allocation in self.allocations:
+            for pick in allocation.picks if allocation is not None else ():
+                taken[(pick.warehouse_id, pick.sku)] += pick.quantity
+        return dict(taken)
+
+    @property
+    def holds(self) -> list[tuple[str, Pick]]:
+        """Each want's picks, as (order id, pick), in the wants' order, each's picks sorted."""
+        return [(want.order_id, pick)
+                for want, allocation in zip(self.wants, self.allocations, strict=True)
+                if allocation is not None for pick in sorted(allocation.picks) if pick.quantity]
 
 
-def shortages(ordered: Mapping[str, int], short: Mapping[str, int]) -> list[Shortage]:
-    """The lines an order is short of, with what was reserved of each."""
-    return [Shortage(sku, ordered[sku], ordered[sku] - short[sku], short[sku])
-            for sku in sorted(short) if short[sku] > 0]
-
-
-# --- changes ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChangePlan:
-    """How a change of an order's quantities or lines moves its stock: units to give back, and
-    the new ordered and still-to-reserve units per SKU (0 ordered: a removed line)."""
-
-    release: tuple[Pick, ...]
-    ordered: Mapping[str, int]
-    short: Mapping[str, int]
-
-
-def plan_change(need: Mapping[str, int], holds: Iterable[Pick],
-                ordered: Mapping[str, int], ranking: Sequence[str]) -> ChangePlan:
-    """Only the difference moves: fewer units (or a removed line) release what the order holds
-    beyond its new need, the farthest warehouse's units first; more units (or a new line) are
-    still to reserve; units held and still wanted stay where they are."""
-    order_of = {w: i for i, w in enumerate(ranking)}
-    by_sku: dict[str, list[Pick]] = {}
-    for pick in holds:
-        by_sku.setdefault(pick.sku, []).append(pick)
-    release: list[Pick] = []
-    short: dict[str, int] = {}
-    for sku in sorted(set(ordered) | set(need) | set(by_sku)):
-        picks = sorted(by_sku.get(sku, []), key=lambda p: (-order_of.get(p.warehouse_id, -1),
-                                                            p.warehouse_id))
-        held = sum(p.quantity for p in picks)
-        excess = max(0, held - need.get(sku, 0))
-        for pick in picks:
-            if excess <= 0:
-                break
-            take = min(excess, pick.quantity)
-            release.append(Pick(pick.warehouse_id, sku, take))
-            excess -= take
-        short[sku] = max(0, need.get(sku, 0) - held)
-    new_ordered = {sku: need.get(sku, 0) for sku in set(ordered) | set(need)}
-    return ChangePlan(tuple(sorted(release)), new_ordered, short)
-
-
-ChangeOutcome = Literal["reserved", "backordered", "refused"]
-
-
-def change_outcome(status: str, short: Mapping[str, int]) -> ChangeOutcome:
-    """The policy for more units: a fully reserved order changes only if the extra units can be
-    reserved now, all of them (else the change is refused, ``insufficient_stock``, and the order
-    ships as it was); a backordered order was waiting anyway, and the extra units join its
-    backorder. Every unit reserved: reserved."""
-    if not any(short.values()):
-        return "reserved"
-    return "refused" if status == "reserved" else "backordered"
+def plan_reservations(wants: Sequence[Want], rows: Iterable[StockRow], policy: AllocationPolicy,
+                      *, while_any_of: Collection[str] = ()) -> Reservations:
+    """Each want allocated (``allocate``) in turn on the available units of ``rows`` less what
+    the wants before it took, as if reserved one after another. With ``while_any_of`` (stock of
+    these SKUs arrived), the wants after the first that finds none of them left are not tried."""
+    available: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        available[row.warehouse_id][row.sku] = row.available
+    allocations: list[Allocation | None] = []
+    for want in wants:
+        if while_any_of and not any(stock.get(sku, 0) > 0 for stock in available.values()
+                                    for sku in while_any_of):
+            allocations += [None] * (len(wants) - len(allocations))
+            break
+        # this want's SKUs with units, per warehouse
+        view: dict[str, dict[str, int]] = {}
+        for warehouse_id, stock in available.items():
+            mine = {sku: q for sku in want.need if (q := stock.get(sku, 0)) > 0}
+            if mine:
+                view[warehouse_id] = mine
+        allocation = allocate(want.need, view, want.ranking, policy)
+        for pick in allocation.picks:
+            available[pick.warehouse_id][pick.sku] -= pick.quantity
+        allocations.append(allocation)
+    return Reservations(tuple(wants), tuple(allocations))

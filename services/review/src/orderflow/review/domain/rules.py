@@ -1,138 +1,36 @@
-"""Review's rules, pure: credit accounts, order checks, and the decision that explains itself.
+"""Review's rules and the decision that explains itself. Pure: no I/O, no framework.
 
-No I/O, no framework. Every rule returns a ``RuleOutcome`` (passed or not, with the figures it
-used) and the ``HoldReason`` s it raises; the decision is *held* when any rule raised a reason,
-*rejected* when one of those reasons is in the policy's ``reject_on``, else *approved*.
+Every rule returns a ``RuleOutcome`` (passed or not, with the figures it used) and the
+``HoldReason`` s it raises; the decision is *held* when any rule raised a reason, *rejected* when
+one of those reasons is in the policy's ``reject_on``, else *approved*.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from orderflow.contracts.events import CustomerUpdated, HoldCode, HoldReason, RuleOutcome
-from orderflow.contracts.money import round_money
+from orderflow.contracts.events import HoldCode, HoldReason, RuleOutcome
 from orderflow.contracts.order import CanonicalOrder, OrderTotals
-from orderflow.review.policy import ReviewPolicy
+from orderflow.review.domain.accounts import (
+    TERMS_STRICTNESS,
+    ZERO,
+    CreditAccount,
+    ExposureKind,
+    ListPrice,
+    PromotionState,
+    money,
+    net_days,
+    percent,
+    terms_kind,
+)
+from orderflow.review.domain.policy import ReviewPolicy, promo_code_key
 
-ZERO = Decimal("0")
-ExposureKind = Literal["credit", "cod", "prepaid"]
-OrderStatus = Literal["approved", "held", "rejected", "cancelled"]
 Outcome = Literal["approved", "held", "rejected"]
-
-
-def money(value: Decimal) -> str:
-    return format(round_money(value), "f")
-
-
-def percent(ratio: Decimal) -> str:
-    return format((ratio * 100).quantize(Decimal("0.01")), "f")
-
-
-# --- payment terms ------------------------------------------------------------------------------
-
-
-def terms_kind(terms: str) -> ExposureKind:
-    """``prepaid``, ``cod``, or ``credit`` for ``netN``."""
-    if terms == "prepaid":
-        return "prepaid"
-    if terms == "cod":
-        return "cod"
-    return "credit"
-
-
-def net_days(terms: str) -> int | None:
-    return int(terms[3:]) if terms.startswith("net") and terms[3:].isdigit() else None
-
-
-_STRICTNESS: dict[ExposureKind, int] = {"credit": 0, "cod": 1, "prepaid": 2}
-
-
-# --- state --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreditAccount:
-    """A customer's credit position as review sees it.
-
-    The profile (limit, terms, receivables, overdue, blocked) comes from ``customer.updated``; the
-    running figures are review's own: ``approved_not_invoiced`` (credit orders approved and not yet
-    invoiced), ``open_cod`` (COD orders approved and not yet paid) and ``approved_orders``."""
-
-    customer_id: str
-    known: bool
-    currency: str
-    credit_limit: Decimal
-    payment_terms: str
-    open_receivables: Decimal = ZERO
-    overdue_amount: Decimal = ZERO
-    overdue_days: int = 0
-    blocked: bool = False
-    approved_not_invoiced: Decimal = ZERO
-    open_cod: Decimal = ZERO
-    approved_orders: int = 0
-
-    @property
-    def exposure(self) -> Decimal:
-        return self.open_receivables + self.approved_not_invoiced
-
-    @classmethod
-    def unknown(cls, customer_id: str, policy: ReviewPolicy) -> CreditAccount:
-        """The documented default for a customer without ``customer.updated``: a new customer
-        with the policy's (zero) limit; the order's own terms apply."""
-        return cls(customer_id=customer_id, known=False, currency=policy.currency,
-                   credit_limit=policy.unknown_customer_credit_limit, payment_terms="net30")
-
-    def with_profile(self, profile: CustomerUpdated) -> CreditAccount:
-        """The master data's snapshot replaces the profile; review's running figures stay."""
-        return replace(self, known=True, currency=profile.currency,
-                       credit_limit=profile.credit_limit, payment_terms=profile.payment_terms,
-                       open_receivables=profile.open_receivables,
-                       overdue_amount=profile.overdue_amount, overdue_days=profile.overdue_days,
-                       blocked=profile.blocked)
-
-    @property
-    def is_new_customer(self) -> bool:
-        """No order approved by review yet and nothing owed: no history with the company."""
-        return self.approved_orders == 0 and self.open_receivables == 0
-
-
-@dataclass(frozen=True)
-class ListPrice:
-    sku: str
-    unit_price: Decimal
-    currency: str
-    active: bool = True
-
-
-@dataclass(frozen=True)
-class PromotionState:
-    """A promotion code and how many approved orders used it so far."""
-
-    code: str
-    valid_from: date
-    valid_to: date
-    usage_limit: int | None
-    used: int
-
-
-@dataclass(frozen=True)
-class OrderLedger:
-    """What review keeps about an order it decided, for money arriving later."""
-
-    order_id: str
-    customer_id: str
-    status: OrderStatus
-    kind: ExposureKind
-    grand_total: Decimal
-    uninvoiced: Decimal = ZERO  # this order's share of approved_not_invoiced
-    invoiced: Decimal = ZERO
-    paid: Decimal = ZERO
-    reasons: tuple[HoldReason, ...] = ()
 
 
 # --- the rules ----------------------------------------------------------------------------------
@@ -179,7 +77,7 @@ def effective_terms(order: CanonicalOrder, account: CreditAccount) -> str:
     if not account.known:
         return order.payment_terms
     asked, allowed = terms_kind(order.payment_terms), terms_kind(account.payment_terms)
-    if _STRICTNESS[allowed] > _STRICTNESS[asked]:
+    if TERMS_STRICTNESS[allowed] > TERMS_STRICTNESS[asked]:
         return account.payment_terms
     return order.payment_terms
 
@@ -370,8 +268,8 @@ def placed_day(order: CanonicalOrder, policy: ReviewPolicy) -> date:
 
 
 def rule_promotion(r: OrderUnderReview, policy: ReviewPolicy) -> Evaluation:
-    code = (r.order.promo_code or "").strip().upper()
-    if not code:
+    code = promo_code_key(r.order.promo_code)
+    if code is None:
         return _passed("promo_code", "no promotion code on the order")
     day = placed_day(r.order, policy)
     p = r.promotion
@@ -487,246 +385,3 @@ def review_order(r: OrderUnderReview, policy: ReviewPolicy) -> Decision:
     return Decision(outcome, kind, rules, reasons, due)
 
 
-# --- state changes ------------------------------------------------------------------------------
-
-
-def approve(account: CreditAccount, ledger: OrderLedger) -> tuple[CreditAccount, OrderLedger]:
-    """An order approved (automatically or by a reviewer) takes its place in the exposure:
-    a credit order as approved-not-invoiced, a COD order as open COD; a prepaid one is paid."""
-    if ledger.kind == "credit":
-        share = max(ZERO, ledger.grand_total - ledger.invoiced)
-        account = replace(account, approved_not_invoiced=account.approved_not_invoiced + share)
-        ledger = replace(ledger, uninvoiced=share)
-    elif ledger.kind == "cod":
-        account = replace(account, open_cod=account.open_cod + max(ZERO, ledger.grand_total - ledger.paid))
-    account = replace(account, approved_orders=account.approved_orders + 1)
-    return account, replace(ledger, status="approved", reasons=())
-
-
-def cancel(account: CreditAccount,
-           ledger: OrderLedger) -> tuple[CreditAccount, OrderLedger] | None:
-    """An order cancelled before dispatch gives back its place in the exposure: a credit order's
-    uninvoiced share leaves approved-not-invoiced, a COD order's unpaid amount leaves open COD.
-    A held order just leaves the queue. What was already invoiced stays receivable (finance
-    credits it); a prepayment stays with the order (finance refunds it). None when there is
-    nothing to cancel (rejected, or already cancelled)."""
-    if ledger.status in ("rejected", "cancelled"):
-        return None
-    if ledger.status == "approved":
-        if ledger.kind == "credit":
-            account = replace(account, approved_not_invoiced=max(
-                ZERO, account.approved_not_invoiced - ledger.uninvoiced))
-            ledger = replace(ledger, uninvoiced=ZERO)
-        elif ledger.kind == "cod":
-            unpaid = max(ZERO, ledger.grand_total - ledger.paid)
-            account = replace(account, open_cod=max(ZERO, account.open_cod - unpaid))
-    return account, replace(ledger, status="cancelled", reasons=())
-
-
-# --- changes ------------------------------------------------------------------------------------
-
-
-def describe_changes(old: CanonicalOrder, new: CanonicalOrder) -> tuple[str, ...]:
-    """What a change changes, as sorted codes: ``line_added``, ``line_removed``,
-    ``quantity_increased``, ``quantity_decreased``, ``price_changed``, ``shipping_address``,
-    ``requested_delivery_date``, ``priority``, ``payment_terms``, ``promo_code``,
-    ``shipping_fee``, ``other``."""
-    def units(order: CanonicalOrder) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for line in order.lines:
-            out[line.sku] = out.get(line.sku, 0) + line.quantity
-        return out
-
-    def prices(order: CanonicalOrder) -> dict[str, tuple[Decimal, Decimal]]:
-        return {line.sku: (line.unit_price, line.discount) for line in order.lines}
-
-    codes: set[str] = set()
-    before, after = units(old), units(new)
-    for sku, quantity in after.items():
-        if sku not in before:
-            codes.add("line_added")
-        elif quantity > before[sku]:
-            codes.add("quantity_increased")
-        elif quantity < before[sku]:
-            codes.add("quantity_decreased")
-    if set(before) - set(after):
-        codes.add("line_removed")
-    old_prices, new_prices = prices(old), prices(new)
-    if any(old_prices[sku] != new_prices[sku] for sku in set(old_prices) & set(new_prices)):
-        codes.add("price_changed")
-    for name in ("shipping_address", "requested_delivery_date", "priority", "payment_terms",
-                 "promo_code", "shipping_fee"):
-        if getattr(old, name) != getattr(new, name):
-            codes.add(name)
-    ignored = {"lines", "shipping_address", "requested_delivery_date", "priority",
-               "payment_terms", "promo_code", "shipping_fee", "revision", "stated_total"}
-    if any(getattr(old, f) != getattr(new, f) for f in type(old).model_fields if f not in ignored):
-        codes.add("other")
-    return tuple(sorted(codes))
-
-
-def without_order(account: CreditAccount, ledger: OrderLedger) -> CreditAccount:
-    """The account as if this approved order were not in its exposure: what a change of the
-    order is weighed against (so the credit check is for the difference only)."""
-    if ledger.status != "approved":
-        return account
-    if ledger.kind == "credit":
-        return replace(account, approved_not_invoiced=max(
-            ZERO, account.approved_not_invoiced - ledger.uninvoiced))
-    if ledger.kind == "cod":
-        return replace(account, open_cod=max(
-            ZERO, account.open_cod - max(ZERO, ledger.grand_total - ledger.paid)))
-    return account
-
-
-@dataclass(frozen=True)
-class ExposureChange:
-    """An approved order's new place in the exposure after a change, and how far it moved."""
-
-    account: CreditAccount
-    ledger: OrderLedger
-    credit_delta: Decimal
-    cod_delta: Decimal
-
-
-def change_exposure(account: CreditAccount, ledger: OrderLedger, new_total: Decimal,
-                    kind: ExposureKind) -> ExposureChange:
-    """An approved order changed to ``new_total``: its uninvoiced share (credit) or unpaid amount
-    (COD) moves by the difference; an increase raises the exposure only by the increase, a
-    decrease lowers it. What was invoiced stays invoiced."""
-    old_credit = ledger.uninvoiced if ledger.kind == "credit" else ZERO
-    old_cod = max(ZERO, ledger.grand_total - ledger.paid) if ledger.kind == "cod" else ZERO
-    new_credit = max(ZERO, new_total - ledger.invoiced) if kind == "credit" else ZERO
-    new_cod = max(ZERO, new_total - ledger.paid) if kind == "cod" else ZERO
-    credit_delta, cod_delta = new_credit - old_credit, new_cod - old_cod
-    account = replace(account,
-                      approved_not_invoiced=max(ZERO, account.approved_not_invoiced + credit_delta),
-                      open_cod=max(ZERO, account.open_cod + cod_delta))
-    ledger = replace(ledger, grand_total=new_total, kind=kind, uninvoiced=new_credit)
-    return ExposureChange(account, ledger, credit_delta, cod_delta)
-
-
-def undo_exposure(account: CreditAccount, credit_delta: Decimal,
-                  cod_delta: Decimal) -> CreditAccount:
-    """Compensation: a change refused after review applied it gives its movement back."""
-    return replace(account,
-                   approved_not_invoiced=max(ZERO, account.approved_not_invoiced - credit_delta),
-                   open_cod=max(ZERO, account.open_cod - cod_delta))
-
-
-def refuse_change(ledger: OrderLedger | None, current_revision: int | None, revision: int,
-                  customer_id: str, currency: str | None,
-                  new_currency: str) -> tuple[str, str] | None:
-    """Why review cannot consider a change at all, as (code, message); None when it can."""
-    if ledger is None:
-        return None
-    if current_revision is not None and revision <= current_revision:
-        return ("stale_revision",
-                f"revision {revision} is not newer than revision {current_revision}")
-    if ledger.status == "rejected":
-        return ("order_rejected", "the order was rejected; it cannot change")
-    if ledger.status == "cancelled":
-        return ("order_cancelled", "the order is cancelled")
-    if customer_id != ledger.customer_id:
-        return ("customer_changed", "a change cannot move the order to another customer")
-    if currency is not None and new_currency != currency:
-        return ("currency_changed", "a change cannot change the order's currency")
-    return None
-
-
-@dataclass(frozen=True)
-class InvoiceApplied:
-    account: CreditAccount
-    ledger: OrderLedger | None
-    to_receivables: Decimal
-    moved_from_approved: Decimal
-
-
-def apply_invoice(account: CreditAccount, ledger: OrderLedger | None,
-                  amount: Decimal) -> InvoiceApplied:
-    """An invoice moves its order's amount from approved-not-invoiced to receivables. A prepaid
-    order's invoice is settled by its prepayment (only what the prepayment does not cover becomes
-    receivable); a COD order's stays in open COD until paid. An invoice without a known order
-    is all receivable."""
-    if ledger is None:
-        return InvoiceApplied(replace(account, open_receivables=account.open_receivables + amount),
-                              None, amount, ZERO)
-    moved, receivable = ZERO, amount
-    if ledger.kind == "credit":
-        moved = min(amount, ledger.uninvoiced)
-    elif ledger.kind == "prepaid":
-        covered_before = min(ledger.paid, ledger.invoiced)
-        covered_after = min(ledger.paid, ledger.invoiced + amount)
-        receivable = amount - (covered_after - covered_before)
-    else:  # cod
-        receivable = ZERO
-    account = replace(account, approved_not_invoiced=max(ZERO, account.approved_not_invoiced - moved),
-                      open_receivables=account.open_receivables + receivable)
-    ledger = replace(ledger, uninvoiced=ledger.uninvoiced - moved,
-                     invoiced=ledger.invoiced + amount)
-    return InvoiceApplied(account, ledger, receivable, moved)
-
-
-PaymentUse = Literal["receivables", "prepayment", "cod", "advance"]
-
-
-@dataclass(frozen=True)
-class PaymentApplied:
-    account: CreditAccount
-    ledger: OrderLedger | None
-    applied_as: PaymentUse
-    release: bool = False  # the order's last hold was its prepayment: approve it now
-    reasons_left: tuple[HoldReason, ...] = field(default=())
-
-
-def apply_payment(account: CreditAccount, ledger: OrderLedger | None, amount: Decimal, *,
-                  for_order: bool) -> PaymentApplied:
-    """Money received: against a prepaid order it counts toward the prepayment (and releases the
-    order once covered, if that was its only hold); against a COD order it settles open COD;
-    otherwise it reduces open receivables (never below zero). Money for an order review has
-    not seen yet is kept as an advance for it."""
-    if for_order and ledger is None:
-        return PaymentApplied(account, None, "advance")
-    if ledger is not None and ledger.kind == "prepaid":
-        ledger = replace(ledger, paid=ledger.paid + amount)
-        if ledger.status == "held" and ledger.paid >= ledger.grand_total:
-            left = tuple(x for x in ledger.reasons if x.code != "prepayment_due")
-            return PaymentApplied(account, replace(ledger, reasons=left), "prepayment",
-                                  release=not left, reasons_left=left)
-        return PaymentApplied(account, ledger, "prepayment", reasons_left=ledger.reasons)
-    if ledger is not None and ledger.kind == "cod":
-        settled = ZERO
-        if ledger.status == "approved":
-            settled = min(amount, max(ZERO, ledger.grand_total - ledger.paid))
-        account = replace(account, open_cod=max(ZERO, account.open_cod - settled))
-        return PaymentApplied(account, replace(ledger, paid=ledger.paid + amount), "cod",
-                              reasons_left=ledger.reasons)
-    account = replace(account, open_receivables=max(ZERO, account.open_receivables - amount))
-    if ledger is not None:
-        ledger = replace(ledger, paid=ledger.paid + amount)
-    return PaymentApplied(account, ledger, "receivables",
-                          reasons_left=ledger.reasons if ledger else ())
-
-
-def prepayment_rule_after_payment(ledger: OrderLedger) -> RuleOutcome:
-    """The prepayment rule re-evaluated when money arrives, for the decision's explanation."""
-    due = max(ZERO, ledger.grand_total - ledger.paid)
-    return RuleOutcome(rule="prepayment", passed=due == 0,
-                       figures={"order_total": money(ledger.grand_total),
-                                "paid": money(ledger.paid), "amount_due": money(due)},
-                       message="prepaid in full" if due == 0 else
-                       f"{money(due)} still to be paid before it ships")
-
-
-ManualAction = Literal["approve", "reject"]
-
-
-def refuse_manual_decision(ledger: OrderLedger | None, order_id: str,
-                           action: ManualAction) -> str | None:
-    """Why a reviewer may not decide this order now, or None when they may (it is held)."""
-    if ledger is None:
-        return f"order {order_id} is not known to review"
-    if ledger.status != "held":
-        return (f"order {order_id} is {ledger.status}, not held: it cannot be "
-                f"{'approved' if action == 'approve' else 'rejected'} any more")
-    return None

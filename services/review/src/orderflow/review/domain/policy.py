@@ -1,24 +1,20 @@
-"""The company's review policy: every threshold review applies, in one place.
+"""The company's review policy: every threshold review applies, in one place, and the promotion
+codes customers may quote.
 
 Defaults suit the demo (most demo orders pass; the demo's customers still produce holds for
-several reasons). A company overrides any of them with a JSON file named by
-``ORDERFLOW_REVIEW_POLICY_FILE``; fields it leaves out keep their defaults. A bad file stops the
-service at start with a message that names the variable and the offending field.
+several reasons). A company overrides any of them with a JSON file (``settings``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orderflow.contracts.events import HoldCode
-
-POLICY_FILE_VARIABLE = "ORDERFLOW_REVIEW_POLICY_FILE"
 
 # Days in transit from the nearest warehouse, by destination province (the shipping address's
 # ``province`` as the canonical order spells it). Provinces with a warehouse ship in a day; the
@@ -31,6 +27,12 @@ DEFAULT_TRANSIT_DAYS: dict[str, int] = {
     "辽宁": 3, "吉林": 4, "黑龙江": 4, "内蒙古": 4, "宁夏": 4, "甘肃": 4, "青海": 5,
     "新疆": 6, "西藏": 7, "香港": 3, "澳门": 3, "台湾": 5,
 }
+
+
+def promo_code_key(code: str | None) -> str | None:
+    """A promotion code as review knows it, however the order writes it (case and blanks do
+    not matter); None for no code."""
+    return (code or "").strip().upper() or None
 
 
 class Promotion(BaseModel):
@@ -48,7 +50,7 @@ class Promotion(BaseModel):
     @field_validator("code")
     @classmethod
     def _upper(cls, value: str) -> str:
-        return value.strip().upper()
+        return promo_code_key(value) or ""
 
     @model_validator(mode="after")
     def _dates(self) -> Promotion:
@@ -153,41 +155,15 @@ class ReviewPolicy(BaseModel):
             raise ValueError(f"promotion codes listed twice: {', '.join(duplicates)}")
         return self
 
-    def promotion(self, code: str) -> Promotion | None:
-        wanted = code.strip().upper()
+    def promotion(self, code: str | None) -> Promotion | None:
+        """The promotion ``code`` names (however it is written), or None if the policy does not
+        know it."""
+        wanted = promo_code_key(code)
         return next((p for p in self.promotions if p.code == wanted), None)
 
 
-class ReviewSettings(BaseSettings):
-    """The review service's own settings (prefix ``ORDERFLOW_REVIEW_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_REVIEW_", extra="ignore")
-
-    policy_file: Path | None = Field(default=None,
-                                     description="JSON file overriding the default policy")
-
-
-class PolicyError(ValueError):
-    """The policy file cannot be used; the message names the variable and the problem."""
-
-
-def load_policy(path: Path | None) -> ReviewPolicy:
-    """The default policy, or the defaults overridden by the JSON file at ``path``."""
-    if path is None:
-        return ReviewPolicy()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{POLICY_FILE_VARIABLE}={path}: cannot read it ({exc.strerror})") from exc
-    try:
-        return ReviewPolicy.model_validate_json(text)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        )
-        raise PolicyError(f"{POLICY_FILE_VARIABLE}={path}: {problems}") from exc
-
-
-def policy_from_environment() -> ReviewPolicy:
-    return load_policy(ReviewSettings().policy_file)
+def known_promotions(codes: Iterable[str | None], policy: ReviewPolicy) -> list[Promotion]:
+    """The policy's promotions among ``codes`` (each once, by code): those whose uses are
+    counted and locked."""
+    known = {p.code: p for c in codes if (p := policy.promotion(c)) is not None}
+    return [known[code] for code in sorted(known)]
