@@ -493,11 +493,6 @@ def _stock_reserved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     return f"stock reserved in {where} ({how})"
 
 
-@_projects(ev.StockReleased)
-def _stock_released(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    return f"reservation released: {p.get('reason')}"
-
-
 @_projects(ev.ShipmentDispatched)
 def _shipment_dispatched(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     v = pr.view
@@ -575,53 +570,12 @@ def _notification_recorded(pr: _Projector, p: dict[str, Any], at: datetime) -> s
     return f"notification {p.get('status')} by {p.get('channel')} for {p.get('source_event_type')}"
 
 
-@_projects(ev.OrderRevisionRejected)
-def _order_revision_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-    return f"revision {p.get('revision')} rejected by intake: {codes}"
-
-
-@_projects(ev.OrderCancelRequested)
-def _order_cancel_requested(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    return f"cancel requested by {p.get('requested_by')}: {p.get('reason')}"
-
-
-@_projects(ev.OrderCancelRefused)
-def _order_cancel_refused(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-    return f"cancel refused: {codes}"
-
-
 @_projects(ev.OrderCancelled)
 def _order_cancelled(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     v = pr.view
     v.cancellation = f"{p.get('reason')} (by {p.get('requested_by')})"
     pr.advance(OrderState.CANCELLED, at)
     return f"cancelled: {v.cancellation}"
-
-
-@_projects(ev.OrderChangeRequested)
-def _order_change_requested(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    return (f"change to revision {(p.get('order') or {}).get('revision')} requested by "
-            f"{p.get('requested_by')}")
-
-
-@_projects(ev.OrderChangeAdmitted)
-def _order_change_admitted(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    return "change admitted by logistics: nothing dispatched, dispatch waits for it"
-
-
-@_projects(ev.OrderChangeApproved)
-def _order_change_approved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    return (f"change accepted by review ({p.get('review_status')}), exposure moved by "
-            f"{p.get('exposure_delta')}")
-
-
-@_projects(ev.OrderChangeReserved)
-def _order_change_reserved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    released = sum(int(r.get("quantity", 0)) for r in p.get("released") or ())
-    return (f"change applied to the stock: {p.get('stock_status')}"
-            + (f", {released} unit(s) released" if released else ""))
 
 
 @_projects(ev.OrderChanged)
@@ -633,25 +587,83 @@ def _order_changed(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
             f"{', '.join(p.get('changes') or ()) or 'content'}")
 
 
-@_projects(ev.OrderChangeRejected)
-def _order_change_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
-    codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-    return f"change to revision {p.get('revision')} refused by {p.get('stage')}: {codes}"
+# --- events a view only names on its timeline ---------------------------------------------------
 
 
-@_projects(ev.RefundIssued)
-def _refund_issued(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _codes(p: dict[str, Any]) -> str:
+    return ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+
+
+def _stock_released(p: dict[str, Any]) -> str:
+    return f"reservation released: {p.get('reason')}"
+
+
+def _order_revision_rejected(p: dict[str, Any]) -> str:
+    return f"revision {p.get('revision')} rejected by intake: {_codes(p)}"
+
+
+def _order_cancel_requested(p: dict[str, Any]) -> str:
+    return f"cancel requested by {p.get('requested_by')}: {p.get('reason')}"
+
+
+def _order_cancel_refused(p: dict[str, Any]) -> str:
+    return f"cancel refused: {_codes(p)}"
+
+
+def _order_change_requested(p: dict[str, Any]) -> str:
+    return (f"change to revision {(p.get('order') or {}).get('revision')} requested by "
+            f"{p.get('requested_by')}")
+
+
+def _order_change_admitted(p: dict[str, Any]) -> str:
+    return "change admitted by logistics: nothing dispatched, dispatch waits for it"
+
+
+def _order_change_approved(p: dict[str, Any]) -> str:
+    return (f"change accepted by review ({p.get('review_status')}), exposure moved by "
+            f"{p.get('exposure_delta')}")
+
+
+def _order_change_reserved(p: dict[str, Any]) -> str:
+    released = sum(int(r.get("quantity", 0)) for r in p.get("released") or ())
+    return (f"change applied to the stock: {p.get('stock_status')}"
+            + (f", {released} unit(s) released" if released else ""))
+
+
+def _order_change_rejected(p: dict[str, Any]) -> str:
+    return f"change to revision {p.get('revision')} refused by {p.get('stage')}: {_codes(p)}"
+
+
+def _refund_issued(p: dict[str, Any]) -> str:
     return f"refund {p.get('refund_id')} issued: {p.get('amount')} {p.get('currency')}"
 
 
-@_projects(ev.InvoiceIssued)
-def _invoice_issued(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _invoice_issued(p: dict[str, Any]) -> str:
     return f"invoice {p.get('invoice_id')} issued: {p.get('amount')} {p.get('currency')}"
 
 
-@_projects(ev.PaymentReceived)
-def _payment_received(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _payment_received(p: dict[str, Any]) -> str:
     return f"payment {p.get('payment_id')} received: {p.get('amount')} {p.get('currency')}"
+
+
+def _summary_only(summary: Callable[[dict[str, Any]], str]) -> _Projection:
+    return lambda _projector, payload, _at: summary(payload)
+
+
+_PROJECTIONS.update({
+    ev.StockReleased: _summary_only(_stock_released),
+    ev.OrderRevisionRejected: _summary_only(_order_revision_rejected),
+    ev.OrderCancelRequested: _summary_only(_order_cancel_requested),
+    ev.OrderCancelRefused: _summary_only(_order_cancel_refused),
+    ev.OrderChangeRequested: _summary_only(_order_change_requested),
+    ev.OrderChangeAdmitted: _summary_only(_order_change_admitted),
+    ev.OrderChangeApproved: _summary_only(_order_change_approved),
+    ev.OrderChangeReserved: _summary_only(_order_change_reserved),
+    ev.OrderChangeRejected: _summary_only(_order_change_rejected),
+    ev.RefundIssued: _summary_only(_refund_issued),
+    ev.InvoiceIssued: _summary_only(_invoice_issued),
+    ev.PaymentReceived: _summary_only(_payment_received),
+})
 
 
 def _return(outcome: str, state: OrderState | None = None) -> _Projection:
