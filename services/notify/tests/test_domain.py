@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -130,6 +131,34 @@ def test_a_dispatch_waits_for_its_siblings_within_the_window() -> None:
 def test_a_single_shipment_goes_at_once() -> None:
     assert domain.dispatch_due_at(NOW, window=timedelta(seconds=2), already_waiting=0,
                                   shipment_count=1) == (NOW, True)
+
+
+def test_a_run_of_dispatches_waits_until_its_order_is_complete_then_goes_together() -> None:
+    """In batch order: the first dispatches of an order wait the window; the one completing its
+    shipments lets the stored waiting rows and the run's own earlier ones go now; a dispatch
+    already staged (not new) is not counted as waiting."""
+    window = timedelta(seconds=60)
+    x = [domain.Dispatch("x", "email", NOW, 3), domain.Dispatch("y", "email", NOW, 2),
+         domain.Dispatch("x", "email", NOW, 3), domain.Dispatch("z", "email", NOW, 2, new=False),
+         domain.Dispatch("z", "email", NOW, 2), domain.Dispatch("y", "sms", NOW, 2)]
+    waits = domain.dispatch_waits(x, window=window, waiting={("x", "email"): [7]})
+    assert waits.due_at == [None, NOW + window, NOW, NOW + window, NOW + window, NOW + window]
+    assert waits.released == [7]
+
+
+def test_the_first_claimed_row_of_a_key_carries_the_others() -> None:
+    @dataclass(frozen=True)
+    class Row:
+        id: int
+        notification_id: str
+        coalesce_key: str | None
+
+    claimed = [Row(5, "n5", "k"), Row(3, "n3", "k"), Row(4, "n4", None), Row(6, "n6", "j")]
+    carriers = domain.carriers(claimed)
+    assert {k: r.id for k, r in carriers.items()} == {"k": 3, "j": 6}
+    folds = domain.folds(carriers, [*claimed, Row(9, "n9", "k"), Row(8, "n8", "other")])
+    assert folds == [domain.Fold(5, 3, "told together with notification n3"),
+                     domain.Fold(9, 3, "told together with notification n3")]
 
 
 def test_merged_shipments_are_listed_once_oldest_first() -> None:

@@ -353,186 +353,10 @@ class _Projector:
         return self.shipments[shipment_id]
 
     def apply(self, e: TimelineEntry) -> str:
-        """Apply one entry; return its one-line summary for the timeline."""
-        v, p, at = self.view, e.payload, e.occurred_at
-        t = e.event_type
-        if t == "OrderSubmitted":
-            v.channel = v.channel or p.get("channel")
-            v.external_id = v.external_id or p.get("external_id")
-            self.milestone("submitted", at)
-            return f"pushed by the {p.get('channel')} connector"
-        if t == "OrderReceived":
-            v.channel, v.external_id = p.get("channel"), p.get("external_id")
-            self.take_order(p.get("order") or {}, p.get("totals"))
-            self.advance(OrderState.RECEIVED, at)
-            self.milestone("received", at)
-            return (f"accepted by intake: {len(v.lines)} line(s), total "
-                    f"{p.get('totals', {}).get('grand_total')} {v.currency}")
-        if t == "OrderRevisionReceived":
-            v.revision = max(v.revision, int(p.get("revision") or 1))
-            return f"revision {p.get('revision')} received (was {p.get('previous_revision')})"
-        if t == "OrderRejected":
-            v.channel = v.channel or p.get("channel")
-            v.external_id = v.external_id or p.get("external_id")
-            customer = p.get("customer") or {}
-            v.customer_id = v.customer_id or customer.get("id")
-            v.customer_name = v.customer_name or customer.get("name")
-            for r in p.get("reasons") or ():
-                v.rejections.append(RejectionView(
-                    stage=p.get("stage", ""), code=r.get("code", ""), field=r.get("field"),
-                    message=r.get("message", ""), decided_by=p.get("decided_by"),
-                    comment=p.get("comment"), at=at))
-            self.advance(OrderState.REJECTED, at)
-            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-            by = f" by {p['decided_by']}" if p.get("decided_by") else ""
-            return f"rejected at {p.get('stage')}{by}: {codes}"
-        if t == "OrderHeld":
-            customer = p.get("customer") or {}
-            v.customer_id = v.customer_id or customer.get("id")
-            v.customer_name = v.customer_name or customer.get("name")
-            reasons = p.get("reasons") or ()
-            for r in reasons:
-                v.holds.append(HoldView(code=r.get("code", ""), message=r.get("message", ""),
-                                        figures=r.get("figures") or {}, at=at))
-            v.hold_codes = [r.get("code", "") for r in reasons]
-            self.advance(OrderState.HELD, at)
-            self.milestone("held", at)
-            return "held: " + "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons)
-        if t == "OrderApproved":
-            v.channel, v.external_id = p.get("channel") or v.channel, p.get("external_id") or v.external_id
-            if not v.lines:
-                self.take_order(p.get("order") or {}, p.get("totals"))
-            v.approved_by, v.approval_comment = p.get("approved_by"), p.get("comment")
-            self.advance(OrderState.APPROVED, at)
-            self.milestone("approved", at)
-            note = f" ({p['comment']})" if p.get("comment") else ""
-            return f"approved by {p.get('approved_by')}{note}"
-        if t == "StockBackordered":
-            shorts = [ShortLineView(**s) for s in p.get("short_lines") or ()]
-            if not self.first_attempt_seen:
-                self.first_attempt_seen = True
-                v.first_attempt_short = shorts
-            v.backorder_expected_date = _date(p.get("expected_date"))
-            self.advance(OrderState.BACKORDERED, at)
-            self.milestone("backordered", at)
-            return "backordered: " + ", ".join(f"{s.sku} short {s.short}" for s in shorts)
-        if t == "StockReserved":
-            v.reservations = [ReservationView(**r) for r in p.get("reservations") or ()]
-            v.filled_in_full_first_attempt = bool(p.get("filled_in_full_first_attempt"))
-            if not self.first_attempt_seen:
-                self.first_attempt_seen = True
-                v.first_attempt_short = _short_of(v.lines, v.reservations)
-            if not v.lines:
-                self.take_order(p.get("order") or {}, None)
-            self.advance(OrderState.RESERVED, at)
-            self.milestone("reserved", at)
-            where = ", ".join(sorted({r.warehouse_id for r in v.reservations}))
-            how = "from backorder" if p.get("from_backorder") else (
-                "in full at the first attempt" if v.filled_in_full_first_attempt else "partly")
-            return f"stock reserved in {where} ({how})"
-        if t == "StockReleased":
-            return f"reservation released: {p.get('reason')}"
-        if t == "ShipmentDispatched":
-            s = self.shipment(p["shipment_id"])
-            s.warehouse_id, s.carrier, s.service = p.get("warehouse_id"), p.get("carrier"), p.get("service")
-            s.tracking_number = p.get("tracking_number")
-            s.dispatched_at = _dt(p.get("dispatched_at")) or at
-            s.promised_date = _date(p.get("promised_date"))
-            v.shipment_count = max(v.shipment_count, int(p.get("shipment_count") or 1))
-            dispatched = [x for x in self.shipments.values() if x.dispatched_at is not None]
-            promised = [x.promised_date for x in dispatched if x.promised_date]
-            v.promised_date = max(promised) if promised else v.promised_date
-            if v.requested_delivery_date is None:
-                v.requested_delivery_date = _date(p.get("requested_date"))
-            if len(dispatched) >= v.shipment_count:
-                self.advance(OrderState.DISPATCHED, at)
-                self.milestone("dispatched", at)
-            return (f"shipment {s.shipment_id} dispatched from {s.warehouse_id} by {s.carrier} "
-                    f"{s.service}, tracking {s.tracking_number}, promised {s.promised_date}")
-        if t == "TrackingUpdated":
-            s = self.shipment(p["shipment_id"])
-            s.tracking_number = s.tracking_number or p.get("tracking_number")
-            s.carrier = s.carrier or p.get("carrier")
-            status = p.get("status", "")
-            s.last_tracking = f"{status} {p.get('location', '')}".strip()
-            if s.status not in {"delivered", "delayed", "exception"} and status in {
-                    "picked_up", "in_transit", "out_for_delivery"}:
-                s.status = "in_transit" if status == "picked_up" else status
-            where = f" at {p['location']}" if p.get("location") else ""
-            return f"tracking: {status}{where}"
-        if t == "ShipmentDelayed":
-            s = self.shipment(p["shipment_id"])
-            if s.status != "delivered":
-                s.status = "delayed"
-            s.delay_reason, s.delayed_since = p.get("reason"), s.delayed_since or at
-            s.expected_date = _date(p.get("expected_date"))
-            return f"shipment {s.shipment_id} delayed: {p.get('reason')}, expected {s.expected_date}"
-        if t == "ShipmentException":
-            s = self.shipment(p["shipment_id"])
-            if s.status != "delivered":
-                s.status = "exception"
-            s.exception_code, s.exception_detail = p.get("code"), p.get("detail")
-            s.exception_since = s.exception_since or at
-            return f"carrier exception on {s.shipment_id}: {p.get('code')} {p.get('detail', '')}".strip()
-        if t == "ShipmentDelivered":
-            s = self.shipment(p["shipment_id"])
-            s.status, s.on_time = "delivered", bool(p.get("on_time"))
-            s.delivered_at = _dt(p.get("delivered_at")) or at
-            if p.get("order_delivered"):
-                v.delivered_at = s.delivered_at
-                self.advance(OrderState.DELIVERED, at)
-                self.milestone("delivered", at)
-            return f"shipment {s.shipment_id} delivered ({'on time' if s.on_time else 'late'})"
-        if t == "NotificationRecorded":
-            v.notifications.append(NotificationView(
-                channel=p.get("channel", ""), status=p.get("status", ""),
-                source_event_type=p.get("source_event_type", ""), detail=p.get("detail", ""), at=at))
-            return f"notification {p.get('status')} by {p.get('channel')} for {p.get('source_event_type')}"
-        if t == "OrderRevisionRejected":
-            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-            return f"revision {p.get('revision')} rejected by intake: {codes}"
-        if t == "OrderCancelRequested":
-            return f"cancel requested by {p.get('requested_by')}: {p.get('reason')}"
-        if t == "OrderCancelRefused":
-            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-            return f"cancel refused: {codes}"
-        if t == "OrderCancelled":
-            v.cancellation = f"{p.get('reason')} (by {p.get('requested_by')})"
-            self.advance(OrderState.CANCELLED, at)
-            return f"cancelled: {v.cancellation}"
-        if t in {"ReturnRequested", "ReturnApproved", "ReturnRefused", "ReturnReceived"}:
-            outcome = t.removeprefix("Return").lower()
-            v.returns.append(f"{p.get('rma_id')}: {outcome}")
-            if t == "ReturnReceived":
-                self.advance(OrderState.RETURNED, at)
-            return f"return {p.get('rma_id')} {outcome}"
-        if t == "OrderChangeRequested":
-            return (f"change to revision {(p.get('order') or {}).get('revision')} requested by "
-                    f"{p.get('requested_by')}")
-        if t == "OrderChangeAdmitted":
-            return "change admitted by logistics: nothing dispatched, dispatch waits for it"
-        if t == "OrderChangeApproved":
-            return (f"change accepted by review ({p.get('review_status')}), exposure moved by "
-                    f"{p.get('exposure_delta')}")
-        if t == "OrderChangeReserved":
-            released = sum(int(r.get("quantity", 0)) for r in p.get("released") or ())
-            return (f"change applied to the stock: {p.get('stock_status')}"
-                    + (f", {released} unit(s) released" if released else ""))
-        if t == "OrderChanged":
-            v.revision = max(v.revision, int(p.get("revision") or 1))
-            self.take_order(p.get("order") or {}, p.get("totals"))
-            return (f"changed to revision {p.get('revision')}: "
-                    f"{', '.join(p.get('changes') or ()) or 'content'}")
-        if t == "OrderChangeRejected":
-            codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-            return f"change to revision {p.get('revision')} refused by {p.get('stage')}: {codes}"
-        if t == "RefundIssued":
-            return f"refund {p.get('refund_id')} issued: {p.get('amount')} {p.get('currency')}"
-        if t == "InvoiceIssued":
-            return f"invoice {p.get('invoice_id')} issued: {p.get('amount')} {p.get('currency')}"
-        if t == "PaymentReceived":
-            return f"payment {p.get('payment_id')} received: {p.get('amount')} {p.get('currency')}"
-        return t
+        """Apply one entry (by its event's class, ``_PROJECTIONS``); return its one-line summary
+        for the timeline. An event with no projection is named only."""
+        projection = _PROJECTIONS.get(ev.EVENTS_BY_TYPE.get(e.event_type, ev.Event))
+        return e.event_type if projection is None else projection(self, e.payload, e.occurred_at)
 
     def finish(self, first_seen_at: datetime | None, last_event_at: datetime | None,
                event_count: int) -> OrderView:
@@ -546,6 +370,315 @@ class _Projector:
         v.stage_times = stage_times(v.milestones)
         # the values are the projection's own (as when they were set on an OrderView, unvalidated)
         return OrderView.model_construct(**vars(v))
+
+
+# --- one projection per event class -------------------------------------------------------------
+# Each reads the entry's stored payload (``stored_payload``: the event without personal data, so
+# not the event itself), moves the order's view on and returns the timeline's one-line summary.
+
+_Projection = Callable[[_Projector, dict[str, Any], datetime], str]
+_PROJECTIONS: dict[type[ev.Event], _Projection] = {}
+
+
+def _projects(event_class: type[ev.Event]) -> Callable[[_Projection], _Projection]:
+    def register(projection: _Projection) -> _Projection:
+        _PROJECTIONS[event_class] = projection
+        return projection
+    return register
+
+
+@_projects(ev.OrderSubmitted)
+def _order_submitted(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.channel = v.channel or p.get("channel")
+    v.external_id = v.external_id or p.get("external_id")
+    pr.milestone("submitted", at)
+    return f"pushed by the {p.get('channel')} connector"
+
+
+@_projects(ev.OrderReceived)
+def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.channel, v.external_id = p.get("channel"), p.get("external_id")
+    pr.take_order(p.get("order") or {}, p.get("totals"))
+    pr.advance(OrderState.RECEIVED, at)
+    pr.milestone("received", at)
+    return (f"accepted by intake: {len(v.lines)} line(s), total "
+            f"{p.get('totals', {}).get('grand_total')} {v.currency}")
+
+
+@_projects(ev.OrderRevisionReceived)
+def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.revision = max(v.revision, int(p.get("revision") or 1))
+    return f"revision {p.get('revision')} received (was {p.get('previous_revision')})"
+
+
+@_projects(ev.OrderRejected)
+def _order_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.channel = v.channel or p.get("channel")
+    v.external_id = v.external_id or p.get("external_id")
+    customer = p.get("customer") or {}
+    v.customer_id = v.customer_id or customer.get("id")
+    v.customer_name = v.customer_name or customer.get("name")
+    for r in p.get("reasons") or ():
+        v.rejections.append(RejectionView(
+            stage=p.get("stage", ""), code=r.get("code", ""), field=r.get("field"),
+            message=r.get("message", ""), decided_by=p.get("decided_by"),
+            comment=p.get("comment"), at=at))
+    pr.advance(OrderState.REJECTED, at)
+    codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+    by = f" by {p['decided_by']}" if p.get("decided_by") else ""
+    return f"rejected at {p.get('stage')}{by}: {codes}"
+
+
+@_projects(ev.OrderHeld)
+def _order_held(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    customer = p.get("customer") or {}
+    v.customer_id = v.customer_id or customer.get("id")
+    v.customer_name = v.customer_name or customer.get("name")
+    reasons = p.get("reasons") or ()
+    for r in reasons:
+        v.holds.append(HoldView(code=r.get("code", ""), message=r.get("message", ""),
+                                figures=r.get("figures") or {}, at=at))
+    v.hold_codes = [r.get("code", "") for r in reasons]
+    pr.advance(OrderState.HELD, at)
+    pr.milestone("held", at)
+    return "held: " + "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons)
+
+
+@_projects(ev.OrderApproved)
+def _order_approved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.channel, v.external_id = p.get("channel") or v.channel, p.get("external_id") or v.external_id
+    if not v.lines:
+        pr.take_order(p.get("order") or {}, p.get("totals"))
+    v.approved_by, v.approval_comment = p.get("approved_by"), p.get("comment")
+    pr.advance(OrderState.APPROVED, at)
+    pr.milestone("approved", at)
+    note = f" ({p['comment']})" if p.get("comment") else ""
+    return f"approved by {p.get('approved_by')}{note}"
+
+
+@_projects(ev.StockBackordered)
+def _stock_backordered(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    shorts = [ShortLineView(**s) for s in p.get("short_lines") or ()]
+    if not pr.first_attempt_seen:
+        pr.first_attempt_seen = True
+        v.first_attempt_short = shorts
+    v.backorder_expected_date = _date(p.get("expected_date"))
+    pr.advance(OrderState.BACKORDERED, at)
+    pr.milestone("backordered", at)
+    return "backordered: " + ", ".join(f"{s.sku} short {s.short}" for s in shorts)
+
+
+@_projects(ev.StockReserved)
+def _stock_reserved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.reservations = [ReservationView(**r) for r in p.get("reservations") or ()]
+    v.filled_in_full_first_attempt = bool(p.get("filled_in_full_first_attempt"))
+    if not pr.first_attempt_seen:
+        pr.first_attempt_seen = True
+        v.first_attempt_short = _short_of(v.lines, v.reservations)
+    if not v.lines:
+        pr.take_order(p.get("order") or {}, None)
+    pr.advance(OrderState.RESERVED, at)
+    pr.milestone("reserved", at)
+    where = ", ".join(sorted({r.warehouse_id for r in v.reservations}))
+    how = "from backorder" if p.get("from_backorder") else (
+        "in full at the first attempt" if v.filled_in_full_first_attempt else "partly")
+    return f"stock reserved in {where} ({how})"
+
+
+@_projects(ev.ShipmentDispatched)
+def _shipment_dispatched(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    s = pr.shipment(p["shipment_id"])
+    s.warehouse_id, s.carrier, s.service = p.get("warehouse_id"), p.get("carrier"), p.get("service")
+    s.tracking_number = p.get("tracking_number")
+    s.dispatched_at = _dt(p.get("dispatched_at")) or at
+    s.promised_date = _date(p.get("promised_date"))
+    v.shipment_count = max(v.shipment_count, int(p.get("shipment_count") or 1))
+    dispatched = [x for x in pr.shipments.values() if x.dispatched_at is not None]
+    promised = [x.promised_date for x in dispatched if x.promised_date]
+    v.promised_date = max(promised) if promised else v.promised_date
+    if v.requested_delivery_date is None:
+        v.requested_delivery_date = _date(p.get("requested_date"))
+    if len(dispatched) >= v.shipment_count:
+        pr.advance(OrderState.DISPATCHED, at)
+        pr.milestone("dispatched", at)
+    return (f"shipment {s.shipment_id} dispatched from {s.warehouse_id} by {s.carrier} "
+            f"{s.service}, tracking {s.tracking_number}, promised {s.promised_date}")
+
+
+@_projects(ev.TrackingUpdated)
+def _tracking_updated(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    s = pr.shipment(p["shipment_id"])
+    s.tracking_number = s.tracking_number or p.get("tracking_number")
+    s.carrier = s.carrier or p.get("carrier")
+    status = p.get("status", "")
+    s.last_tracking = f"{status} {p.get('location', '')}".strip()
+    if s.status not in {"delivered", "delayed", "exception"} and status in {
+            "picked_up", "in_transit", "out_for_delivery"}:
+        s.status = "in_transit" if status == "picked_up" else status
+    where = f" at {p['location']}" if p.get("location") else ""
+    return f"tracking: {status}{where}"
+
+
+@_projects(ev.ShipmentDelayed)
+def _shipment_delayed(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    s = pr.shipment(p["shipment_id"])
+    if s.status != "delivered":
+        s.status = "delayed"
+    s.delay_reason, s.delayed_since = p.get("reason"), s.delayed_since or at
+    s.expected_date = _date(p.get("expected_date"))
+    return f"shipment {s.shipment_id} delayed: {p.get('reason')}, expected {s.expected_date}"
+
+
+@_projects(ev.ShipmentException)
+def _shipment_exception(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    s = pr.shipment(p["shipment_id"])
+    if s.status != "delivered":
+        s.status = "exception"
+    s.exception_code, s.exception_detail = p.get("code"), p.get("detail")
+    s.exception_since = s.exception_since or at
+    return f"carrier exception on {s.shipment_id}: {p.get('code')} {p.get('detail', '')}".strip()
+
+
+@_projects(ev.ShipmentDelivered)
+def _shipment_delivered(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    s = pr.shipment(p["shipment_id"])
+    s.status, s.on_time = "delivered", bool(p.get("on_time"))
+    s.delivered_at = _dt(p.get("delivered_at")) or at
+    if p.get("order_delivered"):
+        v.delivered_at = s.delivered_at
+        pr.advance(OrderState.DELIVERED, at)
+        pr.milestone("delivered", at)
+    return f"shipment {s.shipment_id} delivered ({'on time' if s.on_time else 'late'})"
+
+
+@_projects(ev.NotificationRecorded)
+def _notification_recorded(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.notifications.append(NotificationView(
+        channel=p.get("channel", ""), status=p.get("status", ""),
+        source_event_type=p.get("source_event_type", ""), detail=p.get("detail", ""), at=at))
+    return f"notification {p.get('status')} by {p.get('channel')} for {p.get('source_event_type')}"
+
+
+@_projects(ev.OrderCancelled)
+def _order_cancelled(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.cancellation = f"{p.get('reason')} (by {p.get('requested_by')})"
+    pr.advance(OrderState.CANCELLED, at)
+    return f"cancelled: {v.cancellation}"
+
+
+@_projects(ev.OrderChanged)
+def _order_changed(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    v = pr.view
+    v.revision = max(v.revision, int(p.get("revision") or 1))
+    pr.take_order(p.get("order") or {}, p.get("totals"))
+    return (f"changed to revision {p.get('revision')}: "
+            f"{', '.join(p.get('changes') or ()) or 'content'}")
+
+
+# --- events a view only names on its timeline ---------------------------------------------------
+
+
+def _codes(p: dict[str, Any]) -> str:
+    return ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+
+
+def _stock_released(p: dict[str, Any]) -> str:
+    return f"reservation released: {p.get('reason')}"
+
+
+def _order_revision_rejected(p: dict[str, Any]) -> str:
+    return f"revision {p.get('revision')} rejected by intake: {_codes(p)}"
+
+
+def _order_cancel_requested(p: dict[str, Any]) -> str:
+    return f"cancel requested by {p.get('requested_by')}: {p.get('reason')}"
+
+
+def _order_cancel_refused(p: dict[str, Any]) -> str:
+    return f"cancel refused: {_codes(p)}"
+
+
+def _order_change_requested(p: dict[str, Any]) -> str:
+    return (f"change to revision {(p.get('order') or {}).get('revision')} requested by "
+            f"{p.get('requested_by')}")
+
+
+def _order_change_admitted(p: dict[str, Any]) -> str:
+    return "change admitted by logistics: nothing dispatched, dispatch waits for it"
+
+
+def _order_change_approved(p: dict[str, Any]) -> str:
+    return (f"change accepted by review ({p.get('review_status')}), exposure moved by "
+            f"{p.get('exposure_delta')}")
+
+
+def _order_change_reserved(p: dict[str, Any]) -> str:
+    released = sum(int(r.get("quantity", 0)) for r in p.get("released") or ())
+    return (f"change applied to the stock: {p.get('stock_status')}"
+            + (f", {released} unit(s) released" if released else ""))
+
+
+def _order_change_rejected(p: dict[str, Any]) -> str:
+    return f"change to revision {p.get('revision')} refused by {p.get('stage')}: {_codes(p)}"
+
+
+def _refund_issued(p: dict[str, Any]) -> str:
+    return f"refund {p.get('refund_id')} issued: {p.get('amount')} {p.get('currency')}"
+
+
+def _invoice_issued(p: dict[str, Any]) -> str:
+    return f"invoice {p.get('invoice_id')} issued: {p.get('amount')} {p.get('currency')}"
+
+
+def _payment_received(p: dict[str, Any]) -> str:
+    return f"payment {p.get('payment_id')} received: {p.get('amount')} {p.get('currency')}"
+
+
+def _summary_only(summary: Callable[[dict[str, Any]], str]) -> _Projection:
+    return lambda _projector, payload, _at: summary(payload)
+
+
+_PROJECTIONS.update({
+    ev.StockReleased: _summary_only(_stock_released),
+    ev.OrderRevisionRejected: _summary_only(_order_revision_rejected),
+    ev.OrderCancelRequested: _summary_only(_order_cancel_requested),
+    ev.OrderCancelRefused: _summary_only(_order_cancel_refused),
+    ev.OrderChangeRequested: _summary_only(_order_change_requested),
+    ev.OrderChangeAdmitted: _summary_only(_order_change_admitted),
+    ev.OrderChangeApproved: _summary_only(_order_change_approved),
+    ev.OrderChangeReserved: _summary_only(_order_change_reserved),
+    ev.OrderChangeRejected: _summary_only(_order_change_rejected),
+    ev.RefundIssued: _summary_only(_refund_issued),
+    ev.InvoiceIssued: _summary_only(_invoice_issued),
+    ev.PaymentReceived: _summary_only(_payment_received),
+})
+
+
+def _return(outcome: str, state: OrderState | None = None) -> _Projection:
+    def project_return(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+        pr.view.returns.append(f"{p.get('rma_id')}: {outcome}")
+        if state is not None:
+            pr.advance(state, at)
+        return f"return {p.get('rma_id')} {outcome}"
+    return project_return
+
+
+_PROJECTIONS[ev.ReturnRequested] = _return("requested")
+_PROJECTIONS[ev.ReturnApproved] = _return("approved")
+_PROJECTIONS[ev.ReturnRefused] = _return("refused")
+_PROJECTIONS[ev.ReturnReceived] = _return("received", OrderState.RETURNED)
 
 
 def _short_of(lines: list[LineView], reservations: list[ReservationView]) -> list[ShortLineView]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -344,36 +344,36 @@ class Notifier:
         if keyed:  # the waiting dispatches (locked) and the pairs already staged, in one read
             waiting, existing = await repo.waiting_and_staged(
                 keyed, sorted({d.incoming.headers.event_id for d in decided}))
-        in_run: dict[tuple[str, str], list[int]] = {}  # rows of this run waiting, by key
-        released: set[int] = set()
+        dispatches: list[domain.Dispatch] = []
         rows: list[NewNotification] = []
-        now_at: set[int] = set()  # rows whose wait a later dispatch released: due at now()
+        keyed_rows: list[int] = []  # the rows of ``dispatches``, by their index in ``rows``
         for d in decided:
             incoming, o = d.incoming, d.occurrence
             for plan in d.plans:
                 key = domain.coalesce_key(o.order_id, o.kind) if plan.status == "pending" else None
-                due = d.now
                 if key is not None:
-                    pair = (key, plan.channel)
-                    stored, ours = waiting.get(pair, []), in_run.setdefault(pair, [])
-                    due, release = domain.dispatch_due_at(
-                        d.now, window=self.window, already_waiting=len(stored) + len(ours),
-                        shipment_count=int(o.event.get("shipment_count", 1)))
-                    if release:
-                        released.update(stored)
-                        now_at.update(ours)
-                    if (incoming.headers.event_id, plan.channel) not in existing:
-                        ours.append(len(rows))
+                    keyed_rows.append(len(rows))
+                    dispatches.append(domain.Dispatch(
+                        key, plan.channel, d.now, int(o.event.get("shipment_count", 1)),
+                        new=(incoming.headers.event_id, plan.channel) not in existing))
                 rows.append(NewNotification(
                     source_event_id=incoming.headers.event_id, source_topic=incoming.topic,
                     source_event_type=incoming.headers.event_type, kind=o.kind,
                     order_id=o.order_id, channel=plan.channel, recipient=plan.recipient,
                     language=d.language, context=d.context, status=plan.status,
-                    detail=plan.detail, next_attempt_at=due, coalesce_key=key,
-                    raw_value=incoming.raw_value, raw_headers=incoming.raw_headers))
-        if released:
-            await repo.release(sorted(released))
-        return await repo.stage_all(rows, now_at)
+                    detail=plan.detail, next_attempt_at=d.now,
+                    finished=plan.finished,
+                    coalesce_key=key, raw_value=incoming.raw_value,
+                    raw_headers=incoming.raw_headers))
+        if dispatches:
+            waits = domain.dispatch_waits(
+                dispatches, window=self.window,
+                waiting={(k, cast(domain.Channel, c)): ids for (k, c), ids in waiting.items()})
+            for index, due in zip(keyed_rows, waits.due_at, strict=True):
+                rows[index] = replace(rows[index], next_attempt_at=due)
+            if waits.released:
+                await repo.release(waits.released)
+        return await repo.stage_all(rows)
 
     def _report(self, uow: UnitOfWork, d: _Decided, staged: set[tuple[str, str]]) -> None:
         """Wake the channels, record the suppressed ones and log, for one event, with its

@@ -20,6 +20,7 @@ from orderflow.contracts.events import CustomerUpdated
 from orderflow.notify.domain import (
     Channel,
     Contact,
+    Fold,
     Kind,
     Language,
     Preferences,
@@ -117,25 +118,26 @@ _SAVE_ORDERS = Statement(
     "CAST(:reviews AS boolean[])) AS u(order_id, channel, external_id, customer_id, "
     "customer_name, email, phone, facts, shipments, review_notice_sent) "
     "WHERE o.order_id = u.order_id")
-# a run's notifications in its order (ids follow it); a row whose wait a later dispatch of the
-# run released is due at now(), as the release would have set it; suppressed rows are finished
+# a run's notifications in its order (ids follow it), each due when the handler decided (no
+# time: now, as a release sets it) and finished when it says (a suppressed row, as staged)
 _STAGE_ALL = Statement(
     "INSERT INTO notify_notifications (notification_id, source_event_id, source_topic, "
     "source_event_type, kind, order_id, channel, recipient, language, context, status, detail, "
     "attempts, next_attempt_at, coalesce_key, raw_value, raw_headers, finished_at) "
     "SELECT notification_id, source_event_id, source_topic, source_event_type, kind, order_id, "
     "channel, recipient, language, CAST(context AS json), status, detail, 0, "
-    "CASE WHEN due_now THEN now() ELSE next_attempt_at END, coalesce_key, raw_value, "
-    "CAST(raw_headers AS json), CASE WHEN status = 'suppressed' THEN now() END "
+    "COALESCE(next_attempt_at, now()), coalesce_key, raw_value, CAST(raw_headers AS json), "
+    "CASE WHEN finished THEN now() END "
     "FROM unnest(CAST(:notification_ids AS uuid[]), CAST(:source_event_ids AS uuid[]), "
     "CAST(:source_topics AS text[]), CAST(:source_event_types AS text[]), CAST(:kinds AS text[]), "
     "CAST(:order_ids AS text[]), CAST(:channels AS text[]), CAST(:recipients AS text[]), "
     "CAST(:languages AS text[]), CAST(:contexts AS text[]), CAST(:statuses AS text[]), "
     "CAST(:details AS text[]), CAST(:next_attempts AS timestamptz[]), "
-    "CAST(:due_now AS boolean[]), CAST(:coalesce_keys AS text[]), CAST(:raw_values AS bytea[]), "
-    "CAST(:raw_headers AS text[])) WITH ORDINALITY AS u(notification_id, source_event_id, "
-    "source_topic, source_event_type, kind, order_id, channel, recipient, language, context, "
-    "status, detail, next_attempt_at, due_now, coalesce_key, raw_value, raw_headers, n) "
+    "CAST(:coalesce_keys AS text[]), CAST(:raw_values AS bytea[]), "
+    "CAST(:raw_headers AS text[]), CAST(:finished AS boolean[])) WITH ORDINALITY "
+    "AS u(notification_id, source_event_id, source_topic, source_event_type, kind, order_id, "
+    "channel, recipient, language, context, status, detail, next_attempt_at, coalesce_key, "
+    "raw_value, raw_headers, finished, n) "
     "ORDER BY n ON CONFLICT (source_event_id, channel) DO NOTHING "
     "RETURNING source_event_id, channel")
 # the dispatches waiting under a run's (coalesce key, channel) pairs, locked in id order, and
@@ -148,6 +150,7 @@ _WAITING_AND_STAGED = Statement(
     "SELECT id, coalesce_key, channel, NULL::uuid AS source_event_id FROM waiting "
     "UNION ALL SELECT NULL, NULL, channel, source_event_id FROM notify_notifications "
     "WHERE source_event_id = ANY(CAST(:event_ids AS uuid[]))")
+# waiting rows the handler let go now
 _RELEASE = Statement("UPDATE notify_notifications SET next_attempt_at = now() "
                      "WHERE id = ANY(CAST(:ids AS bigint[]))")
 # the sender's claim, built once: due pending rows and rows whose lease ran out (a dead sender).
@@ -178,28 +181,26 @@ _CLAIM = (
             updated_at=sa.func.now())
     .returning(*notifications.c)
 )
-# the rows told together with each carrying row (``SenderRepository.absorb_waiting``): of its
-# key and channel, waiting or claimed in the same transaction, locked in id order. Each arm has
-# its own index whatever PostgreSQL's statistics say: the waiting rows are looked up per carrying
-# row by key and channel (LATERAL, kept apart by OFFSET 0: the waiting rows' partial index); the
-# claimed ones are this transaction's, paired with their carrying row here. Written as one OR over
-# a join, the plan depended on the statistics: on a table grown since its last ANALYZE (a fresh
-# database, a backlog) PostgreSQL read every pending row of the channel on every claim (14 ms a
-# claim in the benchmark, 0.8 ms this way on the same rows without statistics)
-_ABSORB = sa.text(
-    "WITH c AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[]), "
-    "CAST(:notification_ids AS text[])) AS c(id, coalesce_key, notification_id)), "
-    "m AS (SELECT w.id, c.id AS carrier, c.notification_id AS carrier_nid "
-    "FROM c CROSS JOIN LATERAL (SELECT w.id FROM notify_notifications w "
-    "WHERE w.coalesce_key = c.coalesce_key AND w.channel = :channel "
-    "AND w.status = 'pending' OFFSET 0) AS w WHERE w.id <> c.id "
-    "UNION SELECT * FROM unnest(CAST(:claimed AS bigint[]), CAST(:claimed_carriers AS bigint[]), "
-    "CAST(:claimed_carrier_ids AS text[]))), "
-    "target AS (SELECT n.id, m.carrier, m.carrier_nid FROM notify_notifications n "
-    "JOIN m ON n.id = m.id ORDER BY n.id FOR UPDATE OF n) "
-    "UPDATE notify_notifications n SET status = 'coalesced', coalesced_into = t.carrier, "
-    "finished_at = now(), detail = 'told together with notification ' || t.carrier_nid, "
-    "updated_at = now() FROM target t WHERE n.id = t.id RETURNING n.*, t.carrier")
+# the rows waiting under the claim's coalesce keys and channel (``SenderRepository.waiting_of``),
+# locked in id order, for the domain to fold. The waiting rows are looked up per key by key and
+# channel (LATERAL, kept apart by OFFSET 0: the waiting rows' partial index) whatever
+# PostgreSQL's statistics say: written as a join, on a table grown since its last ANALYZE (a
+# fresh database, a backlog) PostgreSQL read every pending row of the channel on every claim
+# (14 ms a claim in the benchmark, 0.8 ms this way on the same rows without statistics)
+_WAITING_OF_KEYS = sa.text(
+    "SELECT n.* FROM unnest(CAST(:keys AS text[])) AS k(coalesce_key) "
+    "CROSS JOIN LATERAL (SELECT w.id FROM notify_notifications w "
+    "WHERE w.coalesce_key = k.coalesce_key AND w.channel = :channel "
+    "AND w.status = 'pending' OFFSET 0) AS w "
+    "JOIN notify_notifications n ON n.id = w.id WHERE n.status = 'pending' "
+    "ORDER BY n.id FOR UPDATE OF n")
+# the folds the domain decided, stored: each row coalesced into its carrying row, with its detail
+# (the rows are locked already: claimed, or loaded by ``_WAITING_OF_KEYS``)
+_COALESCE = Statement(
+    "UPDATE notify_notifications n SET status = 'coalesced', coalesced_into = u.carrier, "
+    "finished_at = now(), detail = u.detail, updated_at = now() "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:carriers AS bigint[]), CAST(:details AS text[])) "
+    "AS u(id, carrier, detail) WHERE n.id = u.id")
 # claimed rows delivered, fenced by their attempt (as ``SenderRepository.finish``)
 _FINISH_DELIVERED = Statement(
     "UPDATE notify_notifications n SET status = u.status, detail = u.detail, last_error = NULL, "
@@ -247,7 +248,8 @@ class NewNotification:
     context: Mapping[str, Any]
     status: str
     detail: str
-    next_attempt_at: datetime
+    next_attempt_at: datetime | None  # None: now, as it is stored
+    finished: bool  # finished as it is stored (a suppressed notification)
     coalesce_key: str | None
     raw_value: bytes
     raw_headers: Sequence[tuple[str, bytes]]
@@ -370,10 +372,9 @@ class NotifyRepository:
         })
 
     # -- notifications --------------------------------------------------------------------------
-    async def stage_all(self, rows: Sequence[NewNotification],
-                        due_now: Collection[int] = ()) -> set[tuple[str, str]]:
-        """Insert the notifications (the indexes in ``due_now`` due at ``now()``); the (source
-        event id, channel) pairs inserted: a pair that already has a row is skipped."""
+    async def stage_all(self, rows: Sequence[NewNotification]) -> set[tuple[str, str]]:
+        """Insert the notifications; the (source event id, channel) pairs inserted: a pair that
+        already has a row is skipped."""
         if not rows:
             return set()
         inserted = await _STAGE_ALL.fetch(self.session, {
@@ -390,11 +391,11 @@ class NotifyRepository:
             "statuses": [r.status for r in rows],
             "details": [r.detail for r in rows],
             "next_attempts": [r.next_attempt_at for r in rows],
-            "due_now": [i in due_now for i in range(len(rows))],
             "coalesce_keys": [r.coalesce_key for r in rows],
             "raw_values": [r.raw_value for r in rows],
             "raw_headers": [_json([[k, v.decode("utf-8", "replace")] for k, v in r.raw_headers])
                             for r in rows],
+            "finished": [r.finished for r in rows],
         })
         return {(str(event_id), channel) for event_id, channel in inserted}
 
@@ -417,7 +418,7 @@ class NotifyRepository:
         return waiting, staged
 
     async def release(self, notification_ids: Sequence[int]) -> None:
-        """Let waiting notifications go now (every dispatch of their order is in)."""
+        """Let waiting notifications go now."""
         await _RELEASE.run(self.session, {"ids": list(notification_ids)})
 
 
@@ -466,35 +467,23 @@ class SenderRepository:
         ((value,),) = await _NEXT_DUE.fetch(self.session, {"n_channel": channel})
         return None if value is None else float(value)
 
-    async def absorb_waiting(self, claimed: Sequence[NotificationRow],
-                             ) -> dict[int, list[NotificationRow]]:
-        """Fold the notifications told together with claimed ones: for each coalesce key among
-        ``claimed`` (in id order), its first claimed row carries the others of its key and
-        channel, waiting or claimed with it, which are marked ``coalesced`` into it. The rows
-        folded into each carrying row's id (in id order); locked in id order, as the handlers
-        lock waiting rows, in one statement."""
-        carriers: dict[str, NotificationRow] = {}
-        for row in sorted(claimed, key=lambda r: r.id):
-            if row.coalesce_key is not None:
-                carriers.setdefault(row.coalesce_key, row)
-        if not carriers:
-            return {}
-        # claimed with a carrying row of their key (a claim is of one channel)
-        with_carrier = [(r.id, carriers[r.coalesce_key]) for r in claimed
-                        if r.coalesce_key in carriers and carriers[r.coalesce_key].id != r.id]
-        rows = (await self.session.execute(_ABSORB, {
-            "ids": [r.id for r in carriers.values()],
-            "keys": list(carriers),
-            "notification_ids": [r.notification_id for r in carriers.values()],
-            "channel": next(iter(carriers.values())).channel,
-            "claimed": [row_id for row_id, _ in with_carrier],
-            "claimed_carriers": [carrier.id for _, carrier in with_carrier],
-            "claimed_carrier_ids": [carrier.notification_id for _, carrier in with_carrier],
-        })).all()
-        folded: dict[int, list[NotificationRow]] = {}
-        for r in sorted(rows, key=lambda r: r.id):
-            folded.setdefault(r.carrier, []).append(_row(r))
-        return folded
+    async def waiting_of(self, keys: Collection[str], channel: Channel,
+                         ) -> list[NotificationRow]:
+        """The notifications waiting under these coalesce keys on ``channel``, locked in id order
+        (as the handlers lock waiting rows)."""
+        if not keys:
+            return []
+        rows = (await self.session.execute(_WAITING_OF_KEYS, {
+            "keys": sorted(keys), "channel": channel})).all()
+        return [_row(r) for r in rows]
+
+    async def coalesce(self, folds: Sequence[Fold]) -> None:
+        """Store the folds: each row ``coalesced`` into its carrying row, with its detail."""
+        if not folds:
+            return
+        await _COALESCE.run(self.session, {"ids": [f.row_id for f in folds],
+                                           "carriers": [f.carrier_id for f in folds],
+                                           "details": [f.detail for f in folds]})
 
     async def set_context(self, notification: int, context: Mapping[str, Any]) -> None:
         await self.session.execute(notifications.update().where(notifications.c.id == notification)

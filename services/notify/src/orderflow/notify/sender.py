@@ -193,8 +193,7 @@ class ChannelSender:
             async with ctx.units() as uow:
                 repo = SenderRepository(uow.session)
                 rows = await repo.claim_due(self.channel, limit, self.lease_s, self._held)
-                # oldest first: the first of a coalesce key carries the others
-                folded = await repo.absorb_waiting(rows)
+                folded = await self._folds(repo, rows)
                 folded_ids = {f.id for group in folded.values() for f in group}
                 ready: list[NotificationRow] = []
                 for row in rows:
@@ -209,6 +208,23 @@ class ChannelSender:
         return await retry_transient(claim, what=f"claim {self.channel} notifications",
                                      stopping=ctx.stopping.is_set)
 
+    async def _folds(self, repo: SenderRepository, claimed: list[NotificationRow],
+                     ) -> dict[int, list[NotificationRow]]:
+        """The rows folded into each carrying row among ``claimed`` (in id order), marked
+        ``coalesced``: the domain chooses the carriers and what folds into them, from the claimed
+        rows and the ones waiting under their keys."""
+        carrying = domain.carriers(claimed)
+        if not carrying:
+            return {}
+        waiting = await repo.waiting_of(carrying.keys(), self.channel)
+        folds = domain.folds(carrying, [*claimed, *waiting])
+        await repo.coalesce(folds)
+        by_id = {r.id: r for r in (*claimed, *waiting)}
+        folded: dict[int, list[NotificationRow]] = {}
+        for fold in folds:
+            folded.setdefault(fold.carrier_id, []).append(by_id[fold.row_id])
+        return folded
+
     async def _fold(self, uow: UnitOfWork, repo: SenderRepository, row: NotificationRow,
                     folded: list[NotificationRow]) -> NotificationRow:
         """Tell the waiting dispatches of one order in ``row``'s single message."""
@@ -217,8 +233,7 @@ class ChannelSender:
         await repo.set_context(row.id, context)
         for other in folded:
             record(uow, other, "suppressed",
-                   f"coalesced: told together with {len(shipments)} shipment(s) in notification "
-                   f"{row.notification_id}")
+                   domain.folded_record_detail(len(shipments), row.notification_id))
         log.info("dispatches coalesced into one message", order_id=row.order_id,
                  channel=self.channel, shipments=len(shipments))
         return dataclasses.replace(row, context=context)
