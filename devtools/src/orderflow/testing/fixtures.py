@@ -1,5 +1,6 @@
 """pytest fixtures: ``infra`` (real PostgreSQL and broker for the session), ``kafka``,
-``pipeline`` (the services as processes, master data loaded), ``events`` (a reader of every topic).
+``pipeline`` (the services as processes, master data loaded), ``events`` (a reader of every topic),
+``saga_step`` (a module's own intake, review and logistics, with no inventory).
 
 Register with ``pytest_plugins = ["orderflow.testing.fixtures"]`` in a conftest."""
 
@@ -16,6 +17,7 @@ from orderflow.runtime.settings import KafkaSettings
 from orderflow.testing.events import EventLog
 from orderflow.testing.infra import Infra, provide_infra
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.private import private_pipeline
 
 
 def _var() -> Path:
@@ -50,3 +52,12 @@ async def events(pipeline: Pipeline) -> AsyncIterator[EventLog]:
         yield log
     finally:
         await log.stop()
+
+
+@pytest.fixture(scope="module")
+async def saga_step(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Pipeline, EventLog]]:
+    """Intake, review and logistics on a broker and database of the module's own: no inventory
+    carries a change on, so a test plays inventory's part of the saga itself."""
+    name = f"saga-step-{request.path.parent.parent.name}"  # services/<name>/tests/test_….py
+    async with private_pipeline(infra, name, ["intake", "review", "logistics"]) as running:
+        yield running
