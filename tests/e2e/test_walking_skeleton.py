@@ -44,13 +44,13 @@ async def broker_tier(request: pytest.FixtureRequest,
 
 
 @pytest.fixture(scope="module")
-def pipeline(pipeline: Pipeline, broker_tier: tuple[Pipeline, EventLog] | None) -> Pipeline:
-    return broker_tier[0] if broker_tier else pipeline
+def pipeline(session_pipeline: Pipeline, broker_tier: tuple[Pipeline, EventLog] | None) -> Pipeline:
+    return broker_tier[0] if broker_tier else session_pipeline
 
 
 @pytest.fixture(scope="module")
-def events(events: EventLog, broker_tier: tuple[Pipeline, EventLog] | None) -> EventLog:
-    return broker_tier[1] if broker_tier else events
+def events(session_events: EventLog, broker_tier: tuple[Pipeline, EventLog] | None) -> EventLog:
+    return broker_tier[1] if broker_tier else session_events
 
 
 def new_id(prefix: str = "E2E") -> str:

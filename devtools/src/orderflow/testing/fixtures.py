@@ -1,5 +1,6 @@
 """pytest fixtures: ``infra`` (real PostgreSQL and broker for the session), ``kafka``,
-``pipeline`` (the services as processes, master data loaded), ``events`` (a reader of every topic),
+``pipeline`` (the services as processes, master data loaded; also ``session_pipeline``),
+``events`` (a reader of every topic; also ``session_events``),
 ``saga_step`` (a module's own intake, review and logistics, with no inventory).
 
 Register with ``pytest_plugins = ["orderflow.testing.fixtures"]`` in a conftest."""
@@ -36,7 +37,7 @@ def kafka(infra: Infra) -> KafkaSettings:
 
 
 @pytest.fixture(scope="session")
-async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
+async def session_pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
     running = await Pipeline(infra, _var() / "pipeline").start()
     try:
         await running.load_demo_master_data()
@@ -46,12 +47,23 @@ async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
 
 
 @pytest.fixture(scope="session")
-async def events(pipeline: Pipeline) -> AsyncIterator[EventLog]:
-    log = await EventLog(pipeline.kafka).start()
+async def session_events(session_pipeline: Pipeline) -> AsyncIterator[EventLog]:
+    log = await EventLog(session_pipeline.kafka).start()
     try:
         yield log
     finally:
         await log.stop()
+
+
+# what tests ask for; a module may override these two with a pipeline of its own
+@pytest.fixture(scope="session")
+def pipeline(session_pipeline: Pipeline) -> Pipeline:
+    return session_pipeline
+
+
+@pytest.fixture(scope="session")
+def events(session_events: EventLog) -> EventLog:
+    return session_events
 
 
 @pytest.fixture(scope="module")
