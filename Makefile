@@ -62,16 +62,11 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
-# Apache Kafka (KRaft, from its own jars) carries the end-to-end, fault and security tiers; the
-# isolated suites (notify's delivery tests, saga steps alone) must not share topics with a running
-# main-line pipeline that would react to the events they publish. Then the Python-only default:
-# the demo and an end-to-end smoke test on the embedded Tansu broker.
+# One session on Apache Kafka (KRaft, from its own jars); the tests that need only some services
+# start them on a Tansu broker of their own, and the demo and the walking skeleton run on Tansu
+# (the Python-only default) too.
 test: install kafka lint browser
-	$(BIN)/pytest -m "not isolated and not partial and not solo_inventory"
-	ORDERFLOW_TEST_SERVICES=notify $(BIN)/pytest -m isolated
-	ORDERFLOW_TEST_SERVICES=intake,review,logistics $(BIN)/pytest -m partial
-	ORDERFLOW_TEST_SERVICES=inventory $(BIN)/pytest -m solo_inventory
-	ORDERFLOW_TEST_BROKER=tansu $(BIN)/pytest tests/e2e/test_demo.py tests/e2e/test_walking_skeleton.py
+	$(BIN)/pytest
 
 test-unit: install
 	$(BIN)/pytest -m unit

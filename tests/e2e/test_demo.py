@@ -1,6 +1,6 @@
-"""`orderflow demo` as a newcomer runs it: the stack comes up on the broker the tier names
-(``ORDERFLOW_TEST_BROKER``: Apache Kafka, or the embedded Tansu broker of the Python-only
-default), orders flow from every channel, and the summary says nothing was lost or applied twice;
+"""`orderflow demo` as a newcomer runs it, on each broker (Apache Kafka, and the embedded Tansu
+broker of the Python-only default), with infrastructure of its own each time: the stack comes
+up, orders flow from every channel, and the summary says nothing was lost or applied twice;
 every order comes to the outcome the simulator meant (rejected or held for the seeded reason, else
 fulfilled), every customer-facing event has its notification recorded, no dead letter appears;
 the command exits 0 and leaves no process behind."""
@@ -16,14 +16,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orderflow.testing.infra import broker_under_test
+from orderflow.testing.infra import BrokerKind
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.timeout(900)
-def test_the_demo_settles_every_order_once(tmp_path: Path) -> None:
-    broker = broker_under_test()
+@pytest.mark.parametrize("broker", ["kafka", "tansu"])
+def test_the_demo_settles_every_order_once(tmp_path: Path, broker: BrokerKind) -> None:
     env = {**os.environ, "ORDERFLOW_VAR_DIR": str(tmp_path / "var")}
     for name in ("ORDERFLOW_TEST_SERVICES", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):
         env.pop(name, None)

@@ -1,10 +1,13 @@
 """The walking skeleton end to end: every service as its own process, the real broker and
-PostgreSQL, orders pushed as a connector pushes them."""
+PostgreSQL, orders pushed as a connector pushes them. Each test runs on the session's pipeline
+and again on a pipeline of the module's own on the embedded Tansu broker (the Python-only
+default), unless the session's broker is Tansu already."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 
 import psutil
 import pytest
@@ -14,16 +17,40 @@ from orderflow.connector import OrderPusher
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.devstack.priority import autogroup_nice, kernel_has_autogroups, leads_own_session
-from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS
+from orderflow.devstack.stack import SIDE_CONSUMER_NICE, SIDE_CONSUMERS, available_services
 from orderflow.devstack.tracking import Tracker
 from orderflow.testing.events import EventLog, SeenEvent
-from orderflow.testing.infra import connect
+from orderflow.testing.infra import Infra, connect
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.private import private_pipeline
 
 pytestmark = pytest.mark.e2e
 
 # customers with room under their limits, paying on terms (no prepayment hold)
 GOOD_CUSTOMERS = ["C0070", "C0033", "C0025", "C0022", "C0082"]
+
+
+@pytest.fixture(scope="module", params=["session broker", "tansu"])
+async def broker_tier(request: pytest.FixtureRequest,
+                      infra: Infra) -> AsyncIterator[tuple[Pipeline, EventLog] | None]:
+    """None on the session's broker; on ``tansu``, every service on a Tansu broker of its own."""
+    if request.param != "tansu":
+        yield None
+        return
+    if infra.broker_is_tansu:
+        pytest.skip("the session's broker is Tansu: the session broker tier runs these")
+    async with private_pipeline(infra, "walking-skeleton-tansu", available_services()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pipeline(session_pipeline: Pipeline, broker_tier: tuple[Pipeline, EventLog] | None) -> Pipeline:
+    return broker_tier[0] if broker_tier else session_pipeline
+
+
+@pytest.fixture(scope="module")
+def events(session_events: EventLog, broker_tier: tuple[Pipeline, EventLog] | None) -> EventLog:
+    return broker_tier[1] if broker_tier else session_events
 
 
 def new_id(prefix: str = "E2E") -> str:

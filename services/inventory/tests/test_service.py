@@ -1,9 +1,10 @@
 """Inventory through the real broker and PostgreSQL, as its own process.
 
 Approved orders are published as review would publish them (``OrderApproved``), so these tests
-need only the inventory service (``ORDERFLOW_TEST_SERVICES=inventory``). Each test makes its own
-SKUs, so the exact quantities are its own even when the whole suite shares the demo stock; the
-conservation invariant is checked after each."""
+need only the inventory service. Those that need a reservation to stay put (logistics would
+dispatch it) run against an inventory of the module's own, on its own broker and database
+(``inventory_alone``). Each test makes its own SKUs, so the exact quantities are its own even
+when the whole suite shares the demo stock; the conservation invariant is checked after each."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWorkFactory
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.infra import Infra
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.private import private_pipeline
 from orderflow.testing.records import Rec
 from orderflow.testing.service_auth import operator
 
@@ -130,10 +132,20 @@ def inventory_url(pipeline: Pipeline) -> str:
     return f"http://127.0.0.1:{pipeline.stack.find('inventory').port}"
 
 
-def needs_no_logistics(pipeline: Pipeline) -> None:
-    if "logistics" in pipeline.services:
-        pytest.skip("logistics dispatches every reserved order at once; this test needs a "
-                    "reservation that stays put (make test runs it with ORDERFLOW_TEST_SERVICES=inventory)")
+InventoryAlone = tuple[Pipeline, EventLog, AsyncEngine]
+
+
+@pytest.fixture(scope="module")
+async def inventory_alone(infra: Infra) -> AsyncIterator[InventoryAlone]:
+    """Inventory with no logistics to dispatch what it reserves, on a broker and database of its
+    own; the engine reaches its schema."""
+    async with private_pipeline(infra, "inventory-alone", ["inventory"]) as (pipeline, events):
+        engine = make_engine(DatabaseSettings(url=pipeline.infra.database_url, pool_size=20,
+                                              max_overflow=30), "inventory")
+        try:
+            yield pipeline, events, engine
+        finally:
+            await engine.dispose()
 
 
 async def test_the_nearest_warehouse_that_can_fill_the_whole_order_reserves_it(
@@ -262,10 +274,9 @@ async def test_a_cancelled_order_releases_its_stock_to_the_next_in_the_queue(
     await assert_invariants(inventory_db)
 
 
-@pytest.mark.solo_inventory
 async def test_a_stalled_reservation_expires_and_its_stock_returns(
-        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
-    needs_no_logistics(pipeline)
+        inventory_alone: InventoryAlone) -> None:
+    pipeline, events, inventory_db = inventory_alone
     sku = new_sku("EXP")
     await pipeline.publish_and_wait([product(sku), receipt("WH-GZ", sku, 4)])
     order = approved([(sku, 4)], address_index=GUANGDONG)
@@ -289,10 +300,9 @@ async def test_a_stalled_reservation_expires_and_its_stock_returns(
     await assert_invariants(inventory_db)
 
 
-@pytest.mark.solo_inventory
 async def test_a_dispatch_takes_the_reserved_units_out_of_stock(
-        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
-    needs_no_logistics(pipeline)
+        inventory_alone: InventoryAlone) -> None:
+    pipeline, events, inventory_db = inventory_alone
     sku = new_sku("SHIP")
     await pipeline.publish_and_wait([product(sku), receipt("WH-BJ", sku, 10)])
     order = approved([(sku, 4)], address_index=BEIJING)
@@ -452,8 +462,7 @@ async def test_concurrent_reservations_from_many_sessions_never_oversell(
 async def test_an_order_review_approves_is_reserved_with_the_approved_order(
         pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
     if not {"intake", "review"} <= set(pipeline.services):
-        pytest.skip("needs intake and review running (ORDERFLOW_TEST_SERVICES=intake,review,"
-                    "inventory)")
+        pytest.skip("needs intake and review running")
     eid = new_id("CHAIN")
     async with OrderPusher(pipeline.kafka) as pusher:
         await pusher.push("canonical", canonical_order(eid, customer_id="C0070",
@@ -481,10 +490,9 @@ def change_of(order: OrderApproved, lines: list[tuple[str, int]], *,
         totals=order.totals, review_status="approved", requested_by="tests")
 
 
-@pytest.mark.solo_inventory
 async def test_a_reserved_order_changed_to_more_than_is_in_stock_is_refused_whole(
-        pipeline: Pipeline, events: EventLog, inventory_db: AsyncEngine) -> None:
-    needs_no_logistics(pipeline)
+        inventory_alone: InventoryAlone) -> None:
+    pipeline, events, inventory_db = inventory_alone
     a, b = new_sku("CHGA"), new_sku("CHGB")
     await pipeline.publish_and_wait([product(a), product(b), receipt("WH-SH", a, 4),
                                      receipt("WH-SH", b, 1)])
@@ -777,16 +785,16 @@ async def test_concurrent_runs_of_approvals_never_oversell_nor_deadlock(
     await assert_invariants(inventory_db)
 
 
-@pytest.mark.solo_inventory
 async def test_two_replicas_batches_locking_in_crosswise_order_do_not_deadlock(
-        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+        inventory_alone: InventoryAlone) -> None:
     """Two replicas' batches at once: one reserves SKU a then ships SKU b, the other ships b then
     reserves a, each run locking its own rows, and each replica going on only when both have
     done their first run (or 3 s passed). Without the batch's locks taken up front
     (``prepare_batch``) both first runs finish, then each waits for the other's rows: PostgreSQL
     detects the deadlock and one batch is retried. With them, the second waits for the first
     before its first run, and nothing fails."""
-    needs_no_logistics(pipeline)  # the held orders' stock.reserved must not be dispatched too
+    # the held orders' stock.reserved must not be dispatched too: no logistics runs here
+    pipeline, _, inventory_db = inventory_alone
     a, b = new_sku("CROSSA"), new_sku("CROSSB")
     await pipeline.publish_and_wait([product(a), product(b), receipt("WH-SH", a, 10),
                                      receipt("WH-SH", b, 10)])
@@ -857,14 +865,13 @@ async def test_two_replicas_batches_locking_in_crosswise_order_do_not_deadlock(
     await assert_invariants(inventory_db)
 
 
-@pytest.mark.solo_inventory
 async def test_a_run_of_shipments_moves_the_stock_exactly_as_one_shipment_at_a_time(
-        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+        inventory_alone: InventoryAlone) -> None:
     """The same run of shipments on two copies of the same orders and stock, as one run and as
     runs of one: a split order's two shipments (shipped in full after
     the second), a shipment of part of a hold, one without any hold (free stock, a warning) that
     crosses a reorder point, two shipments of the same SKU and warehouse. Same rows, same events."""
-    needs_no_logistics(pipeline)
+    pipeline, _, inventory_db = inventory_alone
 
     def shipment(order: OrderApproved, lines: list[tuple[str, str, int]]) -> ShipmentDispatched:
         placed = order.order.placed_at

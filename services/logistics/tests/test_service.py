@@ -387,12 +387,9 @@ def settled(change: OrderChangeRequested, stock_status: str,
                                reservations=tuple(reservations))
 
 
-@pytest.mark.partial
 async def test_a_reservation_during_a_change_is_parked_and_ships_with_the_new_address(
-        pipeline: Pipeline, events: EventLog) -> None:
-    if "inventory" in pipeline.services:
-        pytest.skip("a saga step alone: inventory would carry the change on (make test runs this "
-                    "with ORDERFLOW_TEST_SERVICES=intake,review,logistics)")
+        saga_step: tuple[Pipeline, EventLog]) -> None:
+    pipeline, events = saga_step
     reserved = reservation(new_id(), [("WH-SH", "TEA-001", 2)], address_index=0)
     beijing = CanonicalOrder.model_validate(canonical_order("x", address_index=2)).shipping_address
     change = change_request(reserved, shipping_address=beijing)
@@ -425,12 +422,9 @@ async def test_a_reservation_during_a_change_is_parked_and_ships_with_the_new_ad
     assert len(events.of("shipment.dispatched", reserved.order_id)) == 1
 
 
-@pytest.mark.partial
 async def test_a_change_refused_downstream_releases_the_parked_reservation(
-        pipeline: Pipeline, events: EventLog) -> None:
-    if "inventory" in pipeline.services:
-        pytest.skip("a saga step alone: inventory would carry the change on (make test runs this "
-                    "with ORDERFLOW_TEST_SERVICES=intake,review,logistics)")
+        saga_step: tuple[Pipeline, EventLog]) -> None:
+    pipeline, events = saga_step
     reserved = reservation(new_id(), [("WH-SH", "TEA-001", 1)])
     change = change_request(reserved, requested_delivery_date=date(2026, 12, 31))
     await pipeline.publish_and_wait([change])

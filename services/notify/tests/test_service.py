@@ -1,15 +1,14 @@
 """Notify as its own process, through the real broker and PostgreSQL, sending to a real SMTP
 server and a real HTTP receiver started by the tests.
 
-The module starts its own notify process (its own consumer group and database, so a notify
-started by the session ``pipeline`` fixture with other settings cannot take its events) and
-publishes the source events itself: no other service is needed."""
+The module starts its own notify process on a private broker and database (no other service
+reacts to the events it publishes, and the session's notify, with other settings, never sees
+them) and publishes the source events itself: no other service is needed."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,17 +41,18 @@ from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder, Customer, OrderTotals, order_id_for
 from orderflow.contracts.topics import TOPIC_OF_EVENT
 from orderflow.devstack.catalogue import canonical_order
-from orderflow.devstack.stack import project_root, subscriptions_of
+from orderflow.devstack.stack import subscriptions_of
 from orderflow.notify.channels.webhook import verify
 from orderflow.runtime.lag import wait_consumed
 from orderflow.testing.events import EventLog, SeenEvent
-from orderflow.testing.infra import Infra, create_database
+from orderflow.testing.infra import Infra
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.private import private_pipeline
 
 if TYPE_CHECKING:
     from orderflow.testing.sinks import HttpReceiver, ReceivedEmail, SmtpSink
 
-pytestmark = [pytest.mark.service, pytest.mark.isolated]
+pytestmark = pytest.mark.service
 
 SECRET = "notify-test-secret"
 MAX_ATTEMPTS = 3
@@ -104,11 +104,8 @@ class NotifyUnderTest:
 @pytest.fixture(scope="module")
 async def notify(infra: Infra, smtp_sink: SmtpSink,
                  http_receiver: HttpReceiver) -> AsyncIterator[NotifyUnderTest]:
-    tag = uuid.uuid4().hex[:8]
-    prefix = f"notifytest{tag}"
-    database_url = await create_database(infra.database_url, f"notify_test_{tag}")
+    prefix = f"notifytest{uuid.uuid4().hex[:8]}"
     env = {
-        "DATABASE_URL": database_url,
         "ORDERFLOW_CONSUMER_GROUP_PREFIX": prefix,
         "ORDERFLOW_NOTIFY_SMTP_HOST": "127.0.0.1",
         "ORDERFLOW_NOTIFY_SMTP_PORT": str(smtp_sink.port),
@@ -126,14 +123,9 @@ async def notify(infra: Infra, smtp_sink: SmtpSink,
         "ORDERFLOW_NOTIFY_POLL_INTERVAL_S": "0.1",
         "ORDERFLOW_NOTIFY_TRACKING_URL_TEMPLATE": "https://track.example/{carrier}/{tracking_number}",
     }
-    root = project_root() / "var" / "test" / str(os.getpid()) / f"notify-{tag}"
-    pipeline = await Pipeline(infra, root, services=["notify"], extra_env=env).start()
-    events = await EventLog(pipeline.kafka).start()
-    try:
+    async with private_pipeline(infra, "notify", ["notify"], env, master_data=False) as (
+            pipeline, events):
         yield NotifyUnderTest(pipeline, events, f"{prefix}.notify")
-    finally:
-        await events.stop()
-        pipeline.stop()
 
 
 # --- building the source events ----------------------------------------------------------------

@@ -1,5 +1,7 @@
 """pytest fixtures: ``infra`` (real PostgreSQL and broker for the session), ``kafka``,
-``pipeline`` (the services as processes, master data loaded), ``events`` (a reader of every topic).
+``pipeline`` (the services as processes, master data loaded; also ``session_pipeline``),
+``events`` (a reader of every topic; also ``session_events``),
+``saga_step`` (a module's own intake, review and logistics, with no inventory).
 
 Register with ``pytest_plugins = ["orderflow.testing.fixtures"]`` in a conftest."""
 
@@ -16,6 +18,7 @@ from orderflow.runtime.settings import KafkaSettings
 from orderflow.testing.events import EventLog
 from orderflow.testing.infra import Infra, provide_infra
 from orderflow.testing.pipeline import Pipeline
+from orderflow.testing.private import private_pipeline
 
 
 def _var() -> Path:
@@ -34,7 +37,7 @@ def kafka(infra: Infra) -> KafkaSettings:
 
 
 @pytest.fixture(scope="session")
-async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
+async def session_pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
     running = await Pipeline(infra, _var() / "pipeline").start()
     try:
         await running.load_demo_master_data()
@@ -44,9 +47,29 @@ async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
 
 
 @pytest.fixture(scope="session")
-async def events(pipeline: Pipeline) -> AsyncIterator[EventLog]:
-    log = await EventLog(pipeline.kafka).start()
+async def session_events(session_pipeline: Pipeline) -> AsyncIterator[EventLog]:
+    log = await EventLog(session_pipeline.kafka).start()
     try:
         yield log
     finally:
         await log.stop()
+
+
+# what tests ask for; a module may override these two with a pipeline of its own
+@pytest.fixture(scope="session")
+def pipeline(session_pipeline: Pipeline) -> Pipeline:
+    return session_pipeline
+
+
+@pytest.fixture(scope="session")
+def events(session_events: EventLog) -> EventLog:
+    return session_events
+
+
+@pytest.fixture(scope="module")
+async def saga_step(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Pipeline, EventLog]]:
+    """Intake, review and logistics on a broker and database of the module's own: no inventory
+    carries a change on, so a test plays inventory's part of the saga itself."""
+    name = f"saga-step-{request.path.parent.parent.name}"  # services/<name>/tests/test_….py
+    async with private_pipeline(infra, name, ["intake", "review", "logistics"]) as running:
+        yield running
