@@ -12,8 +12,10 @@ export UV_LINK_MODE := copy
 # Apache Kafka's jars, at the version pinned in deploy/kafka/pom.xml, from Maven Central
 KAFKA_LIBS := var/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.installed
-# the broker of `make demo`, `make up`, `make bench` and `make chaos`: kafka or tansu
+# the broker of `make demo`, `make up` and `make bench`: kafka or tansu
 BROKER ?= tansu
+# `make chaos` is the fault tier: on Apache Kafka unless BROKER is given
+CHAOS_BROKER := $(if $(filter file,$(origin BROKER)),kafka,$(BROKER))
 
 .PHONY: install kafka demo up down test test-unit lint fmt docs bench chaos clean browser
 
@@ -75,7 +77,7 @@ bench: install kafka
 	$(BIN)/python -m bench.run --broker $(BROKER)
 
 chaos: install kafka
-	$(BIN)/python -m tests.chaos --broker $(BROKER)
+	$(BIN)/python -m tests.chaos --broker $(CHAOS_BROKER)
 
 docs: install
 	$(BIN)/python -m orderflow.contracts.schemas docs/schemas
