@@ -595,9 +595,8 @@ class Chaos:
         self.record("database_stopped", "postgres", down_s=self.plan.db_down_s)
         await asyncio.sleep(self.plan.db_down_s)
 
-        def start_again() -> None:
-            pg.start(port, exact=True)  # free_port probes with SO_REUSEADDR, as servers bind
-        await asyncio.to_thread(start_again)
+        # free_port probes with SO_REUSEADDR, as servers bind: the same port is free again
+        await asyncio.to_thread(pg.start, port, exact=True)
         say(f"database back after {time.monotonic() - down_at:.1f}s")
 
     async def database_killed(self) -> None:
@@ -614,10 +613,8 @@ class Chaos:
         self.record("database_sigkill", "postgres", down_s=down)
         await asyncio.sleep(down)
 
-        def start_again() -> None:
-            pg.start(port, exact=True)
         started = time.monotonic()
-        await asyncio.to_thread(start_again)
+        await asyncio.to_thread(pg.start, port, exact=True)
         say(f"database recovered and accepting connections {time.monotonic() - started:.1f}s "
             "after its start")
 
@@ -637,6 +634,12 @@ class Chaos:
             self.notes.append("database stop after a send skipped: not the embedded database")
             return
         since = time.monotonic()
+        # a few orders of its own, so notifications flow even when the fault comes after the
+        # flow's last push
+        orders = generate_orders(5, seed=self.seed + 7, prefix=f"CHAOS{self.run_id}N",
+                                 mix=Mix(bad=0.0, duplicate=0.0))
+        async with Connector(self) as connector:
+            await connector.push(orders, "burst")
 
         def arrived() -> list[tuple[str, float]]:
             return sorted((d for d in self.deliveries() if d[1] >= since), key=lambda d: d[1])
@@ -653,9 +656,7 @@ class Chaos:
                             down_s=self.plan.db_after_send_s, delivery_id=delivery_id)
         await asyncio.sleep(self.plan.db_after_send_s)
 
-        def start_again() -> None:
-            pg.start(port, exact=True)
-        await asyncio.to_thread(start_again)
+        await asyncio.to_thread(pg.start, port, exact=True)
         # the deliveries that arrived from just before the stop until the database was back:
         # each was sent while its mark could not be written
         self.outages_after_send.append((stopped_at - 2.0, time.monotonic()))
@@ -1445,9 +1446,8 @@ class Chaos:
             fault = self.record("broker_outage", "tansu", in_flight_orders=len(in_flight))
             await asyncio.sleep(5)
 
-            def start_again() -> None:
-                broker.start(port)  # free_port probes with SO_REUSEADDR (TIME_WAIT is no obstacle)
-            await asyncio.to_thread(start_again)
+            # free_port probes with SO_REUSEADDR (TIME_WAIT is no obstacle)
+            await asyncio.to_thread(broker.start, port)
             if broker.port != port:
                 raise RuntimeError(f"the broker came back on port {broker.port}, not {port}")
             await self.stack.create_topics()
