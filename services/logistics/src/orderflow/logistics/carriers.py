@@ -21,17 +21,12 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orderflow.contracts.money import round_money
+from orderflow.contracts.provinces import PROVINCES, normalise_province
 
 Zone = Literal["same_province", "neighbouring", "national", "remote"]
 ZONES: tuple[Zone, ...] = ("same_province", "neighbouring", "national", "remote")
 
 # --- geography -----------------------------------------------------------------------------------
-
-PROVINCES: tuple[str, ...] = (
-    "北京", "天津", "河北", "山西", "内蒙古", "辽宁", "吉林", "黑龙江", "上海", "江苏", "浙江",
-    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "广西", "海南", "重庆", "四川",
-    "贵州", "云南", "西藏", "陕西", "甘肃", "青海", "宁夏", "新疆", "香港", "澳门", "台湾",
-)
 
 _BORDERS: tuple[tuple[str, str], ...] = (
     ("北京", "天津"), ("北京", "河北"), ("天津", "河北"), ("河北", "山西"), ("河北", "内蒙古"),
@@ -54,28 +49,6 @@ NEIGHBOURS: dict[str, frozenset[str]] = {
     p: frozenset({b for a, b in _BORDERS if a == p} | {a for a, b in _BORDERS if b == p})
     for p in PROVINCES
 }
-
-_ENGLISH = {
-    "beijing": "北京", "tianjin": "天津", "hebei": "河北", "shanxi": "山西",
-    "inner mongolia": "内蒙古", "neimenggu": "内蒙古", "liaoning": "辽宁", "jilin": "吉林",
-    "heilongjiang": "黑龙江", "shanghai": "上海", "jiangsu": "江苏", "zhejiang": "浙江",
-    "anhui": "安徽", "fujian": "福建", "jiangxi": "江西", "shandong": "山东", "henan": "河南",
-    "hubei": "湖北", "hunan": "湖南", "guangdong": "广东", "guangxi": "广西", "hainan": "海南",
-    "chongqing": "重庆", "sichuan": "四川", "guizhou": "贵州", "yunnan": "云南", "tibet": "西藏",
-    "xizang": "西藏", "shaanxi": "陕西", "gansu": "甘肃", "qinghai": "青海", "ningxia": "宁夏",
-    "xinjiang": "新疆", "hong kong": "香港", "macau": "澳门", "macao": "澳门", "taiwan": "台湾",
-}
-_SUFFIXES = ("壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区", "自治区", "省", "市")
-
-
-def normalise_province(name: str) -> str:
-    """``广西壮族自治区`` -> ``广西``, ``Zhejiang Sheng`` -> ``浙江``; unknown names come back trimmed."""
-    text = name.strip()
-    for suffix in _SUFFIXES:
-        if text.endswith(suffix) and text[: -len(suffix)] in PROVINCES:
-            return text[: -len(suffix)]
-    lowered = re.sub(r"\s+(province|sheng|shi|city|municipality|sar)$", "", text.lower()).strip()
-    return _ENGLISH.get(lowered, text)
 
 
 def zone_of(origin_province: str | None, destination_province: str,

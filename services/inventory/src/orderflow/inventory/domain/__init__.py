@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from orderflow.contracts.provinces import province_key
 from orderflow.inventory.domain.allocation import (
     PROVINCE_CAPITALS,
     UNKNOWN_DISTANCE_KM,
@@ -28,7 +29,6 @@ from orderflow.inventory.domain.allocation import (
     distance_km,
     merge_picks,
     plan_reservations,
-    province_key,
     rank_warehouses,
 )
 from orderflow.inventory.domain.changes import (

@@ -10,6 +10,8 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from orderflow.contracts.provinces import province_key
+
 # --- where the warehouses are -------------------------------------------------------------------
 
 #: Latitude and longitude of each provincial-level division's capital (the province of a warehouse
@@ -29,33 +31,7 @@ PROVINCE_CAPITALS: dict[str, tuple[float, float]] = {
     "新疆": (43.83, 87.62), "香港": (22.32, 114.17), "澳门": (22.20, 113.54),
     "台湾": (25.03, 121.57),
 }
-_PINYIN = {
-    "beijing": "北京", "tianjin": "天津", "hebei": "河北", "shanxi": "山西",
-    "innermongolia": "内蒙古", "neimenggu": "内蒙古", "liaoning": "辽宁", "jilin": "吉林",
-    "heilongjiang": "黑龙江", "shanghai": "上海", "jiangsu": "江苏", "zhejiang": "浙江",
-    "anhui": "安徽", "fujian": "福建", "jiangxi": "江西", "shandong": "山东", "henan": "河南",
-    "hubei": "湖北", "hunan": "湖南", "guangdong": "广东", "guangxi": "广西", "hainan": "海南",
-    "chongqing": "重庆", "sichuan": "四川", "guizhou": "贵州", "yunnan": "云南", "tibet": "西藏",
-    "xizang": "西藏", "shaanxi": "陕西", "gansu": "甘肃", "qinghai": "青海", "ningxia": "宁夏",
-    "xinjiang": "新疆", "hongkong": "香港", "macau": "澳门", "macao": "澳门", "taiwan": "台湾",
-}
-_SUFFIXES = ("壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区", "自治区", "省", "市")
 UNKNOWN_DISTANCE_KM = 100_000.0
-
-
-def province_key(province: str) -> str | None:
-    """The table's key for a province however it is written, or None if unknown."""
-    name = province.strip()
-    for suffix in _SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    if name in PROVINCE_CAPITALS:
-        return name
-    latin = "".join(ch for ch in name.lower() if ch.isalpha())
-    for suffix in ("province", "municipality", "autonomousregion", "sar"):
-        latin = latin.removesuffix(suffix)
-    return _PINYIN.get(latin)
 
 
 def distance_km(origin: str, destination: str) -> float:
