@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from orderflow.console.readmodel import TimelineEntry, entry_for
+from orderflow.console.domain import TimelineEntry, entry_for
 from orderflow.contracts import events as ev
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for

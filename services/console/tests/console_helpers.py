@@ -13,7 +13,7 @@ import httpx
 from console_factories import OrderStory
 
 from orderflow.connector import OrderPusher
-from orderflow.console.readmodel import OrderView, entry_for, project
+from orderflow.console.domain import OrderView, entry_for, project
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import canonical_order

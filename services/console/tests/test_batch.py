@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from console_factories import OrderStory, projection_stories
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from orderflow.console import app, readmodel
+from orderflow.console import app, domain
 from orderflow.console.repository import _ENTRIES_OF, ConsoleRepository
 from orderflow.contracts.headers import EventHeaders
 from orderflow.runtime.consumer import BatchProcessor
@@ -23,7 +23,7 @@ from orderflow.testing.records import Rec, migrated_schema
 
 pytestmark = pytest.mark.service
 
-PROJECT = readmodel.project  # the pure projection (the handler's is spied on)
+PROJECT = domain.project  # the pure projection (the handler's is spied on)
 
 
 @pytest.fixture
@@ -38,11 +38,11 @@ def projections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The orders the handler projected from all their stored entries (not moved on)."""
     seen: list[str] = []
 
-    def spy(order_id: str, entries: Any, **kwargs: Any) -> readmodel.OrderView:
+    def spy(order_id: str, entries: Any, **kwargs: Any) -> domain.OrderView:
         seen.append(order_id)
         return PROJECT(order_id, entries, **kwargs)
 
-    monkeypatch.setattr(readmodel, "project", spy)
+    monkeypatch.setattr(domain, "project", spy)
     return seen
 
 
@@ -70,7 +70,7 @@ async def stored_views(engine: AsyncEngine) -> dict[str, str]:
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.text(
             "SELECT order_id, CAST(view AS text) FROM console_orders"))).all()
-    return {order_id: readmodel.OrderView.model_validate_json(text).model_dump_json()
+    return {order_id: domain.OrderView.model_validate_json(text).model_dump_json()
             for order_id, text in rows}
 
 

@@ -12,7 +12,7 @@ from console_factories import T0, OrderStory
 from openpyxl import load_workbook
 
 from orderflow.console import exception_queue, reports
-from orderflow.console.readmodel import OrderView, project
+from orderflow.console.domain import OrderView, project
 from orderflow.console.settings import DEFAULT_SLA_MINUTES
 
 pytestmark = pytest.mark.unit

@@ -30,7 +30,7 @@ from openpyxl import load_workbook
 
 from orderflow.connector import OrderPusher
 from orderflow.console.api import MAX_PAGE
-from orderflow.console.readmodel import STATE_RANK
+from orderflow.console.domain import STATE_RANK
 from orderflow.contracts.order import OrderState
 from orderflow.contracts.topics import CATALOGUE
 from orderflow.devstack.processes import stop, wait_until

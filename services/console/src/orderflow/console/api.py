@@ -30,7 +30,7 @@ from orderflow.console.auth import (
     token_digest,
 )
 from orderflow.console.dashboard import dead_letters_of, quarantined_of
-from orderflow.console.readmodel import OrderView
+from orderflow.console.domain import OrderView
 from orderflow.console.repository import ConsoleRepository, OrderFilter
 from orderflow.console.settings import ConsoleSettings
 from orderflow.contracts.events import OrderCancelRequested

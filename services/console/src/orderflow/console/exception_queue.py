@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orderflow.console.readmodel import OrderView
+from orderflow.console.domain import OrderView
 from orderflow.contracts.order import OrderState
 
 KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq", "outbox")

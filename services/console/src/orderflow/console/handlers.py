@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderflow.console import readmodel
+from orderflow.console import domain
 from orderflow.console.repository import ConsoleRepository
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
@@ -19,7 +19,7 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
     repo = ConsoleRepository(uow.session)
     customers: dict[str, CustomerUpdated] = {}  # the last update of each wins, as one by one
     products: dict[str, ProductUpdated] = {}
-    entries: list[readmodel.TimelineEntry] = []
+    entries: list[domain.TimelineEntry] = []
     for incoming in run:
         event = incoming.event
         if isinstance(event, CustomerUpdated):
@@ -29,7 +29,7 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
             products.pop(event.sku, None)
             products[event.sku] = event
         else:
-            entry = readmodel.entry_for(incoming.topic, incoming.headers, event)
+            entry = domain.entry_for(incoming.topic, incoming.headers, event)
             if entry is not None:  # stock counts, warehouses, invoices: counted by topic only
                 entries.append(entry)
     # one statement each, in key order (concurrent replicas lock the rows in the same order)
@@ -39,31 +39,31 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
         return
     await repo.lock_orders([e.order_id for e in entries])
     stored_now = await repo.add_entries(entries)
-    new: dict[str, list[readmodel.TimelineEntry]] = {}
+    new: dict[str, list[domain.TimelineEntry]] = {}
     for e in entries:
         if e.event_id in stored_now:
             new.setdefault(e.order_id, []).append(e)
     changed = sorted(new)
     # a slice of orders at a time (a whole batch's views and entries at once would cost the
     # process tens of MB more at its peak). An order's stored view moves on by its new entries
-    # when they follow what it was made from (``readmodel.advance``); the others are projected
+    # when they follow what it was made from (``domain.advance``); the others are projected
     # again from every stored entry. The views are stored without their timelines (made from the
     # stored entries when an order is read): written on every event of an order, the timeline
     # was most of each write
     for start in range(0, len(changed), PROJECT_AT_ONCE):
         chunk = changed[start:start + PROJECT_AT_ONCE]
         views = await repo.stored_views(chunk)
-        moved: list[readmodel.OrderView] = []
+        moved: list[domain.OrderView] = []
         again: list[str] = []
         for order_id in chunk:
             view = views.get(order_id)
-            advanced = readmodel.advance(view, new[order_id]) if view is not None else None
+            advanced = domain.advance(view, new[order_id]) if view is not None else None
             if advanced is None:
                 again.append(order_id)
             else:
                 moved.append(advanced)
         if again:
             stored = await repo.entries_of(again)
-            moved += [readmodel.project(order_id, stored[order_id], timeline=False)
+            moved += [domain.project(order_id, stored[order_id], timeline=False)
                       for order_id in again]
         await repo.save_views(moved)

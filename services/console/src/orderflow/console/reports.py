@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orderflow.console.readmodel import STAGES, OrderView, state_label
+from orderflow.console.domain import STAGES, OrderView, state_label
 from orderflow.contracts.order import OrderState
 
 INVENTORY_STATES = {OrderState.BACKORDERED, OrderState.RESERVED, OrderState.DISPATCHED,

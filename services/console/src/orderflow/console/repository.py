@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orderflow.console.domain import OrderView, TimelineEntry, project
 from orderflow.console.exception_queue import order_exceptions
-from orderflow.console.readmodel import OrderView, TimelineEntry, project
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
 from orderflow.runtime.sqlalchemy_bridge import Statement
 

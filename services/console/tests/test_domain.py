@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from console_factories import T0, OrderStory, projection_stories
 
-from orderflow.console.readmodel import (
+from orderflow.console.domain import (
     OrderView,
     TimelineEntry,
     _Draft,
