@@ -21,7 +21,7 @@ from orderflow.testing.infra import Infra
 from orderflow.testing.plans import plans_before_and_after_analyze
 from orderflow.testing.records import Rec, migrated_schema
 
-pytestmark = pytest.mark.service
+pytestmark = pytest.mark.component
 
 PROJECT = domain.project  # the pure projection (the handler's is spied on)
 

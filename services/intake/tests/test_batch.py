@@ -28,7 +28,7 @@ from orderflow.runtime.consumer import BatchProcessor
 from orderflow.testing.infra import Infra
 from orderflow.testing.records import Rec, Records, Schemas
 
-pytestmark = pytest.mark.service
+pytestmark = pytest.mark.component
 
 
 class Feed(Records):

@@ -38,7 +38,7 @@ from orderflow.runtime.consumer import BatchProcessor
 from orderflow.testing.infra import Infra
 from orderflow.testing.records import Records, Schemas, outbox
 
-pytestmark = pytest.mark.service
+pytestmark = pytest.mark.component
 
 MIGRATIONS = Path(create_service().migrations)
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)

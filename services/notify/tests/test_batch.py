@@ -48,7 +48,7 @@ from orderflow.testing.infra import Infra
 from orderflow.testing.plans import plans_before_and_after_analyze
 from orderflow.testing.records import Rec, Records, event_id, migrated_schema
 
-pytestmark = pytest.mark.service
+pytestmark = pytest.mark.component
 
 WINDOW_S = 60.0
 TOTALS = OrderTotals(subtotal=Decimal("200.00"), discount=Decimal("0.00"), tax=Decimal("18.00"),

@@ -35,7 +35,7 @@ from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 from orderflow.testing.infra import Infra
 from orderflow.testing.records import Rec, Records, Schemas, outbox
 
-pytestmark = pytest.mark.service
+pytestmark = pytest.mark.component
 
 D = Decimal
 MIGRATIONS = Path(create_service().migrations)
