@@ -166,12 +166,21 @@ async def test_a_key_of_another_channel_or_store_gets_403(pipeline: Pipeline) ->
 
 @pytest.mark.parametrize("body", [b'{"external_id": "X", "lines": [', b"[1, 2]", b'"text"',
                                   b"", b'{"external_id": 12345678901234567890123456789}',
-                                  b'{"external_id": {"nested": true}}'])
+                                  b'{"external_id": {"nested": true}}',
+                                  b'{"external_id": "A\\u0000B"}'])
 async def test_a_malformed_body_gets_422_with_reasons_never_500(
         pipeline: Pipeline, body: bytes) -> None:
     response = await post(pipeline, "canonical", body)
     assert response.status_code == 422, response.text
     assert response.json()["reasons"] and all(r["code"] for r in response.json()["reasons"])
+
+
+async def test_a_nul_character_in_an_otherwise_good_order_gets_422(pipeline: Pipeline) -> None:
+    eid = new_id()
+    response = await post(pipeline, "canonical", {**canonical_order(eid), "notes": "a\x00b"})
+    assert response.status_code == 422, response.text
+    assert [r["code"] for r in response.json()["reasons"]] == ["nul_character"]
+    assert await intake_rows(pipeline, "canonical", eid) == []
 
 
 async def test_a_backlog_at_the_bound_gets_429_with_retry_after(infra: Infra) -> None:

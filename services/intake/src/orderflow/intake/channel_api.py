@@ -109,6 +109,10 @@ def read_submission(caller: Caller, body: bytes,
         return domain.Refused((Reason(code="unreadable_payload", field=None,
                                       message=f"the body is not JSON: {exc.msg} at position "
                                               f"{exc.pos}"),))
+    if _holds_nul(payload):
+        return domain.Refused((Reason(code="nul_character", field=None,
+                                      message="the order holds a NUL character (\\u0000), "
+                                              "which no text of an order may"),))
     try:
         external_id = external_id_of(caller.channel, payload)
     except ValueError as exc:
@@ -120,6 +124,22 @@ def read_submission(caller: Caller, body: bytes,
                               payload=payload)
     except ValidationError as exc:
         return domain.Refused(domain.reasons_from_validation(exc))
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL character is in any text of a JSON value (PostgreSQL stores none)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 @dataclass(frozen=True)
