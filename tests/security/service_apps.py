@@ -37,7 +37,8 @@ _RITA_HASH: str | None = None
 def deployment_env(monkeypatch: pytest.MonkeyPatch, *, service_key: str | None = SERVICE_KEY,
                    console_users: bool = True) -> None:
     """What a deployment gives the processes: the service key, the console's users and admin
-    token (its Secret), the services' URLs; never the development users."""
+    token (its Secret), the services' URLs, a connector's key of intake's channel order API;
+    never the development users."""
     global _RITA_HASH
     _RITA_HASH = _RITA_HASH or hash_password(RITA_PASSWORD)
     for name in ("ORDERFLOW_CONSOLE_DEV_USERS", "ORDERFLOW_SERVICE_KEY_PREVIOUS",
@@ -53,6 +54,9 @@ def deployment_env(monkeypatch: pytest.MonkeyPatch, *, service_key: str | None =
             "vic": {"role": "viewer", "password_hash": _RITA_HASH}}))
     else:
         monkeypatch.delenv("ORDERFLOW_CONSOLE_USERS", raising=False)
+    # intake's channel order API: a connector's key (none of the attempts knows it)
+    monkeypatch.setenv("ORDERFLOW_INTAKE_CHANNEL_KEYS",
+                       json.dumps({"canonical": "a-connector-key-of-the-deployment-0123"}))
     monkeypatch.setenv("ORDERFLOW_CONSOLE_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("ORDERFLOW_CONSOLE_REVIEW_URL", SERVICE_URLS["review"])
     monkeypatch.setenv("ORDERFLOW_CONSOLE_SERVICE_URLS", json.dumps(SERVICE_URLS))

@@ -5,7 +5,8 @@ POST, PUT, PATCH or DELETE is sent requests without a credential (no body, a JSO
 token nobody issued, a forged assertion, an assertion signed with another key) and must answer
 401 or 403: not 2xx, not 422, not 500, and without reaching the database. A new route without
 authentication fails this test; so does one that declares none (``unprotected_routes``).
-Connectors' routes authenticate themselves (intake's Shopify webhook: its HMAC signature)."""
+Connectors' routes authenticate themselves (intake's Shopify webhook: its HMAC signature; its
+channel order API: a channel's key)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.unit
 
 # the writes each service is known to have: the enumeration below must find at least these
 KNOWN_WRITES = {
-    "intake": {"POST /webhooks/shopify/{shop}"},
+    "intake": {"POST /webhooks/shopify/{shop}", "POST /api/v1/channels/{channel}/orders"},
     "review": {"POST /api/orders/{order_id}/approve", "POST /api/orders/{order_id}/reject"},
     "inventory": {"POST /inventory/orders/{order_id}/release"},
     "logistics": {"POST /api/delay-watch/run"},

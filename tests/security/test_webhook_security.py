@@ -118,6 +118,6 @@ def test_the_triggered_at_header_is_checked_against_the_maximum_age(
     if not refused:
         webhooks.check_fresh(header, 900, now=now)
         return
-    with pytest.raises(webhooks._Refused) as refusal:
+    with pytest.raises(webhooks.RequestRefused) as refusal:
         webhooks.check_fresh(header, 900, now=now)
     assert refusal.value.status == 401

@@ -1,6 +1,6 @@
 """Intake's test configuration: the signing secrets of the test Shopify shops (a second one for
-the tests of one shop against another's orders), set before the session's services start (they
-inherit the environment) unless the caller set them."""
+the tests of one shop against another's orders) and the keys of the channel order API, set
+before the session's services start (they inherit the environment) unless the caller set them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ _shops = json.loads(os.environ.get("ORDERFLOW_INTAKE_SHOPIFY_SECRETS") or "{}")
 _shops.setdefault(TEST_SHOP, secrets.token_hex(24))
 _shops.setdefault(OTHER_SHOP, secrets.token_hex(24))
 os.environ["ORDERFLOW_INTAKE_SHOPIFY_SECRETS"] = json.dumps(_shops)
+
+# the channel order API's keys (test_channel_api.py), merged the same way
+_keys = json.loads(os.environ.get("ORDERFLOW_INTAKE_CHANNEL_KEYS") or "{}")
+for _name in ("canonical", "desk", f"shopify/{TEST_SHOP}"):
+    _keys.setdefault(_name, secrets.token_hex(24))
+os.environ["ORDERFLOW_INTAKE_CHANNEL_KEYS"] = json.dumps(_keys)
+
+
+def channel_key(name: str) -> str:
+    """The key of ``name`` (``channel`` or ``channel/store``) in the channel order API."""
+    return str(json.loads(os.environ["ORDERFLOW_INTAKE_CHANNEL_KEYS"])[name])
 
 
 def shop_secret(shop: str = TEST_SHOP) -> str:

@@ -24,6 +24,7 @@ from orderflow.runtime.settings import KafkaSettings
 
 EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
     "canonical": ("external_id",),
+    "desk": ("external_id",),
     "shopify": ("id", "order_number", "name"),
     "douyin": ("order_id", "shop_order_id"),
     "csv": ("order_number",),

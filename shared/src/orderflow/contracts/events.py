@@ -63,7 +63,8 @@ class OrderSubmitted(Event):
 
     EVENT_TYPE: ClassVar[str] = "OrderSubmitted"
 
-    channel: str = Field(min_length=1, max_length=32, description="canonical, shopify, douyin, csv")
+    channel: str = Field(min_length=1, max_length=32,
+                         description="canonical, desk, shopify, douyin, csv, xlsx")
     external_id: str = Field(min_length=1, max_length=128)
     store: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=STORE_PATTERN,

@@ -170,6 +170,17 @@ async def release_quarantined(conn: AsyncConnection, ids: Sequence[int] | None =
     return (await conn.execute(_RELEASE, {"ids": list(ids) if ids is not None else None})).rowcount
 
 
+_UNPUBLISHED_UPTO = sa.text(
+    "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL "
+    "AND quarantined_at IS NULL LIMIT :n) AS pending")
+
+
+async def unpublished(conn: AsyncConnection, *, at_most: int) -> int:
+    """How many rows wait to be published, counted up to ``at_most`` (through the index of
+    unpublished rows: the count costs no more than ``at_most`` index entries)."""
+    return int((await conn.execute(_UNPUBLISHED_UPTO, {"n": at_most})).scalar() or 0)
+
+
 async def stage(session: AsyncSession | AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
     """Write messages to the outbox within the caller's transaction."""
     if messages:

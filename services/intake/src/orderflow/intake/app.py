@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from orderflow.contracts import topics
 from orderflow.intake import handlers
-from orderflow.intake.api import create_router
+from orderflow.intake.api import create_channel_router, create_router
 from orderflow.intake.settings import IntakeSettings
 from orderflow.intake.webhooks import WebhookPublisher
 from orderflow.runtime.consumer import Subscription
@@ -20,7 +20,7 @@ def create_service() -> ServiceDefinition:
         settings = IntakeSettings()  # fails fast, naming the variable, on a bad value
         publisher = WebhookPublisher(ctx)
         ctx.state["webhook_publisher"] = publisher
-        return [create_router(settings, publisher)]
+        return [create_router(settings, publisher), create_channel_router(settings, ctx)]
 
     async def close_webhook_publisher(ctx: ServiceContext) -> None:
         publisher = ctx.state.get("webhook_publisher")

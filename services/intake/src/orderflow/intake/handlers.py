@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -77,13 +78,14 @@ def read_push(submitted: OrderSubmitted) -> domain.Push:
                        normalise(submitted))
 
 
-async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]]) -> None:
-    """A run of pushes (a single push is a run of one), with the outcome of pushing them one
-    after another (``domain.decide_pushes``): the orders they name locked with one statement, the
-    catalogue read once, then one statement per table, then each push's events in its log
-    context."""
+async def store_pushes(uow: UnitOfWork, submissions: Sequence[OrderSubmitted]) -> (
+        tuple[list[domain.Push], tuple[domain.Outcome, ...]]):
+    """A run of pushes (a single push is a run of one) decided and stored, with the outcome of
+    pushing them one after another (``domain.decide_pushes``): the orders they name locked with
+    one statement, the catalogue read once, then one statement per table. The consumer's
+    batches and the channel order API both store pushes through it."""
     repo = IntakeRepository(uow.session)
-    pushes = [read_push(incoming.event) for incoming in run]
+    pushes = [read_push(submitted) for submitted in submissions]
     ids = {order_id for push in pushes if isinstance(push.identity, domain.Identity)
            for order_id in push.identity.ids}
     known = await repo.lock_known(ids)
@@ -104,7 +106,31 @@ async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubm
         raise RuntimeError("intake's orders kept changing under a run of pushes")
     await repo.update_orders(decision.updated)
     await repo.record_revisions(decision.recorded)
-    _announce(uow, run, pushes, decision.outcomes)
+    return pushes, decision.outcomes
+
+
+async def on_orders_submitted(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]]) -> None:
+    """A run of pushes stored (``store_pushes``), then each push's events in its log context."""
+    pushes, outcomes = await store_pushes(uow, [incoming.event for incoming in run])
+    _announce(uow, run, pushes, outcomes)
+
+
+async def submit_order(uow: UnitOfWork,
+                       submitted: OrderSubmitted) -> tuple[domain.Push, domain.Outcome]:
+    """One push made over HTTP (the channel order API), stored and announced as the consumer
+    would a push of ``order.inbound`` (its events answer no consumed event). The caller rolls
+    the transaction back unless the push is accepted (``accepted``)."""
+    pushes, outcomes = await store_pushes(uow, [submitted])
+    outcome = outcomes[0]
+    with structlog.contextvars.bound_contextvars(order_id=outcome.order_id,
+                                                 channel=submitted.channel):
+        _announce_one(uow, submitted, None, pushes[0], outcome)
+    return pushes[0], outcome
+
+
+def accepted(outcome: domain.Outcome) -> bool:
+    """Whether a push came to an order received, or to a change of one."""
+    return isinstance(outcome.result, domain.Accepted)
 
 
 _RUNTIME_CONTEXT = ("event_id", "order_id", "topic", "partition", "offset")
@@ -120,14 +146,7 @@ def _announce(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]],
         structlog.contextvars.bind_contextvars(
             event_id=incoming.headers.event_id, order_id=outcome.order_id, topic=incoming.topic,
             partition=incoming.partition, offset=incoming.offset, channel=incoming.event.channel)
-        if outcome.store_refused is not None:
-            _store_refused(uow, incoming, outcome.store_refused)
-        elif outcome.result is None:
-            log.info("duplicate push ignored", revision=outcome.revision)
-        elif outcome.kind == "revision":
-            _revision_outcome(uow, incoming, outcome, outcome.result)
-        else:
-            _order_outcome(uow, incoming, push, outcome, outcome.result)
+        _announce_one(uow, incoming.event, incoming, push, outcome)
     for key in _RUNTIME_CONTEXT:
         if key in previous:
             structlog.contextvars.bind_contextvars(**{key: previous[key]})
@@ -135,36 +154,51 @@ def _announce(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]],
             structlog.contextvars.unbind_contextvars(key)
 
 
-def _store_refused(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
+def _announce_one(uow: UnitOfWork, submitted: OrderSubmitted,
+                  cause: IncomingEvent[OrderSubmitted] | None, push: domain.Push,
+                  outcome: domain.Outcome) -> None:
+    """One push's events (answering ``cause``, the consumed push; None over HTTP) and log line."""
+    if outcome.store_refused is not None:
+        _store_refused(uow, submitted, cause, outcome.store_refused)
+    elif outcome.result is None:
+        log.info("duplicate push ignored", revision=outcome.revision)
+    elif outcome.kind == "revision":
+        _revision_outcome(uow, submitted, cause, outcome, outcome.result)
+    else:
+        _order_outcome(uow, submitted, cause, push, outcome, outcome.result)
+
+
+def _store_refused(uow: UnitOfWork, submitted: OrderSubmitted,
+                   cause: IncomingEvent[OrderSubmitted] | None,
                    refusal: domain.StoreRefusal) -> None:
     """A push refused for its store: nothing is recorded (a corrected push is checked afresh),
     no order is touched, and nobody is notified (no customer)."""
-    submitted = incoming.event
     reasons = refusal.refused.reasons
     log.warning("push refused for its store", store=submitted.store,
                 reasons=[r.code for r in reasons])
     uow.emit(OrderRejected(order_id=refusal.order_id, channel=submitted.channel,
                            external_id=submitted.external_id, stage="intake", reasons=reasons),
-             cause=incoming)
+             cause=cause)
 
 
-def _revision_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
-                      outcome: domain.Outcome, result: domain.Accepted | domain.Refused) -> None:
+def _revision_outcome(uow: UnitOfWork, submitted: OrderSubmitted,
+                      cause: IncomingEvent[OrderSubmitted] | None, outcome: domain.Outcome,
+                      result: domain.Accepted | domain.Refused) -> None:
     """A newer revision of a received order: refused, or a change of the order."""
-    submitted, order_id, revision = incoming.event, outcome.order_id, outcome.revision
+    order_id, revision = outcome.order_id, outcome.revision
     if isinstance(result, domain.Refused):
         log.warning("newer revision refused; the order stands as received",
                     revision=revision, reasons=[r.code for r in result.reasons])
         uow.emit(OrderRevisionRejected(order_id=order_id, channel=submitted.channel,
                                        external_id=submitted.external_id, revision=revision,
-                                       reasons=result.reasons), cause=incoming)
+                                       reasons=result.reasons), cause=cause)
         return
     assert outcome.known is not None
     previous = outcome.known.revision
     uow.emit(OrderRevisionReceived(order_id=order_id, channel=submitted.channel,
                                    external_id=submitted.external_id,
                                    previous_revision=previous, revision=revision,
-                                   order=result.order), cause=incoming)
+                                   order=result.order), cause=cause)
     # the revision becomes a change of the order: logistics admits it first (the order must
     # not be dispatched yet), then review, inventory, and logistics settles it
     uow.emit(OrderChangeRequested(
@@ -172,19 +206,20 @@ def _revision_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted],
         channel=submitted.channel, external_id=submitted.external_id,
         previous_revision=previous, order=result.order, totals=result.totals,
         requested_by=f"connector:{submitted.channel}",
-        reason=f"revision {revision} pushed by the channel"), cause=incoming)
+        reason=f"revision {revision} pushed by the channel"), cause=cause)
     log.info("newer revision recorded as a change", revision=revision,
              previous_revision=previous)
 
 
-def _order_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted], push: domain.Push,
+def _order_outcome(uow: UnitOfWork, submitted: OrderSubmitted,
+                   cause: IncomingEvent[OrderSubmitted] | None, push: domain.Push,
                    outcome: domain.Outcome, result: domain.Accepted | domain.Refused) -> None:
     """A new order (or a retried rejected one): received or rejected."""
-    submitted, order_id, revision = incoming.event, outcome.order_id, outcome.revision
+    order_id, revision = outcome.order_id, outcome.revision
     if isinstance(result, domain.Accepted):
         uow.emit(OrderReceived(order_id=order_id, channel=submitted.channel,
                                external_id=submitted.external_id, order=result.order,
-                               totals=result.totals), cause=incoming)
+                               totals=result.totals), cause=cause)
         log.debug("order received", lines=len(result.order.lines), revision=revision,
                   grand_total=str(result.totals.grand_total),
                   after_rejection=outcome.kind == "retry")
@@ -193,7 +228,7 @@ def _order_outcome(uow: UnitOfWork, incoming: IncomingEvent[OrderSubmitted], pus
         else _customer_of(submitted.payload)
     uow.emit(OrderRejected(order_id=order_id, channel=submitted.channel,
                            external_id=submitted.external_id, stage="intake",
-                           reasons=result.reasons, customer=customer), cause=incoming)
+                           reasons=result.reasons, customer=customer), cause=cause)
     log.info("order rejected", reasons=[r.code for r in result.reasons], revision=revision)
 
 

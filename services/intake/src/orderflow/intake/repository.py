@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderflow.contracts.events import ProductUpdated
+from orderflow.contracts.events import ProductUpdated, Reason
 from orderflow.intake.domain import KnownOrder, OrderRow, Product, RevisionRow
 from orderflow.runtime.sqlalchemy_bridge import Statement
 
@@ -72,6 +72,8 @@ _RECORD_REVISIONS = Statement(
     "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:revisions AS bigint[]), "
     "CAST(:fingerprints AS text[]), CAST(:statuses AS text[]), CAST(:reasons AS jsonb[])) "
     "ON CONFLICT DO NOTHING")
+_REVISION_REASONS = Statement(
+    "SELECT reasons FROM intake_revisions WHERE order_id = :id AND revision = :revision")
 
 
 class IntakeRepository:
@@ -126,6 +128,17 @@ class IntakeRepository:
             "fingerprints": [r.fingerprint for r in rows], "statuses": [r.status for r in rows],
             "reasons": [orjson.dumps([x.model_dump(mode="json") for x in r.reasons]).decode()
                         for r in rows]})
+
+    async def revision_reasons(self, order_id: str, revision: int) -> tuple[Reason, ...]:
+        """The reasons recorded for a revision of an order (none for one accepted, or not
+        recorded)."""
+        rows = await _REVISION_REASONS.fetch(self.session, {"id": order_id, "revision": revision})
+        if not rows:
+            return ()
+        stored = rows[0][0]
+        if isinstance(stored, str | bytes):
+            stored = orjson.loads(stored)
+        return tuple(Reason.model_validate(r) for r in stored)
 
     async def catalogue(self, skus: Iterable[str]) -> dict[str, Product]:
         rows = await _CATALOGUE.fetch(self.session, {"skus": sorted(set(skus))})

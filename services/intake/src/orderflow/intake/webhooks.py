@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +30,7 @@ from fastapi import Request
 
 from orderflow.connector import OrderPusher
 from orderflow.intake.settings import IntakeSettings
+from orderflow.intake.signing import hmac_sha256, same_secret
 from orderflow.runtime.service import ServiceContext
 
 log = structlog.get_logger(__name__)
@@ -41,17 +40,14 @@ SHOPIFY_ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
 
 def shopify_signature(secret: str, body: bytes) -> str:
     """What Shopify puts in ``X-Shopify-Hmac-Sha256`` for ``body``."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac_sha256(secret, body)).decode()
 
 
 def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
-    if not header:
-        return False
-    return hmac.compare_digest(shopify_signature(secret, body).encode(),
-                               header.strip().encode("ascii", "replace"))
+    return same_secret(shopify_signature(secret, body), header)
 
 
-class _Refused(Exception):
+class RequestRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -66,15 +62,15 @@ def check_fresh(triggered_at: str | None, max_age_s: float, now: datetime | None
     try:
         at = datetime.fromisoformat(triggered_at.strip().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise _Refused(401, "X-Shopify-Triggered-At is not an ISO 8601 time") from exc
+        raise RequestRefused(401, "X-Shopify-Triggered-At is not an ISO 8601 time") from exc
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     age = ((now or datetime.now(UTC)) - at).total_seconds()
     if age > max_age_s:
-        raise _Refused(401, f"the request is too old (triggered {age:.0f} s ago, more than "
+        raise RequestRefused(401, f"the request is too old (triggered {age:.0f} s ago, more than "
                             f"{max_age_s:.0f} s): a replayed webhook is refused")
     if age < -max_age_s:
-        raise _Refused(401, "X-Shopify-Triggered-At is in the future")
+        raise RequestRefused(401, "X-Shopify-Triggered-At is in the future")
 
 
 class WebhookPublisher:
@@ -108,36 +104,36 @@ class WebhookPublisher:
         await self.close()
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             too_big = int(declared) > limit
         except ValueError as exc:
-            raise _Refused(400, "Content-Length is not a number") from exc
+            raise RequestRefused(400, "Content-Length is not a number") from exc
         if too_big:
-            raise _Refused(413, f"the body is larger than {limit} bytes")
+            raise RequestRefused(413, f"the body is larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise _Refused(413, f"the body is larger than {limit} bytes")
+            raise RequestRefused(413, f"the body is larger than {limit} bytes")
     return bytes(body)
 
 
 def _order_of(body: bytes, topic: str | None) -> tuple[dict[str, Any], str]:
     if topic is not None and topic not in SHOPIFY_ORDER_TOPICS:
-        raise _Refused(400, f"topic {topic!r} is not an order topic "
+        raise RequestRefused(400, f"topic {topic!r} is not an order topic "
                             f"({', '.join(sorted(SHOPIFY_ORDER_TOPICS))})")
     try:
         order = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _Refused(400, f"the body is not JSON: {exc.msg} at position {exc.pos}") from exc
+        raise RequestRefused(400, f"the body is not JSON: {exc.msg} at position {exc.pos}") from exc
     if not isinstance(order, dict):
-        raise _Refused(400, "the body must be a JSON object (a Shopify order)")
+        raise RequestRefused(400, "the body must be a JSON object (a Shopify order)")
     order_id = order.get("id")
     if isinstance(order_id, bool) or not isinstance(order_id, int | str) or str(order_id).strip() == "":
-        raise _Refused(400, "the order has no id")
+        raise RequestRefused(400, "the order has no id")
     return order, str(order_id).strip()
 
 
@@ -154,12 +150,12 @@ async def read_shopify_order(request: Request, shop: str,
     """The order a Shopify webhook request carries and its id, once its size, the shop's
     signature, its age and its body pass; else why not (nothing is published)."""
     try:
-        body = await _read_body(request, settings.webhook_max_bytes)
+        body = await read_body(request, settings.webhook_max_bytes)
         secret = settings.shopify_secrets.get(shop)
         if secret is None or not signature_matches(
                 secret.get_secret_value(), body, request.headers.get("x-shopify-hmac-sha256")):
-            raise _Refused(401, "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
+            raise RequestRefused(401, "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
         check_fresh(request.headers.get("x-shopify-triggered-at"), settings.webhook_max_age_s)
         return _order_of(body, request.headers.get("x-shopify-topic"))
-    except _Refused as refused:
+    except RequestRefused as refused:
         return Refusal(refused.status, str(refused))

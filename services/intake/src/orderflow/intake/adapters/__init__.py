@@ -19,6 +19,7 @@ __all__ = ["ADAPTERS", "Adapter", "AdapterError", "ChannelOrder", "adapt"]
 
 ADAPTERS: dict[str, Adapter] = {
     "canonical": canonical.to_canonical,
+    "desk": canonical.to_canonical,  # the console's order entry: canonical orders, no store
     "shopify": shopify.to_canonical,
     "douyin": douyin.to_canonical,
     "csv": spreadsheet.to_canonical,

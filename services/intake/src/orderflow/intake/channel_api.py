@@ -1,0 +1,179 @@
+"""What the channel order API (``POST /api/v1/channels/{channel}/orders``, its route in
+``api.py``) checks before intake's own checks run: the caller's credential, the body's size and
+that it is JSON; and the submission it makes of the request.
+
+A request carries one credential of ``ORDERFLOW_INTAKE_CHANNEL_KEYS``: the key itself, as
+``Authorization: Bearer <key>`` or ``X-OrderFlow-Key: <key>``, or the hex HMAC-SHA256 of the raw
+body under the key, as ``X-OrderFlow-Signature: sha256=<hex>`` (the key never travels). A key
+names one channel and, for the channels whose order numbers are only unique within a store,
+one store: it reaches that channel's orders of that store only.
+
+    401  no credential, or one that is no configured key's
+    503  a credential, but no channel keys are configured: the route is closed, never open
+    403  a key of another channel, or of another store than ``?store=`` names
+    413  body larger than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_BYTES``
+    422  not JSON, or no order id where the channel's format keeps it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import SecretStr, ValidationError
+
+from orderflow.connector import external_id_of
+from orderflow.contracts.events import OrderSubmitted, Reason
+from orderflow.intake import domain
+from orderflow.intake.settings import channel_of_key
+from orderflow.intake.signing import hmac_sha256, same_secret
+
+SIGNATURE_PREFIX = "sha256="
+
+
+def body_signature(key: str, body: bytes) -> str:
+    """What a caller puts in ``X-OrderFlow-Signature`` for ``body`` under its key."""
+    return SIGNATURE_PREFIX + hmac_sha256(key, body).hex()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a request's credential names: the channel and store of its key."""
+
+    key_name: str
+    channel: str
+    store: str | None
+
+
+@dataclass(frozen=True)
+class Denied:
+    """A request refused before intake's checks: its HTTP status and why."""
+
+    status: int
+    reason: str
+
+
+def _presented_key(headers: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-orderflow-key") or None
+
+
+def identify_caller(keys: Mapping[str, SecretStr], headers: Mapping[str, str],
+                    body: bytes) -> Caller | Denied:
+    """The key a request's credential is (every configured key compared, in constant time, so
+    the time taken tells nothing of which matched); 401 without a credential or with one no key
+    matches; 503 for a credential when no keys are configured (it cannot be checked: the route is
+    closed, as a service without its service key refuses what it cannot check)."""
+    presented = _presented_key(headers)
+    signature = headers.get("x-orderflow-signature")
+    if presented is None and not signature:
+        return Denied(401, "no credential: send the channel's key as Authorization: Bearer "
+                           "<key> or X-OrderFlow-Key, or sign the body (X-OrderFlow-Signature)")
+    if not keys:
+        return Denied(503, "the channel order API takes no orders: no channel keys are "
+                           "configured (ORDERFLOW_INTAKE_CHANNEL_KEYS)")
+    found: Caller | None = None
+    for name, secret in keys.items():
+        key = secret.get_secret_value()
+        matched = same_secret(key, presented) if presented is not None else \
+            same_secret(body_signature(key, body), signature)
+        if matched and found is None:
+            found = Caller(name, *channel_of_key(name))
+    if found is None:
+        return Denied(401, "the key or the X-OrderFlow-Signature is not one of a channel's")
+    return found
+
+
+def authorise(caller: Caller, channel: str, store: str | None) -> Caller | Denied:
+    """The caller, if its key is this channel's and (``store`` named) this store's."""
+    if caller.channel != channel:
+        return Denied(403, f"the key is channel {caller.channel}'s, not {channel}'s")
+    if store is not None and store != caller.store:
+        return Denied(403, f"the key is store {caller.store or '(none)'}'s, not {store}'s")
+    return caller
+
+
+def read_submission(caller: Caller, body: bytes,
+                    now: datetime | None = None) -> OrderSubmitted | domain.Refused:
+    """The push a request's body makes, as a connector would have pushed it (its channel's
+    format, its key's store); else the reasons it cannot be one."""
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return domain.Refused((Reason(code="unreadable_payload", field=None,
+                                      message=f"the body is not JSON: {exc.msg} at position "
+                                              f"{exc.pos}"),))
+    if _holds_nul(payload):
+        return domain.Refused((Reason(code="nul_character", field=None,
+                                      message="the order holds a NUL character (\\u0000), "
+                                              "which no text of an order may"),))
+    try:
+        external_id = external_id_of(caller.channel, payload)
+    except ValueError as exc:
+        return domain.Refused((Reason(code="missing_field", field="external_id",
+                                      message=str(exc)),))
+    try:
+        return OrderSubmitted(channel=caller.channel, external_id=external_id,
+                              store=caller.store, received_at=now or datetime.now(UTC),
+                              payload=payload)
+    except ValidationError as exc:
+        return domain.Refused(domain.reasons_from_validation(exc))
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL character is in any text of a JSON value (PostgreSQL stores none)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a submission is answered: an HTTP status and its JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def refused_reply(reasons: tuple[Reason, ...], order_id: str | None = None,
+                  revision: int | None = None) -> Reply:
+    body: dict[str, Any] = {"status": "refused",
+                            "reasons": [r.model_dump(mode="json") for r in reasons]}
+    if order_id is not None:
+        body |= {"order_id": order_id, "revision": revision}
+    return Reply(422, body)
+
+
+def duplicate_reply(push: domain.Push, outcome: domain.Outcome) -> Reply | None:
+    """A push intake already has: the same payload as its order's current revision is answered
+    as it was (accepted: 200 with the same order id; refused: None, the caller answers the
+    recorded reasons); another payload under a revision it has is a conflict (409): a change
+    needs a higher revision."""
+    known = outcome.known
+    assert known is not None
+    if push.fingerprint == known.payload_sha256:
+        if known.status == "rejected":
+            return None
+        return Reply(200, {"order_id": outcome.order_id, "revision": known.revision,
+                           "status": "accepted", "duplicate": True})
+    return Reply(409, {"order_id": outcome.order_id, "revision": known.revision,
+                       "status": "conflict", "reasons": [Reason(
+                           code="revision_conflict", field="revision",
+                           message=(f"the order has revision {known.revision} with another "
+                                    f"payload; revision {push.revision} cannot change it: "
+                                    "push a higher revision")).model_dump(mode="json")]})
