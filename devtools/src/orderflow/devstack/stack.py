@@ -78,6 +78,8 @@ def broker_choice(explicit: str | None = None) -> BrokerChoice:
 # the lowest: 0.38-0.50 s against 0.46-0.55 s at 10 in six alternated pairs, the two
 # finishing no later)
 SIDE_CONSUMERS = ("notify", "console")
+#: the channel order API's keys a dev stack generates (see ``Stack.channel_keys_file``)
+DEV_CHANNEL_KEYS = ("desk", "canonical", "csv", "shopify/orderflow-demo", "douyin/77977")
 SIDE_CONSUMER_NICE = 19
 # glibc's mmap threshold for the side consumers, fixed (glibc otherwise raises it to the largest
 # block freed, and a batch's big buffers then come from the heap and fragment it): their peak
@@ -204,6 +206,9 @@ class Stack:
                 env.setdefault(name, value)
             if self.database_on_this_machine:  # and so does their work in the database
                 env.setdefault("ORDERFLOW_DB_BACKEND_NICE", env["ORDERFLOW_NICE"])
+        if sp.name == "intake":
+            # the channel order API's keys, one per demo channel and store, generated once
+            env.setdefault("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", str(self.channel_keys_file()))
         if sp.name == "console":
             ports = {p.name: p.port for p in self.processes if p.replica == 0}
             env.setdefault("ORDERFLOW_CONSOLE_TOKEN_FILE", str(self.root / "console-token"))
@@ -215,6 +220,19 @@ class Stack:
                 {name: f"http://127.0.0.1:{port}" for name, port in ports.items()})
         env.update(self.extra_env)
         return env
+
+    def channel_keys_file(self) -> Path:
+        """``channel-keys.json`` in the stack's folder: a key of the channel order API for each
+        demo channel (and the simulators' stores), each kept in a file of its own (mode 0600)."""
+        from orderflow.runtime.service_auth import secret_file
+
+        keys = {name: secret_file(self.root / "channel-keys" / name.replace("/", "@"))
+                for name in DEV_CHANNEL_KEYS}
+        path = self.root / "channel-keys.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(keys, out, indent=2)
+        return path
 
     def start_services(self) -> None:
         from orderflow.devstack.processes import free_port

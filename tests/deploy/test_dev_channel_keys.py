@@ -1,0 +1,37 @@
+"""The dev stack opens intake's channel order API with keys of its own: one per demo channel
+and store, generated once, kept private, and accepted by intake's settings."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from orderflow.devstack.stack import DEV_CHANNEL_KEYS, ServiceProcess, Stack
+from orderflow.intake.settings import IntakeSettings
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_dev_stack_gives_intake_a_key_per_demo_channel_kept_across_restarts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", raising=False)
+    monkeypatch.delenv("ORDERFLOW_INTAKE_CHANNEL_KEYS", raising=False)
+    stack = Stack(root=tmp_path)
+    env = stack.service_env(ServiceProcess("intake", 0, 8081))
+    path = Path(env["ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE"])
+    keys = json.loads(path.read_text())
+    assert sorted(keys) == sorted(DEV_CHANNEL_KEYS)
+    assert len(set(keys.values())) == len(keys)  # no key reaches two channels
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # a restart of the stack keeps the keys a connector was given
+    again = json.loads(Path(stack.service_env(ServiceProcess("intake", 0, 8081))
+                            ["ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE"]).read_text())
+    assert again == keys
+    assert "ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE" not in stack.service_env(
+        ServiceProcess("review", 0, 8082))
+    monkeypatch.setenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", str(path))
+    settings = IntakeSettings()
+    assert {name: key.get_secret_value() for name, key in settings.channel_keys.items()} == keys
