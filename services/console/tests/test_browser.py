@@ -1,12 +1,13 @@
 """The web page in headless Chromium: sign in, watch the dashboard's count change while orders
 are pushed, open an order's timeline, approve a held order from the exception queue and see it
-move on. Screenshots of every page go to ``var/artifacts/screenshots/``; with
+move on, switch to Chinese and back. Screenshots of every page go to ``var/artifacts/screenshots/``; with
 ``ORDERFLOW_UPDATE_SCREENSHOT=1`` the dashboard's is also copied to ``docs/console.png`` for the
 README (a test run leaves tracked files alone otherwise)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -140,6 +141,48 @@ async def test_an_operator_watches_finds_and_approves_in_the_browser(
         assert (await page.get_attribute("#export-xlsx", "href") or "").startswith(
             "/api/reports/summary.xlsx")
         await shot(page, "reports")
+
+        # switch to Chinese: the dashboard, the orders, an order and the exception queue in
+        # Chinese, dates and money in Chinese format; then back to English
+        await page.click("#langs [data-lang=zh-CN]")
+        await page.wait_for_selector("html[lang=zh-CN]")
+        await page.click("[data-nav=dashboard]")
+        await page.wait_for_url(console_base + "/")
+        assert await page.text_content("h1") == "仪表板"
+        assert await page.text_content("[data-nav=orders]") == "订单"
+        await page.wait_for_selector("#topics table")
+        assert "主题" in (await page.text_content("#topics thead") or "")
+        await shot(page, "dashboard-zh")
+        await page.click("[data-nav=orders]")
+        await page.fill("#f-q", view.external_id or "")
+        await page.click("#order-filters button[type=submit]")
+        row = page.locator(f"#orders-table tr[data-order-id='{order_ids[0]}']")
+        await row.wait_for()
+        assert "外部单号" in (await page.text_content("#orders-table thead") or "")
+        await page.wait_for_function(
+            "() => /^¥[0-9,]+\\.[0-9]{2}$/.test(document.querySelector("
+            "'#orders-table td.money').textContent)")
+        assert "共" in (await page.text_content("#order-total") or "")
+        await shot(page, "orders-zh")
+        await page.goto(f"{console_base}/orders/{held}")
+        await page.wait_for_selector("#timeline li time:not(:empty)")
+        placed = await page.text_content("#timeline li time") or ""
+        assert re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}", placed), placed
+        timeline = await page.text_content("#timeline") or ""
+        assert "由 reviewer 批准" in timeline and "approved by" not in timeline
+        assert "金额" in (await page.text_content("#o-facts") or "")
+        await shot(page, "order-zh")
+        await page.click("[data-nav=exceptions]")
+        await page.wait_for_selector("#exception-kpis [data-testid=x-count-held]")
+        assert "暂扣" in (await page.text_content("#exception-kpis") or "")
+        assert "原因" in (await page.text_content("#exceptions-table thead") or "")
+        assert await page.text_content("h1") == "异常队列"
+        await shot(page, "exceptions-zh")
+        await page.click("#langs [data-lang=en]")
+        await page.wait_for_selector("html[lang=en]")
+        assert await page.text_content("h1") == "Exception queue"
+        await page.click("[data-nav=dashboard]")
+        assert await page.text_content("h1") == "Dashboard"
 
     if os.environ.get("ORDERFLOW_UPDATE_SCREENSHOT") == "1":
         docs = project_root() / "docs"

@@ -226,9 +226,9 @@ async def test_a_viewer_may_inspect_but_not_replay(dlq_console: DlqConsole) -> N
         page = await client.get(f"/dead-letters/{topic}/0/0")
         assert page.status_code == 200 and 'id="dl-replay"' in page.text
         script = (await client.get("/static/console.js")).text
-        assert 'window.confirm("Replay this dead letter onto " + d.topic + "?")' in script
-        assert ('window.confirm("Replay " + n + " dead letter" + (n === 1 ? "" : "s") + '
-                '" onto " + topic + "?")') in script
+        assert 'window.confirm(t("dl.confirm_one", {topic: d.topic}))' in script
+        assert 'window.confirm(t("dl.confirm_all", {n: n, topic: topic}))' in script
+        assert '"dl.confirm_all": "Replay {n} dead letter(s) onto {topic}?"' in page.text
         headers = {"X-CSRF-Token": csrf}
         one = await client.post(f"/api/dlq/{topic}/0/0/replay", headers=headers)
         assert one.status_code == 403 and "may not replay" in one.text

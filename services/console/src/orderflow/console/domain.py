@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.connector import StoreRefused, store_of
+from orderflow.console.i18n import translate
 from orderflow.contracts import events as ev
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import OrderState, order_id_for
@@ -144,8 +145,23 @@ class TimelineItem(BaseModel):
     service: str
     event_type: str
     topic: str
-    summary: str
+    summary: str = Field(description="In English")
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Said(NamedTuple):
+    """A timeline summary: its message id and values (``orderflow.console.i18n``), in no
+    language yet; the API's ``summary`` is its English text, the page shows it in the reader's."""
+
+    key: str
+    values: dict[str, Any]
+
+    def text(self, lang: str = "en") -> str:
+        return translate(self.key, lang, **self.values)
+
+
+def _said(key: str, **values: Any) -> Said:
+    return Said(key, values)
 
 
 class OrderView(BaseModel):
@@ -352,11 +368,13 @@ class _Projector:
             self.shipments[shipment_id] = ShipmentView(shipment_id=shipment_id)
         return self.shipments[shipment_id]
 
-    def apply(self, e: TimelineEntry) -> str:
+    def apply(self, e: TimelineEntry) -> Said:
         """Apply one entry (by its event's class, ``_PROJECTIONS``); return its one-line summary
         for the timeline. An event with no projection is named only."""
         projection = _PROJECTIONS.get(ev.EVENTS_BY_TYPE.get(e.event_type, ev.Event))
-        return e.event_type if projection is None else projection(self, e.payload, e.occurred_at)
+        if projection is None:
+            return _said(e.event_type)
+        return projection(self, e.payload, e.occurred_at)
 
     def finish(self, first_seen_at: datetime | None, last_event_at: datetime | None,
                event_count: int) -> OrderView:
@@ -376,7 +394,7 @@ class _Projector:
 # Each reads the entry's stored payload (``stored_payload``: the event without personal data, so
 # not the event itself), moves the order's view on and returns the timeline's one-line summary.
 
-_Projection = Callable[[_Projector, dict[str, Any], datetime], str]
+_Projection = Callable[[_Projector, dict[str, Any], datetime], Said]
 _PROJECTIONS: dict[type[ev.Event], _Projection] = {}
 
 
@@ -388,34 +406,35 @@ def _projects(event_class: type[ev.Event]) -> Callable[[_Projection], _Projectio
 
 
 @_projects(ev.OrderSubmitted)
-def _order_submitted(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_submitted(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.channel = v.channel or p.get("channel")
     v.external_id = v.external_id or p.get("external_id")
     pr.milestone("submitted", at)
-    return f"pushed by the {p.get('channel')} connector"
+    return _said("tl.submitted", channel=p.get("channel"))
 
 
 @_projects(ev.OrderReceived)
-def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.channel, v.external_id = p.get("channel"), p.get("external_id")
     pr.take_order(p.get("order") or {}, p.get("totals"))
     pr.advance(OrderState.RECEIVED, at)
     pr.milestone("received", at)
-    return (f"accepted by intake: {len(v.lines)} line(s), total "
-            f"{p.get('totals', {}).get('grand_total')} {v.currency}")
+    return _said("tl.received", lines=len(v.lines),
+                 total=p.get("totals", {}).get("grand_total"), currency=v.currency)
 
 
 @_projects(ev.OrderRevisionReceived)
-def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.revision = max(v.revision, int(p.get("revision") or 1))
-    return f"revision {p.get('revision')} received (was {p.get('previous_revision')})"
+    return _said("tl.revision_received", revision=p.get("revision"),
+                 previous=p.get("previous_revision"))
 
 
 @_projects(ev.OrderRejected)
-def _order_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.channel = v.channel or p.get("channel")
     v.external_id = v.external_id or p.get("external_id")
@@ -428,13 +447,14 @@ def _order_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
             message=r.get("message", ""), decided_by=p.get("decided_by"),
             comment=p.get("comment"), at=at))
     pr.advance(OrderState.REJECTED, at)
-    codes = ", ".join(r.get("code", "") for r in p.get("reasons") or ())
-    by = f" by {p['decided_by']}" if p.get("decided_by") else ""
-    return f"rejected at {p.get('stage')}{by}: {codes}"
+    codes = _codes(p)
+    if p.get("decided_by"):
+        return _said("tl.rejected_by", stage=p.get("stage"), by=p["decided_by"], codes=codes)
+    return _said("tl.rejected", stage=p.get("stage"), codes=codes)
 
 
 @_projects(ev.OrderHeld)
-def _order_held(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_held(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     customer = p.get("customer") or {}
     v.customer_id = v.customer_id or customer.get("id")
@@ -446,11 +466,12 @@ def _order_held(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     v.hold_codes = [r.get("code", "") for r in reasons]
     pr.advance(OrderState.HELD, at)
     pr.milestone("held", at)
-    return "held: " + "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons)
+    return _said("tl.held", codes=list(v.hold_codes),
+                 reasons="; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons))
 
 
 @_projects(ev.OrderApproved)
-def _order_approved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_approved(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.channel, v.external_id = p.get("channel") or v.channel, p.get("external_id") or v.external_id
     if not v.lines:
@@ -458,12 +479,13 @@ def _order_approved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     v.approved_by, v.approval_comment = p.get("approved_by"), p.get("comment")
     pr.advance(OrderState.APPROVED, at)
     pr.milestone("approved", at)
-    note = f" ({p['comment']})" if p.get("comment") else ""
-    return f"approved by {p.get('approved_by')}{note}"
+    if p.get("comment"):
+        return _said("tl.approved_note", by=p.get("approved_by"), comment=p["comment"])
+    return _said("tl.approved", by=p.get("approved_by"))
 
 
 @_projects(ev.StockBackordered)
-def _stock_backordered(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _stock_backordered(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     shorts = [ShortLineView(**s) for s in p.get("short_lines") or ()]
     if not pr.first_attempt_seen:
@@ -472,11 +494,12 @@ def _stock_backordered(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     v.backorder_expected_date = _date(p.get("expected_date"))
     pr.advance(OrderState.BACKORDERED, at)
     pr.milestone("backordered", at)
-    return "backordered: " + ", ".join(f"{s.sku} short {s.short}" for s in shorts)
+    return _said("tl.backordered", skus=[s.sku for s in shorts],
+                 shorts=", ".join(f"{s.sku} short {s.short}" for s in shorts))
 
 
 @_projects(ev.StockReserved)
-def _stock_reserved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _stock_reserved(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.reservations = [ReservationView(**r) for r in p.get("reservations") or ()]
     v.filled_in_full_first_attempt = bool(p.get("filled_in_full_first_attempt"))
@@ -488,13 +511,13 @@ def _stock_reserved(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     pr.advance(OrderState.RESERVED, at)
     pr.milestone("reserved", at)
     where = ", ".join(sorted({r.warehouse_id for r in v.reservations}))
-    how = "from backorder" if p.get("from_backorder") else (
-        "in full at the first attempt" if v.filled_in_full_first_attempt else "partly")
-    return f"stock reserved in {where} ({how})"
+    how = "backorder" if p.get("from_backorder") else (
+        "full" if v.filled_in_full_first_attempt else "partly")
+    return _said(f"tl.reserved_{how}", where=where)
 
 
 @_projects(ev.ShipmentDispatched)
-def _shipment_dispatched(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _shipment_dispatched(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     s = pr.shipment(p["shipment_id"])
     s.warehouse_id, s.carrier, s.service = p.get("warehouse_id"), p.get("carrier"), p.get("service")
@@ -510,12 +533,13 @@ def _shipment_dispatched(pr: _Projector, p: dict[str, Any], at: datetime) -> str
     if len(dispatched) >= v.shipment_count:
         pr.advance(OrderState.DISPATCHED, at)
         pr.milestone("dispatched", at)
-    return (f"shipment {s.shipment_id} dispatched from {s.warehouse_id} by {s.carrier} "
-            f"{s.service}, tracking {s.tracking_number}, promised {s.promised_date}")
+    return _said("tl.dispatched", shipment=s.shipment_id, warehouse=s.warehouse_id,
+                 carrier=s.carrier, service=s.service, tracking=s.tracking_number,
+                 promised=s.promised_date)
 
 
 @_projects(ev.TrackingUpdated)
-def _tracking_updated(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _tracking_updated(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     s = pr.shipment(p["shipment_id"])
     s.tracking_number = s.tracking_number or p.get("tracking_number")
     s.carrier = s.carrier or p.get("carrier")
@@ -524,32 +548,35 @@ def _tracking_updated(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
     if s.status not in {"delivered", "delayed", "exception"} and status in {
             "picked_up", "in_transit", "out_for_delivery"}:
         s.status = "in_transit" if status == "picked_up" else status
-    where = f" at {p['location']}" if p.get("location") else ""
-    return f"tracking: {status}{where}"
+    if p.get("location"):
+        return _said("tl.tracking_at", status=status, location=p["location"])
+    return _said("tl.tracking", status=status)
 
 
 @_projects(ev.ShipmentDelayed)
-def _shipment_delayed(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _shipment_delayed(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     s = pr.shipment(p["shipment_id"])
     if s.status != "delivered":
         s.status = "delayed"
     s.delay_reason, s.delayed_since = p.get("reason"), s.delayed_since or at
     s.expected_date = _date(p.get("expected_date"))
-    return f"shipment {s.shipment_id} delayed: {p.get('reason')}, expected {s.expected_date}"
+    return _said("tl.delayed", shipment=s.shipment_id, reason=p.get("reason"),
+                 codes=[p.get("reason") or ""], expected=s.expected_date)
 
 
 @_projects(ev.ShipmentException)
-def _shipment_exception(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _shipment_exception(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     s = pr.shipment(p["shipment_id"])
     if s.status != "delivered":
         s.status = "exception"
     s.exception_code, s.exception_detail = p.get("code"), p.get("detail")
     s.exception_since = s.exception_since or at
-    return f"carrier exception on {s.shipment_id}: {p.get('code')} {p.get('detail', '')}".strip()
+    return _said("tl.carrier_exception", shipment=s.shipment_id, code=p.get("code"),
+                 codes=[p.get("code") or ""], detail=p.get("detail", ""))
 
 
 @_projects(ev.ShipmentDelivered)
-def _shipment_delivered(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _shipment_delivered(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     s = pr.shipment(p["shipment_id"])
     s.status, s.on_time = "delivered", bool(p.get("on_time"))
@@ -558,95 +585,103 @@ def _shipment_delivered(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
         v.delivered_at = s.delivered_at
         pr.advance(OrderState.DELIVERED, at)
         pr.milestone("delivered", at)
-    return f"shipment {s.shipment_id} delivered ({'on time' if s.on_time else 'late'})"
+    return _said("tl.delivered_on_time" if s.on_time else "tl.delivered_late",
+                 shipment=s.shipment_id)
 
 
 @_projects(ev.NotificationRecorded)
-def _notification_recorded(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _notification_recorded(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.notifications.append(NotificationView(
         channel=p.get("channel", ""), status=p.get("status", ""),
         source_event_type=p.get("source_event_type", ""), detail=p.get("detail", ""), at=at))
-    return f"notification {p.get('status')} by {p.get('channel')} for {p.get('source_event_type')}"
+    return _said("tl.notification", status=p.get("status"), channel=p.get("channel"),
+                 event=p.get("source_event_type"))
 
 
 @_projects(ev.OrderCancelled)
-def _order_cancelled(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_cancelled(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.cancellation = f"{p.get('reason')} (by {p.get('requested_by')})"
     pr.advance(OrderState.CANCELLED, at)
-    return f"cancelled: {v.cancellation}"
+    return _said("tl.cancelled", reason=p.get("reason"), by=p.get("requested_by"))
 
 
 @_projects(ev.OrderChanged)
-def _order_changed(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+def _order_changed(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.revision = max(v.revision, int(p.get("revision") or 1))
     pr.take_order(p.get("order") or {}, p.get("totals"))
-    return (f"changed to revision {p.get('revision')}: "
-            f"{', '.join(p.get('changes') or ()) or 'content'}")
+    return _said("tl.changed", revision=p.get("revision"),
+                 changes=", ".join(p.get("changes") or ()) or "content")
 
 
 # --- events a view only names on its timeline ---------------------------------------------------
 
 
-def _codes(p: dict[str, Any]) -> str:
-    return ", ".join(r.get("code", "") for r in p.get("reasons") or ())
+def _codes(p: dict[str, Any]) -> list[str]:
+    return [r.get("code", "") for r in p.get("reasons") or ()]
 
 
-def _stock_released(p: dict[str, Any]) -> str:
-    return f"reservation released: {p.get('reason')}"
+def _stock_released(p: dict[str, Any]) -> Said:
+    return _said("tl.stock_released", reason=p.get("reason"))
 
 
-def _order_revision_rejected(p: dict[str, Any]) -> str:
-    return f"revision {p.get('revision')} rejected by intake: {_codes(p)}"
+def _order_revision_rejected(p: dict[str, Any]) -> Said:
+    return _said("tl.revision_rejected", revision=p.get("revision"), codes=_codes(p))
 
 
-def _order_cancel_requested(p: dict[str, Any]) -> str:
-    return f"cancel requested by {p.get('requested_by')}: {p.get('reason')}"
+def _order_cancel_requested(p: dict[str, Any]) -> Said:
+    return _said("tl.cancel_requested", by=p.get("requested_by"), reason=p.get("reason"))
 
 
-def _order_cancel_refused(p: dict[str, Any]) -> str:
-    return f"cancel refused: {_codes(p)}"
+def _order_cancel_refused(p: dict[str, Any]) -> Said:
+    return _said("tl.cancel_refused", codes=_codes(p))
 
 
-def _order_change_requested(p: dict[str, Any]) -> str:
-    return (f"change to revision {(p.get('order') or {}).get('revision')} requested by "
-            f"{p.get('requested_by')}")
+def _order_change_requested(p: dict[str, Any]) -> Said:
+    return _said("tl.change_requested", revision=(p.get("order") or {}).get("revision"),
+                 by=p.get("requested_by"))
 
 
-def _order_change_admitted(p: dict[str, Any]) -> str:
-    return "change admitted by logistics: nothing dispatched, dispatch waits for it"
+def _order_change_admitted(p: dict[str, Any]) -> Said:
+    return _said("tl.change_admitted")
 
 
-def _order_change_approved(p: dict[str, Any]) -> str:
-    return (f"change accepted by review ({p.get('review_status')}), exposure moved by "
-            f"{p.get('exposure_delta')}")
+def _order_change_approved(p: dict[str, Any]) -> Said:
+    return _said("tl.change_approved", status=p.get("review_status"),
+                 delta=p.get("exposure_delta"))
 
 
-def _order_change_reserved(p: dict[str, Any]) -> str:
+def _order_change_reserved(p: dict[str, Any]) -> Said:
     released = sum(int(r.get("quantity", 0)) for r in p.get("released") or ())
-    return (f"change applied to the stock: {p.get('stock_status')}"
-            + (f", {released} unit(s) released" if released else ""))
+    if released:
+        return _said("tl.change_reserved_released", status=p.get("stock_status"),
+                     released=released)
+    return _said("tl.change_reserved", status=p.get("stock_status"))
 
 
-def _order_change_rejected(p: dict[str, Any]) -> str:
-    return f"change to revision {p.get('revision')} refused by {p.get('stage')}: {_codes(p)}"
+def _order_change_rejected(p: dict[str, Any]) -> Said:
+    return _said("tl.change_rejected", revision=p.get("revision"), stage=p.get("stage"),
+                 codes=_codes(p))
 
 
-def _refund_issued(p: dict[str, Any]) -> str:
-    return f"refund {p.get('refund_id')} issued: {p.get('amount')} {p.get('currency')}"
+def _refund_issued(p: dict[str, Any]) -> Said:
+    return _said("tl.refund", id=p.get("refund_id"), amount=p.get("amount"),
+                 currency=p.get("currency"))
 
 
-def _invoice_issued(p: dict[str, Any]) -> str:
-    return f"invoice {p.get('invoice_id')} issued: {p.get('amount')} {p.get('currency')}"
+def _invoice_issued(p: dict[str, Any]) -> Said:
+    return _said("tl.invoice", id=p.get("invoice_id"), amount=p.get("amount"),
+                 currency=p.get("currency"))
 
 
-def _payment_received(p: dict[str, Any]) -> str:
-    return f"payment {p.get('payment_id')} received: {p.get('amount')} {p.get('currency')}"
+def _payment_received(p: dict[str, Any]) -> Said:
+    return _said("tl.payment", id=p.get("payment_id"), amount=p.get("amount"),
+                 currency=p.get("currency"))
 
 
-def _summary_only(summary: Callable[[dict[str, Any]], str]) -> _Projection:
+def _summary_only(summary: Callable[[dict[str, Any]], Said]) -> _Projection:
     return lambda _projector, payload, _at: summary(payload)
 
 
@@ -667,11 +702,11 @@ _PROJECTIONS.update({
 
 
 def _return(outcome: str, state: OrderState | None = None) -> _Projection:
-    def project_return(pr: _Projector, p: dict[str, Any], at: datetime) -> str:
+    def project_return(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
         pr.view.returns.append(f"{p.get('rma_id')}: {outcome}")
         if state is not None:
             pr.advance(state, at)
-        return f"return {p.get('rma_id')} {outcome}"
+        return _said(f"tl.return_{outcome}", rma=p.get("rma_id"))
     return project_return
 
 
@@ -718,20 +753,34 @@ def project(order_id: str, entries: Iterable[TimelineEntry], *,
     ``timeline=False`` without its timeline (an item per entry, two thirds of the view's JSON):
     the view as the console stores it, the timeline being made again from the stored entries
     when one order is read."""
+    return _projected(order_id, entries, timeline)[0]
+
+
+def timeline_said(order_id: str,
+                  entries: Iterable[TimelineEntry]) -> list[tuple[TimelineItem, Said]]:
+    """The order's timeline (``project``'s), each item with its summary in no language yet."""
+    view, said = _projected(order_id, entries, True)
+    return list(zip(view.timeline, said, strict=True))
+
+
+def _projected(order_id: str, entries: Iterable[TimelineEntry],
+               timeline: bool) -> tuple[OrderView, list[Said]]:
     unique = {e.event_id: e for e in entries if e.order_id == order_id}
     ordered = sorted(unique.values(), key=TimelineEntry.sort_key)
     projector = _Projector(order_id)
-    items = []
+    items: list[TimelineItem] = []
+    summaries: list[Said] = []
     for e in ordered:
-        summary = projector.apply(e)
+        said = projector.apply(e)
         if timeline:
             items.append(TimelineItem(at=e.occurred_at, service=e.producer,
-                                      event_type=e.event_type, topic=e.topic, summary=summary,
-                                      details=_details(e)))
+                                      event_type=e.event_type, topic=e.topic,
+                                      summary=said.text(), details=_details(e)))
+            summaries.append(said)
     view = projector.finish(ordered[0].occurred_at if ordered else None,
                             ordered[-1].occurred_at if ordered else None, len(ordered))
     view.timeline = items
-    return view
+    return view, summaries
 
 
 def advance(view: OrderView, entries: Iterable[TimelineEntry]) -> OrderView | None:

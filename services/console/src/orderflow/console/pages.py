@@ -1,6 +1,11 @@
 """The web page: sign-in, dashboard, orders (with an order's timeline), exception queue and
 reports. Server-rendered shells; the browser fills them from the JSON API and polls it every two
-seconds. No front-end build and no CDN: one CSS and one JS file, charts drawn as SVG/CSS bars."""
+seconds. No front-end build and no CDN: one CSS and one JS file, charts drawn as SVG/CSS bars.
+
+Every page is in the reader's language (``orderflow.console.i18n``): the one chosen with the
+switch on every page (a cookie), else the browser's ``Accept-Language``. The page embeds that
+language's catalogue for ``console.js``; an order's timeline comes as HTML in that language from
+``/orders/{order_id}/timeline`` (the API's timeline summaries are English)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from orderflow.console import i18n
 from orderflow.console.api import Console, api_router, openapi_router
 from orderflow.console.auth import (
     LOGIN_CSRF_COOKIE,
@@ -25,6 +31,7 @@ from orderflow.console.auth import (
     token_digest,
 )
 from orderflow.console.dead_letters import dlq_router
+from orderflow.console.domain import timeline_said
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
 from orderflow.runtime.service import ServiceContext
@@ -37,8 +44,20 @@ _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates
 PAGES = {"dashboard": "/", "orders": "/orders", "exceptions": "/exceptions", "reports": "/reports"}
 
 
-def render(template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(pages=PAGES, **values)
+def lang_of(request: Request) -> str:
+    return i18n.choose(request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
+
+
+def render(template: str, lang: str, status_code: int = 200, here: str = "/",
+           **values: Any) -> HTMLResponse:
+    """``template`` in ``lang``: ``t("id")`` in it translates, ``here`` is where the language
+    switch comes back to."""
+    def t(key: str, **named: Any) -> str:
+        return i18n.translate(key, lang, **named)
+
+    html = _templates.get_template(template).render(
+        pages=PAGES, lang=lang, langs=i18n.LANG_NAMES, t=t, here=here,
+        catalogue=i18n.catalogue_json(lang), **values)
     return HTMLResponse(html, status_code=status_code,
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": "default-src 'self'; "
@@ -57,7 +76,8 @@ def pages_router(console: Console) -> APIRouter:
         op = await console.operator(request)
         if op is None or op.via != "session":
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-        return render(f"{name}.html", page=name, operator=op, csrf=op.csrf_token, **extra)
+        return render(f"{name}.html", lang_of(request), here=request.url.path, page=name,
+                      operator=op, csrf=op.csrf_token, **extra)
 
     @router.get("/")
     async def dashboard(request: Request) -> Response:
@@ -70,6 +90,28 @@ def pages_router(console: Console) -> APIRouter:
     @router.get("/orders/{order_id}")
     async def order(request: Request, order_id: str) -> Response:
         return await page(request, "order", order_id=order_id)
+
+    @router.get("/orders/{order_id}/timeline")
+    async def order_timeline(request: Request, order_id: str) -> Response:
+        """The order's timeline as HTML items in the reader's language (the order page polls
+        it); 401 without a session."""
+        op = await console.operator(request)
+        if op is None or op.via != "session":
+            return Response(status_code=401)
+        async with console.sessions() as session:
+            entries = (await ConsoleRepository(session).entries_of([order_id])).get(order_id, [])
+        lang = lang_of(request)
+        return render("timeline.html", lang, items=[
+            (item, said.text(lang)) for item, said in timeline_said(order_id, entries)])
+
+    @router.get("/lang/{lang}")
+    async def choose_language(lang: str, next: str | None = None) -> Response:
+        """Remember the reader's language (a cookie for a year) and go back to ``next``."""
+        response = RedirectResponse(safe_next(next), status_code=303)
+        if lang in i18n.LANGS:
+            response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
+                                secure=settings.cookie_secure)
+        return response
 
     @router.get("/exceptions")
     async def exceptions(request: Request) -> Response:
@@ -92,17 +134,22 @@ def pages_router(console: Console) -> APIRouter:
             return Response(status_code=404)
         return FileResponse(allowed[name], headers={"Cache-Control": "no-cache"})
 
-    def login_form(next_url: str, error: str | None = None, status_code: int = 200) -> Response:
+    def login_form(request: Request, next_url: str, error: str | None = None,
+                   status_code: int = 200) -> Response:
+        """The sign-in form; ``error`` is a message id."""
         csrf = new_secret()
-        response = render("login.html", status_code=status_code, page="login", operator=None,
-                          csrf=csrf, next_url=next_url, error=error)
+        lang = lang_of(request)
+        response = render("login.html", lang, status_code=status_code,
+                          here=f"/login?next={quote(next_url)}", page="login", operator=None,
+                          csrf=csrf, next_url=next_url,
+                          error=i18n.translate(error, lang) if error else None)
         response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict",
                             secure=settings.cookie_secure, path="/login", max_age=3600)
         return response
 
     @router.get("/login")
-    async def login_page(next: str | None = None) -> Response:
-        return login_form(safe_next(next))
+    async def login_page(request: Request, next: str | None = None) -> Response:
+        return login_form(request, safe_next(next))
 
     # the form's fields may be missing: a post without the form's CSRF cookie and token is
     # refused (403) before anything else, a wrong password with 401
@@ -114,12 +161,12 @@ def pages_router(console: Console) -> APIRouter:
                     next_url: Annotated[str, Form()] = "/") -> Response:
         target = safe_next(next_url)
         if not same_secret(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
-            return login_form(target, "The form expired; please sign in again.", 403)
+            return login_form(request, target, "login.expired", 403)
         user = console.accounts.authenticate(username, password)
         if user is None:
             await console.audit(Operator(name=username[:64], role="none", via="session"),
                                 "login", None, "failed")
-            return login_form(target, "Unknown user or wrong password.", 401)
+            return login_form(request, target, "login.wrong", 401)
         token, csrf = new_secret(), new_secret()
         expires = datetime.now(UTC) + timedelta(minutes=settings.session_ttl_minutes)
         async with console.sessions() as session, session.begin():
@@ -140,9 +187,9 @@ def pages_router(console: Console) -> APIRouter:
         the sign-in form with 401 or 403 (and the cookie dropped either way)."""
         op = await console.operator(request)
         if op is None or op.via != "session":
-            response = login_form("/", "You are not signed in.", 401)
+            response = login_form(request, "/", "login.not_signed_in", 401)
         elif not same_secret(csrf_token, op.csrf_token):
-            response = login_form("/", "The form expired; please sign in again.", 403)
+            response = login_form(request, "/", "login.expired", 403)
         else:
             async with console.sessions() as session, session.begin():
                 await ConsoleRepository(session).drop_session(op.session_digest or "")

@@ -1,5 +1,6 @@
 /* OrderFlow console: fills the server-rendered pages from the JSON API and polls it every 2 s.
-   No framework, no build; charts are CSS bars and small SVGs drawn here. */
+   No framework, no build; charts are CSS bars and small SVGs drawn here. Every text comes from
+   the catalogue the page embeds (#i18n, the reader's language): t("message.id", {values}). */
 "use strict";
 
 const CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
@@ -8,6 +9,20 @@ const ROLE = document.body.dataset.role;
 const MAY_DECIDE = ROLE === "reviewer" || ROLE === "admin";
 const MAY_REPLAY = ROLE === "admin";
 const POLL_MS = 2000;
+const LANG = document.documentElement.lang || "en";
+const I18N = JSON.parse((document.getElementById("i18n") || {}).textContent || "{}");
+
+/* the message in the page's language; an id without an entry shows as itself */
+function t(key, values) {
+  const text = I18N[key];
+  if (text === undefined) return key;
+  return text.replace(/\{(\w+)\}/g, (all, name) => values && values[name] !== undefined ? values[name] : all);
+}
+function label(prefix, code) { const key = prefix + code; return I18N[key] === undefined ? code : I18N[key]; }
+function stateName(state) { return label("state.", state); }
+/* a reason code's text, the code itself when the catalogue has none */
+function reasonName(code) { return code ? label("reason.", code) : ""; }
+function reasonList(codes) { return (codes || []).filter(c => c).map(reasonName).join(t("fmt.list_sep")); }
 
 function esc(value) {
   return String(value === null || value === undefined ? "" : value)
@@ -40,20 +55,45 @@ function toast(text, bad) {
 function age(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   const s = Math.max(0, Math.round(seconds));
-  if (s < 90) return s + " s";
-  if (s < 5400) return Math.round(s / 60) + " min";
-  if (s < 172800) return (s / 3600).toFixed(1) + " h";
-  return (s / 86400).toFixed(1) + " d";
+  if (s < 90) return t("unit.s", {n: s});
+  if (s < 5400) return t("unit.min", {n: Math.round(s / 60)});
+  if (s < 172800) return t("unit.h", {n: (s / 3600).toFixed(1)});
+  return t("unit.d", {n: (s / 86400).toFixed(1)});
 }
 
 function since(iso) { return iso ? age((Date.now() - Date.parse(iso)) / 1000) : "–"; }
-function when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
-function pct(rate) { return rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %"; }
-function num(x, digits) { return x === null || x === undefined ? "–" : Number(x).toFixed(digits === undefined ? 1 : digits); }
+/* 7 Dec 2026 14:05 / 2026年12月7日 14:05, in the browser's time zone */
+function when(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso), two = n => String(n).padStart(2, "0");
+  return t("fmt.datetime", {year: d.getFullYear(), month: d.getMonth() + 1, mon: t("month." + (d.getMonth() + 1)),
+    day: d.getDate(), hh: two(d.getHours()), mm: two(d.getMinutes())});
+}
+/* an ISO date (2026-12-07) as 7 Dec 2026 / 2026年12月7日 */
+function day(iso) {
+  if (!iso) return "–";
+  const [y, m, d] = String(iso).slice(0, 10).split("-").map(Number);
+  return t("fmt.date", {year: y, month: m, mon: t("month." + m), day: d});
+}
+function pct(rate) { return rate === null || rate === undefined ? "–" : num(rate * 100, 1) + " %"; }
+function num(x, digits) {
+  if (x === null || x === undefined) return "–";
+  const n = digits === undefined ? 1 : digits;
+  return Number(x).toLocaleString(LANG, {minimumFractionDigits: n, maximumFractionDigits: n});
+}
+/* ¥1,234.50 (zh-CN) / CNY 1,234.50 (en): the amount stays the API's decimal string until here */
+function money(amount, currency) {
+  if (amount === null || amount === undefined || amount === "") return "–";
+  if (!currency) return num(amount, 2);
+  try {
+    return new Intl.NumberFormat(LANG, {style: "currency", currency: currency,
+      currencyDisplay: LANG === "en" ? "code" : "symbol"}).format(Number(amount)).replace(/\u00a0/g, " ");
+  } catch (e) { return amount + " " + currency; }
+}
 
 /* horizontal CSS bars: items = [{label, value, text, cls, testid}] */
 function bars(items) {
-  if (!items.length) return '<p class="muted">nothing yet</p>';
+  if (!items.length) return '<p class="muted">' + esc(t("nothing_yet")) + '</p>';
   const max = Math.max(1, ...items.map(i => Number(i.value) || 0));
   return items.map(i => {
     const width = Math.round(100 * (Number(i.value) || 0) / max);
@@ -75,18 +115,18 @@ function columns(values, labels, height) {
     svg += '<rect x="' + (i * (bw + gap)) + '" y="' + (h - bh) + '" width="' + bw + '" height="' + bh +
       '"><title>' + esc((labels ? labels[i] + ": " : "") + v) + '</title></rect>';
   });
-  svg += '<text x="0" y="' + (h + 12) + '">max ' + esc(max) + '</text></svg>';
+  svg += '<text x="0" y="' + (h + 12) + '">' + esc(t("dash.max", {n: max})) + '</text></svg>';
   return svg;
 }
 
 function table(headers, rows) {
-  if (!rows.length) return '<p class="muted">none</p>';
-  return '<table class="list"><thead><tr>' + headers.map(h => "<th>" + esc(h) + "</th>").join("") +
+  if (!rows.length) return '<p class="muted">' + esc(t("none")) + '</p>';
+  return '<table class="list"><thead><tr>' + headers.map(h => "<th>" + esc(t(h)) + "</th>").join("") +
     "</tr></thead><tbody>" + rows.map(r => "<tr>" + r.map(c => "<td>" + c + "</td>").join("") + "</tr>").join("") +
     "</tbody></table>";
 }
 
-function stateBadge(state) { return '<span class="state s-' + esc(state) + '">' + esc(state) + "</span>"; }
+function stateBadge(state) { return '<span class="state s-' + esc(state) + '" data-state="' + esc(state) + '">' + esc(stateName(state)) + "</span>"; }
 function orderLink(id, label) { return id ? '<a href="/orders/' + encodeURIComponent(id) + '">' + esc(label || id.slice(0, 8)) + "</a>" : "–"; }
 
 function poll(fn, ms) {
@@ -103,7 +143,7 @@ async function decide(orderId, decision, comment) {
   const r = await api("/api/orders/" + encodeURIComponent(orderId) + "/" + decision,
                       {method: "POST", body: JSON.stringify({comment: comment || ""})});
   const message = r.body && (r.body.message || r.body.detail) || "";
-  toast(decision + " " + orderId.slice(0, 8) + ": " + r.status + " " + message, !r.ok);
+  toast(t("toast.decided", {decision: t("verb." + decision), order: orderId.slice(0, 8), status: r.status, message: message}), !r.ok);
   return r;
 }
 
@@ -118,7 +158,7 @@ async function refreshDashboard() {
   document.getElementById("count-exceptions").textContent = ex.reduce((a, e) => a + e.open, 0);
   document.getElementById("count-breached").textContent = ex.reduce((a, e) => a + e.breached, 0);
   document.getElementById("funnel").innerHTML = bars(Object.entries(d.funnel).map(([s, n]) =>
-    ({label: s, value: n, cls: "s-" + s, testid: "funnel-" + s})));
+    ({label: stateName(s), value: n, cls: "s-" + s, testid: "funnel-" + s})));
   const minutes = [], counts = [], byMinute = {};
   d.throughput.forEach(t => { byMinute[t.minute.slice(0, 16)] = t.orders; });
   const now = new Date(d.at);
@@ -128,17 +168,17 @@ async function refreshDashboard() {
   }
   document.getElementById("throughput").innerHTML = columns(counts, minutes);
   document.getElementById("exception-counts").innerHTML = bars(Object.entries(d.exceptions).map(([k, e]) =>
-    ({label: k, value: e.open, text: e.open + (e.breached ? " (" + e.breached + " late)" : ""),
+    ({label: label("kind.", k), value: e.open, text: e.open + (e.breached ? " (" + t("dash.late", {n: e.breached}) + ")" : ""),
       cls: e.breached ? "late" : "", testid: "exceptions-" + k})));
-  document.getElementById("services").innerHTML = table(["service", "status", "checks"], d.services.map(s =>
-    [esc(s.service), s.up ? '<span class="up">up</span>' : '<span class="down">down</span>',
+  document.getElementById("services").innerHTML = table(["col.service", "col.status", "col.checks"], d.services.map(s =>
+    [esc(s.service), s.up ? '<span class="up">' + esc(t("dash.up")) + '</span>' : '<span class="down">' + esc(t("dash.down")) + '</span>',
      esc(Object.entries(s.checks || {}).map(([k, v]) => k + (v ? " ✓" : " ✗")).join(" ") || s.error || "")]));
   document.getElementById("topics").innerHTML = table(
-    ["topic", "partitions", "end offset", "msg/s now", "msg/s last hour", "last 2 min"],
+    ["col.topic", "col.partitions", "col.end_offset", "col.rate_now", "col.rate_hour", "col.last_2_min"],
     d.topics.map(t => [esc(t.topic), esc(t.partitions), esc(t.end_offset), num(t.rate_now),
       num(t.rate_hour) + (t.window_s && t.window_s < 3500 ? ' <span class="muted">(' + age(t.window_s) + ")</span>" : ""),
       '<span class="spark">' + columns(t.history.length ? t.history : [0], null, 16) + "</span>"]));
-  document.getElementById("groups").innerHTML = table(["group", "replicas", "lag", "per topic"], d.groups.map(g =>
+  document.getElementById("groups").innerHTML = table(["col.group", "col.replicas", "col.lag", "col.per_topic"], d.groups.map(g =>
     [esc(g.group),
      g.replicas === null ? '<span class="muted" title="' + esc(g.members_error || "") + '">?</span>' :
        '<span class="' + (g.replicas === 0 ? "down" : "") + '" title="' + esc((g.members || []).join(", ")) + '">' +
@@ -146,11 +186,11 @@ async function refreshDashboard() {
      g.lag === null ? '<span class="down">' + esc(g.error || "?") + "</span>" :
       '<span class="' + (g.lag > 0 ? "lagging" : "") + '">' + esc(g.lag) + "</span>",
      esc(g.topics.filter(t => t.lag > 0).map(t => t.topic + " " + t.lag).join(", ") ||
-         (g.topics.length ? "caught up on " + g.topics.length + " topics" : "no commits yet"))]));
+         (g.topics.length ? t("dash.caught_up", {n: g.topics.length}) : t("dash.no_commits")))]));
   const dl = d.dlq.filter(q => q.depth > 0);
   document.getElementById("dlqs").innerHTML = dl.length ? bars(dl.map(q =>
-    ({label: q.topic + ".dlq", value: q.depth, cls: "late"}))) + '<p><a href="/exceptions">newest errors in the exception queue →</a></p>'
-    : '<p class="muted">every DLQ is empty</p>';
+    ({label: q.topic + ".dlq", value: q.depth, cls: "late"}))) + '<p><a href="/exceptions">' + esc(t("dash.dlq_link")) + '</a></p>'
+    : '<p class="muted">' + esc(t("dash.dlq_empty")) + '</p>';
 }
 
 /* ---------------------------------------------------------------- orders */
@@ -169,15 +209,15 @@ async function refreshOrders() {
   const r = await api("/api/orders?" + orderQuery());
   if (!r.ok) return;
   const d = r.body;
-  document.getElementById("order-total").textContent = d.total + " orders";
+  document.getElementById("order-total").textContent = t("orders.total_count", {n: d.total});
   document.getElementById("page").textContent = d.page + " / " + Math.max(1, Math.ceil(d.total / d.page_size));
   document.querySelector("#orders-table tbody").innerHTML = d.orders.map(o =>
     '<tr data-order-id="' + esc(o.order_id) + '"><td class="mono">' + orderLink(o.order_id) + "</td><td>" +
     esc(o.external_id) + "</td><td>" + esc(o.channel) + "</td><td>" + esc(o.customer_id) + " " +
     esc(o.customer_name || "") + "</td><td>" + stateBadge(o.state) +
-    (o.hold_codes && o.hold_codes.length ? ' <span class="muted">' + esc(o.hold_codes.join(", ")) + "</span>" : "") +
-    "</td><td>" + since(o.state_since || o.last_event_at) + '</td><td class="num">' +
-    esc(o.grand_total || "") + " " + esc(o.currency || "") + "</td><td>" + esc(o.priority || "") + "</td></tr>").join("");
+    (o.hold_codes && o.hold_codes.length ? ' <span class="muted" title="' + esc(o.hold_codes.join(", ")) + '">' + esc(reasonList(o.hold_codes)) + "</span>" : "") +
+    "</td><td>" + since(o.state_since || o.last_event_at) + '</td><td class="num money">' +
+    esc(o.grand_total ? money(o.grand_total, o.currency) : "") + "</td><td>" + esc(o.priority ? label("priority.", o.priority) : "") + "</td></tr>").join("");
 }
 
 function initOrders() {
@@ -193,43 +233,54 @@ function initOrders() {
 async function refreshOrder() {
   const id = document.body.dataset.orderId;
   const r = await api("/api/orders/" + encodeURIComponent(id));
-  if (r.status === 404) { document.getElementById("o-state").textContent = "not known (yet)"; return; }
+  /* the timeline in the page's language, made by the server from the same events (read after
+     the view: it holds at least the events the view does) */
+  const items = r.ok ? await fetch("/orders/" + encodeURIComponent(id) + "/timeline", {credentials: "same-origin"}) : null;
+  const timeline = items && items.ok ? await items.text() : null;
+  if (r.status === 404) { document.getElementById("o-state").textContent = t("order.not_known"); return; }
   if (!r.ok) return;
   const o = r.body;
   const state = o.state || "submitted";
   document.getElementById("o-external").textContent = (o.channel || "") + " " + (o.external_id || "");
   const badge = document.getElementById("o-state");
-  badge.textContent = state; badge.className = "state s-" + state;
-  const facts = [["customer", (o.customer_id || "") + " " + (o.customer_name || "")],
-    ["total", (o.grand_total || "–") + " " + (o.currency || "")], ["priority", o.priority],
-    ["payment terms", o.payment_terms], ["placed", when(o.placed_at)],
-    ["requested delivery", o.requested_delivery_date], ["promised", o.promised_date],
-    ["destination", o.destination], ["approved by", o.approved_by],
-    ["in full at first attempt", o.filled_in_full_first_attempt === null ? "–" : (o.filled_in_full_first_attempt ? "yes" : "no")],
-    ["delivered", when(o.delivered_at)], ["on time", o.on_time === null ? "–" : (o.on_time ? "yes" : "no")],
-    ["in this state for", since(o.state_since)]];
-  document.getElementById("o-facts").innerHTML = facts.map(([k, v]) => "<dt>" + esc(k) + "</dt><dd>" + esc(v || "–") + "</dd>").join("");
+  badge.textContent = stateName(state); badge.className = "state s-" + state; badge.dataset.state = state;
+  const yesNo = b => b === null || b === undefined ? "–" : t(b ? "yes" : "no");
+  const facts = [["fact.customer", (o.customer_id || "") + " " + (o.customer_name || "")],
+    ["fact.total", money(o.grand_total, o.currency)], ["fact.priority", o.priority ? label("priority.", o.priority) : ""],
+    ["fact.payment_terms", o.payment_terms], ["fact.placed", when(o.placed_at)],
+    ["fact.requested_delivery", o.requested_delivery_date && day(o.requested_delivery_date)],
+    ["fact.promised", o.promised_date && day(o.promised_date)],
+    ["fact.destination", o.destination], ["fact.approved_by", o.approved_by],
+    ["fact.in_full_first", yesNo(o.filled_in_full_first_attempt)],
+    ["fact.delivered", when(o.delivered_at)], ["fact.on_time", yesNo(o.on_time)],
+    ["fact.in_state_for", since(o.state_since)]];
+  document.getElementById("o-facts").innerHTML = facts.map(([k, v]) => '<dt data-fact="' + esc(k) + '">' + esc(t(k)) + "</dt><dd>" + esc(v || "–") + "</dd>").join("");
   document.getElementById("o-stages").innerHTML = bars(o.stage_times.map(s =>
-    ({label: s.stage, value: s.seconds === null ? (Date.now() - Date.parse(s.started_at)) / 1000 : s.seconds,
-      text: s.seconds === null ? "in progress, " + since(s.started_at) : age(s.seconds),
+    ({label: label("stage.", s.stage), value: s.seconds === null ? (Date.now() - Date.parse(s.started_at)) / 1000 : s.seconds,
+      text: s.seconds === null ? t("stage.in_progress", {age: since(s.started_at)}) : age(s.seconds),
       cls: s.seconds === null ? "open" : ""})));
-  document.getElementById("o-lines").innerHTML = table(["SKU", "qty", "unit price", "discount", "amount"],
-    o.lines.map(l => [esc(l.sku), esc(l.quantity), esc(l.unit_price), esc(l.discount), esc(l.amount)]));
-  document.getElementById("o-shipments").innerHTML = table(["shipment", "warehouse", "carrier", "tracking number", "promised", "status"],
+  const cur = o.currency;
+  document.getElementById("o-lines").innerHTML = table(["col.sku", "col.qty", "col.unit_price", "col.discount", "col.amount"],
+    o.lines.map(l => [esc(l.sku), esc(num(l.quantity, 0)), esc(money(l.unit_price, cur)), esc(money(l.discount, cur)), esc(money(l.amount, cur))]));
+  document.getElementById("o-shipments").innerHTML = table(["col.shipment", "col.warehouse", "col.carrier", "col.tracking", "col.promised", "col.status"],
     o.shipments.map(s => [esc(s.shipment_id), esc(s.warehouse_id), esc((s.carrier || "") + " " + (s.service || "")),
-      '<span class="mono">' + esc(s.tracking_number) + "</span>", esc(s.promised_date),
-      esc(s.status) + (s.delay_reason ? ": " + esc(s.delay_reason) : "") + (s.exception_code ? ": " + esc(s.exception_code) : "")]));
-  const problems = o.holds.map(h => ["hold", esc(h.code), esc(h.message), when(h.at)])
-    .concat(o.rejections.map(x => ["rejection (" + esc(x.stage) + ")", esc(x.code), esc(x.message + (x.comment ? " — " + x.comment : "")), when(x.at)]));
-  document.getElementById("o-problems").innerHTML = table(["kind", "reason", "detail", "at"], problems);
-  document.getElementById("o-notifications").innerHTML = table(["for", "channel", "status", "at"],
+      '<span class="mono">' + esc(s.tracking_number) + "</span>", esc(s.promised_date ? day(s.promised_date) : ""),
+      esc(label("shipment.", s.status)) + (s.delay_reason ? ": " + esc(reasonName(s.delay_reason)) : "") +
+      (s.exception_code ? ": " + esc(reasonName(s.exception_code)) : "")]));
+  const problems = o.holds.map(h => [esc(t("problem.hold")), esc(reasonName(h.code)), esc(h.message), when(h.at)])
+    .concat(o.rejections.map(x => [esc(t("problem.rejection", {stage: label("stage.", x.stage)})), esc(reasonName(x.code)),
+      esc(x.message + (x.comment ? " — " + x.comment : "")), when(x.at)]));
+  document.getElementById("o-problems").innerHTML = table(["col.kind", "col.reason", "col.detail", "col.at"], problems);
+  document.getElementById("o-notifications").innerHTML = table(["col.for", "col.channel", "col.status", "col.at"],
     o.notifications.map(n => [esc(n.source_event_type), esc(n.channel), esc(n.status), when(n.at)]));
-  document.getElementById("timeline").innerHTML = o.timeline.map(t =>
-    '<li class="t-' + esc(t.event_type) + '"><time>' + when(t.at) + '</time> <span class="svc">' + esc(t.service) +
-    '</span> <strong>' + esc(t.event_type) + "</strong> <span>" + esc(t.summary) + "</span></li>").join("");
+  if (timeline !== null) {
+    const list = document.getElementById("timeline");
+    list.innerHTML = timeline;
+    list.querySelectorAll("time[datetime]").forEach(el => { el.textContent = when(el.getAttribute("datetime")); });
+  }
   const actions = document.getElementById("o-actions");
   actions.hidden = !(state === "held" && MAY_DECIDE);
-  document.getElementById("o-hold-reasons").textContent = o.hold_codes.join(", ");
+  document.getElementById("o-hold-reasons").textContent = reasonList(o.hold_codes);
 }
 
 function initOrder() {
@@ -253,31 +304,43 @@ async function refreshExceptions() {
   if (!r.ok) return;
   const d = r.body;
   document.getElementById("exception-kpis").innerHTML = Object.entries(d.counts).map(([k, c]) =>
-    '<div class="kpi' + (c.breached ? " late" : "") + '" data-testid="x-count-' + esc(k) + '"><span class="label">' + esc(k) +
-    '</span><span class="value">' + esc(c.open) + "</span>" + (c.breached ? '<span class="label">' + esc(c.breached) + " past SLA</span>" : "") + "</div>").join("");
+    '<div class="kpi' + (c.breached ? " late" : "") + '" data-testid="x-count-' + esc(k) + '"><span class="label">' + esc(label("kind.", k)) +
+    '</span><span class="value">' + esc(c.open) + "</span>" + (c.breached ? '<span class="label">' + esc(t("x.past_sla", {n: c.breached})) + "</span>" : "") + "</div>").join("");
   document.querySelector("#exceptions-table tbody").innerHTML = d.items.map(i => {
     let actions = "";
     if (i.actions.includes("approve") && MAY_DECIDE) {
-      actions += '<button type="button" class="ok" data-act="approve" data-order="' + esc(i.order_id) + '">Approve</button> ' +
-                 '<button type="button" class="bad" data-act="reject" data-order="' + esc(i.order_id) + '">Reject</button>';
+      actions += '<button type="button" class="ok" data-act="approve" data-order="' + esc(i.order_id) + '">' + esc(t("order.approve")) + '</button> ' +
+                 '<button type="button" class="bad" data-act="reject" data-order="' + esc(i.order_id) + '">' + esc(t("order.reject")) + '</button>';
     }
     if (i.actions.includes("cancel") && MAY_DECIDE) {
-      actions += ' <button type="button" data-act="cancel" data-order="' + esc(i.order_id) + '">Cancel order</button>';
+      actions += ' <button type="button" data-act="cancel" data-order="' + esc(i.order_id) + '">' + esc(t("x.cancel_order")) + '</button>';
     }
     if (i.kind === "dlq") {
-      actions += '<a href="' + deadLetterPath("/dead-letters/", i.details) + '">Inspect</a> ';
+      actions += '<a href="' + deadLetterPath("/dead-letters/", i.details) + '">' + esc(t("x.inspect")) + '</a> ';
     }
     if (i.actions.includes("replay") && MAY_REPLAY) {
-      actions += '<button type="button" data-act="replay" data-topic="' + esc(i.details.topic) + '">Replay DLQ</button>';
+      actions += '<button type="button" data-act="replay" data-topic="' + esc(i.details.topic) + '">' + esc(t("x.replay_dlq")) + '</button>';
     }
     const target = i.order_id ? orderLink(i.order_id, (i.external_id || i.order_id.slice(0, 8))) :
-      i.kind === "outbox" ? esc(i.details.service + " outbox #" + i.details.outbox_id + " → " + i.details.topic + (i.details.key ? " (" + i.details.key + ")" : "")) :
+      i.kind === "outbox" ? esc(t("x.outbox_target", {service: i.details.service, id: i.details.outbox_id, topic: i.details.topic}) + (i.details.key ? " (" + i.details.key + ")" : "")) :
       esc(i.details.topic + " @" + i.details.offset);
     return '<tr class="' + (i.breached ? "breached" : "") + '" data-kind="' + esc(i.kind) + '" data-order-id="' + esc(i.order_id || "") + '">' +
-      "<td>" + esc(i.kind) + "</td><td>" + target + "</td><td>" + esc(i.customer_id || "") + "</td><td>" + esc(i.reason) +
-      "</td><td>" + age(i.age_s) + "</td><td>" + (i.breached ? '<span class="late">breached</span>' : age(i.sla_s - i.age_s) + " left") +
+      "<td>" + esc(label("kind.", i.kind)) + "</td><td>" + target + "</td><td>" + esc(i.customer_id || "") + '</td><td class="reason" title="' +
+      esc(i.reason) + '">' + esc(exceptionReason(i)) +
+      "</td><td>" + age(i.age_s) + "</td><td>" + (i.breached ? '<span class="late">' + esc(t("x.breached")) + '</span>' : t("x.left", {age: age(i.sla_s - i.age_s)})) +
       "</td><td>" + actions + "</td></tr>";
   }).join("");
+}
+
+/* an exception's reason from its codes (the API's reason is English text: the cell's title) */
+function exceptionReason(i) {
+  if (i.kind === "backordered") {
+    return i.reason_codes.length ? t("x.backordered", {skus: i.reason_codes.join(", ")}) : t("x.waiting_for_stock");
+  }
+  if (i.kind === "outbox") {
+    return t("x.outbox", {service: i.details.service, topic: i.details.topic}) + ": " + reasonList(i.reason_codes);
+  }
+  return reasonList(i.reason_codes) || label("kind.", i.kind);
 }
 
 function initExceptions() {
@@ -288,10 +351,10 @@ function initExceptions() {
     if (!button) return;
     button.disabled = true;
     if (button.dataset.act === "cancel") {
-      const reason = document.getElementById("x-comment").value.trim() || "cancelled from the exception queue";
+      const reason = document.getElementById("x-comment").value.trim() || t("x.cancel_reason");
       const r = await api("/api/orders/" + encodeURIComponent(button.dataset.order) + "/cancel",
                           {method: "POST", body: JSON.stringify({reason: reason})});
-      toast(r.ok ? "cancel requested; logistics decides" : "cancel failed: " + r.status, !r.ok);
+      toast(r.ok ? t("x.cancel_requested") : t("x.cancel_failed", {status: r.status}), !r.ok);
     } else if (button.dataset.act === "replay") {
       await replayWholeDlq(button.dataset.topic);
     } else {
@@ -312,13 +375,13 @@ function deadLetterPath(prefix, d) {
 async function replayWholeDlq(topic) {
   const path = "/api/dlq/" + encodeURIComponent(topic) + "/replay";
   const preview = await api(path);
-  if (!preview.ok) { toast("replay: " + ((preview.body && preview.body.detail) || preview.status), true); return; }
+  if (!preview.ok) { toast(t("dl.failed", {detail: (preview.body && preview.body.detail) || preview.status}), true); return; }
   const n = preview.body.pending;
-  if (n === 0) { toast("nothing to replay in " + topic + ".dlq", false); return; }
-  if (!window.confirm("Replay " + n + " dead letter" + (n === 1 ? "" : "s") + " onto " + topic + "?")) return;
+  if (n === 0) { toast(t("dl.nothing", {topic: topic}), false); return; }
+  if (!window.confirm(t("dl.confirm_all", {n: n, topic: topic}))) return;
   const r = await api(path, {method: "POST", body: JSON.stringify({expected: n})});
-  toast(r.ok ? "replayed " + r.body.replayed + " message(s) onto " + topic :
-        "replay refused: " + ((r.body && r.body.detail) || r.status), !r.ok);
+  toast(r.ok ? t("dl.replayed_n", {n: r.body.replayed, topic: topic}) :
+        t("dl.refused", {detail: (r.body && r.body.detail) || r.status}), !r.ok);
 }
 
 async function refreshDeadLetter() {
@@ -326,29 +389,29 @@ async function refreshDeadLetter() {
   const d = el.dataset;
   const r = await api(deadLetterPath("/api/dlq/", d));
   if (!r.ok) {
-    document.getElementById("dl-facts").innerHTML = "<dt>error</dt><dd>" + esc((r.body && r.body.detail) || r.status) + "</dd>";
+    document.getElementById("dl-facts").innerHTML = "<dt>" + esc(t("dl.error")) + "</dt><dd>" + esc((r.body && r.body.detail) || r.status) + "</dd>";
     return;
   }
   const x = r.body;
-  const facts = [["reason", x.reason], ["error", x.error], ["service", x.service], ["event type", x.event_type],
-                 ["event id", x.event_id], ["key", x.key], ["dead-lettered at", when(x.at)]];
-  document.getElementById("dl-facts").innerHTML = facts.map(([k, v]) => "<dt>" + esc(k) + "</dt><dd>" + esc(v || "–") + "</dd>").join("");
-  document.getElementById("dl-headers").innerHTML = table(["header", "value"],
+  const facts = [["dl.reason", reasonName(x.reason)], ["dl.error", x.error], ["dl.service", x.service], ["dl.event_type", x.event_type],
+                 ["dl.event_id", x.event_id], ["dl.key", x.key], ["dl.at", when(x.at)]];
+  document.getElementById("dl-facts").innerHTML = facts.map(([k, v]) => "<dt>" + esc(t(k)) + "</dt><dd>" + esc(v || "–") + "</dd>").join("");
+  document.getElementById("dl-headers").innerHTML = table(["col.header", "col.value"],
     Object.entries(x.headers).map(([k, v]) => [esc(k), '<span class="mono">' + esc(v) + "</span>"]));
-  document.getElementById("dl-size").textContent = "(" + x.size + " bytes" + (x.payload_truncated ? ", shown truncated" : "") + ")";
+  document.getElementById("dl-size").textContent = t(x.payload_truncated ? "dl.size_truncated" : "dl.size", {n: num(x.size, 0)});
   document.getElementById("dl-payload").textContent = x.payload;
   document.getElementById("dl-actions").hidden = !MAY_REPLAY;
   document.getElementById("dl-replayed").textContent = x.replayed ?
-    "Replayed by " + x.replayed.by + " at " + when(x.replayed.at) + "." : "Not replayed by the console yet.";
+    t("dl.replayed_by", {by: x.replayed.by, at: when(x.replayed.at)}) : t("dl.not_replayed");
   document.getElementById("dl-replay").disabled = !!x.replayed;
 }
 
 function initDeadLetter() {
   const d = document.getElementById("dl").dataset;
   document.getElementById("dl-replay").addEventListener("click", async () => {
-    if (!window.confirm("Replay this dead letter onto " + d.topic + "?")) return;
+    if (!window.confirm(t("dl.confirm_one", {topic: d.topic}))) return;
     const r = await api(deadLetterPath("/api/dlq/", d) + "/replay", {method: "POST", body: "{}"});
-    toast(r.ok ? "replayed onto " + d.topic : "replay refused: " + ((r.body && r.body.detail) || r.status), !r.ok);
+    toast(r.ok ? t("dl.replayed_onto", {topic: d.topic}) : t("dl.refused", {detail: (r.body && r.body.detail) || r.status}), !r.ok);
     refreshDeadLetter();
   });
   refreshDeadLetter();
@@ -368,28 +431,31 @@ async function refreshReports() {
   document.getElementById("export-csv").href = "/api/reports/summary.csv?" + q;
   document.getElementById("export-xlsx").href = "/api/reports/summary.xlsx?" + q;
   const r = await api("/api/reports/summary?" + q);
-  if (!r.ok) { toast("report: " + (r.body && r.body.detail), true); return; }
+  if (!r.ok) { toast(t("r.failed", {detail: r.body && r.body.detail}), true); return; }
   const s = r.body;
-  const kpi = (label, rate, id) => '<div class="kpi" data-testid="' + id + '"><span class="label">' + esc(label) +
+  const kpi = (key, rate, id) => '<div class="kpi" data-testid="' + id + '"><span class="label">' + esc(t(key)) +
     '</span><span class="value">' + pct(rate.rate) + '</span><span class="label">' + esc(rate.numerator) + " / " + esc(rate.denominator) + "</span></div>";
   document.getElementById("report-kpis").innerHTML =
-    '<div class="kpi"><span class="label">orders</span><span class="value" id="r-orders">' + esc(s.orders) + "</span></div>" +
-    kpi("fill rate · orders", s.fill_rate_orders, "fill-orders") + kpi("fill rate · lines", s.fill_rate_lines, "fill-lines") +
-    kpi("fill rate · units", s.fill_rate_units, "fill-units") + kpi("on-time · shipments", s.on_time_shipments, "ot-shipments") +
-    kpi("on-time · orders", s.on_time_orders, "ot-orders") + kpi("on-time in full", s.on_time_in_full, "otif");
+    '<div class="kpi"><span class="label">' + esc(t("r.orders")) + '</span><span class="value" id="r-orders">' + esc(s.orders) + "</span></div>" +
+    kpi("r.fill_orders", s.fill_rate_orders, "fill-orders") + kpi("r.fill_lines", s.fill_rate_lines, "fill-lines") +
+    kpi("r.fill_units", s.fill_rate_units, "fill-units") + kpi("r.ot_shipments", s.on_time_shipments, "ot-shipments") +
+    kpi("r.ot_orders", s.on_time_orders, "ot-orders") + kpi("r.otif", s.on_time_in_full, "otif");
   document.getElementById("r-cycle").innerHTML = s.cycle_times.filter(c => c.count).map(c =>
-    bars([{label: c.stage + " p50", value: c.p50_s, text: age(c.p50_s)},
-          {label: c.stage + " p95", value: c.p95_s, text: age(c.p95_s), cls: "p95"}])).join("") || '<p class="muted">nothing yet</p>';
+    bars([{label: label("stage.", c.stage) + " p50", value: c.p50_s, text: age(c.p50_s)},
+          {label: label("stage.", c.stage) + " p95", value: c.p95_s, text: age(c.p95_s), cls: "p95"}])).join("") ||
+    '<p class="muted">' + esc(t("nothing_yet")) + '</p>';
   const days = {};
   s.volumes.forEach(v => { days[v.day] = (days[v.day] || 0) + v.orders; });
-  document.getElementById("r-volumes").innerHTML = bars(Object.entries(days).map(([d, n]) => ({label: d, value: n}))) +
-    table(["day", "channel", "orders", "amount"], s.volumes.map(v => [esc(v.day), esc(v.channel), esc(v.orders), esc(v.amount + " " + v.currency)]));
+  document.getElementById("r-volumes").innerHTML = bars(Object.entries(days).map(([d, n]) => ({label: day(d), value: n}))) +
+    table(["r.col_day", "r.col_channel", "r.col_orders", "r.col_amount"], s.volumes.map(v =>
+      [esc(day(v.day)), esc(v.channel), esc(num(v.orders, 0)), esc(money(v.amount, v.currency))]));
   document.getElementById("r-customers").innerHTML = bars(s.top_customers.map(c =>
-    ({label: c.key + " " + c.name, value: Number(c.amount), text: c.amount + " " + c.currency})));
+    ({label: c.key + " " + c.name, value: Number(c.amount), text: money(c.amount, c.currency)})));
   document.getElementById("r-skus").innerHTML = bars(s.top_skus.map(c =>
-    ({label: c.key + " " + (c.name || ""), value: Number(c.amount), text: c.amount + " " + c.currency + " · " + c.quantity + " units"})));
-  document.getElementById("r-holds").innerHTML = bars(s.holds_by_reason.map(h => ({label: h.code, value: h.orders})));
-  document.getElementById("r-rejections").innerHTML = bars(s.rejections_by_reason.map(h => ({label: h.code + " (" + h.stage + ")", value: h.orders, cls: "late"})));
+    ({label: c.key + " " + (c.name || ""), value: Number(c.amount), text: money(c.amount, c.currency) + " · " + t("r.units", {n: num(c.quantity, 0)})})));
+  document.getElementById("r-holds").innerHTML = bars(s.holds_by_reason.map(h => ({label: reasonName(h.code), value: h.orders})));
+  document.getElementById("r-rejections").innerHTML = bars(s.rejections_by_reason.map(h =>
+    ({label: reasonName(h.code) + " (" + label("stage.", h.stage) + ")", value: h.orders, cls: "late"})));
 }
 
 function initReports() {
