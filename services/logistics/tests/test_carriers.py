@@ -13,18 +13,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orderflow.logistics import carriers
-from orderflow.logistics.carriers import (
+from orderflow.logistics.domain import carriers
+from orderflow.logistics.domain.carriers import (
     DEFAULT_CATALOGUE,
     CarrierCatalogue,
     CarrierChoice,
-    CatalogueError,
     Consignment,
     NoCarrier,
     TrackingFormat,
     choose_service,
     is_valid_tracking_number,
-    load_catalogue,
     normalise_province,
     pickup_date,
     promised_date,
@@ -33,6 +31,7 @@ from orderflow.logistics.carriers import (
     tracking_number,
     zone_of,
 )
+from orderflow.logistics.settings import CatalogueError, load_catalogue
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,6 @@ from orderflow.contracts.events import ReservedLine, TrackingStatus
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.logistics import domain
-from orderflow.logistics.carriers import DEFAULT_CATALOGUE, CarrierChoice, NoCarrier
 from orderflow.logistics.domain import (
     DelayPolicy,
     ProductInfo,
@@ -22,6 +21,7 @@ from orderflow.logistics.domain import (
     apply_tracking,
     assess_delays,
 )
+from orderflow.logistics.domain.carriers import DEFAULT_CATALOGUE, CarrierChoice, NoCarrier
 
 pytestmark = pytest.mark.unit
 

@@ -34,7 +34,7 @@ from orderflow.logistics.carrier_simulator import (
     simulate,
     simulate_journey,
 )
-from orderflow.logistics.carriers import DEFAULT_CATALOGUE, is_valid_tracking_number
+from orderflow.logistics.domain.carriers import DEFAULT_CATALOGUE, is_valid_tracking_number
 from orderflow.testing.events import EventLog, SeenEvent
 from orderflow.testing.pipeline import Pipeline
 from orderflow.testing.service_auth import operator

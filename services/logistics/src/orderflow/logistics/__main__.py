@@ -3,8 +3,7 @@ import sys
 from pydantic import ValidationError
 
 from orderflow.logistics.app import create_service
-from orderflow.logistics.carriers import CatalogueError
-from orderflow.logistics.settings import LogisticsSettings
+from orderflow.logistics.settings import CatalogueError, LogisticsSettings
 from orderflow.runtime.service import main
 
 if __name__ == "__main__":

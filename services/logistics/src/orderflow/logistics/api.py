@@ -16,8 +16,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from orderflow.logistics.carriers import CarrierCatalogue
 from orderflow.logistics.delay_watcher import DelayWatcher
+from orderflow.logistics.domain import CarrierCatalogue
 from orderflow.logistics.repository import MasterData, Shipments
 from orderflow.logistics.settings import LogisticsSettings
 from orderflow.runtime.service import ServiceContext

@@ -1,5 +1,5 @@
-"""Logistics settings: ``ORDERFLOW_LOGISTICS_*`` variables; bad values fail fast, naming the
-variable."""
+"""Logistics settings: ``ORDERFLOW_LOGISTICS_*`` variables and the carrier catalogue file they
+name; bad values fail fast, naming the variable."""
 
 from __future__ import annotations
 
@@ -7,11 +7,37 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orderflow.logistics.carriers import CarrierCatalogue, load_catalogue
-from orderflow.logistics.domain import DelayPolicy, ReturnPolicy
+from orderflow.logistics.domain import (
+    DEFAULT_CATALOGUE,
+    CarrierCatalogue,
+    DelayPolicy,
+    ReturnPolicy,
+)
+
+
+class CatalogueError(ValueError):
+    """The carriers file cannot be used; the message names the variable and the problem."""
+
+
+def load_catalogue(path: Path | None, *, variable: str = "ORDERFLOW_LOGISTICS_CARRIERS_FILE",
+                   ) -> CarrierCatalogue:
+    """The default catalogue, or the one in the JSON file at ``path``."""
+    if path is None:
+        return DEFAULT_CATALOGUE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogueError(f"{variable}={path}: cannot read the file ({exc.strerror})") from exc
+    try:
+        return CarrierCatalogue.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)[:8])
+        raise CatalogueError(f"{variable}={path}: not a valid carrier catalogue: {problems}") from exc
 
 
 class LogisticsSettings(BaseSettings):

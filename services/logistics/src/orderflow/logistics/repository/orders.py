@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import StockReserved
 from orderflow.contracts.order import CanonicalOrder
+from orderflow.logistics.domain import OrderContent, OrderLock
 from orderflow.logistics.repository.tables import orders
 from orderflow.runtime.sqlalchemy_bridge import Statement
 
@@ -45,35 +45,6 @@ _PARK = Statement(
     "parked_event_id = p.event_id, updated_at = now() FROM unnest(CAST(:ids AS text[]), "
     "CAST(:reserved AS jsonb[]), CAST(:event_ids AS text[])) AS p(order_id, reserved, event_id) "
     "WHERE t.order_id = p.order_id")
-
-
-@dataclass(frozen=True)
-class OrderLock:
-    """An order's locked record, without its JSON: open or cancelled, the revision of the content
-    it keeps (None: none yet) and the revision logistics knows, the pending change, and whether a
-    reservation is parked (and its event)."""
-
-    order_id: str
-    status: str
-    kept_revision: int | None
-    revision: int | None
-    pending_change_id: str | None
-    parked: bool
-    parked_event_id: str | None
-
-    @property
-    def known_revision(self) -> int | None:
-        """The order's revision as logistics knows it: its kept content's, else a settled
-        change's."""
-        return self.kept_revision if self.kept_revision is not None else self.revision
-
-
-@dataclass(frozen=True)
-class OrderContent:
-    """What an order's record keeps as JSON: the order, and a reservation parked meanwhile."""
-
-    order: CanonicalOrder | None
-    parked: StockReserved | None
 
 
 class OrderRecords:
@@ -108,12 +79,12 @@ class OrderRecords:
             StockReserved.model_validate(json.loads(parked)) if parked is not None else None)
             for order_id, order, parked in rows}
 
-    async def park(self, parked: Sequence[tuple[str, str, str]]) -> None:
-        """Park a reservation on each of these orders (each once): (order id, the reservation's
-        JSON, its event id)."""
+    async def park(self, parked: Sequence[tuple[str, StockReserved, str]]) -> None:
+        """Park a reservation on each of these orders (each once): (order id, the reservation,
+        its event id)."""
         if parked:
             await _PARK.run(self.session, {
-                "ids": [p[0] for p in parked], "reserved": [p[1] for p in parked],
+                "ids": [p[0] for p in parked], "reserved": [p[1].model_dump_json() for p in parked],
                 "event_ids": [p[2] for p in parked]})
 
     async def mark_change_pending(self, order_id: str, change_id: str, revision: int) -> None:

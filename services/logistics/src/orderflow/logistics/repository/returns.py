@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderflow.logistics.domain import ReturnedLine, ReturnRecord
+from orderflow.contracts.events import ReturnReceived
+from orderflow.logistics.domain import NewReturn, ReturnedLine, ReturnRecord
 from orderflow.logistics.repository.tables import returns
 
 
@@ -27,16 +27,14 @@ class Returns:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, *, rma_id: str, order_id: str, status: str, resolution: str,
-                  reasons: list[dict[str, Any]], lines: list[dict[str, Any]],
-                  carrier: str | None, tracking_number: str | None,
-                  refund_amount: Decimal | None, currency: str | None,
-                  requested_at: datetime) -> bool:
+    async def add(self, new: NewReturn) -> bool:
         """Record an RMA's decision; False when the RMA id is already known."""
         row = (await self.session.execute(pg_insert(returns).values(
-            rma_id=rma_id, order_id=order_id, status=status, resolution=resolution,
-            reasons=reasons, lines=lines, carrier=carrier, tracking_number=tracking_number,
-            refund_amount=refund_amount, currency=currency, requested_at=requested_at,
+            rma_id=new.rma_id, order_id=new.order_id, status=new.status,
+            resolution=new.resolution, reasons=[r.model_dump(mode="json") for r in new.reasons],
+            lines=[line.model_dump(mode="json") for line in new.lines], carrier=new.carrier,
+            tracking_number=new.tracking_number, refund_amount=new.refund_amount,
+            currency=new.currency, requested_at=new.requested_at,
         ).on_conflict_do_nothing().returning(returns.c.rma_id))).first()
         return row is not None
 
@@ -51,8 +49,9 @@ class Returns:
             .order_by(returns.c.requested_at))).all()
         return [_return(r) for r in rows]
 
-    async def mark_received(self, rma_id: str, *, received_at: datetime,
-                            inspections: list[dict[str, Any]], refund_id: str) -> None:
-        await self.session.execute(returns.update().where(returns.c.rma_id == rma_id).values(
-            status="received", received_at=received_at, inspections=inspections,
-            refund_id=refund_id, updated_at=sa.func.now()))
+    async def mark_received(self, receipt: ReturnReceived, refund_id: str) -> None:
+        await self.session.execute(returns.update().where(returns.c.rma_id == receipt.rma_id)
+                                   .values(status="received", received_at=receipt.received_at,
+                                           inspections=[u.model_dump() for u in
+                                                        receipt.inspections],
+                                           refund_id=refund_id, updated_at=sa.func.now()))

@@ -7,7 +7,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,17 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import TrackingUpdated
 from orderflow.contracts.order import Address
-from orderflow.logistics.carriers import CarrierCatalogue, CarrierChoice, new_tracking_number
 from orderflow.logistics.domain import (
+    CarrierCatalogue,
+    CarrierChoice,
     DelayFinding,
+    DispatchRequest,
+    NoCarrier,
     OrderShipment,
     PlannedShipment,
     ProductInfo,
-    ShipmentStatus,
+    ShipmentMove,
+    ShipmentRecord,
     TrackingOutcome,
-    TrackingState,
     WarehouseSite,
     WatchList,
+    new_tracking_number,
 )
 from orderflow.logistics.repository.tables import delays, shipments, tracking_updates
 from orderflow.runtime.sqlalchemy_bridge import Statement
@@ -34,27 +38,6 @@ from orderflow.runtime.sqlalchemy_bridge import Statement
 
 class TrackingNumbersExhausted(RuntimeError):
     """Every attempt at a fresh tracking number collided: the format's number space is full."""
-
-
-@dataclass(frozen=True)
-class ShipmentRecord:
-    """A shipment as stored."""
-
-    shipment_id: str
-    order_id: str
-    external_id: str
-    warehouse_id: str
-    status: ShipmentStatus
-    status_at: datetime | None
-    carrier: str | None
-    service: str | None
-    tracking_number: str | None
-    pickup_date: date | None
-    promised_date: date | None
-
-    @property
-    def tracking(self) -> TrackingState:
-        return TrackingState(self.status, self.status_at)
 
 
 _RECORD_COLUMNS = (shipments.c.shipment_id, shipments.c.order_id, shipments.c.external_id,
@@ -115,6 +98,15 @@ class NewShipment:
     ship_to: Address
     source_event_id: str
     tracking_number: str | None
+
+    @classmethod
+    def planned(cls, plan: PlannedShipment, request: DispatchRequest,
+                tracking_number: str | None) -> NewShipment:
+        """A shipment ``request`` planned, with the order's fields its row keeps."""
+        order = request.order
+        return cls(plan, external_id=order.external_id, customer_id=order.customer.id,
+                   priority=order.priority, ship_to=order.shipping_address,
+                   source_event_id=request.source_event_id, tracking_number=tracking_number)
 
 
 def _shipment_arrays(new: Sequence[NewShipment],
@@ -194,8 +186,11 @@ class Shipments:
                 infos[key] = ProductInfo(key, name, weight_kg)
         return counts, sites, infos
 
-    def tracking_number(self, choice: CarrierChoice) -> str:
-        """A fresh tracking number in the carrier's format (the unique constraint decides)."""
+    def tracking_number(self, choice: CarrierChoice | NoCarrier) -> str | None:
+        """A fresh tracking number in the chosen carrier's format (the unique constraint
+        decides); None when no carrier took the shipment."""
+        if not isinstance(choice, CarrierChoice):
+            return None
         return new_tracking_number(choice.option.carrier.tracking, self.randbelow)
 
     async def add(self, new: Sequence[NewShipment], *, catalogue: CarrierCatalogue,
@@ -260,10 +255,11 @@ class Shipments:
         await self.session.execute(tracking_updates.update()
                                    .where(tracking_updates.c.id == update_id).values(outcome=outcome))
 
-    async def move(self, shipment_id: str, state: TrackingState, **extra: Any) -> None:
+    async def move(self, shipment_id: str, move: ShipmentMove) -> None:
+        state = move.state
         await self.session.execute(shipments.update().where(shipments.c.shipment_id == shipment_id)
                                    .values(status=state.status, status_at=state.status_at,
-                                           updated_at=sa.func.now(), **extra))
+                                           updated_at=sa.func.now(), **move.columns()))
 
     # -- delays -------------------------------------------------------------------------------
     async def flag_delay(self, shipment: ShipmentRecord, finding: DelayFinding, *,

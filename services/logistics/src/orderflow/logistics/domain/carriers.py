@@ -1,9 +1,9 @@
 """The carrier catalogue and its rules: zones, rates, transit days, the promised date, the choice
-of carrier and service, and tracking-number formats. Pure: no I/O except ``load_catalogue``.
+of carrier and service, and tracking-number formats. Pure: no I/O.
 
 The catalogue is configured per company: ``DEFAULT_CATALOGUE`` below is the demo company's (SF
 Express, JD Logistics, ZTO, YTO, EMS); ``ORDERFLOW_LOGISTICS_CARRIERS_FILE`` names a JSON file with
-the same shape that replaces it.
+the same shape that replaces it (read by ``settings.load_catalogue``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orderflow.contracts.money import round_money
 from orderflow.contracts.provinces import PROVINCES, normalise_province
@@ -236,28 +235,6 @@ DEFAULT_CATALOGUE = CarrierCatalogue(carriers=(
                                transit_days=_days(2, 3, 3, 4)),
             )),
 ))
-
-
-class CatalogueError(ValueError):
-    """The carriers file cannot be used; the message names the variable and the problem."""
-
-
-def load_catalogue(path: Path | None, *, variable: str = "ORDERFLOW_LOGISTICS_CARRIERS_FILE",
-                   ) -> CarrierCatalogue:
-    """The default catalogue, or the one in the JSON file at ``path``."""
-    if path is None:
-        return DEFAULT_CATALOGUE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogueError(f"{variable}={path}: cannot read the file ({exc.strerror})") from exc
-    try:
-        return CarrierCatalogue.model_validate_json(text)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)[:8])
-        raise CatalogueError(f"{variable}={path}: not a valid carrier catalogue: {problems}") from exc
 
 
 # --- rates and dates -------------------------------------------------------------------------------
