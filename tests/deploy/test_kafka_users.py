@@ -133,3 +133,17 @@ def test_every_acl_names_a_topic_or_dlq_of_the_catalogue() -> None:
     for acl in acls.flatten(acls.all_acls()):
         if acl.resource_type == "topic":
             assert acl.resource in known, acl
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-storage would read ``-t -xyz`` as an option: an id drawn with a leading dash is
+    drawn again."""
+    import uuid
+
+    from orderflow.devstack import kafka
+
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
+    value = kafka.new_cluster_id()
+    assert not value.startswith("-")
+    assert value == "AQAAAAAAAAAAAAAAAAAAAA"

@@ -114,8 +114,13 @@ def kafka_version() -> str:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in URL-safe base64, without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: a random UUID in URL-safe base64, without padding, never starting
+    with "-" (the storage tool would read such an id as an option; Kafka's own ``Uuid`` draws
+    again for the same reason)."""
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
 
 
 def run_tool(main_class: str, args: Sequence[str], *, timeout: float = 120) -> str:

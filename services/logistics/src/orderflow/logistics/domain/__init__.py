@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
+from orderflow.contracts.provinces import PROVINCES, normalise_province
 from orderflow.logistics.domain.carriers import (
     DEFAULT_CATALOGUE,
     NEIGHBOURS,
-    PROVINCES,
     ZONES,
     Carrier,
     CarrierCatalogue,
@@ -35,7 +35,6 @@ from orderflow.logistics.domain.carriers import (
     eligible_options,
     is_valid_tracking_number,
     new_tracking_number,
-    normalise_province,
     pickup_date,
     promised_date,
     s10_check_digit,
