@@ -16,6 +16,7 @@ from orderflow.console.pages import build_console, routers_of
 from orderflow.review import handlers as review_handlers
 from orderflow.runtime.http import create_http_app
 from orderflow.runtime.service_auth import (
+    ROLES,
     SCHEME,
     Actor,
     AssertionRefused,
@@ -59,6 +60,16 @@ def test_a_valid_assertion_names_its_actor() -> None:
     actor = check(sign(SERVICE_KEY, **claims()))
     assert (actor.name, actor.role) == ("rita", "reviewer")
     assert actor.at_least("viewer") and actor.at_least("reviewer") and not actor.at_least("admin")
+    assert not actor.at_least("clerk")  # a reviewer decides orders but does not enter them
+
+
+@pytest.mark.parametrize(("role", "holds"), [
+    ("viewer", {"viewer"}), ("clerk", {"viewer", "clerk"}), ("reviewer", {"viewer", "reviewer"}),
+    ("director", {"viewer", "reviewer", "director"}), ("admin", set(ROLES)),
+])
+def test_an_actor_holds_its_roles_rights_and_no_other(role: str, holds: set[str]) -> None:
+    actor = check(sign(SERVICE_KEY, **claims(role=role)))
+    assert {right for right in ROLES if actor.at_least(right)} == holds
 
 
 @pytest.mark.parametrize(("changed", "value"), [

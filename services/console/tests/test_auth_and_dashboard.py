@@ -38,11 +38,15 @@ def test_pbkdf2_hashes_verify() -> None:
 
 @pytest.mark.parametrize(("role", "may"), [
     ("viewer", {"view", "export"}),
+    ("clerk", {"view", "export", "enter", "amend", "case"}),
     ("reviewer", {"view", "export", "decide"}),
-    ("admin", {"view", "export", "decide", "replay", "audit", "release", "delay_watch"}),
+    ("director", {"view", "export", "decide", "direct"}),
+    ("admin", set(auth.PERMISSIONS)),
     ("nobody", set()),
 ])
-def test_roles_include_the_ones_before(role: str, may: set[str]) -> None:
+def test_each_role_holds_its_rights(role: str, may: set[str]) -> None:
+    """A clerk enters and amends but does not decide; a reviewer decides but enters nothing; a
+    director also gives the second approval; an admin does everything."""
     assert {a for a in auth.PERMISSIONS if auth.allowed(role, a)} == may
 
 

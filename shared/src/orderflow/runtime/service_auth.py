@@ -51,8 +51,22 @@ log = structlog.get_logger(__name__)
 SCHEME = "OrderFlow-Assertion"
 KEY_VARIABLE = "ORDERFLOW_SERVICE_KEY"
 VERSION = "v1"
-# operators' roles, each including the ones before it (the console's roles)
-ROLES = ("viewer", "reviewer", "admin")
+# operators' roles (the console's), and the roles' rights each one holds: a clerk enters and
+# amends orders but does not decide them; a director decides, and gives the second approval
+# above the review policy's thresholds; an admin holds every right
+ROLES = ("viewer", "clerk", "reviewer", "director", "admin")
+GRANTS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"viewer"}),
+    "clerk": frozenset({"viewer", "clerk"}),
+    "reviewer": frozenset({"viewer", "reviewer"}),
+    "director": frozenset({"viewer", "reviewer", "director"}),
+    "admin": frozenset(ROLES),
+}
+
+
+def grants(role: str, right: str) -> bool:
+    """Whether an operator of ``role`` holds ``right`` (one of ``ROLES``)."""
+    return right in GRANTS.get(role, frozenset())
 DEFAULT_TTL_S = 60
 MAX_TTL_S = 300
 CLOCK_SKEW_S = 30
@@ -105,7 +119,7 @@ class Actor:
     role: str
 
     def at_least(self, role: str) -> bool:
-        return self.role in ROLES and ROLES.index(self.role) >= ROLES.index(role)
+        return grants(self.role, role)
 
 
 class AssertionRefused(Exception):
@@ -251,7 +265,7 @@ ASSERTION = "service assertion"
 
 def require_actor(role: str) -> Callable[[Request], Awaitable[Actor]]:
     """A FastAPI dependency: the verified actor of the request's service assertion, whose role
-    is at least ``role``. Put it on every state-changing route of a service."""
+    holds ``role``'s rights (``GRANTS``). Put it on every state-changing route of a service."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
 

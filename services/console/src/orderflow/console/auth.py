@@ -1,8 +1,11 @@
 """Operators, roles, passwords, tokens and CSRF.
 
-- Roles: ``viewer`` (reads everything), ``reviewer`` (also approves and rejects held orders),
-  ``admin`` (also replays dead letters, reads the audit log, releases an order's stock and runs
-  the delay watch). Each role includes the one before.
+- Roles (``orderflow.runtime.service_auth.GRANTS``): ``viewer`` (reads everything), ``clerk``
+  (also enters, changes, cancels and returns orders, records payments, scans and customer
+  cases), ``reviewer`` (reads; approves and rejects held orders, asks for a cancel),
+  ``director`` (a reviewer who also gives the second approval above the review policy's
+  thresholds), ``admin`` (every right: also replays dead letters, reads the audit log, releases
+  an order's stock and runs the delay watch).
 - Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (hashlib.scrypt, 16-byte random
   salt) or ``pbkdf2_sha256$<iterations>$<salt>$<hash>``; ``python -m orderflow.console
   hash-password`` prints one.
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import structlog
 
-from orderflow.console.settings import ROLES, ConsoleSettings, UserEntry
+from orderflow.console.settings import ConsoleSettings, UserEntry
+from orderflow.runtime.service_auth import grants
 
 log = structlog.get_logger(__name__)
 
@@ -36,11 +40,15 @@ SESSION_COOKIE = "orderflow_console_session"
 LOGIN_CSRF_COOKIE = "orderflow_console_login_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 
-# what each action needs
+# the right each action needs (``grants``: which roles hold it)
 PERMISSIONS: dict[str, str] = {
     "view": "viewer",
     "export": "viewer",
+    "enter": "clerk",  # enter an order at the desk, paste or import orders
+    "amend": "clerk",  # change, cancel or return an order; record a payment or a carrier scan
+    "case": "clerk",  # record and work a customer case
     "decide": "reviewer",  # approve / reject a held order; ask for a cancel
+    "direct": "director",  # the second approval above the review policy's thresholds
     "replay": "admin",  # replay a dead-letter topic
     "audit": "admin",
     "release": "admin",  # release an order's stock in inventory
@@ -51,7 +59,9 @@ PERMISSIONS: dict[str, str] = {
 # ORDERFLOW_CONSOLE_DEV_USERS=true (the dev stack sets it; nothing else should)
 DEV_USERS: dict[str, tuple[str, str]] = {
     "viewer": ("viewer", "viewer-dev"),
+    "clerk": ("clerk", "clerk-dev"),
     "reviewer": ("reviewer", "reviewer-dev"),
+    "director": ("director", "director-dev"),
     "admin": ("admin", "admin-dev"),
 }
 
@@ -93,9 +103,8 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def allowed(role: str, action: str) -> bool:
-    """Whether ``role`` may do ``action`` (roles include every role before them)."""
-    needed = PERMISSIONS[action]
-    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
+    """Whether ``role`` may do ``action``: it holds the right the action needs."""
+    return grants(role, PERMISSIONS[action])
 
 
 def token_digest(token: str) -> str:
@@ -120,7 +129,7 @@ class ConsoleConfigurationError(ValueError):
 
 NO_USERS_MESSAGE = (
     "ORDERFLOW_CONSOLE_USERS is not set: the console has no operators and does not start. Set "
-    "ORDERFLOW_CONSOLE_USERS to JSON {\"name\": {\"role\": \"viewer|reviewer|admin\", "
+    "ORDERFLOW_CONSOLE_USERS to JSON {\"name\": {\"role\": \"viewer|clerk|reviewer|director|admin\", "
     "\"password_hash\": \"...\"}} (from a Secret; python -m orderflow.console hash-password "
     "prints a hash). The development users are only for the dev stack "
     "(ORDERFLOW_CONSOLE_DEV_USERS=true)")

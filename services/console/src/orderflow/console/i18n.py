@@ -96,7 +96,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "frame.sign_out": {"en": "Sign out", "zh-CN": "退出登录"},
     "frame.language": {"en": "Language", "zh-CN": "语言"},
     "role.viewer": {"en": "viewer", "zh-CN": "查看者"},
+    "role.clerk": {"en": "clerk", "zh-CN": "跟单员"},
     "role.reviewer": {"en": "reviewer", "zh-CN": "审核员"},
+    "role.director": {"en": "director", "zh-CN": "主管"},
     "role.admin": {"en": "admin", "zh-CN": "管理员"},
     # sign-in
     "login.intro": {"en": "Sign in to watch the topics, find any order, work the exception "
