@@ -2,8 +2,10 @@
 sender asks it what to fold and what to do after a failed attempt.
 
 - ``plans``: the kinds of message, contacts, preferences and who is told what on which channel;
+- ``state``: what a run knows of its orders, customers and products (``RunState``), and an
+  order's facts as messages show them;
 - ``occurrences``: what each customer-facing event announces and changes in its order's state
-  (one function per event class, ``OCCURRENCES``);
+  (one function per event class, ``OCCURRENCES``), and what a run needs read (``run_needs``);
 - ``runs``: a run of events decided one after another (``decide_run``), each message's context
   and when each notification is due;
 - ``coalescing``: dispatches of one order told together (waits, carriers, folds);
@@ -30,13 +32,9 @@ from orderflow.notify.domain.occurrences import (
     OCCURRENCES,
     CustomerFacing,
     Occurrence,
-    OrderRecord,
     RunNeeds,
-    RunState,
     Tracking,
-    bare_facts,
     occurrence,
-    order_facts,
     reason_codes,
     run_needs,
     saves_order,
@@ -72,6 +70,7 @@ from orderflow.notify.domain.runs import (
     run_waits,
     waiting_pairs,
 )
+from orderflow.notify.domain.state import OrderRecord, RunState, bare_facts, order_facts
 
 __all__ = [
     "CHANNELS", "KINDS", "LANGUAGES", "NON_ESSENTIAL", "OCCURRENCES", "PAYMENT_HOLDS", "Channel",

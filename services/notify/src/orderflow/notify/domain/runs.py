@@ -10,14 +10,7 @@ from typing import Any
 
 from orderflow.contracts.events import Event
 from orderflow.notify.domain.coalescing import Dispatch, coalesce_key, dispatch_waits
-from orderflow.notify.domain.occurrences import (
-    Occurrence,
-    OrderRecord,
-    RunState,
-    Tracking,
-    bare_facts,
-    occurrence,
-)
+from orderflow.notify.domain.occurrences import Occurrence, Tracking, occurrence
 from orderflow.notify.domain.plans import (
     Channel,
     Contact,
@@ -27,6 +20,7 @@ from orderflow.notify.domain.plans import (
     merge_contact,
     plan_notifications,
 )
+from orderflow.notify.domain.state import OrderRecord, RunState, bare_facts
 
 
 @dataclass(frozen=True)
