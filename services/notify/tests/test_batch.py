@@ -39,7 +39,8 @@ from orderflow.notify import app
 from orderflow.notify.channels import Delivered
 from orderflow.notify.channels.email import RecordingEmailDriver
 from orderflow.notify.handlers import Notifier
-from orderflow.notify.repository import _DUE, _WAITING_OF_KEYS, SenderRepository
+from orderflow.notify.repository import SenderRepository
+from orderflow.notify.repository.delivery import _DUE, _WAITING_OF_KEYS
 from orderflow.notify.sender import ChannelSender
 from orderflow.notify.settings import NotifySettings
 from orderflow.runtime.consumer import BatchProcessor, Subscription, decode

@@ -1,15 +1,11 @@
-"""Notify's rules: who is told what, on which channel, when, and what happens when a send fails.
-
-Pure functions and values only: no I/O, no framework. The handlers feed them what the tables
-know; the sender asks them what to do after a failed attempt.
-"""
+"""Who is told what, on which channel: the kinds of message, contacts, preferences and the plan
+of one customer-facing event's notifications."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Literal
 
 Kind = Literal[
     "order_received",
@@ -65,6 +61,14 @@ class Preferences:
     channel: Channel = "email"
     language: Language = "zh-CN"
     opt_out_marketing: bool = False
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    """What the customer master says of a customer: how they like to be told, and where."""
+
+    preferences: Preferences
+    contact: Contact
 
 
 @dataclass(frozen=True)
@@ -194,162 +198,3 @@ def _first_channel(preferred: Channel) -> Channel:
     # a suppressed customer message is recorded on the channel it would have used; a webhook
     # preference without a usable webhook is recorded on e-mail (the unique key stays free)
     return "email" if preferred == "webhook" else preferred
-
-
-# --- rate and noise -----------------------------------------------------------------------------
-
-
-def coalesce_key(order_id: str, kind: Kind) -> str | None:
-    """Dispatches of one order are told together (a big order split into several shipments)."""
-    return f"{order_id}:{kind}" if kind == "shipment_dispatched" else None
-
-
-def dispatch_due_at(now: datetime, *, window: timedelta, already_waiting: int,
-                    shipment_count: int) -> tuple[datetime, bool]:
-    """When the message for a newly dispatched shipment may go, and whether every waiting
-    dispatch of the order may go now. Shipments wait ``window`` for their siblings; when all
-    ``shipment_count`` shipments are waiting, there is nothing left to wait for."""
-    if already_waiting + 1 >= max(shipment_count, 1):
-        return now, True
-    return now + window, False
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """One dispatch notification a run stages on a coalescing key and channel, in batch order."""
-
-    key: str
-    channel: Channel
-    now: datetime
-    shipment_count: int
-    new: bool = True  # False: its (event, channel) pair is stored already, nothing is inserted
-
-
-@dataclass(frozen=True)
-class DispatchWaits:
-    """When each of a run's dispatches is due (by its index in the run; ``None``: now, as the
-    run is stored), and the stored waiting rows a dispatch of the run let go now."""
-
-    due_at: list[datetime | None]
-    released: list[int]
-
-
-def dispatch_waits(dispatches: Sequence[Dispatch], *, window: timedelta,
-                   waiting: Mapping[tuple[str, Channel], Sequence[int]]) -> DispatchWaits:
-    """The coalescing waits of a run's dispatches, decided in batch order on what the ones
-    before left: each counts the rows already waiting under its key and channel (stored,
-    ``waiting``, and staged by the run before it); the one that completes its order's shipments
-    lets every one of them go now."""
-    due_at: list[datetime | None] = []
-    released: set[int] = set()
-    in_run: dict[tuple[str, Channel], list[int]] = {}
-    for d in dispatches:
-        pair = (d.key, d.channel)
-        stored, ours = waiting.get(pair, ()), in_run.setdefault(pair, [])
-        due, release = dispatch_due_at(d.now, window=window,
-                                       already_waiting=len(stored) + len(ours),
-                                       shipment_count=d.shipment_count)
-        if release:
-            released.update(stored)
-            for index in ours:
-                due_at[index] = None
-        if d.new:
-            ours.append(len(due_at))
-        due_at.append(due)
-    return DispatchWaits(due_at, sorted(released))
-
-
-@dataclass(frozen=True)
-class Fold:
-    """A notification told in another's message: marked ``coalesced`` into the carrying row."""
-
-    row_id: int
-    carrier_id: int
-    detail: str
-
-
-def coalesced_detail(carrier_notification_id: str) -> str:
-    """What the log says of a notification told in another's message."""
-    return f"told together with notification {carrier_notification_id}"
-
-
-def folded_record_detail(shipments: int, carrier_notification_id: str) -> str:
-    """What a folded notification's record says (``NotificationRecorded``)."""
-    return (f"coalesced: told together with {shipments} shipment(s) in notification "
-            f"{carrier_notification_id}")
-
-
-class Keyed(Protocol):
-    """A claimed or waiting notification as the fold sees it."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def notification_id(self) -> str: ...
-    @property
-    def coalesce_key(self) -> str | None: ...
-
-
-_K = TypeVar("_K", bound=Keyed)
-
-
-def carriers(claimed: Iterable[_K]) -> dict[str, _K]:
-    """The notification that carries each coalesce key among ``claimed``: its first (oldest)
-    claimed row."""
-    chosen: dict[str, _K] = {}
-    for row in sorted(claimed, key=lambda r: r.id):
-        if row.coalesce_key is not None:
-            chosen.setdefault(row.coalesce_key, row)
-    return chosen
-
-
-def folds(carrying: Mapping[str, Keyed], others: Iterable[Keyed]) -> list[Fold]:
-    """Every other notification of a carried key (claimed with its carrier, or waiting) is told
-    in the carrier's message; in id order."""
-    out: list[Fold] = []
-    for row in sorted(others, key=lambda r: r.id):
-        carrier = carrying.get(row.coalesce_key) if row.coalesce_key is not None else None
-        if carrier is not None and carrier.id != row.id:
-            out.append(Fold(row.id, carrier.id, coalesced_detail(carrier.notification_id)))
-    return out
-
-
-def merge_shipments(contexts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The shipments of several waiting dispatch notifications, once each, oldest first."""
-    seen: dict[str, dict[str, Any]] = {}
-    for context in contexts:
-        for shipment in context.get("event", {}).get("shipments", []):
-            seen.setdefault(str(shipment.get("shipment_id")), dict(shipment))
-    return sorted(seen.values(), key=lambda s: (str(s.get("dispatched_at", "")),
-                                                 str(s.get("shipment_id", ""))))
-
-
-# --- retries ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryLater:
-    delay_s: float
-
-
-@dataclass(frozen=True)
-class GiveUp:
-    reason: str
-
-
-def after_failure(attempts: int, *, max_attempts: int, permanent: bool, error: str,
-                  initial_s: float, maximum_s: float) -> RetryLater | GiveUp:
-    """Exponential backoff (initial, 2x, 4x, ... capped) until ``max_attempts``; a permanent
-    failure (a refused address, a 4xx from a webhook) is not retried."""
-    if permanent:
-        return GiveUp(f"permanent failure after {attempts} attempt(s): {error}")
-    if attempts >= max_attempts:
-        return GiveUp(f"gave up after {attempts} attempts: {error}")
-    return RetryLater(min(initial_s * (2 ** max(attempts - 1, 0)), maximum_s))
-
-
-def tracking_url(carrier: str, tracking_number: str, *, default_template: str,
-                 per_carrier: Mapping[str, str]) -> str:
-    """The link a customer follows to track a shipment."""
-    template = per_carrier.get(carrier) or per_carrier.get(carrier.upper()) or default_template
-    return template.format(carrier=carrier, tracking_number=tracking_number)
