@@ -5,6 +5,10 @@ summarised by their median and B is given as a ratio of A.
 
     python -m bench.ab 69537aa HEAD -- --quick --no-ceiling --no-latency --orders 6000
     python -m bench.ab 69537aa HEAD --pairs 2 -- --quick --no-ceiling --no-latency
+    python -m bench.ab 69537aa HEAD --micro --pairs 3 -- --orders 2000
+
+``--micro`` compares ``bench.micro_pipeline`` instead: each service's consumer CPU per order
+(client CPU, ``time.process_time``), which a busy machine moves far less than throughput.
 
 Each revision is checked out (detached) under ``var/bench/ab/<commit>`` and run with its own
 sources first on ``PYTHONPATH`` and this checkout's virtual environment; its result files stay in
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -56,6 +61,21 @@ def python_path(tree: Path) -> str:
     return os.pathsep.join(str(p) for p in roots if p.exists())
 
 
+_MICRO_LINE = re.compile(r"^(\w+)\s+(?:\d+ events\s+)?client CPU\s+([\d.]+) ms/order", re.M)
+
+
+def run_micro(tree: Path, bench_args: list[str], label: str) -> dict[str, float | None]:
+    """``bench.micro_pipeline`` on one checkout: client CPU ms per order, per service and all."""
+    env = dict(os.environ, PYTHONPATH=python_path(tree))
+    cmd = [sys.executable, "-m", "bench.micro_pipeline", *bench_args]
+    print(f"# {label}: {' '.join(cmd[1:])} (in {tree})", flush=True)
+    out = subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
+    found = {f"{name}_cpu_ms_per_order": float(value) for name, value in _MICRO_LINE.findall(out)}
+    if "all_cpu_ms_per_order" not in found:
+        raise SystemExit(f"{label}: bench.micro_pipeline printed no figures:\n{out[-2000:]}")
+    return dict(found)
+
+
 def run_once(tree: Path, bench_args: list[str], label: str) -> Path:
     """``bench.run`` on one checkout; the result file it wrote."""
     results = tree / "bench" / "results"
@@ -87,35 +107,36 @@ def figures(result: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], names: dict[str, bool]) -> dict[str, Any]:
     sides: dict[str, dict[str, float | None]] = {}
     for side in ("A", "B"):
         own = [r["figures"] for r in runs if r["side"] == side]
         sides[side] = {}
-        for name in FIGURES:
-            values = [f[name] for f in own if f[name] is not None]
+        for name in names:
+            values = [f[name] for f in own if f.get(name) is not None]
             sides[side][name] = round(statistics.median(values), 3) if values else None
     ratios: dict[str, float | None] = {}
-    for name in FIGURES:
+    for name in names:
         a, b = sides["A"][name], sides["B"][name]
         ratios[name] = round(b / a, 3) if a and b is not None else None
     # the spread within a side: how far apart the same code's runs fell (the noise)
     spread: dict[str, float | None] = {}
-    for name in FIGURES:
+    for name in names:
         rel = []
         for side in ("A", "B"):
             values = [r["figures"][name] for r in runs
-                      if r["side"] == side and r["figures"][name] is not None]
+                      if r["side"] == side and r["figures"].get(name) is not None]
             if len(values) > 1 and min(values) > 0:
                 rel.append(max(values) / min(values) - 1)
         spread[name] = round(max(rel), 3) if rel else None
     return {"median": sides, "ratio_b_over_a": ratios, "within_side_spread": spread}
 
 
-def table(summary: dict[str, Any], runs: list[dict[str, Any]], a: str, b: str) -> str:
+def table(summary: dict[str, Any], runs: list[dict[str, Any]], a: str, b: str,
+          names: dict[str, bool]) -> str:
     lines = [f"A = {a}, B = {b}; runs in the order {' '.join(r['side'] for r in runs)}",
              f"{'figure':34} {'A':>10} {'B':>10} {'B/A':>7} {'noise':>7}  (better)"]
-    for name, more_is_better in FIGURES.items():
+    for name, more_is_better in names.items():
         m, r, s = summary["median"], summary["ratio_b_over_a"], summary["within_side_spread"]
 
         def cell(v: float | None, fmt: str) -> str:
@@ -137,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("a", help="revision A (the reference)")
     p.add_argument("b", help="revision B (the candidate)")
     p.add_argument("--pairs", type=int, default=1, help="how many A B B A sequences (default 1)")
+    p.add_argument("--micro", action="store_true",
+                   help="compare bench.micro_pipeline's CPU per order instead of bench.run")
     opts = p.parse_args(args)
     trees = {"A": checkout(opts.a), "B": checkout(opts.b)}
     commits = {side: _git("rev-parse", "--short=12", "HEAD", cwd=tree)
@@ -144,17 +167,25 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[dict[str, Any]] = []
     for _ in range(opts.pairs):
         for side in ("A", "B", "B", "A"):
-            path = run_once(trees[side], bench_args, f"{side} {commits[side]}")
-            result = json.loads(path.read_text())
-            runs.append({"side": side, "commit": commits[side], "result_file": str(path),
-                         "figures": figures(result)})
+            label = f"{side} {commits[side]}"
+            if opts.micro:
+                run: dict[str, Any] = {"figures": run_micro(trees[side], bench_args, label)}
+            else:
+                path = run_once(trees[side], bench_args, label)
+                run = {"result_file": str(path),
+                       "figures": figures(json.loads(path.read_text()))}
+            runs.append({"side": side, "commit": commits[side], **run})
             print(f"#   {json.dumps(runs[-1]['figures'])}", flush=True)
-    summary = summarise(runs)
-    text = table(summary, runs, f"{opts.a} ({commits['A']})", f"{opts.b} ({commits['B']})")
+    names = FIGURES if not opts.micro else {
+        name: False for name in dict.fromkeys(n for r in runs for n in r["figures"])}
+    summary = summarise(runs, names)
+    text = table(summary, runs, f"{opts.a} ({commits['A']})", f"{opts.b} ({commits['B']})",
+                 names)
     out = ROOT / "bench" / "results" / f"ab-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"a": {"rev": opts.a, "commit": commits["A"]},
                                "b": {"rev": opts.b, "commit": commits["B"]},
+                               "tool": "bench.micro_pipeline" if opts.micro else "bench.run",
                                "bench_args": bench_args, "runs": runs, **summary,
                                "table": text}, indent=2) + "\n")
     print(text)
