@@ -96,7 +96,8 @@ async def test_worklists_in_the_browser(pipeline: Pipeline, console_base: str,
         await reviewer.fill("#wl-comment", "both paid, approved together")
         await reviewer.click("#wl-bulk-approve")
         for order_id in (first, second):
-            await reviewer.wait_for_selector(f"#wl-results li[data-result-for='{order_id}'][data-status='200']")
+            await reviewer.wait_for_selector(
+                f"#wl-results li[data-result-for='{order_id}'][data-status='200']")
         await shot(reviewer, "worklists-bulk")
         for order_id in (first, second):
             await reviewer.locator(f"#worklist-table tr[data-key='held:{order_id}']").wait_for(
