@@ -27,7 +27,7 @@ pytestmark = pytest.mark.unit
 
 CONSOLE = Path(i18n.__file__).parent
 TEMPLATES = CONSOLE / "templates"
-SCRIPT = CONSOLE / "static" / "console.js"
+SCRIPTS = sorted((CONSOLE / "static").glob("*.js"))
 # a message id: a catalogue prefix, a dot, the rest (``nav.orders``, ``tl.held``)
 PREFIXES = sorted({key.split(".")[0] for key in i18n.MESSAGES if "." in key})
 MESSAGE_ID = re.compile(r"""["']((?:{})\.[a-z0-9_]+)["']""".format("|".join(PREFIXES)))
@@ -40,7 +40,8 @@ def used_ids() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in TEMPLATES.glob("*.html"):
         found[path.name] = set(TEMPLATE_ID.findall(path.read_text()))
-    found[SCRIPT.name] = set(MESSAGE_ID.findall(SCRIPT.read_text()))
+    for script in SCRIPTS:
+        found[script.name] = set(MESSAGE_ID.findall(script.read_text()))
     for path in CONSOLE.glob("*.py"):
         if path.name != "i18n.py":
             found[path.name] = {m for m in MESSAGE_ID.findall(path.read_text())

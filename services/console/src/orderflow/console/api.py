@@ -134,6 +134,16 @@ class Console:
                              "message": message or ("done" if r.is_success else "refused"),
                              service: answer}, status_code=r.status_code)
 
+    async def decide(self, op: Operator, order_id: str, decision: str,
+                     comment: str | None) -> Response:
+        """Forward ``approve`` or ``reject`` of a held order to review, which records the
+        decision in the name of ``op`` (the signed credential's actor); its answer is relayed.
+        The one path of every decision, one order's or a bulk's."""
+        return await self.forward(
+            op, decision, order_id, "review", f"/api/orders/{quote(order_id, safe='')}/{decision}",
+            {"comment": comment}, reply={"order_id": order_id, "decision": decision},
+            comment=comment)
+
 
 def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[Operator]]:
     """A dependency: the signed-in operator, allowed to do ``action``; a state-changing call made
@@ -272,24 +282,17 @@ def api_router(console: Console) -> APIRouter:
             v, now, settings.sla_minutes) if i.kind == "held"]
         return {"orders": [i.model_dump(mode="json") for i in items], "count": len(items)}
 
-    async def decide(order_id: str, decision: str, body: Decision, op: Operator) -> Response:
-        """Review records the decision in the name of ``op`` (the signed credential's actor)."""
-        return await console.forward(
-            op, decision, order_id, "review", f"/api/orders/{quote(order_id, safe='')}/{decision}",
-            {"comment": body.comment}, reply={"order_id": order_id, "decision": decision},
-            comment=body.comment)
-
     @router.post("/orders/{order_id}/approve")
     async def approve(order_id: str, op: Annotated[Operator, decider],
                       body: Annotated[Decision, Body()] = Decision()) -> Response:
         """Forward the approval of a held order to review; its answer (e.g. 409 when the order is
         not held) is relayed."""
-        return await decide(order_id, "approve", body, op)
+        return await console.decide(op, order_id, "approve", body.comment)
 
     @router.post("/orders/{order_id}/reject")
     async def reject(order_id: str, op: Annotated[Operator, decider],
                      body: Annotated[Decision, Body()] = Decision()) -> Response:
-        return await decide(order_id, "reject", body, op)
+        return await console.decide(op, order_id, "reject", body.comment)
 
     @router.post("/orders/{order_id}/release-stock")
     async def release_stock(order_id: str, op: Annotated[Operator, releaser],

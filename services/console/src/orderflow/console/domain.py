@@ -133,6 +133,26 @@ class NotificationView(BaseModel):
     at: datetime
 
 
+class ContactView(BaseModel):
+    """How to reach the customer, as a rejection named them: shown to signed-in staff (so a
+    rejected order can be fixed with the customer), masked in logs like all personal data."""
+
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+
+
+class RefusalView(BaseModel):
+    """A refused change or cancel nobody has followed up yet (a later request of the same kind,
+    or the change or cancel done, closes it)."""
+
+    kind: str  # change | cancel
+    ref: str  # the change's id; a cancel refusal's time
+    codes: list[str]
+    requested_by: str | None = None
+    at: datetime
+
+
 class StageTime(BaseModel):
     stage: str
     started_at: datetime
@@ -195,6 +215,11 @@ class OrderView(BaseModel):
     approval_comment: str | None = None
     cancellation: str | None = Field(default=None, description="Why and by whom, once cancelled")
     returns: list[str] = Field(default_factory=list, description="Return (RMA) ids and outcomes")
+    open_returns: dict[str, datetime] = Field(
+        default_factory=dict, description="Returns requested without an outcome yet: RMA -> when")
+    open_refusals: list[RefusalView] = Field(default_factory=list)
+    contact: ContactView | None = Field(
+        default=None, description="The customer's contact a rejection named (staff only)")
     reservations: list[ReservationView] = Field(default_factory=list)
     filled_in_full_first_attempt: bool | None = None
     first_attempt_short: list[ShortLineView] = Field(default_factory=list)
@@ -238,13 +263,15 @@ def _trim_order(order: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_payload(event: ev.Event) -> dict[str, Any]:
-    """The part of an event the read model keeps (no raw channel payloads, no personal data)."""
+    """The part of an event the read model keeps (no raw channel payloads, no personal data but a
+    rejected order's contact: the worklist shows it to staff who fix the order with the
+    customer)."""
     data = event.model_dump(mode="json")
     if isinstance(event, ev.OrderSubmitted):
         data.pop("payload", None)
     if isinstance(data.get("order"), dict):
         data["order"] = _trim_order(data["order"])
-    if isinstance(data.get("customer"), dict):
+    if isinstance(data.get("customer"), dict) and not isinstance(event, ev.OrderRejected):
         data["customer"] = {k: v for k, v in data["customer"].items() if k not in _PERSONAL}
     return data
 
@@ -441,6 +468,9 @@ def _order_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     customer = p.get("customer") or {}
     v.customer_id = v.customer_id or customer.get("id")
     v.customer_name = v.customer_name or customer.get("name")
+    if customer:
+        v.contact = ContactView(name=customer.get("name") or "", email=customer.get("email"),
+                                phone=customer.get("phone"))
     for r in p.get("reasons") or ():
         v.rejections.append(RejectionView(
             stage=p.get("stage", ""), code=r.get("code", ""), field=r.get("field"),
@@ -603,6 +633,7 @@ def _notification_recorded(pr: _Projector, p: dict[str, Any], at: datetime) -> S
 def _order_cancelled(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.cancellation = f"{p.get('reason')} (by {p.get('requested_by')})"
+    _close_refusals(pr, "cancel")
     pr.advance(OrderState.CANCELLED, at)
     return _said("tl.cancelled", reason=p.get("reason"), by=p.get("requested_by"))
 
@@ -612,6 +643,7 @@ def _order_changed(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.revision = max(v.revision, int(p.get("revision") or 1))
     pr.take_order(p.get("order") or {}, p.get("totals"))
+    _close_refusals(pr, "change")
     return _said("tl.changed", revision=p.get("revision"),
                  changes=", ".join(p.get("changes") or ()) or "content")
 
@@ -631,17 +663,39 @@ def _order_revision_rejected(p: dict[str, Any]) -> Said:
     return _said("tl.revision_rejected", revision=p.get("revision"), codes=_codes(p))
 
 
-def _order_cancel_requested(p: dict[str, Any]) -> Said:
+def _close_refusals(pr: _Projector, kind: str) -> None:
+    pr.view.open_refusals = [r for r in pr.view.open_refusals if r.kind != kind]
+
+
+@_projects(ev.OrderCancelRequested)
+def _order_cancel_requested(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
+    _close_refusals(pr, "cancel")
     return _said("tl.cancel_requested", by=p.get("requested_by"), reason=p.get("reason"))
 
 
-def _order_cancel_refused(p: dict[str, Any]) -> Said:
+@_projects(ev.OrderCancelRefused)
+def _order_cancel_refused(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
+    _close_refusals(pr, "cancel")
+    pr.view.open_refusals.append(RefusalView(kind="cancel", ref=at.isoformat(), codes=_codes(p),
+                                             requested_by=p.get("requested_by"), at=at))
     return _said("tl.cancel_refused", codes=_codes(p))
 
 
-def _order_change_requested(p: dict[str, Any]) -> Said:
+@_projects(ev.OrderChangeRequested)
+def _order_change_requested(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
+    _close_refusals(pr, "change")
     return _said("tl.change_requested", revision=(p.get("order") or {}).get("revision"),
                  by=p.get("requested_by"))
+
+
+@_projects(ev.OrderChangeRejected)
+def _order_change_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
+    _close_refusals(pr, "change")
+    pr.view.open_refusals.append(RefusalView(
+        kind="change", ref=str(p.get("change_id") or p.get("revision")), codes=_codes(p),
+        requested_by=p.get("requested_by"), at=at))
+    return _said("tl.change_rejected", revision=p.get("revision"), stage=p.get("stage"),
+                 codes=_codes(p))
 
 
 def _order_change_admitted(p: dict[str, Any]) -> Said:
@@ -659,11 +713,6 @@ def _order_change_reserved(p: dict[str, Any]) -> Said:
         return _said("tl.change_reserved_released", status=p.get("stock_status"),
                      released=released)
     return _said("tl.change_reserved", status=p.get("stock_status"))
-
-
-def _order_change_rejected(p: dict[str, Any]) -> Said:
-    return _said("tl.change_rejected", revision=p.get("revision"), stage=p.get("stage"),
-                 codes=_codes(p))
 
 
 def _refund_issued(p: dict[str, Any]) -> Said:
@@ -688,13 +737,9 @@ def _summary_only(summary: Callable[[dict[str, Any]], Said]) -> _Projection:
 _PROJECTIONS.update({
     ev.StockReleased: _summary_only(_stock_released),
     ev.OrderRevisionRejected: _summary_only(_order_revision_rejected),
-    ev.OrderCancelRequested: _summary_only(_order_cancel_requested),
-    ev.OrderCancelRefused: _summary_only(_order_cancel_refused),
-    ev.OrderChangeRequested: _summary_only(_order_change_requested),
     ev.OrderChangeAdmitted: _summary_only(_order_change_admitted),
     ev.OrderChangeApproved: _summary_only(_order_change_approved),
     ev.OrderChangeReserved: _summary_only(_order_change_reserved),
-    ev.OrderChangeRejected: _summary_only(_order_change_rejected),
     ev.RefundIssued: _summary_only(_refund_issued),
     ev.InvoiceIssued: _summary_only(_invoice_issued),
     ev.PaymentReceived: _summary_only(_payment_received),
@@ -703,7 +748,12 @@ _PROJECTIONS.update({
 
 def _return(outcome: str, state: OrderState | None = None) -> _Projection:
     def project_return(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
-        pr.view.returns.append(f"{p.get('rma_id')}: {outcome}")
+        rma = str(p.get("rma_id"))
+        pr.view.returns.append(f"{rma}: {outcome}")
+        if outcome == "requested":
+            pr.view.open_returns[rma] = at
+        else:
+            pr.view.open_returns.pop(rma, None)
         if state is not None:
             pr.advance(state, at)
         return _said(f"tl.return_{outcome}", rma=p.get("rma_id"))

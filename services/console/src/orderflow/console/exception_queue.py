@@ -5,7 +5,10 @@ Kinds: ``held`` (review holds, by reason), ``backordered`` (waiting for stock), 
 (shipments that will miss or missed their promised date), ``carrier_exception`` (damaged, lost,
 refused...), ``dlq`` (messages a service could never apply), ``outbox`` (events a service could
 never publish: the broker refused them for good and the service's relay quarantined them,
-``orderflow.runtime.outbox``; read from each service's ``GET /outbox/quarantine``)."""
+``orderflow.runtime.outbox``; read from each service's ``GET /outbox/quarantine``),
+``rejected`` (refused orders, with the customer's contact a rejection named, to fix and
+resubmit), ``change_refused`` and ``cancel_refused`` (a change or cancel refused and not asked
+again since), ``return_open`` (a return requested without an outcome yet)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from pydantic import BaseModel, Field
 from orderflow.console.domain import OrderView
 from orderflow.contracts.order import OrderState
 
-KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq", "outbox")
+KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq", "outbox", "rejected",
+         "change_refused", "cancel_refused", "return_open")
 
 
 class ExceptionItem(BaseModel):
@@ -65,6 +69,21 @@ def order_exceptions(view: OrderView, now: datetime,
         out.append(_item("backordered", view, shorts or "waiting for stock",
                          [s.sku for s in view.first_attempt_short], since, now, sla_minutes, ["cancel"],
                          {"expected_date": view.backorder_expected_date}))
+    if view.state == OrderState.REJECTED:
+        refused = [r for r in view.rejections if r.at == view.rejections[-1].at] \
+            if view.rejections else []
+        contact = view.contact.model_dump() if view.contact else None
+        out.append(_item("rejected", view, "; ".join(f"{r.code}: {r.message}" for r in refused)
+                         or "rejected", [r.code for r in refused], since, now, sla_minutes,
+                         ["resubmit"], {"stage": refused[0].stage if refused else None,
+                                        "contact": contact}))
+    for refusal in view.open_refusals:
+        out.append(_item(f"{refusal.kind}_refused", view, ", ".join(refusal.codes) or "refused",
+                         list(refusal.codes), refusal.at, now, sla_minutes, [],
+                         {"ref": refusal.ref, "requested_by": refusal.requested_by}))
+    for rma, requested_at in sorted(view.open_returns.items()):
+        out.append(_item("return_open", view, f"return {rma} requested", [], requested_at, now,
+                         sla_minutes, [], {"rma_id": rma}))
     if view.state in {OrderState.REJECTED, OrderState.CANCELLED, OrderState.RETURNED}:
         return out
     for s in view.shipments:

@@ -34,6 +34,8 @@ from orderflow.console.dead_letters import dlq_router
 from orderflow.console.domain import timeline_said
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
+from orderflow.console.worklist_repository import WorklistRepository
+from orderflow.console.worklists import activity_said, worklists_page_router, worklists_router
 from orderflow.runtime.service import ServiceContext
 from orderflow.runtime.service_auth import authenticates_itself, load_service_auth
 
@@ -41,7 +43,8 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                 autoescape=jinja2.select_autoescape(["html"]))
-PAGES = {"dashboard": "/", "orders": "/orders", "exceptions": "/exceptions", "reports": "/reports"}
+PAGES = {"dashboard": "/", "orders": "/orders", "exceptions": "/exceptions",
+         "worklists": "/worklists", "reports": "/reports"}
 
 
 def lang_of(request: Request) -> str:
@@ -68,16 +71,21 @@ def safe_next(target: str | None) -> str:
     return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
 
+async def page_for(console: Console, request: Request, name: str, **extra: Any) -> Response:
+    """The page ``name`` for the signed-in operator; the sign-in form without a session."""
+    op = await console.operator(request)
+    if op is None or op.via != "session":
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    return render(f"{name}.html", lang_of(request), here=request.url.path, page=name,
+                  operator=op, csrf=op.csrf_token, **extra)
+
+
 def pages_router(console: Console) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     settings = console.settings
 
     async def page(request: Request, name: str, **extra: Any) -> Response:
-        op = await console.operator(request)
-        if op is None or op.via != "session":
-            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-        return render(f"{name}.html", lang_of(request), here=request.url.path, page=name,
-                      operator=op, csrf=op.csrf_token, **extra)
+        return await page_for(console, request, name, **extra)
 
     @router.get("/")
     async def dashboard(request: Request) -> Response:
@@ -100,9 +108,11 @@ def pages_router(console: Console) -> APIRouter:
             return Response(status_code=401)
         async with console.sessions() as session:
             entries = (await ConsoleRepository(session).entries_of([order_id])).get(order_id, [])
+            actions = await WorklistRepository(session).actions_on(order_id)
         lang = lang_of(request)
+        said = timeline_said(order_id, entries) + activity_said(actions)
         return render("timeline.html", lang, items=[
-            (item, said.text(lang)) for item, said in timeline_said(order_id, entries)])
+            (item, s.text(lang)) for item, s in sorted(said, key=lambda p: p[0].at)])
 
     @router.get("/lang/{lang}")
     async def choose_language(lang: str, next: str | None = None) -> Response:
@@ -212,7 +222,8 @@ def build_console(ctx: ServiceContext) -> Console:
 
 def routers_of(console: Console) -> list[APIRouter]:
     return [api_router(console), dlq_router(console), openapi_router(console),
-            pages_router(console)]
+            pages_router(console), worklists_router(console),
+            worklists_page_router(lambda request, name: page_for(console, request, name))]
 
 
 def build_routers(ctx: ServiceContext) -> list[APIRouter]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.console.domain import OrderView, TimelineEntry, project
 from orderflow.console.exception_queue import order_exceptions
+from orderflow.console.settings import DEFAULT_SLA_MINUTES
 from orderflow.contracts.events import CustomerUpdated, ProductUpdated
 from orderflow.runtime.sqlalchemy_bridge import Statement
 
@@ -385,8 +386,7 @@ _UPSERT_PRODUCTS = Statement(
     "updated_at = now()")
 
 
-_NO_SLA = {"held": 0.0, "backordered": 0.0, "delayed": 0.0, "carrier_exception": 0.0, "dlq": 0.0,
-           "outbox": 0.0}
+_NO_SLA = dict.fromkeys(DEFAULT_SLA_MINUTES, 0.0)
 
 
 def _like(text: str) -> str:

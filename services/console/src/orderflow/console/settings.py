@@ -28,6 +28,12 @@ DEFAULT_SLA_MINUTES: dict[str, float] = {
     "carrier_exception": 60,
     "dlq": 30,
     "outbox": 30,
+    "rejected": 480,
+    "change_refused": 480,
+    "cancel_refused": 240,
+    "return_open": 1440,
+    # a customer case is due by its own date; this is the due date one gets without
+    "case": 1440,
 }
 
 
