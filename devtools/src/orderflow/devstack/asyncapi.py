@@ -13,7 +13,8 @@ What each document holds, and where it comes from:
   from the topic catalogue: the event model's JSON Schema, the headers, the key.
 - **Send operations**: the events the service emits, found in its source (every event class of
   ``orderflow.contracts.events`` constructed in ``src/orderflow/<service>/``, migrations aside; a
-  call the scan cannot see is added in ``EXTRA_PUBLICATIONS``), each on its catalogue topic, plus
+  call the scan cannot see is added in ``EXTRA_PUBLICATIONS``, an event built but never published
+  is taken out in ``NOT_PUBLISHED``), each on its catalogue topic, plus
   the ``<topic>.dlq`` of every topic it consumes (written by the runtime).
 """
 
@@ -48,6 +49,9 @@ DOC_BOOTSTRAP = "kafka:9092"  # the docker-compose broker; the document names no
 DEFS = "$defs"
 # events a service emits that the source scan cannot see (e.g. built by name); none today
 EXTRA_PUBLICATIONS: dict[str, tuple[type[ev.Event], ...]] = {}
+# events a service builds without publishing them: intake's channel order API reads a request
+# into the envelope a connector would have put on order.inbound, and handles it in place
+NOT_PUBLISHED: dict[str, tuple[type[ev.Event], ...]] = {"intake": (ev.OrderSubmitted,)}
 
 _SCHEMA_REF = "#/components/schemas/"
 _KAFKA_BINDING = "0.4.0"
@@ -101,6 +105,7 @@ def published_events(service: str) -> list[type[ev.Event]]:
     for path in _source_files(service):
         found |= events_constructed(path.read_text(encoding="utf-8"), classes)
     found |= {model.__name__ for model in EXTRA_PUBLICATIONS.get(service, ())}
+    found -= {model.__name__ for model in NOT_PUBLISHED.get(service, ())}
     return [model for model in TOPIC_OF_EVENT if model.__name__ in found]
 
 
