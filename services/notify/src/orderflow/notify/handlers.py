@@ -191,7 +191,8 @@ class Notifier:
             state.save(e.order_id, channel=e.channel, external_id=e.external_id, customer=e.customer)
             return Occurrence("order_rejected", e.order_id,
                               {"stage": e.stage, "reasons": reason_codes(e.reasons)},
-                              customer=e.customer)
+                              customer=e.customer,
+                              suppress=domain.rejected_suppression(r.code for r in e.reasons))
         if isinstance(e, OrderHeld):
             return self._held(state, e)
         if isinstance(e, StockBackordered):
