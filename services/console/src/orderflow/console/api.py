@@ -1,10 +1,11 @@
 """The console's HTTP API (JSON; OpenAPI at ``/openapi.json``). Every route needs a signed-in
 session or a bearer token; roles are checked per action and every action is audited.
 
-Actions another service carries out (approve or reject a held order in review, release an
-order's stock in inventory, a delay-watch round in logistics) are forwarded to it with a service
-credential naming the operator and their role (``orderflow.runtime.service_auth``, signed with
-``ORDERFLOW_SERVICE_KEY``): the service records the operator the console verified."""
+Actions another service carries out (approve, reject or send back a held order in review, or give
+the director's approval; release an order's stock in inventory; a delay-watch round in logistics)
+are forwarded to it with a service credential naming the operator and their role
+(``orderflow.runtime.service_auth``, signed with ``ORDERFLOW_SERVICE_KEY``): the service records
+the operator the console verified."""
 
 
 from collections.abc import Awaitable, Callable
@@ -223,6 +224,7 @@ def api_router(console: Console) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["console"])
     viewer = Depends(requirement(console, "view"))
     decider = Depends(requirement(console, "decide"))
+    director = Depends(requirement(console, "direct"))
     releaser = Depends(requirement(console, "release"))
     watcher = Depends(requirement(console, "delay_watch"))
     exporter = Depends(requirement(console, "export"))
@@ -232,8 +234,8 @@ def api_router(console: Console) -> APIRouter:
     @router.get("/me")
     async def me(op: Annotated[Operator, viewer]) -> dict[str, Any]:
         return {"name": op.name, "role": op.role, "via": op.via,
-                "may": {a: op.may(a) for a in ("view", "decide", "replay", "audit", "release",
-                                               "delay_watch")}}
+                "may": {a: op.may(a) for a in ("view", "decide", "direct", "replay", "audit",
+                                               "release", "delay_watch")}}
 
     @router.get("/orders", response_model=OrderPage)
     async def list_orders(
@@ -290,6 +292,19 @@ def api_router(console: Console) -> APIRouter:
     async def reject(order_id: str, op: Annotated[Operator, decider],
                      body: Annotated[Decision, Body()] = Decision()) -> Response:
         return await decide(order_id, "reject", body, op)
+
+    @router.post("/orders/{order_id}/send-back")
+    async def send_back(order_id: str, op: Annotated[Operator, decider],
+                        body: Annotated[Decision, Body()] = Decision()) -> Response:
+        """Forward a send-back for rework (the comment says what to rework) to review."""
+        return await decide(order_id, "send-back", body, op)
+
+    @router.post("/orders/{order_id}/director-approve")
+    async def director_approve(order_id: str, op: Annotated[Operator, director],
+                               body: Annotated[Decision, Body()] = Decision()) -> Response:
+        """Forward a director's approval (the second, after a reviewer's, above review's
+        director thresholds) to review, which refuses the person who gave the first."""
+        return await decide(order_id, "director-approve", body, op)
 
     @router.post("/orders/{order_id}/release-stock")
     async def release_stock(order_id: str, op: Annotated[Operator, releaser],

@@ -385,8 +385,8 @@ _UPSERT_PRODUCTS = Statement(
     "updated_at = now()")
 
 
-_NO_SLA = {"held": 0.0, "backordered": 0.0, "delayed": 0.0, "carrier_exception": 0.0, "dlq": 0.0,
-           "outbox": 0.0}
+_NO_SLA = {"held": 0.0, "rework": 0.0, "backordered": 0.0, "delayed": 0.0,
+           "carrier_exception": 0.0, "dlq": 0.0, "outbox": 0.0}
 
 
 def _like(text: str) -> str:
