@@ -22,7 +22,8 @@ from orderflow.testing.pipeline import Pipeline
 
 T = TypeVar("T")
 
-DEV_PASSWORDS = {"viewer": "viewer-dev", "reviewer": "reviewer-dev", "admin": "admin-dev"}
+DEV_PASSWORDS = {"viewer": "viewer-dev", "clerk": "clerk-dev", "reviewer": "reviewer-dev",
+                 "director": "director-dev", "admin": "admin-dev"}
 
 
 def console_url(pipeline: Pipeline) -> str:
