@@ -131,7 +131,7 @@ def test_exception_queue_ages_and_sla(orders: list[OrderView]) -> None:
     items = exception_queue.queue(orders, [], now, DEFAULT_SLA_MINUTES)
     (held,) = [i for i in items if i.kind == "held"]  # the orders' rejected one is also listed
     assert (held.kind, held.reason_codes) == ("held", ["overdue"])
-    assert held.actions == ["approve", "reject", "cancel"]
+    assert held.actions == ["approve", "reject", "send_back", "cancel"]
     assert held.age_s == 241 * 60 and held.breached  # SLA 240 minutes
     early = exception_queue.queue(orders, [], T0 + timedelta(minutes=30), DEFAULT_SLA_MINUTES,
                                   kind="held")

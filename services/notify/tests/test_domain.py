@@ -101,6 +101,19 @@ def test_internal_holds_get_one_neutral_review_notice_per_order(codes: list[str]
     assert again.notice == "under_review" and again.suppress is not None
 
 
+def test_a_hold_for_a_directors_approval_is_never_told_to_the_customer() -> None:
+    # the customer heard of the order's first hold, whatever it was
+    for sent in (False, True):
+        notice = domain.held_notice(["director_approval"], review_notice_already_sent=sent)
+        assert notice.suppress is not None and "second approval" in notice.suppress
+
+
+def test_an_order_sent_back_for_rework_is_not_told_as_a_rejection() -> None:
+    assert domain.rejected_suppression(["rework"]) is not None
+    assert domain.rejected_suppression(["rework", "blocked_customer"]) is None
+    assert domain.rejected_suppression(["rejected_by_reviewer"]) is None
+
+
 def test_a_suppressed_hold_still_reaches_the_sales_channel() -> None:
     plans = plan("order_held", suppress="already told", sales_channel="shopify", webhooks=("shopify",))
     assert [(p.channel, p.status, p.detail) for p in plans] == [

@@ -455,6 +455,104 @@ async def test_concurrent_transactions_on_one_credit_account_serialise(
     assert D(account["exposure"]) <= limit
 
 
+# --- two approvals, and sending back ------------------------------------------------------------
+
+HUGE = [("TEA-007", 100)]  # about 70 000 CNY: above the director threshold (50 000)
+
+
+def decider_api(pipeline: Pipeline, name: str, role: str) -> httpx.AsyncClient:
+    port = pipeline.stack.find("review").port
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                             auth=operator(pipeline, "review", name, role))
+
+
+async def test_above_the_director_threshold_a_reviewer_approves_first_and_a_director_second(
+        pipeline: Pipeline, events: EventLog, api: httpx.AsyncClient) -> None:
+    customer = await new_customer(pipeline, limit="1000000")
+    (order_id,) = await push(pipeline, order_for(customer, lines=HUGE))
+    assert (await decision(events, order_id)).topic == "order.held"
+
+    first = await api.post(f"/api/orders/{order_id}/approve", json={"comment": "credit fine"})
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "order_id": order_id, "status": "held", "decision": "first_approval",
+        "decided_by": "wang.li", "comment": "credit fine", "awaiting": "director"}
+    held = await events.wait_for(
+        lambda: [e for e in events.of("order.held", order_id)
+                 if e.event.reasons[0].code == "director_approval"], what="the director hold")
+    (hold,) = held[0].event.reasons
+    assert hold.figures["approved_by"] == "wang.li"
+    queue = (await api.get("/api/review-queue", params={"reason": "director_approval"})).json()
+    assert order_id in {o["order_id"] for o in queue["orders"]}
+    assert not events.of("order.approved", order_id)
+
+    # the reviewer cannot give the second approval, by either route
+    again = await api.post(f"/api/orders/{order_id}/approve", json={})
+    assert again.status_code == 409 and "awaits a director" in again.json()["detail"]
+    refused = await api.post(f"/api/orders/{order_id}/director-approve", json={})
+    assert refused.status_code == 403
+
+    async with decider_api(pipeline, "chen.jie", "director") as director:
+        second = await director.post(f"/api/orders/{order_id}/director-approve",
+                                     json={"comment": "year-end stock-up"})
+    assert second.status_code == 200, second.text
+    assert (second.json()["status"], second.json()["awaiting"]) == ("approved", None)
+    approved = (await events.wait_for_event("order.approved", order_id)).event
+    assert (approved.approved_by, approved.comment) == ("chen.jie", "year-end stock-up")
+    trail = (await api.get(f"/api/orders/{order_id}")).json()
+    assert [(d["decision"], d["decided_by"]) for d in trail["decisions"]] == [
+        ("held", "auto"), ("first_approval", "wang.li"), ("approved", "chen.jie")]
+    assert (trail["status"], trail["decided_by"]) == ("approved", "chen.jie")
+    account = (await api.get(f"/api/credit-accounts/{customer}")).json()
+    assert D(account["approved_not_invoiced"]) == approved.totals.grand_total
+
+
+async def test_one_director_cannot_give_both_approvals(
+        pipeline: Pipeline, events: EventLog) -> None:
+    customer = await new_customer(pipeline, limit="1000000")
+    (order_id,) = await push(pipeline, order_for(customer, lines=HUGE))
+    assert (await decision(events, order_id)).topic == "order.held"
+    async with decider_api(pipeline, "chen.jie", "director") as director:
+        alone = await director.post(f"/api/orders/{order_id}/director-approve", json={})
+        assert alone.status_code == 409 and "reviewer's approval before" in alone.json()["detail"]
+        first = await director.post(f"/api/orders/{order_id}/approve", json={})
+        assert first.json()["decision"] == "first_approval"
+        twice = await director.post(f"/api/orders/{order_id}/director-approve", json={})
+        assert twice.status_code == 409 and "another person" in twice.json()["detail"]
+    assert not events.of("order.approved", order_id)
+
+
+async def test_a_held_order_sent_back_is_reviewed_again_on_its_next_revision(
+        pipeline: Pipeline, events: EventLog, api: httpx.AsyncClient) -> None:
+    customer = await new_customer(pipeline)
+    (order_id,) = await push(pipeline, order_for(customer, lines=LARGE))  # above 10 000: held
+    assert (await decision(events, order_id)).topic == "order.held"
+    back = await api.post(f"/api/orders/{order_id}/send-back",
+                          json={"comment": "split it into two orders"})
+    assert back.status_code == 200, back.text
+    assert (back.json()["status"], back.json()["decision"]) == ("sent_back", "sent_back")
+    rejected = (await events.wait_for_event("order.rejected", order_id)).event
+    assert (rejected.stage, rejected.decided_by) == ("review", "wang.li")
+    assert [(r.code, r.message) for r in rejected.reasons] == [
+        ("rework", "sent back for rework: split it into two orders")]
+    late = await api.post(f"/api/orders/{order_id}/approve", json={})
+    assert late.status_code == 409 and "sent back for rework" in late.json()["detail"]
+
+    # the reworked revision passes every rule: approved with its new content
+    received = (await events.wait_for_event("order.received", order_id)).event
+    small = admitted_change(received, [("TEA-001", 1)],
+                            str(products()["TEA-001"].unit_price + D("10.00")))
+    await pipeline.publish_and_wait([small])
+    approved = (await events.wait_for_event("order.approved", order_id)).event
+    assert approved.order.revision == 2
+    step = await events.wait_for_event("order.change-approved", order_id)
+    assert step.event.review_status == "approved"
+    trail = (await api.get(f"/api/orders/{order_id}")).json()
+    assert [d["decision"] for d in trail["decisions"]] == [
+        "held", "sent_back", "approved", "changed"]
+    await exposure_reaches(api, customer, small.totals.grand_total)
+
+
 # --- changes ------------------------------------------------------------------------------------
 
 

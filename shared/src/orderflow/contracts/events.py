@@ -143,6 +143,8 @@ HoldCode = Literal[
     "date_infeasible",
     "manager_approval",
     "blocked_customer",
+    # a reviewer approved it; above the policy's director thresholds a director approves it too
+    "director_approval",
 ]
 
 

@@ -1,10 +1,11 @@
 """The console's HTTP API (JSON; OpenAPI at ``/openapi.json``). Every route needs a signed-in
 session or a bearer token; roles are checked per action and every action is audited.
 
-Actions another service carries out (approve or reject a held order in review, release an
-order's stock in inventory, a delay-watch round in logistics) are forwarded to it with a service
-credential naming the operator and their role (``orderflow.runtime.service_auth``, signed with
-``ORDERFLOW_SERVICE_KEY``): the service records the operator the console verified."""
+Actions another service carries out (approve, reject or send back a held order in review, or give
+the director's approval; release an order's stock in inventory; a delay-watch round in logistics)
+are forwarded to it with a service credential naming the operator and their role
+(``orderflow.runtime.service_auth``, signed with ``ORDERFLOW_SERVICE_KEY``): the service records
+the operator the console verified."""
 
 
 from collections.abc import Awaitable, Callable
@@ -136,9 +137,10 @@ class Console:
 
     async def decide(self, op: Operator, order_id: str, decision: str,
                      comment: str | None) -> Response:
-        """Forward ``approve`` or ``reject`` of a held order to review, which records the
-        decision in the name of ``op`` (the signed credential's actor); its answer is relayed.
-        The one path of every decision, one order's or a bulk's."""
+        """Forward a decision on a held order (``approve``, ``reject``, ``send-back``,
+        ``director-approve``) to review, which records it in the name of ``op`` (the signed
+        credential's actor); its answer is relayed. The one path of every decision, one order's
+        or a bulk's."""
         return await self.forward(
             op, decision, order_id, "review", f"/api/orders/{quote(order_id, safe='')}/{decision}",
             {"comment": comment}, reply={"order_id": order_id, "decision": decision},
@@ -233,6 +235,7 @@ def api_router(console: Console) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["console"])
     viewer = Depends(requirement(console, "view"))
     decider = Depends(requirement(console, "decide"))
+    director = Depends(requirement(console, "direct"))
     releaser = Depends(requirement(console, "release"))
     watcher = Depends(requirement(console, "delay_watch"))
     exporter = Depends(requirement(console, "export"))
@@ -242,8 +245,8 @@ def api_router(console: Console) -> APIRouter:
     @router.get("/me")
     async def me(op: Annotated[Operator, viewer]) -> dict[str, Any]:
         return {"name": op.name, "role": op.role, "via": op.via,
-                "may": {a: op.may(a) for a in ("view", "decide", "replay", "audit", "release",
-                                               "delay_watch")}}
+                "may": {a: op.may(a) for a in ("view", "decide", "direct", "replay", "audit",
+                                               "release", "delay_watch")}}
 
     @router.get("/orders", response_model=OrderPage)
     async def list_orders(
@@ -293,6 +296,19 @@ def api_router(console: Console) -> APIRouter:
     async def reject(order_id: str, op: Annotated[Operator, decider],
                      body: Annotated[Decision, Body()] = Decision()) -> Response:
         return await console.decide(op, order_id, "reject", body.comment)
+
+    @router.post("/orders/{order_id}/send-back")
+    async def send_back(order_id: str, op: Annotated[Operator, decider],
+                        body: Annotated[Decision, Body()] = Decision()) -> Response:
+        """Forward a send-back for rework (the comment says what to rework) to review."""
+        return await console.decide(op, order_id, "send-back", body.comment)
+
+    @router.post("/orders/{order_id}/director-approve")
+    async def director_approve(order_id: str, op: Annotated[Operator, director],
+                               body: Annotated[Decision, Body()] = Decision()) -> Response:
+        """Forward a director's approval (the second, after a reviewer's, above review's
+        director thresholds) to review, which refuses the person who gave the first."""
+        return await console.decide(op, order_id, "director-approve", body.comment)
 
     @router.post("/orders/{order_id}/release-stock")
     async def release_stock(order_id: str, op: Annotated[Operator, releaser],

@@ -47,7 +47,7 @@ PERMISSIONS: dict[str, str] = {
     "enter": "clerk",  # enter an order at the desk, paste or import orders
     "amend": "clerk",  # change, cancel or return an order; record a payment or a carrier scan
     "case": "clerk",  # record and work a customer case
-    "decide": "reviewer",  # approve / reject a held order; ask for a cancel
+    "decide": "reviewer",  # approve, reject or send back a held order; ask for a cancel
     "direct": "director",  # the second approval above the review policy's thresholds
     "replay": "admin",  # replay a dead-letter topic
     "audit": "admin",
@@ -121,6 +121,10 @@ class Operator:
 
     def may(self, action: str) -> bool:
         return allowed(self.role, action)
+
+    def rights(self) -> list[str]:
+        """The actions the operator may take (the page shows only their buttons)."""
+        return [action for action in PERMISSIONS if self.may(action)]
 
 
 class ConsoleConfigurationError(ValueError):

@@ -18,6 +18,12 @@ from orderflow.contracts import events as ev
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import OrderState, order_id_for
 
+# review's hold of an order a reviewer approved that a director approves too, and the reason of an
+# order a reviewer sent back for rework (whoever entered it reworks it; its next revision is
+# reviewed again)
+DIRECTOR_APPROVAL = "director_approval"
+REWORK = "rework"
+
 # The furthest state an event proves; the highest rank wins. Events of one order are causal, but
 # the console reads many topics and their interleaving differs between runs: ranking makes the
 # state independent of it (the same idea as ``orderflow.devstack.tracking``).
@@ -211,6 +217,9 @@ class OrderView(BaseModel):
     holds: list[HoldView] = Field(default_factory=list)
     hold_codes: list[str] = Field(default_factory=list, description="Reasons of the latest hold")
     rejections: list[RejectionView] = Field(default_factory=list)
+    rework: RejectionView | None = Field(
+        default=None, description="The order sent back for rework, until its next revision is "
+                                  "reviewed (whoever entered it reworks it)")
     approved_by: str | None = None
     approval_comment: str | None = None
     cancellation: str | None = Field(default=None, description="Why and by whom, once cancelled")
@@ -357,9 +366,14 @@ class _Projector:
 
     def advance(self, state: OrderState, at: datetime) -> None:
         current = self.view.state
-        if current is None or STATE_RANK[state] > STATE_RANK[current]:
+        # an order sent back for rework is refused until its next revision is reviewed: any
+        # later state moves it on
+        reworked = current is OrderState.REJECTED and self.view.rework is not None
+        if current is None or reworked or STATE_RANK[state] > STATE_RANK[current]:
             self.view.state = state
             self.view.state_since = at
+            if state is not OrderState.REJECTED:
+                self.view.rework = None
 
     def milestone(self, name: str, at: datetime) -> None:
         self.view.milestones.setdefault(name, at)
@@ -478,6 +492,10 @@ def _order_rejected(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
             comment=p.get("comment"), at=at))
     pr.advance(OrderState.REJECTED, at)
     codes = _codes(p)
+    sent_back = bool(codes) and set(codes) == {REWORK}
+    v.rework = v.rejections[-1] if sent_back else None
+    if sent_back:
+        return _said("tl.sent_back", by=p.get("decided_by") or "", comment=p.get("comment") or "")
     if p.get("decided_by"):
         return _said("tl.rejected_by", stage=p.get("stage"), by=p["decided_by"], codes=codes)
     return _said("tl.rejected", stage=p.get("stage"), codes=codes)
@@ -496,6 +514,8 @@ def _order_held(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v.hold_codes = [r.get("code", "") for r in reasons]
     pr.advance(OrderState.HELD, at)
     pr.milestone("held", at)
+    if v.hold_codes == [DIRECTOR_APPROVAL]:
+        return _said("tl.awaiting_director", by=v.holds[-1].figures.get("approved_by", ""))
     return _said("tl.held", codes=list(v.hold_codes),
                  reasons="; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons))
 

@@ -1,7 +1,9 @@
 """The exception queue, pure: every order (or dead-lettered message) that needs a person, with
 its age and whether it breached its kind's SLA.
 
-Kinds: ``held`` (review holds, by reason), ``backordered`` (waiting for stock), ``delayed``
+Kinds: ``held`` (review holds, by reason; one awaiting a director offers the director's
+approval), ``rework`` (orders a reviewer sent back, with the channel whose worklist they are on,
+until their next revision is reviewed), ``backordered`` (waiting for stock), ``delayed``
 (shipments that will miss or missed their promised date), ``carrier_exception`` (damaged, lost,
 refused...), ``dlq`` (messages a service could never apply), ``outbox`` (events a service could
 never publish: the broker refused them for good and the service's relay quarantined them,
@@ -19,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orderflow.console.domain import OrderView
+from orderflow.console.domain import DIRECTOR_APPROVAL, OrderView
 from orderflow.contracts.order import OrderState
 
-KINDS = ("held", "backordered", "delayed", "carrier_exception", "dlq", "outbox", "rejected",
-         "change_refused", "cancel_refused", "return_open")
+KINDS = ("held", "rework", "backordered", "delayed", "carrier_exception", "dlq", "outbox",
+         "rejected", "change_refused", "cancel_refused", "return_open")
 
 
 class ExceptionItem(BaseModel):
@@ -62,14 +64,22 @@ def order_exceptions(view: OrderView, now: datetime,
     if view.state == OrderState.HELD:
         latest = view.holds[-len(view.hold_codes):] if view.hold_codes else []
         reason = "; ".join(f"{h.code}: {h.message}" for h in latest) or "held"
+        # an order a reviewer approved that awaits a director: the director's approval instead
+        approval = "director_approve" if DIRECTOR_APPROVAL in view.hold_codes else "approve"
         out.append(_item("held", view, reason, list(view.hold_codes), since, now, sla_minutes,
-                         ["approve", "reject", "cancel"]))
+                         [approval, "reject", "send_back", "cancel"]))
+    if view.state == OrderState.REJECTED and view.rework is not None:
+        back = view.rework
+        contact = view.contact.model_dump() if view.contact else None
+        out.append(_item("rework", view, back.message, [back.code], back.at, now, sla_minutes,
+                         ["resubmit"], {"channel": view.channel, "sent_back_by": back.decided_by,
+                                        "comment": back.comment, "contact": contact}))
     if view.state == OrderState.BACKORDERED:
         shorts = ", ".join(f"{s.sku} short {s.short}" for s in view.first_attempt_short)
         out.append(_item("backordered", view, shorts or "waiting for stock",
                          [s.sku for s in view.first_attempt_short], since, now, sla_minutes, ["cancel"],
                          {"expected_date": view.backorder_expected_date}))
-    if view.state == OrderState.REJECTED:
+    if view.state == OrderState.REJECTED and view.rework is None:  # a send-back is rework
         refused = [r for r in view.rejections if r.at == view.rejections[-1].at] \
             if view.rejections else []
         contact = view.contact.model_dump() if view.contact else None

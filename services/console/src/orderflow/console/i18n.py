@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orderflow.console import messages_worklists
+from orderflow.console import messages_approvals, messages_worklists
 
 LANGS = ("en", "zh-CN")
 DEFAULT_LANG = "en"
@@ -412,6 +412,7 @@ MESSAGES.update({f"kind.{k}": {"en": en, "zh-CN": zh} for k, (en, zh) in _KINDS.
 MESSAGES.update({f"reason.{c}": {"en": en, "zh-CN": zh} for c, (en, zh) in _REASONS.items()})
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MESSAGES.update({f"month.{i}": {"en": m, "zh-CN": f"{i}月"} for i, m in enumerate(_MONTHS, 1)})
+MESSAGES.update(messages_approvals.MESSAGES)
 
 
 def known(lang: str | None) -> str:

@@ -23,6 +23,7 @@ DEFAULT_SERVICE_URLS: dict[str, str] = {
 # minutes an item may wait in the exception queue before it turns red, by kind
 DEFAULT_SLA_MINUTES: dict[str, float] = {
     "held": 240,
+    "rework": 1440,
     "backordered": 1440,
     "delayed": 120,
     "carrier_exception": 60,

@@ -1,9 +1,11 @@
 """The manual review queue over HTTP: list held orders (filtered by reason), look at one order's
-review and audit trail, approve or reject a held order with a comment.
+review and audit trail, approve, reject or send back a held order with a comment, and give the
+director's approval to one a reviewer approved above the director thresholds.
 
-Approving and rejecting need a service credential (``orderflow.runtime.service_auth``) with the
-reviewer role at least: the console signs one for the operator it signed in, and the decision is
-recorded in that operator's name, never in a name the body gives."""
+Deciding needs a service credential (``orderflow.runtime.service_auth``) of the reviewer's right
+(the director's approval: the director's right): the console signs one for the operator it
+signed in, and the decision is recorded in that operator's name, never in a name the body
+gives."""
 
 from __future__ import annotations
 
@@ -16,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.contracts.events import HoldCode
 from orderflow.review import handlers
-from orderflow.review.domain import ManualAction, ReviewedOrder, ReviewPolicy
+from orderflow.review.domain import (
+    Decider,
+    ManualAction,
+    ReviewedOrder,
+    ReviewPolicy,
+    awaiting_director,
+)
 from orderflow.review.repository import ReviewRepository
 from orderflow.runtime.http import BodyText
 from orderflow.runtime.service import ServiceContext
@@ -26,6 +34,8 @@ HOLD_CODES: tuple[str, ...] = get_args(HoldCode)
 # the operator a verified service credential names, of the reviewer role at least (module level:
 # the annotations are strings, resolved in this module's globals)
 Reviewer = Annotated[Actor, Depends(require_actor("reviewer"))]
+# the second approval above the policy's director thresholds
+Director = Annotated[Actor, Depends(require_actor("director"))]
 
 
 class ReviewerDecision(BaseModel):
@@ -97,24 +107,46 @@ def create_router(ctx: ServiceContext, policy: ReviewPolicy) -> APIRouter:
 
     async def decide(order_id: str, action: ManualAction, body: ReviewerDecision,
                      actor: Actor) -> dict[str, Any]:
+        decider = Decider(actor.name, director=actor.at_least("director"))
         try:
             async with ctx.units() as uow:
-                ledger = await handlers.decide_manually(uow, policy, order_id, action,
-                                                        actor.name, body.comment or None)
+                decided = await handlers.decide_manually(uow, policy, order_id, action, decider,
+                                                         body.comment or None)
         except handlers.DecisionRefused as refused:
             raise HTTPException(refused.status, refused.message) from refused
-        return {"order_id": order_id, "status": ledger.status, "decided_by": actor.name,
-                "comment": body.comment or None}
+        awaiting = awaiting_director(decided.ledger)
+        return {"order_id": order_id, "status": decided.ledger.status,
+                "decision": decided.decision, "decided_by": actor.name,
+                "comment": body.comment or None,
+                "awaiting": "director" if awaiting is not None else None}
 
-    @router.post("/orders/{order_id}/approve", summary="Approve a held order")
+    @router.post("/orders/{order_id}/approve",
+                 summary="Approve a held order (above the director thresholds: the first of two "
+                         "approvals)")
     async def approve(order_id: str, actor: Reviewer,
                       body: Annotated[ReviewerDecision, Body()] = ReviewerDecision()) -> dict[str, Any]:
         return await decide(order_id, "approve", body, actor)
+
+    @router.post("/orders/{order_id}/director-approve",
+                 summary="A director's approval: the second, after a reviewer's, of a held order "
+                         "above the director thresholds")
+    async def director_approve(order_id: str, actor: Director,
+                               body: Annotated[ReviewerDecision, Body()] = ReviewerDecision(),
+                               ) -> dict[str, Any]:
+        return await decide(order_id, "director_approve", body, actor)
 
     @router.post("/orders/{order_id}/reject", summary="Reject a held order")
     async def reject(order_id: str, actor: Reviewer,
                      body: Annotated[ReviewerDecision, Body()] = ReviewerDecision()) -> dict[str, Any]:
         return await decide(order_id, "reject", body, actor)
+
+    @router.post("/orders/{order_id}/send-back",
+                 summary="Send a held order back for rework: refused with reason rework (the "
+                         "comment says what to rework); its next revision is reviewed again")
+    async def send_back(order_id: str, actor: Reviewer,
+                        body: Annotated[ReviewerDecision, Body()] = ReviewerDecision(),
+                        ) -> dict[str, Any]:
+        return await decide(order_id, "send_back", body, actor)
 
     @router.get("/credit-accounts/{customer_id}",
                 summary="A customer's credit account: profile, exposure and review's running figures")

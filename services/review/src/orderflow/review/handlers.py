@@ -293,6 +293,10 @@ def _announce(uow: UnitOfWork, incoming: IncomingEvent[OrderReceived],
         grand_total=str(received.totals.grand_total), terms=decision.kind)
 
 
+# the HTTP status of each kind of refusal the domain gives
+REFUSAL_STATUS: dict[str, int] = {"unknown": 404, "conflict": 409, "forbidden": 403}
+
+
 class DecisionRefused(Exception):
     """A manual decision that cannot be taken; ``status`` is the HTTP status to answer."""
 
@@ -303,10 +307,11 @@ class DecisionRefused(Exception):
 
 
 async def decide_manually(uow: UnitOfWork, policy: domain.ReviewPolicy, order_id: str,
-                          action: domain.ManualAction, reviewer: str,
-                          comment: str | None) -> domain.OrderLedger:
-    """A reviewer approves or rejects a held order: the customer's account is locked first (as
-    everywhere), then the order; an order that is not held is refused."""
+                          action: domain.ManualAction, decider: domain.Decider,
+                          comment: str | None) -> domain.ManualDecision:
+    """A reviewer (or a director) approves, rejects or sends back a held order: the customer's
+    account is locked first (as everywhere), then the order; the domain decides whether the
+    approval is final or the first of two, and refuses what may not be done."""
     repo = ReviewRepository(uow.session)
     locked = await lock_order(repo, order_id, policy)
     refusal = domain.refuse_manual_decision(locked[1] if locked else None, order_id, action)
@@ -314,14 +319,19 @@ async def decide_manually(uow: UnitOfWork, policy: domain.ReviewPolicy, order_id
         raise DecisionRefused(404 if locked is None else 409, refusal or "")
     reviewed = await repo.reviewed_order(order_id)
     assert reviewed is not None
-    decided = domain.decide_manually(*locked, reviewed, action, reviewer, comment)
+    decided = domain.decide_manually(*locked, reviewed, action, decider, comment, policy)
+    if isinstance(decided, domain.Refusal):
+        raise DecisionRefused(REFUSAL_STATUS[decided.kind], decided.message)
     if decided.account is not None:
         await repo.save_accounts([decided.account])
         await count_promotion_use(repo, decided.promotion_code, order_id, policy)
-    await repo.save_ledger(decided.ledger, decided_by=reviewer, comment=comment)
+    if decided.decided:
+        await repo.save_ledger(decided.ledger, decided_by=decider.name, comment=comment)
+    else:
+        await repo.save_ledger(decided.ledger)
     uow.emit(decided.event)
-    await repo.record_decision(order_id, decided.decision, reviewer, comment, decided.reasons,
-                               reviewed.rules)
+    await repo.record_decision(order_id, decided.decision, decider.name, comment,
+                               decided.reasons, reviewed.rules)
     log.info("manual decision", order_id=order_id, decision=decided.decision,
              reasons=sorted({r.code for r in decided.reasons}))
-    return decided.ledger
+    return decided

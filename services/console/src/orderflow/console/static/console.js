@@ -6,8 +6,11 @@
 const CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 const PAGE = document.body.dataset.page;
 const ROLE = document.body.dataset.role;
-const MAY_DECIDE = ROLE === "reviewer" || ROLE === "admin";
-const MAY_REPLAY = ROLE === "admin";
+/* the operator's rights, as the server grants them (auth.PERMISSIONS) */
+const RIGHTS = new Set((document.body.dataset.rights || "").split(" ").filter(r => r));
+const MAY_DECIDE = RIGHTS.has("decide");
+const MAY_DIRECT = RIGHTS.has("direct");
+const MAY_REPLAY = RIGHTS.has("replay");
 const POLL_MS = 2000;
 const LANG = document.documentElement.lang || "en";
 const I18N = JSON.parse((document.getElementById("i18n") || {}).textContent || "{}");
@@ -139,8 +142,9 @@ function poll(fn, ms) {
   setInterval(run, ms || POLL_MS);
 }
 
+/* decision: approve, director_approve, reject or send_back (the route spells it with a dash) */
 async function decide(orderId, decision, comment) {
-  const r = await api("/api/orders/" + encodeURIComponent(orderId) + "/" + decision,
+  const r = await api("/api/orders/" + encodeURIComponent(orderId) + "/" + decision.replace("_", "-"),
                       {method: "POST", body: JSON.stringify({comment: comment || ""})});
   const message = r.body && (r.body.message || r.body.detail) || "";
   toast(t("toast.decided", {decision: t("verb." + decision), order: orderId.slice(0, 8), status: r.status, message: message}), !r.ok);
@@ -281,11 +285,26 @@ async function refreshOrder() {
   const actions = document.getElementById("o-actions");
   actions.hidden = !(state === "held" && MAY_DECIDE);
   document.getElementById("o-hold-reasons").textContent = reasonList(o.hold_codes);
+  /* a reviewer approved it: only a director's approval passes it now */
+  const hold = (o.hold_codes || []).includes("director_approval") ?
+    o.holds.filter(h => h.code === "director_approval").slice(-1)[0] : null;
+  const director = state === "held" && !!hold;
+  const awaiting = document.getElementById("o-awaiting-director");
+  awaiting.hidden = !director;
+  awaiting.textContent = director ? t("order.awaiting_director", {by: (hold.figures || {}).approved_by || ""}) : "";
+  document.getElementById("o-approve").hidden = director;
+  document.getElementById("o-director_approve").hidden = !(director && MAY_DIRECT);
+  const rework = document.getElementById("o-rework");
+  rework.hidden = !(state === "rejected" && o.rework);
+  if (o.rework) {
+    document.getElementById("o-rework-text").textContent = t("order.sent_back", {by: o.rework.decided_by || "", comment: o.rework.comment || ""});
+    document.getElementById("o-rework-worklist").textContent = t("order.rework_worklist", {channel: o.channel || ""});
+  }
 }
 
 function initOrder() {
   const id = document.body.dataset.orderId;
-  ["approve", "reject"].forEach(decision => {
+  ["approve", "director_approve", "send_back", "reject"].forEach(decision => {
     document.getElementById("o-" + decision).addEventListener("click", async () => {
       await decide(id, decision, document.getElementById("o-comment").value);
       refreshOrder();
@@ -308,9 +327,14 @@ async function refreshExceptions() {
     '</span><span class="value">' + esc(c.open) + "</span>" + (c.breached ? '<span class="label">' + esc(t("x.past_sla", {n: c.breached})) + "</span>" : "") + "</div>").join("");
   document.querySelector("#exceptions-table tbody").innerHTML = d.items.map(i => {
     let actions = "";
-    if (i.actions.includes("approve") && MAY_DECIDE) {
-      actions += '<button type="button" class="ok" data-act="approve" data-order="' + esc(i.order_id) + '">' + esc(t("order.approve")) + '</button> ' +
-                 '<button type="button" class="bad" data-act="reject" data-order="' + esc(i.order_id) + '">' + esc(t("order.reject")) + '</button>';
+    const button = (act, cls, text) => '<button type="button" class="' + cls + '" data-act="' + act + '" data-order="' + esc(i.order_id) + '">' + esc(t(text)) + '</button> ';
+    if (i.actions.includes("approve") && MAY_DECIDE) actions += button("approve", "ok", "order.approve");
+    if (i.actions.includes("director_approve")) {
+      actions += MAY_DIRECT ? button("director_approve", "ok", "order.director_approve") :
+        '<span class="muted" data-awaiting="director">' + esc(t("x.awaiting_director")) + '</span> ';
+    }
+    if (i.actions.includes("reject") && MAY_DECIDE) {
+      actions += button("send_back", "", "order.send_back") + button("reject", "bad", "order.reject");
     }
     if (i.actions.includes("cancel") && MAY_DECIDE) {
       actions += ' <button type="button" data-act="cancel" data-order="' + esc(i.order_id) + '">' + esc(t("x.cancel_order")) + '</button>';

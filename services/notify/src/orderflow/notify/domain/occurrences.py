@@ -32,7 +32,7 @@ from orderflow.contracts.events import (
     StockBackordered,
 )
 from orderflow.contracts.order import CanonicalOrder, Customer
-from orderflow.notify.domain.plans import Kind, held_notice
+from orderflow.notify.domain.plans import Kind, held_notice, rejected_suppression
 from orderflow.notify.domain.state import OrderRecord, RunState
 
 
@@ -124,7 +124,8 @@ def _approved(state: RunState, e: OrderApproved, tracking: Tracking) -> Occurren
 def _rejected(state: RunState, e: OrderRejected, tracking: Tracking) -> Occurrence:
     state.save(e.order_id, channel=e.channel, external_id=e.external_id, customer=e.customer)
     return Occurrence("order_rejected", e.order_id,
-                      {"stage": e.stage, "reasons": reason_codes(e.reasons)}, customer=e.customer)
+                      {"stage": e.stage, "reasons": reason_codes(e.reasons)}, customer=e.customer,
+                      suppress=rejected_suppression(r.code for r in e.reasons))
 
 
 @_occurs(OrderHeld)

@@ -45,6 +45,12 @@ NON_ESSENTIAL: frozenset[Kind] = frozenset({"order_approved", "shipment_delivere
 # overdue receivables, a manager's approval, prices, promotions, dates) and gets a neutral
 # "being reviewed" notice, once per order.
 PAYMENT_HOLDS: frozenset[str] = frozenset({"prepayment_due"})
+# Hold reasons the customer is not told about at all: a second approval inside the company (the
+# customer heard of the order's first hold already).
+UNTOLD_HOLDS: frozenset[str] = frozenset({"director_approval"})
+# Rejection reasons the customer is not told about: an order sent back to whoever entered it for
+# rework (its next revision is reviewed again; the customer hears of that decision).
+UNTOLD_REJECTIONS: frozenset[str] = frozenset({"rework"})
 
 
 @dataclass(frozen=True)
@@ -127,14 +133,27 @@ def held_notice(hold_codes: Iterable[str], *, review_notice_already_sent: bool) 
     """A prepayment hold asks the customer to pay (with the amount). Internal holds (credit,
     overdue, approval, price, promotion, date, blocked) are never explained to the customer: they
     get one neutral "your order is being reviewed" notice per order; later internal holds of the
-    same order are suppressed so a re-held order does not send the same notice again."""
+    same order are suppressed so a re-held order does not send the same notice again. A hold for
+    a director's approval alone (``UNTOLD_HOLDS``) is never told."""
     codes = set(hold_codes)
     if codes & PAYMENT_HOLDS:
         return HeldNotice("payment_due")
+    if codes and codes <= UNTOLD_HOLDS:
+        return HeldNotice("under_review",
+                          suppress="a second approval inside the company: the customer is not "
+                                   "told again")
     if review_notice_already_sent:
         return HeldNotice("under_review",
                           suppress="the customer was already told this order is being reviewed")
     return HeldNotice("under_review")
+
+
+def rejected_suppression(reason_codes: Iterable[str]) -> str | None:
+    """Why the customer is not told of a rejection (an order sent back for rework), or None."""
+    codes = set(reason_codes)
+    if codes and codes <= UNTOLD_REJECTIONS:
+        return "sent back for rework to whoever entered it: the customer hears of its next review"
+    return None
 
 
 def plan_notifications(

@@ -4,6 +4,7 @@
 - ``accounts``: credit accounts and what moves them (approvals, cancellations, invoices,
   payments);
 - ``rules``: every rule review applies and the decision that explains itself;
+- ``approvals``: who may decide a held order, and whether it needs a director's approval too;
 - ``orders``: a run of received orders decided one after another, manual decisions, prepaid
   orders released, and the events review publishes;
 - ``changes``: the decision on a change of an order, and its compensation.
@@ -18,7 +19,6 @@ from orderflow.review.domain.accounts import (
     ExposureKind,
     InvoiceApplied,
     ListPrice,
-    ManualAction,
     OrderLedger,
     OrderStatus,
     PaymentApplied,
@@ -35,8 +35,20 @@ from orderflow.review.domain.accounts import (
     percent,
     prepayment_rule_after_payment,
     refuse_foreign_order,
-    refuse_manual_decision,
     terms_kind,
+)
+from orderflow.review.domain.approvals import (
+    DIRECTOR_APPROVAL,
+    REWORK,
+    Decider,
+    ManualAction,
+    Refusal,
+    awaiting_director,
+    decide_step,
+    director_hold,
+    director_thresholds,
+    refuse_manual_decision,
+    rework_message,
 )
 from orderflow.review.domain.changes import (
     RELEASED_BY_CHANGE,
@@ -113,8 +125,10 @@ __all__ = [
     "AUTO",
     "DEFAULT_PROMOTIONS",
     "DEFAULT_TRANSIT_DAYS",
+    "DIRECTOR_APPROVAL",
     "RELEASED_BY_CHANGE",
     "RELEASED_BY_PAYMENT",
+    "REWORK",
     "RULES",
     "TERMS_STRICTNESS",
     "ZERO",
@@ -125,6 +139,7 @@ __all__ = [
     "ChangeStatus",
     "Compensation",
     "CreditAccount",
+    "Decider",
     "Decision",
     "EarlyChange",
     "Evaluation",
@@ -143,6 +158,7 @@ __all__ = [
     "PaymentUse",
     "Promotion",
     "PromotionState",
+    "Refusal",
     "ReviewPolicy",
     "ReviewedOrder",
     "ReviewedRow",
@@ -154,6 +170,7 @@ __all__ = [
     "apply_payment",
     "approve",
     "approved_event",
+    "awaiting_director",
     "cancel",
     "change_approved_event",
     "change_exposure",
@@ -161,8 +178,11 @@ __all__ = [
     "compensation",
     "decide_change",
     "decide_manually",
+    "decide_step",
     "decision_event",
     "describe_changes",
+    "director_hold",
+    "director_thresholds",
     "earliest_delivery",
     "effective_terms",
     "known_promotions",
@@ -179,6 +199,7 @@ __all__ = [
     "release_prepaid",
     "review_order",
     "review_orders",
+    "rework_message",
     "rule_blocked",
     "rule_cod_limit",
     "rule_credit_limit",

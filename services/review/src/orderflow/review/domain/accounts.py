@@ -1,5 +1,5 @@
-"""Credit accounts and what moves them: approvals, cancellations, invoices and payments, and the
-reviewer's manual decisions. Pure: no I/O, no framework."""
+"""Credit accounts and what moves them: approvals, cancellations, invoices and payments. Pure: no
+I/O, no framework."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from orderflow.review.domain.policy import ReviewPolicy
 
 ZERO = Decimal("0")
 ExposureKind = Literal["credit", "cod", "prepaid"]
-OrderStatus = Literal["approved", "held", "rejected", "cancelled"]
+# sent_back: a reviewer refused the order for rework; its next revision is reviewed again
+OrderStatus = Literal["approved", "held", "rejected", "cancelled", "sent_back"]
 
 
 def money(value: Decimal) -> str:
@@ -165,8 +166,8 @@ def cancel(account: CreditAccount,
     uninvoiced share leaves approved-not-invoiced, a COD order's unpaid amount leaves open COD.
     A held order just leaves the queue. What was already invoiced stays receivable (finance
     credits it); a prepayment stays with the order (finance refunds it). None when there is
-    nothing to cancel (rejected, or already cancelled)."""
-    if ledger.status in ("rejected", "cancelled"):
+    nothing to cancel (rejected, sent back, or already cancelled)."""
+    if ledger.status in ("rejected", "sent_back", "cancelled"):
         return None
     if ledger.status == "approved":
         if ledger.kind == "credit":
@@ -262,20 +263,6 @@ def prepayment_rule_after_payment(ledger: OrderLedger) -> RuleOutcome:
                                 "paid": money(ledger.paid), "amount_due": money(due)},
                        message="prepaid in full" if due == 0 else
                        f"{money(due)} still to be paid before it ships")
-
-
-ManualAction = Literal["approve", "reject"]
-
-
-def refuse_manual_decision(ledger: OrderLedger | None, order_id: str,
-                           action: ManualAction) -> str | None:
-    """Why a reviewer may not decide this order now, or None when they may (it is held)."""
-    if ledger is None:
-        return f"order {order_id} is not known to review"
-    if ledger.status != "held":
-        return (f"order {order_id} is {ledger.status}, not held: it cannot be "
-                f"{'approved' if action == 'approve' else 'rejected'} any more")
-    return None
 
 
 def refuse_foreign_order(what: str, customer_id: str, ledger: OrderLedger | None) -> None:

@@ -14,6 +14,7 @@ from orderflow.contracts.events import (
     OrderChangeAdmitted,
     OrderChangeApproved,
     OrderChangeRejected,
+    OrderHeld,
     OrderReceived,
     Reason,
     ReviewStatus,
@@ -240,9 +241,9 @@ def decide_change(change: OrderChangeAdmitted, state: ChangeState,
                   policy: ReviewPolicy) -> ChangeOutcome:
     """Credit for the difference, prices, terms, promotion and date checked again on the new
     content: an approved order stays approved (its exposure moves by the difference) or the
-    change is refused; a held order is reviewed again on the new content (approved if it now
-    passes every rule, else still held with the new reasons); an order review has not seen yet
-    will be reviewed with the new content."""
+    change is refused; a held order, or one sent back for rework, is reviewed again on the new
+    content (approved if it now passes every rule, else held with the new reasons); an order
+    review has not seen yet will be reviewed with the new content."""
     new = change.order
     changed = OrderReceived(order_id=change.order_id, channel=change.channel,
                             external_id=change.external_id, order=new, totals=change.totals)
@@ -290,19 +291,24 @@ def decide_change(change: OrderChangeAdmitted, state: ChangeState,
             promotion_use=promotion.code if promotion is not None and not same_promo else None,
             credit_delta=moved.credit_delta, cod_delta=moved.cod_delta,
             audit=(AuditEntry("changed", change.requested_by, changed_audit, (), decision.rules),))
-    # held: reviewed again on the new content
+    # held, or sent back for rework: reviewed again on the new content
     if decision.outcome == "rejected":
         return _refused(change, changed, [(r.code, r.message) for r in decision.reasons])
-    held = replace(ledger, grand_total=change.totals.grand_total, kind=decision.kind,
-                   reasons=decision.reasons, paid=paid if decision.kind == "prepaid" else ZERO)
+    held = replace(ledger, status="held", grand_total=change.totals.grand_total,
+                   kind=decision.kind, reasons=decision.reasons,
+                   paid=paid if decision.kind == "prepaid" else ZERO)
     audit = (AuditEntry("changed", change.requested_by, changed_audit, decision.reasons,
                         decision.rules),)
     details = {"change_id": change.change_id, "reasons": decision.codes}
     if decision.outcome != "approved":
+        # a reworked order held again is back in the queue: said as a hold of its own
+        rehold: tuple[Event, ...] = () if ledger.status == "held" else (OrderHeld(
+            order_id=change.order_id, reasons=decision.reasons, rules=decision.rules,
+            customer=new.customer, amount_due=decision.amount_due, currency=new.currency),)
         return ChangeOutcome(
             "applied", changed, "held order changed", details | {"now": "held"},
-            events=(change_approved_event(change, "held", changes, reviewed.received, ZERO,
-                                          changed=changed),),
+            events=(*rehold, change_approved_event(change, "held", changes, reviewed.received,
+                                                   ZERO, changed=changed)),
             content=held, rules=decision.rules, amount_due=decision.amount_due,
             promo_code=promo_code_key(new.promo_code), audit=audit)
     account, approved = approve(account, held)

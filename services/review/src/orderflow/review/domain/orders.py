@@ -1,7 +1,7 @@
 """The orders review decides: a run of ``order.received`` events reviewed one after another against
-the state the earlier ones left (``admit_orders``, then ``review_orders``), a reviewer's manual
-decision, a prepaid order released by its payment, and the events review publishes about them.
-Pure: no I/O, no framework.
+the state the earlier ones left (``admit_orders``, then ``review_orders``), a person's decision on
+a held order (one approval or two, a rejection, a send-back for rework), a prepaid order released
+by its payment, and the events review publishes about them. Pure: no I/O, no framework.
 
 A single ``order.received`` is a run of one."""
 
@@ -25,12 +25,21 @@ from orderflow.review.domain.accounts import (
     ZERO,
     CreditAccount,
     ListPrice,
-    ManualAction,
     OrderLedger,
     PromotionState,
     ReviewedOrder,
     approve,
     prepayment_rule_after_payment,
+)
+from orderflow.review.domain.approvals import (
+    REWORK,
+    Decider,
+    ManualAction,
+    Refusal,
+    decide_step,
+    director_hold,
+    director_thresholds,
+    rework_message,
 )
 from orderflow.review.domain.policy import ReviewPolicy, promo_code_key
 from orderflow.review.domain.rules import Decision, OrderUnderReview, review_order
@@ -211,27 +220,52 @@ def review_orders(admitted: Sequence[Admission], accounts: Mapping[str, CreditAc
 
 @dataclass(frozen=True)
 class ManualDecision:
-    """A reviewer's decision on a held order: the order's new ledger, the account an approval
-    moved, the holds decided, the promotion whose use an approval counts, the event."""
+    """A person's decision on a held order: what the audit calls it, the order's new ledger, the
+    account an approval moved, the holds decided, the promotion whose use an approval counts,
+    the event; ``decided`` is whether the order's decision is final (a first approval is not)."""
 
-    decision: Literal["approved", "rejected"]
+    decision: Literal["approved", "first_approval", "rejected", "sent_back"]
     ledger: OrderLedger
     account: CreditAccount | None
     reasons: tuple[HoldReason, ...]
     promotion_code: str | None
-    event: OrderApproved | OrderRejected
+    event: OrderApproved | OrderHeld | OrderRejected
+
+    @property
+    def decided(self) -> bool:
+        return self.decision != "first_approval"
 
 
 def decide_manually(account: CreditAccount, ledger: OrderLedger, reviewed: ReviewedOrder,
-                    action: ManualAction, reviewer: str, comment: str | None) -> ManualDecision:
-    """A reviewer approves or rejects a held order (``refuse_manual_decision`` said it is)."""
-    reasons = ledger.reasons
-    if action == "approve":
+                    action: ManualAction, decider: Decider, comment: str | None,
+                    policy: ReviewPolicy) -> ManualDecision | Refusal:
+    """A reviewer (or a director) approves, rejects or sends back a held order
+    (``refuse_manual_decision`` said it is held); above the policy's director thresholds a
+    reviewer's approval is the first of two (``approvals.decide_step``)."""
+    step = decide_step(ledger, reviewed.received, action, decider, policy)
+    if isinstance(step, Refusal):
+        return step
+    reasons, received = ledger.reasons, reviewed.received
+    if step == "approve":
         account, ledger = approve(account, ledger)
         return ManualDecision("approved", ledger, account, reasons, reviewed.promo_code,
-                              approved_event(reviewed.received, reviewed.rules, reviewer, comment))
+                              approved_event(received, reviewed.rules, decider.name, comment))
+    if step == "first_approval":
+        hold = director_hold(received, director_thresholds(received, policy), decider)
+        return ManualDecision(
+            "first_approval", replace(ledger, reasons=(hold,)), None, reasons, None,
+            OrderHeld(order_id=received.order_id, reasons=(hold,), rules=reviewed.rules,
+                      customer=received.order.customer, currency=received.order.currency))
+    if step == "send_back":
+        why = (Reason(code=REWORK, message=rework_message(comment)),)
+        return ManualDecision("sent_back", replace(ledger, status="sent_back"), None, reasons,
+                              None, OrderRejected(
+                                  order_id=received.order_id, channel=received.channel,
+                                  external_id=received.external_id, stage="review", reasons=why,
+                                  customer=received.order.customer, decided_by=decider.name,
+                                  comment=comment))
     return ManualDecision("rejected", replace(ledger, status="rejected"), None, reasons, None,
-                          rejected_event(reviewed.received, reasons, reviewer, comment))
+                          rejected_event(received, reasons, decider.name, comment))
 
 
 def release_prepaid(account: CreditAccount, ledger: OrderLedger,

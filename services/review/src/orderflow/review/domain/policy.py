@@ -123,6 +123,20 @@ class ReviewPolicy(BaseModel):
         description="The first order of a new customer (no order approved by review yet and no "
                     "open receivables) above this needs a manager")
 
+    # director approval: a second approval, by a director, of a held order a reviewer approved
+    director_approval_above: Decimal | None = Field(
+        default=Decimal("50000"), ge=0,
+        description="A held order whose grand total is above this needs a director's approval "
+                    "after a reviewer's; null or 0: no threshold on the total")
+    director_approval_discount: Decimal | None = Field(
+        default=Decimal("0.25"), ge=0, le=1,
+        description="... or whose discounts are above this fraction of its subtotal; null or 0: "
+                    "no threshold on the discount")
+    director_approval_alone: bool = Field(
+        default=False,
+        description="A director's approval of such an order counts as both approvals; false: a "
+                    "reviewer approves it first and a director, another person, second")
+
     # delivery date
     lead_time_days: int = Field(default=1, ge=0,
                                 description="Days to pick and pack before the goods leave")
