@@ -147,9 +147,11 @@ class Console:
             comment=comment)
 
 
-def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[Operator]]:
-    """A dependency: the signed-in operator, allowed to do ``action``; a state-changing call made
-    with the session cookie must carry the session's CSRF token (header or form field)."""
+def requirement(console: Console, action: str,
+                *alternatives: str) -> Callable[[Request], Awaitable[Operator]]:
+    """A dependency: the signed-in operator, allowed to do ``action`` (or one of
+    ``alternatives``); a state-changing call made with the session cookie must carry the
+    session's CSRF token (header or form field)."""
     async def dependency(request: Request) -> Operator:
         op = await console.operator(request)
         if op is None:
@@ -162,7 +164,7 @@ def requirement(console: Console, action: str) -> Callable[[Request], Awaitable[
                 sent = str((await request.form()).get("csrf_token", ""))
             if not same_secret(sent, op.csrf_token):
                 raise HTTPException(403, "missing or wrong CSRF token")
-        if not op.may(action):
+        if not any(op.may(a) for a in (action, *alternatives)):
             await console.audit(op, action, request.url.path, "forbidden")
             raise HTTPException(403, f"role {op.role} may not {action}")
         return op
@@ -236,6 +238,7 @@ def api_router(console: Console) -> APIRouter:
     viewer = Depends(requirement(console, "view"))
     decider = Depends(requirement(console, "decide"))
     director = Depends(requirement(console, "direct"))
+    canceller = Depends(requirement(console, "decide", "amend"))
     releaser = Depends(requirement(console, "release"))
     watcher = Depends(requirement(console, "delay_watch"))
     exporter = Depends(requirement(console, "export"))
@@ -333,9 +336,10 @@ def api_router(console: Console) -> APIRouter:
         reason: BodyText = Field(min_length=1, max_length=500, description="Why, in plain words")
 
     @router.post("/orders/{order_id}/cancel", status_code=202)
-    async def cancel(order_id: str, op: Annotated[Operator, decider],
+    async def cancel(order_id: str, op: Annotated[Operator, canceller],
                      body: Annotated[CancelRequest, Body()]) -> dict[str, Any]:
-        """Ask for the order to be cancelled (``order.cancel-requested``); logistics decides:
+        """Ask for the order to be cancelled (``order.cancel-requested``; right ``decide`` or
+        ``amend``); logistics decides:
         honoured until dispatch, refused after. The outcome appears on the order's timeline."""
         async with console.sessions() as session:
             known = await ConsoleRepository(session).view(order_id)

@@ -1,15 +1,19 @@
 """The console's handler: every event of every topic into the read model, set-based. The events
 of a run (consecutive events of a batch) are stored once each (their event ids) with one
 statement, then the view of each order that got a new event moves on by its new events (or, when
-they came out of order, is projected again from all its events)."""
+they came out of order, is projected again from all its events). A return an operator entered
+gets its warehouse receipt once logistics approves it (``order_actions.receipt_for``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from orderflow.console import domain
+from orderflow.console.actions_repository import ActionsRepository
+from orderflow.console.order_actions import receipt_for
 from orderflow.console.repository import ConsoleRepository
-from orderflow.contracts.events import CustomerUpdated, ProductUpdated
+from orderflow.contracts.events import CustomerUpdated, ProductUpdated, ReturnApproved
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 PROJECT_AT_ONCE = 50
@@ -35,6 +39,7 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
     # one statement each, in key order (concurrent replicas lock the rows in the same order)
     await repo.upsert_customers([customers[k] for k in sorted(customers)])
     await repo.upsert_products([products[k] for k in sorted(products)])
+    await _receive_entered_returns(uow, [i for i in run if isinstance(i.event, ReturnApproved)])
     if not entries:
         return
     await repo.lock_orders([e.order_id for e in entries])
@@ -67,3 +72,17 @@ async def on_events(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
             moved += [domain.project(order_id, stored[order_id], timeline=False)
                       for order_id in again]
         await repo.save_views(moved)
+
+
+async def _receive_entered_returns(uow: UnitOfWork,
+                                   approvals: list[IncomingEvent[ReturnApproved]]) -> None:
+    """The receipt of each approved return an operator entered, with their inspection."""
+    if not approvals:
+        return
+    now = datetime.now(UTC)
+    taken = await ActionsRepository(uow.session).take_inspections(
+        [a.event.rma_id for a in approvals], now)
+    for approval in approvals:
+        if approval.event.rma_id in taken:
+            uow.emit(receipt_for(approval.event, taken.pop(approval.event.rma_id), now),
+                     cause=approval)

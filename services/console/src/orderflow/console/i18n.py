@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orderflow.console import messages_approvals, messages_worklists
+from orderflow.console import messages_actions, messages_approvals, messages_worklists
 
 LANGS = ("en", "zh-CN")
 DEFAULT_LANG = "en"
@@ -408,6 +408,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 MESSAGES.update({f"state.{s}": {"en": s, "zh-CN": zh} for s, zh in _STATES.items()})
 MESSAGES.update(messages_worklists.MESSAGES)
+MESSAGES.update(messages_actions.MESSAGES)
 MESSAGES.update({f"kind.{k}": {"en": en, "zh-CN": zh} for k, (en, zh) in _KINDS.items()})
 MESSAGES.update({f"reason.{c}": {"en": en, "zh-CN": zh} for c, (en, zh) in _REASONS.items()})
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orderflow.console import i18n
+from orderflow.console.actions import actions_router
 from orderflow.console.api import Console, api_router, openapi_router
 from orderflow.console.auth import (
     LOGIN_CSRF_COOKIE,
@@ -223,7 +224,8 @@ def build_console(ctx: ServiceContext) -> Console:
 def routers_of(console: Console) -> list[APIRouter]:
     return [api_router(console), dlq_router(console), openapi_router(console),
             pages_router(console), worklists_router(console),
-            worklists_page_router(lambda request, name: page_for(console, request, name))]
+            worklists_page_router(lambda request, name: page_for(console, request, name)),
+            actions_router(console)]
 
 
 def build_routers(ctx: ServiceContext) -> list[APIRouter]:

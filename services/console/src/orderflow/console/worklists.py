@@ -26,6 +26,7 @@ from orderflow.console.api import Console, requirement
 from orderflow.console.auth import Operator
 from orderflow.console.dashboard import dead_letters_of, quarantined_of
 from orderflow.console.domain import Said, TimelineItem
+from orderflow.console.messages_actions import ACTION_SUMMARIES
 from orderflow.console.repository import ConsoleRepository
 from orderflow.console.worklist import (
     OPEN_CASE_STATUSES,
@@ -267,8 +268,9 @@ def activity_said(actions: list[dict[str, Any]]) -> list[tuple[TimelineItem, Sai
     out = []
     for a in actions:
         detail = a.get("detail") or {}
-        key = {"case_open": "wl.tl_case_open", "case_status": "wl.tl_case_status",
-               "assign": "wl.tl_assign"}.get(a["action"], "wl.tl_action")
+        key = ACTION_SUMMARIES.get((a["action"], a["outcome"])) or {
+            "case_open": "wl.tl_case_open", "case_status": "wl.tl_case_status",
+            "assign": "wl.tl_assign"}.get(a["action"], "wl.tl_action")
         said = Said(key, {"user": a["user_name"], "action": a["action"],
                           "outcome": a["outcome"], **{k: v for k, v in detail.items()
                                                       if isinstance(v, str | int)}})
