@@ -152,15 +152,30 @@ class Decided:
         return {"status": self.status}
 
 
+@dataclass
+class Ledger:
+    status: str
+    reasons: tuple[Any, ...] = ()
+
+
+@dataclass
+class ManualDecision:
+    """What review's manual decision answers with: what it is called and the order's ledger."""
+
+    decision: str
+    ledger: Ledger
+
+
 @pytest.fixture
 def decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, str | None]]:
     """Review's manual decisions, recorded instead of stored."""
     seen: list[tuple[str, str, str, str | None]] = []
 
     async def decide_manually(_uow: Any, _policy: Any, order_id: str, action: str,
-                              reviewer: str, comment: str | None) -> Decided:
-        seen.append((order_id, action, reviewer, comment))
-        return Decided(status={"approve": "approved", "reject": "rejected"}[action])
+                              decider: Any, comment: str | None) -> ManualDecision:
+        seen.append((order_id, action, decider.name, comment))
+        status = {"approve": "approved", "reject": "rejected"}[action]
+        return ManualDecision(decision=status, ledger=Ledger(status))
 
     monkeypatch.setattr(review_handlers, "decide_manually", decide_manually)
     return seen

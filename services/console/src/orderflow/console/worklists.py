@@ -30,6 +30,7 @@ from orderflow.console.messages_actions import ACTION_SUMMARIES
 from orderflow.console.repository import ConsoleRepository
 from orderflow.console.worklist import (
     OPEN_CASE_STATUSES,
+    WORK_RIGHTS,
     Assignment,
     CaseStatus,
     CaseType,
@@ -85,14 +86,7 @@ def worklists_router(console: Console, clock: Clock = _now) -> APIRouter:
     case_writer = Depends(requirement(console, "case"))
     settings = console.settings
 
-    async def worker(request: Request) -> Operator:
-        op = await signed_in(request)
-        if not may_work(op):
-            await console.audit(op, "work", request.url.path, "forbidden")
-            raise HTTPException(403, f"the role {op.role} may not work items")
-        return op
-
-    working = Depends(worker)
+    working = Depends(requirement(console, *WORK_RIGHTS))  # who may claim, assign and close
 
     async def _target(key: str) -> str:
         """What an action on an item is audited against: its order (a case's, when tied to
