@@ -16,6 +16,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from orderflow.console import messages_desk
+
 LANGS = ("en", "zh-CN")
 DEFAULT_LANG = "en"
 LANG_COOKIE = "orderflow_lang"
@@ -404,6 +406,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "tl.return_refused": {"en": "return {rma} refused", "zh-CN": "退货 {rma} 被拒绝"},
     "tl.return_received": {"en": "return {rma} received", "zh-CN": "退货 {rma} 已收到"},
 }
+MESSAGES.update(messages_desk.MESSAGES)
 MESSAGES.update({f"state.{s}": {"en": s, "zh-CN": zh} for s, zh in _STATES.items()})
 MESSAGES.update({f"kind.{k}": {"en": en, "zh-CN": zh} for k, (en, zh) in _KINDS.items()})
 MESSAGES.update({f"reason.{c}": {"en": en, "zh-CN": zh} for c, (en, zh) in _REASONS.items()})

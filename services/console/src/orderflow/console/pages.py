@@ -31,6 +31,7 @@ from orderflow.console.auth import (
     token_digest,
 )
 from orderflow.console.dead_letters import dlq_router
+from orderflow.console.desk import desk_routers
 from orderflow.console.domain import timeline_said
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
@@ -212,7 +213,7 @@ def build_console(ctx: ServiceContext) -> Console:
 
 def routers_of(console: Console) -> list[APIRouter]:
     return [api_router(console), dlq_router(console), openapi_router(console),
-            pages_router(console)]
+            pages_router(console), *desk_routers(console)]
 
 
 def build_routers(ctx: ServiceContext) -> list[APIRouter]:
