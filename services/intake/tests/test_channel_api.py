@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -194,9 +195,13 @@ async def test_a_backlog_at_the_bound_gets_429_with_retry_after(infra: Infra) ->
     assert response.headers["Retry-After"] == "7"
 
 
-async def test_without_channel_keys_the_route_is_closed_with_503(infra: Infra) -> None:
+async def test_without_channel_keys_the_route_is_closed_with_503(
+        infra: Infra, tmp_path: Path) -> None:
+    no_keys = tmp_path / "no-channel-keys.json"  # in place of the keys a dev stack generates
+    no_keys.write_text("{}")
     async with private_pipeline(infra, "intake-no-keys", ["intake"],
-                                {"ORDERFLOW_INTAKE_CHANNEL_KEYS": "{}"},
+                                {"ORDERFLOW_INTAKE_CHANNEL_KEYS": "{}",
+                                 "ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE": str(no_keys)},
                                 master_data=False) as (pipeline, _events):
         response = await post(pipeline, "canonical", canonical_order(new_id()), key="anything")
     assert response.status_code == 503

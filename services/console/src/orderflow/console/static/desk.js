@@ -323,6 +323,8 @@ function initDesk() {
   el("desk-form").addEventListener("submit", e => { e.preventDefault(); submitOrder(); });
   document.addEventListener("keydown", e => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submitOrder(); }
+    /* a plain Enter in a field never submits (the searches and quantities handle their own) */
+    else if (e.key === "Enter" && e.target.tagName === "INPUT" && e.target.type !== "submit") e.preventDefault();
   });
   const from = el("desk-form").dataset.prefillFrom;
   if (from) prefillFrom(from);
