@@ -35,3 +35,21 @@ def test_a_dev_stack_gives_intake_a_key_per_demo_channel_kept_across_restarts(
     monkeypatch.setenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", str(path))
     settings = IntakeSettings()
     assert {name: key.get_secret_value() for name, key in settings.channel_keys.items()} == keys
+
+
+def test_the_console_is_given_the_desk_key_intake_has(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", raising=False)
+    monkeypatch.delenv("ORDERFLOW_INTAKE_CHANNEL_KEYS", raising=False)
+    monkeypatch.delenv("ORDERFLOW_CONSOLE_DESK_KEY", raising=False)
+    stack = Stack(root=tmp_path)
+    keys = json.loads(Path(stack.service_env(ServiceProcess("intake", 0, 8081))
+                           ["ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE"]).read_text())
+    console = stack.service_env(ServiceProcess("console", 0, 8080))
+    assert console["ORDERFLOW_CONSOLE_DESK_KEY"] == keys["desk"]
+    # a desk key given in the variable wins over the file's, in intake and so in the console
+    monkeypatch.setenv("ORDERFLOW_INTAKE_CHANNEL_KEYS", json.dumps({"desk": "d" * 32}))
+    assert stack.service_env(ServiceProcess("console", 0, 8080))[
+        "ORDERFLOW_CONSOLE_DESK_KEY"] == "d" * 32
+    monkeypatch.setenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", str(tmp_path / "channel-keys.json"))
+    assert IntakeSettings().channel_keys["desk"].get_secret_value() == "d" * 32

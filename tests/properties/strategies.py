@@ -59,6 +59,8 @@ def realistic_payloads() -> dict[str, list[Any]]:
     for order in generate_orders(24, seed=5, prefix="PROP"):
         out[order.channel].append(order.payload)
     out["xlsx"] = [copy.deepcopy(p) for p in out["csv"]]
+    # the order desk takes a typed order (canonical JSON) or one order of a pasted sheet
+    out["desk"] = [copy.deepcopy(p) for p in (*out["canonical"], *out["csv"])]
     return out
 
 

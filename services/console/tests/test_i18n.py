@@ -105,10 +105,12 @@ class _Text(HTMLParser):
 
 
 PAGE_VALUES = {"order_id": "0123", "dlq_topic": "orders.received", "dlq_partition": 0,
-               "dlq_offset": 7, "next_url": "/", "error": None}
+               "dlq_offset": 7, "next_url": "/", "error": None, "prefill_from": ""}
 # what a Chinese page may show in Latin letters: names, abbreviations and the data it names
 LATIN_ALLOWED = {"OrderFlow", "SLA", "SKU", "CSV", "XLSX", "English", "credit_limit", "rita",
-                 "orders.received", "orders.received.dlq", "p50", "p95"}
+                 "orders.received", "orders.received.dlq", "p50", "p95",
+                 # the order desk: a key's name, the order sheet template's column names
+                 "Ctrl", "order_number", "customer_id", "sku", "quantity"}
 
 
 def rendered(page: str, lang: str) -> str:
@@ -117,7 +119,8 @@ def rendered(page: str, lang: str) -> str:
     return bytes(response.body).decode()
 
 
-PAGE_NAMES = ["login", "dashboard", "orders", "order", "exceptions", "reports", "dead_letter"]
+PAGE_NAMES = ["login", "dashboard", "orders", "order", "exceptions", "reports", "dead_letter",
+              "desk", "desk_import", "desk_refused"]
 
 
 @pytest.mark.parametrize("page", PAGE_NAMES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -194,9 +195,13 @@ async def test_a_backlog_at_the_bound_gets_429_with_retry_after(infra: Infra) ->
     assert response.headers["Retry-After"] == "7"
 
 
-async def test_without_channel_keys_the_route_is_closed_with_503(infra: Infra) -> None:
+async def test_without_channel_keys_the_route_is_closed_with_503(
+        infra: Infra, tmp_path: Path) -> None:
+    no_keys = tmp_path / "no-channel-keys.json"  # in place of the keys a dev stack generates
+    no_keys.write_text("{}")
     async with private_pipeline(infra, "intake-no-keys", ["intake"],
-                                {"ORDERFLOW_INTAKE_CHANNEL_KEYS": "{}"},
+                                {"ORDERFLOW_INTAKE_CHANNEL_KEYS": "{}",
+                                 "ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE": str(no_keys)},
                                 master_data=False) as (pipeline, _events):
         response = await post(pipeline, "canonical", canonical_order(new_id()), key="anything")
     assert response.status_code == 503
@@ -213,3 +218,54 @@ async def test_the_route_is_in_the_openapi_document_with_examples(pipeline: Pipe
     assert {"200", "202", "401", "403", "409", "422", "429", "503"} <= set(answers)
     assert answers["202"]["content"]["application/json"]["example"]["status"] == "accepted"
     assert answers["422"]["content"]["application/json"]["example"]["reasons"][0]["code"]
+
+
+async def test_a_dry_run_answers_intakes_totals_and_stores_nothing(
+        pipeline: Pipeline, events: EventLog) -> None:
+    eid = new_id()
+    order = canonical_order(eid)
+    checked = await post(pipeline, "desk", order, query="?dry_run=true",
+                         headers={"X-OrderFlow-Author": "clerk"})
+    assert checked.status_code == 200, checked.text
+    answer = checked.json()
+    order_id = order_id_for("desk", eid)
+    assert answer["status"] == "valid" and answer["dry_run"] is True
+    assert answer["order_id"] == order_id and answer["revision"] == 1
+    assert [line["sku"] for line in answer["order"]["lines"]] == \
+        [line["sku"] for line in order["lines"]]
+    assert len(answer["line_amounts"]) == len(order["lines"])
+    totals = answer["totals"]
+    # the demo order states its total: intake's figures agree with it, tax included
+    assert totals["grand_total"] == order["stated_total"] and float(totals["tax"]) > 0
+    assert await intake_rows(pipeline, "desk", eid) == []
+    # the same order posted for real is a new order, received with the same totals
+    posted = await post(pipeline, "desk", order)
+    assert posted.status_code == 202, posted.text
+    received = await events.wait_for_event("order.received", order_id)
+    assert format(received.event.totals.grand_total, "f") == totals["grand_total"]
+    # a dry run of the order intake has is answered as the duplicate it would be
+    again = await post(pipeline, "desk", order, query="?dry_run=true")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+
+
+@pytest.mark.parametrize(("mutate", "code", "field"), [
+    (lambda o: o["lines"][0].update(quantity=0), "quantity_not_positive", "lines.0.quantity"),
+    (lambda o: o["lines"][1].update(sku="NO-SUCH-SKU"), "unknown_sku", "lines.1.sku"),
+    (lambda o: o["shipping_address"].pop("city"), "missing_field", "shipping_address.city"),
+])
+async def test_a_refused_dry_run_answers_422_with_the_reasons_and_publishes_nothing(
+        pipeline: Pipeline, events: EventLog, mutate: Any, code: str, field: str) -> None:
+    eid = new_id()
+    order = canonical_order(eid, lines=[("TEA-001", 2), ("TEA-002", 1)])
+    mutate(order)
+    response = await post(pipeline, "desk", order, query="?dry_run=true")
+    assert response.status_code == 422, response.text
+    reasons = response.json()["reasons"]
+    assert (code, field) in {(r["code"], r["field"]) for r in reasons}, reasons
+    assert await intake_rows(pipeline, "desk", eid) == []
+    # a later accepted order is published; the dry run before it never was
+    marker = new_id()
+    assert (await post(pipeline, "desk", canonical_order(marker))).status_code == 202
+    await events.wait_for_event("order.received", order_id_for("desk", marker))
+    assert not events.of("order.rejected", order_id_for("desk", eid))
+    assert not events.of("order.received", order_id_for("desk", eid))

@@ -218,6 +218,10 @@ class Stack:
                 env["ORDERFLOW_CONSOLE_REVIEW_URL"] = f"http://127.0.0.1:{ports['review']}"
             env["ORDERFLOW_CONSOLE_SERVICE_URLS"] = json.dumps(
                 {name: f"http://127.0.0.1:{port}" for name, port in ports.items()})
+            # the order desk posts to intake's channel order API with the key intake has for it
+            desk = self.intake_desk_key(env)
+            if desk is not None:
+                env.setdefault("ORDERFLOW_CONSOLE_DESK_KEY", desk)
         env.update(self.extra_env)
         return env
 
@@ -233,6 +237,22 @@ class Stack:
         with os.fdopen(fd, "w") as out:
             json.dump(keys, out, indent=2)
         return path
+
+    def intake_desk_key(self, env: dict[str, str]) -> str | None:
+        """The ``desk`` key intake is given in ``env`` (a process's environment): the one of
+        ``ORDERFLOW_INTAKE_CHANNEL_KEYS`` (which wins over the file's), else of the keys file
+        (the caller's, or this stack's own)."""
+        try:
+            given = json.loads(env.get("ORDERFLOW_INTAKE_CHANNEL_KEYS") or "{}")
+            if isinstance(given, dict) and isinstance(given.get("desk"), str):
+                return str(given["desk"])
+            path = env.get("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE")
+            keys = json.loads(Path(path).read_text() if path
+                              else self.channel_keys_file().read_text())
+        except (OSError, ValueError):
+            return None
+        desk = keys.get("desk") if isinstance(keys, dict) else None
+        return desk if isinstance(desk, str) else None
 
     def start_services(self) -> None:
         from orderflow.devstack.processes import free_port

@@ -24,7 +24,7 @@ from orderflow.runtime.settings import KafkaSettings
 
 EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
     "canonical": ("external_id",),
-    "desk": ("external_id",),
+    "desk": ("external_id", "order_number"),  # typed in, or a sheet's order
     "shopify": ("id", "order_number", "name"),
     "douyin": ("order_id", "shop_order_id"),
     "csv": ("order_number",),

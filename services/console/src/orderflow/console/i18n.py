@@ -16,7 +16,12 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orderflow.console import messages_actions, messages_approvals, messages_worklists
+from orderflow.console import (
+    messages_actions,
+    messages_approvals,
+    messages_desk,
+    messages_worklists,
+)
 
 LANGS = ("en", "zh-CN")
 DEFAULT_LANG = "en"
@@ -406,6 +411,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "tl.return_refused": {"en": "return {rma} refused", "zh-CN": "退货 {rma} 被拒绝"},
     "tl.return_received": {"en": "return {rma} received", "zh-CN": "退货 {rma} 已收到"},
 }
+MESSAGES.update(messages_desk.MESSAGES)
 MESSAGES.update({f"state.{s}": {"en": s, "zh-CN": zh} for s, zh in _STATES.items()})
 MESSAGES.update(messages_worklists.MESSAGES)
 MESSAGES.update(messages_actions.MESSAGES)

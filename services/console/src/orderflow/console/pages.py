@@ -32,6 +32,7 @@ from orderflow.console.auth import (
     token_digest,
 )
 from orderflow.console.dead_letters import dlq_router
+from orderflow.console.desk import desk_routers
 from orderflow.console.domain import timeline_said
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
@@ -225,7 +226,7 @@ def routers_of(console: Console) -> list[APIRouter]:
     return [api_router(console), dlq_router(console), openapi_router(console),
             pages_router(console), worklists_router(console),
             worklists_page_router(lambda request, name: page_for(console, request, name)),
-            actions_router(console)]
+            actions_router(console), *desk_routers(console)]
 
 
 def build_routers(ctx: ServiceContext) -> list[APIRouter]:

@@ -1,5 +1,6 @@
 """The console's tables (schema ``console``): the events of every order, the projected order
-views, master data names, operator sessions and the audit log."""
+views, master data (names, and what the order desk fills an order from), operator sessions and
+the audit log."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ customers = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("blocked", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
+    # what the order desk fills an order from
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("payment_terms", sa.Text),
+    sa.Column("currency", sa.Text),
+    sa.Column("credit_limit", sa.Numeric(16, 2)),
 )
 products = sa.Table(
     "console_products", metadata,
@@ -65,6 +72,11 @@ products = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
+    # what the order desk shows and prices a line with
+    sa.Column("spec", sa.Text),
+    sa.Column("unit_price", sa.Numeric(16, 2)),
+    sa.Column("currency", sa.Text),
+    sa.Column("tax_rate", sa.Numeric(6, 4)),
 )
 sessions = sa.Table(
     "console_sessions", metadata,
@@ -171,18 +183,25 @@ class ConsoleRepository:
         await _SAVE_VIEWS.run(self.session, columns)
 
     async def upsert_customers(self, updates: list[CustomerUpdated]) -> None:
-        """The latest name and status of these customers (each once)."""
+        """The latest name, status, contact and terms of these customers (each once)."""
         if updates:
             await _UPSERT_CUSTOMERS.run(self.session, {
                 "ids": [c.customer_id for c in updates], "names": [c.name for c in updates],
-                "blocked": [c.blocked for c in updates]})
+                "blocked": [c.blocked for c in updates], "emails": [c.email for c in updates],
+                "phones": [c.phone for c in updates],
+                "terms": [c.payment_terms for c in updates],
+                "currencies": [c.currency for c in updates],
+                "limits": [c.credit_limit for c in updates]})
 
     async def upsert_products(self, updates: list[ProductUpdated]) -> None:
-        """The latest name and status of these products (each once)."""
+        """The latest name, status, spec and price of these products (each once)."""
         if updates:
             await _UPSERT_PRODUCTS.run(self.session, {
                 "skus": [p.sku for p in updates], "names": [p.name for p in updates],
-                "active": [p.active for p in updates]})
+                "active": [p.active for p in updates], "specs": [p.spec for p in updates],
+                "prices": [p.unit_price for p in updates],
+                "currencies": [p.currency for p in updates],
+                "rates": [p.tax_rate for p in updates]})
 
     # -- queries ----------------------------------------------------------------------------------
     async def search(self, f: OrderFilter, *, page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
@@ -373,17 +392,23 @@ _SAVE_VIEWS = Statement(
     f"{', '.join(f'{name} = EXCLUDED.{name}' for name in _SAVE_VIEWS_PARAMS[1:])}, "
     f"updated_at = now()")
 _UPSERT_CUSTOMERS = Statement(
-    "INSERT INTO console_customers (customer_id, name, blocked, updated_at) "
+    "INSERT INTO console_customers (customer_id, name, blocked, email, phone, payment_terms, "
+    "currency, credit_limit, updated_at) "
     "SELECT *, now() FROM unnest(CAST(:ids AS text[]), CAST(:names AS text[]), "
-    "CAST(:blocked AS boolean[])) "
+    "CAST(:blocked AS boolean[]), CAST(:emails AS text[]), CAST(:phones AS text[]), "
+    "CAST(:terms AS text[]), CAST(:currencies AS text[]), CAST(:limits AS numeric[])) "
     "ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, blocked = EXCLUDED.blocked, "
-    "updated_at = now()")
+    "email = EXCLUDED.email, phone = EXCLUDED.phone, payment_terms = EXCLUDED.payment_terms, "
+    "currency = EXCLUDED.currency, credit_limit = EXCLUDED.credit_limit, updated_at = now()")
 _UPSERT_PRODUCTS = Statement(
-    "INSERT INTO console_products (sku, name, active, updated_at) "
+    "INSERT INTO console_products (sku, name, active, spec, unit_price, currency, tax_rate, "
+    "updated_at) "
     "SELECT *, now() FROM unnest(CAST(:skus AS text[]), CAST(:names AS text[]), "
-    "CAST(:active AS boolean[])) "
+    "CAST(:active AS boolean[]), CAST(:specs AS text[]), CAST(:prices AS numeric[]), "
+    "CAST(:currencies AS text[]), CAST(:rates AS numeric[])) "
     "ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, active = EXCLUDED.active, "
-    "updated_at = now()")
+    "spec = EXCLUDED.spec, unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency, "
+    "tax_rate = EXCLUDED.tax_rate, updated_at = now()")
 
 
 _NO_SLA = dict.fromkeys(DEFAULT_SLA_MINUTES, 0.0)

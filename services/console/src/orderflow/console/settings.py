@@ -85,6 +85,20 @@ class ConsoleSettings(BaseSettings):
     dlq_newest: int = Field(default=5, ge=1, le=100)
     page_size: int = Field(default=50, ge=1, le=500)
     review_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    desk_key: SecretStr | None = Field(
+        default=None, description="The order desk's key of intake's channel order API (channel "
+                                  "desk; a Secret): the desk posts and checks orders with it")
+    desk_key_file: Path | None = Field(
+        default=None, description="A file holding the desk key (a mounted secret), read when "
+                                  "desk_key is unset; the dev stack points it at its own key")
+
+    def desk_secret(self) -> str | None:
+        """The desk's key of intake's channel order API, or None (the desk cannot submit)."""
+        if self.desk_key is not None and self.desk_key.get_secret_value():
+            return self.desk_key.get_secret_value()
+        if self.desk_key_file is not None and self.desk_key_file.is_file():
+            return self.desk_key_file.read_text(encoding="utf-8").strip() or None
+        return None
 
     @field_validator("admin_token")
     @classmethod

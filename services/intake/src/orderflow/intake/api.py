@@ -8,7 +8,9 @@ checks: ``webhooks.py``): a request is answered 200 only once the broker confirm
 intake's checks: ``channel_api.py``): the push is decided and stored at once, through
 ``handlers.submit_order`` in intake's own transaction and outbox (the consumer's code for a push
 of ``order.inbound``), and answered with the outcome: 202 accepted, 422 refused (nothing
-stored), 200/409 for a revision intake has."""
+stored), 200/409 for a revision intake has. With ``?dry_run=true`` the same code decides the push
+in a transaction that is always rolled back: 200 with the normalised order and intake's totals,
+or 422 with the reasons; nothing is stored or published."""
 
 from __future__ import annotations
 
@@ -82,7 +84,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
           "content": {"application/json": {"example": {
               "order_id": "5b0c3c1e-8f0e-5a53-9d61-2f7f0d0c9a11", "revision": 1,
               "status": "accepted"}}}},
-    200: {"description": "The same payload again: the order it was accepted as, nothing stored",
+    200: {"description": "The same payload again: the order it was accepted as, nothing stored; "
+                         "with ?dry_run=true, an order intake would accept: "
+                         "{status: valid, dry_run, order_id, revision, order (normalised), "
+                         "line_amounts, totals}",
           "content": {"application/json": {"example": {
               "order_id": "5b0c3c1e-8f0e-5a53-9d61-2f7f0d0c9a11", "revision": 1,
               "status": "accepted", "duplicate": True}}}},
@@ -120,7 +125,11 @@ def create_channel_router(settings: IntakeSettings, ctx: ServiceContext) -> APIR
         description=(channel_api.__doc__ or "").strip(),
         dependencies=[Depends(authenticates_itself("the channel's key or X-OrderFlow-Signature"))])
     async def submit(channel: str, request: Request,
-                     store: Annotated[str | None, Query(max_length=128)] = None) -> JSONResponse:
+                     store: Annotated[str | None, Query(max_length=128)] = None,
+                     dry_run: Annotated[bool, Query(description=(
+                         "Check only: the same checks in a transaction that is rolled back; 200 "
+                         "with the normalised order and its totals, or 422 with the reasons"))] = False,
+                     ) -> JSONResponse:
         try:
             body = await read_body(request, settings.webhook_max_bytes)
         except RequestRefused as refused:
@@ -132,6 +141,14 @@ def create_channel_router(settings: IntakeSettings, ctx: ServiceContext) -> APIR
             log.info("channel order refused", channel=channel, status=caller.status,
                      reason=caller.reason)
             return JSONResponse({"error": caller.reason}, status_code=caller.status)
+        author = request.headers.get("x-orderflow-author", "")[:200] or None
+        if dry_run:  # stores nothing, so the outbox's backlog does not bound it
+            submitted = channel_api.read_submission(caller, body)
+            reply = channel_api.refused_reply(submitted.reasons) \
+                if isinstance(submitted, Refused) else await _check(ctx, submitted)
+            log.debug("channel order checked", channel=channel, author=author,
+                      status=reply.status)
+            return _json(reply)
         async with ctx.engine.connect() as conn:
             backlog = await unpublished(conn, at_most=settings.http_max_backlog + 1)
         if backlog >= settings.http_max_backlog:
@@ -142,8 +159,7 @@ def create_channel_router(settings: IntakeSettings, ctx: ServiceContext) -> APIR
         if isinstance(submitted, Refused):
             return _json(channel_api.refused_reply(submitted.reasons))
         reply = await _store(ctx, submitted)
-        log.info("channel order answered", channel=channel, store=caller.store,
-                 author=request.headers.get("x-orderflow-author", "")[:200] or None,
+        log.info("channel order answered", channel=channel, store=caller.store, author=author,
                  status=reply.status, order_id=reply.body.get("order_id"))
         return _json(reply)
 
@@ -151,7 +167,7 @@ def create_channel_router(settings: IntakeSettings, ctx: ServiceContext) -> APIR
 
 
 class _NotStored(Exception):
-    """Rolls back the transaction of a push that is not accepted."""
+    """Rolls back the transaction of a push that is not accepted, or of a dry run."""
 
     def __init__(self, reply: channel_api.Reply) -> None:
         super().__init__(reply.status)
@@ -168,6 +184,23 @@ async def _store(ctx: ServiceContext, submitted: OrderSubmitted) -> channel_api.
                 return channel_api.Reply(202, {"order_id": outcome.order_id,
                                                "revision": outcome.revision,
                                                "status": "accepted"})
+            raise _NotStored(await _refusal(uow, push, outcome))
+    except _NotStored as not_stored:
+        return not_stored.reply
+
+
+async def _check(ctx: ServiceContext, submitted: OrderSubmitted) -> channel_api.Reply:
+    """The push decided exactly as ``_store`` decides it (the same transaction's code, its row
+    locks and the catalogue as stored), then rolled back whatever the outcome: 200 with the
+    normalised order and its totals when it would be accepted, else the answer ``_store`` gives
+    (422 with the reasons, 200/409 for a revision intake has)."""
+    try:
+        async with ctx.units() as uow:
+            push, outcome = await handlers.submit_order(uow, submitted)
+            if handlers.accepted(outcome):
+                assert isinstance(outcome.result, domain.Accepted)
+                raise _NotStored(channel_api.checked_reply(outcome.order_id, outcome.revision,
+                                                           outcome.result))
             raise _NotStored(await _refusal(uow, push, outcome))
     except _NotStored as not_stored:
         return not_stored.reply

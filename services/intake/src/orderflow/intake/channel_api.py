@@ -159,6 +159,17 @@ def refused_reply(reasons: tuple[Reason, ...], order_id: str | None = None,
     return Reply(422, body)
 
 
+def checked_reply(order_id: str, revision: int, accepted: domain.Accepted) -> Reply:
+    """A dry run's answer for a push intake would accept: the normalised order, each line's
+    amount and the totals, as intake computed them."""
+    return Reply(200, {"status": "valid", "dry_run": True, "order_id": order_id,
+                       "revision": revision,
+                       "order": accepted.order.model_dump(mode="json"),
+                       "line_amounts": [format(a, "f")
+                                        for a in domain.line_amounts(accepted.order)],
+                       "totals": accepted.totals.model_dump(mode="json")})
+
+
 def duplicate_reply(push: domain.Push, outcome: domain.Outcome) -> Reply | None:
     """A push intake already has: the same payload as its order's current revision is answered
     as it was (accepted: 200 with the same order id; refused: None, the caller answers the

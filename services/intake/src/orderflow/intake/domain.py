@@ -127,6 +127,12 @@ def compute_totals(order: CanonicalOrder, catalogue: Mapping[str, Product]) -> O
                        grand_total=grand)
 
 
+def line_amounts(order: CanonicalOrder) -> tuple[Decimal, ...]:
+    """Each line's amount before tax: unit price x quantity - discount, rounded half up."""
+    return tuple(round_money(line.unit_price * line.quantity - line.discount)
+                 for line in order.lines)
+
+
 def _rate(sku: str, catalogue: Mapping[str, Product]) -> Decimal:
     product = catalogue.get(sku)
     return product.tax_rate if product else Decimal("0")

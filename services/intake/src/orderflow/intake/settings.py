@@ -51,7 +51,7 @@ class IntakeSettings(BaseSettings):
     channel_keys_file: Path | None = Field(
         default=None,
         description="A JSON file of more channel keys, in the form of ORDERFLOW_INTAKE_CHANNEL_KEYS "
-                    "(a mounted secret); read at start",
+                    "(a mounted secret); read at start. A name in both: the variable's key",
     )
     http_max_backlog: int = Field(
         default=5000, ge=0,
@@ -75,7 +75,8 @@ class IntakeSettings(BaseSettings):
                     isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
                 raise ValueError("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE: a JSON object of "
                                  '{"channel/store": "key"}')
-            merged = {**self.channel_keys, **{k: SecretStr(v) for k, v in loaded.items()}}
+            # a name in both: the variable's key (the file holds the deployment's defaults)
+            merged = {**{k: SecretStr(v) for k, v in loaded.items()}, **self.channel_keys}
             self.channel_keys = _checked_channel_keys(merged, "ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE")
         return self
 

@@ -6,7 +6,7 @@ Adding a channel is one module here (``to_canonical(payload) -> ChannelOrder``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orderflow.intake.adapters import canonical, douyin, shopify, spreadsheet
@@ -17,9 +17,18 @@ Adapter = Callable[[Any], ChannelOrder]
 __all__ = ["ADAPTERS", "Adapter", "AdapterError", "ChannelOrder", "adapt"]
 
 
+def desk_order(payload: Any) -> ChannelOrder:
+    """The console's order desk: an order typed in (canonical JSON), or one order of a sheet
+    pasted or imported at the desk (an order sheet's payload, ``orderflow.connector.spreadsheet``:
+    its ``order_number`` and ``rows``)."""
+    if isinstance(payload, Mapping) and "rows" in payload and "external_id" not in payload:
+        return spreadsheet.to_canonical(payload)
+    return canonical.to_canonical(payload)
+
+
 ADAPTERS: dict[str, Adapter] = {
     "canonical": canonical.to_canonical,
-    "desk": canonical.to_canonical,  # the console's order entry: canonical orders, no store
+    "desk": desk_order,  # the console's order desk: typed or pasted, no store
     "shopify": shopify.to_canonical,
     "douyin": douyin.to_canonical,
     "csv": spreadsheet.to_canonical,
