@@ -10,6 +10,7 @@ import importlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
@@ -125,3 +126,25 @@ class Route(httpx.AsyncBaseTransport):
 def client(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test",
                              **kwargs)
+
+
+@dataclass
+class StandInLedger:
+    """The part of review's order ledger its decision route reads."""
+
+    status: str
+    reasons: tuple[Any, ...] = ()
+
+
+@dataclass
+class StandInDecision:
+    """What review's ``handlers.decide_manually`` answers with, as its routes read it."""
+
+    decision: str
+    ledger: StandInLedger
+
+
+def stand_in_decision(action: str) -> StandInDecision:
+    """Review's answer to ``action`` on a held order below the director thresholds."""
+    status = {"approve": "approved", "reject": "rejected"}[action]
+    return StandInDecision(decision=status, ledger=StandInLedger(status))

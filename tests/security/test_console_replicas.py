@@ -35,9 +35,11 @@ from tests.security.service_apps import (
     RITA_PASSWORD,
     FakeUnits,
     Route,
+    StandInDecision,
     build_app,
     context,
     deployment_env,
+    stand_in_decision,
 )
 
 pytestmark = pytest.mark.service
@@ -105,14 +107,10 @@ async def replicas(database_url: str, monkeypatch: pytest.MonkeyPatch,
 def decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     seen: list[tuple[str, str, str]] = []
 
-    @dataclass
-    class Ledger:
-        status: str
-
     async def decide_manually(_uow: Any, _policy: Any, order_id: str, action: str,
-                              reviewer: str, _comment: str | None) -> Ledger:
-        seen.append((order_id, action, reviewer))
-        return Ledger("approved" if action == "approve" else "rejected")
+                              decider: Any, _comment: str | None) -> StandInDecision:
+        seen.append((order_id, action, decider.name))
+        return stand_in_decision(action)
 
     monkeypatch.setattr(review_handlers, "decide_manually", decide_manually)
     return seen

@@ -31,10 +31,12 @@ from tests.security.service_apps import (
     SERVICE_KEY,
     FakeUnits,
     Route,
+    StandInDecision,
     build_app,
     client,
     context,
     deployment_env,
+    stand_in_decision,
 )
 
 pytestmark = pytest.mark.unit
@@ -152,30 +154,15 @@ class Decided:
         return {"status": self.status}
 
 
-@dataclass
-class Ledger:
-    status: str
-    reasons: tuple[Any, ...] = ()
-
-
-@dataclass
-class ManualDecision:
-    """What review's manual decision answers with: what it is called and the order's ledger."""
-
-    decision: str
-    ledger: Ledger
-
-
 @pytest.fixture
 def decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, str | None]]:
     """Review's manual decisions, recorded instead of stored."""
     seen: list[tuple[str, str, str, str | None]] = []
 
     async def decide_manually(_uow: Any, _policy: Any, order_id: str, action: str,
-                              decider: Any, comment: str | None) -> ManualDecision:
+                              decider: Any, comment: str | None) -> StandInDecision:
         seen.append((order_id, action, decider.name, comment))
-        status = {"approve": "approved", "reject": "rejected"}[action]
-        return ManualDecision(decision=status, ledger=Ledger(status))
+        return stand_in_decision(action)
 
     monkeypatch.setattr(review_handlers, "decide_manually", decide_manually)
     return seen
