@@ -192,13 +192,16 @@ def change_of(r: OrderReceived, revision: int) -> OrderChangeAdmitted:
                                requested_by="clerk")
 
 
-def test_the_next_revision_of_an_order_sent_back_is_reviewed_again() -> None:
+@pytest.mark.parametrize("action", ["send_back", "reject"])
+def test_the_next_revision_of_an_order_sent_back_or_rejected_is_reviewed_again(
+        action: domain.ManualAction) -> None:
+    """One path for both: the new revision is the fix, reviewed again on its content."""
     from orderflow.devstack import catalogue
     from orderflow.review.domain import ListPrice
 
     prices = {sku: ListPrice(sku, p.unit_price, "CNY") for sku, p in catalogue.products().items()}
     first = received("1000")
-    back = decided(decide("send_back", REVIEWER, r=first, comment="fix it"))
+    back = decided(decide(action, REVIEWER, r=first, comment="fix it"))
     state = domain.ChangeState(account=account(), ledger=back.ledger,
                                reviewed=reviewed(first, back.ledger), prices=prices)
     # held again: back in the queue, said with a hold of its own
@@ -217,11 +220,12 @@ def test_the_next_revision_of_an_order_sent_back_is_reviewed_again() -> None:
     assert [e.EVENT_TYPE for e in approved.events] == ["OrderApproved", "OrderChangeApproved"]
 
 
-def test_a_rejected_order_still_cannot_change() -> None:
+def test_a_rejected_order_whose_new_revision_a_rule_still_rejects_stays_rejected() -> None:
     first = received("1000")
     rejected = decided(decide("reject", REVIEWER, r=first))
-    state = domain.ChangeState(account=account(), ledger=rejected.ledger,
+    state = domain.ChangeState(account=replace(account(), blocked=True), ledger=rejected.ledger,
                                reviewed=reviewed(first, rejected.ledger))
-    outcome = domain.decide_change(change_of(first, 2), state, POLICY)
-    assert outcome.status == "refused"
-    assert outcome.events[0].reasons[0].code == "order_rejected"  # type: ignore[attr-defined]
+    policy = ReviewPolicy(reject_on=frozenset({"blocked_customer"}))
+    outcome = domain.decide_change(change_of(first, 2), state, policy)
+    assert outcome.status == "refused" and outcome.content is None
+    assert "blocked_customer" in [r.code for r in outcome.events[0].reasons]  # type: ignore[attr-defined]

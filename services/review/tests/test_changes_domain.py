@@ -103,8 +103,8 @@ def test_changes_review_cannot_consider() -> None:
     assert domain.refuse_change(None, None, 2, "C0002", None, "CNY") is None
     assert domain.refuse_change(ledger(), 1, 2, "C0002", "CNY", "CNY") is None
     assert domain.refuse_change(ledger(), 2, 2, "C0002", "CNY", "CNY")[0] == "stale_revision"  # type: ignore[index]
-    assert domain.refuse_change(ledger(status="rejected"), 1, 2, "C0002", "CNY",
-                                "CNY")[0] == "order_rejected"  # type: ignore[index]
+    # a rejected order's new revision is its fix: reviewed again, not refused
+    assert domain.refuse_change(ledger(status="rejected"), 1, 2, "C0002", "CNY", "CNY") is None
     assert domain.refuse_change(ledger(status="cancelled"), 1, 2, "C0002", "CNY",
                                 "CNY")[0] == "order_cancelled"  # type: ignore[index]
     assert domain.refuse_change(ledger(), 1, 2, "C0009", "CNY", "CNY")[0] == \

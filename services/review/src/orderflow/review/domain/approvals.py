@@ -8,7 +8,8 @@ director, another person, gives the second (``director_approve``). With
 ``director_approval_alone`` a director's approval of such an order counts as both.
 
 A reviewer may also reject a held order, or send it back for rework: it is refused with reason
-``rework`` (the comment says what to rework) and the order's next revision is reviewed again.
+``rework`` (the comment says what to rework). Either way the order's next revision is its fix,
+reviewed again on its new content (``changes.decide_change``).
 """
 
 from __future__ import annotations

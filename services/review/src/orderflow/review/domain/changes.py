@@ -132,14 +132,13 @@ def undo_exposure(account: CreditAccount, credit_delta: Decimal,
 def refuse_change(ledger: OrderLedger | None, current_revision: int | None, revision: int,
                   customer_id: str, currency: str | None,
                   new_currency: str) -> tuple[str, str] | None:
-    """Why review cannot consider a change at all, as (code, message); None when it can."""
+    """Why review cannot consider a change at all, as (code, message); None when it can. A
+    rejected order can: its new revision is its fix, reviewed again (``decide_change``)."""
     if ledger is None:
         return None
     if current_revision is not None and revision <= current_revision:
         return ("stale_revision",
                 f"revision {revision} is not newer than revision {current_revision}")
-    if ledger.status == "rejected":
-        return ("order_rejected", "the order was rejected; it cannot change")
     if ledger.status == "cancelled":
         return ("order_cancelled", "the order is cancelled")
     if customer_id != ledger.customer_id:
@@ -241,8 +240,9 @@ def decide_change(change: OrderChangeAdmitted, state: ChangeState,
                   policy: ReviewPolicy) -> ChangeOutcome:
     """Credit for the difference, prices, terms, promotion and date checked again on the new
     content: an approved order stays approved (its exposure moves by the difference) or the
-    change is refused; a held order, or one sent back for rework, is reviewed again on the new
-    content (approved if it now passes every rule, else held with the new reasons); an order
+    change is refused; a held order, one sent back for rework or one rejected is reviewed again
+    on the new content (approved if it now passes every rule, else held with the new reasons,
+    or refused when a rule still rejects it outright and the order stays as it was); an order
     review has not seen yet will be reviewed with the new content."""
     new = change.order
     changed = OrderReceived(order_id=change.order_id, channel=change.channel,
@@ -291,7 +291,7 @@ def decide_change(change: OrderChangeAdmitted, state: ChangeState,
             promotion_use=promotion.code if promotion is not None and not same_promo else None,
             credit_delta=moved.credit_delta, cod_delta=moved.cod_delta,
             audit=(AuditEntry("changed", change.requested_by, changed_audit, (), decision.rules),))
-    # held, or sent back for rework: reviewed again on the new content
+    # held, sent back for rework, or rejected: reviewed again on the new content
     if decision.outcome == "rejected":
         return _refused(change, changed, [(r.code, r.message) for r in decision.reasons])
     held = replace(ledger, status="held", grand_total=change.totals.grand_total,
@@ -301,7 +301,8 @@ def decide_change(change: OrderChangeAdmitted, state: ChangeState,
                         decision.rules),)
     details = {"change_id": change.change_id, "reasons": decision.codes}
     if decision.outcome != "approved":
-        # a reworked order held again is back in the queue: said as a hold of its own
+        # a reworked (sent back or rejected) order held again is back in the queue: said as a
+        # hold of its own
         rehold: tuple[Event, ...] = () if ledger.status == "held" else (OrderHeld(
             order_id=change.order_id, reasons=decision.reasons, rules=decision.rules,
             customer=new.customer, amount_due=decision.amount_due, currency=new.currency),)
