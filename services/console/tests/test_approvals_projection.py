@@ -1,6 +1,7 @@
 """Approval levels and send-backs in the read model, without broker or database: the hold of an
 order awaiting a director, its queue item offering the director's approval, an order sent back
-for rework on its channel's worklist until its next revision is reviewed."""
+for rework on its channel's worklist until its next revision is reviewed; a rejected order
+stays rejected until its next revision goes on."""
 
 from __future__ import annotations
 
@@ -80,10 +81,18 @@ def test_an_order_sent_back_is_on_its_channels_worklist_until_reviewed_again() -
     assert project(story.order_id, story.entries).state == OrderState.APPROVED
 
 
-def test_a_rejection_stays_final() -> None:
-    story = OrderStory("SO-REJ").received().held().rejected(minutes=2).approved(minutes=3)
-    view = project(story.order_id, story.entries)
+def test_a_rejected_order_stays_rejected_until_its_fixed_revision_goes_on() -> None:
+    story = OrderStory("SO-REJ").received().held().rejected(minutes=2)
+    view = project(story.order_id, story.entries, timeline=False)
     assert (view.state, view.rework) == (OrderState.REJECTED, None)
+    assert [i.kind for i in queue_items(story)] == ["rejected"]
+    # its next revision, fixed at the desk, approved by review: off the rejected list
+    before = len(story.entries)
+    story.approved(minutes=3)
+    assert project(story.order_id, story.entries).state == OrderState.APPROVED
+    assert [i.kind for i in queue_items(story)] == []
+    moved = advance(view, story.entries[before:])
+    assert moved is not None and moved.state == OrderState.APPROVED
 
 
 def test_the_labels_have_both_languages() -> None:

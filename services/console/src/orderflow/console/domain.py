@@ -366,10 +366,10 @@ class _Projector:
 
     def advance(self, state: OrderState, at: datetime) -> None:
         current = self.view.state
-        # an order sent back for rework is refused until its next revision is reviewed: any
-        # later state moves it on
-        reworked = current is OrderState.REJECTED and self.view.rework is not None
-        if current is None or reworked or STATE_RANK[state] > STATE_RANK[current]:
+        # a rejected order (sent back for rework or not) is refused until its next revision,
+        # fixed, goes on: any later state moves it on
+        rejected = current is OrderState.REJECTED
+        if current is None or rejected or STATE_RANK[state] > STATE_RANK[current]:
             self.view.state = state
             self.view.state_since = at
             if state is not OrderState.REJECTED:

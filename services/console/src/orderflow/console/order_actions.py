@@ -3,7 +3,9 @@ no I/O). Each check answers the refused fields with their reasons; an empty answ
 action's event be published.
 
 - ``may_change``: a new revision is accepted while nothing of the order has left (logistics
-  refuses a change once a shipment is dispatched, or the order is cancelled or rejected).
+  refuses a change once a shipment is dispatched, or the order is cancelled); an order review
+  rejected takes its fix as a new revision, reviewed again. An order intake rejected has no
+  content the console could revise: its channel pushes it again.
 - ``returnable``: per SKU, the units dispatched minus those of earlier returns not refused.
 - ``refundable``: the order's total minus the refunds issued for it.
 - ``check_return``, ``check_payment``, ``check_scan``: the forms' rules.
@@ -38,7 +40,11 @@ Refusals = dict[str, str]  # the field's path (``lines.0.quantity``) -> why
 
 
 def may_change(view: OrderView) -> bool:
-    return view.state in CHANGEABLE_STATES and not view.shipments
+    if view.shipments:
+        return False
+    if view.state is OrderState.REJECTED:
+        return bool(view.rejections) and view.rejections[-1].stage == "review"
+    return view.state in CHANGEABLE_STATES
 
 
 def returnable(entries: Iterable[TimelineEntry]) -> dict[str, int]:
