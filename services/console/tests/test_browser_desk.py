@@ -1,16 +1,20 @@
 """The order desk in headless Chromium (the fixtures of ``test_browser.py``): a five-line phone
 order typed with the keyboard only reaches ``dispatched`` on its timeline; a bad quantity and an
 unknown SKU show intake's reasons beside their fields and nothing is published; a viewer gets
-no desk."""
+no desk; a backordered order opened as its next revision with a quantity raised moves only the
+stock difference."""
 
+from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
-from console_helpers import new_id
+from console_helpers import new_id, sign_in
 from test_browser import browser_page, shot  # noqa: F401 - the fixture, reused
 
+from orderflow.contracts.events import ProductUpdated, StockReceived
 from orderflow.contracts.order import order_id_for
-from orderflow.devstack.catalogue import ADDRESSES
+from orderflow.devstack.catalogue import ADDRESSES, canonical_order
 from orderflow.testing.events import EventLog
 from orderflow.testing.pipeline import Pipeline
 
@@ -163,3 +167,72 @@ async def test_a_viewer_gets_no_desk_in_the_browser(
     assert response is not None and response.status == 403
     await page.wait_for_selector("#desk-refused")
     assert await page.locator("#desk-form").count() == 0
+
+
+async def _available(client: httpx.AsyncClient, sku: str) -> int:
+    return int((await client.get(f"/inventory/stock/{sku}")).json()["available"])
+
+
+async def test_a_change_entered_at_the_desk_moves_only_the_stock_difference(
+        pipeline: Pipeline, console_base: str, events: EventLog,
+        browser_page: Any) -> None:  # noqa: F811
+    """A backordered order (one line reserved, one short) opened at the desk as its next
+    revision, a quantity raised and submitted: inventory reserves the extra units only, the
+    short line stays as it was, and the order's timeline shows the change and who entered it."""
+    for needed in ("intake", "review", "inventory", "logistics"):
+        if needed not in pipeline.services:
+            pytest.skip(f"needs {needed} among ORDERFLOW_TEST_SERVICES")
+    held, short = new_id("DKH").upper(), new_id("DKS").upper()
+    await pipeline.publish_and_wait([
+        *(ProductUpdated(sku=sku, name="录单变更测试", unit_price=Decimal("100.00"), currency="CNY",
+                         tax_rate=Decimal("0.13"), weight_kg=Decimal("1.000"))
+          for sku in (held, short)),
+        StockReceived(warehouse_id="WH-SH", sku=held, quantity=5, reference="desk change test")])
+    first = canonical_order("unused", lines=[("TEA-001", 1)], address_index=0)
+    for key in ("external_id", "stated_total", "placed_at"):
+        first.pop(key)
+    first["lines"] = [{"sku": sku, "quantity": q, "unit_price": "100.00", "discount": "0.00"}
+                      for sku, q in ((held, 2), (short, 1))]
+    async with httpx.AsyncClient(base_url=console_base, timeout=60) as clerk:
+        clerk.headers["X-CSRF-Token"] = await sign_in(clerk, "clerk", "clerk-dev")
+        posted = await clerk.post("/api/desk/orders", json={"order": first})
+    assert posted.status_code == 202, posted.text
+    order_id = posted.json()["order_id"]
+    await events.wait_for_event("stock.backordered", order_id, timeout=60)
+    inventory = f"http://127.0.0.1:{pipeline.stack.find('inventory').port}"
+    async with httpx.AsyncClient(base_url=inventory, timeout=10) as stock:
+        assert await _available(stock, held) == 3  # 2 of 5 held for the order
+        short_before = await _available(stock, short)
+
+        page = browser_page
+        await sign_in_as(page, console_base, "clerk", f"/desk?from={order_id}")
+        await page.wait_for_selector(f"#d-lines tr[data-sku='{held}']")
+        assert "2" in (await page.text_content("#d-revision-label") or "")
+        assert await page.input_value("#d-lines input[data-qty='0']") == "2"
+        # the read model keeps no street: typed again, as it was
+        _province, _city, district, line1, postal = ADDRESSES[0]
+        await page.fill("#d-district", district)
+        await page.fill("#d-line1", line1)
+        await page.fill("#d-postal", postal)
+        await page.fill("#d-lines input[data-qty='0']", "4")
+        await page.wait_for_function(
+            "() => document.getElementById('d-grand').textContent !== '–'", timeout=30_000)
+        await shot(page, "desk-change")
+        await page.keyboard.press("Control+Enter")
+        await page.wait_for_url(f"{console_base}/orders/{order_id}", timeout=60_000)
+
+        done = await events.wait_for_event("order.changed", order_id, timeout=90,
+                                           where=lambda e: e.event.revision == 2)
+        assert "quantity_increased" in done.event.changes
+        assert done.event.stock_status == "backordered"
+        assert sorted((line.sku, line.quantity) for line in done.event.order.lines) == sorted(
+            [(held, 4), (short, 1)])
+        assert await _available(stock, held) == 1  # the 2 extra units only
+        assert await _available(stock, short) == short_before
+        assert not events.of("shipment.dispatched", order_id)
+    await page.wait_for_selector("#timeline li.t-OrderChanged", timeout=60_000)
+    entered = page.locator("#timeline li[class='t-console.desk_submit']")
+    await entered.first.wait_for(timeout=60_000)
+    texts = " ".join(await entered.all_text_contents())
+    assert "clerk" in texts and ("revision 2" in texts or "第 2 版" in texts), texts
+    await shot(page, "desk-change-timeline")

@@ -133,6 +133,12 @@ async def test_a_submitted_order_is_received_audited_and_prefills_its_next_revis
     rows = audit["entries"]
     assert any(r["target"] == order_id and r["user_name"] == "clerk"
                and r["outcome"] == "accepted" for r in rows), rows
+    # the order's timeline says who entered it, in the reader's language
+    for lang, said in (("en", "entered at the desk by clerk (revision 1)"),
+                       ("zh-CN", "由 clerk 在录单台录入（第 1 版）")):
+        timeline = await clerk.get(f"/orders/{order_id}/timeline",
+                                   headers={"Accept-Language": lang})
+        assert timeline.status_code == 200 and said in timeline.text, timeline.text
     filled = await until(lambda: _prefill(clerk, order_id), what="the order's prefill")
     assert filled["order"]["external_id"] == answer["external_id"]
     # the read model keeps no notes (nor the street): those are typed again

@@ -55,3 +55,23 @@ def test_a_stored_order_prefills_its_next_revision() -> None:
 
 def test_pasted_rows_are_split_on_tabs_and_blank_lines_dropped() -> None:
     assert desk_domain.pasted_rows("a\tb\n\n  \nc\t\n") == [["a", "b"], ["c", ""]]
+
+
+def test_an_accepted_desk_submission_says_on_the_timeline_who_entered_it() -> None:
+    from orderflow.console.worklists import activity_said
+
+    audited = [
+        {"action": "desk_submit", "outcome": "accepted", "user_name": "clerk", "at": NOW,
+         "detail": {"external_id": "DESK-20261120-ABC123", "revision": 2, "intake_status": 202,
+                    "reasons": []}},
+        {"action": "desk_submit", "outcome": "refused_422", "user_name": "rita", "at": NOW,
+         "detail": {"external_id": "DESK-20261120-ABC123", "revision": 3, "intake_status": 422,
+                    "reasons": ["unknown_sku"]}},
+    ]
+    (entered, said), (_, refused_said) = activity_said(audited)
+    assert entered.event_type == "console.desk_submit" and entered.service == "console"
+    assert said.text("en") == "entered at the desk by clerk (revision 2)"
+    assert said.text("zh-CN") == "由 clerk 在录单台录入（第 2 版）"
+    assert entered.summary == said.text("en")
+    assert "entered at the desk" not in refused_said.text("en")  # refused: said as refused
+    assert "refused_422" in refused_said.text("en")

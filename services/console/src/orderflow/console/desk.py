@@ -7,7 +7,9 @@ with the desk's key (``ORDERFLOW_CONSOLE_DESK_KEY`` or ``_FILE``) and the operat
 (``?dry_run=true``) while the order is typed, its reasons beside their fields on 422, the
 order's page on 202. The customer's credit comes from review, a SKU's stock per warehouse from
 inventory, both with the console's signed service credential; customers and products from the
-console's master data. Submissions are audited (``desk_submit``, ``desk_import``)."""
+console's master data. Submissions are audited (``desk_submit``, ``desk_import``); an accepted
+submission shows on the order's timeline as who entered which revision at the desk
+(``worklists.activity_said``)."""
 
 import tempfile
 from datetime import UTC, datetime

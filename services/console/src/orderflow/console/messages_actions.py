@@ -9,6 +9,7 @@ ACTION_SUMMARIES: dict[tuple[str, str], str] = {
     ("payment", "published"): "act.tl_payment",
     ("scan", "published"): "act.tl_scan",
     ("cancel", "requested"): "act.tl_cancel",
+    ("desk_submit", "accepted"): "desk.tl_entered",
 }
 
 MESSAGES: dict[str, dict[str, str]] = {

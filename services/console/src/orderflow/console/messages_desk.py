@@ -85,6 +85,9 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "desk.import_summary": ("{valid} of {total} orders valid", "{total} 个订单中 {valid} 个校验通过"),
     "desk.posted": ("posted: {id}", "已提交：{id}"),
     "desk.import_posted": ("{n} orders posted", "已提交 {n} 个订单"),
+    # the order's timeline: an accepted desk submission (audited ``desk_submit``)
+    "desk.tl_entered": ("entered at the desk by {user} (revision {revision})",
+                        "由 {user} 在录单台录入（第 {revision} 版）"),
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
