@@ -42,6 +42,18 @@ def order_services(pipeline: Pipeline) -> None:
     sagas.require_order_services(pipeline, "resubmissions")
 
 
+async def reviewer_rejects(pipeline: Pipeline, events: EventLog, order_id: str) -> None:
+    """A reviewer rejects the held order (review's decision API): ``order.rejected``, stage
+    review."""
+    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10,
+                                 auth=operator(pipeline, "review", "li.na", "reviewer")) as api:
+        response = await api.post(f"/api/orders/{order_id}/reject",
+                                  json={"comment": "over the credit limit"})
+        assert response.status_code == 200, response.text
+    rejected = await events.wait_for_event("order.rejected", order_id, timeout=T)
+    assert rejected.event.stage == "review"
+
+
 async def test_an_order_review_rejected_over_its_credit_limit_is_fixed_and_dispatched(
         pipeline: Pipeline, events: EventLog) -> None:
     customer = await new_customer(pipeline, limit="1200")  # owes 1000: room for 200
@@ -50,13 +62,7 @@ async def test_an_order_review_rejected_over_its_credit_limit_is_fixed_and_dispa
     oid = await order.push(pipeline)
     held = await events.wait_for_event("order.held", oid, timeout=T)
     assert "credit_limit" in [r.code for r in held.event.reasons]
-    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10,
-                                 auth=operator(pipeline, "review", "li.na", "reviewer")) as api:
-        response = await api.post(f"/api/orders/{oid}/reject",
-                                  json={"comment": "over the credit limit"})
-        assert response.status_code == 200, response.text
-    rejected = await events.wait_for_event("order.rejected", oid, timeout=T)
-    assert rejected.event.stage == "review"
+    await reviewer_rejects(pipeline, events, oid)
     await exposure_is(pipeline, customer, Decimal(0))
     await available_is(pipeline, sku, 5)  # nothing reserved for a rejected order
 
@@ -81,10 +87,7 @@ async def test_an_order_review_rejected_whose_fix_still_fails_is_held_again(
     order = Order(customer, [(sku, 3)])
     oid = await order.push(pipeline)
     await events.wait_for_event("order.held", oid, timeout=T)
-    async with httpx.AsyncClient(base_url=url(pipeline, "review"), timeout=10,
-                                 auth=operator(pipeline, "review", "li.na", "reviewer")) as api:
-        assert (await api.post(f"/api/orders/{oid}/reject", json={})).status_code == 200
-    await events.wait_for_event("order.rejected", oid, timeout=T)
+    await reviewer_rejects(pipeline, events, oid)
 
     await order.revised(lines=[(sku, 2)]).push(pipeline)  # 236.00: still over
     done = await changed(events, oid, 2)

@@ -86,13 +86,22 @@ def test_a_rejected_order_stays_rejected_until_its_fixed_revision_goes_on() -> N
     view = project(story.order_id, story.entries, timeline=False)
     assert (view.state, view.rework) == (OrderState.REJECTED, None)
     assert [i.kind for i in queue_items(story)] == ["rejected"]
-    # its next revision, fixed at the desk, approved by review: off the rejected list
+    # a late event of the rejected revision does not move it on
+    assert project(story.order_id, [*story.entries, *OrderStory("SO-REJ").approved(
+        minutes=3).entries]).state == OrderState.REJECTED
+    # its next revision, fixed at the desk (a change), approved by review: off the rejected list
     before = len(story.entries)
-    story.approved(minutes=3)
+    fixed = story.order.model_copy(update={"revision": 2})
+    story.add(ev.OrderChangeRequested(
+        order_id=story.order_id, change_id=f"{story.order_id}:2", channel=story.channel,
+        external_id=story.external_id, previous_revision=1, order=fixed, totals=story.totals,
+        requested_by="desk"), 3, "intake")
+    story.approved(minutes=4)
     assert project(story.order_id, story.entries).state == OrderState.APPROVED
     assert [i.kind for i in queue_items(story)] == []
     moved = advance(view, story.entries[before:])
-    assert moved is not None and moved.state == OrderState.APPROVED
+    assert moved is not None
+    assert moved.model_dump() == project(story.order_id, story.entries, timeline=False).model_dump()
 
 
 def test_the_labels_have_both_languages() -> None:

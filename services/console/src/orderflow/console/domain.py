@@ -220,6 +220,9 @@ class OrderView(BaseModel):
     rework: RejectionView | None = Field(
         default=None, description="The order sent back for rework, until its next revision is "
                                   "reviewed (whoever entered it reworks it)")
+    resubmitted: int | None = Field(
+        default=None, description="The newer revision of a rejected order (its fix), until it "
+                                  "moves the order on")
     approved_by: str | None = None
     approval_comment: str | None = None
     cancellation: str | None = Field(default=None, description="Why and by whom, once cancelled")
@@ -366,14 +369,20 @@ class _Projector:
 
     def advance(self, state: OrderState, at: datetime) -> None:
         current = self.view.state
-        # a rejected order (sent back for rework or not) is refused until its next revision,
-        # fixed, goes on: any later state moves it on
-        rejected = current is OrderState.REJECTED
-        if current is None or rejected or STATE_RANK[state] > STATE_RANK[current]:
+        # a rejected order is refused until its next revision, its fix, goes on: once it was
+        # sent back for rework or a newer revision came, any later state moves it on
+        fixing = current is OrderState.REJECTED and (
+            self.view.rework is not None or self.view.resubmitted is not None)
+        if current is None or fixing or STATE_RANK[state] > STATE_RANK[current]:
             self.view.state = state
             self.view.state_since = at
             if state is not OrderState.REJECTED:
-                self.view.rework = None
+                self.view.rework = self.view.resubmitted = None
+
+    def resubmit(self, revision: int) -> None:
+        """A newer revision of a rejected order came (its fix): its later states move it on."""
+        if self.view.state is OrderState.REJECTED and revision > self.view.revision:
+            self.view.resubmitted = revision
 
     def milestone(self, name: str, at: datetime) -> None:
         self.view.milestones.setdefault(name, at)
@@ -459,6 +468,7 @@ def _order_submitted(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
 def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.channel, v.external_id = p.get("channel"), p.get("external_id")
+    pr.resubmit(int((p.get("order") or {}).get("revision") or 1))
     pr.take_order(p.get("order") or {}, p.get("totals"))
     pr.advance(OrderState.RECEIVED, at)
     pr.milestone("received", at)
@@ -704,6 +714,7 @@ def _order_cancel_refused(pr: _Projector, p: dict[str, Any], at: datetime) -> Sa
 @_projects(ev.OrderChangeRequested)
 def _order_change_requested(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     _close_refusals(pr, "change")
+    pr.resubmit(int((p.get("order") or {}).get("revision") or 1))
     return _said("tl.change_requested", revision=(p.get("order") or {}).get("revision"),
                  by=p.get("requested_by"))
 
