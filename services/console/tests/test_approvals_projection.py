@@ -56,7 +56,7 @@ def test_an_order_awaiting_a_director_offers_the_directors_approval() -> None:
 
 
 def test_an_order_sent_back_is_on_its_channels_worklist_until_reviewed_again() -> None:
-    story = sent_back(OrderStory("SO-BACK").received().held(code="manager_approval"))
+    story = sent_back(OrderStory("SO-BACK", channel="desk").received().held(code="manager_approval"))
     view = project(story.order_id, story.entries, timeline=False)
     assert view.state == OrderState.REJECTED
     assert view.rework is not None and view.rework.comment == "split"

@@ -24,16 +24,23 @@ def dispatched_story() -> OrderStory:
 
 
 def test_a_change_is_offered_until_something_is_dispatched_and_for_a_review_rejection() -> None:
-    held = OrderStory("SO-H").submitted().received().held()
+    held = OrderStory("SO-H", channel="desk").submitted().received().held()
     assert rules.may_change(project(held.order_id, held.entries))
     story = dispatched_story()
     assert not rules.may_change(project(story.order_id, story.entries))
     # rejected by review: its fix is a new revision, reviewed again
-    rejected = OrderStory("SO-R").submitted().received().rejected()
+    rejected = OrderStory("SO-R", channel="desk").submitted().received().rejected()
     assert rules.may_change(project(rejected.order_id, rejected.entries))
     # rejected by intake: no content to revise (its channel pushes it again)
-    refused = OrderStory("SO-I").submitted().rejected(stage="intake", code="unknown_sku")
+    refused = OrderStory("SO-I", channel="desk").submitted().rejected(stage="intake",
+                                                                      code="unknown_sku")
     assert not rules.may_change(project(refused.order_id, refused.entries))
+
+
+def test_a_connectors_order_is_not_revised_at_the_desk() -> None:
+    """Its identity is its channel's: the desk's revision of it would be another order."""
+    held = OrderStory("SO-SHOP", channel="canonical").submitted().received().held()
+    assert not rules.may_change(project(held.order_id, held.entries))
 
 
 def test_what_may_come_back_counts_earlier_returns_not_refused() -> None:

@@ -20,8 +20,8 @@ from orderflow.contracts.order import Customer
 pytestmark = pytest.mark.unit
 
 
-def rejected_with_contact(external_id: str = "SO-REJ") -> OrderStory:
-    story = OrderStory(external_id).received()
+def rejected_with_contact(external_id: str = "SO-REJ", channel: str = "desk") -> OrderStory:
+    story = OrderStory(external_id, channel=channel).received()
     return story.add(ev.OrderRejected(
         order_id=story.order_id, channel=story.channel, external_id=external_id, stage="intake",
         reasons=(ev.Reason(code="unknown_sku", message="no such SKU", field="lines[0].sku"),),
@@ -37,6 +37,15 @@ def test_a_rejected_order_is_queued_with_its_reason_and_the_contact() -> None:
     assert item.details["contact"] == {"name": "Li Lei", "email": "li@example.com",
                                        "phone": "13800000000"}
     assert item.breached  # 8 h for a rejected order, 9 h since
+
+
+def test_another_channels_rejected_order_is_queued_without_the_desks_resubmit() -> None:
+    """The desk's revision of a connector's order would be another order: its channel
+    resubmits it."""
+    story = rejected_with_contact("SO-REJ-SHOP", channel="canonical")
+    view = project(story.order_id, story.entries)
+    (item,) = exception_queue.order_exceptions(view, T0 + timedelta(hours=1), DEFAULT_SLA_MINUTES)
+    assert (item.kind, item.actions) == ("rejected", [])
 
 
 def test_refused_changes_and_cancels_stay_open_until_asked_again() -> None:

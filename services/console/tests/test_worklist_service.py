@@ -46,10 +46,10 @@ async def closing(*clients: httpx.AsyncClient) -> AsyncIterator[None]:
 
 
 async def rejected_order(pipeline: Pipeline, external_id: str) -> str:
-    """An order intake refused, naming the customer's contact."""
-    story = OrderStory(external_id, channel="testkit").received()
+    """A desk order intake refused, naming the customer's contact."""
+    story = OrderStory(external_id, channel="desk").received()
     story.add(ev.OrderRejected(
-        order_id=story.order_id, channel="testkit", external_id=external_id, stage="intake",
+        order_id=story.order_id, channel="desk", external_id=external_id, stage="intake",
         reasons=(ev.Reason(code="unknown_sku", message="no such SKU"),),
         customer=Customer(id="C0002", name="Li Lei", email="li@example.com",
                           phone="13800000000")), 1, "intake")

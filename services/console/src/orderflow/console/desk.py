@@ -157,6 +157,9 @@ def desk_api_router(console: Console) -> APIRouter:
         if form is None:
             return JSONResponse({"message": f"the console has no content of order {order_id}"},
                                 status_code=404)
+        if form["channel"] != "desk":  # the desk's revision of it would be another order
+            return JSONResponse({"message": f"order {order_id} came from {form['channel']}: its "
+                                            "revisions come from that channel"}, status_code=409)
         return JSONResponse({**form, "customer": _plain(master) if master else None})
 
     @router.post("/check", summary="Intake's dry run of a typed order: its totals or reasons")

@@ -57,6 +57,12 @@ def _item(kind: str, view: OrderView | None, reason: str, codes: list[str], sinc
     )
 
 
+def _resubmit(view: OrderView) -> list[str]:
+    """"Fix and resubmit" at the desk, for the desk's own orders: another channel's order is
+    revised by its channel (the desk's revision of it would be another order)."""
+    return ["resubmit"] if view.channel == "desk" else []
+
+
 def order_exceptions(view: OrderView, now: datetime,
                      sla_minutes: Mapping[str, float]) -> list[ExceptionItem]:
     out: list[ExceptionItem] = []
@@ -72,7 +78,7 @@ def order_exceptions(view: OrderView, now: datetime,
         back = view.rework
         contact = view.contact.model_dump() if view.contact else None
         out.append(_item("rework", view, back.message, [back.code], back.at, now, sla_minutes,
-                         ["resubmit"], {"channel": view.channel, "sent_back_by": back.decided_by,
+                         _resubmit(view), {"channel": view.channel, "sent_back_by": back.decided_by,
                                         "comment": back.comment, "contact": contact}))
     if view.state == OrderState.BACKORDERED:
         shorts = ", ".join(f"{s.sku} short {s.short}" for s in view.first_attempt_short)
@@ -85,7 +91,7 @@ def order_exceptions(view: OrderView, now: datetime,
         contact = view.contact.model_dump() if view.contact else None
         out.append(_item("rejected", view, "; ".join(f"{r.code}: {r.message}" for r in refused)
                          or "rejected", [r.code for r in refused], since, now, sla_minutes,
-                         ["resubmit"], {"stage": refused[0].stage if refused else None,
+                         _resubmit(view), {"stage": refused[0].stage if refused else None,
                                         "contact": contact}))
     for refusal in view.open_refusals:
         out.append(_item(f"{refusal.kind}_refused", view, ", ".join(refusal.codes) or "refused",

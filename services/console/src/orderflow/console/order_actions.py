@@ -4,8 +4,10 @@ action's event be published.
 
 - ``may_change``: a new revision is accepted while nothing of the order has left (logistics
   refuses a change once a shipment is dispatched, or the order is cancelled); an order review
-  rejected takes its fix as a new revision, reviewed again. An order intake rejected has no
-  content the console could revise: its channel pushes it again.
+  rejected takes its fix as a new revision, reviewed again. Only the desk's own orders are
+  revised at the desk: an order's identity is its channel, store and external id, so the desk's
+  revision of a connector's order would be another order; its channel pushes the revision. An
+  order intake rejected has no content the console could revise: its channel pushes it again.
 - ``returnable``: per SKU, the units dispatched minus those of earlier returns not refused.
 - ``refundable``: the order's total minus the refunds issued for it.
 - ``check_return``, ``check_payment``, ``check_scan``: the forms' rules.
@@ -39,8 +41,11 @@ _PAYMENT_IDS = uuid.UUID("6f0c7a52-4d0e-4c55-9a57-2f6f4cbe1d31")
 Refusals = dict[str, str]  # the field's path (``lines.0.quantity``) -> why
 
 
+DESK_CHANNEL = "desk"
+
+
 def may_change(view: OrderView) -> bool:
-    if view.shipments:
+    if view.shipments or view.channel != DESK_CHANNEL:
         return False
     if view.state is OrderState.REJECTED:
         return bool(view.rejections) and view.rejections[-1].stage == "review"
