@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--no-latency", action="store_true", help="skip the fixed-rate runs")
     p.add_argument("--warmup", type=int, help="orders pushed and settled before measuring")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy every service during the saturation run (needs py-spy)")
+                   help="py-spy every service from the saturation push until all caught up (needs py-spy)")
     p.add_argument("--channels", default="canonical,shopify,douyin,csv",
                    help="channels the orders come from, round robin")
     p.add_argument("--stall", type=float, default=90.0,
@@ -506,7 +506,6 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
             say(f"[{label}] pushed in {push_s:.1f}s; waiting for every order to be dispatched")
             pending = await wait_settled(watcher, orders, stall_s=opts.stall_s, what="saturation")
             cpu_after = monitor.cpu_snapshot()
-            profiles = profiler.stop() if profiler is not None else None
             sat = saturation_result(watcher, orders, push_s, pending)
             sat["cpu"] = cpu_window(cpu_before, cpu_after, len(orders))
             if result.get("ceiling"):
@@ -514,10 +513,12 @@ async def run_phase(stack: Stack, opts: Options, *, label: str, run_id: str, lat
                     result["ceiling"]["orders_per_s"], os.cpu_count(), sat["cpu"], len(orders))
             sat["caught_up_s_after_first_push"] = await caught_up(
                 kafka, stack.services, dict(watcher.end_offsets), started_wall, timeout=180)
-            # "cpu" ends at the last dispatch (what the order flow cost, as in every earlier
+            # "cpu" ends at the last dispatch (what the order flow cost, as in the other
             # run); this one when every service had consumed it all, idle time included
             sat["cpu_every_service_done"] = cpu_window(cpu_before, monitor.cpu_snapshot(),
                                                        len(orders))
+            # the profile too: notify's and the console's tails are where they fall behind
+            profiles = profiler.stop() if profiler is not None else None
             # the end-to-end figure counts to the last dispatch; this one to the moment the last
             # service (notify or the console, off the order flow's path) had consumed it all
             last = [v for v in sat["caught_up_s_after_first_push"].values() if v is not None]
