@@ -1,5 +1,6 @@
 """The console's two languages, English (``en``) and Simplified Chinese (``zh-CN``): one catalogue
-of message ids, each with its text in both, and the formatting of dates, money and numbers.
+of message ids, each with its text in both, and the formatting of dates, money and numbers (Babel:
+CLDR's patterns for each language; the browser formats with ``Intl``, the same data).
 
 Translation happens in rendering only: the JSON API keeps codes, ISO dates and decimal strings.
 The templates call ``t("id")``; ``console.js`` gets the chosen language's catalogue embedded in
@@ -15,6 +16,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import babel.dates
+import babel.numbers
 
 from orderflow.console import (
     messages_actions,
@@ -337,8 +341,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     "unit.min": {"en": "{n} min", "zh-CN": "{n} 分钟"},
     "unit.h": {"en": "{n} h", "zh-CN": "{n} 小时"},
     "unit.d": {"en": "{n} d", "zh-CN": "{n} 天"},
-    "fmt.datetime": {"en": "{day} {mon} {year} {hh}:{mm}", "zh-CN": "{year}年{month}月{day}日 {hh}:{mm}"},
-    "fmt.date": {"en": "{day} {mon} {year}", "zh-CN": "{year}年{month}月{day}日"},
     "fmt.list_sep": {"en": ", ", "zh-CN": "、"},
     # timeline summaries (the English ones are the API's ``summary``)
     "tl.submitted": {"en": "pushed by the {channel} connector", "zh-CN": "由 {channel} 连接器推送"},
@@ -417,8 +419,6 @@ MESSAGES.update(messages_worklists.MESSAGES)
 MESSAGES.update(messages_actions.MESSAGES)
 MESSAGES.update({f"kind.{k}": {"en": en, "zh-CN": zh} for k, (en, zh) in _KINDS.items()})
 MESSAGES.update({f"reason.{c}": {"en": en, "zh-CN": zh} for c, (en, zh) in _REASONS.items()})
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-MESSAGES.update({f"month.{i}": {"en": m, "zh-CN": f"{i}月"} for i, m in enumerate(_MONTHS, 1)})
 MESSAGES.update(messages_approvals.MESSAGES)
 
 
@@ -490,39 +490,50 @@ def catalogue_json(lang: str) -> str:
             .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
+#: the CLDR locale (Babel's name) each language formats dates and numbers by
+LOCALES = {"en": "en", "zh-CN": "zh_Hans_CN"}
+
+
+def _locale(lang: str) -> str:
+    return LOCALES[known(lang)]
+
+
 def format_date(value: date, lang: str) -> str:
-    """``7 Dec 2026`` / ``2026年12月7日``."""
-    return translate("fmt.date", lang, year=value.year, month=value.month, day=value.day,
-                     mon=_MONTHS[value.month - 1])
+    """CLDR's abbreviated date: ``Dec 7, 2026`` / ``2026年12月7日`` (the browser's
+    ``Intl.DateTimeFormat`` gives the same)."""
+    return babel.dates.format_skeleton("yMMMd", value, locale=_locale(lang))
 
 
 def format_datetime(value: datetime, lang: str) -> str:
-    """``7 Dec 2026 14:05`` / ``2026年12月7日 14:05`` (in the value's own time zone)."""
-    return translate("fmt.datetime", lang, year=value.year, month=value.month, day=value.day,
-                     mon=_MONTHS[value.month - 1], hh=f"{value.hour:02d}",
-                     mm=f"{value.minute:02d}")
+    """``Dec 7, 2026 14:05`` / ``2026年12月7日 14:05`` (in the value's own time zone)."""
+    return (f"{format_date(value, lang)} "
+            f"{babel.dates.format_time(value, 'HH:mm', tzinfo=value.tzinfo, locale=_locale(lang))}")
 
 
 def format_number(value: Decimal | float | int | str, lang: str, digits: int = 0) -> str:
-    """Grouped by thousands with ``digits`` decimals (both languages group the same way)."""
+    """Grouped by the language's rule with ``digits`` decimals; what is no number stays as it is."""
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         return str(value)
-    return f"{number:,.{digits}f}"
-
-
-_SYMBOLS = {"CNY": "¥", "USD": "US$", "EUR": "€", "HKD": "HK$", "JPY": "JP¥", "GBP": "£"}
-_CURRENCY_DIGITS = {"JPY": 0}
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    return babel.numbers.format_decimal(number, format=pattern, locale=_locale(lang))
 
 
 def format_money(amount: Decimal | float | int | str, currency: str, lang: str) -> str:
-    """``¥1,234.50`` (zh-CN: the currency's symbol, its code when it has none) /
-    ``CNY 1,234.50`` (en: the ISO code, unambiguous between yuan and yen)."""
-    number = format_number(amount, lang, _CURRENCY_DIGITS.get(currency, 2))
-    if known(lang) == "zh-CN" and currency in _SYMBOLS:
-        return f"{_SYMBOLS[currency]}{number}"
-    return f"{currency} {number}"
+    """``¥1,234.50`` (zh-CN: CLDR's symbol) / ``CNY 1,234.50`` (en: the ISO code, unambiguous
+    between yuan and yen), with the currency's own decimals (JPY none)."""
+    try:
+        number = Decimal(str(amount))
+    except InvalidOperation:
+        return f"{amount} {currency}"
+    pattern = None if known(lang) == "zh-CN" else "\u00a4\u00a4\u00a0#,##0.00"
+    try:
+        text = babel.numbers.format_currency(number, currency, format=pattern,
+                                             locale=_locale(lang))
+    except babel.numbers.UnknownCurrencyError:
+        return f"{currency} {format_number(number, lang, 2)}"
+    return text.replace("\u00a0", " ")
 
 
 def missing(langs: Iterable[str] = LANGS,

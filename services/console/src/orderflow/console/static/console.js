@@ -65,18 +65,19 @@ function age(seconds) {
 }
 
 function since(iso) { return iso ? age((Date.now() - Date.parse(iso)) / 1000) : "–"; }
-/* 7 Dec 2026 14:05 / 2026年12月7日 14:05, in the browser's time zone */
+/* Dec 7, 2026 14:05 / 2026年12月7日 14:05 (CLDR's, as the server's Babel), in the browser's time zone */
+const DAY_FORMAT = new Intl.DateTimeFormat(LANG, {year: "numeric", month: "short", day: "numeric"});
+const TIME_FORMAT = new Intl.DateTimeFormat(LANG, {hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
 function when(iso) {
   if (!iso) return "–";
-  const d = new Date(iso), two = n => String(n).padStart(2, "0");
-  return t("fmt.datetime", {year: d.getFullYear(), month: d.getMonth() + 1, mon: t("month." + (d.getMonth() + 1)),
-    day: d.getDate(), hh: two(d.getHours()), mm: two(d.getMinutes())});
+  const d = new Date(iso);
+  return DAY_FORMAT.format(d) + " " + TIME_FORMAT.format(d);
 }
-/* an ISO date (2026-12-07) as 7 Dec 2026 / 2026年12月7日 */
+/* an ISO date (2026-12-07) as Dec 7, 2026 / 2026年12月7日, the date itself (no time zone shift) */
 function day(iso) {
   if (!iso) return "–";
   const [y, m, d] = String(iso).slice(0, 10).split("-").map(Number);
-  return t("fmt.date", {year: y, month: m, mon: t("month." + m), day: d});
+  return DAY_FORMAT.format(new Date(y, m - 1, d));
 }
 function pct(rate) { return rate === null || rate === undefined ? "–" : num(rate * 100, 1) + " %"; }
 function num(x, digits) {
