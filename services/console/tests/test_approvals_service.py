@@ -136,6 +136,8 @@ async def test_an_order_sent_back_is_reviewed_again_when_its_next_revision_comes
     path = f"/api/orders/{order_id}"
 
     assert (await operators["clerk"].post(f"{path}/send-back", {})).status_code == 403
+    bare = await operators["reviewer"].post(f"{path}/send-back", {"comment": ""})
+    assert bare.status_code == 422 and "what to rework" in bare.json()["message"], bare.text
     back = await operators["reviewer"].post(f"{path}/send-back",
                                             {"comment": "wrong delivery address"})
     assert back.status_code == 200, back.text

@@ -90,3 +90,49 @@ async def test_a_reviewer_then_a_director_approve_and_the_order_is_dispatched(
     assert "approved by reviewer; awaiting a director's approval" in timeline
     assert "approved by director (year-end stock-up)" in timeline
     await shot(page, "director-approved")
+
+
+async def test_a_send_back_needs_its_comment_and_a_clerk_has_no_decision(
+        pipeline: Pipeline, console_base: str, review_standin: Any, browser_page: Any) -> None:
+    """A reviewer sends a held order back for rework: without a comment review refuses it and
+    the page says so beside the comment field; with one the order is rejected for rework, said on
+    its page and timeline. A clerk (no right to decide) is shown no decision on a held order."""
+    if review_standin is not None or "intake" not in pipeline.services:
+        pytest.skip("needs intake and review running")
+    page = browser_page
+    eid = new_id("BACKB")
+    async with OrderPusher(pipeline.kafka) as pusher:  # customer C0042 is blocked: held
+        await pusher.push("canonical", canonical_order(eid, customer_id="C0042",
+                                                       lines=[("TEA-001", 2)]))
+    order_id = order_id_for("canonical", eid)
+    async with httpx.AsyncClient(base_url=console_base, timeout=30, headers={
+            "Authorization": f"Bearer {admin_token(pipeline)}"}) as admin:
+        async def held() -> bool:
+            view = await console_view(admin, order_id)
+            return view is not None and view.state is not None and view.state.value == "held"
+        await until(held, timeout=90, what=f"{order_id} held")
+    order_page = f"{console_base}/orders/{order_id}"
+
+    await signed_in(page, console_base, "clerk")
+    await page.goto(order_page)
+    await page.wait_for_selector("#o-state[data-state=held]")
+    assert await page.is_hidden("#o-actions")
+    assert await page.locator("#o-send_back:visible").count() == 0
+    await signed_out(page)
+
+    await signed_in(page, console_base, "reviewer")
+    await page.goto(order_page)
+    await page.wait_for_selector("#o-actions:not([hidden]) #o-send_back")
+    await page.click("#o-send_back")
+    await page.wait_for_function(
+        "() => document.getElementById('o-comment-err').textContent !== ''")
+    assert "needs a comment" in (await page.text_content("#o-comment-err") or "")
+    assert await page.get_attribute("#o-state", "data-state") == "held"
+    await page.fill("#o-comment", "wrong delivery address")
+    await page.click("#o-send_back")
+    await page.wait_for_selector("#o-rework:not([hidden])", timeout=90_000)
+    assert (await page.text_content("#o-comment-err") or "") == ""
+    assert "wrong delivery address" in (await page.text_content("#o-rework-text") or "")
+    await page.wait_for_function(
+        "() => document.getElementById('timeline').textContent.includes('sent back for rework')")
+    await shot(page, "sent-back")

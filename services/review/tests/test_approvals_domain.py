@@ -163,8 +163,10 @@ def test_a_director_approves_an_order_below_the_thresholds_alone() -> None:
 
 def test_an_order_awaiting_a_director_may_still_be_rejected_or_sent_back() -> None:
     first = decided(decide("approve", REVIEWER))
-    assert decided(decide("reject", OTHER_REVIEWER, led=first.ledger)).decision == "rejected"
-    assert decided(decide("send_back", OTHER_REVIEWER, led=first.ledger)).decision == "sent_back"
+    assert decided(decide("reject", OTHER_REVIEWER, led=first.ledger,
+                          comment="the customer cancelled by phone")).decision == "rejected"
+    assert decided(decide("send_back", OTHER_REVIEWER, led=first.ledger,
+                          comment="split the order")).decision == "sent_back"
 
 
 # --- sending back -------------------------------------------------------------------------------
@@ -222,10 +224,20 @@ def test_the_next_revision_of_an_order_sent_back_or_rejected_is_reviewed_again(
 
 def test_a_rejected_order_whose_new_revision_a_rule_still_rejects_stays_rejected() -> None:
     first = received("1000")
-    rejected = decided(decide("reject", REVIEWER, r=first))
+    rejected = decided(decide("reject", REVIEWER, r=first, comment="duplicate of SO-1"))
     state = domain.ChangeState(account=replace(account(), blocked=True), ledger=rejected.ledger,
                                reviewed=reviewed(first, rejected.ledger))
     policy = ReviewPolicy(reject_on=frozenset({"blocked_customer"}))
     outcome = domain.decide_change(change_of(first, 2), state, policy)
     assert outcome.status == "refused" and outcome.content is None
     assert "blocked_customer" in [r.code for r in outcome.events[0].reasons]  # type: ignore[attr-defined]
+
+
+def test_a_rejection_says_why_and_a_send_back_what_to_rework() -> None:
+    for action, said in (("reject", "says why"), ("send_back", "what to rework")):
+        for comment in (None, "", "   "):
+            refused = decide(action, REVIEWER, comment=comment)
+            assert isinstance(refused, domain.Refusal) and refused.kind == "incomplete", refused
+            assert said in refused.message
+    # an approval needs none
+    assert decided(decide("approve", REVIEWER, r=received("100"))).decision == "approved"

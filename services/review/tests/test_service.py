@@ -527,6 +527,8 @@ async def test_a_held_order_sent_back_is_reviewed_again_on_its_next_revision(
     customer = await new_customer(pipeline)
     (order_id,) = await push(pipeline, order_for(customer, lines=LARGE))  # above 10 000: held
     assert (await decision(events, order_id)).topic == "order.held"
+    bare = await api.post(f"/api/orders/{order_id}/send-back", json={"comment": "  "})
+    assert bare.status_code == 422 and "what to rework" in bare.json()["detail"], bare.text
     back = await api.post(f"/api/orders/{order_id}/send-back",
                           json={"comment": "split it into two orders"})
     assert back.status_code == 200, back.text

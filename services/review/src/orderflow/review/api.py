@@ -45,7 +45,8 @@ class ReviewerDecision(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     comment: BodyText | None = Field(default=None, max_length=2000,
-                                     description="Why, in the reviewer's words")
+                                     description="Why, in the reviewer's words (required to "
+                                                 "reject or send back: 422 without)")
 
 
 def _queue_entry(o: ReviewedOrder, now: datetime) -> dict[str, Any]:

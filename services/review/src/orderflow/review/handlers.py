@@ -294,7 +294,8 @@ def _announce(uow: UnitOfWork, incoming: IncomingEvent[OrderReceived],
 
 
 # the HTTP status of each kind of refusal the domain gives
-REFUSAL_STATUS: dict[str, int] = {"unknown": 404, "conflict": 409, "forbidden": 403}
+REFUSAL_STATUS: dict[str, int] = {"unknown": 404, "conflict": 409, "forbidden": 403,
+                                  "incomplete": 422}
 
 
 class DecisionRefused(Exception):

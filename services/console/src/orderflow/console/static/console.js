@@ -307,7 +307,10 @@ function initOrder() {
   const id = document.body.dataset.orderId;
   ["approve", "director_approve", "send_back", "reject"].forEach(decision => {
     document.getElementById("o-" + decision).addEventListener("click", async () => {
-      await decide(id, decision, document.getElementById("o-comment").value);
+      const r = await decide(id, decision, document.getElementById("o-comment").value);
+      /* review refuses a rejection or send-back without a comment (422): said beside the field */
+      document.getElementById("o-comment-err").textContent =
+        r.status === 422 ? t("order.comment_required") : "";
       refreshOrder();
     });
   });

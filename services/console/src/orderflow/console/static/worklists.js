@@ -97,6 +97,9 @@ async function wlBulk(decision) {
   document.getElementById("wl-results").innerHTML = r.body.results.map(x =>
     '<li data-result-for="' + esc(x.order_id) + '" data-status="' + esc(x.status) + '" class="' + (x.status < 300 ? "ok" : "bad") + '">' +
     esc(t("wl.result", {order: x.order_id.slice(0, 8), status: x.status, message: x.message})) + "</li>").join("");
+  /* review's refusal of a decision without its comment (422), beside the comment field */
+  const incomplete = r.body.results.find(x => x.status === 422);
+  document.getElementById("wl-comment-err").textContent = incomplete ? t("order.comment_required") : "";
   toast(t("wl.bulk_done", {decision: t("verb." + decision), ok: r.body.accepted, bad: r.body.refused}), r.body.refused > 0);
   WL.selected.clear();
   await refreshWorklist(true);

@@ -44,9 +44,10 @@ class Decider:
 @dataclass(frozen=True)
 class Refusal:
     """A decision that cannot be taken: the order is ``unknown``, its state is in ``conflict``
-    with it, or the decider is ``forbidden`` to take it."""
+    with it, the decider is ``forbidden`` to take it, or it is ``incomplete`` (a rejection or a
+    send-back without a comment)."""
 
-    kind: Literal["unknown", "conflict", "forbidden"]
+    kind: Literal["unknown", "conflict", "forbidden", "incomplete"]
     message: str
 
 
@@ -102,11 +103,15 @@ def director_hold(received: OrderReceived, figures: dict[str, str],
 
 
 def decide_step(ledger: OrderLedger, received: OrderReceived, action: ManualAction,
-                decider: Decider, policy: ReviewPolicy) -> Step | Refusal:
+                decider: Decider, policy: ReviewPolicy, comment: str | None = None) -> Step | Refusal:
     """What ``decider``'s ``action`` does to a held order (``refuse_manual_decision`` said it is
     held): approves it, gives its first approval (it then awaits a director), rejects it or sends
-    it back; or why it may not."""
+    it back; or why it may not. A rejection says why and a send-back what to rework: whoever
+    answers the customer or fixes the order reads it."""
     if action in ("reject", "send_back"):
+        if not (comment or "").strip():
+            return Refusal("incomplete", "a rejection says why the order is rejected"
+                           if action == "reject" else "a send-back says what to rework")
         return action
     waiting = awaiting_director(ledger)
     if action == "approve":

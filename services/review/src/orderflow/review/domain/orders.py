@@ -242,7 +242,7 @@ def decide_manually(account: CreditAccount, ledger: OrderLedger, reviewed: Revie
     """A reviewer (or a director) approves, rejects or sends back a held order
     (``refuse_manual_decision`` said it is held); above the policy's director thresholds a
     reviewer's approval is the first of two (``approvals.decide_step``)."""
-    step = decide_step(ledger, reviewed.received, action, decider, policy)
+    step = decide_step(ledger, reviewed.received, action, decider, policy, comment)
     if isinstance(step, Refusal):
         return step
     reasons, received = ledger.reasons, reviewed.received
