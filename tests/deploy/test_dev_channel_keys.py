@@ -4,6 +4,7 @@ and store, generated once, kept private, and accepted by intake's settings."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -35,6 +36,27 @@ def test_a_dev_stack_gives_intake_a_key_per_demo_channel_kept_across_restarts(
     monkeypatch.setenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", str(path))
     settings = IntakeSettings()
     assert {name: key.get_secret_value() for name, key in settings.channel_keys.items()} == keys
+
+
+def test_the_keys_file_is_written_only_when_its_content_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE", raising=False)
+    stack = Stack(root=tmp_path)
+    path = stack.channel_keys_file()
+    written = path.read_text()
+    os.utime(path, ns=(0, 0))  # a write would move it
+    before = path.stat()
+    # every intake launch after the first leaves the file alone
+    for _ in range(2):
+        assert Path(stack.service_env(ServiceProcess("intake", 0, 8081))
+                    ["ORDERFLOW_INTAKE_CHANNEL_KEYS_FILE"]) == path
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, 0)
+    # a file that lost its content is written again, whole, with the same keys
+    path.write_text("{")
+    assert stack.channel_keys_file().read_text() == written
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_the_console_is_given_the_desk_key_intake_has(

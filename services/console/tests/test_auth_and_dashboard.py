@@ -197,3 +197,44 @@ def test_members_of_counts_one_replica_per_member_and_skips_unknown_groups() -> 
         "orderflow.intake": {"replicas": 2, "state": "Stable", "members": ["/10.0.0.2", "/10.0.0.3"]},
         "orderflow.review": {"replicas": 0, "state": "Empty", "members": []},
     }
+
+
+class _Refusing:
+    """What ``requirement`` asks of the console: the operator, and the audit log."""
+
+    def __init__(self, op: auth.Operator) -> None:
+        self.op = op
+        self.audited: list[tuple[str, str | None, str]] = []
+
+    async def operator(self, _request: Any) -> auth.Operator:
+        return self.op
+
+    async def audit(self, op: auth.Operator, action: str, target: str | None, outcome: str,
+                    **_detail: Any) -> None:
+        self.audited.append((action, target, outcome))
+
+
+@pytest.mark.parametrize(("rights", "audited", "said", "holder"), [
+    (("replay",), "replay", "may not replay", "admin"),
+    (("case", "amend", "decide"), "case|amend|decide",
+     "holds none of the rights case, amend, decide", "reviewer"),
+])
+async def test_a_refusal_is_audited_under_every_right_the_route_takes(
+        rights: tuple[str, ...], audited: str, said: str, holder: str) -> None:
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    from orderflow.console.api import requirement
+
+    console = _Refusing(auth.Operator(name="vic", role="viewer", via="token"))
+    check = requirement(console, *rights)  # type: ignore[arg-type]
+    request = Request({"type": "http", "method": "POST", "path": "/api/worklist/claim",
+                       "headers": [], "query_string": b""})
+    with pytest.raises(HTTPException) as refused:
+        await check(request)
+    assert refused.value.status_code == 403 and said in str(refused.value.detail)
+    assert console.audited == [(audited, "/api/worklist/claim", "forbidden")]
+    # one right among them lets the operator through, unaudited
+    console.op = auth.Operator(name="hal", role=holder, via="token")
+    assert (await check(request)).name == "hal"
+    assert len(console.audited) == 1

@@ -111,6 +111,12 @@ async def test_claim_assign_unassign_my_work_and_a_concurrent_claim(
     assert ("reviewer", "assign", "done") in seen and ("clerk", "done", "done") in seen
     assert ("clerk", "unassign", "done") in seen
     assert any(a == "claim" and o == "refused_409" for _, a, o in seen)
+    # the viewer's refused claim is audited under the rights a claim takes, not one of them
+    refusals = [(e["user_name"], e["action"], e["outcome"]) for e in (await admin.get(
+        "/api/audit", params={"limit": 1000})).json()["entries"]
+        if e["target"] == "/api/worklist/claim"]
+    assert ("viewer", "case|amend|decide", "forbidden") in refusals
+    assert ("viewer", "case", "forbidden") not in refusals
 
 
 async def test_bulk_approve_goes_on_when_one_order_is_refused(

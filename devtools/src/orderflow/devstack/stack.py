@@ -227,15 +227,25 @@ class Stack:
 
     def channel_keys_file(self) -> Path:
         """``channel-keys.json`` in the stack's folder: a key of the channel order API for each
-        demo channel (and the simulators' stores), each kept in a file of its own (mode 0600)."""
+        demo channel (and the simulators' stores), each kept in a file of its own (mode 0600).
+        Written only when its content would change (a running intake may be reading it), and
+        then whole: a new file (mode 0600) renamed over the old."""
         from orderflow.runtime.service_auth import secret_file
 
         keys = {name: secret_file(self.root / "channel-keys" / name.replace("/", "@"))
                 for name in DEV_CHANNEL_KEYS}
         path = self.root / "channel-keys.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        content = json.dumps(keys, indent=2)
+        try:
+            if path.read_text() == content:
+                return path
+        except (OSError, UnicodeDecodeError):
+            pass
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(keys, out, indent=2)
+            out.write(content)
+        tmp.replace(path)
         return path
 
     def intake_desk_key(self, env: dict[str, str]) -> str | None:

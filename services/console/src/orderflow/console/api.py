@@ -151,7 +151,13 @@ def requirement(console: Console, action: str,
                 *alternatives: str) -> Callable[[Request], Awaitable[Operator]]:
     """A dependency: the signed-in operator, allowed to do ``action`` (or one of
     ``alternatives``); a state-changing call made with the session cookie must carry the
-    session's CSRF token (header or form field)."""
+    session's CSRF token (header or form field). A refusal is audited under the rights the route
+    takes, joined (``case|amend|decide``)."""
+    rights = (action, *alternatives)
+    refused_as = "|".join(rights)
+    refusal = (f"may not {action}" if not alternatives
+               else f"holds none of the rights {', '.join(rights)}")
+
     async def dependency(request: Request) -> Operator:
         op = await console.operator(request)
         if op is None:
@@ -164,9 +170,9 @@ def requirement(console: Console, action: str,
                 sent = str((await request.form()).get("csrf_token", ""))
             if not same_secret(sent, op.csrf_token):
                 raise HTTPException(403, "missing or wrong CSRF token")
-        if not any(op.may(a) for a in (action, *alternatives)):
-            await console.audit(op, action, request.url.path, "forbidden")
-            raise HTTPException(403, f"role {op.role} may not {action}")
+        if not any(op.may(a) for a in rights):
+            await console.audit(op, refused_as, request.url.path, "forbidden")
+            raise HTTPException(403, f"role {op.role} {refusal}")
         return op
     setattr(dependency, AUTH_MARK, "console session or bearer token")
     return dependency

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from orderflow.console.auth import Operator
 from orderflow.console.exception_queue import ExceptionItem
@@ -60,20 +60,10 @@ class Case(BaseModel):
     updated_at: datetime | None = None
 
 
-class WorkItem(BaseModel):
+class WorkItem(ExceptionItem):
+    """An exception queue's item (or an open case, as one) under its key, with who works on it."""
+
     key: str
-    kind: str
-    order_id: str | None = None
-    external_id: str | None = None
-    customer_id: str | None = None
-    reason: str
-    reason_codes: list[str] = Field(default_factory=list)
-    since: datetime
-    age_s: float
-    sla_s: float
-    breached: bool
-    actions: list[str] = Field(default_factory=list)
-    details: dict[str, Any] = Field(default_factory=dict)
     assignee: str | None = None
     assigned_by: str | None = None
     assigned_at: datetime | None = None
