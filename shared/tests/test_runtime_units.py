@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
 from orderflow.contracts import topics
-from orderflow.contracts.events import StockReceived
+from orderflow.contracts.events import CustomerUpdated, StockReceived
 from orderflow.contracts.headers import EventHeaders
+from orderflow.contracts.order import Address
 from orderflow.devstack.embedded import EmbeddedBroker
 from orderflow.devstack.priority import PrioritySettings
 from orderflow.devstack.stack import (
@@ -309,6 +311,24 @@ def test_personal_data_is_masked_in_every_field() -> None:
     assert "1 Road" not in str(out)
     assert "138 0013 8000" not in str(out)
     assert mask_text("a@b.cn") == "a***@b.cn"
+
+
+def test_a_customers_delivery_address_is_masked_however_it_is_logged() -> None:
+    """Master data's delivery address is personal data: its recipient, phone, street and postal
+    code never reach a log, whether logged as a mapping, its JSON or its repr; where it is
+    (province, city) stays readable."""
+    home = Address(name="韩梅梅", phone="13912345678", province="上海", city="上海",
+                   district="浦东新区", line1="世纪大道 100 号", postal_code="200120")
+    update = CustomerUpdated(customer_id="C0042", name="韩梅梅", credit_limit=Decimal("1000"),
+                             currency="CNY", payment_terms="net30", delivery_address=home)
+    for logged in ({"customer": update.model_dump(mode="json")},
+                   {"event": f"customer updated: {update.model_dump_json()}"},
+                   {"event": f"customer updated: {update!r}"},
+                   {"delivery_address": "上海 浦东新区 世纪大道 100 号"}):
+        out = str(mask_personal_data(None, "info", dict(logged)))
+        for personal in ("韩梅梅", "13912345678", "世纪大道", "200120"):
+            assert personal not in out, (personal, out)
+    assert "浦东新区" in str(mask_personal_data(None, "info", {"customer": home.model_dump()}))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ every service's log of the whole run is searched for the e-mails and phones of e
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -21,12 +22,16 @@ pytestmark = pytest.mark.e2e
 
 def personal_data() -> dict[str, str]:
     """Every e-mail and phone of the demo customers (the orders carry them), as they would be
-    written: the phone also without separators."""
+    written: the phone also without separators; and the street of their delivery address
+    (master data's ``customer.updated``, which the services consume)."""
     found: dict[str, str] = {}
     for c in customers().values():
         found[c.email] = f"{c.customer_id} e-mail"
         found[c.phone] = f"{c.customer_id} phone"
         found[re.sub(r"\D", "", c.phone)] = f"{c.customer_id} phone digits"
+        if c.delivery_address is not None:  # as written, and as a JSON log line escapes it
+            found[c.delivery_address.line1] = f"{c.customer_id} street"
+            found[json.dumps(c.delivery_address.line1)[1:-1]] = f"{c.customer_id} street (JSON)"
     return found
 
 

@@ -1,5 +1,6 @@
 """The order desk in headless Chromium (the fixtures of ``test_browser.py``): a five-line phone
-order typed with the keyboard only reaches ``dispatched`` on its timeline; a bad quantity and an
+order typed with the keyboard only (the customer's address filled from master data, typed over)
+reaches ``dispatched``, its timeline naming who entered it; a bad quantity and an
 unknown SKU show intake's reasons beside their fields and nothing is published; a viewer gets
 no desk; a backordered order opened as its next revision with a quantity raised moves only the
 stock difference."""
@@ -14,7 +15,7 @@ from test_browser import browser_page, shot  # noqa: F401 - the fixture, reused
 
 from orderflow.contracts.events import ProductUpdated, StockReceived
 from orderflow.contracts.order import order_id_for
-from orderflow.devstack.catalogue import ADDRESSES, canonical_order
+from orderflow.devstack.catalogue import ADDRESSES, canonical_order, customers
 from orderflow.testing.events import EventLog
 from orderflow.testing.pipeline import Pipeline
 
@@ -65,7 +66,8 @@ async def add_line(page: Any, sku: str, quantity: str) -> None:
 
 
 async def test_a_phone_order_typed_without_the_mouse_is_dispatched(
-        pipeline: Pipeline, console_base: str, browser_page: Any) -> None:  # noqa: F811
+        pipeline: Pipeline, console_base: str, events: EventLog,
+        browser_page: Any) -> None:  # noqa: F811
     for needed in ("intake", "review", "inventory", "logistics"):
         if needed not in pipeline.services:
             pytest.skip(f"needs {needed} among ORDERFLOW_TEST_SERVICES")
@@ -73,7 +75,17 @@ async def test_a_phone_order_typed_without_the_mouse_is_dispatched(
     await sign_in_as(page, console_base, "clerk", "/desk")
     await choose_customer(page, "C0002")
     assert await focused(page) == "d-province"
+    # the customer's delivery address (master data) fills the address fields
+    home = customers()["C0002"].delivery_address
+    assert home is not None
+    for field, value in (("#d-province", home.province), ("#d-city", home.city),
+                         ("#d-district", home.district), ("#d-line1", home.line1),
+                         ("#d-postal", home.postal_code), ("#d-recipient", home.name),
+                         ("#d-phone", home.phone)):
+        assert await page.input_value(field) == value, field
+    # and stays editable: this order goes elsewhere
     province, city, district, line1, postal = ADDRESSES[0]
+    assert line1 != home.line1
     for text in (province, city, district, line1, postal):
         await type_field(page, text)
     # recipient and phone came from the customer's master data: Tab past them
@@ -96,6 +108,12 @@ async def test_a_phone_order_typed_without_the_mouse_is_dispatched(
         "() => document.getElementById('o-external').textContent.trim() !== ''", timeout=60_000)
     channel, external_id = (await page.text_content("#o-external") or "").split()
     assert channel == "desk" and order_id == order_id_for("desk", external_id)
+    received = await events.wait_for_event("order.received", order_id)
+    assert received.event.order.shipping_address.line1 == line1  # as typed over the customer's
+    assert received.event.author == "clerk"
+    entered = page.locator("#timeline li.t-OrderReceived")
+    await entered.wait_for(timeout=60_000)
+    assert "clerk" in (await entered.text_content() or "")  # who entered it, from the event
     await page.wait_for_function(
         "() => document.getElementById('o-state').dataset.state === 'dispatched'",
         timeout=180_000)
@@ -231,7 +249,8 @@ async def test_a_change_entered_at_the_desk_moves_only_the_stock_difference(
         assert await _available(stock, short) == short_before
         assert not events.of("shipment.dispatched", order_id)
     await page.wait_for_selector("#timeline li.t-OrderChanged", timeout=60_000)
-    entered = page.locator("#timeline li[class='t-console.desk_submit']")
+    # who entered the revision: order.revision-received's author
+    entered = page.locator("#timeline li.t-OrderRevisionReceived")
     await entered.first.wait_for(timeout=60_000)
     texts = " ".join(await entered.all_text_contents())
     assert "clerk" in texts and ("revision 2" in texts or "第 2 版" in texts), texts

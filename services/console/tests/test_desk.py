@@ -1,6 +1,7 @@
-"""The order desk's routes against the running services: master data lookups, stock from
-inventory, credit from review, intake's dry run and submission relayed (its totals, its reasons,
-its order id), the import of pasted rows, a prefilled revision, the audit, and the right
+"""The order desk's routes against the running services: master data lookups (a customer's
+delivery address among them), stock from inventory, credit from review, intake's dry run and
+submission relayed (its totals, its reasons, its order id), the author in intake's event and on
+the timeline, the import of pasted rows, a prefilled revision, the audit, and the right
 ``enter`` (a viewer is refused)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from console_helpers import admin_token, sign_in, until
 
 from orderflow.contracts.order import order_id_for
-from orderflow.devstack.catalogue import ADDRESSES, canonical_order
+from orderflow.devstack.catalogue import ADDRESSES, canonical_order, customers
 from orderflow.testing.events import EventLog
 from orderflow.testing.pipeline import Pipeline
 
@@ -81,6 +82,9 @@ async def test_a_clerk_finds_customers_and_products_with_their_terms_prices_and_
     found = (await clerk.get("/api/desk/customers", params={"q": "C0002"})).json()["customers"]
     assert found[0]["customer_id"] == "C0002"
     assert found[0]["payment_terms"] == "net30" and found[0]["phone"]
+    # with the delivery address master data gives the customer (what fills the desk's address)
+    home = customers()["C0002"].delivery_address
+    assert home is not None and found[0]["delivery_address"] == home.model_dump(mode="json")
     by_phone = (await clerk.get("/api/desk/customers",
                                 params={"q": found[0]["phone"]})).json()["customers"]
     assert [c["customer_id"] for c in by_phone] == ["C0002"]
@@ -93,6 +97,7 @@ async def test_a_clerk_finds_customers_and_products_with_their_terms_prices_and_
     if "review" in pipeline.services:
         detail = (await clerk.get("/api/desk/customers/C0002")).json()
         assert detail["customer"]["customer_id"] == "C0002"
+        assert detail["customer"]["delivery_address"]["line1"] == home.line1
         assert detail["credit"]["status"] == 200
         assert {"exposure", "credit_limit", "overdue_amount"} <= set(detail["credit"])
     assert (await clerk.get("/api/desk/customers/NO-SUCH")).status_code == 404
@@ -125,7 +130,7 @@ async def test_a_submitted_order_is_received_audited_and_prefills_its_next_revis
     order_id = answer["order_id"]
     assert order_id == order_id_for("desk", answer["external_id"])
     received = await events.wait_for_event("order.received", order_id)
-    assert received.event.channel == "desk"
+    assert received.event.channel == "desk" and received.event.author == "clerk"
     assert received.event.order.notes == "call first\n[desk: clerk]"
     async with httpx.AsyncClient(base_url=console_base, timeout=30, headers={
             "Authorization": f"Bearer {admin_token(pipeline)}"}) as admin:
@@ -133,18 +138,26 @@ async def test_a_submitted_order_is_received_audited_and_prefills_its_next_revis
     rows = audit["entries"]
     assert any(r["target"] == order_id and r["user_name"] == "clerk"
                and r["outcome"] == "accepted" for r in rows), rows
-    # the order's timeline says who entered it, in the reader's language
-    for lang, said in (("en", "entered at the desk by clerk (revision 1)"),
-                       ("zh-CN", "由 clerk 在录单台录入（第 1 版）")):
-        timeline = await clerk.get(f"/orders/{order_id}/timeline",
-                                   headers={"Accept-Language": lang})
-        assert timeline.status_code == 200 and said in timeline.text, timeline.text
+    # the order's timeline says who entered it (order.received's author), in the reader's
+    # language, once
+    for lang, said in (("en", "entered at the desk by clerk, accepted by intake"),
+                       ("zh-CN", "由 clerk 在录单台录入，接单已接受")):
+        timeline = await until(lambda lang=lang, said=said: _timeline_with(clerk, order_id, lang, said),
+                               what="the order's timeline naming its author")
+        assert timeline.count(said) == 1, timeline
     filled = await until(lambda: _prefill(clerk, order_id), what="the order's prefill")
     assert filled["order"]["external_id"] == answer["external_id"]
     # the read model keeps no notes (nor the street): those are typed again
     assert filled["order"]["revision"] == 2 and filled["order"]["notes"] == ""
     assert [line["sku"] for line in filled["order"]["lines"]] == ["TEA-001", "TEA-002"]
     assert filled["customer"]["customer_id"] == "C0002"
+
+
+async def _timeline_with(client: httpx.AsyncClient, order_id: str, lang: str,
+                         said: str) -> str | None:
+    r = await client.get(f"/orders/{order_id}/timeline", headers={"Accept-Language": lang})
+    assert r.status_code == 200, r.text
+    return r.text if said in r.text else None
 
 
 async def _prefill(client: httpx.AsyncClient, order_id: str) -> dict[str, Any] | None:

@@ -57,8 +57,34 @@ def test_pasted_rows_are_split_on_tabs_and_blank_lines_dropped() -> None:
     assert desk_domain.pasted_rows("a\tb\n\n  \nc\t\n") == [["a", "b"], ["c", ""]]
 
 
-def test_an_accepted_desk_submission_says_on_the_timeline_who_entered_it() -> None:
+def test_the_timeline_says_who_entered_an_order_and_its_revision_at_the_desk() -> None:
+    """Who entered a desk order is the author its events carry (intake's order.received and
+    order.revision-received); the audit log's accepted submission is not told twice, a refused
+    one (no event tells it) stays on the timeline as refused."""
+    from orderflow.console.domain import timeline_said
     from orderflow.console.worklists import activity_said
+    from orderflow.contracts import events as ev
+
+    story = OrderStory("DESK-20261120-ABC123", channel="desk")
+    story.add(ev.OrderReceived(order_id=story.order_id, channel="desk",
+                               external_id=story.external_id, order=story.order,
+                               totals=story.totals, author="clerk"), 0.1, "intake")
+    story.add(ev.OrderRevisionReceived(
+        order_id=story.order_id, channel="desk", external_id=story.external_id,
+        previous_revision=1, revision=2, order=story.order.model_copy(update={"revision": 2}),
+        author="rita"), 5, "intake")
+    (received, said), (revised, revised_said) = timeline_said(story.order_id, story.entries)
+    assert revised.event_type == "OrderRevisionReceived"
+    assert received.event_type == "OrderReceived" and received.service == "intake"
+    assert said.text("en").startswith("entered at the desk by clerk, accepted by intake: 1 line")
+    assert said.text("zh-CN").startswith("由 clerk 在录单台录入，接单已接受：1 行")
+    assert received.summary == said.text("en")
+    assert revised_said.text("en") == "revision 2 entered at the desk by rita (was 1)"
+    assert revised_said.text("zh-CN") == "由 rita 在录单台录入第 2 版（原为第 1 版）"
+    # an order no one entered at the desk says nothing of an author
+    connector = OrderStory("SO-DESK-2").received()
+    (other, other_said), = timeline_said(connector.order_id, connector.entries)
+    assert other_said.text("en").startswith("accepted by intake:") and "desk" not in other.summary
 
     audited = [
         {"action": "desk_submit", "outcome": "accepted", "user_name": "clerk", "at": NOW,
@@ -68,10 +94,6 @@ def test_an_accepted_desk_submission_says_on_the_timeline_who_entered_it() -> No
          "detail": {"external_id": "DESK-20261120-ABC123", "revision": 3, "intake_status": 422,
                     "reasons": ["unknown_sku"]}},
     ]
-    (entered, said), (_, refused_said) = activity_said(audited)
-    assert entered.event_type == "console.desk_submit" and entered.service == "console"
-    assert said.text("en") == "entered at the desk by clerk (revision 2)"
-    assert said.text("zh-CN") == "由 clerk 在录单台录入（第 2 版）"
-    assert entered.summary == said.text("en")
-    assert "entered at the desk" not in refused_said.text("en")  # refused: said as refused
+    (refused, refused_said), = activity_said(audited)  # the accepted one: the events tell it
+    assert refused.event_type == "console.desk_submit" and refused.service == "console"
     assert "refused_422" in refused_said.text("en")

@@ -81,18 +81,27 @@ async def test_a_desk_order_signed_with_the_desk_key_is_accepted_without_a_store
         "X-OrderFlow-Author": "operator-7"})
     assert response.status_code == 202, response.text
     assert response.json()["order_id"] == order_id_for("desk", eid)
-    await events.wait_for_event("order.received", order_id_for("desk", eid))
+    received = await events.wait_for_event("order.received", order_id_for("desk", eid))
+    assert received.event.author == "operator-7"  # the desk's operator, in the event
+    revised = canonical_order(eid, lines=[("TEA-001", 3)])
+    revised["revision"] = 2
+    again = await post(pipeline, "desk", revised, headers={"X-OrderFlow-Author": "operator-8"})
+    assert again.status_code == 202, again.text
+    revision = await events.wait_for_event("order.revision-received", order_id_for("desk", eid))
+    assert revision.event.author == "operator-8"
 
 
 async def test_a_shop_key_submits_in_the_shops_own_format_as_its_store(
         pipeline: Pipeline, events: EventLog) -> None:
     order = sample("shopify_orders_create.json")
     order["id"] = int(uuid.uuid4().int % 10**13)
-    response = await post(pipeline, "shopify", order)
+    # a connector cannot claim that someone at the desk entered its order
+    response = await post(pipeline, "shopify", order, headers={"X-OrderFlow-Author": "clerk"})
     assert response.status_code == 202, response.text
     order_id = order_id_for("shopify", str(order["id"]), TEST_SHOP)
     assert response.json()["order_id"] == order_id
-    await events.wait_for_event("order.received", order_id)
+    received = await events.wait_for_event("order.received", order_id)
+    assert received.event.author is None
 
 
 @pytest.mark.parametrize(("mutate", "code", "field"), [

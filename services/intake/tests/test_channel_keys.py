@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from orderflow.intake import channel_api
+from orderflow.intake import channel_api, domain
 from orderflow.intake.settings import IntakeSettings
 
 pytestmark = pytest.mark.unit
@@ -94,3 +94,22 @@ def test_a_key_reaches_its_own_channel_and_store_only() -> None:
     assert channel_api.authorise(shop, "douyin", None).status == 403  # type: ignore[union-attr]
     desk = channel_api.Caller("desk", "desk", None)
     assert channel_api.authorise(desk, "desk", "anything").status == 403  # type: ignore[union-attr]
+
+
+def test_only_a_desk_caller_names_who_entered_its_order() -> None:
+    """The author a request names is the push's for channel desk only; a connector's claim is
+    dropped (nobody at OrderFlow entered a platform's order), and so is a blank one."""
+    body = json.dumps({"external_id": "DESK-1", "id": 7}).encode()
+    desk = channel_api.Caller("desk", "desk", None)
+    shop = channel_api.Caller("shopify/shop-a", "shopify", "shop-a")
+    canonical = channel_api.Caller("canonical", "canonical", None)
+    kept = channel_api.read_submission(desk, body, author=" clerk ")
+    assert not isinstance(kept, domain.Refused) and kept.author == "clerk"
+    for caller in (shop, canonical):
+        pushed = channel_api.read_submission(caller, body, author="clerk")
+        assert not isinstance(pushed, domain.Refused) and pushed.author is None, caller
+    blank = channel_api.read_submission(desk, body, author="  ")
+    assert not isinstance(blank, domain.Refused) and blank.author is None
+    assert domain.author_of("desk", "x" * 500) == "x" * domain.MAX_AUTHOR_LENGTH
+    # a push consumed from order.inbound: its own channel decides, whatever it claims
+    assert domain.author_of("douyin", "clerk") is None and domain.author_of("desk", None) is None

@@ -9,7 +9,8 @@ from decimal import Decimal
 from functools import cache
 
 from orderflow.contracts.money import round_money
-from orderflow.devstack.masterdata import DEMO_DATA
+from orderflow.contracts.order import Address
+from orderflow.devstack.masterdata import DEMO_DATA, delivery_address
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class DemoCustomer:
     open_receivables: Decimal
     overdue_days: int
     blocked: bool
+    delivery_address: Address | None = None
 
 
 @cache
@@ -50,7 +52,8 @@ def customers() -> dict[str, DemoCustomer]:
         return {r["customer_id"]: DemoCustomer(
             r["customer_id"], r["name"], r["email"], r["phone"], r["language"],
             r["payment_terms"], Decimal(r["credit_limit"]), Decimal(r["open_receivables"]),
-            int(r["overdue_days"]), r["blocked"] == "true") for r in csv.DictReader(f)}
+            int(r["overdue_days"]), r["blocked"] == "true", delivery_address(r))
+            for r in csv.DictReader(f)}
 
 
 @cache

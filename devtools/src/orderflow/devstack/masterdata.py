@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,6 +25,7 @@ from orderflow.contracts.events import (
     StockReceived,
     WarehouseUpdated,
 )
+from orderflow.contracts.order import Address
 from orderflow.runtime.consumer import format_validation_error
 from orderflow.runtime.settings import KafkaSettings
 
@@ -39,7 +40,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "products": ("reorder_point",),
-    "customers": ("preferred_channel", "opt_out_marketing"),
+    # the customer's delivery address, its columns named as an order sheet's
+    "customers": ("preferred_channel", "opt_out_marketing", "province", "city", "district",
+                  "address", "postal_code"),
     "warehouses": (),
     "stock": ("reference",),
 }
@@ -81,7 +84,25 @@ def _customer(row: dict[str, str]) -> Event:
         overdue_days=int(row.get("overdue_days") or 0), blocked=_bool(row.get("blocked", "")),
         preferred_channel=row.get("preferred_channel") or "email",
         opt_out_marketing=_bool(row.get("opt_out_marketing", "")),
+        delivery_address=delivery_address(row),
     )
+
+
+ADDRESS_COLUMNS = ("province", "city", "district", "address", "postal_code")
+
+
+def delivery_address(row: Mapping[str, str]) -> Address | None:
+    """A customer row's delivery address (``province``, ``city``, ``district``, ``address``: the
+    street, ``postal_code``), for the customer by name at their phone; None when the row gives
+    none of it. A partial one (no province, city, street or phone) is a bad row."""
+    if not any((row.get(column) or "").strip() for column in ADDRESS_COLUMNS):
+        return None
+    return Address(name=row["name"].strip(), phone=(row.get("phone") or "").strip(),
+                   province=(row.get("province") or "").strip(),
+                   city=(row.get("city") or "").strip(),
+                   district=(row.get("district") or "").strip(),
+                   line1=(row.get("address") or "").strip(),
+                   postal_code=(row.get("postal_code") or "").strip())
 
 
 def _warehouse(row: dict[str, str]) -> Event:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderflow.contracts.money import Amount
-from orderflow.contracts.order import STORE_PATTERN, CanonicalOrder, Customer, OrderTotals
+from orderflow.contracts.order import STORE_PATTERN, Address, CanonicalOrder, Customer, OrderTotals
 
 
 class Event(BaseModel):
@@ -75,6 +75,10 @@ class OrderSubmitted(Event):
                     "for channels without stores")
     received_at: datetime
     payload: Any = Field(description="The platform's order exactly as it arrived")
+    author: str | None = Field(
+        default=None, max_length=200,
+        description="Who entered the order: the operator at the console's order desk (channel "
+                    "desk); intake keeps it for channel desk only, and null for any other")
 
     def key(self) -> str:
         return f"{self.channel}:{self.external_id}"
@@ -90,6 +94,10 @@ class OrderReceived(Event):
     external_id: str
     order: CanonicalOrder
     totals: OrderTotals
+    author: str | None = Field(
+        default=None, max_length=200,
+        description="The operator who entered the order at the console's order desk (channel "
+                    "desk); null for every other channel")
 
 
 class OrderRejected(Event):
@@ -118,6 +126,10 @@ class OrderRevisionReceived(Event):
     previous_revision: int
     revision: int
     order: CanonicalOrder
+    author: str | None = Field(
+        default=None, max_length=200,
+        description="The operator who entered the revision at the console's order desk (channel "
+                    "desk); null for every other channel")
 
 
 class OrderRevisionRejected(Event):
@@ -434,6 +446,9 @@ class CustomerUpdated(Event):
     blocked: bool = False
     preferred_channel: str = "email"
     opt_out_marketing: bool = False
+    delivery_address: Address | None = Field(
+        default=None, description="Where the customer's goods go unless an order says otherwise "
+                                  "(the order desk fills a new order's address from it)")
 
     def key(self) -> str:
         return self.customer_id

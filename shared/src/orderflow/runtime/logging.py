@@ -49,10 +49,10 @@ NAME_KEYS = frozenset({"name", "customer_name", "recipient", "recipient_name", "
                        "receiver_name", "post_receiver", "encrypt_post_receiver", "consignee",
                        "contact", "contact_name", "first_name", "last_name", "full_name",
                        "buyer_name"})
-ADDRESS_KEYS = frozenset({"address", "shipping_address", "billing_address", "post_addr", "street",
-                          "line1", "line2", "address1", "address2", "address_line1",
-                          "address_line2", "detail_address", "postal_code", "postcode",
-                          "post_code", "zip", "zip_code"})
+ADDRESS_KEYS = frozenset({"address", "shipping_address", "billing_address", "delivery_address",
+                          "post_addr", "street", "line1", "line2", "address1", "address2",
+                          "address_line1", "address_line2", "detail_address", "postal_code",
+                          "postcode", "post_code", "zip", "zip_code"})
 # city, province, district and country stay readable: they say where, not who
 PERSONAL_KEYS = EMAIL_KEYS | PHONE_KEYS | NAME_KEYS | ADDRESS_KEYS
 MASK = "***"

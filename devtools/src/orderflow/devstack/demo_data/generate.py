@@ -1,7 +1,8 @@
 """Regenerate the demo master data (deterministic): ``python -m orderflow.devstack.demo_data.generate``.
 
 300 SKUs in several categories with names, specs, prices, tax rates and weights; 100 customers
-with credit profiles (some over their limit, some overdue, some prepaid, some COD, two blocked);
+with credit profiles (some over their limit, some overdue, some prepaid, some COD, two blocked)
+and delivery addresses;
 six warehouses in six provinces; stock spread over them, with some SKUs scarce."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import csv
 import random
 from decimal import Decimal
 from pathlib import Path
+
+from orderflow.devstack.catalogue import ADDRESSES
 
 HERE = Path(__file__).parent
 
@@ -83,12 +86,14 @@ def generate(seed: int = 20261126) -> None:
         customers.append([cid, name, f"buyer{i + 1:03d}@example.com",
                           f"13{rnd.randint(100000000, 999999999)}", language, f"{limit}", "CNY",
                           terms, f"{receivables}", f"{overdue:.2f}", str(days),
-                          "true" if blocked else "false", channel])
+                          "true" if blocked else "false", channel,
+                          *ADDRESSES[i % len(ADDRESSES)]])
     with (HERE / "customers.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["customer_id", "name", "email", "phone", "language", "credit_limit",
                     "currency", "payment_terms", "open_receivables", "overdue_amount",
-                    "overdue_days", "blocked", "preferred_channel"])
+                    "overdue_days", "blocked", "preferred_channel", "province", "city",
+                    "district", "address", "postal_code"])
         w.writerows(customers)
 
     with (HERE / "warehouses.csv").open("w", newline="", encoding="utf-8") as f:

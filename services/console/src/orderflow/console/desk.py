@@ -6,10 +6,11 @@ with the desk's key (``ORDERFLOW_CONSOLE_DESK_KEY`` or ``_FILE``) and the operat
 ``X-OrderFlow-Author``, and shows intake's answer: its totals from a dry run
 (``?dry_run=true``) while the order is typed, its reasons beside their fields on 422, the
 order's page on 202. The customer's credit comes from review, a SKU's stock per warehouse from
-inventory, both with the console's signed service credential; customers and products from the
-console's master data. Submissions are audited (``desk_submit``, ``desk_import``); an accepted
-submission shows on the order's timeline as who entered which revision at the desk
-(``worklists.activity_said``)."""
+inventory, both with the console's signed service credential; customers (their contact, terms
+and delivery address, which fills the form's) and products from the console's master data.
+Submissions are audited (``desk_submit``, ``desk_import``); an accepted order or revision shows
+on the order's timeline as entered by its operator: intake's ``order.received`` /
+``order.revision-received`` name it (``author``) for channel ``desk``."""
 
 import tempfile
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from orderflow.connector.spreadsheet import group_order_rows, read_order_sheet
 from orderflow.console import desk_domain
 from orderflow.console.api import Console, requirement
 from orderflow.console.auth import Operator
-from orderflow.console.desk_repository import DeskRepository
+from orderflow.console.desk_repository import CUSTOMERS, PRODUCTS, DeskRepository, Lookup
 from orderflow.console.repository import ConsoleRepository
 
 log = structlog.get_logger(__name__)
@@ -113,12 +114,20 @@ def desk_api_router(console: Console) -> APIRouter:
     enter = Depends(requirement(console, "enter"))
     intake = Intake(console)
 
-    @router.get("/customers", summary="Customers whose id, name or phone holds q")
-    async def customers(_op: Annotated[Operator, enter],
-                        q: Annotated[str, Query(min_length=1, max_length=100)]) -> dict[str, Any]:
-        async with console.sessions() as session:
-            rows = await DeskRepository(session).find_customers(q.strip(), LOOKUP_LIMIT)
-        return {"customers": [_plain(r) for r in rows]}
+    def lookup(name: str, summary: str, rows_of: Lookup) -> None:
+        """``GET /api/desk/<name>?q=``: the master data's rows holding q, as ``{name: [...]}``."""
+
+        @router.get(f"/{name}", name=name, summary=summary)
+        async def search(_op: Annotated[Operator, enter],
+                         q: Annotated[str, Query(min_length=1, max_length=100)],
+                         ) -> dict[str, Any]:
+            async with console.sessions() as session:
+                rows = await DeskRepository(session).find(rows_of, q.strip(), LOOKUP_LIMIT)
+            return {name: [_plain(r) for r in rows]}
+
+    lookup("customers", "Customers whose id, name or phone holds q, with their terms and "
+           "delivery address", CUSTOMERS)
+    lookup("products", "Products whose SKU, name or spec holds q, with prices", PRODUCTS)
 
     @router.get("/customers/{customer_id}",
                 summary="A customer's master data, latest destination and credit (from review)")
@@ -133,13 +142,6 @@ def desk_api_router(console: Console) -> APIRouter:
                                     f"/api/credit-accounts/{quote(customer_id, safe='')}", op)
         return JSONResponse({"customer": _plain(row), "destination": destination,
                              "credit": credit})
-
-    @router.get("/products", summary="Products whose SKU, name or spec holds q, with prices")
-    async def products(_op: Annotated[Operator, enter],
-                       q: Annotated[str, Query(min_length=1, max_length=100)]) -> dict[str, Any]:
-        async with console.sessions() as session:
-            rows = await DeskRepository(session).find_products(q.strip(), LOOKUP_LIMIT)
-        return {"products": [_plain(r) for r in rows]}
 
     @router.get("/stock/{sku}", summary="A SKU's stock per warehouse (from inventory)")
     async def stock(sku: str, op: Annotated[Operator, enter]) -> dict[str, Any]:

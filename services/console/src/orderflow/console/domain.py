@@ -472,14 +472,20 @@ def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     pr.take_order(p.get("order") or {}, p.get("totals"))
     pr.advance(OrderState.RECEIVED, at)
     pr.milestone("received", at)
-    return _said("tl.received", lines=len(v.lines),
-                 total=p.get("totals", {}).get("grand_total"), currency=v.currency)
+    figures = {"lines": len(v.lines), "total": p.get("totals", {}).get("grand_total"),
+               "currency": v.currency}
+    if p.get("author"):  # entered at the order desk: by whom
+        return _said("tl.received_at_desk", author=p["author"], **figures)
+    return _said("tl.received", **figures)
 
 
 @_projects(ev.OrderRevisionReceived)
 def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.revision = max(v.revision, int(p.get("revision") or 1))
+    if p.get("author"):  # entered at the order desk: by whom
+        return _said("tl.revision_at_desk", author=p["author"], revision=p.get("revision"),
+                     previous=p.get("previous_revision"))
     return _said("tl.revision_received", revision=p.get("revision"),
                  previous=p.get("previous_revision"))
 

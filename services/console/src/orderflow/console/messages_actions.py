@@ -9,8 +9,11 @@ ACTION_SUMMARIES: dict[tuple[str, str], str] = {
     ("payment", "published"): "act.tl_payment",
     ("scan", "published"): "act.tl_scan",
     ("cancel", "requested"): "act.tl_cancel",
-    ("desk_submit", "accepted"): "desk.tl_entered",
 }
+# audited actions the order's own events put on its timeline, so not shown twice: an order or a
+# revision entered at the desk is ``order.received`` / ``order.revision-received`` naming its
+# author (``domain``)
+TOLD_BY_EVENTS: frozenset[tuple[str, str]] = frozenset({("desk_submit", "accepted")})
 
 MESSAGES: dict[str, dict[str, str]] = {
     "act.title": {"en": "Act on the order", "zh-CN": "订单操作"},

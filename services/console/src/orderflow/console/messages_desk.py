@@ -85,9 +85,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "desk.import_summary": ("{valid} of {total} orders valid", "{total} 个订单中 {valid} 个校验通过"),
     "desk.posted": ("posted: {id}", "已提交：{id}"),
     "desk.import_posted": ("{n} orders posted", "已提交 {n} 个订单"),
-    # the order's timeline: an accepted desk submission (audited ``desk_submit``)
-    "desk.tl_entered": ("entered at the desk by {user} (revision {revision})",
-                        "由 {user} 在录单台录入（第 {revision} 版）"),
+    # the order's timeline: an order or a revision entered at the desk, by its event's author
+    "tl.received_at_desk": ("entered at the desk by {author}, accepted by intake: {lines} "
+                            "line(s), total {total} {currency}",
+                            "由 {author} 在录单台录入，接单已接受：{lines} 行，金额 {total} {currency}"),
+    "tl.revision_at_desk": ("revision {revision} entered at the desk by {author} (was {previous})",
+                            "由 {author} 在录单台录入第 {revision} 版（原为第 {previous} 版）"),
 }
 
 MESSAGES: dict[str, dict[str, str]] = {

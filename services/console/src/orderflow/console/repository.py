@@ -65,6 +65,7 @@ customers = sa.Table(
     sa.Column("payment_terms", sa.Text),
     sa.Column("currency", sa.Text),
     sa.Column("credit_limit", sa.Numeric(16, 2)),
+    sa.Column("delivery_address", pg.JSON),  # the contract's Address; personal data
 )
 products = sa.Table(
     "console_products", metadata,
@@ -183,7 +184,8 @@ class ConsoleRepository:
         await _SAVE_VIEWS.run(self.session, columns)
 
     async def upsert_customers(self, updates: list[CustomerUpdated]) -> None:
-        """The latest name, status, contact and terms of these customers (each once)."""
+        """The latest name, status, contact, terms and delivery address of these customers (each
+        once)."""
         if updates:
             await _UPSERT_CUSTOMERS.run(self.session, {
                 "ids": [c.customer_id for c in updates], "names": [c.name for c in updates],
@@ -191,7 +193,9 @@ class ConsoleRepository:
                 "phones": [c.phone for c in updates],
                 "terms": [c.payment_terms for c in updates],
                 "currencies": [c.currency for c in updates],
-                "limits": [c.credit_limit for c in updates]})
+                "limits": [c.credit_limit for c in updates],
+                "addresses": [c.delivery_address.model_dump_json() if c.delivery_address else None
+                              for c in updates]})
 
     async def upsert_products(self, updates: list[ProductUpdated]) -> None:
         """The latest name, status, spec and price of these products (each once)."""
@@ -393,13 +397,15 @@ _SAVE_VIEWS = Statement(
     f"updated_at = now()")
 _UPSERT_CUSTOMERS = Statement(
     "INSERT INTO console_customers (customer_id, name, blocked, email, phone, payment_terms, "
-    "currency, credit_limit, updated_at) "
+    "currency, credit_limit, delivery_address, updated_at) "
     "SELECT *, now() FROM unnest(CAST(:ids AS text[]), CAST(:names AS text[]), "
     "CAST(:blocked AS boolean[]), CAST(:emails AS text[]), CAST(:phones AS text[]), "
-    "CAST(:terms AS text[]), CAST(:currencies AS text[]), CAST(:limits AS numeric[])) "
+    "CAST(:terms AS text[]), CAST(:currencies AS text[]), CAST(:limits AS numeric[]), "
+    "CAST(:addresses AS json[])) "
     "ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, blocked = EXCLUDED.blocked, "
     "email = EXCLUDED.email, phone = EXCLUDED.phone, payment_terms = EXCLUDED.payment_terms, "
-    "currency = EXCLUDED.currency, credit_limit = EXCLUDED.credit_limit, updated_at = now()")
+    "currency = EXCLUDED.currency, credit_limit = EXCLUDED.credit_limit, "
+    "delivery_address = EXCLUDED.delivery_address, updated_at = now()")
 _UPSERT_PRODUCTS = Statement(
     "INSERT INTO console_products (sku, name, active, spec, unit_price, currency, tax_rate, "
     "updated_at) "

@@ -26,7 +26,7 @@ from orderflow.console.api import Console, requirement
 from orderflow.console.auth import Operator
 from orderflow.console.dashboard import dead_letters_of, quarantined_of
 from orderflow.console.domain import Said, TimelineItem
-from orderflow.console.messages_actions import ACTION_SUMMARIES
+from orderflow.console.messages_actions import ACTION_SUMMARIES, TOLD_BY_EVENTS
 from orderflow.console.repository import ConsoleRepository
 from orderflow.console.worklist import (
     OPEN_CASE_STATUSES,
@@ -258,9 +258,11 @@ def worklists_router(console: Console, clock: Clock = _now) -> APIRouter:
 
 def activity_said(actions: list[dict[str, Any]]) -> list[tuple[TimelineItem, Said]]:
     """Operators' actions on an order as timeline items (service ``console``), each with its
-    summary in no language yet."""
+    summary in no language yet; those the order's events tell (``TOLD_BY_EVENTS``) left out."""
     out = []
     for a in actions:
+        if (a["action"], a["outcome"]) in TOLD_BY_EVENTS:
+            continue
         detail = a.get("detail") or {}
         key = ACTION_SUMMARIES.get((a["action"], a["outcome"])) or {
             "case_open": "wl.tl_case_open", "case_status": "wl.tl_case_status",

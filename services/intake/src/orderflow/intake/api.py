@@ -141,9 +141,10 @@ def create_channel_router(settings: IntakeSettings, ctx: ServiceContext) -> APIR
             log.info("channel order refused", channel=channel, status=caller.status,
                      reason=caller.reason)
             return JSONResponse({"error": caller.reason}, status_code=caller.status)
-        author = request.headers.get("x-orderflow-author", "")[:200] or None
+        claimed = request.headers.get(channel_api.AUTHOR_HEADER)
+        author = domain.author_of(caller.channel, claimed)
         if dry_run:  # stores nothing, so the outbox's backlog does not bound it
-            submitted = channel_api.read_submission(caller, body)
+            submitted = channel_api.read_submission(caller, body, author=claimed)
             reply = channel_api.refused_reply(submitted.reasons) \
                 if isinstance(submitted, Refused) else await _check(ctx, submitted)
             log.debug("channel order checked", channel=channel, author=author,
@@ -155,7 +156,7 @@ def create_channel_router(settings: IntakeSettings, ctx: ServiceContext) -> APIR
             return JSONResponse(
                 {"error": f"intake is behind ({backlog} events wait to be published); retry"},
                 status_code=429, headers={"Retry-After": str(settings.http_retry_after_s)})
-        submitted = channel_api.read_submission(caller, body)
+        submitted = channel_api.read_submission(caller, body, author=claimed)
         if isinstance(submitted, Refused):
             return _json(channel_api.refused_reply(submitted.reasons))
         reply = await _store(ctx, submitted)

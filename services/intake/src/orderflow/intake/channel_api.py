@@ -13,6 +13,9 @@ one store: it reaches that channel's orders of that store only.
     403  a key of another channel, or of another store than ``?store=`` names
     413  body larger than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_BYTES``
     422  not JSON, or no order id where the channel's format keeps it
+
+A request of channel ``desk`` names its operator in ``X-OrderFlow-Author``: the order's events
+carry it as their ``author``. Another channel's key cannot claim an author: its claim is dropped.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from orderflow.intake.settings import channel_of_key
 from orderflow.intake.signing import hmac_sha256, same_secret
 
 SIGNATURE_PREFIX = "sha256="
+AUTHOR_HEADER = "X-OrderFlow-Author"
 
 
 def body_signature(key: str, body: bytes) -> str:
@@ -99,10 +103,12 @@ def authorise(caller: Caller, channel: str, store: str | None) -> Caller | Denie
     return caller
 
 
-def read_submission(caller: Caller, body: bytes,
-                    now: datetime | None = None) -> OrderSubmitted | domain.Refused:
+def read_submission(caller: Caller, body: bytes, now: datetime | None = None,
+                    author: str | None = None) -> OrderSubmitted | domain.Refused:
     """The push a request's body makes, as a connector would have pushed it (its channel's
-    format, its key's store); else the reasons it cannot be one."""
+    format, its key's store), with the author the request names (``X-OrderFlow-Author``) when
+    the caller's channel is one whose pushes name it (``domain.author_of``: channel ``desk``;
+    any other caller's claim is dropped); else the reasons it cannot be one."""
     try:
         payload: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -121,7 +127,7 @@ def read_submission(caller: Caller, body: bytes,
     try:
         return OrderSubmitted(channel=caller.channel, external_id=external_id,
                               store=caller.store, received_at=now or datetime.now(UTC),
-                              payload=payload)
+                              payload=payload, author=domain.author_of(caller.channel, author))
     except ValidationError as exc:
         return domain.Refused(domain.reasons_from_validation(exc))
 

@@ -229,6 +229,21 @@ def payload_fingerprint(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+# the channels whose pushes name who entered them: the console's order desk, whose operators sign
+# in there; a connector's push is a platform's order, which nobody at OrderFlow entered
+AUTHORED_CHANNELS = frozenset({"desk"})
+MAX_AUTHOR_LENGTH = 200
+
+
+def author_of(channel: str, claimed: str | None) -> str | None:
+    """Who entered a push of ``channel``: the author it claims (trimmed, at most
+    ``MAX_AUTHOR_LENGTH`` characters; blank is None) for a channel of ``AUTHORED_CHANNELS``;
+    None for any other channel, whatever it claims."""
+    if channel not in AUTHORED_CHANNELS or claimed is None:
+        return None
+    return claimed.strip()[:MAX_AUTHOR_LENGTH].strip() or None
+
+
 @dataclass(frozen=True)
 class KnownOrder:
     order_id: str

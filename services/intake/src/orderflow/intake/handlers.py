@@ -198,7 +198,7 @@ def _revision_outcome(uow: UnitOfWork, submitted: OrderSubmitted,
     uow.emit(OrderRevisionReceived(order_id=order_id, channel=submitted.channel,
                                    external_id=submitted.external_id,
                                    previous_revision=previous, revision=revision,
-                                   order=result.order), cause=cause)
+                                   order=result.order, author=_author(submitted)), cause=cause)
     # the revision becomes a change of the order: logistics admits it first (the order must
     # not be dispatched yet), then review, inventory, and logistics settles it
     uow.emit(OrderChangeRequested(
@@ -219,7 +219,7 @@ def _order_outcome(uow: UnitOfWork, submitted: OrderSubmitted,
     if isinstance(result, domain.Accepted):
         uow.emit(OrderReceived(order_id=order_id, channel=submitted.channel,
                                external_id=submitted.external_id, order=result.order,
-                               totals=result.totals), cause=cause)
+                               totals=result.totals, author=_author(submitted)), cause=cause)
         log.debug("order received", lines=len(result.order.lines), revision=revision,
                   grand_total=str(result.totals.grand_total),
                   after_rejection=outcome.kind == "retry")
@@ -230,6 +230,12 @@ def _order_outcome(uow: UnitOfWork, submitted: OrderSubmitted,
                            external_id=submitted.external_id, stage="intake",
                            reasons=result.reasons, customer=customer), cause=cause)
     log.info("order rejected", reasons=[r.code for r in result.reasons], revision=revision)
+
+
+def _author(submitted: OrderSubmitted) -> str | None:
+    """Who entered a push, as its events name them: its claim for channel desk only (a push
+    consumed from ``order.inbound`` names its own channel)."""
+    return domain.author_of(submitted.channel, submitted.author)
 
 
 def _customer_of(payload: Any) -> Customer | None:

@@ -76,8 +76,21 @@ async function takeCustomer(c, keepAddress) {
   el("d-customer-contact").textContent = [c.phone, c.email].filter(x => x).join(" · ");
   DESK.customer = {id: c.customer_id, name: c.name || "", email: c.email || null, phone: c.phone || null};
   DESK.currency = c.currency || DESK.currency;
-  setValue("d-recipient", c.name, keepAddress);
-  setValue("d-phone", c.phone, keepAddress);
+  /* the customer's delivery address (master data) fills the address, which stays editable; a
+     stored order opened as its next revision keeps its own destination and takes the rest of
+     the address only when it goes to that province and city */
+  const home = c.delivery_address;
+  const useHome = Boolean(home) && (!keepAddress ||
+    (el("d-province").value.trim() === home.province && el("d-city").value.trim() === home.city));
+  if (useHome) {
+    setValue("d-province", home.province, keepAddress);
+    setValue("d-city", home.city, keepAddress);
+    setValue("d-district", home.district, keepAddress);
+    setValue("d-line1", home.line1, keepAddress);
+    setValue("d-postal", home.postal_code, keepAddress);
+  }
+  setValue("d-recipient", (useHome && home.name) || c.name, keepAddress);
+  setValue("d-phone", (useHome && home.phone) || c.phone, keepAddress);
   setValue("d-terms", c.payment_terms, keepAddress);
   if (!keepAddress) el("d-province").focus();
   const r = await api("/api/desk/customers/" + encodeURIComponent(c.customer_id));
