@@ -47,10 +47,10 @@ class OrderStory:
                                           received_at=T0, payload=self.order.model_dump(mode="json")),
                         minutes, "connector")
 
-    def received(self, minutes: float = 0.1) -> OrderStory:
+    def received(self, minutes: float = 0.1, author: str | None = None) -> OrderStory:
         return self.add(ev.OrderReceived(order_id=self.order_id, channel=self.channel,
                                          external_id=self.external_id, order=self.order,
-                                         totals=self.totals), minutes, "intake")
+                                         totals=self.totals, author=author), minutes, "intake")
 
     def held(self, minutes: float = 1, code: str = "credit_limit") -> OrderStory:
         return self.add(ev.OrderHeld(order_id=self.order_id, reasons=(ev.HoldReason(

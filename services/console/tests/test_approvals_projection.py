@@ -1,7 +1,7 @@
 """Approval levels and send-backs in the read model, without broker or database: the hold of an
 order awaiting a director, its queue item offering the director's approval, an order sent back
-for rework on its channel's worklist until its next revision is reviewed; a rejected order
-stays rejected until its next revision goes on."""
+for rework on its channel's worklist (its author's: test_worklist) until its next revision is
+reviewed; a rejected order stays rejected until its next revision goes on."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_an_order_sent_back_is_on_its_channels_worklist_until_reviewed_again() -
     (item,) = queue_items(story)  # rework, not also a rejected order
     assert (item.kind, item.reason_codes, item.actions) == ("rework", ["rework"], ["resubmit"])
     assert item.details == {"channel": story.channel, "sent_back_by": "wang.li",
-                            "comment": "split", "contact": None}
+                            "comment": "split", "contact": None, "entered_by": None}
     lines = [said.text("en") for _, said in timeline_said(story.order_id, story.entries)]
     assert "sent back for rework by wang.li: split" in lines
 

@@ -128,3 +128,32 @@ def test_keys_name_their_order_and_a_case_is_due_by_its_date() -> None:
                                              ("admin", True)])
 def test_who_may_work_items(role: str, works: bool) -> None:
     assert may_work(Operator(name="x", role=role, via="session")) is works
+
+
+def test_an_order_sent_back_goes_to_whoever_entered_it_until_assigned_otherwise() -> None:
+    story = OrderStory("SO-BACK", channel="desk").received(author="clerk").held()
+    story.add(ev.OrderRejected(
+        order_id=story.order_id, channel="desk", external_id="SO-BACK", stage="review",
+        reasons=(ev.Reason(code="rework", message="sent back for rework: split"),),
+        decided_by="wang.li", comment="split"), 2, "review")
+    view = project(story.order_id, story.entries)
+    assert view.entered_by == "clerk"
+    now = T0 + timedelta(hours=1)
+    items = exception_queue.order_exceptions(view, now, DEFAULT_SLA_MINUTES)
+    (back,) = worklist(items, [], {}, now, assignee="clerk")
+    assert (back.kind, back.assignee, back.assigned_by) == ("rework", "clerk", "wang.li")
+    assert back.actions == ["resubmit"]
+    # assigned to someone else, it is theirs and no longer the clerk's
+    key = back.key
+    moved = {key: Assignment(key=key, assignee="rita", assigned_by="admin")}
+    assert worklist(items, [], moved, now, assignee="clerk") == []
+    assert [w.assignee for w in worklist(items, [], moved, now)] == ["rita"]
+    # a connector's order sent back has no author: it waits unassigned on the channel's worklist
+    other = OrderStory("SO-BACK-2").received().held()
+    other.add(ev.OrderRejected(
+        order_id=other.order_id, channel="canonical", external_id="SO-BACK-2", stage="review",
+        reasons=(ev.Reason(code="rework", message="sent back for rework"),), decided_by="wang.li",
+        comment="split"), 2, "review")
+    (unassigned,) = worklist(exception_queue.order_exceptions(
+        project(other.order_id, other.entries), now, DEFAULT_SLA_MINUTES), [], {}, now)
+    assert unassigned.assignee is None

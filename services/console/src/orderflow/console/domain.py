@@ -223,6 +223,9 @@ class OrderView(BaseModel):
     resubmitted: int | None = Field(
         default=None, description="The newer revision of a rejected order (its fix), until it "
                                   "moves the order on")
+    entered_by: str | None = Field(
+        default=None, description="The operator who entered the latest revision at the order "
+                                  "desk (the events' author); a send-back goes back to them")
     approved_by: str | None = None
     approval_comment: str | None = None
     cancellation: str | None = Field(default=None, description="Why and by whom, once cancelled")
@@ -474,6 +477,7 @@ def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     pr.milestone("received", at)
     figures = {"lines": len(v.lines), "total": p.get("totals", {}).get("grand_total"),
                "currency": v.currency}
+    v.entered_by = p.get("author") or v.entered_by
     if p.get("author"):  # entered at the order desk: by whom
         return _said("tl.received_at_desk", author=p["author"], **figures)
     return _said("tl.received", **figures)
@@ -483,6 +487,7 @@ def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
 def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
     v.revision = max(v.revision, int(p.get("revision") or 1))
+    v.entered_by = p.get("author") or v.entered_by
     if p.get("author"):  # entered at the order desk: by whom
         return _said("tl.revision_at_desk", author=p["author"], revision=p.get("revision"),
                      previous=p.get("previous_revision"))

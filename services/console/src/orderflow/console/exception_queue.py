@@ -79,7 +79,8 @@ def order_exceptions(view: OrderView, now: datetime,
         contact = view.contact.model_dump() if view.contact else None
         out.append(_item("rework", view, back.message, [back.code], back.at, now, sla_minutes,
                          _resubmit(view), {"channel": view.channel, "sent_back_by": back.decided_by,
-                                        "comment": back.comment, "contact": contact}))
+                                        "comment": back.comment, "contact": contact,
+                                        "entered_by": view.entered_by}))
     if view.state == OrderState.BACKORDERED:
         shorts = ", ".join(f"{s.sku} short {s.short}" for s in view.first_attempt_short)
         out.append(_item("backordered", view, shorts or "waiting for stock",

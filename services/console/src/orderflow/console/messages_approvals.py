@@ -14,6 +14,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                               "zh-CN": "在渠道 {channel} 的工作清单上，直至提交新版本"},
     "order.comment_required": {"en": "say why: a rejection or a send-back needs a comment",
                                "zh-CN": "请填写原因：拒绝或退回修改须附说明"},
+    "order.rework_back_to": {"en": "back with {by}, who entered it, until its next revision",
+                             "zh-CN": "已退回录入人 {by}，直至提交新版本"},
     "verb.director_approve": {"en": "director's approval", "zh-CN": "总监批准"},
     "verb.send_back": {"en": "send back", "zh-CN": "退回修改"},
     "x.awaiting_director": {"en": "awaiting a director", "zh-CN": "待总监批准"},

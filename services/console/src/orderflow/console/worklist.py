@@ -130,6 +130,10 @@ def worklist(items: Iterable[ExceptionItem], cases: Iterable[Case],
             continue
         if a is not None:
             w.assignee, w.assigned_by, w.assigned_at = a.assignee, a.assigned_by, a.assigned_at
+        elif w.kind == "rework" and w.details.get("entered_by"):
+            # sent back to whoever entered it, until someone assigns it otherwise
+            w.assignee, w.assigned_by = w.details["entered_by"], w.details.get("sent_back_by")
+            w.assigned_at = w.since
         kept.append(w)
     if kind:
         kept = [w for w in kept if w.kind == kind]

@@ -299,7 +299,8 @@ async function refreshOrder() {
   rework.hidden = !(state === "rejected" && o.rework);
   if (o.rework) {
     document.getElementById("o-rework-text").textContent = t("order.sent_back", {by: o.rework.decided_by || "", comment: o.rework.comment || ""});
-    document.getElementById("o-rework-worklist").textContent = t("order.rework_worklist", {channel: o.channel || ""});
+    document.getElementById("o-rework-worklist").textContent = o.entered_by
+      ? t("order.rework_back_to", {by: o.entered_by}) : t("order.rework_worklist", {channel: o.channel || ""});
   }
 }
 
