@@ -36,18 +36,24 @@ async def order_page(browser: Any, base: str, user: str, order_id: str) -> Any: 
     return page
 
 
+async def held_prepaid(pipeline: Pipeline, base: str, external_id: str) -> tuple[str, Any]:
+    """A prepaid order pushed by a connector, once review holds it: its id and its view."""
+    order_id = order_id_for("canonical", external_id)
+    async with OrderPusher(pipeline.kafka) as pusher:
+        await pusher.push("canonical", canonical_order(external_id, payment_terms="prepaid"))
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers={
+            "Authorization": f"Bearer {admin_token(pipeline)}"}) as admin:
+        held = await until(lambda: state_of(admin, order_id, "held"), timeout=120,
+                           what="the prepaid order held")
+    return order_id, held
+
+
 async def test_a_payment_entered_in_the_browser_releases_a_prepaid_hold(
         pipeline: Pipeline, console_base: str, browser: Any) -> None:  # noqa: F811
     if not {"intake", "review", "console"} <= set(pipeline.services):
         pytest.skip("needs intake, review and the console")
     external_id = new_id("BACT")
-    order_id = order_id_for("canonical", external_id)
-    async with OrderPusher(pipeline.kafka) as pusher:
-        await pusher.push("canonical", canonical_order(external_id, payment_terms="prepaid"))
-    async with httpx.AsyncClient(base_url=console_base, timeout=30, headers={
-            "Authorization": f"Bearer {admin_token(pipeline)}"}) as admin:
-        held = await until(lambda: state_of(admin, order_id, "held"), timeout=120,
-                           what="the prepaid order held")
+    order_id, held = await held_prepaid(pipeline, console_base, external_id)
     clerk = await order_page(browser, console_base, "clerk", order_id)
     await clerk.wait_for_function(
         "() => document.getElementById('act-payment-currency').value !== ''")
@@ -92,13 +98,9 @@ async def test_a_held_order_cancelled_in_the_browser_and_refused_to_a_viewer(
     if not {"intake", "review", "logistics", "console"} <= set(pipeline.services):
         pytest.skip("needs intake, review, logistics and the console")
     external_id = new_id("BCAN")
-    order_id = order_id_for("canonical", external_id)
-    async with OrderPusher(pipeline.kafka) as pusher:
-        await pusher.push("canonical", canonical_order(external_id, payment_terms="prepaid"))
+    order_id, _held = await held_prepaid(pipeline, console_base, external_id)
     async with httpx.AsyncClient(base_url=console_base, timeout=30, headers={
             "Authorization": f"Bearer {admin_token(pipeline)}"}) as admin:
-        await until(lambda: state_of(admin, order_id, "held"), timeout=120,
-                    what="the prepaid order held")
         clerk = await order_page(browser, console_base, "clerk", order_id)
         await clerk.wait_for_selector("#timeline li.t-OrderHeld")
         # no reason: refused in the page; a reason too long: refused by the server, beside it
