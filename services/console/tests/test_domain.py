@@ -225,6 +225,18 @@ def test_cancellation_and_returns_end_the_order() -> None:
     assert view.timeline[-2].summary == "cancel requested by rita: changed mind"
 
 
+def test_a_warehouse_receipt_says_what_was_restocked_and_what_scrapped() -> None:
+    story = OrderStory(lines=[("TEA-001", 3), ("TEA-002", 1)]).happy()
+    story.add(ev.ReturnReceived(
+        order_id=story.order_id, rma_id="RMA-1", warehouse_id="WH-SH", received_at=T0,
+        inspections=(ev.InspectedUnits(sku="TEA-001", quantity=2, outcome="restock"),
+                     ev.InspectedUnits(sku="TEA-002", quantity=1, outcome="scrap"))),
+        200, "logistics")
+    view = project(story.order_id, story.entries)
+    assert view.state == OrderState.RETURNED
+    assert view.timeline[-1].summary == "return RMA-1 received at WH-SH: 2 restocked, 1 scrapped"
+
+
 def test_a_change_shows_in_the_timeline_and_the_order_takes_its_new_content() -> None:
     from orderflow.contracts import events as ev
 

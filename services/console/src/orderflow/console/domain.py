@@ -798,8 +798,20 @@ def _return(outcome: str, state: OrderState | None = None) -> _Projection:
             pr.view.open_returns.pop(rma, None)
         if state is not None:
             pr.advance(state, at)
+        if outcome == "received":
+            return _said("tl.return_received", rma=p.get("rma_id"),
+                         warehouse=p.get("warehouse_id"), **_inspected(p))
         return _said(f"tl.return_{outcome}", rma=p.get("rma_id"))
     return project_return
+
+
+def _inspected(p: dict[str, Any]) -> dict[str, int]:
+    """A warehouse receipt's units by the inspection's result."""
+    units = {"restocked": 0, "scrapped": 0}
+    for i in p.get("inspections") or ():
+        key = "scrapped" if i.get("outcome") == "scrap" else "restocked"
+        units[key] += int(i.get("quantity", 0))
+    return units
 
 
 _PROJECTIONS[ev.ReturnRequested] = _return("requested")

@@ -411,7 +411,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "tl.return_requested": {"en": "return {rma} requested", "zh-CN": "退货 {rma} 已申请"},
     "tl.return_approved": {"en": "return {rma} approved", "zh-CN": "退货 {rma} 已批准"},
     "tl.return_refused": {"en": "return {rma} refused", "zh-CN": "退货 {rma} 被拒绝"},
-    "tl.return_received": {"en": "return {rma} received", "zh-CN": "退货 {rma} 已收到"},
+    "tl.return_received": {"en": "return {rma} received at {warehouse}: {restocked} restocked, "
+                                 "{scrapped} scrapped",
+                           "zh-CN": "退货 {rma} 已在 {warehouse} 收货：重新入库 {restocked} 件，"
+                                    "报废 {scrapped} 件"},
 }
 MESSAGES.update(messages_desk.MESSAGES)
 MESSAGES.update({f"state.{s}": {"en": s, "zh-CN": zh} for s, zh in _STATES.items()})

@@ -2,10 +2,21 @@
    label, money): change (a link to the desk, shown while a change is accepted), cancel, return or
    exchange, record a payment, record a carrier scan. Each form posts JSON to its route; a refusal
    (422) shows each field's reason beside it. The forms are filled from
-   GET /api/orders/{id}/actions, again after every action. */
+   GET /api/orders/{id}/actions, again after every action and whenever the order's timeline grows
+   (a dispatch, a delivery, a return move what the forms offer); a part the operator may be
+   filling in is drawn again only when what it offers changed. */
 "use strict";
 
-const ACT = {orderId: (document.getElementById("act") || {dataset: {}}).dataset.orderId, data: null};
+const ACT = {orderId: (document.getElementById("act") || {dataset: {}}).dataset.orderId, data: null,
+             shown: {}, events: 0};
+
+/* whether a part of the forms offers something else than it shows (and remember it) */
+function actChanged(part, value) {
+  const key = JSON.stringify(value === undefined ? null : value);
+  if (ACT.shown[part] === key) return false;
+  ACT.shown[part] = key;
+  return true;
+}
 
 function actClear(form) { form.querySelectorAll(".field-error").forEach(el => { el.textContent = ""; }); }
 
@@ -19,7 +30,7 @@ function actFieldOf(prefix, loc) {
 async function actSubmit(form, prefix, path, body) {
   actClear(form);
   const r = await api("/api/orders/" + encodeURIComponent(ACT.orderId) + path, {method: "POST", body: JSON.stringify(body)});
-  if (r.ok) { toast(t("act.done"), false); form.reset(); await actLoad(); return r; }
+  if (r.ok) { toast(t("act.done"), false); form.reset(); ACT.shown = {}; await actLoad(); return r; }
   const detail = r.body && r.body.detail;
   let shown = false;
   if (r.status === 422 && Array.isArray(detail)) {
@@ -47,17 +58,19 @@ function actFill(d) {
   const lines = document.querySelector("#act-return-lines tbody");
   if (!lines) return;
   const skus = Object.keys(d.returnable);
-  lines.innerHTML = skus.length ? skus.map((sku, i) => '<tr data-sku="' + esc(sku) + '"><td class="mono">' + esc(sku) + "</td><td>" +
+  if (actChanged("returnable", d.returnable)) lines.innerHTML = skus.length ? skus.map((sku, i) => '<tr data-sku="' + esc(sku) + '"><td class="mono">' + esc(sku) + "</td><td>" +
     esc(d.returnable[sku]) + '</td><td><input type="number" min="0" max="' + esc(d.returnable[sku]) + '" value="0" data-qty="' + esc(sku) +
     '" size="5"></td><td><select data-outcome="' + esc(sku) + '"><option value="restock">' + esc(t("act.restock")) +
     '</option><option value="scrap">' + esc(t("act.scrap")) + '</option></select></td><td><span class="field-error bad" id="act-return-err-lines-' +
     i + '"></span></td></tr>').join("") : '<tr><td colspan="5" class="muted">' + esc(t("act.nothing_dispatched")) + "</td></tr>";
   document.getElementById("act-return-refund-max").textContent = t("act.refund_max", {amount: money(d.refundable, d.currency || "")});
-  document.getElementById("act-payment-currency").value = d.currency || "";
+  if (actChanged("currency", d.currency)) document.getElementById("act-payment-currency").value = d.currency || "";
   const ship = document.getElementById("act-scan-shipment");
-  ship.innerHTML = d.shipments.length ? d.shipments.map(s => '<option value="' + esc(s.shipment_id) + '">' +
+  const chosen = ship.value;
+  if (actChanged("shipments", d.shipments)) ship.innerHTML = d.shipments.length ? d.shipments.map(s => '<option value="' + esc(s.shipment_id) + '">' +
     esc((s.tracking_number || s.shipment_id.slice(0, 8)) + " (" + label("shipment.", s.status) + ")") + "</option>").join("") :
     '<option value="">' + esc(t("act.no_shipments")) + "</option>";
+  if (chosen && d.shipments.some(s => s.shipment_id === chosen)) ship.value = chosen;
   const code = document.getElementById("act-scan-code");
   if (code.options.length <= 1) code.innerHTML += d.exception_codes.map(c => '<option value="' + esc(c) + '">' + esc(label("exc.", c)) + "</option>").join("");
 }
@@ -69,7 +82,18 @@ async function actLoad() {
 
 function actValue(id) { return document.getElementById(id).value.trim(); }
 
+/* what the forms offer follows the order: read again when its timeline has more entries */
+function actWatchTimeline() {
+  const timeline = document.getElementById("timeline");
+  if (!timeline) return;
+  new MutationObserver(() => {
+    const count = timeline.querySelectorAll("li").length;
+    if (count !== ACT.events) { ACT.events = count; actLoad(); }
+  }).observe(timeline, {childList: true});
+}
+
 function initActions() {
+  actWatchTimeline();
   document.getElementById("act-cancel-form").addEventListener("submit", async e => {
     e.preventDefault();
     const form = e.target, reason = actValue("act-cancel-reason");
