@@ -23,8 +23,8 @@ def _counts(counts: Mapping[str, Any] | None) -> str:
 def demo_text(summary: Mapping[str, Any]) -> str:
     """The demo's summary in a few lines; the last says whether everything came out right."""
     lines = [
-        f"pushed   {summary.get('orders_pushed')} orders ({summary.get('messages_pushed')} "
-        f"messages with re-pushed duplicates): {_counts(summary.get('channels'))}",
+        f"pushed   {summary.get('orders_pushed')} orders in {summary.get('messages_pushed')} "
+        f"messages (re-pushes included): {_counts(summary.get('channels'))}",
         f"settled  {summary.get('settled')}/{summary.get('orders_pushed')} in "
         f"{summary.get('settle_s')} s ({summary.get('elapsed_s')} s in all)",
         f"states   {_counts(summary.get('states'))}",
