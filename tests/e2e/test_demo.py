@@ -28,8 +28,8 @@ def test_the_demo_settles_every_order_once(tmp_path: Path, broker: BrokerKind) -
     for name in ("ORDERFLOW_TEST_SERVICES", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):
         env.pop(name, None)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    run = subprocess.run([sys.executable, "-m", "orderflow.devstack.cli", "demo", "--orders", "150",
-                          "--broker", broker], env=env, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "orderflow.devstack.cli", "demo", "--json",
+                          "--orders", "150", "--broker", broker], env=env, capture_output=True, text=True,
                          timeout=840, check=False)
     lines = [ln for ln in run.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"no summary (exit {run.returncode}):\n{run.stderr[-4000:]}"

@@ -1,6 +1,7 @@
 """``orderflow demo``: bring the stack up, load the demo master data, push generated orders from
-several channels (with bad, duplicate, rush and large ones), wait until every order settled, stop
-everything, and print one JSON summary line."""
+several channels (with bad, duplicate, rush and large ones), wait until every order settled, and
+stop everything (or, given ``keep``, hand the running stack over first); the summary is a dict
+the command line prints."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -169,7 +171,11 @@ def start_carrier_simulator(stack: Stack, seed: int) -> subprocess.Popen[bytes] 
 
 
 def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0,
-             broker: str | None = None) -> dict[str, Any]:
+             broker: str | None = None,
+             keep: Callable[[Stack, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the demo on a fresh stack in ``var/demo`` and return its summary. ``keep``, if given,
+    is called with the running stack and the summary before anything stops, and everything stops
+    once it returns (``orderflow demo --keep`` supervises the stack in it until told to stop)."""
     root = var_dir() / "demo"
     stack = Stack(root=root, fixed_ports=False, fresh=True, broker_kind=broker_choice(broker))
     started = time.monotonic()
@@ -188,9 +194,11 @@ def run_demo(*, orders: int = 300, seed: int = 7, timeout_s: float = 240.0,
         _say(f"services up: {', '.join(sp.label for sp in stack.processes)}; logs in {root}/logs")
         carriers = start_carrier_simulator(stack, seed)
         summary = asyncio.run(drive(stack, orders=orders, seed=seed, timeout_s=timeout_s))
+        summary["elapsed_s"] = round(time.monotonic() - started, 2)
+        if keep is not None:
+            keep(stack, summary)
     finally:
         _say("stopping every process ...")
         stop(carriers)
         stack.stop()
-    summary["elapsed_s"] = round(time.monotonic() - started, 2)
     return summary

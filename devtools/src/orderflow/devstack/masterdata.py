@@ -172,19 +172,24 @@ def parse_file(kind: str, path: Path, limits: FileLimits | None = None) -> LoadR
                       source=path.name)
 
 
-async def publish(events: list[Event], kafka: KafkaSettings) -> int:
+async def publish(events: list[Event], kafka: KafkaSettings, *,
+                  connect_within: float | None = None) -> int:
     from orderflow.connector import OrderPusher
 
-    async with OrderPusher(kafka, producer_name="masterdata") as pusher:
+    async with OrderPusher(kafka, producer_name="masterdata",
+                           connect_within=connect_within) as pusher:
         for start in range(0, len(events), 2000):
             await pusher.publish(events[start:start + 2000])
     return len(events)
 
 
-async def load_file(kind: str, path: Path, kafka: KafkaSettings) -> LoadReport:
+async def load_file(kind: str, path: Path, kafka: KafkaSettings, *,
+                    connect_within: float | None = None) -> LoadReport:
+    """Parse a master-data file and publish its good rows (``connect_within``: how long to wait
+    for a broker, ``OrderPusher``)."""
     report = parse_file(kind, path)
     if report.events:
-        report.published = await publish(report.events, kafka)
+        report.published = await publish(report.events, kafka, connect_within=connect_within)
     return report
 
 

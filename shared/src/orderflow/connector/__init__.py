@@ -1,6 +1,8 @@
 """The connector kit: what a channel connector uses to push orders onto ``order.inbound``."""
 
 from orderflow.connector.client import (
+    CHANNELS,
+    BrokerUnreachable,
     OrderPusher,
     PushResult,
     StoreRefused,
@@ -8,7 +10,8 @@ from orderflow.connector.client import (
     external_id_of,
     store_in,
     store_of,
+    wait_for_broker,
 )
 
-__all__ = ["OrderPusher", "PushResult", "StoreRefused", "Submission", "external_id_of", "store_in",
-           "store_of"]
+__all__ = ["CHANNELS", "BrokerUnreachable", "OrderPusher", "PushResult", "StoreRefused",
+           "Submission", "external_id_of", "store_in", "store_of", "wait_for_broker"]

@@ -30,6 +30,8 @@ EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
     "csv": ("order_number",),
     "xlsx": ("order_number",),
 }
+#: the channels a connector pushes for (intake has an adapter for each)
+CHANNELS: tuple[str, ...] = tuple(EXTERNAL_ID_FIELDS)
 
 
 # where a channel's format may wrap the order: Douyin's order-detail response keeps it in
@@ -54,14 +56,48 @@ def _unwrapped(channel: str, payload: Any) -> Any:
 def external_id_of(channel: str, payload: Any) -> str:
     """The order's id in its channel, read where that channel's format keeps it."""
     payload = _unwrapped(channel, payload)
+    fields = EXTERNAL_ID_FIELDS.get(channel, ("external_id", "id", "order_id"))
     if isinstance(payload, Mapping):
-        for name in EXTERNAL_ID_FIELDS.get(channel, ("external_id", "id", "order_id")):
+        for name in fields:
             value = payload.get(name)
             if value not in (None, ""):
                 return str(value)
     if isinstance(payload, list) and payload and isinstance(payload[0], Mapping):
         return external_id_of(channel, payload[0])
-    raise ValueError(f"cannot find the external id of a {channel} order")
+    raise ValueError(f"a {channel} order without an id (none of {', '.join(fields)})")
+
+
+class BrokerUnreachable(ConnectionError):
+    """No bootstrap broker accepted a connection within the wait (``wait_for_broker``)."""
+
+    def __init__(self, bootstrap_servers: str, within: float) -> None:
+        super().__init__(f"no Kafka broker answered at {bootstrap_servers} within {within:g} s")
+        self.bootstrap_servers = bootstrap_servers
+        self.within = within
+
+
+async def wait_for_broker(kafka: KafkaSettings, within: float) -> None:
+    """Return once one of ``kafka``'s bootstrap brokers accepts a TCP connection; raise
+    ``BrokerUnreachable`` after ``within`` seconds of trying. A quiet check for interactive
+    tools, before a client that would retry (and log every retry) much longer."""
+    from aiokafka.conn import collect_hosts
+
+    hosts = [(host, port) for host, port, _family in collect_hosts(kafka.bootstrap_servers)]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        for host, port in hosts:
+            left = deadline - loop.time()
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                         timeout=max(0.1, min(left, 2.0)))
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            return
+        if loop.time() >= deadline:
+            raise BrokerUnreachable(kafka.bootstrap_servers, within)
+        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
 
 
 class StoreRefused(ValueError):
@@ -126,9 +162,13 @@ Submission = tuple[str, str, Any] | tuple[str, str, Any, str | None]
 
 class OrderPusher:
     def __init__(self, kafka: KafkaSettings | None = None, *, client_id: str = "orderflow-connector",
-                 producer_name: str = "connector") -> None:
+                 producer_name: str = "connector", connect_within: float | None = None) -> None:
+        """``connect_within``: give up with ``BrokerUnreachable`` when no broker accepts a
+        connection within that many seconds (an interactive tool's wait); None retries as a
+        service does."""
         self.kafka = kafka or KafkaSettings()
         self.producer_name = producer_name
+        self.connect_within = connect_within
         self._client_id = client_id
         self._producer = AIOKafkaProducer(
             **self.kafka.producer_kwargs(), client_id=client_id, linger_ms=5, max_batch_size=512 * 1024,
@@ -137,6 +177,12 @@ class OrderPusher:
         )
 
     async def __aenter__(self) -> OrderPusher:
+        if self.connect_within is not None:
+            try:
+                await wait_for_broker(self.kafka, self.connect_within)
+            except BrokerUnreachable:
+                await self._producer.stop()  # built, never started: closed all the same
+                raise
         # credentials the broker refuses fail at once (BrokerAuthenticationFailed), not retried
         await retry_transient(lambda: check_broker_credentials(self.kafka, client_id=self._client_id),
                               what="authenticate to the broker", max_attempts=10)
@@ -194,5 +240,5 @@ class OrderPusher:
         return (await self.push_many([(channel, eid, payload, store)]))[0]
 
 
-__all__ = ["ORDER_INBOUND", "OrderPusher", "PushResult", "StoreRefused", "Submission",
-           "external_id_of", "store_in", "store_of"]
+__all__ = ["CHANNELS", "ORDER_INBOUND", "BrokerUnreachable", "OrderPusher", "PushResult",
+           "StoreRefused", "Submission", "external_id_of", "store_in", "store_of", "wait_for_broker"]
