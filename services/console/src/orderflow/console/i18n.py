@@ -20,6 +20,7 @@ from orderflow.console import (
     messages_actions,
     messages_approvals,
     messages_desk,
+    messages_rework,
     messages_worklists,
 )
 
@@ -420,6 +421,7 @@ MESSAGES.update({f"reason.{c}": {"en": en, "zh-CN": zh} for c, (en, zh) in _REAS
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MESSAGES.update({f"month.{i}": {"en": m, "zh-CN": f"{i}月"} for i, m in enumerate(_MONTHS, 1)})
 MESSAGES.update(messages_approvals.MESSAGES)
+MESSAGES.update(messages_rework.MESSAGES)
 
 
 def known(lang: str | None) -> str:
