@@ -9,6 +9,7 @@ missing input is shown beside the form; a viewer gets no import page and the API
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,19 @@ def needs_order_services(pipeline: Pipeline, review_standin: Any = None) -> None
         pytest.skip(f"needs {', '.join(NEEDED)} among ORDERFLOW_TEST_SERVICES")
 
 
-async def tight_customer_and_sku(pipeline: Pipeline) -> tuple[str, str]:
-    """A customer of this test only with room for 200.00 (limit 1200, owing 1000), and a SKU of
-    this test only (100.00 + 13 % VAT) with 5 units at WH-SH."""
+async def tight_customer_and_sku(pipeline: Pipeline) -> tuple[str, str, str]:
+    """A customer of this test only with room for 200.00 (limit 1200, owing 1000) and a phone
+    of its own, and a SKU of this test only (100.00 + 13 % VAT) with 5 units at WH-SH."""
     customer_id, sku = new_id("RWC"), new_id("RWS").upper()
+    phone = "139" + str(uuid.uuid4().int)[:8]
     await pipeline.publish_and_wait([
-        CustomerUpdated(customer_id=customer_id, name="返工客户", phone="13975767125",
+        CustomerUpdated(customer_id=customer_id, name="返工客户", phone=phone,
                         email=f"{customer_id.lower()}@example.com", credit_limit=Decimal("1200"),
                         currency="CNY", payment_terms="net30", open_receivables=Decimal("1000")),
         ProductUpdated(sku=sku, name="返工测试商品", unit_price=Decimal("100.00"), currency="CNY",
                        tax_rate=Decimal("0.13"), weight_kg=Decimal("1.000")),
         StockReceived(warehouse_id="WH-SH", sku=sku, quantity=5, reference="rework test")])
-    return customer_id, sku
+    return customer_id, sku, phone
 
 
 async def state_is(client: httpx.AsyncClient, order_id: str, state: str) -> bool:
@@ -64,12 +66,12 @@ async def test_a_rejected_desk_order_is_assigned_fixed_resubmitted_and_dispatche
         pipeline: Pipeline, console_base: str, review_standin: Any, events: EventLog,
         browser: Any) -> None:
     needs_order_services(pipeline, review_standin)
-    customer_id, sku = await tight_customer_and_sku(pipeline)
+    customer_id, sku, phone = await tight_customer_and_sku(pipeline)
     order: dict[str, Any] = canonical_order("unused", address_index=2, payment_terms="net30")
     for key in ("external_id", "stated_total", "placed_at"):
         order.pop(key)
-    order["customer"] = {"id": customer_id, "name": "返工客户", "phone": "13975767125"}
-    order["shipping_address"].update(name="返工客户", phone="13975767125")
+    order["customer"] = {"id": customer_id, "name": "返工客户", "phone": phone}
+    order["shipping_address"].update(name="返工客户", phone=phone)
     # 3 × 113.00 + 10.00 shipping = 349.00: over the 200.00 of room, held for credit
     order["lines"] = [{"sku": sku, "quantity": 3, "unit_price": "100.00", "discount": "0.00"}]
     async with httpx.AsyncClient(base_url=console_base, timeout=60) as clerk_api:
@@ -139,8 +141,8 @@ async def test_a_rejected_desk_order_is_assigned_fixed_resubmitted_and_dispatche
             "() => { const dt = document.querySelector(\"#o-facts dt[data-fact='fact.revision']\");"
             " return !!dt && dt.nextElementSibling.textContent.trim() === '2'; }",
             timeout=90_000)
-        await clerk.wait_for_function(DISPATCHED, timeout=180_000)
-        await clerk.wait_for_selector("#timeline li.t-ShipmentDispatched", timeout=60_000)
+        await clerk.wait_for_selector("#timeline li.t-ShipmentDispatched", timeout=180_000)
+        await clerk.wait_for_function(DISPATCHED, timeout=60_000)  # off "rejected" for good
         entered = " ".join(await clerk.locator(
             "#timeline li[class='t-console.desk_submit']").all_text_contents())
         assert "clerk" in entered and ("revision 2" in entered or "第 2 版" in entered), entered
@@ -237,7 +239,10 @@ async def test_pasted_rows_are_previewed_at_their_rows_and_only_the_valid_order_
     await page.set_input_files("#i-file", str(sheet))
     await page.click("#i-check-file")
     upload_good_row = page.locator(f"#i-orders tr[data-order-number='{upload_good}']")
-    await upload_good_row.wait_for(timeout=60_000)
+    await page.wait_for_function(
+        f"() => document.getElementById('i-error').textContent !== '' || "
+        f"!!document.querySelector(\"#i-orders tr[data-order-number='{upload_good}']\")",
+        timeout=60_000)
     assert await page.text_content("#i-error") == ""
     assert await upload_good_row.get_attribute("class") == "valid"
     upload_bad_row = page.locator(f"#i-orders tr[data-order-number='{upload_bad}']")

@@ -479,6 +479,9 @@ def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
 @_projects(ev.OrderRevisionReceived)
 def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
+    # intake publishes it with the change request of the same revision, and first: a rejected
+    # order's fix is resubmitted by it, before its revision is taken
+    pr.resubmit(int(p.get("revision") or 1))
     v.revision = max(v.revision, int(p.get("revision") or 1))
     return _said("tl.revision_received", revision=p.get("revision"),
                  previous=p.get("previous_revision"))
