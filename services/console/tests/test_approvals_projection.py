@@ -104,6 +104,27 @@ def test_a_rejected_order_stays_rejected_until_its_fixed_revision_goes_on() -> N
     assert moved.model_dump() == project(story.order_id, story.entries, timeline=False).model_dump()
 
 
+def test_a_rejected_orders_revision_goes_on_as_intake_publishes_it() -> None:
+    """Intake publishes a newer revision as ``order.revision-received`` and then its change
+    request, at the same instant: the revision received first does not hide the fix."""
+    story = OrderStory("SO-REJ-REV").received().held().rejected(minutes=2)
+    view = project(story.order_id, story.entries, timeline=False)
+    before = len(story.entries)
+    fixed = story.order.model_copy(update={"revision": 2})
+    story.add(ev.OrderRevisionReceived(
+        order_id=story.order_id, channel=story.channel, external_id=story.external_id,
+        previous_revision=1, revision=2, order=fixed), 3, "intake")
+    story.add(ev.OrderChangeRequested(
+        order_id=story.order_id, change_id=f"{story.order_id}:2", channel=story.channel,
+        external_id=story.external_id, previous_revision=1, order=fixed, totals=story.totals,
+        requested_by="connector:desk"), 3, "intake")
+    story.approved(minutes=4)
+    assert project(story.order_id, story.entries).state == OrderState.APPROVED
+    assert [i.kind for i in queue_items(story)] == []
+    moved = advance(view, story.entries[before:])
+    assert moved is not None and moved.state == OrderState.APPROVED
+
+
 def test_the_labels_have_both_languages() -> None:
     for key in ("reason.director_approval", "reason.rework", "kind.rework",
                 "order.director_approve", "order.send_back", "verb.send_back",

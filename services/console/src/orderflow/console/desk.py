@@ -21,8 +21,9 @@ from urllib.parse import quote
 
 import httpx
 import structlog
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile  # what request.form() gives for a file
 
 from orderflow.connector.limits import FileLimits, FileRefused
 from orderflow.connector.spreadsheet import group_order_rows, read_order_sheet

@@ -486,6 +486,9 @@ def _order_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
 @_projects(ev.OrderRevisionReceived)
 def _order_revision_received(pr: _Projector, p: dict[str, Any], at: datetime) -> Said:
     v = pr.view
+    # intake publishes it with the change request of the same revision, and first: a rejected
+    # order's fix is resubmitted by it, before its revision is taken
+    pr.resubmit(int(p.get("revision") or 1))
     v.revision = max(v.revision, int(p.get("revision") or 1))
     v.entered_by = p.get("author") or v.entered_by
     if p.get("author"):  # entered at the order desk: by whom

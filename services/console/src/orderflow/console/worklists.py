@@ -127,6 +127,7 @@ def worklists_router(console: Console, clock: Clock = _now) -> APIRouter:
                                             unassigned=unassigned, overdue=overdue)
         return {"at": now.isoformat(), "me": op.name, "may_work": may_work(op),
                 "may_decide": op.may("decide"), "may_case": op.may("case"),
+                "may_enter": op.may("enter"),
                 "items": [w.model_dump(mode="json") for w in items],
                 "counts": {"open": len(everything),
                            "mine": sum(w.assignee == op.name for w in everything),

@@ -253,6 +253,7 @@ async function refreshOrder() {
   const facts = [["fact.customer", (o.customer_id || "") + " " + (o.customer_name || "")],
     ["fact.total", money(o.grand_total, o.currency)], ["fact.priority", o.priority ? label("priority.", o.priority) : ""],
     ["fact.payment_terms", o.payment_terms], ["fact.placed", when(o.placed_at)],
+    ["fact.revision", String(o.revision || 1)],
     ["fact.requested_delivery", o.requested_delivery_date && day(o.requested_delivery_date)],
     ["fact.promised", o.promised_date && day(o.promised_date)],
     ["fact.destination", o.destination], ["fact.approved_by", o.approved_by],

@@ -345,6 +345,16 @@ function initDesk() {
 
 /* --- paste and import ----------------------------------------------------------------------- */
 const IMPORT = {orders: []};
+/* a reason of an imported order, at the sheet row it concerns: an order's lines are its rows in
+   order, so "lines.1.quantity" is the second row's quantity */
+function importReason(o, r) {
+  const line = /^lines[.\[](\d+)\]?\.?(.*)$/.exec(r.field || "");
+  const row = line ? (o.rows || [])[Number(line[1])] : undefined;
+  const field = row === undefined ? r.field : line[2];
+  const text = (field ? field + ": " : "") + reasonName(r.code) + (r.message ? " — " + r.message : "");
+  return row === undefined ? "<li>" + esc(text) + "</li>"
+    : '<li data-row="' + esc(row) + '"><strong>' + esc(t("desk.import_row", {row: row})) + "</strong> " + esc(text) + "</li>";
+}
 function showImport() {
   const body = document.querySelector("#i-orders tbody");
   body.innerHTML = IMPORT.orders.map((o, i) => {
@@ -353,8 +363,7 @@ function showImport() {
     const result = o.done ? esc(o.done)
       : ok ? esc(t("desk.valid"))
       : a.duplicate ? esc(t("desk.duplicate"))
-      : "<ul>" + (a.reasons || [{code: "", message: a.message || a.error || String(o.status)}]).map(r =>
-          "<li>" + esc((r.field ? r.field + ": " : "") + reasonName(r.code) + (r.message ? " — " + r.message : "")) + "</li>").join("") + "</ul>";
+      : "<ul>" + (a.reasons || [{code: "", message: a.message || a.error || String(o.status)}]).map(r => importReason(o, r)).join("") + "</ul>";
     return '<tr data-order-number="' + esc(o.order_number) + '" class="' + (o.done ? "valid" : ok ? "valid" : "invalid") + '">' +
       '<td class="mono">' + esc(o.order_number) + "</td><td>" + esc((o.rows || []).join(", ")) + "</td>" +
       "<td>" + (ok ? esc(money(a.totals.grand_total, (a.order || {}).currency)) : "–") + "</td><td>" + result + "</td></tr>";

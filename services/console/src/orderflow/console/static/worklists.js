@@ -37,7 +37,8 @@ function wlActions(i, d) {
     '<option value="' + esc(name) + '"' + (name === i.assignee ? " selected" : "") + ">" + esc(name) + "</option>").join("") + "</select>" +
     '<button type="button" data-act="assign" data-key="' + key + '">' + esc(t("wl.assign")) + "</button> ";
   if (i.assignee) out += '<button type="button" data-act="unassign" data-key="' + key + '">' + esc(t("wl.unassign")) + "</button> ";
-  if (i.kind === "rejected") out += '<a class="button" data-act="resubmit" href="/desk?from=' + encodeURIComponent(i.order_id) + '">' + esc(t("wl.resubmit")) + "</a> ";
+  /* the desk's own rejected or sent-back orders (the item's actions say so), for those who enter orders */
+  if (d.may_enter && (i.actions || []).includes("resubmit")) out += '<a class="button" data-act="resubmit" href="/desk?from=' + encodeURIComponent(i.order_id) + '">' + esc(t("wl.resubmit")) + "</a> ";
   if (i.kind === "case" && d.may_case) {
     out += '<button type="button" data-act="case-answered" data-case="' + esc(i.details.case_id) + '">' + esc(t("wl.case_answered")) + "</button> " +
            '<button type="button" data-act="case-closed" data-case="' + esc(i.details.case_id) + '">' + esc(t("wl.case_closed")) + "</button>";
