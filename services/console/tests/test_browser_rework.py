@@ -143,8 +143,9 @@ async def test_a_rejected_desk_order_is_assigned_fixed_resubmitted_and_dispatche
             timeout=90_000)
         await clerk.wait_for_selector("#timeline li.t-ShipmentDispatched", timeout=180_000)
         await clerk.wait_for_function(DISPATCHED, timeout=60_000)  # off "rejected" for good
+        # who entered revision 2: the event's author, on its line of the timeline
         entered = " ".join(await clerk.locator(
-            "#timeline li[class='t-console.desk_submit']").all_text_contents())
+            "#timeline li.t-OrderRevisionReceived").all_text_contents())
         assert "clerk" in entered and ("revision 2" in entered or "第 2 版" in entered), entered
         await shot(clerk, "rework-dispatched")
         changed = await events.wait_for_event("order.changed", order_id, timeout=30,
