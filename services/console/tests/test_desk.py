@@ -6,6 +6,7 @@ the timeline, the import of pasted rows, a prefilled revision, the audit, and th
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -213,3 +214,37 @@ async def test_pasted_rows_are_previewed_with_each_orders_reasons_and_the_valid_
     assert not events.of("order.received", order_id_for("desk", bad))
     header_only = await clerk.post("/api/desk/import", json={"text": "sku\tquantity\nTEA-001\t1"})
     assert header_only.status_code == 422 and "order_number" in header_only.json()["message"]
+
+
+async def test_an_xlsx_sheet_uploaded_is_previewed_like_pasted_rows(
+        pipeline: Pipeline, clerk: httpx.AsyncClient) -> None:
+    needs(pipeline, "intake")
+    from openpyxl import Workbook
+
+    province, city, district, line1, _postal = ADDRESSES[1]
+    tag = str(id(clerk))[-6:]
+    good, bad = f"XLSX-{tag}-1", f"XLSX-{tag}-2"
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (["order_number", "customer_id", "customer_name", "recipient_name",
+                 "recipient_phone", "province", "city", "district", "address", "sku",
+                 "quantity", "unit_price"],
+                [good, "C0002", "郭敏", "郭敏", "13975767125", province, city, district, line1,
+                 "TEA-001", 2, 379.08],
+                [bad, "C0002", "郭敏", "郭敏", "13975767125", province, city, district, line1,
+                 "NO-SUCH-SKU", 1, 10]):
+        sheet.append(row)
+    content = io.BytesIO()
+    book.save(content)
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    preview = await clerk.post("/api/desk/import",
+                               files={"file": ("orders.xlsx", content.getvalue(), xlsx)})
+    assert preview.status_code == 200, preview.text
+    orders = {o["order_number"]: o for o in preview.json()["orders"]}
+    assert orders[good]["status"] == 200 and orders[good]["rows"] == [2], orders[good]["answer"]
+    assert orders[bad]["status"] == 422
+    assert "unknown_sku" in {r["code"] for r in orders[bad]["answer"]["reasons"]}
+    # what is no sheet is refused with its reason
+    text = await clerk.post("/api/desk/import", files={"file": ("orders.txt", b"x", "text/plain")})
+    assert text.status_code == 422 and ".xlsx" in text.json()["message"]
