@@ -82,6 +82,8 @@ chaos: install kafka
 docs: install
 	$(BIN)/python -m orderflow.contracts.schemas docs/schemas
 	$(BIN)/python -m orderflow.devstack.asyncapi docs/asyncapi
+	$(BIN)/python -m orderflow.devstack.asyncapi_html docs/asyncapi \
+		services/console/src/orderflow/console/asyncapi/events.html
 	$(BIN)/python -m orderflow.devstack.k8s_topics
 	$(BIN)/python -m orderflow.devstack.k8s_users
 

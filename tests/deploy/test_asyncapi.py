@@ -1,4 +1,5 @@
-"""The committed AsyncAPI documents (docs/asyncapi/) are what the code generates today."""
+"""The committed AsyncAPI documents (docs/asyncapi/), their HTML page and the console's copy of
+it are what the code generates."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from orderflow.contracts import events as ev
 from orderflow.contracts.topics import TOPIC_OF_EVENT
-from orderflow.devstack import asyncapi
+from orderflow.devstack import asyncapi, asyncapi_html
 
 pytestmark = pytest.mark.unit
 
@@ -120,3 +121,22 @@ def test_intake_publishes_what_its_handlers_emit() -> None:
     published = asyncapi.published_events("intake")
     assert {ev.OrderReceived, ev.OrderRejected} <= set(published)
     assert ev.OrderSubmitted not in published
+
+
+CONSOLE_EVENTS = (ROOT / "services" / "console" / "src" / "orderflow" / "console" / "asyncapi"
+                  / "events.html")
+REGENERATE_HTML = ("python -m orderflow.devstack.asyncapi_html docs/asyncapi "
+                   "services/console/src/orderflow/console/asyncapi/events.html (make docs)")
+
+
+def test_committed_page_and_console_fragment_match_the_code(
+        generated: dict[str, dict[str, Any]]) -> None:
+    documents = {s: generated[s] for s in asyncapi.SERVICES}
+    assert (DOCS / asyncapi_html.INDEX).read_text(encoding="utf-8") == asyncapi_html.page(
+        documents), f"docs/asyncapi/index.html is stale: run {REGENERATE_HTML}"
+    assert CONSOLE_EVENTS.read_text(encoding="utf-8") == asyncapi_html.fragment(documents), (
+        f"the console's asyncapi/events.html is stale: run {REGENERATE_HTML}")
+
+
+def test_the_page_is_read_from_the_committed_documents_in_service_order() -> None:
+    assert list(asyncapi_html.load_documents(DOCS)) == list(asyncapi.SERVICES)

@@ -2,6 +2,8 @@
 
 ``python -m orderflow.devstack.asyncapi docs/asyncapi`` writes ``docs/asyncapi/<service>.json``;
 ``tests/deploy/test_asyncapi.py`` fails when a committed document no longer matches the code.
+``orderflow.devstack.asyncapi_html`` reads them into one HTML page (``docs/asyncapi/index.html``
+and the console's ``/events``).
 
 What each document holds, and where it comes from:
 

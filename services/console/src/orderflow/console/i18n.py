@@ -24,6 +24,7 @@ from orderflow.console import (
     messages_actions,
     messages_approvals,
     messages_desk,
+    messages_events,
     messages_rework,
     messages_worklists,
 )
@@ -425,6 +426,7 @@ MESSAGES.update({f"kind.{k}": {"en": en, "zh-CN": zh} for k, (en, zh) in _KINDS.
 MESSAGES.update({f"reason.{c}": {"en": en, "zh-CN": zh} for c, (en, zh) in _REASONS.items()})
 MESSAGES.update(messages_approvals.MESSAGES)
 MESSAGES.update(messages_rework.MESSAGES)
+MESSAGES.update(messages_events.MESSAGES)
 
 
 def known(lang: str | None) -> str:

@@ -1,6 +1,7 @@
-"""The web page: sign-in, dashboard, orders (with an order's timeline), exception queue and
-reports. Server-rendered shells; the browser fills them from the JSON API and polls it every two
-seconds. No front-end build and no CDN: one CSS and one JS file, charts drawn as SVG/CSS bars.
+"""The web page: sign-in, dashboard, orders (with an order's timeline), exception queue,
+reports and the events the services exchange (``events_page``). Server-rendered shells; the
+browser fills them from the JSON API and polls it every two seconds. No front-end build and no
+CDN: one CSS and one JS file, charts drawn as SVG/CSS bars.
 
 Every page is in the reader's language (``orderflow.console.i18n``): the one chosen with the
 switch on every page (a cookie), else the browser's ``Accept-Language``. The page embeds that
@@ -34,6 +35,7 @@ from orderflow.console.auth import (
 from orderflow.console.dead_letters import dlq_router
 from orderflow.console.desk import desk_routers
 from orderflow.console.domain import timeline_said
+from orderflow.console.events_page import events_router
 from orderflow.console.repository import ConsoleRepository, SessionRow
 from orderflow.console.settings import ConsoleSettings
 from orderflow.console.worklist_repository import WorklistRepository
@@ -46,7 +48,7 @@ STATIC = HERE / "static"
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                 autoescape=jinja2.select_autoescape(["html"]))
 PAGES = {"dashboard": "/", "orders": "/orders", "exceptions": "/exceptions",
-         "worklists": "/worklists", "reports": "/reports"}
+         "worklists": "/worklists", "reports": "/reports", "events": "/events"}
 
 
 def lang_of(request: Request) -> str:
@@ -226,7 +228,9 @@ def routers_of(console: Console) -> list[APIRouter]:
     return [api_router(console), dlq_router(console), openapi_router(console),
             pages_router(console), worklists_router(console),
             worklists_page_router(lambda request, name: page_for(console, request, name)),
-            actions_router(console), *desk_routers(console)]
+            actions_router(console), *desk_routers(console),
+            events_router(lambda request, name, **values: page_for(console, request, name,
+                                                                   **values))]
 
 
 def build_routers(ctx: ServiceContext) -> list[APIRouter]:
