@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from console_helpers import DEV_PASSWORDS, admin_token, console_view, new_id, until
+from console_helpers import DEV_PASSWORDS, admin_token, console_view, held_order, new_id, until
 from test_browser import browser_page, shot
 
 from orderflow.connector import OrderPusher
@@ -100,17 +100,9 @@ async def test_a_send_back_needs_its_comment_and_a_clerk_has_no_decision(
     if review_standin is not None or "intake" not in pipeline.services:
         pytest.skip("needs intake and review running")
     page = browser_page
-    eid = new_id("BACKB")
-    async with OrderPusher(pipeline.kafka) as pusher:  # customer C0042 is blocked: held
-        await pusher.push("canonical", canonical_order(eid, customer_id="C0042",
-                                                       lines=[("TEA-001", 2)]))
-    order_id = order_id_for("canonical", eid)
     async with httpx.AsyncClient(base_url=console_base, timeout=30, headers={
             "Authorization": f"Bearer {admin_token(pipeline)}"}) as admin:
-        async def held() -> bool:
-            view = await console_view(admin, order_id)
-            return view is not None and view.state is not None and view.state.value == "held"
-        await until(held, timeout=90, what=f"{order_id} held")
+        order_id = await held_order(pipeline, None, admin, new_id("BACKB"))
     order_page = f"{console_base}/orders/{order_id}"
 
     await signed_in(page, console_base, "clerk")
