@@ -108,12 +108,6 @@ def _another_stack_runs(command: str) -> bool:
     return running is not None
 
 
-def _save_state(stack: Stack, state: Path, extra: dict[str, Any]) -> None:
-    stack.write_state(state)
-    if extra:
-        state.write_text(json.dumps({**json.loads(state.read_text()), **extra}, indent=2))
-
-
 def _supervise(stack: Stack, state: Path, extra: dict[str, Any], *, quiet: bool,
                stopping: Callable[[], bool]) -> None:
     """Restart crashed services until ``stopping()``; the state file follows the restarts."""
@@ -130,7 +124,7 @@ def _supervise(stack: Stack, state: Path, extra: dict[str, Any], *, quiet: bool,
                   end="", flush=True)
         if restarted:
             print(f"\nrestarted: {', '.join(restarted)}", flush=True)
-            _save_state(stack, state, extra)
+            stack.write_state(state, extra)
         for _ in range(10):
             if stopping():
                 break
@@ -141,6 +135,7 @@ def _detach(cmd: list[str], what: str) -> tuple[subprocess.Popen[bytes], Path, i
     """Start ``cmd`` (this command line again) in a session of its own, its output appended to
     ``var/dev/supervisor.log``; the state file names it at once, so `orderflow dev down` stops
     it whatever it is doing. Returns the process, the log and the log's size before it."""
+    from orderflow.devstack.processes import write_json_atomically
     from orderflow.devstack.stack import var_dir
 
     log = var_dir() / "dev" / "supervisor.log"
@@ -150,7 +145,7 @@ def _detach(cmd: list[str], what: str) -> tuple[subprocess.Popen[bytes], Path, i
         proc = subprocess.Popen([sys.executable, "-m", "orderflow.devstack.cli", *cmd],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-    _state_path().write_text(json.dumps({"supervisor_pid": proc.pid, "starting": what}))
+    write_json_atomically(_state_path(), {"supervisor_pid": proc.pid, "starting": what})
     return proc, log, offset
 
 
@@ -206,7 +201,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         stack.start_services()
         stack.write_state(state)
         stack.wait_healthy(timeout=300)
-        _save_state(stack, state, {"ready": True})
+        stack.write_state(state, {"ready": True})
         console = next((sp for sp in stack.processes if sp.name == "console"), None)
         if console:
             print(f"console: http://127.0.0.1:{console.port}/  (token: var/dev/console-token)")
@@ -370,7 +365,7 @@ def _serve_kept_demo(stack: Stack, summary: dict[str, Any]) -> None:
     file, then supervise the stack until `orderflow dev down` (SIGTERM) stops it."""
     state = _state_path()
     extra = {"ready": True, "demo": summary, "root": str(stack.root)}
-    _save_state(stack, state, extra)
+    stack.write_state(state, extra)
     with contextlib.suppress(KeyboardInterrupt):  # the demo's SIGTERM handler raises it
         _supervise(stack, state, extra, quiet=True, stopping=lambda: False)
 

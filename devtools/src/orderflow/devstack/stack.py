@@ -23,7 +23,7 @@ from orderflow.contracts.events import Event
 from orderflow.contracts.topics import all_topic_names
 from orderflow.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from orderflow.devstack.kafka import KafkaCluster
-from orderflow.devstack.processes import spawn, stop, wait_until
+from orderflow.devstack.processes import spawn, stop, wait_until, write_json_atomically
 from orderflow.runtime.lag import wait_consumed
 from orderflow.runtime.retry import retry_transient
 from orderflow.runtime.service import create_topics
@@ -354,8 +354,9 @@ class Stack:
         return len(events)
 
     # -- state and shutdown ---------------------------------------------------------------------
-    def write_state(self, path: Path) -> None:
-        path.write_text(json.dumps({
+    def write_state(self, path: Path, extra: dict[str, object] | None = None) -> None:
+        """The state file other commands and tests read; ``extra`` adds keys (``ready``...)."""
+        write_json_atomically(path, {
             "supervisor_pid": os.getpid(),
             "database_url": self.database_url,
             "kafka_bootstrap_servers": self.bootstrap,
@@ -363,7 +364,8 @@ class Stack:
             "embedded": self.embedded,
             "services": {sp.label: {"pid": sp.proc.pid if sp.proc else None, "port": sp.port}
                          for sp in self.processes},
-        }, indent=2))
+            **(extra or {}),
+        })
 
     def stop_services(self) -> None:
         for sp in self.processes:  # ask all at once, then wait for each
