@@ -221,3 +221,15 @@ def test_the_command_refuses_a_cursor_file_of_another_api_in_one_line(
     assert status == 1 and "\n" not in err
     assert err.startswith("orderflow pull: the cursor file ") and "belongs to " \
         "http://elsewhere/orders, not http://127.0.0.1:9/orders" in err
+
+
+async def test_an_api_whose_cursor_does_not_move_is_refused(tmp_path: Path) -> None:
+    class Stuck:
+        async def fetch_page(self, cursor: str | None) -> Page:
+            return Page([], cursor or "c0", has_more=True)
+
+    cursor_file = CursorFile(tmp_path / "c.json", source="stuck")
+    cursor_file.save("c0")
+    poller = Poller(Stuck(), RecordingPusher(cursor_file), cursor_file, backoff=FAST)
+    with pytest.raises(PullError, match="gives no cursor past it"):
+        await asyncio.wait_for(poller.run(), 5)

@@ -335,6 +335,9 @@ class Poller:
             page = await self._fetch(cursor)
             if page is None:
                 break
+            if page.has_more and page.next_cursor == cursor:  # it would ask for this page forever
+                raise PullError(f"the order API says more orders wait after cursor {cursor!r} "
+                                "but gives no cursor past it")
             for reason in page.refused:
                 _log("error", "pull.order_refused", reason=reason, cursor=cursor)
             if page.orders:
