@@ -4,6 +4,7 @@
     orderflow dev down                                      stop a detached stack (or a kept demo)
     orderflow dev status [--json]                           what runs, where
     orderflow push --channel CHANNEL [--store STORE] PATH   push orders as a connector would
+    orderflow pull --url URL --channel CHANNEL [--once]     page a marketplace's order API by cursor
     orderflow load products|customers|warehouses|stock FILE publish master data from a CSV file
     orderflow demo [--orders N] [--keep] [--json]           the whole pipeline, end to end
     orderflow dlq list|replay TOPIC [--json]                inspect or replay a dead-letter topic
@@ -334,6 +335,53 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+PULL_CREDENTIALS_ENV = "ORDERFLOW_PULL_CREDENTIALS"
+
+
+def _default_cursor_file(channel: str, store: str | None) -> Path:
+    from orderflow.devstack.stack import var_dir
+
+    return var_dir() / "pull" / f"{channel}{'-' + store if store else ''}.cursor.json"
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from orderflow.connector import OrderPusher
+    from orderflow.connector.pull import Backoff, CursorFile, CursorOrderApi, Poller
+    from orderflow.runtime.logging import configure_logging
+
+    configure_logging("pull", level="WARNING" if args.quiet else "INFO")
+    credentials = os.environ.get(PULL_CREDENTIALS_ENV)
+    headers = {args.credentials_header: credentials} if credentials else {}
+    cursor_path = Path(args.cursor_file) if args.cursor_file else \
+        _default_cursor_file(args.channel, args.store)
+    cursor_file = CursorFile(cursor_path, source=args.url)
+    cursor_file.load()  # an unusable cursor file is refused before anything starts
+
+    async def run() -> tuple[int, int, str | None, bool]:
+        source = CursorOrderApi(args.url, args.channel, store=args.store, limit=args.limit,
+                                headers=headers, timeout=args.timeout)
+        try:
+            async with OrderPusher(_kafka_from_state(), connect_within=args.wait,
+                                   client_id="orderflow-pull") as pusher:
+                poller = Poller(source, pusher, cursor_file, poll_interval=args.poll,
+                                once=args.once, max_attempts=args.max_attempts,
+                                backoff=Backoff(base=args.retry_base))
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, poller.stop)
+                stats = await poller.run()
+        finally:
+            await source.aclose()
+        return stats.orders, stats.pages, stats.cursor, stats.stopped
+
+    orders, pages, cursor, stopped = asyncio.run(run())
+    why = "stopped" if stopped else "caught up"
+    print(f"pulled {orders} order{'s' if orders != 1 else ''} in {pages} "
+          f"page{'s' if pages != 1 else ''} onto order.inbound (channel {args.channel}); "
+          f"{why} at cursor {cursor!r} ({cursor_path})")
+    return 0
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from orderflow.devstack.masterdata import load_file
 
@@ -466,6 +514,11 @@ EXAMPLES = {
   orderflow push --channel csv services/intake/tests/samples/order_sheet.csv
   orderflow push --channel shopify --store my-shop orders.json
   orderflow push --channel canonical orders.jsonl   # one order per line""",
+    "pull": f"""examples:
+  python -m orderflow.devstack.marketplace --port 8765 &   # a fake marketplace
+  orderflow pull --url http://127.0.0.1:8765/orders --channel shopify --store orderflow-demo --once
+  {PULL_CREDENTIALS_ENV}="Bearer TOKEN" orderflow pull --url https://api.example/orders \\
+      --channel douyin --cursor-file var/pull/douyin.json   # polls until SIGTERM""",
     "load": """examples:
   orderflow load products devtools/src/orderflow/devstack/demo_data/products.csv
   orderflow load stock stock.csv""",
@@ -503,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help=WAIT_HELP)
 
     parser = CommandLine(prog="orderflow", description="OrderFlow command line: the local stack, "
-                         "the demo, pushing orders and master data, dead letters",
+                         "the demo, pushing and pulling orders, master data, dead letters",
                          epilog="`orderflow COMMAND --help` shows a command's options and "
                                 "examples", parents=[common],
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -539,6 +592,39 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("path", help="a JSON file (an order or a list), a folder of them, a JSON "
                                    "lines file (.jsonl), or an order sheet (.csv, .xlsx)")
     push.set_defaults(func=cmd_push)
+
+    pull = command(sub, "pull", "page a marketplace's order API by cursor and push its orders "
+                   "onto order.inbound")
+    pull.add_argument("--url", required=True, help="the order API (GET URL?cursor=C&limit=N "
+                      "answering {orders, next_cursor, has_more}: orderflow/connector/pull.py)")
+    pull.add_argument("--channel", required=True, choices=CHANNELS,
+                      type=one_of("channel", CHANNELS), help="the channel whose format the "
+                      "API's orders are in")
+    pull.add_argument("--store", default=None,
+                      help="the store (shop) the orders belong to: required for shopify; for "
+                           "douyin the payload's shop_id unless given")
+    pull.add_argument("--cursor-file", default=None, metavar="PATH",
+                      help="where the cursor is kept across restarts (default "
+                           "var/pull/CHANNEL[-STORE].cursor.json)")
+    pull.add_argument("--limit", type=whole(1), default=100,
+                      help="orders per page asked for (default 100)")
+    pull.add_argument("--once", action="store_true",
+                      help="stop when caught up instead of polling on")
+    pull.add_argument("--poll", type=seconds, default=30.0, metavar="SECONDS",
+                      help="caught up, ask again after this long (default 30)")
+    pull.add_argument("--credentials-header", default="Authorization", metavar="NAME",
+                      help=f"the header carrying ${PULL_CREDENTIALS_ENV} (read from the "
+                           "environment, never the command line; default Authorization)")
+    pull.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
+                      help="how long one request may take before it is retried (default 30)")
+    pull.add_argument("--max-attempts", type=whole(1), default=10,
+                      help="failed requests (5xx, timeouts) in a row before giving up "
+                           "(default 10); a 429's Retry-After is waited and not counted")
+    pull.add_argument("--retry-base", type=seconds, default=0.5, metavar="SECONDS",
+                      help="the first retry's wait, doubling up to 30 s (default 0.5)")
+    pull.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    wait_option(pull)
+    pull.set_defaults(func=cmd_pull)
 
     kinds = ("products", "customers", "warehouses", "stock")
     load = command(sub, "load", "publish master data from a CSV file")
@@ -583,7 +669,10 @@ def _error_line(command: str, exc: BaseException, debug: bool) -> tuple[str, int
     """The one line an exception out of a command prints, and the exit status."""
     from orderflow.connector import BrokerUnreachable
     from orderflow.connector.limits import FileRefused, one_line
+    from orderflow.connector.pull import PullError
 
+    if isinstance(exc, PullError):  # the order API refused, the cursor file is unusable
+        return f"{command}: {exc}", 1
     if isinstance(exc, FileRefused):  # a file over a limit, or not JSON: its reason
         return f"{command}: refused {exc}", 2
     if isinstance(exc, InputError):
