@@ -19,7 +19,11 @@ EVENTS_PUBLISHED = Counter(
     "orderflow_events_published_total", "Events the outbox relay published", ["service", "topic"]
 )
 OUTBOX_BACKLOG = Gauge(
-    "orderflow_outbox_backlog", "Outbox rows not yet published (at the last relay pass)", ["service"]
+    "orderflow_outbox_backlog",
+    "Outbox rows waiting to be published, quarantined ones left out (reported by the replica "
+    "whose relay leads: exact when a pass finds less than a batch, else counted at most every "
+    "few seconds)",
+    ["service"],
 )
 DEAD_LETTERS = Counter(
     "orderflow_dead_letters_total", "Messages sent to a DLQ, by reason", ["service", "topic", "reason"]
