@@ -77,18 +77,19 @@ async def test_a_running_relay_reports_a_large_backlog_then_none(
     relay = OutboxRelay(engine, producer, service="backlog-run", batch_size=10,
                         poll_interval_s=0.1, backlog_count_interval_s=0.0)
     readings: list[float] = []
+    drained = asyncio.Event()
     report = relay._report_backlog
 
     async def recording(conn: object, fetched: int) -> None:
         await report(conn, fetched)  # type: ignore[arg-type]
         readings.append(backlog("backlog-run"))
+        if relay.published == 30 and readings[-1] == 0:
+            drained.set()
 
     relay._report_backlog = recording  # type: ignore[method-assign]
     task = asyncio.create_task(relay.run())
     try:
-        async with asyncio.timeout(20):
-            while not (relay.published == 30 and readings and readings[-1] == 0):
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(drained.wait(), 20)
     finally:
         relay.stop()
         await asyncio.wait_for(task, 10)
