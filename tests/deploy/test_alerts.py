@@ -3,6 +3,7 @@ Prometheus, complete (a duration, a severity, what to do), and reading only metr
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from tests.deploy.support import (
     KAFKA_EXPORTER_METRICS,
     PROMETHEUS_METRICS,
     ROOT,
+    dashboard_exprs,
+    dashboards,
     load_yaml,
     orderflow_metric_names,
     promql_metric_names,
@@ -124,3 +127,20 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     names = {r["alert"] for r in rules()}
     assert firing == names
     assert silent == names
+
+
+def test_the_dashboards_queries_parse(tmp_path: Path) -> None:
+    """Every panel's query, its Grafana variables given values, parses as PromQL (promtool checks
+    it as a recording rule)."""
+    records = []
+    for path in dashboards():
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for i, (title, expr) in enumerate(dashboard_exprs(dashboard)):
+            text = expr.replace("$__rate_interval", "1m").replace("$service", ".+")
+            records.append({"record": f"dashboard:{path.stem.replace('-', '_')}:{i}",
+                            "expr": text, "labels": {"panel": title}})
+    rules_file = tmp_path / "dashboards.yml"
+    rules_file.write_text(json.dumps({"groups": [{"name": "dashboards", "rules": records}]}),
+                          encoding="utf-8")
+    result = run_promtool("check", "rules", rules_file)
+    assert result.returncode == 0, result.stdout + result.stderr
