@@ -17,7 +17,7 @@ BROKER ?= tansu
 # `make chaos` is the fault tier: on Apache Kafka unless BROKER is given
 CHAOS_BROKER := $(if $(filter file,$(origin BROKER)),kafka,$(BROKER))
 
-.PHONY: install kafka demo up down test test-unit lint fmt docs bench chaos clean browser
+.PHONY: install kafka demo up down test test-unit lint fmt docs bench chaos clean browser promtool
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,10 +64,25 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
+# promtool, for the tests that check and unit-test the alert rules (deploy/prometheus/alerts.yml):
+# the one on the path, else Debian's prometheus package unpacked into var/tools (the server is not
+# installed), else `go install` of it; the tests are skipped, with their reason, without it
+PROMTOOL := var/tools/usr/bin/promtool
+PROMETHEUS_MODULE := github.com/prometheus/prometheus/cmd/promtool@v0.54.1
+promtool:
+	@command -v promtool >/dev/null 2>&1 || [ -x $(PROMTOOL) ] || { \
+	  { command -v apt-get >/dev/null 2>&1 && tmp=$$(mktemp -d) && \
+	    { (cd $$tmp && apt-get download -qq prometheus 2>/dev/null) || \
+	      { [ "$$(id -u)" = 0 ] && apt-get update -qq && (cd $$tmp && apt-get download -qq prometheus 2>/dev/null); }; } && \
+	    mkdir -p var/tools && dpkg-deb -x $$tmp/prometheus_*.deb var/tools && rm -rf $$tmp var/tools/usr/bin/prometheus; } || \
+	  { command -v go >/dev/null 2>&1 && mkdir -p var/tools/usr/bin && \
+	    GOBIN=$(abspath var/tools/usr/bin) go install $(PROMETHEUS_MODULE); } || \
+	  echo "promtool not available: the alert-rule tests will be skipped"; }
+
 # One session on Apache Kafka (KRaft, from its own jars); the tests that need only some services
 # start them on a Tansu broker of their own, and the demo and the walking skeleton run on Tansu
 # (the Python-only default) too.
-test: install kafka lint browser
+test: install kafka lint browser promtool
 	$(BIN)/pytest
 
 test-unit: install

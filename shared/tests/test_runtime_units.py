@@ -6,13 +6,15 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import structlog
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
@@ -27,6 +29,7 @@ from orderflow.devstack.stack import (
     ServiceProcess,
     Stack,
 )
+from orderflow.runtime import metrics
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
 from orderflow.runtime.retry import is_transient
@@ -486,3 +489,32 @@ async def test_the_batch_subscriber_hands_over_the_raw_records_without_a_worker_
         await test_broker.publish_batch(b"{not json", b'{"a": 1}', topic=topics.ORDER_RECEIVED.name)
     assert batches == [[(topics.ORDER_RECEIVED.name, b"{not json"),
                         (topics.ORDER_RECEIVED.name, b'{"a": 1}')]]
+
+
+def test_on_commit_actions_run_once_after_the_commit_and_not_for_a_handler_rolled_back() -> None:
+    uow = UnitOfWork(cast(Any, None), "units")
+    ran: list[str] = []
+    uow.on_commit(lambda: ran.append("kept"))
+    mark = uow.mark()
+    uow.on_commit(lambda: ran.append("rolled back"))  # a handler the careful run rolls back
+    uow.rollback_to(mark)
+    assert ran == []  # nothing before the commit
+    uow.run_committed()
+    uow.run_committed()
+    assert ran == ["kept"]
+
+
+def test_event_ages_are_observed_from_the_events_occurred_at() -> None:
+    headers = EventHeaders.new(event_type="StockReceived", schema_version=1, producer="units",
+                               correlation_id="k")
+    old = IncomingEvent("units.age", 0, 0, "k", replace(
+        headers, occurred_at=headers.occurred_at - timedelta(seconds=40)), cast(Any, None), b"")
+    labels = {"service": "units", "topic": "units.age"}
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(f"orderflow_event_age_seconds_{name}", labels) or 0.0
+
+    count, total = sample("count"), sample("sum")
+    metrics.observe_event_ages("units", [old])
+    assert sample("count") == count + 1
+    assert 40 <= sample("sum") - total < 60

@@ -318,5 +318,23 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
+GRAFANA = ROOT / "deploy" / "grafana"
+
+
+def dashboards() -> list[Path]:
+    return sorted((GRAFANA / "dashboards").glob("*.json"))
+
+
+def dashboard_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each query of a dashboard, with its panel's title (panels inside rows included)."""
+    out = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            out.append((panel["title"], target["expr"]))
+        for inner in panel.get("panels", []):
+            out += [(inner["title"], t["expr"]) for t in inner.get("targets", [])]
+    return out
+
+
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))

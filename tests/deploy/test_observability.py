@@ -4,17 +4,20 @@ metrics that exist."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import re
 from typing import Any
 
 import pytest
 
 from tests.deploy.support import (
+    GRAFANA,
     HTTP_PORT,
     KAFKA_EXPORTER_METRICS,
     PROMETHEUS_METRICS,
     ROOT,
     SERVICES,
+    dashboard_exprs,
+    dashboards,
     load_yaml,
     orderflow_metric_names,
     promql_metric_names,
@@ -22,7 +25,6 @@ from tests.deploy.support import (
 
 pytestmark = pytest.mark.unit
 
-GRAFANA = ROOT / "deploy" / "grafana"
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +39,6 @@ def compose() -> dict[str, Any]:
     data = load_yaml(ROOT / "docker-compose.yml")
     assert isinstance(data, dict)
     return data
-
-
-def _dashboards() -> list[Path]:
-    return sorted((GRAFANA / "dashboards").glob("*.json"))
-
-
-def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            out.append((panel["title"], target["expr"]))
-        for inner in panel.get("panels", []):
-            out += [(inner["title"], t["expr"]) for t in inner.get("targets", [])]
-    return out
 
 
 def test_every_replica_of_every_service_is_scraped(prometheus: dict[str, Any],
@@ -77,8 +65,8 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards(compose: dict[str
     mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"] if v.startswith("."))
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
-    assert _dashboards()
-    for path in _dashboards():
+    assert dashboards()
+    for path in dashboards():
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         for panel in dashboard["panels"]:
             if panel["type"] != "row":
@@ -87,12 +75,12 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards(compose: dict[str
 
 def test_dashboards_query_only_metrics_that_exist() -> None:
     known = orderflow_metric_names() | KAFKA_EXPORTER_METRICS | PROMETHEUS_METRICS
-    for path in _dashboards():
+    for path in dashboards():
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         assert dashboard["uid"] and dashboard["title"]
         ids = [p["id"] for p in dashboard["panels"]]
         assert len(ids) == len(set(ids))
-        for title, expr in _exprs(dashboard):
+        for title, expr in dashboard_exprs(dashboard):
             names = promql_metric_names(expr)
             assert names, f"{title}: no metric in {expr}"
             assert names <= known, f"{title}: unknown metrics {names - known}"
@@ -100,7 +88,7 @@ def test_dashboards_query_only_metrics_that_exist() -> None:
 
 def test_overview_covers_what_operations_watch() -> None:
     dashboard = json.loads((GRAFANA / "dashboards" / "orderflow-overview.json").read_text(encoding="utf-8"))
-    used = {name for _title, expr in _exprs(dashboard) for name in promql_metric_names(expr)}
+    used = {name for _title, expr in dashboard_exprs(dashboard) for name in promql_metric_names(expr)}
     assert {
         "orderflow_events_published_total",   # orders per second per topic
         "kafka_consumergroup_lag",            # consumer lag per group
@@ -109,10 +97,44 @@ def test_overview_covers_what_operations_watch() -> None:
         "orderflow_batch_seconds_bucket",     # stage latencies
         "orderflow_messages_consumed_total",  # error rate
         "orderflow_outbox_backlog",
+        "orderflow_event_age_seconds_sum",    # end-to-end latency (the main line's hops)
+        "orderflow_event_age_seconds_bucket",  # each hop's latency
+        "orderflow_orders_allocated_total",   # fill rate
+        "orderflow_shipments_delivered_total",  # on-time rate
+        "orderflow_batch_failures_total",     # stalled partitions
+        "orderflow_outbox_publish_refused_total",
     } <= used
-    titles = " ".join(t for t, _ in _exprs(dashboard)).lower()
-    for words in ("per topic", "lag", "dlq", "latency", "error rate"):
+    titles = " ".join(t for t, _ in dashboard_exprs(dashboard)).lower()
+    for words in ("per topic", "lag", "dlq", "latency", "error rate", "end-to-end",
+                  "orders by state per minute", "fill rate", "on-time rate"):
         assert words in titles, words
+
+
+def test_the_metrics_the_docs_say_to_alert_on_are_on_the_dashboard() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards" / "orderflow-overview.json").read_text(encoding="utf-8"))
+    used = {name for _title, expr in dashboard_exprs(dashboard) for name in promql_metric_names(expr)}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    said = set(re.findall(r"alert on `(orderflow_[a-z_]+)`", readme))
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from orderflow.runtime import metrics
+
+    said |= {f"{family.name}_total" for value in vars(metrics).values()
+             if isinstance(value, MetricWrapperBase) for family in value.describe()
+             if "alert on" in family.documentation}
+    assert said >= {"orderflow_batch_failures_total", "orderflow_outbox_publish_refused_total"}
+    assert said <= used, f"alerted on, on no panel: {said - used}"
+
+
+def test_panels_by_service_follow_the_service_selector() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards" / "orderflow-overview.json").read_text(encoding="utf-8"))
+    (variable,) = dashboard["templating"]["list"]
+    assert variable["name"] == "service" and variable["includeAll"] and variable["multi"]
+    assert promql_metric_names(variable["query"]["query"].replace("label_values", "x")) \
+        <= orderflow_metric_names() | {"service"}
+    for title, expr in dashboard_exprs(dashboard):
+        if re.search(r"by \((le, )?(service|job)\b", expr):
+            assert "$service" in expr, title
 
 
 def test_promql_metric_names_reads_selectors_not_labels() -> None:

@@ -42,6 +42,7 @@ from orderflow.inventory.app import create_service
 from orderflow.inventory.handlers import InventoryHandlers
 from orderflow.inventory.repository import InventoryRepository, check_invariants
 from orderflow.inventory.settings import InventoryPolicy
+from orderflow.runtime import metrics
 from orderflow.runtime.consumer import BatchProcessor
 from orderflow.runtime.db import make_engine
 from orderflow.runtime.settings import DatabaseSettings
@@ -689,6 +690,35 @@ async def test_a_run_of_approvals_is_reserved_exactly_as_one_approval_at_a_time(
         (skus_one[0], 0), (skus_one[0], 0), (skus_one[1], 4)]
     assert ids_one[2] not in {row[0] for row in figures["orders"]}  # cancelled: never recorded
     await assert_invariants(inventory_db)
+
+
+async def test_first_attempts_count_the_fill_rate_once_committed(
+        pipeline: Pipeline, inventory_db: AsyncEngine) -> None:
+    sku = new_sku("FILL")
+    await pipeline.publish_and_wait([product(sku), receipt("WH-CD", sku, 3)])
+    filled, short = approved([(sku, 2)], address_index=SICHUAN), \
+        approved([(sku, 4)], address_index=SICHUAN)
+    counters = (metrics.ORDERS_ALLOCATED.labels("inventory", "filled"),
+                metrics.ORDERS_ALLOCATED.labels("inventory", "backordered"))
+
+    def counted() -> tuple[float, float]:
+        return counters[0]._value.get(), counters[1]._value.get()
+
+    async def approve_then_roll_back() -> None:
+        async with UnitOfWorkFactory(inventory_db, "inventory")() as uow:
+            await InventoryHandlers(InventoryPolicy()).on_orders_approved(uow, [delivered(filled)])
+            raise RuntimeError("rolled back")
+
+    before = counted()
+    with pytest.raises(RuntimeError, match="rolled back"):  # rolled back: nothing counted
+        await approve_then_roll_back()
+    assert counted() == before
+    emitted = await reserve_run(inventory_db, [delivered(filled, 0), delivered(short, 1)])
+    assert [type(e).__name__ for _, e in emitted] == ["StockReserved", "StockBackordered"]
+    assert counted() == (before[0] + 1, before[1] + 1)
+    # a redelivered approval is a known order: not a first attempt again
+    await reserve_run(inventory_db, [delivered(filled, 2)])
+    assert counted() == (before[0] + 1, before[1] + 1)
 
 
 async def test_a_redelivered_batch_of_approvals_applies_nothing_twice(

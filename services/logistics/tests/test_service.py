@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from orderflow.connector import OrderPusher
 from orderflow.contracts.events import (
@@ -65,6 +66,15 @@ def api(pipeline: Pipeline) -> httpx.AsyncClient:
     port = pipeline.stack.find("logistics").port
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
                              auth=operator(pipeline, "logistics", "ops.admin", "admin"))
+
+
+async def metric(pipeline: Pipeline, sample: str, **labels: str) -> float:
+    """A sample of logistics' /metrics (0 before its first count)."""
+    port = pipeline.stack.find("logistics").port
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == sample and labels.items() <= s.labels.items())
 
 
 async def dispatched(events: EventLog, order_id: str, count: int) -> list[ShipmentDispatched]:
@@ -155,9 +165,15 @@ async def test_tracking_moves_shipments_to_delivery_and_the_order_is_delivered_w
     eid = new_id()
     reserved = reservation(eid, [("WH-HZ", "TEA-003", 1), ("WH-WH", "TEA-004", 1)],
                            address_index=5)  # to Hangzhou
+    on_time_before = await metric(pipeline, "orderflow_shipments_delivered_total", on_time="true")
+    aged_before = await metric(pipeline, "orderflow_event_age_seconds_count",
+                               topic="stock.reserved")
     await pipeline.publish_and_wait([reserved])
     first, second = sorted(await dispatched(events, reserved.order_id, 2),
                            key=lambda s: s.warehouse_id)
+    # the reservation's hop counted once its batch committed
+    assert await metric(pipeline, "orderflow_event_age_seconds_count",
+                        topic="stock.reserved") == aged_before + 1
     start = max(first.dispatched_at, second.dispatched_at)
     hours = [start + timedelta(hours=h) for h in range(1, 8)]
 
@@ -181,6 +197,9 @@ async def test_tracking_moves_shipments_to_delivery_and_the_order_is_delivered_w
                                        where=lambda e: e.event.shipment_id == second.shipment_id)
     assert last.event.order_delivered
     assert last.event.on_time
+    # the on-time rate counts each shipment once (not the second scan of the first)
+    assert await metric(pipeline, "orderflow_shipments_delivered_total",
+                        on_time="true") == on_time_before + 2
 
     async with api(pipeline) as client:
         listed = (await client.get("/api/shipments", params={"order_id": reserved.order_id})).json()

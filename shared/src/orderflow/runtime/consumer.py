@@ -479,6 +479,8 @@ class BatchProcessor:
                             reason=p.reason, error=p.error[:300])
                 outcome[(p.record.topic, "dead_lettered")] += 1
             await uow.flush()
+        uow.run_committed()
+        metrics.observe_event_ages(self.service, fresh)
         return outcome
 
     @asynccontextmanager

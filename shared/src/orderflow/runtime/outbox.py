@@ -175,9 +175,10 @@ _UNPUBLISHED_UPTO = sa.text(
     "AND quarantined_at IS NULL LIMIT :n) AS pending")
 
 
-async def unpublished(conn: AsyncConnection, *, at_most: int) -> int:
-    """How many rows wait to be published, counted up to ``at_most`` (through the index of
-    unpublished rows: the count costs no more than ``at_most`` index entries)."""
+async def unpublished(conn: AsyncConnection, *, at_most: int | None) -> int:
+    """How many rows wait to be published (quarantined ones left out), counted up to ``at_most``
+    (through the index of unpublished rows: the count costs no more than ``at_most`` index
+    entries); ``None`` counts them all."""
     return int((await conn.execute(_UNPUBLISHED_UPTO, {"n": at_most})).scalar() or 0)
 
 
@@ -222,8 +223,13 @@ class OutboxRelay:
         end_offsets: EndOffsets | None = None,
         log_check_interval_s: float = 5.0,
         log_check_timeout_s: float = 3.0,
+        backlog_count_interval_s: float = 5.0,
     ) -> None:
         self.engine = engine
+        # the backlog gauge: a pass that finds less than a batch knows the backlog exactly; one
+        # that finds a full batch counts the rows waiting, at most once per this interval
+        self.backlog_count_interval_s = backlog_count_interval_s
+        self._backlog_counted_at: float | None = None
         # the partitions' ends, to notice a broker that lost the log of a topic this relay wrote
         # to (an end that went down): its rows still kept are published again (None: no check)
         self.end_offsets = end_offsets
@@ -271,6 +277,9 @@ class OutboxRelay:
                                               {"k": lock_key})).scalar()
                     await conn.commit()
                     if not got:
+                        # the leader reports the backlog; a replica that was leader stops
+                        with contextlib.suppress(KeyError):
+                            metrics.OUTBOX_BACKLOG.remove(self.service)
                         await self._sleep(self.poll_interval_s * 4)
                         continue
                     log.info("outbox relay is the leader", service=self.service)
@@ -406,7 +415,7 @@ class OutboxRelay:
         # the relay runs once for every committed batch, so this is a fixed cost of each batch
         raw = await driver(conn, in_transaction=False)
         rows = await raw.fetch(_PENDING_SQL, self.batch_size)
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(len(rows))
+        await self._report_backlog(conn, len(rows))
         if not rows:
             return 0
         # each row sent, in order, with its delivery; a row the producer refused at once (a topic
@@ -473,6 +482,22 @@ class OutboxRelay:
             await self._renew_producer()
         self.refusals = 0
         return len(rows)
+
+    async def _report_backlog(self, conn: AsyncConnection, fetched: int) -> None:
+        """Set the backlog gauge (``orderflow_outbox_backlog``) at the start of a pass that
+        fetched ``fetched`` rows: that many if less than a batch, else the rows counted (at most
+        once per ``backlog_count_interval_s``; the gauge keeps the last count in between)."""
+        if fetched < self.batch_size:
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(fetched)
+            return
+        now = self._clock()
+        if (self._backlog_counted_at is not None
+                and now - self._backlog_counted_at < self.backlog_count_interval_s):
+            return
+        self._backlog_counted_at = now
+        waiting = await unpublished(conn, at_most=None)
+        await conn.commit()
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(waiting)
 
     async def _renew_producer(self) -> bool:
         """Replace the producer by a new one (``producer_factory``); False without a factory."""

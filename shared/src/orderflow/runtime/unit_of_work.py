@@ -103,6 +103,7 @@ class UnitOfWork:
         self.emitted: list[tuple[EventHeaders, Event]] = []
         # a batch handler's run: the consumer span of each of its events, by event id
         self.spans: dict[str, Span] = {}
+        self.committed: list[Callable[[], None]] = []
 
     def emit(self, event: Event, *, topic: Topic | None = None,
              correlation_id: str | None = None,
@@ -158,12 +159,24 @@ class UnitOfWork:
         # is not UTF-8, and NUL)
         self.outgoing.append(outbox.OutgoingMessage(f"{topic}.dlq", key, value, kept))
 
-    def mark(self) -> tuple[int, int]:
-        return len(self.outgoing), len(self.emitted)
+    def on_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once this unit of work has committed (what a handler counts in a
+        metric: never for a transaction rolled back, once for one retried)."""
+        self.committed.append(action)
 
-    def rollback_to(self, mark: tuple[int, int]) -> None:
+    def run_committed(self) -> None:
+        """The ``on_commit`` actions, after the commit (by whoever committed)."""
+        actions, self.committed = self.committed, []
+        for action in actions:
+            action()
+
+    def mark(self) -> tuple[int, int, int]:
+        return len(self.outgoing), len(self.emitted), len(self.committed)
+
+    def rollback_to(self, mark: tuple[int, int, int]) -> None:
         del self.outgoing[mark[0]:]
         del self.emitted[mark[1]:]
+        del self.committed[mark[2]:]
 
     async def flush(self) -> None:
         await outbox.stage(self.session, self.outgoing)
@@ -185,5 +198,6 @@ class UnitOfWorkFactory:
             uow = UnitOfWork(session, self.service)
             yield uow
             await uow.flush()
+        uow.run_committed()
         if self.on_commit:
             self.on_commit()

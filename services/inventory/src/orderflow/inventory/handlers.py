@@ -33,6 +33,7 @@ from orderflow.contracts.events import (
 from orderflow.inventory import domain
 from orderflow.inventory.repository import InventoryRepository
 from orderflow.inventory.settings import InventoryPolicy
+from orderflow.runtime import metrics
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -395,7 +396,10 @@ def _announce_approval(uow: UnitOfWork, admission: domain.Admission,
     if admission.skip == "known" or attempt is None:
         log.info("order already known to inventory; approval ignored")
         return
-    if attempt.reserved_at is not None:
+    filled = attempt.reserved_at is not None
+    uow.on_commit(metrics.ORDERS_ALLOCATED.labels(
+        uow.service, "filled" if filled else "backordered").inc)
+    if filled:
         _announce_reserved(uow, attempt.order_id, attempt.order,
                            domain.merge_picks(attempt.picks), first=True)
         return

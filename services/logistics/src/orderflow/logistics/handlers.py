@@ -34,6 +34,7 @@ from orderflow.logistics.repository import (
     Shipments,
 )
 from orderflow.logistics.settings import LogisticsSettings
+from orderflow.runtime import metrics
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -278,6 +279,8 @@ class LogisticsHandlers:
         if scan.on_time is not None:  # delivered: told with the order's other shipments
             scan = domain.announce_delivery(shipment, scan,
                                             await shipments.of_order(shipment.order_id))
+            uow.on_commit(metrics.SHIPMENTS_DELIVERED.labels(
+                uow.service, "true" if scan.on_time else "false").inc)
         _announce(uow, scan)
         await flag_delays(uow, shipments, shipment, scan.findings, observed_at=occurred_at,
                           source="tracking")
