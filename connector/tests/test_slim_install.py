@@ -97,13 +97,20 @@ async def test_a_connector_on_the_slim_kit_alone_pushes_an_order(
                 f"import runpy, sys; sys.argv = ['push_order.py', {tansu.bootstrap!r}, 'tansu']\n"
                 f"runpy.run_path({str(connector)!r}, run_name='__main__')\n"
                 "import importlib.util as u\n"
-                "assert u.find_spec('orderflow.runtime') is None and u.find_spec('orderflow.devstack') is None\n"
+                "assert u.find_spec('orderflow.runtime') is None\n"
+                "assert u.find_spec('orderflow.devstack') is None\n"
                 "assert not {'faststream', 'sqlalchemy', 'structlog'} & set(sys.modules)\n"
                 "import orderflow.connector\n"
-                "print('kit at', orderflow.connector.__file__)"],
+                "print('kit at', orderflow.connector.__file__)\n"
+                # without the [settings] extra, no broker from the environment: said, not guessed
+                "try:\n"
+                "    orderflow.connector.OrderPusher()\n"
+                "except TypeError as exc:\n"
+                "    print('without settings:', exc)\n"],
                env, tmp_path, timeout=120)
     assert re.search(r"pushed PO-1001 to partition \d+, offset \d+", out), out
     assert f"kit at {venv}" in out, out
+    assert "without settings: OrderPusher() reads the broker from ORDERFLOW_KAFKA_*" in out, out
 
     consumer = AIOKafkaConsumer(ORDER_INBOUND.name, **kafka.client_kwargs(),
                                 auto_offset_reset="earliest", enable_auto_commit=False)

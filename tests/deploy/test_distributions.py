@@ -72,7 +72,7 @@ def test_the_dev_tools_distribution_owns_the_cli_and_the_runtime_needs_none_of_i
     assert devtools["project"]["name"] == "orderflow-devtools"
     assert devtools["project"]["scripts"] == {"orderflow": "orderflow.devstack.cli:main"}
     assert "scripts" not in shared["project"] and "optional-dependencies" not in shared["project"]
-    # the connector kit (in orderflow-shared) installs without the dev tools
+    # the runtime, on the connector kit, installs without the dev tools
     needed = locked_dependencies("orderflow-shared")
     assert not needed & DEV_ONLY, sorted(needed & DEV_ONLY)
     assert {n for n in needed if n.startswith("orderflow-")} == {"orderflow-shared", "orderflow-connector"}
@@ -83,8 +83,8 @@ def test_the_dev_tools_distribution_owns_the_cli_and_the_runtime_needs_none_of_i
 
 def test_the_connector_kit_needs_pydantic_and_aiokafka_and_nothing_of_the_runtime() -> None:
     """orderflow-connector: pydantic and aiokafka, the rest optional extras; no module of it
-    imports the runtime or the dev tools (``tests/test_connector_kit.py`` installs its wheel
-    alone and pushes an order with it)."""
+    imports the runtime or the dev tools (``connector/tests/test_slim_install.py`` installs its
+    wheel alone and pushes an order with it)."""
     kit = tomllib.loads((KIT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert kit["name"] == "orderflow-connector"
     assert sorted(d.split(">")[0].split("=")[0] for d in kit["dependencies"]) == ["aiokafka", "pydantic"]
