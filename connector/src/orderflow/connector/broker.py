@@ -23,7 +23,8 @@ class BrokerConnection(BaseModel):
     """How to reach the broker. The messages name the environment variables that set each field
     (``ORDERFLOW_KAFKA_<FIELD>``), which is where a deployment sets them."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # a misspelt field fails rather than leaving its default in force
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
