@@ -25,8 +25,8 @@ $(BIN)/python:
 $(UV): $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 
-$(STAMP): $(UV) pyproject.toml uv.lock shared/pyproject.toml devtools/pyproject.toml \
-  $(wildcard services/*/pyproject.toml)
+$(STAMP): $(UV) pyproject.toml uv.lock connector/pyproject.toml shared/pyproject.toml \
+  devtools/pyproject.toml $(wildcard services/*/pyproject.toml)
 	$(UV) sync --frozen --all-packages
 	touch $(STAMP)
 
@@ -54,8 +54,8 @@ down: install
 	$(BIN)/orderflow dev down
 
 lint: install
-	$(BIN)/ruff check shared devtools services tests bench
-	$(BIN)/mypy shared/src devtools/src services/*/src bench
+	$(BIN)/ruff check connector shared devtools services tests bench
+	$(BIN)/mypy connector/src shared/src devtools/src services/*/src bench
 	$(BIN)/python -m orderflow.devstack.audit
 
 # Debian's Chromium for the console's browser test (skipped, with its reason, when unavailable)
@@ -103,8 +103,8 @@ docs: install
 	$(BIN)/python -m orderflow.devstack.k8s_users
 
 fmt: install
-	$(BIN)/ruff check --fix shared devtools services tests bench
-	$(BIN)/ruff format shared devtools services tests bench
+	$(BIN)/ruff check --fix connector shared devtools services tests bench
+	$(BIN)/ruff format connector shared devtools services tests bench
 
 clean:
 	rm -rf $(VENV) var

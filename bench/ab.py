@@ -56,7 +56,7 @@ def checkout(rev: str) -> Path:
 
 
 def python_path(tree: Path) -> str:
-    roots = [tree / "shared" / "src", tree / "devtools" / "src",
+    roots = [tree / "connector" / "src", tree / "shared" / "src", tree / "devtools" / "src",
              *sorted((tree / "services").glob("*/src")), tree]
     return os.pathsep.join(str(p) for p in roots if p.exists())
 

@@ -98,6 +98,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from orderflow.connector import OrderPusher
+from orderflow.connector.broker_profile import profile_of
 from orderflow.contracts.events import Event, StockAdjusted, StockReceived
 from orderflow.contracts.headers import DLQ_REASON, DLQ_SERVICE, DLQ_SOURCE, EventHeaders
 from orderflow.contracts.topics import BY_NAME, CATALOGUE
@@ -115,7 +116,6 @@ from orderflow.devstack.stack import (
     var_dir,
 )
 from orderflow.devstack.tracking import Tracker
-from orderflow.runtime.broker_profile import profile_of
 from orderflow.runtime.dlq import replay_dlq
 from orderflow.runtime.lag import committed_offsets, end_offsets
 from orderflow.runtime.settings import KafkaSettings

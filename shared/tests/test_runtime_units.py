@@ -32,7 +32,7 @@ from orderflow.devstack.stack import (
 from orderflow.runtime import metrics
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.logging import configure_logging, mask_personal_data, mask_text
-from orderflow.runtime.retry import is_transient
+from orderflow.runtime.retry import is_transient, retry_transient
 from orderflow.runtime.service import ServiceDefinition, build_broker, service_settings, tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
 from orderflow.runtime.sqlalchemy_bridge import Statement
@@ -359,6 +359,28 @@ def test_stdlib_logs_go_through_the_masking_json_renderer(capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "bob@example.org" not in err
     assert '"order_id": "o-1"' in err and '"service": "t"' in err
+
+
+@pytest.mark.usefixtures("process_logging")
+async def test_a_retry_of_the_connector_kit_is_logged_with_its_fields_and_masked(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The kit logs its retries on a stdlib logger (it has no structlog); a service renders them
+    as its own events, with the retry's fields and personal data masked."""
+    configure_logging("t", fmt="json")
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionRefusedError("refused for bob@example.org")
+        return "done"
+
+    assert await retry_transient(flaky, what="push", initial=0.01, maximum=0.01) == "done"
+    (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines() if "retrying" in x]
+    assert line["logger"] == "orderflow.connector.retry" and line["level"] == "warning"
+    assert (line["what"], line["attempt"], line["service"]) == ("push", 1, "t")
+    assert line["error"].startswith("ConnectionRefusedError: refused for b***@example.org")
+    assert "bob@example.org" not in json.dumps(line)
 
 
 def test_transient_faults_are_told_from_permanent_ones() -> None:

@@ -71,7 +71,7 @@ def _adapter_accesses(path: Path) -> list[str]:
 
 
 def test_only_the_bridge_reaches_into_sqlalchemys_adapter() -> None:
-    sources = [ROOT / "shared" / "src", ROOT / "devtools" / "src", ROOT / "bench",
+    sources = [ROOT / "connector" / "src", ROOT / "shared" / "src", ROOT / "devtools" / "src", ROOT / "bench",
                *sorted((ROOT / "services").glob("*/src"))]
     found = [access for source in sources for path in sorted(source.rglob("*.py"))
              if path.resolve() != BRIDGE for access in _adapter_accesses(path)]

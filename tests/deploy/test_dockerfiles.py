@@ -85,7 +85,7 @@ def test_copy_sources_exist_and_reach_the_build_context(service: str) -> None:
     assert {"shared/pyproject.toml", "devtools/pyproject.toml"} <= every_member
     copied = {s for i in copies for s in i.args.split()[:-1]}
     assert every_member <= copied, "uv needs every workspace member's pyproject.toml"
-    assert {"uv.lock", f"services/{service}/src", "shared/src"} <= copied
+    assert {"uv.lock", f"services/{service}/src", "shared/src", "connector/src"} <= copied
     # the dev tools' code is not even in the build context
     assert not [s for s in copied if s.startswith("devtools/") and s != "devtools/pyproject.toml"]
     assert ignored_by_docker("devtools/src/orderflow/devstack/cli.py", patterns)
@@ -107,8 +107,8 @@ def test_the_images_dependency_set_holds_no_dev_tool(service: str) -> None:
     installed = locked_dependencies(f"orderflow-{service}")
     assert {f"orderflow-{service}", "orderflow-shared", "sqlalchemy", "asyncpg", "aiokafka"} <= installed
     assert not installed & DEV_ONLY, sorted(installed & DEV_ONLY)
-    assert {n for n in installed if n.startswith("orderflow-")} == {f"orderflow-{service}",
-                                                                    "orderflow-shared"}
+    assert {n for n in installed if n.startswith("orderflow-")} == {
+        f"orderflow-{service}", "orderflow-shared", "orderflow-connector"}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -203,7 +203,7 @@ def test_builder_stage_installs_only_the_service_from_the_lock_file(service: str
         f"assert u.find_spec('orderflow.{service}.__main__') is not None\n"
         "dists = {d.metadata['Name'].lower() for d in md.distributions()}\n"
         f"assert not dists & set({unwanted!r}), dists & set({unwanted!r})\n"
-        "assert 'orderflow-shared' in dists\n"
+        "assert {'orderflow-shared', 'orderflow-connector'} <= dists\n"
         "assert u.find_spec('orderflow.devstack') is None and u.find_spec('orderflow.testing') is None\n"
         "import orderflow.runtime.service, orderflow.runtime.tracing\n"
     )

@@ -18,10 +18,10 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from orderflow.connector import OrderPusher
+from orderflow.connector.broker_auth import BrokerAuthenticationFailed, check_broker_credentials
 from orderflow.contracts.topics import ORDER_APPROVED, ORDER_INBOUND
 from orderflow.devstack import acls
 from orderflow.devstack.catalogue import canonical_order
-from orderflow.runtime.broker_auth import BrokerAuthenticationFailed, check_broker_credentials
 from orderflow.runtime.consumer import BatchProcessor, Subscription
 from orderflow.runtime.lag import end_offsets
 from orderflow.runtime.outbox import make_producer

@@ -191,7 +191,7 @@ class Stack:
             "ORDERFLOW_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         })
-        # the broker's kind chooses the clients' defaults (orderflow.runtime.broker_profile)
+        # the broker's kind chooses the clients' defaults (orderflow.connector.broker_profile)
         env["ORDERFLOW_KAFKA_BROKER"] = self.broker_kind
         # service credentials (orderflow.runtime.service_auth): the console signs its calls to
         # the services with this stack's own key, generated once into its folder (mode 0600);

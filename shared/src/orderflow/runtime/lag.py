@@ -48,7 +48,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from orderflow.runtime.broker_profile import profile_of
+from orderflow.connector.broker_profile import profile_of
 from orderflow.runtime.settings import KafkaSettings
 
 # a group's committed offset per partition; None: nothing committed there

@@ -35,6 +35,8 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import ExceptionTransformer, ExcInfo
 
+from orderflow.connector.retry import LOG_FIELDS as RETRY_LOG_FIELDS
+
 # (a local part is matched from its start only: no quadratic scan of a long run without "@")
 EMAIL_RE = re.compile(
     r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
@@ -508,7 +510,8 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "INFO") -
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # a stdlib record's fields: the connector kit's retries log theirs as extras
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(allow=RETRY_LOG_FIELDS), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -1,18 +1,20 @@
 """Transient faults (database or broker unavailable) are retried with backoff; anything else is
-a permanent fault for the message at hand and goes to the DLQ."""
+a permanent fault for the message at hand and goes to the DLQ.
+
+The backoff loop and the faults of the network and the broker are the connector kit's
+(``orderflow.connector.retry``); this module adds the database's."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import structlog
 from sqlalchemy import exc as sa_exc
 
+from orderflow.connector import retry as _retry
+from orderflow.connector.retry import Stopping, backoff_delays
+
 T = TypeVar("T")
-log = structlog.get_logger(__name__)
 
 # serialization failure, deadlock, admin shutdown, crash shutdown, cannot connect now,
 # query cancelled by statement timeout, lock not available, read-only transaction (a standby
@@ -21,50 +23,30 @@ log = structlog.get_logger(__name__)
 # about the message at hand: retried, never dead-lettered.
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "57014", "55P03", "25006"}
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "58")
+# asyncpg's InternalClientError: the connection's protocol was left mid-operation (the server
+# ended the session under it); the connection is unusable, a new one works
+_TRANSIENT_DRIVER_NAMES = frozenset({"ConnectionDoesNotExistError", "CannotConnectNowError",
+                                     "InternalClientError", "InterfaceError",
+                                     "ConnectionFailureError"})
 
 
-class Stopping(Exception):
-    """The process is shutting down: give up retrying and leave the work for redelivery."""
+def _database_fault(current: BaseException) -> bool:
+    if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+        return True
+    if isinstance(current, sa_exc.OperationalError | sa_exc.InterfaceError
+                  | sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+    if isinstance(sqlstate, str) and (sqlstate in _TRANSIENT_SQLSTATES
+                                      or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)):
+        return True
+    return type(current).__name__ in _TRANSIENT_DRIVER_NAMES
 
 
 def is_transient(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, sa_exc.OperationalError | sa_exc.InterfaceError
-                      | sa_exc.TimeoutError | sa_exc.DisconnectionError):
-            return True
-        if isinstance(current, ConnectionError | TimeoutError | asyncio.TimeoutError):
-            return True
-        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(sqlstate, str) and (sqlstate in _TRANSIENT_SQLSTATES
-                                          or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)):
-            return True
-        name = type(current).__name__
-        # asyncpg's InternalClientError: the connection's protocol was left mid-operation
-        # (the server ended the session under it); the connection is unusable, a new one works
-        if name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "InternalClientError",
-                    "InterfaceError", "ConnectionFailureError", "KafkaConnectionError",
-                    "NodeNotReadyError", "RequestTimedOutError", "KafkaTimeoutError"}:
-            return True
-        nxt = getattr(current, "orig", None)
-        current = nxt if isinstance(nxt, BaseException) else (current.__cause__ or current.__context__)
-    return False
-
-
-def backoff_delays(initial: float = 0.1, maximum: float = 5.0) -> list[float]:
-    """The first delays of an exponential backoff with jitter (the last one repeats)."""
-    delays, d = [], initial
-    while d < maximum:
-        delays.append(d)
-        d *= 2
-    delays.append(maximum)
-    return delays
+    """Whether ``exc`` (or anything in its chain) is transient: the network's, the broker's or
+    the database's fault, not the message's."""
+    return _retry.is_transient(exc, also=_database_fault)
 
 
 async def retry_transient(
@@ -76,22 +58,10 @@ async def retry_transient(
     initial: float = 0.1,
     maximum: float = 5.0,
 ) -> T:
-    """Run ``operation`` until it succeeds, retrying transient faults with exponential backoff
-    and jitter. Permanent faults propagate at once; so does ``Stopping`` when ``stopping()``."""
-    delays = backoff_delays(initial, maximum)
-    attempt = 0
-    while True:
-        try:
-            return await operation()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            attempt += 1
-            if max_attempts is not None and attempt >= max_attempts:
-                raise
-            if stopping():
-                raise Stopping(what) from exc
-            delay = delays[min(attempt - 1, len(delays) - 1)] * (0.5 + random.random())
-            log.warning("transient fault, retrying", what=what, attempt=attempt,
-                        delay_s=round(delay, 2), error=f"{type(exc).__name__}: {exc}"[:300])
-            await asyncio.sleep(delay)
+    """``orderflow.connector.retry.retry_transient`` with the database's faults transient too."""
+    return await _retry.retry_transient(operation, what=what, stopping=stopping,
+                                        max_attempts=max_attempts, initial=initial,
+                                        maximum=maximum, transient=is_transient)
+
+
+__all__ = ["Stopping", "backoff_delays", "is_transient", "retry_transient"]

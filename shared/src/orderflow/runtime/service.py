@@ -26,9 +26,9 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orderflow.connector.broker_auth import BrokerAuthenticationFailed, check_broker_credentials
+from orderflow.connector.broker_profile import profile_of
 from orderflow.contracts.topics import topic_config
-from orderflow.runtime.broker_auth import BrokerAuthenticationFailed, check_broker_credentials
-from orderflow.runtime.broker_profile import profile_of
 from orderflow.runtime.consumer import BatchHook, BatchProcessor, Subscription
 from orderflow.runtime.db import make_engine, migrate
 from orderflow.runtime.http import create_http_app

@@ -8,37 +8,21 @@ own prefix, e.g. ``ORDERFLOW_INTAKE_DATABASE_URL``. Bad values fail fast, naming
 from __future__ import annotations
 
 import os
-import ssl
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-BrokerKind = Literal["kafka", "tansu"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+from orderflow.connector.broker_profile import profile_of
+from orderflow.connector.settings import ConnectorSettings
+
 _S = TypeVar("_S", bound=BaseSettings)
 
 
-class KafkaSettings(BaseSettings):
-    """How to reach the broker. SASL without TLS must be asked for explicitly."""
+class KafkaSettings(ConnectorSettings):
+    """How to reach the broker (``ConnectorSettings``, the connector kit's: addresses, TLS, SASL,
+    the broker's kind) and how a service's consumers fetch from it."""
 
-    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_KAFKA_", extra="ignore", populate_by_name=True)
-
-    bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ORDERFLOW_KAFKA_BOOTSTRAP_SERVERS"),
-    )
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    # what kind of broker this is: every default that differs between the two comes from its
-    # profile (``orderflow.runtime.broker_profile``), decided there and nowhere else
-    broker: BrokerKind = Field(default="kafka", description="kafka (Apache Kafka) or tansu")
     # 0: the broker profile's value
     session_timeout_ms: int = Field(default=0, ge=0, description="consumer group session")
     heartbeat_interval_ms: int = Field(default=0, ge=0)
@@ -54,15 +38,9 @@ class KafkaSettings(BaseSettings):
     # broker profile's value)
     fetch_max_wait_ms: int = Field(default=0, ge=0, le=30_000,
                                    description="longest the broker holds a consumer's fetch")
-    allow_sasl_plaintext: bool = Field(
-        default=False,
-        description="SASL credentials over an unencrypted connection; only for a local broker",
-    )
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> KafkaSettings:
-        from orderflow.runtime.broker_profile import profile_of
-
         profile = profile_of(self.broker)
         self.session_timeout_ms = self.session_timeout_ms or profile.session_timeout_ms
         self.heartbeat_interval_ms = self.heartbeat_interval_ms or profile.heartbeat_interval_ms
@@ -71,48 +49,6 @@ class KafkaSettings(BaseSettings):
             raise ValueError("ORDERFLOW_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of "
                              "ORDERFLOW_KAFKA_SESSION_TIMEOUT_MS")
         return self
-
-    @property
-    def idempotent_producer(self) -> bool:
-        """Whether producers are idempotent (``acks=all`` either way): the broker's profile."""
-        from orderflow.runtime.broker_profile import profile_of
-
-        return profile_of(self.broker).idempotent_producer
-
-    @model_validator(mode="after")
-    def _check_security(self) -> KafkaSettings:
-        sasl = self.security_protocol.startswith("SASL")
-        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-            raise ValueError(
-                "ORDERFLOW_KAFKA_SECURITY_PROTOCOL is SASL_* but ORDERFLOW_KAFKA_SASL_MECHANISM, "
-                "ORDERFLOW_KAFKA_SASL_USERNAME and ORDERFLOW_KAFKA_SASL_PASSWORD are not all set"
-            )
-        if self.sasl_username and not sasl:
-            raise ValueError(
-                "ORDERFLOW_KAFKA_SASL_USERNAME is set but ORDERFLOW_KAFKA_SECURITY_PROTOCOL is "
-                f"{self.security_protocol}: set it to SASL_SSL (or SASL_PLAINTEXT with "
-                "ORDERFLOW_KAFKA_ALLOW_SASL_PLAINTEXT=true)"
-            )
-        if self.security_protocol == "SASL_PLAINTEXT" and not self.allow_sasl_plaintext:
-            raise ValueError(
-                "ORDERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT sends credentials unencrypted; "
-                "use SASL_SSL, or set ORDERFLOW_KAFKA_ALLOW_SASL_PLAINTEXT=true for a local broker"
-            )
-        return self
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.security_protocol.endswith("SSL"):
-            return None
-        ctx = ssl.create_default_context(cafile=self.ssl_cafile)
-        if self.ssl_certfile:
-            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-        return ctx
-
-    def producer_kwargs(self) -> dict[str, object]:
-        """``client_kwargs`` plus what every OrderFlow producer sends with: every in-sync
-        replica's acknowledgement, and idempotence where the broker supports it."""
-        return {**self.client_kwargs(), "acks": "all",
-                "enable_idempotence": self.idempotent_producer}
 
     def faststream_security(self) -> Any:
         """The FastStream security object. FastStream's SASL classes fall back to plaintext unless
@@ -128,23 +64,6 @@ class KafkaSettings(BaseSettings):
         password = self.sasl_password.get_secret_value() if self.sasl_password else ""
         return cls(username=self.sasl_username or "", password=password, ssl_context=ctx,
                    use_ssl=use_ssl)
-
-    def client_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
-        kwargs: dict[str, object] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-        }
-        ctx = self.ssl_context()
-        if ctx is not None:
-            kwargs["ssl_context"] = ctx
-        if self.sasl_mechanism:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-            kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        return kwargs
 
 
 class DatabaseSettings(BaseSettings):

@@ -3,7 +3,7 @@
 Apache Kafka is what production runs on, and its profile holds the production defaults. Tansu, the
 embedded broker of the Python-only dev stack, keeps everything in memory and lacks parts of the
 protocol; its profile holds the workarounds it needs, and code elsewhere asks the profile (through
-``KafkaSettings``) instead of testing which broker it is.
+``BrokerConnection``, and the services' ``KafkaSettings``) instead of testing which broker it is.
 
 - idempotent producer: on for Kafka, where it keeps a retried send from writing twice; off for
   Tansu, whose InitProducerId fails (``acks=all`` on both);

@@ -7,7 +7,7 @@ way every client will and keeps the broker's own answer."""
 
 from __future__ import annotations
 
-from orderflow.runtime.settings import KafkaSettings
+from orderflow.connector.broker import BrokerConnection
 
 __all__ = ["BrokerAuthenticationFailed", "check_broker_credentials"]
 
@@ -20,7 +20,7 @@ class BrokerAuthenticationFailed(Exception):
         self.user = user
 
 
-async def check_broker_credentials(kafka: KafkaSettings, *, client_id: str) -> None:
+async def check_broker_credentials(kafka: BrokerConnection, *, client_id: str) -> None:
     """Authenticate once to a bootstrap broker as every client of the process will: a refusal
     raises ``BrokerAuthenticationFailed`` (permanent); a broker out of reach stays a transient
     ``KafkaConnectionError``. Without SASL, nothing."""

@@ -14,13 +14,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from orderflow.connector.broker import BrokerConnection
+from orderflow.connector.broker_auth import check_broker_credentials
+from orderflow.connector.retry import retry_transient
 from orderflow.contracts.events import Event, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import MARKETPLACE_CHANNELS, valid_store
 from orderflow.contracts.topics import ORDER_INBOUND, TOPIC_OF_EVENT
-from orderflow.runtime.broker_auth import check_broker_credentials
-from orderflow.runtime.retry import retry_transient
-from orderflow.runtime.settings import KafkaSettings
 
 EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
     "canonical": ("external_id",),
@@ -76,7 +76,7 @@ class BrokerUnreachable(ConnectionError):
         self.within = within
 
 
-async def wait_for_broker(kafka: KafkaSettings, within: float) -> None:
+async def wait_for_broker(kafka: BrokerConnection, within: float) -> None:
     """Return once one of ``kafka``'s bootstrap brokers accepts a TCP connection; raise
     ``BrokerUnreachable`` after ``within`` seconds of trying. A quiet check for interactive
     tools, before a client that would retry (and log every retry) much longer."""
@@ -160,13 +160,25 @@ class PushResult:
 Submission = tuple[str, str, Any] | tuple[str, str, Any, str | None]
 
 
+def _from_environment() -> BrokerConnection:
+    try:
+        from orderflow.connector.settings import ConnectorSettings
+    except ImportError as exc:  # pydantic-settings is the [settings] extra
+        raise TypeError("OrderPusher() reads the broker from ORDERFLOW_KAFKA_* with "
+                        "orderflow-connector[settings] installed; without it, pass a "
+                        "BrokerConnection") from exc
+    return ConnectorSettings()
+
+
 class OrderPusher:
-    def __init__(self, kafka: KafkaSettings | None = None, *, client_id: str = "orderflow-connector",
+    def __init__(self, kafka: BrokerConnection | None = None, *, client_id: str = "orderflow-connector",
                  producer_name: str = "connector", connect_within: float | None = None) -> None:
-        """``connect_within``: give up with ``BrokerUnreachable`` when no broker accepts a
+        """``kafka``: the broker to push to; None reads it from the environment
+        (``ORDERFLOW_KAFKA_*``: ``ConnectorSettings``, the ``[settings]`` extra).
+        ``connect_within``: give up with ``BrokerUnreachable`` when no broker accepts a
         connection within that many seconds (an interactive tool's wait); None retries as a
         service does."""
-        self.kafka = kafka or KafkaSettings()
+        self.kafka = kafka or _from_environment()
         self.producer_name = producer_name
         self.connect_within = connect_within
         self._client_id = client_id
