@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,7 @@ from typing import Any, Protocol
 import httpx
 
 from orderflow.connector.client import PushResult, Submission, external_id_of, store_of
+from orderflow.connector.files import replace_file
 
 
 class PullError(Exception):
@@ -134,20 +134,9 @@ class CursorFile:
         return cursor
 
     def save(self, cursor: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"cursor": cursor, "source": self.source,
                            "saved_at": datetime.now(UTC).isoformat()}).encode()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        replace_file(self.path, body)  # durable: the rename itself survives a power cut
 
 
 # -- the documented cursor contract over HTTP ----------------------------------------------------

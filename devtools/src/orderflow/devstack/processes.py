@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from orderflow.connector.files import replace_file
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -110,9 +112,8 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+
 def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` so that a reader sees the old file or the new one, never
-    an empty or half-written one (a state file polled by other processes)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    """``data`` as JSON in ``path``, replaced whole: a process polling the file (a state file)
+    reads the old content or the new, never an empty file."""
+    replace_file(path, json.dumps(data, indent=2).encode(), durable=False)
