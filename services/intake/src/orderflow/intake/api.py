@@ -10,7 +10,13 @@ intake's checks: ``channel_api.py``): the push is decided and stored at once, th
 of ``order.inbound``), and answered with the outcome: 202 accepted, 422 refused (nothing
 stored), 200/409 for a revision intake has. With ``?dry_run=true`` the same code decides the push
 in a transaction that is always rolled back: 200 with the normalised order and intake's totals,
-or 422 with the reasons; nothing is stored or published."""
+or 422 with the reasons; nothing is stored or published.
+
+``GET /api/v1/channels/{channel}/orders/{external_id}`` answers an order's status from intake's
+projection of the outcome topics (``handlers.on_outcomes``, ``domain.apply_outcome``), 404 for an
+order the key's channel and store never sent; ``PUT``/``DELETE /api/v1/channels/{channel}/webhook``
+record the channel's outcome webhook and announce it on ``channel.webhook-set`` for notify, in one
+transaction (what the URL may be: ``channel_api.read_webhook_url``)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ one store: it reaches that channel's orders of that store only.
     413  body larger than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_BYTES``
     422  not JSON, or no order id where the channel's format keeps it
 
+The status route and the outcome webhook routes (below ``status_reply``) take the same
+credentials; a request without a body (a GET, a DELETE) signs its path instead.
+
 A request of channel ``desk`` names its operator in ``X-OrderFlow-Author``: the order's events
 carry it as their ``author``. Another channel's key cannot claim an author: its claim is dropped.
 """
