@@ -23,6 +23,9 @@ for _name in ("canonical", "desk", f"shopify/{TEST_SHOP}"):
     _keys.setdefault(_name, secrets.token_hex(24))
 os.environ["ORDERFLOW_INTAKE_CHANNEL_KEYS"] = json.dumps(_keys)
 
+# outcome webhooks of the tests post over plain http to this machine only
+os.environ.setdefault("ORDERFLOW_INTAKE_OUTCOME_WEBHOOK_HTTP_HOSTS", '["127.0.0.1"]')
+
 
 def channel_key(name: str) -> str:
     """The key of ``name`` (``channel`` or ``channel/store``) in the channel order API."""

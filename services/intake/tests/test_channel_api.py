@@ -200,8 +200,17 @@ async def test_a_backlog_at_the_bound_gets_429_with_retry_after(infra: Infra) ->
     async with private_pipeline(infra, "intake-throttled", ["intake"], env,
                                 master_data=False) as (pipeline, _events):
         response = await post(pipeline, "canonical", canonical_order(new_id()), key=key)
+        # registering an outcome webhook stores and announces too: bound the same way
+        port = pipeline.stack.find("intake").port
+        async with httpx.AsyncClient(timeout=30) as client:
+            webhook = await client.put(
+                f"http://127.0.0.1:{port}/api/v1/channels/canonical/webhook",
+                json={"url": "https://hooks.example.com/outcomes"},
+                headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 429, response.text
     assert response.headers["Retry-After"] == "7"
+    assert webhook.status_code == 429, webhook.text
+    assert webhook.headers["Retry-After"] == "7"
 
 
 async def test_without_channel_keys_the_route_is_closed_with_503(

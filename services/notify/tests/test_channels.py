@@ -113,6 +113,27 @@ async def test_webhook_errors_and_timeouts_are_retried(http_receiver: HttpReceiv
     assert failed.value.permanent is permanent
 
 
+async def test_a_registered_url_is_posted_to_before_the_configured_one(
+        http_receiver: HttpReceiver) -> None:
+    registered = {"shopify": http_receiver.url("/ok/registered")}
+
+    async def registered_url(channel: str) -> str | None:
+        return registered.get(channel)
+
+    driver = WebhookDriver({"shopify": http_receiver.url("/ok/configured")}, lambda _c: SECRET,
+                           timeout_s=2, registered=registered_url)
+    try:
+        await driver.deliver(notification("shopify", channel="webhook"))
+        del registered["shopify"]  # removed: the configured URL serves again
+        await driver.deliver(notification("shopify", channel="webhook"))
+    finally:
+        await driver.close()
+    [first] = http_receiver.to("/ok/registered")
+    assert verify(SECRET, first.headers[TIMESTAMP_HEADER.lower()], first.body,
+                  first.headers[SIGNATURE_HEADER.lower()])
+    assert len(http_receiver.to("/ok/configured")) == 1
+
+
 async def test_a_channel_without_a_url_is_a_permanent_failure() -> None:
     driver = WebhookDriver({}, lambda _c: SECRET, timeout_s=1)
     with pytest.raises(DeliveryFailed) as failed:

@@ -409,6 +409,25 @@ class NotificationRecorded(Event):
     detail: str = ""
 
 
+class ChannelWebhookSet(Event):
+    """A channel's outcome webhook, registered or removed through intake's channel order API
+    (``PUT``/``DELETE /api/v1/channels/{channel}/webhook``): notify delivers the channel's
+    outcome notifications to ``url`` instead of the URL it is configured with, signed with the
+    secret notify is configured with for the channel (a secret never travels in an event)."""
+
+    EVENT_TYPE: ClassVar[str] = "ChannelWebhookSet"
+
+    channel: str = Field(min_length=1, max_length=32)
+    url: str | None = Field(max_length=2048, description="The URL; null: the registration is "
+                                                         "removed (the configured URL, if any, "
+                                                         "serves again)")
+    set_by: str = Field(max_length=200, description="The name of the channel key that set it")
+    set_at: datetime
+
+    def key(self) -> str:
+        return self.channel
+
+
 # --- master data ------------------------------------------------------------------------------
 
 
@@ -745,6 +764,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     StockAdjusted,
     StockLow,
     NotificationRecorded,
+    ChannelWebhookSet,
     ProductUpdated,
     CustomerUpdated,
     WarehouseUpdated,

@@ -61,6 +61,8 @@ STOCK_ADJUSTED = Topic("stock.adjusted", ev.StockAdjusted, 3, "sku",
 STOCK_LOW = Topic("stock.low", ev.StockLow, 1, "sku", "SKUs under their reorder point")
 NOTIFICATION_RECORDED = Topic("notification.recorded", ev.NotificationRecorded, 3, "order id",
                               "What notify did with each customer-facing event")
+CHANNEL_WEBHOOK_SET = Topic("channel.webhook-set", ev.ChannelWebhookSet, 1, "channel",
+                            "Outcome webhooks channels registered or removed (URL, no secret)")
 PRODUCT_UPDATED = Topic("product.updated", ev.ProductUpdated, 1, "sku", "Product master data")
 CUSTOMER_UPDATED = Topic("customer.updated", ev.CustomerUpdated, 1, "customer id",
                          "Customer master data and credit profile")
@@ -118,6 +120,7 @@ CATALOGUE: tuple[Topic, ...] = (
     STOCK_ADJUSTED,
     STOCK_LOW,
     NOTIFICATION_RECORDED,
+    CHANNEL_WEBHOOK_SET,
     PRODUCT_UPDATED,
     CUSTOMER_UPDATED,
     WAREHOUSE_UPDATED,

@@ -7,12 +7,15 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from orderflow.contracts import topics
-from orderflow.intake import handlers
+from orderflow.intake import domain, handlers
 from orderflow.intake.api import create_channel_router, create_router
 from orderflow.intake.settings import IntakeSettings
 from orderflow.intake.webhooks import WebhookPublisher
 from orderflow.runtime.consumer import Subscription
 from orderflow.runtime.service import ServiceContext, ServiceDefinition
+
+# the topics of the events an order's status is made of (``domain.OUTCOME_EVENTS``)
+OUTCOME_TOPICS = tuple(topics.TOPIC_OF_EVENT[event] for event in domain.OUTCOME_EVENTS)
 
 
 def create_service() -> ServiceDefinition:
@@ -37,6 +40,10 @@ def create_service() -> ServiceDefinition:
                          description="Raw orders from connectors, one adapter per channel"),
             Subscription(topics.PRODUCT_UPDATED, handlers.on_product_updated,
                          description="The product catalogue intake checks SKUs and tax against"),
+            *[Subscription(topic, batch_handler=handlers.on_outcomes,
+                           description="Each order's status, answered to its channel "
+                                       "(GET /api/v1/channels/{channel}/orders/{external_id})")
+              for topic in OUTCOME_TOPICS],
         ],
         routers=routers,
         background=[close_webhook_publisher],

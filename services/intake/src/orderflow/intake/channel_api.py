@@ -14,6 +14,9 @@ one store: it reaches that channel's orders of that store only.
     413  body larger than ``ORDERFLOW_INTAKE_WEBHOOK_MAX_BYTES``
     422  not JSON, or no order id where the channel's format keeps it
 
+The status route and the outcome webhook routes (below ``status_reply``) take the same
+credentials; a request without a body (a GET, a DELETE) signs its path instead.
+
 A request of channel ``desk`` names its operator in ``X-OrderFlow-Author``: the order's events
 carry it as their ``author``. Another channel's key cannot claim an author: its claim is dropped.
 """
@@ -24,12 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from orderflow.connector import external_id_of
-from orderflow.contracts.events import OrderSubmitted, Reason
+from orderflow.contracts.events import ChannelWebhookSet, OrderSubmitted, Reason
 from orderflow.intake import domain
 from orderflow.intake.settings import channel_of_key
 from orderflow.intake.signing import hmac_sha256, same_secret
@@ -194,3 +198,116 @@ def duplicate_reply(push: domain.Push, outcome: domain.Outcome) -> Reply | None:
                            message=(f"the order has revision {known.revision} with another "
                                     f"payload; revision {push.revision} cannot change it: "
                                     "push a higher revision")).model_dump(mode="json")]})
+
+
+# --- an order's status, and the channel's outcome webhook ---------------------------------------
+
+
+def path_signature(key: str, path: str) -> str:
+    """What a caller puts in ``X-OrderFlow-Signature`` for a request without a body (the status
+    route, a webhook's removal): the HMAC of the request's path under its key."""
+    return body_signature(key, path.encode())
+
+
+class ChannelOrderStatus(BaseModel):
+    """``GET /api/v1/channels/{channel}/orders/{external_id}``'s answer."""
+
+    order_id: str
+    channel: str
+    store: str | None
+    external_id: str
+    revision: int = Field(description="The order's current revision at intake")
+    state: str = Field(description="received, rejected, held, approved, backordered, reserved, "
+                                   "dispatched, delivered or cancelled")
+    reasons: tuple[Reason, ...] = Field(description="Why the order is in its state (rejected, "
+                                                    "held, backordered, cancelled)")
+    shipments: tuple[domain.StatusShipment, ...]
+    events: tuple[domain.StatusEvent, ...] = Field(description=(
+        f"The order's last {domain.MAX_STATUS_EVENTS} events, oldest first"))
+
+
+def status_reply(caller: Caller, external_id: str, order_id: str, revision: int,
+                 recorded: str, status: domain.OrderStatus | None,
+                 recorded_reasons: tuple[Reason, ...] = ()) -> Reply:
+    """An order's status; before its first outcome event is consumed, what intake itself
+    recorded of it (received, or rejected with the reasons of its revision)."""
+    if status is None:
+        status = domain.OrderStatus(state="rejected" if recorded == "rejected" else "received",
+                                    reasons=recorded_reasons)
+    answer = ChannelOrderStatus(order_id=order_id, channel=caller.channel, store=caller.store,
+                                external_id=external_id, revision=revision, state=status.state,
+                                reasons=status.reasons, shipments=status.shipments,
+                                events=status.events)
+    return Reply(200, answer.model_dump(mode="json"))
+
+
+def unknown_order_reply(caller: Caller, external_id: str) -> Reply:
+    """An order this key's channel and store never sent: 404, whichever channel or store may
+    have an order of that number (the answer tells nothing of theirs)."""
+    where = caller.channel + (f" store {caller.store}" if caller.store else "")
+    return Reply(404, {"error": f"{where} sent no order {external_id}"})
+
+
+@dataclass(frozen=True)
+class WebhookUrl:
+    """A URL an outcome webhook may be registered with."""
+
+    url: str
+
+
+def read_webhook_url(body: bytes, http_hosts: frozenset[str]) -> WebhookUrl | domain.Refused:
+    """The URL a registration's body (``{"url": "https://..."}``) names, if notify may post to
+    it: https, a host, no credentials in it, at most ``MAX_WEBHOOK_URL`` characters; plain http
+    only to a host of ``http_hosts`` (``ORDERFLOW_INTAKE_OUTCOME_WEBHOOK_HTTP_HOSTS``, for
+    development)."""
+    def refused(code: str, message: str) -> domain.Refused:
+        return domain.Refused((Reason(code=code, field="url", message=message),))
+
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return domain.Refused((Reason(code="unreadable_payload", field=None,
+                                      message=f"the body is not JSON: {exc.msg} at position "
+                                              f"{exc.pos}"),))
+    url = payload.get("url") if isinstance(payload, dict) else None
+    if not isinstance(url, str) or not url.strip():
+        return refused("missing_field", 'the body is {"url": "https://..."}')
+    url = url.strip()
+    if len(url) > MAX_WEBHOOK_URL:
+        return refused("too_long", f"a webhook URL is at most {MAX_WEBHOOK_URL} characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return refused("invalid_url", f"not a URL: {exc}")
+    if parts.scheme not in ("https", "http") or not host:
+        return refused("invalid_url", "an absolute https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        return refused("invalid_url", "a webhook URL carries no user name or password: the "
+                                      "deliveries are signed (X-OrderFlow-Signature)")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return refused("invalid_url", "a URL holds no blanks or control characters")
+    if parts.scheme == "http" and host not in http_hosts:
+        return refused("insecure_url", f"plain http is allowed only to the development hosts "
+                                       f"(ORDERFLOW_INTAKE_OUTCOME_WEBHOOK_HTTP_HOSTS), not "
+                                       f"{host}: use https")
+    return WebhookUrl(url)
+
+
+MAX_WEBHOOK_URL = 2048
+
+
+def webhook_owner(caller: Caller) -> Denied | None:
+    """A key of one store may not register the channel's webhook: notify tells a channel of
+    every store's orders, so it would hear of other stores' orders."""
+    if caller.store is not None:
+        return Denied(403, f"an outcome webhook is channel {caller.channel}'s, for every store's "
+                           f"orders: a key of store {caller.store} cannot register it")
+    return None
+
+
+def webhook_event(caller: Caller, url: str | None, now: datetime | None = None,
+                  ) -> ChannelWebhookSet:
+    return ChannelWebhookSet(channel=caller.channel, url=url, set_by=caller.key_name,
+                             set_at=now or datetime.now(UTC))

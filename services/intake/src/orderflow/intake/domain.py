@@ -6,13 +6,33 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orderflow.contracts.events import Reason
+from orderflow.contracts.events import (
+    Event,
+    OrderApproved,
+    OrderCancelled,
+    OrderCancelRefused,
+    OrderChanged,
+    OrderChangeRejected,
+    OrderHeld,
+    OrderReceived,
+    OrderRejected,
+    OrderRevisionRejected,
+    Reason,
+    ShipmentDelayed,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    ShipmentException,
+    StockBackordered,
+    StockReserved,
+    TrackingUpdated,
+)
 from orderflow.contracts.money import round_money
 from orderflow.contracts.order import CanonicalOrder, OrderTotals, order_id_for
 
@@ -489,3 +509,209 @@ def decide_pushes(pushes: Sequence[Push], known: Mapping[str, KnownOrder],
             order_id, revision, push.fingerprint, status, reasons))
     return RunDecision(tuple(outcomes), tuple(added.values()), tuple(updated.values()),
                        tuple(recorded.values()))
+
+
+# --- an order's status as its channel sees it ----------------------------------------------------
+#
+# The channel order API's ``GET /api/v1/channels/{channel}/orders/{external_id}`` answers from a
+# projection intake keeps of the outcome topics (``handlers.on_outcomes``): per order, its state,
+# the reasons behind it, its shipments with their tracking numbers and its last events.
+# ``apply_outcome`` is what one event does to that status.
+
+StatusState = Literal["received", "rejected", "held", "approved", "backordered", "reserved",
+                      "dispatched", "delivered", "cancelled"]
+# the order's way forward: a state only gives way to one further on (events of several topics
+# reach intake in no guaranteed order: a late approval never takes a dispatched order back)
+_FORWARD: dict[str, int] = {"received": 0, "held": 1, "approved": 2, "backordered": 3,
+                            "reserved": 4, "dispatched": 5, "delivered": 6}
+# what a refusal or a cancellation can still end: an order not yet handed to a carrier
+_BEFORE_DISPATCH = frozenset({"received", "held", "approved", "backordered", "reserved",
+                              "rejected"})
+MAX_STATUS_EVENTS = 20
+
+
+class StatusShipment(BaseModel):
+    """One shipment of an order, as its channel is told of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shipment_id: str
+    carrier: str = ""
+    service: str = ""
+    tracking_number: str = ""
+    status: str = Field(default="dispatched", description=(
+        "dispatched, picked_up, in_transit, out_for_delivery, delayed, exception or delivered"))
+    dispatched_at: datetime | None = None
+    promised_date: date | None = None
+    delivered_at: datetime | None = None
+    detail: str = Field(default="", description="The carrier's last word: a delay's reason, "
+                                                "an exception's code, a tracking location")
+
+
+class StatusEvent(BaseModel):
+    """One event of an order, in a line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    type: str = Field(description="The event's type, e.g. ShipmentDispatched")
+    at: datetime
+    summary: str
+
+
+class OrderStatus(BaseModel):
+    """What intake knows of an order's progress from the outcome topics."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: StatusState
+    reasons: tuple[Reason, ...] = ()
+    shipments: tuple[StatusShipment, ...] = ()
+    events: tuple[StatusEvent, ...] = Field(default=(), description=(
+        f"The last {MAX_STATUS_EVENTS} events, oldest first"))
+
+
+def _codes(reasons: Sequence[Any]) -> str:
+    return ", ".join(r.code for r in reasons)
+
+
+def _state_after(current: str | None, new: str) -> str:
+    """The state an order is in after an event that would put it in ``new``."""
+    if current is None:
+        return new
+    if new in ("rejected", "cancelled"):
+        return new if current in _BEFORE_DISPATCH else current
+    if current == "rejected" and new == "received":
+        return new  # a newer revision of a rejected order, accepted
+    if current in ("rejected", "cancelled"):
+        return current
+    return new if _FORWARD[new] >= _FORWARD[current] else current
+
+
+def _with_shipment(shipments: tuple[StatusShipment, ...], shipment_id: str,
+                   **changes: Any) -> tuple[StatusShipment, ...]:
+    """The shipments with one created or changed (a tracking update may come before its
+    dispatch: the dispatch then fills in the rest)."""
+    found = next((s for s in shipments if s.shipment_id == shipment_id), None)
+    changed = {k: v for k, v in changes.items() if v is not None}
+    if found is None:
+        return (*shipments, StatusShipment(shipment_id=shipment_id, **changed))
+    if found.status == "delivered" and changed.get("status") not in (None, "delivered"):
+        changed.pop("status")  # a late tracking line never undoes a delivery
+    return tuple(s.model_copy(update=changed) if s is found else s for s in shipments)
+
+
+def _outcome_of(event: Any) -> tuple[str | None, tuple[Reason, ...] | None, str]:
+    """An event's state (None: unchanged), its reasons (None: unchanged) and its summary."""
+    if isinstance(event, OrderReceived):
+        return ("received", (), f"received: {len(event.order.lines)} line(s), total "
+                                f"{event.totals.grand_total} {event.order.currency}")
+    if isinstance(event, OrderRejected):
+        return ("rejected", tuple(event.reasons),
+                f"rejected by {event.stage}: {_codes(event.reasons)}")
+    if isinstance(event, OrderHeld):
+        return ("held", tuple(Reason(code=r.code, message=r.message) for r in event.reasons),
+                f"held: {_codes(event.reasons)}")
+    if isinstance(event, OrderApproved):
+        return "approved", (), f"approved ({event.approved_by})"
+    if isinstance(event, StockReserved):
+        return "reserved", (), "stock reserved" + (" from backorder" if event.from_backorder
+                                                    else "")
+    if isinstance(event, StockBackordered):
+        short = tuple(Reason(code="backordered", field="sku",
+                             message=f"{s.sku}: {s.short} of {s.ordered} wait for stock")
+                      for s in event.short_lines)
+        expected = f", expected {event.expected_date}" if event.expected_date else ""
+        return "backordered", short, f"backordered: {len(short)} line(s) short{expected}"
+    if isinstance(event, OrderCancelled):
+        return ("cancelled", (Reason(code="cancelled", message=event.reason),),
+                f"cancelled by {event.requested_by}: {event.reason}")
+    if isinstance(event, OrderCancelRefused):
+        return None, None, f"cancel refused: {_codes(event.reasons)}"
+    if isinstance(event, OrderChanged):
+        return None, None, f"changed to revision {event.revision}"
+    if isinstance(event, OrderChangeRejected):
+        return None, None, (f"change to revision {event.revision} refused by {event.stage}: "
+                            f"{_codes(event.reasons)}")
+    if isinstance(event, OrderRevisionRejected):
+        return None, None, f"revision {event.revision} refused: {_codes(event.reasons)}"
+    if isinstance(event, ShipmentDispatched):
+        return "dispatched", (), (f"shipment {event.shipment_id} dispatched: {event.carrier} "
+                                  f"{event.service}, tracking {event.tracking_number}")
+    if isinstance(event, ShipmentDelivered):
+        return ("delivered" if event.order_delivered else None, None,
+                f"shipment {event.shipment_id} delivered"
+                + (": every shipment of the order" if event.order_delivered else ""))
+    if isinstance(event, ShipmentDelayed):
+        expected = f", expected {event.expected_date}" if event.expected_date else ""
+        return None, None, f"shipment {event.shipment_id} delayed: {event.reason}{expected}"
+    if isinstance(event, ShipmentException):
+        return None, None, f"shipment {event.shipment_id}: carrier exception {event.code}"
+    if isinstance(event, TrackingUpdated):
+        where = f" at {event.location}" if event.location else ""
+        return None, None, (f"{event.carrier} {event.tracking_number}: "
+                            f"{event.status.replace('_', ' ')}{where}")
+    raise TypeError(f"{type(event).__name__} is not an outcome of an order")
+
+
+def _shipments_after(shipments: tuple[StatusShipment, ...],
+                     event: Any) -> tuple[StatusShipment, ...]:
+    if isinstance(event, ShipmentDispatched):
+        return _with_shipment(shipments, event.shipment_id, carrier=event.carrier,
+                              service=event.service, tracking_number=event.tracking_number,
+                              dispatched_at=event.dispatched_at,
+                              promised_date=event.promised_date,
+                              status=None if any(s.shipment_id == event.shipment_id
+                                                 for s in shipments) else "dispatched")
+    if isinstance(event, TrackingUpdated):
+        return _with_shipment(shipments, event.shipment_id, carrier=event.carrier,
+                              tracking_number=event.tracking_number, status=event.status,
+                              detail=event.location or event.detail or None,
+                              delivered_at=event.occurred_at if event.status == "delivered"
+                              else None)
+    if isinstance(event, ShipmentDelivered):
+        return _with_shipment(shipments, event.shipment_id, status="delivered",
+                              delivered_at=event.delivered_at)
+    if isinstance(event, ShipmentDelayed):
+        return _with_shipment(shipments, event.shipment_id, status="delayed",
+                              carrier=event.carrier, tracking_number=event.tracking_number,
+                              detail=event.reason)
+    if isinstance(event, ShipmentException):
+        return _with_shipment(shipments, event.shipment_id, status="exception",
+                              carrier=event.carrier, tracking_number=event.tracking_number,
+                              detail=f"{event.code}: {event.detail}" if event.detail
+                              else event.code)
+    return shipments
+
+
+OUTCOME_EVENTS: tuple[type[Event], ...] = (
+    OrderReceived, OrderRejected, OrderRevisionRejected, OrderHeld, OrderApproved,
+    StockReserved, StockBackordered, ShipmentDispatched, TrackingUpdated, ShipmentDelayed,
+    ShipmentException, ShipmentDelivered, OrderCancelled, OrderCancelRefused, OrderChanged,
+    OrderChangeRejected)
+
+
+def apply_outcome(status: OrderStatus | None, event: Event, event_id: str,
+                  at: datetime) -> OrderStatus:
+    """An order's status after one of its outcome events (``OUTCOME_EVENTS``): its state (only
+    ever forward, ``_state_after``), its reasons (those of the state it is in), its shipments,
+    and its last ``MAX_STATUS_EVENTS`` events in time order. An event already applied (its id
+    among the events kept) changes nothing."""
+    if status is not None and any(e.event_id == event_id for e in status.events):
+        return status
+    new_state, reasons, summary = _outcome_of(event)
+    current = status.state if status is not None else None
+    state = current if new_state is None else _state_after(current, new_state)
+    if state is None:  # an order's first word is not a state (a tracking line came first)
+        state = "received"
+    kept_reasons = status.reasons if status is not None else ()
+    if state != current and reasons is not None:
+        kept_reasons = reasons
+    elif state == current == new_state and reasons is not None and reasons:
+        kept_reasons = reasons  # held again, backordered again: the latest reasons
+    line = StatusEvent(event_id=event_id, type=type(event).EVENT_TYPE, at=at, summary=summary)
+    events = sorted((*(status.events if status is not None else ()), line),
+                    key=lambda e: e.at)[-MAX_STATUS_EVENTS:]
+    shipments = _shipments_after(status.shipments if status is not None else (), event)
+    return OrderStatus(state=state, reasons=kept_reasons,  # type: ignore[arg-type]
+                       shipments=shipments, events=tuple(events))

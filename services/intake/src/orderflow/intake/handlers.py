@@ -249,3 +249,18 @@ def _customer_of(payload: Any) -> Customer | None:
 
 async def on_product_updated(uow: UnitOfWork, incoming: IncomingEvent[ProductUpdated]) -> None:
     await IntakeRepository(uow.session).upsert_product(incoming.event)
+
+
+async def on_outcomes(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+    """A run of outcome events (``domain.OUTCOME_EVENTS``, any of their topics, in batch order)
+    folded into their orders' statuses (``domain.apply_outcome``): the statuses read and locked
+    with one statement, written with one."""
+    repo = IntakeRepository(uow.session)
+    statuses = await repo.lock_statuses(incoming.event.order_id for incoming in run)
+    changed: dict[str, domain.OrderStatus] = {}
+    for incoming in run:
+        order_id = incoming.event.order_id
+        changed[order_id] = statuses[order_id] = domain.apply_outcome(
+            statuses.get(order_id), incoming.event, incoming.headers.event_id,
+            incoming.headers.occurred_at)
+    await repo.save_statuses(changed)

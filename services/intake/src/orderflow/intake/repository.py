@@ -1,8 +1,10 @@
-"""Intake's tables: the orders it has seen (for deduplication) and the product catalogue."""
+"""Intake's tables: the orders it has seen (for deduplication), the product catalogue, each
+order's status as its channel sees it and the channels' outcome webhooks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
@@ -11,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.contracts.events import ProductUpdated, Reason
-from orderflow.intake.domain import KnownOrder, OrderRow, Product, RevisionRow
+from orderflow.intake.domain import KnownOrder, OrderRow, OrderStatus, Product, RevisionRow
 from orderflow.runtime.sqlalchemy_bridge import Statement
 
 metadata = sa.MetaData()
@@ -74,6 +76,41 @@ _RECORD_REVISIONS = Statement(
     "ON CONFLICT DO NOTHING")
 _REVISION_REASONS = Statement(
     "SELECT reasons FROM intake_revisions WHERE order_id = :id AND revision = :revision")
+_LOCK_STATUSES = Statement(
+    "SELECT order_id, status FROM intake_status WHERE order_id = ANY(CAST(:ids AS text[])) "
+    "ORDER BY order_id FOR UPDATE")
+_SAVE_STATUSES = Statement(
+    "INSERT INTO intake_status (order_id, state, status) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), "
+    "CAST(:statuses AS jsonb[])) "
+    "ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, status = excluded.status, "
+    "updated_at = now()")
+_FIND_ORDER = Statement(
+    "SELECT o.order_id, o.revision, o.status, s.status FROM intake_orders AS o "
+    "LEFT JOIN intake_status AS s ON s.order_id = o.order_id "
+    "WHERE o.channel = :channel AND o.store = :store AND o.external_id = :external_id")
+_LOCK_WEBHOOK = Statement("SELECT url FROM intake_webhooks WHERE channel = :channel FOR UPDATE")
+_SET_WEBHOOK = Statement(
+    "INSERT INTO intake_webhooks (channel, url, set_by) VALUES (:channel, :url, :set_by) "
+    "ON CONFLICT (channel) DO UPDATE SET url = excluded.url, set_by = excluded.set_by, "
+    "updated_at = now()")
+_REMOVE_WEBHOOK = Statement("DELETE FROM intake_webhooks WHERE channel = :channel")
+
+
+@dataclass(frozen=True)
+class ChannelOrder:
+    """An order of a channel's store as the status route finds it: intake's own record of it
+    (``recorded``: received or rejected) and the status the outcome topics made of it (None
+    before the first outcome is consumed)."""
+
+    order_id: str
+    revision: int
+    recorded: str
+    status: OrderStatus | None
+
+
+def _json(stored: object) -> object:
+    return orjson.loads(stored) if isinstance(stored, str | bytes) else stored
 
 
 class IntakeRepository:
@@ -152,3 +189,45 @@ class IntakeRepository:
             index_elements=[products.c.sku],
             set_={**{k: stmt.excluded[k] for k in values if k != "sku"}, "updated_at": sa.func.now()},
         ))
+
+    async def lock_statuses(self, order_ids: Iterable[str]) -> dict[str, OrderStatus]:
+        """The stored statuses of these orders, locked in order id order."""
+        ids = sorted(set(order_ids))
+        if not ids:
+            return {}
+        rows = await _LOCK_STATUSES.fetch(self.session, {"ids": ids})
+        return {r[0]: OrderStatus.model_validate(_json(r[1])) for r in rows}
+
+    async def save_statuses(self, statuses: dict[str, OrderStatus]) -> None:
+        """Store these orders' statuses (one statement)."""
+        if not statuses:
+            return
+        ids = sorted(statuses)
+        await _SAVE_STATUSES.run(self.session, {
+            "ids": ids, "states": [statuses[i].state for i in ids],
+            "statuses": [statuses[i].model_dump_json() for i in ids]})
+
+    async def find_channel_order(self, channel: str, store: str | None,
+                                 external_id: str) -> ChannelOrder | None:
+        """The order a channel's store sent under ``external_id``, with its status; None for one
+        it never sent (another store's order of the same number included)."""
+        rows = await _FIND_ORDER.fetch(self.session, {"channel": channel, "store": store or "",
+                                                      "external_id": external_id})
+        if not rows:
+            return None
+        r = rows[0]
+        status = OrderStatus.model_validate(_json(r[3])) if r[3] is not None else None
+        return ChannelOrder(r[0], r[1], r[2], status)
+
+    async def lock_webhook(self, channel: str) -> str | None:
+        """The URL of the channel's outcome webhook (locked), if it registered one."""
+        rows = await _LOCK_WEBHOOK.fetch(self.session, {"channel": channel})
+        return str(rows[0][0]) if rows else None
+
+    async def set_webhook(self, channel: str, url: str | None, set_by: str) -> None:
+        """Record the channel's outcome webhook (``url``), or remove it (None)."""
+        if url is None:
+            await _REMOVE_WEBHOOK.run(self.session, {"channel": channel})
+        else:
+            await _SET_WEBHOOK.run(self.session, {"channel": channel, "url": url,
+                                                  "set_by": set_by})

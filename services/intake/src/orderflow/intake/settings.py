@@ -63,6 +63,13 @@ class IntakeSettings(BaseSettings):
         description="The Retry-After of a 429 from the channel order API",
     )
 
+    outcome_webhook_http_hosts: frozenset[str] = Field(
+        default_factory=frozenset,
+        description='Hosts an outcome webhook (PUT /api/v1/channels/{channel}/webhook) may name '
+                    'over plain http, as JSON, ["127.0.0.1", "localhost"]: for development; '
+                    "every other URL is https",
+    )
+
     @model_validator(mode="after")
     def _read_channel_keys_file(self) -> IntakeSettings:
         if self.channel_keys_file is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow.contracts import topics
 from orderflow.notify.channels import ChannelDriver
@@ -15,7 +16,7 @@ from orderflow.notify.channels.email import RecordingEmailDriver, SmtpEmailDrive
 from orderflow.notify.channels.sms import LoggingSmsProvider, SmsDriver
 from orderflow.notify.channels.webhook import WebhookDriver
 from orderflow.notify.handlers import Notifier
-from orderflow.notify.repository import purge_finished
+from orderflow.notify.repository import purge_finished, registered_url
 from orderflow.notify.sender import ChannelSender
 from orderflow.notify.settings import NotifySettings
 from orderflow.notify.templates import Renderer
@@ -27,14 +28,20 @@ from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 log = structlog.get_logger(__name__)
 
 
-def make_senders(settings: NotifySettings) -> list[ChannelSender]:
+def make_senders(settings: NotifySettings,
+                 engine: AsyncEngine | None = None) -> list[ChannelSender]:
+    """One sender per channel; with ``engine``, the webhook sender posts to the URL a channel
+    registered (``channel.webhook-set``) before the configured one."""
+    registered = (lambda channel: registered_url(engine, channel)) if engine is not None \
+        else None
     renderer = Renderer(sender_name=settings.sender_name, timezone=settings.timezone)
     email: ChannelDriver = SmtpEmailDriver(settings) if settings.smtp_host else RecordingEmailDriver()
     drivers: list[tuple[ChannelDriver, float]] = [
         (email, settings.smtp_timeout_s * 3),  # connect, send and quit
         (SmsDriver(LoggingSmsProvider()), 10.0),
         (WebhookDriver(settings.webhook_urls, settings.secret_for,
-                       timeout_s=settings.webhook_timeout_s), settings.webhook_timeout_s + 1),
+                       timeout_s=settings.webhook_timeout_s, registered=registered),
+         settings.webhook_timeout_s + 1),
     ]
     return [ChannelSender(driver, settings, renderer, send_timeout_s=timeout)
             for driver, timeout in drivers]
@@ -126,11 +133,13 @@ def create_service() -> ServiceDefinition:
                          description="Why the return was not accepted"),
             Subscription(topics.REFUND_ISSUED, batch_handler=notifier.on_events,
                          description="The refund of a received return (and the exchange order)"),
+            Subscription(topics.CHANNEL_WEBHOOK_SET, notifier.on_webhook_set,
+                         description="Outcome webhooks channels registered through intake"),
             Subscription(topics.CUSTOMER_UPDATED, notifier.on_customer_updated,
                          description="Preferred channel, language and opt-out"),
             Subscription(topics.PRODUCT_UPDATED, notifier.on_product_updated,
                          description="Product names shown in messages"),
         ],
-        background=[lambda ctx: _send_all(make_senders(settings), notifier, ctx),
+        background=[lambda ctx: _send_all(make_senders(settings, ctx.engine), notifier, ctx),
                     purge_finished_notifications(settings)],
     )

@@ -9,13 +9,20 @@ before it left, one write per table. Customer and product updates stay one event
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from orderflow.contracts.events import CustomerUpdated, NotificationRecorded, ProductUpdated
+from orderflow.contracts.events import (
+    ChannelWebhookSet,
+    CustomerUpdated,
+    NotificationRecorded,
+    ProductUpdated,
+)
 from orderflow.notify import domain
+from orderflow.notify.domain.webhooks import registration
 from orderflow.notify.repository import NewNotification, NotifyRepository
 from orderflow.notify.settings import NotifySettings
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
@@ -50,6 +57,27 @@ class Notifier:
                                  incoming: IncomingEvent[ProductUpdated]) -> None:
         await NotifyRepository(uow.session).upsert_product(incoming.event.sku, incoming.event.name)
 
+    async def on_webhook_set(self, uow: UnitOfWork,
+                             incoming: IncomingEvent[ChannelWebhookSet]) -> None:
+        """A channel's outcome webhook registered or removed through intake: recorded, used
+        only when notify has a signing secret for the channel (else recorded with the reason)."""
+        event = incoming.event
+        try:
+            self.settings.secret_for(event.channel)
+            has_secret = True
+        except KeyError:
+            has_secret = False
+        kept = registration(event, has_secret)
+        await NotifyRepository(uow.session).set_channel_webhook(event.channel, kept,
+                                                                event.set_by, event.set_at)
+        if kept is None:
+            log.info("channel webhook removed", channel=event.channel, set_by=event.set_by)
+        elif kept.usable:
+            log.info("channel webhook registered", channel=event.channel, set_by=event.set_by)
+        else:
+            log.warning("channel webhook recorded, not used", channel=event.channel,
+                        set_by=event.set_by, reason=kept.reason)
+
     # -- customer-facing events, set-based -------------------------------------------------------
     async def on_events(self, uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
         """Every customer-facing event of a run (consecutive events of a batch, of any of these
@@ -71,7 +99,11 @@ class Notifier:
                                        profiles=profiles,
                                        names=await repo.product_names(needs.skus))
 
-        decided = domain.decide_run(state, events, self.run_settings, datetime.now(UTC))
+        registered = await repo.registered_webhook_channels()
+        run_settings = self.run_settings if registered <= self.run_settings.webhook_channels \
+            else dataclasses.replace(self.run_settings, webhook_channels=(
+                self.run_settings.webhook_channels | registered))
+        decided = domain.decide_run(state, events, run_settings, datetime.now(UTC))
         staged = await self._stage(repo, run, decided)
         await repo.save_orders(state.changed())
         for incoming, d in zip(run, decided, strict=True):

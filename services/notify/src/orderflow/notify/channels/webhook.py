@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -83,8 +83,11 @@ class WebhookDriver:
     records_only = False
 
     def __init__(self, urls: Mapping[str, str], secret_for: Callable[[str], bytes], *,
-                 timeout_s: float) -> None:
+                 timeout_s: float,
+                 registered: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.urls = dict(urls)
+        # the URL a channel registered through intake (``channel.webhook-set``), before ``urls``
+        self.registered = registered
         self.secret_for = secret_for
         self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False,
                                         headers={"User-Agent": "OrderFlow-Notify/1"})
@@ -102,7 +105,8 @@ class WebhookDriver:
         return body, headers
 
     async def deliver(self, n: OutgoingNotification) -> Delivered:
-        url = self.urls.get(n.recipient)
+        url = await self.registered(n.recipient) if self.registered is not None else None
+        url = url or self.urls.get(n.recipient)
         if url is None:
             raise DeliveryFailed(f"no webhook URL configured for channel {n.recipient!r}",
                                  permanent=True)
