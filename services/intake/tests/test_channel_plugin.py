@@ -4,7 +4,8 @@ installed into a folder of its own (``uv pip install --target``), and intake sta
 process with that folder on its ``PYTHONPATH``: no line of intake changed. An order of the
 plugin's channel, posted to the channel order API and pushed with ``orderflow push --channel``,
 is accepted and ``order.received`` carries the plugin's canonical data; a malformed one is
-refused with the plugin's reason."""
+refused with the plugin's reason. A broken plugin beside it is skipped with its reason; two
+claiming one channel stop intake's start, naming both."""
 
 from __future__ import annotations
 
@@ -49,41 +50,48 @@ def to_canonical(payload):
 
 CHANNEL = Channel(to_canonical, external_id_fields=("ref",))
 '''
-PYPROJECT = f'''
+PYPROJECT = """
 [project]
-name = "acme-orderflow"
+name = "{package}"
 version = "0.1.0"
 
 [project.entry-points."orderflow.channels"]
-{CHANNEL} = "acme_orderflow:CHANNEL"
+{channel} = "{module}:CHANNEL"
 
 [build-system]
 requires = ["hatchling"]
 build-backend = "hatchling.build"
 
 [tool.hatch.build.targets.wheel]
-only-include = ["acme_orderflow.py"]
-'''
+only-include = ["{module}.py"]
+"""
 
 
-def install_plugin(tmp_path: Path) -> Path:
-    """The plugin package built and installed into a folder of its own; that folder."""
-    source = tmp_path / "acme-orderflow"
-    source.mkdir()
-    (source / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
-    (source / "acme_orderflow.py").write_text(textwrap.dedent(PLUGIN_MODULE))
+def install_plugin(tmp_path: Path, package: str, module: str, source: str,
+                   channel: str = CHANNEL) -> Path:
+    """A plugin package (``module``.py holding ``source``, its entry point naming ``channel``)
+    built and installed into ``tmp_path``/site; that folder."""
+    folder = tmp_path / package
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(PYPROJECT).format(package=package, channel=channel, module=module))
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
     target = tmp_path / "site"
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     command = [uv, "pip", "install", "--no-deps", "--python", sys.executable,
-               "--target", str(target), str(source)]
+               "--target", str(target), str(folder)]
     # the build backend from uv's cache when it has it; else from the package index
     done = subprocess.run([*command, "--offline"], capture_output=True, text=True, timeout=300,
                           check=False)
     if done.returncode != 0:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    assert (target / "acme_orderflow.py").exists()
+    assert (target / f"{module}.py").exists()
     return target
+
+
+def plugin_path(site: Path) -> str:
+    return os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
 
 
 def acme_order(ref: str) -> dict[str, Any]:
@@ -94,14 +102,22 @@ def acme_order(ref: str) -> dict[str, Any]:
 
 async def test_a_channel_installed_as_a_package_takes_orders_without_a_change_to_intake(
         infra: Infra, tmp_path: Path) -> None:
-    site = install_plugin(tmp_path)
+    site = install_plugin(tmp_path, "acme-orderflow", "acme_orderflow", PLUGIN_MODULE)
+    # a second plugin, broken (its module's import fails): skipped with its reason
+    install_plugin(tmp_path, "broken-orderflow", "broken_orderflow",
+                   "import a_module_nobody_installed\n", channel="broken")
     key = uuid.uuid4().hex
-    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    path = plugin_path(site)
     env = {"PYTHONPATH": path, "ORDERFLOW_INTAKE_CHANNEL_KEYS": json.dumps({CHANNEL: key})}
     async with private_pipeline(infra, "intake-plugin", ["intake"], env) as (pipeline, events):
         port = pipeline.stack.find("intake").port
-        log = pipeline.log_text("intake")
-        assert '"channels"' in log and f'"{CHANNEL}"' in log  # found at start
+        found = [json.loads(line) for line in pipeline.log_text("intake").splitlines()
+                 if '"channels"' in line or "channel plugin skipped" in line]
+        started = next(entry for entry in found if entry["event"] == "channels")
+        assert CHANNEL in started["channels"] and "douyin" in started["channels"]
+        skipped = next(entry for entry in found if entry["event"] == "channel plugin skipped")
+        assert skipped["entry_point"].startswith("broken = broken_orderflow:CHANNEL")
+        assert "ModuleNotFoundError" in skipped["reason"]
 
         async def post(body: dict[str, Any]) -> httpx.Response:
             async with httpx.AsyncClient(timeout=30) as client:
@@ -138,3 +154,19 @@ async def test_a_channel_installed_as_a_package_takes_orders_without_a_change_to
         received = await events.wait_for_event("order.received", order_id_for(CHANNEL, pushed),
                                                timeout=60)
         assert received.event.order.notes == "through the acme plugin"
+
+
+async def test_two_plugins_claiming_one_channel_stop_intakes_start(
+        infra: Infra, tmp_path: Path) -> None:
+    site = install_plugin(tmp_path, "acme-orderflow", "acme_orderflow", PLUGIN_MODULE)
+    install_plugin(tmp_path, "acme-imitation", "acme_imitation", PLUGIN_MODULE)
+    env = {"PYTHONPATH": plugin_path(site),
+           "ORDERFLOW_INTAKE_CHANNEL_KEYS": json.dumps({CHANNEL: uuid.uuid4().hex})}
+    with pytest.raises(RuntimeError) as refused:
+        async with private_pipeline(infra, "intake-plugin-clash", ["intake"], env,
+                                    master_data=False):
+            pass
+    message = str(refused.value)
+    assert "service intake exited" in message
+    assert f"channel '{CHANNEL}' is claimed by 2 entry points" in message
+    assert "acme_orderflow:CHANNEL" in message and "acme_imitation:CHANNEL" in message

@@ -180,7 +180,11 @@ async def run_service(definition: ServiceDefinition) -> None:
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
     if definition.on_start is not None:
-        definition.on_start()
+        try:
+            definition.on_start()
+        except Exception as exc:
+            log.error("start refused", reason=str(exc), error=type(exc).__name__)
+            raise
     if exporter_configured():  # otherwise the no-op tracer: traceparents still propagate
         configure_tracing(definition.name)
     stopping = asyncio.Event()
