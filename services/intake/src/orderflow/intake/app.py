@@ -26,8 +26,8 @@ def load_channels() -> None:
     found = registry()
     if not found.channels:
         raise RuntimeError(f"no channel is installed (entry point group {ENTRY_POINT_GROUP}): "
-                              "intake's own are registered by installing orderflow-intake "
-                              "(uv sync, or pip install services/intake)")
+                           "intake's own are registered by installing orderflow-intake "
+                           "(uv sync, or pip install services/intake)")
     log.info("channels", channels=sorted(found.channels), skipped=sorted(found.skipped))
 
 
