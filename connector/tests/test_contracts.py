@@ -14,7 +14,6 @@ from orderflow.contracts.events import ALL_EVENTS, OrderReceived, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.money import Money
 from orderflow.contracts.order import (
-    MARKETPLACE_CHANNELS,
     CanonicalOrder,
     OrderTotals,
     order_id_for,
@@ -80,7 +79,6 @@ def test_the_store_is_part_of_an_order_id_and_without_one_ids_are_as_before() ->
            order_id_for("shopify", "1001", "")}
     assert len(ids) == 5
     assert order_id_for("shopify", "1001", "shop-a") == order_id_for("shopify", "1001", "shop-a")
-    assert {"shopify", "douyin"} == MARKETPLACE_CHANNELS
 
 
 def test_a_submission_without_a_store_still_parses_and_a_store_is_checked() -> None:

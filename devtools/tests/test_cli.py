@@ -93,7 +93,7 @@ def test_an_unknown_name_is_refused_with_the_closest_known_one(
     path = write(tmp_path / "orders.json", "{}")
     err = refused(capsys, ["push", "--channel", "shopfy", path])
     assert err.startswith("orderflow push: argument --channel: unknown channel 'shopfy'; "
-                          "did you mean shopify? (known: canonical, desk, shopify, douyin, csv, "
+                          "did you mean shopify? (known: canonical, csv, desk, douyin, shopify, "
                           "xlsx)"), err
     assert "--help" in err
     assert "did you mean" not in refused(capsys, ["push", "--channel", "zzz", path])
@@ -184,7 +184,7 @@ def test_every_command_has_examples_and_every_option_help(
 def test_the_channel_option_lists_its_choices(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["push", "--help"])
-    assert "{canonical,desk,shopify,douyin,csv,xlsx}" in capsys.readouterr().out
+    assert "{canonical,csv,desk,douyin,shopify,xlsx}" in capsys.readouterr().out  # installed, sorted
 
 
 @pytest.fixture

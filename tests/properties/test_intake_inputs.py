@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from orderflow.channels import channel_names
 from orderflow.contracts.events import OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.contracts.topics import BY_NAME, ORDER_INBOUND
 from orderflow.devstack.catalogue import canonical_order, customers, products
 from orderflow.intake import domain
-from orderflow.intake.adapters import ADAPTERS, AdapterError, ChannelOrder
+from orderflow.intake.adapters import AdapterError, ChannelOrder, adapter_of
 from orderflow.intake.handlers import Normalised, normalise
 from orderflow.runtime.consumer import Poison, Subscription, decode
 from orderflow.runtime.unit_of_work import IncomingEvent
@@ -29,7 +30,7 @@ from .strategies import REALISTIC, examples, json_values, mutated, realistic_the
 
 pytestmark = pytest.mark.unit
 
-CHANNELS = sorted(ADAPTERS)
+CHANNELS = list(channel_names())
 CATALOGUE = {sku: domain.Product(sku, p.unit_price, p.tax_rate, p.weight_kg, p.active)
              for sku, p in products().items()}
 FAST = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -50,7 +51,7 @@ def outcome_of(channel: str, payload: Any) -> domain.Accepted | domain.Refused:
 def _external_id(channel: str, payload: Any) -> str:
     """The id a connector would put on the envelope: the one the platform's payload carries."""
     try:
-        data = ADAPTERS[channel](payload).data
+        data = adapter_of(channel)(payload).data
     except AdapterError:
         return "unknown"
     value = data.get("external_id") if isinstance(data, dict) else None
@@ -74,7 +75,7 @@ LAST_CALENDAR_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 def run_adapter(channel: str, payload: Any) -> ChannelOrder | AdapterError:
     """The adapter itself (not ``adapt``'s safety net): only ``AdapterError`` may come out."""
     try:
-        return ADAPTERS[channel](payload)
+        return adapter_of(channel)(payload)
     except AdapterError as exc:
         refused = exc
     assert str(refused), "an AdapterError must say what is wrong"
@@ -115,7 +116,7 @@ def test_mutated_platform_payloads_end_as_an_order_or_reasons(channel: str, data
 def test_a_douyin_time_beyond_the_calendar_is_an_adapter_error(create_time: int) -> None:
     payload = {"order_id": "6948217736519034871", "order_status": 2, "create_time": create_time}
     with pytest.raises(AdapterError) as refused:
-        ADAPTERS["douyin"](payload)
+        adapter_of("douyin")(payload)
     assert refused.value.field == "create_time"
 
 
@@ -135,7 +136,7 @@ def test_a_sheet_quantity_too_large_is_an_adapter_error_or_a_reason() -> None:
     sheet = next(p for p in REALISTIC["csv"])
     sheet = {**sheet, "rows": [{**sheet["rows"][0], "quantity": "9" * 400}]}
     try:
-        data = ADAPTERS["csv"](sheet)
+        data = adapter_of("csv")(sheet)
     except AdapterError:
         return
     assert isinstance(data, ChannelOrder)

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.unit
 
 # the writes each service is known to have: the enumeration below must find at least these
 KNOWN_WRITES = {
-    "intake": {"POST /webhooks/shopify/{shop}", "POST /api/v1/channels/{channel}/orders",
+    "intake": {"POST /webhooks/shopify/{shop}", "POST /webhooks/douyin/{shop}",
+               "POST /api/v1/channels/{channel}/orders",
                "PUT /api/v1/channels/{channel}/webhook",
                "DELETE /api/v1/channels/{channel}/webhook"},
     "review": {"POST /api/orders/{order_id}/approve", "POST /api/orders/{order_id}/reject"},

@@ -256,13 +256,13 @@ def test_intake_refuses_a_sheet_order_of_more_rows_than_an_order_may_have_lines(
         tmp_path: Path) -> None:
     """A sheet order reaches intake as a payload, not a file: more rows than an order may have
     lines is refused with a reason before its rows are read one by one."""
-    from orderflow.intake.adapters import ADAPTERS, AdapterError, adapt
+    from orderflow.intake.adapters import AdapterError, adapt, adapter_of
 
     (payload,) = read_order_sheet(write_csv(tmp_path / "one.csv",
                                             [HEADER] + [["PO-1", "C0001", "TEA-001", 1, "1.00"]]
                                             * 501))
     with pytest.raises(AdapterError, match="has 501 rows; an order has at most 500 lines") as e:
-        adapt(ADAPTERS["csv"], payload)
+        adapt(adapter_of("csv"), payload)
     assert (e.value.code, e.value.field) == ("too_many", "rows")
     payload["rows"] = payload["rows"][:500]
-    assert len(adapt(ADAPTERS["csv"], payload).data["lines"]) == 500
+    assert len(adapt(adapter_of("csv"), payload).data["lines"]) == 500

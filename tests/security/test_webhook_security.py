@@ -57,16 +57,21 @@ def test_the_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(hmac, "compare_digest", recording)  # webhooks calls hmac.compare_digest
     body = b'{"id": 1}'
     good = webhooks.shopify_signature("secret", body)
-    assert webhooks.signature_matches("secret", body, good)
-    assert not webhooks.signature_matches("secret", body, good[:-2] + "AA")
-    assert len(compared) == 2, "every comparison must go through hmac.compare_digest"
+    assert webhooks.SHOPIFY.signed("secret", body, good)
+    assert not webhooks.SHOPIFY.signed("secret", body, good[:-2] + "AA")
+    douyin = webhooks.douyin_signature("secret", body)
+    assert webhooks.DOUYIN.signed("secret", body, douyin)
+    assert not webhooks.DOUYIN.signed("secret", body, douyin[:-2] + "00")
+    assert len(compared) == 4, "every comparison must go through hmac.compare_digest"
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("header", [None, "", " ", "é" * 50, "x" * 100_000, "\x00",
                                     base64.b64encode(b"\x00" * 32).decode(), "not base64 !!"])
-def test_a_malformed_signature_header_is_refused_without_raising(header: str | None) -> None:
-    assert webhooks.signature_matches("secret", b"{}", header) is False
+@pytest.mark.parametrize("platform", [webhooks.SHOPIFY, webhooks.DOUYIN], ids=["shopify", "douyin"])
+def test_a_malformed_signature_header_is_refused_without_raising(
+        header: str | None, platform: webhooks.Platform) -> None:
+    assert platform.signed("secret", b"{}", header) is False
 
 
 @pytest.mark.service

@@ -13,7 +13,7 @@ from orderflow.connector.spreadsheet import read_order_sheet
 from orderflow.contracts.order import CanonicalOrder
 from orderflow.devstack.simulator import CHANNEL_FORMATS, Mix, generate_orders
 from orderflow.intake import domain
-from orderflow.intake.adapters import ADAPTERS, AdapterError, ChannelOrder, adapt
+from orderflow.intake.adapters import AdapterError, ChannelOrder, adapt, adapter_of
 
 from .samples import SAMPLES, demo_catalogue, expected, sample
 
@@ -24,7 +24,7 @@ CATALOGUE = demo_catalogue()
 def intake(channel: str, payload: Any) -> domain.Accepted | domain.Refused:
     """What intake makes of a payload, short of the database: adapter, schema, checks."""
     try:
-        adapted = adapt(ADAPTERS[channel], payload)
+        adapted = adapt(adapter_of(channel), payload)
     except AdapterError as exc:
         return domain.Refused((domain.Reason(code=exc.code, field=exc.field, message=str(exc)),))
     parsed = domain.parse_canonical(adapted.data)
@@ -78,9 +78,9 @@ def test_douyin_sample_normalises_to_the_expected_canonical_order() -> None:
 
 def test_douyin_response_data_and_bare_order_read_the_same() -> None:
     response = sample("douyin_order_detail.json")
-    whole = ADAPTERS["douyin"](response)
-    assert ADAPTERS["douyin"](response["data"]) == whole
-    assert ADAPTERS["douyin"](response["data"]["shop_order_detail"]) == whole
+    whole = adapter_of("douyin")(response)
+    assert adapter_of("douyin")(response["data"]) == whole
+    assert adapter_of("douyin")(response["data"]["shop_order_detail"]) == whole
 
 
 @pytest.mark.parametrize(("name", "channel"), [("order_sheet.csv", "csv"), ("order_sheet.xlsx", "xlsx")])
@@ -236,7 +236,7 @@ def test_adapters_raise_only_adapter_errors_whatever_the_payload(channel: str, p
     for mutated in [*JUNK, *mutations(payload)]:
         tried += 1
         try:
-            adapted = adapt(ADAPTERS[channel], mutated)
+            adapted = adapt(adapter_of(channel), mutated)
         except AdapterError:
             continue
         assert isinstance(adapted, ChannelOrder)

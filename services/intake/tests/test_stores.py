@@ -26,7 +26,7 @@ from orderflow.contracts.order import order_id_for
 from orderflow.devstack import cli
 from orderflow.devstack.catalogue import canonical_order
 from orderflow.intake import domain
-from orderflow.intake.adapters import ADAPTERS, adapt
+from orderflow.intake.adapters import adapt, adapter_of
 from orderflow.intake.app import create_service
 from orderflow.runtime.db import _alembic_config, make_engine, migrate
 from orderflow.runtime.settings import KafkaSettings
@@ -56,7 +56,7 @@ def test_the_douyin_push_sample_is_read_where_intakes_adapter_reads_it() -> None
     """The whole order-detail response (what ``orderflow push --channel douyin`` reads from the
     sample), its ``data`` and the bare order give the same external id and store."""
     response = sample("douyin_order_detail.json")
-    adapted = adapt(ADAPTERS["douyin"], response).data["external_id"]
+    adapted = adapt(adapter_of("douyin"), response).data["external_id"]
     for payload in (response, response["data"], response["data"]["shop_order_detail"]):
         assert external_id_of("douyin", payload) == adapted == "6948217736519034871"
         assert store_in("douyin", payload) == "77977"
@@ -196,7 +196,7 @@ def shopify(number: str, **changes: Any) -> dict[str, Any]:
 
 
 def revision(channel: str, payload: Any) -> int:
-    return int(adapt(ADAPTERS[channel], payload).data["revision"])
+    return int(adapt(adapter_of(channel), payload).data["revision"])
 
 
 def douyin(number: str, **changes: Any) -> dict[str, Any]:

@@ -1,7 +1,6 @@
 """The connector kit: what a channel connector uses to push orders onto ``order.inbound``."""
 
 from orderflow.connector.client import (
-    CHANNELS,
     BrokerUnreachable,
     OrderPusher,
     PushResult,
@@ -13,5 +12,5 @@ from orderflow.connector.client import (
     wait_for_broker,
 )
 
-__all__ = ["CHANNELS", "BrokerUnreachable", "OrderPusher", "PushResult", "StoreRefused",
+__all__ = ["BrokerUnreachable", "OrderPusher", "PushResult", "StoreRefused",
            "Submission", "external_id_of", "store_in", "store_of", "wait_for_broker"]

@@ -14,40 +14,25 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from orderflow.channels import channel as channel_of
 from orderflow.connector.broker import BrokerConnection
 from orderflow.connector.broker_auth import check_broker_credentials
 from orderflow.connector.retry import retry_transient
 from orderflow.contracts.events import Event, OrderSubmitted
 from orderflow.contracts.headers import EventHeaders
-from orderflow.contracts.order import MARKETPLACE_CHANNELS, valid_store
+from orderflow.contracts.order import valid_store
 from orderflow.contracts.topics import ORDER_INBOUND, TOPIC_OF_EVENT
 
-EXTERNAL_ID_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "canonical": ("external_id",),
-    "desk": ("external_id", "order_number"),  # typed in, or a sheet's order
-    "shopify": ("id", "order_number", "name"),
-    "douyin": ("order_id", "shop_order_id"),
-    "csv": ("order_number",),
-    "xlsx": ("order_number",),
-}
-#: the channels a connector pushes for (intake has an adapter for each)
-CHANNELS: tuple[str, ...] = tuple(EXTERNAL_ID_FIELDS)
-
-
-# where a channel's format may wrap the order: Douyin's order-detail response keeps it in
-# ``data.shop_order_detail`` (what intake's douyin adapter unwraps the same way)
-ORDER_WRAPPERS: Mapping[str, tuple[str, ...]] = {
-    "douyin": ("data", "shop_order_detail"),
-}
-# where a channel's format names the order's store, if it does (a Shopify webhook does not: its
-# shop is the webhook's URL)
-STORE_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "douyin": ("shop_id",),
-}
+#: where an order's id is in a channel no installed channel describes
+DEFAULT_EXTERNAL_ID_FIELDS = ("external_id", "id", "order_id")
 
 
 def _unwrapped(channel: str, payload: Any) -> Any:
-    for name in ORDER_WRAPPERS.get(channel, ()):
+    """The order, out of the objects its channel's format may wrap it in
+    (``Channel.order_wrappers``: Douyin's order-detail response keeps it in
+    ``data.shop_order_detail``)."""
+    found = channel_of(channel)
+    for name in found.order_wrappers if found is not None else ():
         if isinstance(payload, Mapping) and isinstance(payload.get(name), Mapping):
             payload = payload[name]
     return payload
@@ -56,7 +41,8 @@ def _unwrapped(channel: str, payload: Any) -> Any:
 def external_id_of(channel: str, payload: Any) -> str:
     """The order's id in its channel, read where that channel's format keeps it."""
     payload = _unwrapped(channel, payload)
-    fields = EXTERNAL_ID_FIELDS.get(channel, ("external_id", "id", "order_id"))
+    found = channel_of(channel)
+    fields = found.external_id_fields if found is not None else DEFAULT_EXTERNAL_ID_FIELDS
     if isinstance(payload, Mapping):
         for name in fields:
             value = payload.get(name)
@@ -110,11 +96,13 @@ class StoreRefused(ValueError):
 
 
 def store_in(channel: str, payload: Any) -> str | None:
-    """The store a channel's payload names, if its format has one (Douyin's ``shop_id``)."""
+    """The store a channel's payload names, if its format has one (``Channel.store_fields``:
+    Douyin's ``shop_id``)."""
     payload = _unwrapped(channel, payload)
-    if not isinstance(payload, Mapping):
+    found = channel_of(channel)
+    if not isinstance(payload, Mapping) or found is None:
         return None
-    for name in STORE_FIELDS.get(channel, ()):
+    for name in found.store_fields:
         value = payload.get(name)
         if isinstance(value, bool) or not isinstance(value, int | str):
             continue
@@ -128,16 +116,18 @@ def store_of(channel: str, payload: Any, store: str | None = None) -> str | None
     """The store of a push of ``payload``: ``store`` (the connector's, the webhook's shop) or,
     without one, the one the payload names (Douyin's ``shop_id``); both given, they must agree
     (``store_mismatch``). A marketplace channel's push without either is ``store_missing``;
-    any other channel's is None (its orders have no store). Raises ``StoreRefused``."""
+    any other channel's is None (its orders have no store). A marketplace channel is one whose
+    ``Channel.per_store`` says so. Raises ``StoreRefused``."""
     named = store_in(channel, payload)
     if store is not None and named is not None and named != store:
         raise StoreRefused("store_mismatch", f"the push names store {store!r}, its {channel} "
                                              f"order store {named!r}")
     found = store if store is not None else named
     if found is None:
-        if channel in MARKETPLACE_CHANNELS:
-            where = f" (nor does its payload's {'/'.join(STORE_FIELDS[channel])})" \
-                if channel in STORE_FIELDS else ""
+        found_channel = channel_of(channel)
+        if found_channel is not None and found_channel.per_store:
+            where = f" (nor does its payload's {'/'.join(found_channel.store_fields)})" \
+                if found_channel.store_fields else ""
             raise StoreRefused("store_missing", f"a {channel} order is only known by its store, "
                                                 f"and the push names none{where}")
         return None
@@ -252,5 +242,5 @@ class OrderPusher:
         return (await self.push_many([(channel, eid, payload, store)]))[0]
 
 
-__all__ = ["CHANNELS", "ORDER_INBOUND", "BrokerUnreachable", "OrderPusher", "PushResult",
+__all__ = ["ORDER_INBOUND", "BrokerUnreachable", "OrderPusher", "PushResult",
            "StoreRefused", "Submission", "external_id_of", "store_in", "store_of", "wait_for_broker"]

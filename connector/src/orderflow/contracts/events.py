@@ -64,7 +64,8 @@ class OrderSubmitted(Event):
     EVENT_TYPE: ClassVar[str] = "OrderSubmitted"
 
     channel: str = Field(min_length=1, max_length=32,
-                         description="canonical, desk, shopify, douyin, csv, xlsx")
+                         description="canonical, desk, shopify, douyin, csv, xlsx, or an installed "
+                                     "plugin's channel (an orderflow.channels entry point)")
     external_id: str = Field(min_length=1, max_length=128)
     store: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=STORE_PATTERN,

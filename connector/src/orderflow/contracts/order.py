@@ -142,9 +142,6 @@ class OrderTotals(_Frozen):
 _ORDER_NAMESPACE = uuid.UUID("0b6c1f7e-3a52-4f0e-8d2c-6e9a4b1d7c30")
 
 
-# channels whose order numbers are only unique within one store (a Shopify shop, a 抖店 shop):
-# a push of theirs must name its store, and the store is part of the order's identity
-MARKETPLACE_CHANNELS: frozenset[str] = frozenset({"shopify", "douyin"})
 # a store: no colon (it is joined into the identity with colons), no blanks
 STORE_PATTERN = r"^[^:\s]+$"
 _STORE = re.compile(STORE_PATTERN)

@@ -533,7 +533,7 @@ EXAMPLES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from orderflow.connector import CHANNELS
+    from orderflow.channels import channel_names
     from orderflow.contracts.topics import CATALOGUE
     from orderflow.devstack.stack import ALL_SERVICES, BROKER_CHOICES
 
@@ -582,12 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_dev_status)
 
     push = command(sub, "push", "push orders onto order.inbound as a connector would")
-    push.add_argument("--channel", required=True, choices=CHANNELS,
-                      type=one_of("channel", CHANNELS), help="the channel whose format the "
+    channels = channel_names()  # the installed ones: intake's and any plugin's
+    push.add_argument("--channel", required=True, choices=channels,
+                      type=one_of("channel", channels), help="the channel whose format the "
                       "orders are in")
     push.add_argument("--store", default=None,
-                      help="the store (shop) the orders belong to: required for shopify; for "
-                           "douyin the payload's shop_id unless given")
+                      help="the store (shop) the orders belong to: required for shopify (and a "
+                           "channel whose orders are per store); for douyin the payload's "
+                           "shop_id unless given")
     wait_option(push)
     push.add_argument("path", help="a JSON file (an order or a list), a folder of them, a JSON "
                                    "lines file (.jsonl), or an order sheet (.csv, .xlsx)")

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any, Literal
 
+from orderflow.connector import external_id_of
 from orderflow.contracts.order import order_id_for
 from orderflow.devstack.catalogue import (
     ADDRESSES,
@@ -246,13 +247,13 @@ CHANNEL_FORMATS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "csv": _to_csv,
 }
 
-_EXTERNAL_ID_FIELD = {"shopify": "id", "douyin": "order_id", "csv": "order_number"}
-
-
 def external_id_in(channel: str, payload: Any, default: str) -> str:
-    """The external id a channel's payload carries (the platform's own order id)."""
-    name = _EXTERNAL_ID_FIELD.get(channel)
-    return str(payload[name]) if name and isinstance(payload, dict) else default
+    """The external id a channel's payload carries (the platform's own order id, where the
+    installed channel keeps it: ``orderflow.connector.external_id_of``), else ``default``."""
+    try:
+        return external_id_of(channel, payload)
+    except ValueError:
+        return default
 
 
 def _plentiful_skus() -> list[str]:

@@ -35,6 +35,7 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import ExceptionTransformer, ExcInfo
 
+from orderflow.channels import LOG_FIELDS as CHANNEL_LOG_FIELDS
 from orderflow.connector.retry import LOG_FIELDS as RETRY_LOG_FIELDS
 
 # (a local part is matched from its start only: no quadratic scan of a long run without "@")
@@ -510,8 +511,10 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "INFO") -
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        # a stdlib record's fields: the connector kit's retries log theirs as extras
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(allow=RETRY_LOG_FIELDS), *shared],
+        # a stdlib record's fields: the connector kit's retries and channel registry log theirs
+        # as extras
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(allow=RETRY_LOG_FIELDS + CHANNEL_LOG_FIELDS),
+                           *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)

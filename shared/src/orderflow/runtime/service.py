@@ -99,6 +99,9 @@ class ServiceDefinition:
     # a service whose runs lock the same rows takes them all here, in one sorted order, so two
     # replicas' batches cannot lock them crosswise (``BatchProcessor``'s ``prepare``)
     prepare_batch: BatchHook | None = None
+    # called once at start, once logging is configured and before anything connects: the
+    # service's own start-time checks (intake's channels); raising ends the process
+    on_start: Callable[[], None] | None = None
 
 
 def service_settings(definition: ServiceDefinition) -> ServiceSettings:
@@ -176,6 +179,12 @@ async def run_service(definition: ServiceDefinition) -> None:
     kafka = load_settings(KafkaSettings, definition.name)
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
+    if definition.on_start is not None:
+        try:
+            definition.on_start()
+        except Exception as exc:
+            log.error("start refused", reason=str(exc), error=type(exc).__name__)
+            raise
     if exporter_configured():  # otherwise the no-op tracer: traceparents still propagate
         configure_tracing(definition.name)
     stopping = asyncio.Event()

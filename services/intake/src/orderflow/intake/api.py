@@ -1,8 +1,9 @@
 """Intake's HTTP routes.
 
-``POST /webhooks/shopify/{shop}``, the webhook receiver for platforms that push orders (what it
-checks: ``webhooks.py``): a request is answered 200 only once the broker confirmed the order on
-``order.inbound``; 503 when it did not in time (the platform retries, and intake deduplicates).
+``POST /webhooks/shopify/{shop}`` and ``POST /webhooks/douyin/{shop}``, one webhook receiver for
+the platforms that push orders (what it checks: ``webhooks.py``): a request is answered 200 only
+once the broker confirmed the order on ``order.inbound``; 503 when it did not in time (the
+platform retries, and intake deduplicates).
 
 ``POST /api/v1/channels/{channel}/orders``, the channel order API (what it checks before
 intake's checks: ``channel_api.py``): the push is decided and stored at once, through
@@ -27,17 +28,22 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from orderflow.connector import StoreRefused
 from orderflow.contracts.events import OrderSubmitted, Reason
 from orderflow.intake import channel_api, domain, handlers
 from orderflow.intake.domain import Refused
 from orderflow.intake.repository import IntakeRepository
 from orderflow.intake.settings import IntakeSettings
 from orderflow.intake.webhooks import (
+    DOUYIN,
+    SHOPIFY,
+    Answer,
+    Platform,
     Refusal,
     RequestRefused,
     WebhookPublisher,
     read_body,
-    read_shopify_order,
+    read_webhook,
 )
 from orderflow.runtime.outbox import unpublished
 from orderflow.runtime.service import ServiceContext
@@ -50,28 +56,46 @@ log = structlog.get_logger(__name__)
 def create_router(settings: IntakeSettings, publisher: WebhookPublisher) -> APIRouter:
     router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-    # a connector's route: authenticated by the shop's HMAC signature, not a service credential
-    @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook",
-                 dependencies=[Depends(authenticates_itself("the shop's X-Shopify-Hmac-Sha256"))])
-    async def shopify_order(shop: str, request: Request) -> JSONResponse:
-        received = await read_shopify_order(request, shop, settings)
+    async def receive(platform: Platform, shop: str, request: Request) -> JSONResponse:
+        """One webhook request of ``platform``: checked (``read_webhook``), then its order pushed
+        as the platform's channel with the shop as its store, answered once the broker has it."""
+        channel = platform.channel
+        received = await read_webhook(request, platform, shop, settings)
         if isinstance(received, Refusal):
-            log.info("webhook refused", shop=shop, status=received.status, reason=received.reason)
+            log.info("webhook refused", channel=channel, shop=shop, status=received.status,
+                     reason=received.reason)
             return JSONResponse({"error": received.reason}, status_code=received.status)
-        order, external_id = received
+        if isinstance(received, Answer):
+            return JSONResponse(received.body)
+        key = f"{channel}:{received.external_id}"
         try:
             pusher = await publisher.pusher()
             result = await asyncio.wait_for(
-                pusher.push("shopify", order, external_id=external_id, store=shop),
+                pusher.push(channel, received.order, external_id=received.external_id, store=shop),
                 settings.webhook_publish_timeout_s)
+        except StoreRefused as refused:  # the order names another shop than the URL's
+            log.info("webhook refused", channel=channel, shop=shop, status=403, reason=str(refused))
+            return JSONResponse({"error": str(refused)}, status_code=403)
         except Exception as exc:  # noqa: BLE001 - any broker trouble: ask the platform to retry
-            log.warning("webhook not confirmed by the broker", shop=shop, error=type(exc).__name__)
+            log.warning("webhook not confirmed by the broker", channel=channel, shop=shop,
+                        error=type(exc).__name__)
             return JSONResponse({"error": "the order could not be stored yet; retry"},
                                 status_code=503)
-        log.info("webhook accepted", shop=shop, key=f"shopify:{external_id}",
-                 partition=result.partition, offset=result.offset)
-        return JSONResponse({"accepted": True, "key": f"shopify:{external_id}",
-                             "partition": result.partition, "offset": result.offset})
+        log.info("webhook accepted", channel=channel, shop=shop, key=key, platform_event=received.event,
+                 message_id=received.message_id, partition=result.partition, offset=result.offset)
+        return JSONResponse({"accepted": True, "key": key, "partition": result.partition,
+                             "offset": result.offset})
+
+    # a connector's route: authenticated by the shop's signature, not a service credential
+    @router.post("/shopify/{shop}", summary="Receive a Shopify orders/create or orders/updated webhook",
+                 dependencies=[Depends(authenticates_itself("the shop's X-Shopify-Hmac-Sha256"))])
+    async def shopify_order(shop: str, request: Request) -> JSONResponse:
+        return await receive(SHOPIFY, shop, request)
+
+    @router.post("/douyin/{shop}", summary="Receive a Douyin webhook message carrying a 抖店 order",
+                 dependencies=[Depends(authenticates_itself("the shop's X-Douyin-Signature"))])
+    async def douyin_order(shop: str, request: Request) -> JSONResponse:
+        return await receive(DOUYIN, shop, request)
 
     return router
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from fastapi import APIRouter
 
+from orderflow.channels import ENTRY_POINT_GROUP, registry
 from orderflow.contracts import topics
 from orderflow.intake import domain, handlers
 from orderflow.intake.api import create_channel_router, create_router
@@ -16,6 +18,20 @@ from orderflow.runtime.service import ServiceContext, ServiceDefinition
 
 # the topics of the events an order's status is made of (``domain.OUTCOME_EVENTS``)
 OUTCOME_TOPICS = tuple(topics.TOPIC_OF_EVENT[event] for event in domain.OUTCOME_EVENTS)
+
+log = structlog.get_logger(__name__)
+
+
+def load_channels() -> None:
+    """The installed channels, read once at start (``orderflow.channels``): a plugin that cannot
+    be loaded is logged and skipped; two claiming one channel, or none at all, end the start
+    with why."""
+    found = registry()
+    if not found.channels:
+        raise RuntimeError(f"no channel is installed (entry point group {ENTRY_POINT_GROUP}): "
+                           "intake's own are registered by installing orderflow-intake "
+                           "(uv sync, or pip install services/intake)")
+    log.info("channels", channels=sorted(found.channels), skipped=sorted(found.skipped))
 
 
 def create_service() -> ServiceDefinition:
@@ -47,4 +63,5 @@ def create_service() -> ServiceDefinition:
         ],
         routers=routers,
         background=[close_webhook_publisher],
+        on_start=load_channels,
     )

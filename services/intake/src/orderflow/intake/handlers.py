@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from orderflow.channels import channel_names
 from orderflow.connector import StoreRefused, store_of
 from orderflow.contracts.events import (
     OrderChangeRequested,
@@ -21,7 +22,7 @@ from orderflow.contracts.events import (
 )
 from orderflow.contracts.order import Customer
 from orderflow.intake import domain
-from orderflow.intake.adapters import ADAPTERS, AdapterError, adapt
+from orderflow.intake.adapters import AdapterError, adapt, adapter_of
 from orderflow.intake.domain import Normalised
 from orderflow.intake.repository import IntakeRepository
 from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
@@ -37,10 +38,11 @@ def change_id_for(order_id: str, revision: int) -> str:
 
 
 def normalise(submitted: OrderSubmitted) -> Normalised | domain.Refused:
-    """The channel's adapter, then the canonical schema."""
-    adapter = ADAPTERS.get(submitted.channel)
+    """The channel's adapter (the installed channel's, ``orderflow.channels``), then the
+    canonical schema."""
+    adapter = adapter_of(submitted.channel)
     if adapter is None:
-        known = ", ".join(sorted(ADAPTERS))
+        known = ", ".join(channel_names())
         return domain.Refused((Reason(code="unknown_channel", field="channel",
                                       message=f"no adapter for channel {submitted.channel!r} "
                                               f"(known: {known})"),))

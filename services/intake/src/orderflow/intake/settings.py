@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orderflow.contracts.order import MARKETPLACE_CHANNELS, valid_store
+from orderflow.channels import per_store
+from orderflow.contracts.order import valid_store
 
 MIN_CHANNEL_KEY_LENGTH = 16
 
@@ -21,6 +22,13 @@ class IntakeSettings(BaseSettings):
         default_factory=dict,
         description='Per-shop webhook signing secrets as JSON, {"shop-name": "secret"}: the shop '
                     "name is the last part of the webhook URL /webhooks/shopify/{shop}, and the "
+                    "store of the orders it pushes",
+    )
+    douyin_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Per-shop client secrets of the Douyin app that signs the webhook (its '
+                    'X-Douyin-Signature) as JSON, {"shop-id": "secret"}: the shop is the 抖店 '
+                    "shop id, the last part of the webhook URL /webhooks/douyin/{shop}, and the "
                     "store of the orders it pushes",
     )
     webhook_max_bytes: int = Field(
@@ -92,15 +100,17 @@ class IntakeSettings(BaseSettings):
     def _valid_channel_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
         return _checked_channel_keys(keys, "ORDERFLOW_INTAKE_CHANNEL_KEYS")
 
-    @field_validator("shopify_secrets")
+    @field_validator("shopify_secrets", "douyin_secrets")
     @classmethod
-    def _no_empty_secrets(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    def _no_empty_secrets(cls, secrets: dict[str, SecretStr],
+                          info: ValidationInfo) -> dict[str, SecretStr]:
+        variable = f"ORDERFLOW_INTAKE_{(info.field_name or '').upper()}"
         empty = [shop for shop, secret in secrets.items() if not secret.get_secret_value()]
         if empty:
-            raise ValueError(f"ORDERFLOW_INTAKE_SHOPIFY_SECRETS: empty secret for {', '.join(empty)}")
+            raise ValueError(f"{variable}: empty secret for {', '.join(empty)}")
         unusable = [shop for shop in secrets if not valid_store(shop)]
         if unusable:
-            raise ValueError("ORDERFLOW_INTAKE_SHOPIFY_SECRETS: a shop name is a store: 1 to 128 "
+            raise ValueError(f"{variable}: a shop name is a store: 1 to 128 "
                              f"characters, no colon, no blanks ({', '.join(map(repr, unusable))})")
         return secrets
 
@@ -113,8 +123,8 @@ def channel_of_key(name: str) -> tuple[str, str | None]:
 
 def _checked_channel_keys(keys: dict[str, SecretStr], variable: str) -> dict[str, SecretStr]:
     """Every key non-empty, long enough to guess no sooner than a password, used once (a key
-    names one channel and store), under a name ``channel/store`` or ``channel``; the marketplace
-    channels' keys name their store."""
+    names one channel and store), under a name ``channel/store`` or ``channel``; the keys of a
+    channel whose orders are only known by their store (``Channel.per_store``) name their store."""
     problems = []
     seen: dict[str, str] = {}
     for name, key in keys.items():
@@ -130,7 +140,7 @@ def _checked_channel_keys(keys: dict[str, SecretStr], variable: str) -> dict[str
             problems.append(f"{name!r}: not channel/store or channel")
         elif store is not None and not valid_store(store):
             problems.append(f"{name!r}: a store is 1 to 128 characters, no colon, no blanks")
-        elif store is None and channel in MARKETPLACE_CHANNELS:
+        elif store is None and per_store(channel):
             problems.append(f"{name!r}: a {channel} key names its store ({channel}/<store>)")
     if problems:
         raise ValueError(f"{variable}: {'; '.join(problems)}")

@@ -1,39 +1,22 @@
-"""One adapter per channel: a function from the platform's payload to canonical-order data.
-
-Adding a channel is one module here (``to_canonical(payload) -> ChannelOrder``, raising
-``AdapterError`` for a payload it cannot read) and one line in ``ADAPTERS``.
-"""
+"""Intake's own channels: one module per channel, each a function from the platform's payload to
+canonical-order data (``to_canonical(payload) -> ChannelOrder``, raising ``AdapterError`` for a
+payload it cannot read) and its ``CHANNEL`` (``orderflow.channels.Channel``), registered as an
+entry point of group ``orderflow.channels`` in intake's ``pyproject.toml``, as a plugin's
+channel is in its own package (README, "Adding a channel")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
-from orderflow.intake.adapters import canonical, douyin, shopify, spreadsheet
-from orderflow.intake.adapters.channel_order import ChannelOrder
-from orderflow.intake.adapters.errors import AdapterError
+from orderflow.channels import Adapter, AdapterError, ChannelOrder, channel
 
-Adapter = Callable[[Any], ChannelOrder]
-__all__ = ["ADAPTERS", "Adapter", "AdapterError", "ChannelOrder", "adapt"]
+__all__ = ["Adapter", "AdapterError", "ChannelOrder", "adapt", "adapter_of"]
 
 
-def desk_order(payload: Any) -> ChannelOrder:
-    """The console's order desk: an order typed in (canonical JSON), or one order of a sheet
-    pasted or imported at the desk (an order sheet's payload, ``orderflow.connector.spreadsheet``:
-    its ``order_number`` and ``rows``)."""
-    if isinstance(payload, Mapping) and "rows" in payload and "external_id" not in payload:
-        return spreadsheet.to_canonical(payload)
-    return canonical.to_canonical(payload)
-
-
-ADAPTERS: dict[str, Adapter] = {
-    "canonical": canonical.to_canonical,
-    "desk": desk_order,  # the console's order desk: typed or pasted, no store
-    "shopify": shopify.to_canonical,
-    "douyin": douyin.to_canonical,
-    "csv": spreadsheet.to_canonical,
-    "xlsx": spreadsheet.to_canonical,
-}
+def adapter_of(name: str) -> Adapter | None:
+    """The adapter of the installed channel ``name``, if there is one."""
+    found = channel(name)
+    return found.to_canonical if found is not None else None
 
 
 def adapt(adapter: Adapter, payload: Any) -> ChannelOrder:

@@ -34,8 +34,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from orderflow.intake.adapters.channel_order import ChannelOrder
-from orderflow.intake.adapters.errors import AdapterError
+from orderflow.channels import AdapterError, Channel, ChannelOrder
 from orderflow.intake.adapters.reading import (
     china_time,
     epoch_seconds,
@@ -171,3 +170,7 @@ def _address(order: Mapping[str, Any], receiver: str) -> dict[str, Any] | None:
     if phone:
         result["phone"] = phone
     return result
+
+
+CHANNEL = Channel(to_canonical, external_id_fields=("order_id", "shop_order_id"), per_store=True,
+                  order_wrappers=("data", "shop_order_detail"), store_fields=("shop_id",))

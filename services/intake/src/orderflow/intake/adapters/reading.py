@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from orderflow.intake.adapters.errors import AdapterError
+from orderflow.channels import AdapterError
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 

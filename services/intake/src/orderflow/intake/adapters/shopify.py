@@ -30,8 +30,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orderflow.intake.adapters.channel_order import ChannelOrder
-from orderflow.intake.adapters.errors import AdapterError
+from orderflow.channels import AdapterError, Channel, ChannelOrder
 from orderflow.intake.adapters.reading import (
     iso_timestamp,
     mapping,
@@ -184,3 +183,7 @@ def _requested_delivery_date(value: Any) -> str | None:
         if name in _DELIVERY_DATE_ATTRIBUTES:
             return text(attribute.get("value"), f"note_attributes.{i}.value") or None
     return None
+
+
+# a Shopify order number is only unique within its shop: the webhook URL's shop is its store
+CHANNEL = Channel(to_canonical, external_id_fields=("id", "order_number", "name"), per_store=True)

@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from orderflow.channels import AdapterError, Channel, ChannelOrder
 from orderflow.connector.spreadsheet import LINE_COLUMNS, ORDER_COLUMNS
 from orderflow.contracts.order import CanonicalOrder
-from orderflow.intake.adapters.channel_order import ChannelOrder
-from orderflow.intake.adapters.errors import AdapterError
 from orderflow.intake.adapters.reading import mapping, object_list
 
 _WHOLE_NUMBER = re.compile(r"^[+-]?\d+(\.0+)?$")
@@ -135,3 +134,7 @@ def _china_time_unless_given(value: str) -> str:
     if not _HAS_OFFSET.search(value):
         return value.replace(" ", "T", 1) + "+08:00"
     return value
+
+
+# channels csv and xlsx: the sheet's order number is the order's id
+CHANNEL = Channel(to_canonical, external_id_fields=("order_number",))
