@@ -599,8 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "onto order.inbound")
     pull.add_argument("--url", required=True, help="the order API (GET URL?cursor=C&limit=N "
                       "answering {orders, next_cursor, has_more}: orderflow/connector/pull.py)")
-    pull.add_argument("--channel", required=True, choices=CHANNELS,
-                      type=one_of("channel", CHANNELS), help="the channel whose format the "
+    pull.add_argument("--channel", required=True, choices=channels,
+                      type=one_of("channel", channels), help="the channel whose format the "
                       "API's orders are in")
     pull.add_argument("--store", default=None,
                       help="the store (shop) the orders belong to: required for shopify; for "

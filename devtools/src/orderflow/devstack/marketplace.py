@@ -224,11 +224,11 @@ class FakeMarketplace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orderflow.connector import CHANNELS
+    from orderflow.channels import channel_names
     from orderflow.devstack.cli_args import CommandLine, UsageError, one_of, whole
     from orderflow.devstack.simulator import CHANNEL_FORMATS
 
-    channels = tuple(c for c in CHANNELS if c in CHANNEL_FORMATS)
+    channels = tuple(c for c in channel_names() if c in CHANNEL_FORMATS)
     parser = CommandLine(prog="python -m orderflow.devstack.marketplace",
                          description="a fake marketplace order API serving simulator orders "
                                      "by cursor (for `orderflow pull`)")
