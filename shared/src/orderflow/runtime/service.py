@@ -43,7 +43,13 @@ from orderflow.runtime.settings import (
     ServiceSettings,
     load_settings,
 )
-from orderflow.runtime.tracing import configure_tracing, exporter_configured, shutdown_tracing
+from orderflow.runtime.tracing import (
+    configure_tracing,
+    exporter_configured,
+    instrument_database,
+    instrument_http_app,
+    shutdown_tracing,
+)
 from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -176,8 +182,9 @@ async def run_service(definition: ServiceDefinition) -> None:
     kafka = load_settings(KafkaSettings, definition.name)
     database = load_settings(DatabaseSettings, definition.name)
     configure_logging(definition.name, fmt=settings.log_format, level=settings.log_level)
-    if exporter_configured():  # otherwise the no-op tracer: traceparents still propagate
-        configure_tracing(definition.name)
+    # otherwise the no-op tracer (traceparents still propagate) and nothing instrumented
+    provider = configure_tracing(definition.name) if exporter_configured() else None
+    instrument_database(provider)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,6 +244,7 @@ async def run_service(definition: ServiceDefinition) -> None:
 
         app = create_http_app(definition.name, health, definition.routers(ctx),
                               public_openapi=definition.public_openapi, quarantine=quarantine)
+        instrument_http_app(app, provider)
         server = _QuietServer(uvicorn.Config(app, host=settings.http_host,
                                                port=settings.http_port, log_config=None,
                                                access_log=False, lifespan="off"))
