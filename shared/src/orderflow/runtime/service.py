@@ -36,7 +36,7 @@ from orderflow.runtime.lag import PartitionEnds
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.outbox import OutboxRelay, make_producer, quarantined_rows
 from orderflow.runtime.positions import PositionGuard
-from orderflow.runtime.retry import retry_transient
+from orderflow.runtime.retry import Stopping, retry_transient
 from orderflow.runtime.settings import (
     DatabaseSettings,
     KafkaSettings,
@@ -301,6 +301,8 @@ def main(definition: ServiceDefinition) -> None:
             asyncio.run(run_service(definition))
         except BrokerAuthenticationFailed:  # logged in one line by run_service
             sys.exit(EXIT_AUTHENTICATION_FAILED)
+        except Stopping as stopped:  # asked to stop while still waiting for the database or broker
+            log.info("service stopped before it started", waiting_for=str(stopped))
 
 
 async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]],
