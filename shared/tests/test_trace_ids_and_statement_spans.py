@@ -1,10 +1,12 @@
 """Traces inside one service, against the real PostgreSQL: a log line written while an event is
 handled carries its consumer span's ids, and every statement of the handler (through SQLAlchemy
 or the runtime's asyncpg path) is a database span, child of that span, whose text holds bind
-placeholders and never the parameters."""
+placeholders and never the parameters. A batch handler's run of one is in its event's span; the
+statements of a run of several are in no trace, its per-event log lines in their events'."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -132,3 +134,45 @@ async def test_a_handlers_statements_are_database_spans_children_of_its_span_wit
         assert EMAIL not in json.dumps(dict(span.attributes or {}))
         assert EMAIL not in str(span.status.description)
     assert "SELECT email FROM contacts" not in texts
+
+
+async def _handle_run(uow: UnitOfWork, run: list[IncomingEvent[Any]]) -> None:
+    """A set-based handler: one statement for the whole run, then a log line per event in its
+    span (as intake announces each push)."""
+    await uow.session.execute(sa.text("SELECT count(*) FROM contacts WHERE id = ANY(:ids)"),
+                              {"ids": [i.event.warehouse_id for i in run]})
+    for incoming in run:
+        with uow.in_span(incoming) or contextlib.nullcontext():
+            get_logger("orderflow.test").info("announced", warehouse_id=incoming.event.warehouse_id)
+
+
+@pytest.mark.usefixtures("process_logging")
+async def test_a_batch_handlers_run_of_one_is_in_its_span_a_run_of_several_in_none(
+        engine: AsyncEngine, exporter: InMemorySpanExporter,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("t", fmt="json")
+    processor = BatchProcessor(service="t", engine=engine, max_bytes=10_000, subscriptions=[
+        Subscription(topics.WAREHOUSE_UPDATED, batch_handler=_handle_run)])
+    await processor.process([warehouse(1, "W-1")], None)
+    (alone,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert alone.context is not None
+    (statement,) = [s for s in exporter.get_finished_spans()
+                    if s.kind is SpanKind.CLIENT and "ANY" in str((s.attributes or {}).get("db.statement"))]
+    assert statement.parent is not None and statement.parent.span_id == alone.context.span_id
+    exporter.clear()
+
+    await processor.process([warehouse(2, "W-2"), warehouse(3, "W-3")], None)
+    consumers = {s.context.span_id: s for s in exporter.get_finished_spans()
+                 if s.kind is SpanKind.CONSUMER and s.context is not None}
+    assert len(consumers) == 2
+    # the run's statement serves both events: in neither one's trace, and no trace of its own
+    assert not [s for s in exporter.get_finished_spans()
+                if s.kind is SpanKind.CLIENT and "ANY" in str((s.attributes or {}).get("db.statement"))]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    announced = {line["warehouse_id"]: line for line in lines if line["event"] == "announced"}
+    assert int(announced["W-1"]["span_id"], 16) == alone.context.span_id
+    for warehouse_id in ("W-2", "W-3"):
+        span = consumers[int(announced[warehouse_id]["span_id"], 16)]
+        assert span.attributes is not None
+        assert span.attributes["messaging.kafka.message.key"] == warehouse_id
