@@ -25,8 +25,9 @@ which go to asyncpg directly). A statement's span carries its text, whose values
 parameters (``$1``): the parameters themselves are never recorded (``capture_parameters`` off),
 nor a failed statement's error message (the instrumentation sets no description). A statement
 outside any trace (the outbox relay's polls, health checks) makes no span
-(:class:`StatementsInTraces`). With tracing off, nothing is instrumented: not a wrapper is
-installed.
+(:class:`StatementsInTraces`); so do the statements of a batch handler's run of several events
+(they serve them all: the consumer makes no event's span current around the run, only a run of
+one's). With tracing off, nothing is instrumented: not a wrapper is installed.
 """
 
 from __future__ import annotations
