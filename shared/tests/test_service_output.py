@@ -1,5 +1,5 @@
-"""A service process writes its log lines, JSON, to standard output (structlog's and the
-libraries' alike) and nothing to standard error; asked to stop while it still waits for its
+"""A service process writes its log lines, JSON, to standard output (structlog's, the
+libraries', Python's warnings alike) and nothing to standard error; asked to stop while it still waits for its
 database, it says so in one line and exits cleanly."""
 
 from __future__ import annotations
@@ -63,3 +63,16 @@ def test_a_service_process_logs_json_lines_to_stdout_and_nothing_to_stderr() -> 
     assert retry["what"] == "migrate"
     assert lines[-1]["event"] == "service stopped before it started"
     assert lines[-1]["waiting_for"] == "migrate"
+
+
+def test_pythons_warnings_are_log_lines_on_stdout_too() -> None:
+    script = ("import warnings\n"
+              "from orderflow.runtime.logging import configure_logging\n"
+              "configure_logging('t', fmt='json')\n"
+              "warnings.warn('a library is careful', UserWarning, stacklevel=1)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
+    (line,) = _json(done.stdout.splitlines())
+    assert line["logger"] == "py.warnings" and line["level"] == "warning"
+    assert "a library is careful" in line["event"]

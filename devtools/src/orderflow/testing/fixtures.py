@@ -97,3 +97,4 @@ def process_logging() -> Iterator[None]:
             logging.getLogger(name).setLevel(lvl)
         structlog.configure(**structlog_config)
         structlog.contextvars.clear_contextvars()
+        logging.captureWarnings(False)

@@ -2,10 +2,10 @@
 personal data masked by a processor so no caller has to remember to.
 
 Every line goes to standard output (structlog's and the stdlib's: uvicorn, aiokafka,
-SQLAlchemy), as container platforms collect it; standard error is left to what a command line
-says to the person who ran it. A line written inside an OpenTelemetry span carries the span's
-``trace_id`` (32 hex digits) and ``span_id`` (16), as OpenTelemetry writes them
-(:func:`add_trace_ids`): a log line leads to its trace and back.
+SQLAlchemy, Python's warnings), as container platforms collect it; standard error is left to
+what a command line says to the person who ran it. A line written inside an OpenTelemetry span
+carries the span's ``trace_id`` (32 hex digits) and ``span_id`` (16), as OpenTelemetry writes
+them (:func:`add_trace_ids`): a log line leads to its trace and back.
 
 What is masked, wherever it appears in an event (nested mappings and lists, exception objects,
 tracebacks, text):
@@ -536,6 +536,7 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "INFO") -
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # Python's warnings too: through the "py.warnings" logger
     root.setLevel(level)
     for noisy in ("aiokafka", "sqlalchemy.engine", "faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
