@@ -334,31 +334,14 @@ def test_a_customers_delivery_address_is_masked_however_it_is_logged() -> None:
     assert "浦东新区" in str(mask_personal_data(None, "info", {"customer": home.model_dump()}))
 
 
-@pytest.fixture
-def process_logging() -> Iterator[None]:
-    """Logging configured by a test is put back as it was: its handler writes to the test's
-    captured stderr, which is closed after it (later records, such as aiosmtpd's from its own
-    thread in notify's tests, would then fail with "Logging error")."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    structlog_config = structlog.get_config()
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        structlog.configure(**structlog_config)
-        structlog.contextvars.clear_contextvars()
-
-
 @pytest.mark.usefixtures("process_logging")
 def test_stdlib_logs_go_through_the_masking_json_renderer(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("t", fmt="json")
     logging.getLogger("some.library").warning("contact bob@example.org now")
     structlog.get_logger("x").info("hello", email="bob@example.org", order_id="o-1")
-    err = capsys.readouterr().err
-    assert "bob@example.org" not in err
-    assert '"order_id": "o-1"' in err and '"service": "t"' in err
+    out = capsys.readouterr().out
+    assert "bob@example.org" not in out
+    assert '"order_id": "o-1"' in out and '"service": "t"' in out
 
 
 @pytest.mark.usefixtures("process_logging")
@@ -376,7 +359,7 @@ async def test_a_retry_of_the_connector_kit_is_logged_with_its_fields_and_masked
         return "done"
 
     assert await retry_transient(flaky, what="push", initial=0.01, maximum=0.01) == "done"
-    (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines() if "retrying" in x]
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "retrying" in x]
     assert line["logger"] == "orderflow.connector.retry" and line["level"] == "warning"
     assert (line["what"], line["attempt"], line["service"]) == ("push", 1, "t")
     assert line["error"].startswith("ConnectionRefusedError: refused for b***@example.org")

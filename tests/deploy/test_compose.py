@@ -9,11 +9,14 @@ import ast
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from orderflow.runtime.settings import ServiceSettings
+from orderflow.runtime.tracing import exporter_configured
 from tests.deploy.support import (
     DOCKERFILE,
     HTTP_PORT,
@@ -28,6 +31,10 @@ from tests.deploy.support import (
 pytestmark = pytest.mark.unit
 
 INFRA = {"kafka", "postgres", "topics", "kafka-ui", "kafka-exporter", "prometheus", "grafana"}
+# profile observability: started only when asked for (docker compose --profile observability)
+OBSERVABILITY = {"otel-collector", "jaeger"}
+OTEL = ROOT / "deploy" / "otel"
+COLLECTOR_CONFIG_IN_IMAGE = "/etc/otelcol-contrib/config.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,7 @@ def _interpolated(value: str) -> str:
 
 
 def test_every_service_and_the_infrastructure_are_there(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == set(SERVICES) | INFRA
+    assert set(compose["services"]) == set(SERVICES) | INFRA | OBSERVABILITY
     kafka = compose["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in _env(kafka)["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
@@ -177,3 +184,74 @@ def test_docker_compose_config_when_the_plugin_is_installed() -> None:
     done = subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+# --- profile observability --------------------------------------------------------------------
+
+def _env_file(path: Path) -> dict[str, str]:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def collector() -> dict[str, Any]:
+    data = load_yaml(OTEL / "collector.yaml")
+    assert isinstance(data, dict)
+    return data
+
+
+def test_only_the_observability_services_have_a_profile(compose: dict[str, Any]) -> None:
+    """``docker compose up`` starts what it always did; the profile adds the collector and Jaeger."""
+    for name, spec in compose["services"].items():
+        assert spec.get("profiles", []) == (["observability"] if name in OBSERVABILITY else []), name
+    collector = compose["services"]["otel-collector"]
+    assert collector["image"].startswith("otel/opentelemetry-collector-contrib:")
+    assert compose["services"]["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
+    assert set(collector["depends_on"]) == {"jaeger"}
+    # no service depends on them: without the profile, they are not there
+    for name in set(compose["services"]) - OBSERVABILITY:
+        assert not OBSERVABILITY & set(compose["services"][name].get("depends_on", {})), name
+
+
+def test_the_collector_config_is_mounted_and_every_pipeline_component_is_defined(
+        compose: dict[str, Any], collector: dict[str, Any]) -> None:
+    spec = compose["services"]["otel-collector"]
+    mounts = dict(v.split(":")[:2] for v in spec["volumes"])
+    assert mounts["./deploy/otel/collector.yaml"] == COLLECTOR_CONFIG_IN_IMAGE
+    assert spec["command"] == [f"--config={COLLECTOR_CONFIG_IN_IMAGE}"]
+    service = collector["service"]
+    for kind in ("receivers", "processors", "exporters"):
+        for pipeline in service["pipelines"].values():
+            for component in pipeline.get(kind, []):
+                assert component in collector[kind], f"{kind}: {component} is not defined"
+    assert set(service.get("extensions", [])) <= set(collector.get("extensions", {}))
+    traces = service["pipelines"]["traces"]
+    assert traces["receivers"] == ["otlp"]
+    assert "debug" in traces["exporters"]  # a line per batch in `docker compose logs`
+    assert traces["processors"][0] == "memory_limiter"  # first, as the collector's docs ask
+
+
+def test_the_services_endpoint_is_the_collectors_otlp_http_receiver(
+        compose: dict[str, Any], collector: dict[str, Any]) -> None:
+    profile = _env_file(OTEL / "observability.env")
+    assert profile["COMPOSE_PROFILES"] == "observability"
+    endpoint = urlsplit(profile["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert endpoint.scheme == "http" and endpoint.path in {"", "/"}  # the SDK adds /v1/traces
+    assert endpoint.hostname == "otel-collector" and endpoint.hostname in compose["services"]
+    receiver = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    host, port = receiver.rsplit(":", 1)
+    assert host == "0.0.0.0", "bound to the container's loopback, the services could not reach it"
+    assert int(port) == endpoint.port
+    assert str(endpoint.port) in compose["services"]["otel-collector"]["expose"]
+    # the services take the endpoint from that variable
+    for service in SERVICES:
+        env = _env(compose["services"][service])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}", service
+        loaded = {**{k: _interpolated(v) for k, v in env.items()},
+                  "OTEL_EXPORTER_OTLP_ENDPOINT": profile["OTEL_EXPORTER_OTLP_ENDPOINT"]}
+        assert exporter_configured(loaded), service
+    # the collector forwards to Jaeger's OTLP/gRPC port, which Jaeger opens
+    jaeger = urlsplit("//" + collector["exporters"]["otlp/jaeger"]["endpoint"])
+    assert jaeger.hostname == "jaeger" and str(jaeger.port) in compose["services"]["jaeger"]["expose"]
+    assert jaeger.port == 4317
+    assert _env(compose["services"]["jaeger"])["COLLECTOR_OTLP_ENABLED"] == "true"

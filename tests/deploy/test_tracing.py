@@ -1,21 +1,37 @@
-"""Traces cross services through the events' ``traceparent`` header (orderflow.runtime.tracing)."""
+"""Traces cross services through the events' ``traceparent`` header (orderflow.runtime.tracing);
+log lines carry the current span's ids; statements outside a trace make no span; with tracing
+off nothing is instrumented."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import pytest
+import wrapt
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+)
 
 from orderflow.contracts.headers import EventHeaders, new_traceparent
 from orderflow.runtime import tracing
+from orderflow.runtime.logging import configure_logging, get_logger
 
 pytestmark = pytest.mark.unit
 
@@ -162,3 +178,69 @@ def test_exporter_only_when_an_otlp_endpoint_is_set(monkeypatch: pytest.MonkeyPa
     assert not tracing.exporter_configured()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert tracing.configure_tracing("review", set_global=False) is None
+
+
+@pytest.mark.usefixtures("process_logging")
+def test_a_log_line_carries_the_current_spans_ids_and_none_without_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("t", fmt="json")
+    # a span id of decimal digits only: not taken for a phone number by the masking
+    digits = SpanContext(trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0x1234567890123456,
+                         is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with trace.use_span(NonRecordingSpan(digits)):
+        get_logger("orderflow.test").info("inside")
+        logging.getLogger("aiokafka").warning("a library's line inside")
+    get_logger("orderflow.test").info("outside")
+    logging.getLogger("uvicorn.error").info("Uvicorn running")
+    with trace.use_span(NonRecordingSpan(INVALID_SPAN_CONTEXT)):
+        get_logger("orderflow.test").info("an invalid context")
+
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = {line["event"]: line for line in map(json.loads, captured.out.splitlines())}
+    for event in ("inside", "a library's line inside"):
+        assert lines[event]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+        assert lines[event]["span_id"] == "1234567890123456"
+    for event in ("outside", "Uvicorn running", "an invalid context"):
+        assert "trace_id" not in lines[event] and "span_id" not in lines[event]
+
+
+def test_with_tracing_off_no_database_call_is_wrapped() -> None:
+    tracing.instrument_database(None)
+    assert not isinstance(vars(asyncpg.Connection)["fetch"], wrapt.FunctionWrapper)
+    provider = TracerProvider()
+    tracing.instrument_database(provider)
+    try:
+        assert isinstance(vars(asyncpg.Connection)["fetch"], wrapt.FunctionWrapper)
+    finally:
+        tracing.uninstrument_database()
+        provider.shutdown()
+    assert not isinstance(vars(asyncpg.Connection)["fetch"], wrapt.FunctionWrapper)
+
+
+def test_a_statement_outside_any_trace_is_dropped_one_inside_follows_its_parent() -> None:
+    sampler = tracing.StatementsInTraces(ALWAYS_ON)
+    statement = {"db.system": "postgresql", "db.statement": "SELECT 1"}
+    root = sampler.should_sample(None, 1, "SELECT", SpanKind.CLIENT, statement)
+    assert root.decision is Decision.DROP
+    parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(
+        trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+    assert sampler.should_sample(parent, 1, "SELECT", SpanKind.CLIENT,
+                                 statement).decision is Decision.RECORD_AND_SAMPLE
+    # anything else: as the delegate decides
+    assert sampler.should_sample(None, 1, "process x", SpanKind.CONSUMER,
+                                 {}).decision is Decision.RECORD_AND_SAMPLE
+    assert tracing.StatementsInTraces(ALWAYS_OFF).should_sample(
+        parent, 1, "SELECT", SpanKind.CLIENT, statement).decision is Decision.DROP
+
+
+def test_the_provider_samples_with_the_environments_sampler_inside_statements_in_traces(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    provider = tracing.configure_tracing("review", set_global=False)
+    assert provider is not None
+    assert isinstance(provider.sampler, tracing.StatementsInTraces)
+    assert "0.25" in provider.sampler.get_description()
+    provider.shutdown()

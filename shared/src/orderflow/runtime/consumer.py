@@ -419,8 +419,13 @@ class BatchProcessor:
                     run = fresh[index:run_end]
                     uow.spans = ({e.headers.event_id: self._start_span(e) for e in run}
                                  if traced else {})
+                    # a run of one: its span current throughout (the statements that serve a
+                    # run of several serve them all, and are in no one event's trace); a failure
+                    # is recorded on every span of the run below
+                    alone = uow.in_span(run[0], record_exception=False) if len(run) == 1 else None
                     try:
-                        await batch_handler(uow, run)
+                        with alone or contextlib.nullcontext():
+                            await batch_handler(uow, run)
                     except Exception as exc:
                         for span in uow.spans.values():
                             span.record_exception(exc)

@@ -1,6 +1,12 @@
 """structlog set-up: JSON in services (readable on a terminal), stdlib loggers routed through it,
 personal data masked by a processor so no caller has to remember to.
 
+Every line goes to standard output (structlog's and the stdlib's: uvicorn, aiokafka,
+SQLAlchemy, Python's warnings), as container platforms collect it; standard error is left to
+what a command line says to the person who ran it. A line written inside an OpenTelemetry span
+carries the span's ``trace_id`` (32 hex digits) and ``span_id`` (16), as OpenTelemetry writes
+them (:func:`add_trace_ids`): a log line leads to its trace and back.
+
 What is masked, wherever it appears in an event (nested mappings and lists, exception objects,
 tracebacks, text):
 
@@ -31,6 +37,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import ExceptionTransformer, ExcInfo
@@ -482,15 +489,28 @@ def mask_personal_data(
     return event_dict
 
 
+def add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the current OpenTelemetry span's ``trace_id`` and ``span_id``, in
+    OpenTelemetry's hex form, when there is a span with a valid context (one the SDK records, or
+    a remote parent's); no field at all otherwise, never zeros."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
+
+
 _configured = False
 
 
 def configure_logging(service: str, *, fmt: str = "auto", level: str = "INFO") -> None:
-    """Configure structlog and the stdlib root logger once per process. Masking is the last
-    step before rendering, after the exception is formatted, for structlog's loggers and the
-    stdlib's alike."""
+    """Configure structlog and the stdlib root logger once per process, writing to standard
+    output. Masking is the last step before rendering but the trace ids, after the exception is
+    formatted, for structlog's loggers and the stdlib's alike."""
     global _configured
-    json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    json_output = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -498,11 +518,12 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "INFO") -
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         format_exc_info,
         mask_personal_data,
+        add_trace_ids,  # after masking: a span id of decimal digits only is not a phone number
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -517,10 +538,11 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "INFO") -
                            *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # Python's warnings too: through the "py.warnings" logger
     root.setLevel(level)
     for noisy in ("aiokafka", "sqlalchemy.engine", "faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

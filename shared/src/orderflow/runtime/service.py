@@ -36,14 +36,20 @@ from orderflow.runtime.lag import PartitionEnds
 from orderflow.runtime.logging import configure_logging
 from orderflow.runtime.outbox import OutboxRelay, make_producer, quarantined_rows
 from orderflow.runtime.positions import PositionGuard
-from orderflow.runtime.retry import retry_transient
+from orderflow.runtime.retry import Stopping, retry_transient
 from orderflow.runtime.settings import (
     DatabaseSettings,
     KafkaSettings,
     ServiceSettings,
     load_settings,
 )
-from orderflow.runtime.tracing import configure_tracing, exporter_configured, shutdown_tracing
+from orderflow.runtime.tracing import (
+    configure_tracing,
+    exporter_configured,
+    instrument_database,
+    instrument_http_app,
+    shutdown_tracing,
+)
 from orderflow.runtime.unit_of_work import UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -185,8 +191,9 @@ async def run_service(definition: ServiceDefinition) -> None:
         except Exception as exc:
             log.error("start refused", reason=str(exc), error=type(exc).__name__)
             raise
-    if exporter_configured():  # otherwise the no-op tracer: traceparents still propagate
-        configure_tracing(definition.name)
+    # otherwise the no-op tracer (traceparents still propagate) and nothing instrumented
+    provider = configure_tracing(definition.name) if exporter_configured() else None
+    instrument_database(provider)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -246,6 +253,7 @@ async def run_service(definition: ServiceDefinition) -> None:
 
         app = create_http_app(definition.name, health, definition.routers(ctx),
                               public_openapi=definition.public_openapi, quarantine=quarantine)
+        instrument_http_app(app, provider)
         server = _QuietServer(uvicorn.Config(app, host=settings.http_host,
                                                port=settings.http_port, log_config=None,
                                                access_log=False, lifespan="off"))
@@ -302,6 +310,8 @@ def main(definition: ServiceDefinition) -> None:
             asyncio.run(run_service(definition))
         except BrokerAuthenticationFailed:  # logged in one line by run_service
             sys.exit(EXIT_AUTHENTICATION_FAILED)
+        except Stopping as stopped:  # asked to stop while still waiting for the database or broker
+            log.info("service stopped before it started", waiting_for=str(stopped))
 
 
 async def create_topics(kafka: KafkaSettings, topics: list[tuple[str, int]],

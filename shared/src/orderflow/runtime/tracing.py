@@ -17,21 +17,38 @@ The runtime makes a CONSUMER span per incoming event (:func:`start_consumer_span
 event's ``traceparent``), current around the event's handler (:func:`current`); each event staged
 meanwhile gets :func:`outgoing_traceparent` (in a batch handler's run, :func:`traceparent_of` the
 span of the event it answers).
+
+With tracing on (a provider installed), OpenTelemetry's own instrumentations add the rest:
+:func:`instrument_http_app` a SERVER span per HTTP request (FastAPI), :func:`instrument_database`
+a CLIENT span per PostgreSQL statement (asyncpg: SQLAlchemy's statements and the runtime's own,
+which go to asyncpg directly). A statement's span carries its text, whose values are bind
+parameters (``$1``): the parameters themselves are never recorded (``capture_parameters`` off),
+nor a failed statement's error message (the instrumentation sets no description). A statement
+outside any trace (the outbox relay's polls, health checks) makes no span
+(:class:`StatementsInTraces`); so do the statements of a batch handler's run of several events
+(they serve them all: the consumer makes no event's span current around the run, only a run of
+one's). With tracing off, nothing is instrumented: not a wrapper is installed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 from orderflow.contracts.headers import TRACEPARENT, child_traceparent, new_traceparent
 
@@ -68,7 +85,8 @@ def configure_tracing(service: str, *, set_global: bool = True,
     attributes = {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or f"orderflow-{service}",
                   "service.namespace": "orderflow"}
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; explicit attributes win
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(resource=Resource.create(attributes),
+                              sampler=StatementsInTraces(sampling._get_from_env_or_default()))
     for processor in processors:
         provider.add_span_processor(processor)
     if exporter_configured():
@@ -79,6 +97,98 @@ def configure_tracing(service: str, *, set_global: bool = True,
         trace.set_tracer_provider(provider)
         _configured = provider
     return provider
+
+
+class StatementsInTraces(sampling.Sampler):
+    """The sampler of ``OTEL_TRACES_SAMPLER`` (``delegate``), but a database statement with no
+    parent span is dropped: the outbox relay polls twice a second and health checks run
+    ``SELECT 1``, each of which would otherwise be a trace of its own. A statement inside a
+    trace (an event's handling, an HTTP request) is sampled as its parent is."""
+
+    def __init__(self, delegate: sampling.Sampler) -> None:
+        self.delegate = delegate
+
+    def should_sample(self, parent_context: otel_context.Context | None, trace_id: int, name: str,
+                      kind: SpanKind | None = None, attributes: Attributes = None,
+                      links: Sequence[Link] | None = None,
+                      trace_state: trace.TraceState | None = None) -> sampling.SamplingResult:
+        if (kind is SpanKind.CLIENT and attributes
+                and ("db.system" in attributes or "db.system.name" in attributes)
+                and not trace.get_current_span(parent_context).get_span_context().is_valid):
+            return sampling.SamplingResult(sampling.Decision.DROP)
+        return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes,
+                                           links, trace_state)
+
+    def get_description(self) -> str:
+        return f"StatementsInTraces{{{self.delegate.get_description()}}}"
+
+
+# what a request's span never records: health probes and Prometheus' scrapes
+UNTRACED_PATHS = ("/healthz", "/livez", "/metrics")
+
+
+_QUERY_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+
+
+def _query_values_masked(value: str, *, query_only: bool = False) -> str:
+    """A URL or a target (path and query), or a query alone, with each query value replaced by
+    ``***``: a search by e-mail or name must not reach the trace backend. A parameter's name is
+    kept when it looks like one (the instrumentation records the query decoded, so a value's
+    ``&`` may begin a "name")."""
+    head, sep, query = ("", "", value) if query_only else value.partition("?")
+    if not query_only and not sep:
+        return value
+    masked = "&".join(f"{name}=***" if _QUERY_NAME.fullmatch(name) else "***"
+                      for name in (pair.partition("=")[0] for pair in query.split("&") if pair))
+    return masked if query_only else f"{head}?{masked}"
+
+
+_URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.query")
+
+
+def _mask_request_url(span: Span, _scope: dict[str, Any]) -> None:
+    """The instrumentation's ``server_request_hook``: the request's URL attributes again, their
+    query values masked."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            span.set_attribute(key, _query_values_masked(value, query_only=key == "url.query"))
+
+
+def instrument_http_app(app: FastAPI, provider: TracerProvider | None) -> None:
+    """A SERVER span per HTTP request to ``app`` (OpenTelemetry's FastAPI instrumentation),
+    named by its route (``GET /orders/{order_id}``), when tracing is on (``provider`` is what
+    :func:`configure_tracing` returned); with ``None``, the app is left as it is. Probes and
+    scrapes (``UNTRACED_PATHS``) make no span, nor do the ASGI messages of a request; query
+    values are masked (:func:`_query_values_masked`)."""
+    if provider is None:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, server_request_hook=_mask_request_url,
+        excluded_urls=",".join(f"{path}$" for path in UNTRACED_PATHS),
+        exclude_spans=["receive", "send"])
+
+
+def instrument_database(provider: TracerProvider | None) -> None:
+    """A CLIENT span per PostgreSQL statement of this process (OpenTelemetry's asyncpg
+    instrumentation), when tracing is on; with ``None``, nothing is wrapped. The statement's text
+    is recorded, its parameters never (``capture_parameters=False``)."""
+    if provider is None:
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor(capture_parameters=False).instrument(  # type: ignore[no-untyped-call]
+        tracer_provider=provider)
+
+
+def uninstrument_database() -> None:
+    """Undo :func:`instrument_database` (a test's; a service keeps it for its life)."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
 
 
 def shutdown_tracing() -> None:

@@ -72,9 +72,8 @@ class _Handling:
         self.tokens = [var.set(value) for var, value in zip(
             _EVENT_LOG_VARS, (incoming.headers.event_id, incoming.key, incoming.topic,
                               incoming.partition, incoming.offset), strict=True)]
-        span = uow.spans.get(incoming.headers.event_id) if uow.spans else None
-        if span is not None:
-            self.span_cm = trace.use_span(span, end_on_exit=False)
+        self.span_cm = uow.in_span(incoming)
+        if self.span_cm is not None:
             try:
                 self.span_cm.__enter__()
             except BaseException:
@@ -143,6 +142,19 @@ class UnitOfWork:
         ``topic``, ``partition``, ``offset``) and its consumer span made current. Leaving it
         restores what was there before (the log context as ``bound_contextvars`` would)."""
         return _Handling(self, incoming)
+
+    def in_span(self, incoming: IncomingEvent[Any], *,
+                record_exception: bool = True) -> AbstractContextManager[Any] | None:
+        """Inside a batch handler, ``incoming``'s consumer span made current for a ``with`` block
+        (log lines written and statements run there name it; an exception leaving it is recorded
+        on it unless ``record_exception`` is false), or ``None`` when the run has no spans
+        (tracing off). ``handling`` does this with the rest; a handler that binds its own log
+        context uses this alone."""
+        span = self.spans.get(incoming.headers.event_id) if self.spans else None
+        if span is None:
+            return None
+        return trace.use_span(span, end_on_exit=False, record_exception=record_exception,
+                              set_status_on_exception=record_exception)
 
     def dead_letter(self, *, topic: str, key: bytes | None, value: bytes,
                     headers: tuple[tuple[str, bytes], ...], reason: str, error: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -141,14 +142,16 @@ _RUNTIME_CONTEXT = ("event_id", "order_id", "topic", "partition", "offset")
 def _announce(uow: UnitOfWork, run: list[IncomingEvent[OrderSubmitted]],
               pushes: list[domain.Push], outcomes: tuple[domain.Outcome, ...]) -> None:
     """Each push's events and log line, in the run's order, in its log context (its event and
-    the order it came to); the consumer's context is restored afterwards (``channel`` stays
-    bound); after a failure it stays as the failing push bound it."""
+    the order it came to) and its consumer span (``uow.in_span``); the consumer's context is
+    restored afterwards (``channel`` stays bound); after a failure it stays as the failing push
+    bound it."""
     previous = structlog.contextvars.get_contextvars()
     for incoming, push, outcome in zip(run, pushes, outcomes, strict=True):
         structlog.contextvars.bind_contextvars(
             event_id=incoming.headers.event_id, order_id=outcome.order_id, topic=incoming.topic,
             partition=incoming.partition, offset=incoming.offset, channel=incoming.event.channel)
-        _announce_one(uow, incoming.event, incoming, push, outcome)
+        with uow.in_span(incoming) or contextlib.nullcontext():
+            _announce_one(uow, incoming.event, incoming, push, outcome)
     for key in _RUNTIME_CONTEXT:
         if key in previous:
             structlog.contextvars.bind_contextvars(**{key: previous[key]})
