@@ -28,6 +28,10 @@ outside any trace (the outbox relay's polls, health checks) makes no span
 (:class:`StatementsInTraces`); so do the statements of a batch handler's run of several events
 (they serve them all: the consumer makes no event's span current around the run, only a run of
 one's). With tracing off, nothing is instrumented: not a wrapper is installed.
+
+What an exception leaves on a span (its message and stack trace, the status's description) is
+masked before export (:class:`MaskingExporter`) with the logs' own masking: personal data in an
+error's text never leaves the process in a trace either.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Span, SpanKind, Status, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
@@ -51,10 +55,56 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 from orderflow.contracts.headers import TRACEPARENT, child_traceparent, new_traceparent
+from orderflow.runtime.logging import mask_text
 
 INSTRUMENTATION_NAME = "orderflow"
 _propagator = TraceContextTextMapPropagator()
 _configured: TracerProvider | None = None
+
+
+#: what ``Span.record_exception`` writes of an exception: its text, which may name a person
+_EXCEPTION_TEXT = ("exception.message", "exception.stacktrace")
+
+
+def masked_span(span: ReadableSpan) -> ReadableSpan:
+    """``span`` with personal data masked in its exceptions' text and its status's description
+    (the same span when it has neither)."""
+    events = tuple(_masked_event(event) for event in span.events)
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, mask_text(status.description))
+    if status is span.status and all(a is b for a, b in zip(events, span.events, strict=True)):
+        return span
+    return ReadableSpan(name=span.name, context=span.context, parent=span.parent,
+                        resource=span.resource, attributes=span.attributes, events=events,
+                        links=span.links, kind=span.kind, status=status,
+                        start_time=span.start_time, end_time=span.end_time,
+                        instrumentation_scope=span.instrumentation_scope)
+
+
+def _masked_event(event: Event) -> Event:
+    attributes = event.attributes or {}
+    if not any(isinstance(attributes.get(key), str) for key in _EXCEPTION_TEXT):
+        return event
+    masked = {key: mask_text(value) if key in _EXCEPTION_TEXT and isinstance(value, str) else value
+              for key, value in attributes.items()}
+    return Event(event.name, masked, timestamp=event.timestamp)
+
+
+class MaskingExporter(SpanExporter):
+    """Exports through ``delegate`` the spans as :func:`masked_span` leaves them."""
+
+    def __init__(self, delegate: SpanExporter) -> None:
+        self._delegate = delegate
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._delegate.export([masked_span(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._delegate.force_flush(timeout_millis)
 
 
 def _env_true(name: str) -> bool:
@@ -92,7 +142,7 @@ def configure_tracing(service: str, *, set_global: bool = True,
     if exporter_configured():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(MaskingExporter(OTLPSpanExporter())))
     if set_global:
         trace.set_tracer_provider(provider)
         _configured = provider
