@@ -35,7 +35,7 @@ from orderflow.runtime.retry import is_transient, retry_transient
 from orderflow.runtime.service import ServiceDefinition, build_broker, service_settings, tune_gc
 from orderflow.runtime.settings import KafkaSettings, ServiceSettings, load_settings
 from orderflow.runtime.sqlalchemy_bridge import Statement
-from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork
+from orderflow.runtime.unit_of_work import IncomingEvent, UnitOfWork, trace_id_of
 
 pytestmark = pytest.mark.unit
 
@@ -109,6 +109,12 @@ def test_validation_errors_do_not_carry_input_values() -> None:
     assert "13800138000" not in item.error
 
 
+def test_a_trace_id_is_read_only_from_a_well_formed_traceparent() -> None:
+    assert trace_id_of("00-" + "a" * 32 + "-" + "b" * 16 + "-01") == "a" * 32
+    for bad in (None, "", "00-abc-def-01", "garbage" * 8):
+        assert trace_id_of(bad) is ...
+
+
 def test_handling_an_event_binds_its_log_context_and_restores_what_was_there() -> None:
     uow = UnitOfWork(None, "t")  # type: ignore[arg-type]  # no database needed here
     first = decode(Rec(GOOD.model_dump_json().encode(), headers(), offset=7), SUB, 10_000)
@@ -123,7 +129,9 @@ def test_handling_an_event_binds_its_log_context_and_restores_what_was_there() -
             assert uow.current is first
             assert structlog.contextvars.get_contextvars() == {
                 "service": "t", "event_id": first.headers.event_id, "order_id": "SKU-1",
-                "topic": "stock.received", "partition": 0, "offset": 7}
+                "topic": "stock.received", "partition": 0, "offset": 7,
+                # the event's trace, for log lines written with tracing off (no span current)
+                "trace_id": first.headers.traceparent.split("-")[1]}
             structlog.contextvars.bind_contextvars(order_id="bound-inside")
             with uow.handling(second):  # nested: the inner event's context, then the outer's
                 assert uow.current is second

@@ -494,7 +494,8 @@ def add_trace_ids(
 ) -> MutableMapping[str, Any]:
     """structlog processor: the current OpenTelemetry span's ``trace_id`` and ``span_id``, in
     OpenTelemetry's hex form, when there is a span with a valid context (one the SDK records, or
-    a remote parent's); no field at all otherwise, never zeros."""
+    a remote parent's); never zeros. Without one, a line written while an event is handled keeps
+    the event's ``trace_id`` from its log context (``UnitOfWork.handling``), with no span id."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
