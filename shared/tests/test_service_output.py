@@ -45,7 +45,7 @@ def test_a_service_process_logs_json_lines_to_stdout_and_nothing_to_stderr() -> 
     for reader in readers:
         reader.start()
     try:
-        wait_until(lambda: any(line.get("event") == "transient fault, retrying"
+        wait_until(lambda: any(str(line.get("event")).startswith("transient fault, retrying")
                                for line in _json(out[:])) or proc.poll() is not None,
                    timeout=60, what="the service's first retry logged")
         assert proc.poll() is None, "".join(out + err)[-3000:]
@@ -58,7 +58,8 @@ def test_a_service_process_logs_json_lines_to_stdout_and_nothing_to_stderr() -> 
     assert err == [], "".join(err)[-3000:]
     lines = _json(out)
     assert len(lines) == len([line for line in out if line.strip()]), out  # every line is JSON
-    retry = next(line for line in lines if line["event"] == "transient fault, retrying")
+    retry = next(line for line in lines
+                 if line["event"].startswith("transient fault, retrying"))
     assert retry["service"] == "notify" and retry["level"] == "warning"
     assert retry["what"] == "migrate"
     assert lines[-1]["event"] == "service stopped before it started"
