@@ -57,7 +57,7 @@ def test_each_distribution_holds_its_own_packages_under_one_namespace() -> None:
     def packages(src: Path) -> set[str]:
         return {p.name for p in (src / "orderflow").iterdir() if p.is_dir() and p.name != "__pycache__"}
 
-    assert packages(KIT / "src") == {"contracts", "connector"}
+    assert packages(KIT / "src") == {"contracts", "connector", "channels"}
     assert packages(ROOT / "shared" / "src") == {"runtime"}
     assert packages(ROOT / "devtools" / "src") == {"devstack", "testing"}
     for src in (KIT / "src", ROOT / "shared" / "src", ROOT / "devtools" / "src",
