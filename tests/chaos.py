@@ -1349,8 +1349,13 @@ class Chaos:
             for at in ats:
                 if any(start <= at <= end for start, end in self.outages_after_send):
                     around_outage.setdefault(nid, at)
+        # unless notify itself was killed between the two arrivals: then the copy is the
+        # README's "a sender killed between a send and its mark" (counted with the copies)
+        notify_killed = [self.started + f.at_s for f in self.faults
+                         if f.kind == "sigkill" and f.target.startswith("notify")]
         repeated = sorted(nid for nid, at in around_outage.items()
-                          if any(later > at for later in times[nid]))
+                          if any(later > at and not any(at < k < later for k in notify_killed)
+                                 for later in times[nid]))
 
         def copy(nid: str) -> dict[str, Any]:
             """When each arrival came (seconds into the run) and the faults from the first to
