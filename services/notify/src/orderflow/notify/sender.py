@@ -254,9 +254,12 @@ class ChannelSender:
             outcome = exc
         except TimeoutError:
             outcome = DeliveryFailed(f"no answer within {self.send_timeout_s:g}s")
-        except Exception as exc:  # a template or driver bug: retrying will not help
-            log.exception("notification could not be rendered or sent")
-            outcome = DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300], permanent=True)
+        except Exception as exc:
+            if is_transient(exc):  # the database or the network away (a driver's own lookup)
+                outcome = DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300])
+            else:  # a template or driver bug: retrying will not help
+                log.exception("notification could not be rendered or sent")
+                outcome = DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300], permanent=True)
         try:
             await self._marked(ctx, row, outcome)
         except Stopping:
